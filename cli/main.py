@@ -1,0 +1,56 @@
+"""The `twofold` command: keys, dealer, bench (servers, owners and jobs follow)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import typer
+
+from cli.bench import bench_app
+from mpc.curve import generate_keypair
+from mpc.dealer import Dealer
+from mpc.errors import MpcError
+from servers.config import ConfigError, load_dealer_config
+from servers.local_cluster import ProcessError
+
+app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+keys_app = typer.Typer(help="CurveZMQ key pairs.", no_args_is_help=True)
+dealer_app = typer.Typer(help="The dealer of correlated randomness.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(dealer_app, name="dealer")
+app.add_typer(bench_app, name="bench")
+
+
+@keys_app.command("generate")
+def keys_generate(name: str, directory: Path = typer.Option(Path("."), "--dir")):
+    """Write NAME.key (public, share it) and NAME.key_secret (mode 0600, keep it)."""
+    public, secret = generate_keypair(directory, name)
+    typer.echo(f"{public}\n{secret}")
+
+
+@dealer_app.command("run")
+def dealer_run(config: Path = typer.Option(..., help="dealer.toml")):
+    """Serve correlated randomness to the two servers named in the config."""
+    settings = load_dealer_config(config)
+    dealer = Dealer(settings.keys, settings.server_publics, settings.listen)
+    typer.echo(f"dealer listening on {settings.listen}", err=True)
+    try:
+        asyncio.run(dealer.serve())
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    """Entry point: known failures become one line on stderr and exit code 1."""
+    try:
+        app()
+    except (MpcError, ConfigError, ProcessError, OSError) as error:
+        typer.echo(f"twofold: {error}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Rounds, bytes and seconds per named stage, for one party.
+
+A round is one message flight the party takes part in: an exchange (both send at once) counts
+one, a one-way send counts one for the sender and one for the receiver. Offline time is the time
+spent obtaining correlated randomness (waiting for the dealer and expanding seeds); online time
+is the rest of the stage's wall time.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class StageCost:
+    rounds: int = 0
+    bytes_sent: int = 0
+    messages: int = 0
+    dealer_bytes: int = 0
+    wall_s: float = 0.0
+    offline_s: float = 0.0
+
+    @property
+    def online_s(self) -> float:
+        return max(self.wall_s - self.offline_s, 0.0)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "online_s": self.online_s}
+
+
+@dataclass
+class Accounting:
+    stages: dict[str, StageCost] = field(default_factory=dict)
+    current: str = "default"
+    message_sizes: list[int] | None = None  # set to [] to record every message size sent
+
+    def cost(self, name: str | None = None) -> StageCost:
+        name = self.current if name is None else name
+        if name not in self.stages:
+            self.stages[name] = StageCost()
+        return self.stages[name]
+
+    def record_send(self, nbytes: int) -> None:
+        cost = self.cost()
+        cost.bytes_sent += nbytes
+        cost.messages += 1
+        if self.message_sizes is not None:
+            self.message_sizes.append(nbytes)
+
+    def record_round(self) -> None:
+        self.cost().rounds += 1
+
+    @contextmanager
+    def offline(self):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.cost().offline_s += time.perf_counter() - start
+
+    @contextmanager
+    def stage(self, name: str):
+        previous, self.current = self.current, name
+        start = time.perf_counter()
+        try:
+            yield self.cost(name)
+        finally:
+            self.cost(name).wall_s += time.perf_counter() - start
+            self.current = previous

@@ -1,0 +1,87 @@
+"""Benchmark programs for the core protocols, run by both servers on random secret inputs.
+
+Server 0 makes random plaintext inputs in the fixed-point range and secret-shares them (not
+timed); every operation then runs `repeat` times, each in a stage of its own named "op#rep".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpc.party import Party
+from mpc.preprocessing import Preprocessing
+from mpc.protocols.arithmetic import fixed_matmul, mul, share_input, truncate
+from mpc.protocols.boolean import arith_to_bool, equal, less_than
+from mpc.protocols.shuffle import shuffle
+from mpc.protocols.sort import SortKey, sort
+
+OPS = ("mul", "matmul", "trunc", "lt", "eq", "a2b", "shuffle", "sort")
+MATMUL_WIDTH = 128  # matmul benchmark: (n / 128 x 128) @ (128 x 1), SGD's forward shape
+
+
+async def _random_input(party: Party, shape, bits: int = 40) -> np.ndarray:
+    values = None
+    if party.id == 0:
+        values = party.rng.words(shape) >> np.uint64(64 - bits)
+        values -= np.uint64(1 << (bits - 1))  # signed, |v| < 2^(bits-1)
+    return await share_input(party, 0, values, shape)
+
+
+async def _run_op(party: Party, op: str, x, y, key, matrix, weights):
+    if op == "mul":
+        await mul(party, x, y)
+    elif op == "matmul":
+        await fixed_matmul(party, matrix, weights)
+    elif op == "trunc":
+        await truncate(party, x)
+    elif op == "lt":
+        await less_than(party, x, y)
+    elif op == "eq":
+        await equal(party, x, y)
+    elif op == "a2b":
+        await arith_to_bool(party, x)
+    elif op == "shuffle":
+        await shuffle(party, [x, y])
+    elif op == "sort":
+        await sort(party, [key, y], [SortKey(key, bits=64)])
+    else:
+        raise ValueError(f"unknown benchmark op {op!r}; choose from {', '.join(OPS)}")
+
+
+ON_DEMAND_OPS = {"sort"}  # plans too large to hold (gigabytes at a million rows)
+
+
+async def _timed_runs(party: Party, op: str, repeat: int, args) -> None:
+    """A warm-up run records the op's correlation plan; each timed run first fetches its own
+    fresh correlations for that plan (offline), meets the peer, then runs online. Ops in
+    ON_DEMAND_OPS fetch as they go instead: their figure to read is online plus offline."""
+    source = party.corr
+    plan = None
+    if op not in ON_DEMAND_OPS:
+        start = len(source.requests)
+        with party.stage(f"{op}#warmup"):
+            await _run_op(party, op, *args)
+        plan = source.requests[start:]
+    for rep in range(repeat):
+        if plan is not None:
+            with party.stage(f"{op}#{rep}"):
+                await source.preprocess(plan)
+            with party.stage("sync"):
+                await party.link.exchange(np.zeros(1, np.uint64))
+        with party.stage(f"{op}#{rep}"):
+            await _run_op(party, op, *args)
+
+
+async def run_mpc_bench(party: Party, n: int, repeat: int = 3, ops=OPS) -> dict:
+    """Costs per stage, as {stage: StageCost dict}."""
+    party.corr = Preprocessing(party.corr)
+    with party.stage("inputs"):
+        x = await _random_input(party, n)
+        y = await _random_input(party, n)
+        key = await _random_input(party, n, bits=64)
+        rows = max(n // MATMUL_WIDTH, 1)
+        matrix = await _random_input(party, (rows, MATMUL_WIDTH), bits=20)
+        weights = await _random_input(party, (MATMUL_WIDTH, 1), bits=20)
+    for op in ops:
+        await _timed_runs(party, op, repeat, (x, y, key, matrix, weights))
+    return {name: cost.as_dict() for name, cost in party.accounting.stages.items()}

@@ -1,0 +1,222 @@
+"""Correlated randomness: what each kind is, and how it is compressed into seeds.
+
+Correlation number k of a session is derived, for party p, from Prg(K_p, stream_id=k), where
+K_p is the session key the dealer gave party p. Each party expands its own part locally; the
+dealer expands both parts, computes the one piece that cannot come from a seed (the
+"correction"), and sends it only to the party that needs it. So dealer traffic is about one
+word per correlated element, and the other party needs no message at all.
+
+Every kind below is a small object with:
+- receiver(params): the party that gets the correction;
+- own(party, prg, params): the party's seed-derived arrays;
+- correction(own0, own1, params): the dealer's correction for the receiver;
+- assemble(party, own, correction): the finished correlation, as the protocols use it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from mpc.prg import Prg
+
+MAX_ELEMENTS = 1 << 28  # a request larger than this is refused (2 GiB of words)
+
+
+class CorrelationError(ValueError):
+    """Malformed correlation parameters."""
+
+
+def _count(shape) -> int:
+    if not (isinstance(shape, (list, tuple)) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        raise CorrelationError(f"bad shape {shape!r}")
+    count = int(np.prod(shape, dtype=np.int64))
+    if count > MAX_ELEMENTS:
+        raise CorrelationError(f"request for {count} elements exceeds {MAX_ELEMENTS}")
+    return count
+
+
+class Kind(ABC):
+    name: str
+
+    def validate(self, params: dict[str, Any]) -> None:
+        _count(params["shape"])
+
+    def receiver(self, params: dict[str, Any]) -> int:
+        return 1
+
+    @abstractmethod
+    def own(self, party: int, prg: Prg, params: dict[str, Any]) -> list[np.ndarray]: ...
+
+    @abstractmethod
+    def correction(self, own0, own1, params) -> list[np.ndarray]: ...
+
+    def assemble(self, party: int, own: list[np.ndarray], correction: list[np.ndarray]):
+        return (*own, *correction)
+
+
+def _triple_parts(party: int, prg: Prg, shape) -> list[np.ndarray]:
+    """a and b for both parties; party 0 also draws its share of c (party 1's is corrected)."""
+    shape = tuple(shape)
+    parts = [prg.words(shape), prg.words(shape)]
+    return parts + [prg.words(shape)] if party == 0 else parts
+
+
+class BeaverTriples(Kind):
+    """a, b, c with c = a * b in Z_2^64 (elementwise)."""
+
+    name = "beaver"
+
+    def own(self, party, prg, params):
+        return _triple_parts(party, prg, params["shape"])
+
+    def correction(self, own0, own1, params):
+        (a0, b0, c0), (a1, b1) = own0, own1
+        return [(a0 + a1) * (b0 + b1) - c0]
+
+
+class AndTriples(Kind):
+    """a, b, c with c = a & b, on packed bits (uint64 words, 64 bits each)."""
+
+    name = "and"
+
+    def own(self, party, prg, params):
+        return _triple_parts(party, prg, params["shape"])
+
+    def correction(self, own0, own1, params):
+        (a0, b0, c0), (a1, b1) = own0, own1
+        return [((a0 ^ a1) & (b0 ^ b1)) ^ c0]
+
+
+class MatrixTriples(Kind):
+    """A (m x k), B (k x n), C = A @ B in Z_2^64."""
+
+    name = "matmul"
+
+    def validate(self, params):
+        m, k, n = params["dims"]
+        _count([m, k]), _count([k, n]), _count([m, n])
+
+    def own(self, party, prg, params):
+        m, k, n = params["dims"]
+        parts = [prg.words((m, k)), prg.words((k, n))]
+        return parts + [prg.words((m, n))] if party == 0 else parts
+
+    def correction(self, own0, own1, params):
+        (a0, b0, c0), (a1, b1) = own0, own1
+        return [np.matmul(a0 + a1, b0 + b1) - c0]
+
+
+class DaBits(Kind):
+    """Random bits r held both as XOR shares (uint8 0/1) and as additive shares (uint64)."""
+
+    name = "dabit"
+
+    def own(self, party, prg, params):
+        (count,) = params["shape"]
+        parts = [prg.bits(count)]
+        return parts + [prg.words(count)] if party == 0 else parts
+
+    def correction(self, own0, own1, params):
+        (bits0, arith0), (bits1,) = own0, own1
+        return [(bits0 ^ bits1).astype(np.uint64) - arith0]
+
+
+class BitTriples(Kind):
+    """daBits r plus a half Beaver triple (beta, gamma = r * beta): multiplies a shared bit by a
+    shared value opening only one word (value - beta)."""
+
+    name = "bitmul"
+
+    def own(self, party, prg, params):
+        (count,) = params["shape"]
+        parts = [prg.bits(count), prg.words(count)]
+        return parts + [prg.words(count), prg.words(count)] if party == 0 else parts
+
+    def correction(self, own0, own1, params):
+        (bits0, beta0, arith0, gamma0), (bits1, beta1) = own0, own1
+        r = (bits0 ^ bits1).astype(np.uint64)
+        return [r - arith0, r * (beta0 + beta1) - gamma0]
+
+    def assemble(self, party, own, correction):
+        if party == 0:
+            return tuple(own)  # bits, beta, r_arith, gamma
+        return (own[0], own[1], *correction)
+
+
+class EdaBits(Kind):
+    """Random words r held both as XOR shares and as additive shares (uint64 each)."""
+
+    name = "edabit"
+
+    def own(self, party, prg, params):
+        shape = tuple(params["shape"])
+        parts = [prg.words(shape)]
+        return parts + [prg.words(shape)] if party == 0 else parts
+
+    def correction(self, own0, own1, params):
+        (bool0, arith0), (bool1,) = own0, own1
+        return [(bool0 ^ bool1) - arith0]
+
+
+class TruncationPairs(Kind):
+    """Random r with additive shares of r, of msb(r) and of (r mod 2^63) >> f."""
+
+    name = "trunc"
+
+    def validate(self, params):
+        _count(params["shape"])
+        if not (isinstance(params["frac_bits"], int) and 0 < params["frac_bits"] < 62):
+            raise CorrelationError("frac_bits must be in 1..61")
+
+    def own(self, party, prg, params):
+        shape = tuple(params["shape"])
+        parts = [prg.words(shape)]
+        return parts + [prg.words(shape), prg.words(shape)] if party == 0 else parts
+
+    def correction(self, own0, own1, params):
+        (r0, msb0, low0), (r1,) = own0, own1
+        r = r0 + r1
+        low = (r & np.uint64((1 << 63) - 1)) >> np.uint64(params["frac_bits"])
+        return [(r >> np.uint64(63)) - msb0, low - low0]
+
+
+class PermutationMasks(Kind):
+    """One shuffle pass: the permuter gets a permutation pi and delta = pi(a) - b (or
+    pi(a) ^ b for boolean columns); the helper gets the masks a and b, one row per column.
+    Columns are described by a string of 'a' (additive) and 'x' (XOR) letters."""
+
+    name = "permute"
+
+    def validate(self, params):
+        _count([len(params["columns"]), params["n"]])
+        if params["permuter"] not in (0, 1) or set(params["columns"]) - {"a", "x"}:
+            raise CorrelationError("bad permutation parameters")
+
+    def receiver(self, params):
+        return params["permuter"]
+
+    def own(self, party, prg, params):
+        n, width = params["n"], len(params["columns"])
+        if party == params["permuter"]:
+            return [prg.permutation(n)]
+        return [prg.words((width, n)), prg.words((width, n))]
+
+    def _split(self, own0, own1, params):
+        return (own0, own1) if params["permuter"] == 0 else (own1, own0)
+
+    def correction(self, own0, own1, params):
+        (perm,), (masks_a, masks_b) = self._split(own0, own1, params)
+        delta = np.empty_like(masks_a)
+        for row, kind in enumerate(params["columns"]):
+            moved = masks_a[row][perm]
+            delta[row] = moved - masks_b[row] if kind == "a" else moved ^ masks_b[row]
+        return [delta]
+
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (
+    BeaverTriples(), AndTriples(), MatrixTriples(), DaBits(), BitTriples(), EdaBits(),
+    TruncationPairs(),
+    PermutationMasks())}

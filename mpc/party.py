@@ -1,0 +1,32 @@
+"""One server's handle on a running job: who it is, its link, its randomness, its costs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpc.accounting import Accounting
+from mpc.dealer import CorrelationSource
+from mpc.link import PeerLink
+from mpc.prg import Prg
+from mpc.ring import FixedPoint
+
+
+@dataclass
+class Party:
+    id: int
+    link: PeerLink
+    corr: CorrelationSource
+    rng: Prg  # this server's private CSPRNG, for masks it draws itself
+    accounting: Accounting
+    fixed: FixedPoint = FixedPoint()
+
+    def stage(self, name: str):
+        """Account everything inside the with-block to the stage `name`."""
+        return self.accounting.stage(name)
+
+    def public(self, values) -> np.ndarray:
+        """Shares of a public value: party 0 holds it, party 1 holds zero."""
+        values = np.asarray(values, dtype=np.uint64)
+        return values.copy() if self.id == 0 else np.zeros_like(values)

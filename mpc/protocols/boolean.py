@@ -1,0 +1,233 @@
+"""Boolean (XOR) shares and the conversions and comparisons built on them.
+
+Two layouts of XOR-shared bits:
+- words: one uint64 per value, bit j of the value in bit j of the word (A2B output, sort keys);
+- planes: for n values, a (bits, ceil(n/64)) uint64 array whose row j packs bit j of all n
+  values, 64 to a word. Comparison trees work plane by plane, so each level of the tree halves
+  the number of planes, and the bytes sent shrink with it.
+Single bits (comparison results) are uint8 0/1 arrays, packed 8 to a byte on the wire.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpc.party import Party
+from mpc.protocols.arithmetic import mul
+
+U64 = np.uint64
+ALL_ONES = U64(0xFFFF_FFFF_FFFF_FFFF)
+
+
+async def and_many(party: Party, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """x & y for every (x, y) pair of XOR-shared word arrays, in one round.
+
+    1 round; each server sends 2 words per word ANDed (2 bits per bit).
+    """
+    shapes = [np.shape(x) for x, _ in pairs]
+    xs = np.concatenate([np.ravel(x) for x, _ in pairs]) if pairs else np.zeros(0, U64)
+    ys = np.concatenate([np.ravel(y) for _, y in pairs]) if pairs else np.zeros(0, U64)
+    a, b, c = await party.corr.and_triples(xs.shape)
+    d_mine, e_mine = xs ^ a, ys ^ b
+    d_other, e_other = await party.link.exchange(d_mine, e_mine)
+    d, e = d_mine ^ d_other, e_mine ^ e_other
+    z = c ^ (d & b) ^ (e & a)
+    if party.id == 0:
+        z ^= d & e
+    out, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape, dtype=np.int64))
+        out.append(z[start : start + size].reshape(shape))
+        start += size
+    return out
+
+
+async def and_words(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    (z,) = await and_many(party, [(x, y)])
+    return z
+
+
+def public_bits(party: Party, words: np.ndarray) -> np.ndarray:
+    """XOR shares of public words: party 0 holds them, party 1 zeros."""
+    return words.copy() if party.id == 0 else np.zeros_like(words)
+
+
+# ---- layouts -----------------------------------------------------------------------------
+
+def to_planes(words: np.ndarray, bits: int = 64) -> np.ndarray:
+    """(n,) uint64 words -> (bits, ceil(n/64)) planes of their low `bits` bits."""
+    n = len(words)
+    width = (n + 63) // 64
+    unpacked = np.unpackbits(np.ascontiguousarray(words, U64).view(np.uint8).reshape(n, 8),
+                             axis=1, bitorder="little")[:, :bits]
+    padded = np.zeros((bits, width * 64), dtype=np.uint8)
+    padded[:, :n] = unpacked.T
+    return np.packbits(padded, axis=1, bitorder="little").view(U64)
+
+
+def plane_to_bits(plane: np.ndarray, n: int) -> np.ndarray:
+    """One packed plane -> (n,) uint8 0/1."""
+    return np.unpackbits(np.ascontiguousarray(plane).view(np.uint8), count=n, bitorder="little")
+
+
+def pack_bits(bits: np.ndarray) -> np.ndarray:
+    return np.packbits(bits, bitorder="little")
+
+
+# ---- conversions -------------------------------------------------------------------------
+
+async def bits_to_arith(party: Party, bits: np.ndarray) -> np.ndarray:
+    """XOR-shared 0/1 bits -> additive shares of the same bits (daBits).
+
+    1 round, n/8 bytes; the dealer sends 8 bytes per bit to server 1.
+    """
+    shape, flat = np.shape(bits), np.ravel(bits)
+    r_bits, r_arith = await party.corr.dabits(flat.size)
+    mine = pack_bits(flat ^ r_bits)
+    (other,) = await party.link.exchange(mine)
+    opened = np.unpackbits(mine ^ other, count=flat.size, bitorder="little").astype(U64)
+    result = (U64(1) - U64(2) * opened) * r_arith  # c xor r = c + (1 - 2c) r
+    if party.id == 0:
+        result += opened
+    return result.reshape(shape)
+
+
+async def bits_to_arith_times(party: Party, bits: np.ndarray, operand_of):
+    """Additive shares of XOR-shared 0/1 bits b and of b * operand_of(b), where operand_of maps
+    the additive shares of b to shares of a value (local work only).
+
+    With bit triples (r, beta, gamma = r * beta): open c = b ^ r, so b = c + (1 - 2c) r; then
+    open e = operand - beta, so r * operand = r * e + gamma. 2 rounds, 8 + n/8 bytes.
+    """
+    flat = np.ravel(bits)
+    r_bits, beta, r_arith, gamma = await party.corr.bit_triples(flat.size)
+    mine = pack_bits(flat ^ r_bits)
+    (other,) = await party.link.exchange(mine)
+    opened = np.unpackbits(mine ^ other, count=flat.size, bitorder="little").astype(U64)
+    sign = U64(1) - U64(2) * opened
+    b = sign * r_arith
+    if party.id == 0:
+        b += opened
+    operand = operand_of(b)
+    e_mine = operand - beta
+    (e_other,) = await party.link.exchange(e_mine)
+    e = e_mine + e_other
+    return b, opened * operand + sign * (r_arith * e + gamma)
+
+
+async def add_words(party: Party, u: np.ndarray, v: np.ndarray, bits: int = 64) -> np.ndarray:
+    """XOR shares of the low `bits` bits of u + v (mod 2^bits), for XOR-shared words u, v.
+
+    Kogge-Stone carry prefix: 1 + ceil(log2 bits) rounds; at 64 bits, 12 ANDed words,
+    192 bytes per value.
+    """
+    generate = await and_words(party, u, v)
+    propagate = u ^ v
+    carry_g, carry_p = generate, propagate
+    shift = 1
+    while shift < bits:
+        last = shift * 2 >= bits
+        pairs = [(carry_p, carry_g << U64(shift))]
+        if not last:
+            pairs.append((carry_p, carry_p << U64(shift)))
+        results = await and_many(party, pairs)
+        carry_g = carry_g ^ results[0]
+        if not last:
+            carry_p = results[1]
+        shift *= 2
+    total = propagate ^ (carry_g << U64(1))
+    return total if bits == 64 else total & U64((1 << bits) - 1)
+
+
+async def arith_to_bool(party: Party, x: np.ndarray, bits: int = 64) -> np.ndarray:
+    """A2B: additive shares -> XOR shares of the low `bits` bits. Server p's own share is a
+    XOR sharing held by p alone; a shared adder sums the two. Rounds and bytes of add_words."""
+    x = np.asarray(x, U64)
+    zero = np.zeros_like(x)
+    mine, theirs = (x, zero) if party.id == 0 else (zero, x)
+    return await add_words(party, mine, theirs, bits)
+
+
+async def bool_to_arith(party: Party, words: np.ndarray) -> np.ndarray:
+    """B2A of 64-bit words with edaBits: open y = w + r in a shared adder, then w = y - r.
+
+    add_words plus 1 round; 200 bytes per value; the dealer sends 8 bytes per value.
+    """
+    r_bool, r_arith = await party.corr.edabits(words.shape)
+    y_bool = await add_words(party, words, r_bool)
+    (other,) = await party.link.exchange(y_bool)
+    opened = y_bool ^ other
+    return (opened - r_arith) if party.id == 0 else (U64(0) - r_arith)
+
+
+# ---- comparisons -------------------------------------------------------------------------
+
+def _owner_split_planes(party: Party, x: np.ndarray):
+    """Planes of this server's own share, as the two XOR sharings (z0, 0) and (0, z1)."""
+    planes = to_planes(np.ravel(x))
+    zero = np.zeros_like(planes)
+    return planes, ((planes, zero) if party.id == 0 else (zero, planes))
+
+
+async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
+    """XOR-shared msb of additively shared x, as (n,) uint8 bits.
+
+    msb(x0 + x1) = x0[63] ^ x1[63] ^ carry into bit 63, the carry found by a tree over the 63
+    low bit planes. 7 rounds; about 190 bits ANDed per value, 48 bytes per value.
+    """
+    n = x.size
+    planes, (u, v) = _owner_split_planes(party, x)
+    generate = await and_words(party, u[:63], v[:63])
+    propagate = planes[:63]
+    # pad to 64 groups with the identity of the carry operator: generate 0, propagate 1
+    identity_p = np.full((1, planes.shape[1]), ALL_ONES if party.id == 0 else 0, U64)
+    generate = np.vstack([generate, np.zeros_like(identity_p)])
+    propagate = np.vstack([propagate, identity_p])
+    while len(generate) > 1:
+        g_lo, g_hi, p_lo, p_hi = generate[0::2], generate[1::2], propagate[0::2], propagate[1::2]
+        if len(generate) == 2:
+            generate = g_hi ^ await and_words(party, p_hi, g_lo)
+            break
+        carried, both = await and_many(party, [(p_hi, g_lo), (p_hi, p_lo)])
+        generate, propagate = g_hi ^ carried, both
+    top = planes[63] ^ generate[0]
+    return plane_to_bits(top, n).reshape(np.shape(x))
+
+
+async def less_than_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """XOR-shared [x < y] for signed x, y with |x - y| < 2^63. 7 rounds, 48 bytes."""
+    return await msb_bits(party, np.asarray(x, U64) - np.asarray(y, U64))
+
+
+async def less_than(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Additive 0/1 shares of [x < y]. 8 rounds, 48 bytes."""
+    return await bits_to_arith(party, await less_than_bits(party, x, y))
+
+
+async def greater_than(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return await less_than(party, y, x)
+
+
+async def equal_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """XOR-shared [x == y] for any x, y in Z_2^64.
+
+    x == y iff z0 == -z1 for z = x - y, i.e. iff every bit of ~z0 ^ (-z1) is set: an AND tree
+    over 64 planes. 6 rounds, 63 bits ANDed per value, 16 bytes per value.
+    """
+    difference = np.asarray(x, U64) - np.asarray(y, U64)
+    diff = np.ravel(difference)
+    own = ~diff if party.id == 0 else U64(0) - diff
+    planes = to_planes(own)
+    while len(planes) > 1:
+        planes = await and_words(party, planes[0::2], planes[1::2])
+    return plane_to_bits(planes[0], diff.size).reshape(difference.shape)
+
+
+async def equal(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Additive 0/1 shares of [x == y]. 7 rounds."""
+    return await bits_to_arith(party, await equal_bits(party, x, y))
+
+
+async def mux(party: Party, choice: np.ndarray, if_one: np.ndarray, if_zero: np.ndarray):
+    """choice ? if_one : if_zero, choice additive 0/1. 1 round, 16 bytes."""
+    return if_zero + await mul(party, choice, if_one - if_zero)

@@ -1,0 +1,69 @@
+"""The ring Z_2^64 and the fixed-point encoding of real numbers into it.
+
+Arithmetic shares are numpy uint64 arrays; numpy's uint64 arithmetic wraps modulo 2^64, which
+is exactly the ring. Signed values use two's complement.
+
+Fixed point with f fractional bits (default 16) encodes v as round(v * 2^f) mod 2^64.
+Documented range (f = 16):
+- stored values and comparison operands: |v| < 2^(62 - f) = 2^46, so that x - y never
+  overflows the signed 64-bit range and msb(x - y) is the sign of x - y;
+- products fed to truncation: |a * b| < 2^(62 - 2f) = 2^30, because the truncation protocol
+  (protocols/arithmetic.truncate) needs |x| < 2^62 before the shift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+RING_BITS = 64
+U64 = np.uint64
+
+
+def as_ring(values) -> np.ndarray:
+    """Integers (any sign, within int64) as ring elements, two's complement."""
+    array = np.asarray(values)
+    if array.dtype == U64:
+        return array
+    return array.astype(np.int64).view(U64)
+
+
+def to_signed(ring_values: np.ndarray) -> np.ndarray:
+    """Ring elements read as signed 64-bit integers."""
+    return np.asarray(ring_values, dtype=U64).view(np.int64)
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """Fixed-point encoding with `frac_bits` fractional bits."""
+
+    frac_bits: int = 16
+
+    @property
+    def scale(self) -> float:
+        return float(1 << self.frac_bits)
+
+    @property
+    def max_abs(self) -> float:
+        """Largest magnitude that may be stored and compared (exclusive)."""
+        return float(2 ** (62 - self.frac_bits))
+
+    @property
+    def max_product(self) -> float:
+        """Largest magnitude of a product that may be truncated (exclusive)."""
+        return float(2 ** (62 - 2 * self.frac_bits))
+
+    def encode(self, values) -> np.ndarray:
+        array = np.asarray(values, dtype=np.float64)
+        if not np.all(np.isfinite(array)):
+            raise ValueError("fixed-point encoding: NaN or infinite value")
+        if array.size and np.max(np.abs(array)) >= self.max_abs:
+            raise ValueError(
+                f"fixed-point encoding: |value| must be below 2^{62 - self.frac_bits} "
+                f"with {self.frac_bits} fractional bits"
+            )
+        return np.rint(array * self.scale).astype(np.int64).view(U64)
+
+    def decode(self, ring_values: np.ndarray) -> np.ndarray:
+        return to_signed(ring_values).astype(np.float64) / self.scale

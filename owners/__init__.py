@@ -1,0 +1,1 @@
+"""Data owners: schema, validation and secret-shared upload of their tables."""

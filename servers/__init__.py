@@ -1,0 +1,1 @@
+"""The two compute servers and the dealer as processes: configuration and wiring."""

@@ -1,0 +1,87 @@
+"""TOML configuration of a compute server and of the dealer.
+
+Relative paths in a config file are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpc.curve import KeyPair, load_keypair, load_public_key
+from mpc.link import DEFAULT_TIMEOUT_S
+from mpc.session import Endpoints
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used, with the file and key named."""
+
+
+def _read(path: Path, section: str) -> dict:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+    if section not in data:
+        raise ConfigError(f"{path}: missing [{section}] section")
+    return data[section]
+
+
+def _field(path: Path, table: dict, section: str, key: str, kind=str):
+    if key not in table:
+        raise ConfigError(f"{path}: [{section}] needs '{key}'")
+    value = table[key]
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{path}: [{section}] '{key}' must be a {kind.__name__}")
+    return value
+
+
+def _key_path(path: Path, relative: str) -> Path:
+    return (path.parent / relative).resolve()
+
+
+def load_server_endpoints(path: Path) -> Endpoints:
+    table = _read(path, "server")
+    get = lambda key, kind=str: _field(path, table, "server", key, kind)  # noqa: E731
+    party = get("party", int)
+    if party not in (0, 1):
+        raise ConfigError(f"{path}: [server] 'party' must be 0 or 1")
+    try:
+        return Endpoints(
+            party_id=party,
+            keys=load_keypair(_key_path(path, get("secret_key"))),
+            peer_public=load_public_key(_key_path(path, get("peer_public_key"))),
+            peer_address=get("peer_address"),
+            dealer_public=load_public_key(_key_path(path, get("dealer_public_key"))),
+            dealer_address=get("dealer_address"),
+            timeout_s=float(table.get("timeout_s", DEFAULT_TIMEOUT_S)),
+        )
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+@dataclass(frozen=True)
+class DealerConfig:
+    keys: KeyPair
+    listen: str
+    server_publics: tuple[bytes, bytes]
+
+
+def load_dealer_config(path: Path) -> DealerConfig:
+    table = _read(path, "dealer")
+    get = lambda key, kind=str: _field(path, table, "dealer", key, kind)  # noqa: E731
+    servers = get("server_public_keys", list)
+    if len(servers) != 2:
+        raise ConfigError(f"{path}: [dealer] 'server_public_keys' must list server 0's and "
+                          "server 1's public key files")
+    try:
+        return DealerConfig(
+            keys=load_keypair(_key_path(path, get("secret_key"))),
+            listen=get("listen"),
+            server_publics=tuple(load_public_key(_key_path(path, p)) for p in servers),
+        )
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: {error}") from None

@@ -1,0 +1,47 @@
+"""Run one named program as one server for one job, and print its result as a JSON line.
+
+Used by the local cluster (benchmarks, demos, tests with real processes):
+    python -m servers.worker --config server.toml --job JOB --program NAME --params JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from mpc.bench import run_mpc_bench
+from mpc.errors import MpcError
+from mpc.session import open_party
+from servers.config import ConfigError, load_server_endpoints
+
+PROGRAMS = {"bench_mpc": run_mpc_bench}
+
+
+async def run_program(config: Path, job: str, program: str, params: dict):
+    endpoints = load_server_endpoints(config)
+    async with open_party(endpoints, job) as party:
+        return await PROGRAMS[program](party, **params)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m servers.worker")
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--job", required=True)
+    parser.add_argument("--program", choices=sorted(PROGRAMS), required=True)
+    parser.add_argument("--params", default="{}")
+    args = parser.parse_args(argv)
+    try:
+        result = asyncio.run(run_program(args.config, args.job, args.program,
+                                         json.loads(args.params)))
+    except (MpcError, ConfigError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
