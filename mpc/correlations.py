@@ -209,10 +209,12 @@ class PermutationMasks(Kind):
 
     def correction(self, own0, own1, params):
         (perm,), (masks_a, masks_b) = self._split(own0, own1, params)
-        delta = np.empty_like(masks_a)
+        delta = np.take(masks_a, perm, axis=1)
         for row, kind in enumerate(params["columns"]):
-            moved = masks_a[row][perm]
-            delta[row] = moved - masks_b[row] if kind == "a" else moved ^ masks_b[row]
+            if kind == "a":
+                np.subtract(delta[row], masks_b[row], out=delta[row])
+            else:
+                np.bitwise_xor(delta[row], masks_b[row], out=delta[row])
         return [delta]
 
 

@@ -59,6 +59,13 @@ class Prg:
         """A random permutation of range(count) as int64 indices.
 
         Sorting 64-bit random keys: uniform up to the chance of a repeated key, which is below
-        count^2 / 2^65 (3e-8 at a million rows).
+        count^2 / 2^65 (3e-8 at a million rows). The dealer and a server must derive the same
+        permutation from the same keys, so repeated keys (which an unstable sort may order
+        either way) fall back to the stable sort, whose order is fully determined.
         """
-        return np.argsort(self.words(count), kind="stable")
+        keys = self.words(count)
+        order = np.argsort(keys)
+        ordered = keys[order]
+        if count > 1 and np.any(ordered[1:] == ordered[:-1]):
+            return np.argsort(keys, kind="stable")
+        return order

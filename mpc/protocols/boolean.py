@@ -92,14 +92,14 @@ async def bits_to_arith(party: Party, bits: np.ndarray) -> np.ndarray:
     return result.reshape(shape)
 
 
-async def bits_to_arith_times(party: Party, bits: np.ndarray, operand_of):
-    """Additive shares of XOR-shared 0/1 bits b and of b * operand_of(b), where operand_of maps
-    the additive shares of b to shares of a value (local work only).
+async def bits_to_arith_times(party: Party, bits: np.ndarray, operands_of):
+    """Additive shares of XOR-shared 0/1 bits b (k rows of n) and of b * operands_of(b), where
+    operands_of maps the additive shares of b to shares of k rows of values (local work only).
 
     With bit triples (r, beta, gamma = r * beta): open c = b ^ r, so b = c + (1 - 2c) r; then
-    open e = operand - beta, so r * operand = r * e + gamma. 2 rounds, 8 + n/8 bytes.
+    open e = operand - beta, so r * operand = r * e + gamma. 2 rounds, 8 + 1/8 bytes per bit.
     """
-    flat = np.ravel(bits)
+    shape, flat = np.shape(bits), np.ravel(bits)
     r_bits, beta, r_arith, gamma = await party.corr.bit_triples(flat.size)
     mine = pack_bits(flat ^ r_bits)
     (other,) = await party.link.exchange(mine)
@@ -108,11 +108,25 @@ async def bits_to_arith_times(party: Party, bits: np.ndarray, operand_of):
     b = sign * r_arith
     if party.id == 0:
         b += opened
-    operand = operand_of(b)
+    operand = np.ravel(operands_of(b.reshape(shape)))
     e_mine = operand - beta
     (e_other,) = await party.link.exchange(e_mine)
     e = e_mine + e_other
-    return b, opened * operand + sign * (r_arith * e + gamma)
+    product = opened * operand + sign * (r_arith * e + gamma)
+    return b.reshape(shape), product.reshape(shape)
+
+
+async def and_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x & y for XOR-shared 0/1 uint8 bit vectors, packed 64 to a word. 1 round, n/4 bytes."""
+    n = len(x)
+
+    def words(bits):
+        packed = np.zeros(((n + 63) // 64) * 8, np.uint8)
+        packed[: (n + 7) // 8] = pack_bits(bits)
+        return packed.view(U64)
+
+    product = await and_words(party, words(x), words(y))
+    return np.unpackbits(product.view(np.uint8), count=n, bitorder="little")
 
 
 async def add_words(party: Party, u: np.ndarray, v: np.ndarray, bits: int = 64) -> np.ndarray:

@@ -17,28 +17,30 @@ from mpc.party import Party
 U64 = np.uint64
 
 
-def _combine(table: np.ndarray, other: np.ndarray, arith_rows: np.ndarray, subtract: bool):
-    out = table ^ other
-    if subtract:
-        out[arith_rows] = table[arith_rows] - other[arith_rows]
-    else:
-        out[arith_rows] = table[arith_rows] + other[arith_rows]
+def _combine(table: np.ndarray, other: np.ndarray, kinds: str, subtract: bool) -> np.ndarray:
+    """Row by row: XOR for boolean rows, + or - for additive rows."""
+    out = np.empty_like(table)
+    for row, kind in enumerate(kinds):
+        if kind == "x":
+            np.bitwise_xor(table[row], other[row], out=out[row])
+        elif subtract:
+            np.subtract(table[row], other[row], out=out[row])
+        else:
+            np.add(table[row], other[row], out=out[row])
     return out
 
 
 async def _shuffle_pass(party: Party, table: np.ndarray, kinds: str, permuter: int):
-    n = table.shape[1]
-    arith_rows = np.array([kind == "a" for kind in kinds], dtype=bool)
-    masks = await party.corr.permutation_masks(n, kinds, permuter)
+    masks = await party.corr.permutation_masks(table.shape[1], kinds, permuter)
     if party.id == permuter:
         perm, delta = masks
         (masked,) = await party.link.recv()
         if masked.shape != table.shape:
             raise ValueError(f"shuffle: peer sent {masked.shape}, expected {table.shape}")
-        return _combine(_combine(table, masked, arith_rows, False)[:, perm], delta,
-                        arith_rows, False)
+        unmasked = _combine(table, masked, kinds, subtract=False)
+        return _combine(np.take(unmasked, perm, axis=1), delta, kinds, subtract=False)
     mask_a, mask_b = masks
-    await party.link.send(_combine(table, mask_a, arith_rows, True))
+    await party.link.send(_combine(table, mask_a, kinds, subtract=True))
     return mask_b
 
 

@@ -30,13 +30,14 @@ import numpy as np
 from mpc.errors import ProtocolMismatch
 from mpc.party import Party
 from mpc.protocols.arithmetic import reveal, truncate
-from mpc.protocols.boolean import arith_to_bool, bits_to_arith_times
+from mpc.protocols.boolean import and_bits, arith_to_bool, bits_to_arith_times
 from mpc.protocols.shuffle import shuffle
 
 U64 = np.uint64
 HALF = 32
 LOW_HALF = U64((1 << HALF) - 1)
 MAX_ROWS = 1 << 28
+DIGIT_BITS = 2  # radix 4: half the passes of radix 2 for three products per pass instead of one
 
 
 @dataclass(frozen=True)
@@ -93,19 +94,41 @@ async def _packed_key_words(party: Party, keys: list[SortKey]) -> tuple[list, li
     return words, widths
 
 
-async def _stable_split_destination(party: Party, bit: np.ndarray) -> np.ndarray:
-    """Shares of each row's position after a stable sort by the XOR-shared 0/1 `bit`:
-    i - ones_before + b * (n - total - i + 2 * ones_before). 2 rounds, 8 bytes."""
-    n = len(bit)
-    positions = np.arange(n, dtype=U64)
+def _one_hot(party: Party, a: np.ndarray) -> list[np.ndarray]:
+    """Additive indicators of each digit value, from additive shares of the digit's bits
+    (rows: b0 and, for 2-bit digits, b1 and b0 & b1)."""
+    one = party.public(np.ones(a.shape[1], U64))
+    if len(a) == 1:
+        return [one - a[0], a[0]]
+    b0, b1, both = a
+    return [one - b0 - b1 + both, b0 - both, b1 - both, both]
 
-    def factor(b):
-        ones_before = np.cumsum(b, dtype=U64) - b
-        return U64(2) * ones_before - b.sum(dtype=U64) + party.public(U64(n) - positions)
 
-    b, product = await bits_to_arith_times(party, bit, factor)
-    ones_before = np.cumsum(b, dtype=U64) - b
-    return party.public(positions) - ones_before + product
+async def _digit_destination(party: Party, bits: np.ndarray) -> np.ndarray:
+    """Shares of each row's position after a stable sort by a 1- or 2-bit digit, given as XOR
+    shared bit rows (least significant first). With indicators i_v of digit value v,
+    dest = sum_v i_v * Y_v where Y_v = (rows with a smaller digit) + (rows with digit v above);
+    since the indicators sum to one this takes one product per bit row of the one-hot code.
+    3 rounds (2 for 1-bit digits), 8 bytes per product row."""
+    if len(bits) == 2:
+        both = await and_bits(party, bits[0], bits[1])
+        bits = np.vstack([bits, both[None, :]])
+    base = {}
+
+    def operands(a):
+        indicators = _one_hot(party, a)
+        offset = np.zeros(1, U64)  # an array, not a scalar: shares wrap, silently
+        ys = []
+        for indicator in indicators:
+            ys.append(offset + np.cumsum(indicator, dtype=U64) - indicator)
+            offset = offset + indicator.sum(dtype=U64, keepdims=True)
+        base["y0"] = ys[0]
+        if len(ys) == 2:
+            return np.stack([ys[1] - ys[0]])
+        return np.stack([ys[1] - ys[0], ys[2] - ys[0], ys[3] - ys[1] - ys[2] + ys[0]])
+
+    _, products = await bits_to_arith_times(party, bits, operands)
+    return base["y0"] + products.sum(axis=0, dtype=U64)
 
 
 async def sort_permutation(party: Party, keys: list[SortKey]) -> np.ndarray:
@@ -126,10 +149,12 @@ async def sort_permutation(party: Party, keys: list[SortKey]) -> np.ndarray:
     words, widths = await _packed_key_words(party, keys)
     origin_high = party.public(positions << HALF)  # original row index, in the upper half
     for word_index, width in enumerate(widths):
-        for bit in range(width):
-            bit_shares = ((words[word_index] >> U64(bit)) & U64(1)).astype(np.uint8)
-            destination = await _stable_split_destination(party, bit_shares)
-            first_kept = word_index + (1 if bit == width - 1 else 0)
+        for bit in range(0, width, DIGIT_BITS):
+            digit_bits = min(DIGIT_BITS, width - bit)
+            digit = np.stack([((words[word_index] >> U64(bit + i)) & U64(1)).astype(np.uint8)
+                              for i in range(digit_bits)])
+            destination = await _digit_destination(party, digit)
+            first_kept = word_index + (1 if bit + digit_bits == width else 0)
             carried = words[first_kept:]
             *carried, packed = await shuffle(party, [*carried, origin_high + destination],
                                              [True] * len(carried) + [False])

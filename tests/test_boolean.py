@@ -1,0 +1,106 @@
+"""Conversions, comparisons and multiplexer against numpy."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mpc.protocols.boolean import (and_bits, arith_to_bool, bits_to_arith, bool_to_arith, equal,
+                                   greater_than, less_than, mux, plane_to_bits, to_planes)
+from tests.harness import reconstruct, run_pair, shares_of, xor_shares_of
+
+U64 = np.uint64
+LIMIT = 2**62  # comparison operands: |x|, |y| < 2^62
+EDGES = np.array([0, 1, -1, LIMIT - 1, -LIMIT, 2**40, -(2**40), 7], dtype=np.int64)
+
+
+def run_on_shares(protocol, *plain, rng, xor=False):
+    pairs = [(xor_shares_of if xor else shares_of)(values, rng) for values in plain]
+
+    async def program(party, *shares):
+        return await protocol(party, *shares)
+
+    return run_pair(program, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+
+
+def test_bit_planes_round_trip(rng):
+    for n in (0, 1, 63, 64, 65, 1000):
+        words = rng.integers(0, 2**64, n, dtype=U64)
+        planes = to_planes(words)
+        rebuilt = sum((plane_to_bits(planes[j], n).astype(U64) << U64(j)) for j in range(64))
+        assert np.array_equal(rebuilt, words) if n else planes.shape == (64, 0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 130])
+def test_comparisons_match_numpy(n, rng):
+    x = rng.integers(-LIMIT, LIMIT, n, dtype=np.int64)
+    y = np.where(rng.random(n) < 0.3, x, rng.integers(-LIMIT, LIMIT, n, dtype=np.int64))
+
+    async def compare(party, a, b):
+        return [await less_than(party, a, b), await greater_than(party, a, b),
+                await equal(party, a, b)]
+
+    lt, gt, eq = reconstruct(run_on_shares(compare, x, y, rng=rng))
+    assert np.array_equal(lt, (x < y).astype(U64))
+    assert np.array_equal(gt, (x > y).astype(U64))
+    assert np.array_equal(eq, (x == y).astype(U64))
+
+
+def test_comparisons_on_edge_values(rng):
+    x, y = (g.ravel() for g in np.meshgrid(EDGES, EDGES))
+    got = reconstruct(run_on_shares(less_than, x, y, rng=rng))
+    assert np.array_equal(got, (x < y).astype(U64))
+
+
+def test_equality_on_the_whole_ring(rng):
+    x = np.concatenate([rng.integers(0, 2**64, 200, dtype=U64),
+                        np.array([0, 2**64 - 1, 2**63, 2**63 - 1], dtype=U64)])
+    y = np.where(rng.random(len(x)) < 0.5, x, x ^ (U64(1) << rng.integers(0, 64, len(x)).astype(U64)))
+    got = reconstruct(run_on_shares(equal, x, y, rng=rng))
+    assert np.array_equal(got, (x == y).astype(U64))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.tuples(st.integers(-LIMIT, LIMIT - 1), st.integers(-LIMIT, LIMIT - 1)),
+                min_size=1, max_size=30))
+def test_less_than_property(pairs):
+    x = np.array([p[0] for p in pairs], dtype=np.int64)
+    y = np.array([p[1] for p in pairs], dtype=np.int64)
+    got = reconstruct(run_on_shares(less_than, x, y, rng=np.random.default_rng(len(pairs))))
+    assert np.array_equal(got, (x < y).astype(U64))
+
+
+@pytest.mark.parametrize("bits", [64, 20, 1])
+def test_a2b_and_b2a_round_trip(bits, rng):
+    x = np.concatenate([rng.integers(0, 2**64, 300, dtype=U64),
+                        np.array([0, 2**64 - 1, 2**63], dtype=U64)])
+
+    async def program(party, a):
+        as_bits = await arith_to_bool(party, a, bits)
+        return [as_bits, await bool_to_arith(party, as_bits)]
+
+    (b0, back0), (b1, back1) = run_on_shares(program, x, rng=rng)
+    low = x if bits == 64 else x & U64((1 << bits) - 1)
+    assert np.array_equal(b0 ^ b1, low)
+    assert np.array_equal(back0 + back1, low)
+
+
+def test_bits_to_arith_and_and_bits(rng):
+    for n in (0, 1, 77):
+        x = rng.integers(0, 2, n).astype(np.uint8)
+        y = rng.integers(0, 2, n).astype(np.uint8)
+        x0, y0 = rng.integers(0, 2, n).astype(np.uint8), rng.integers(0, 2, n).astype(np.uint8)
+
+        async def program(party, a, b):
+            return [await bits_to_arith(party, a), await and_bits(party, a, b)]
+
+        (arith0, and0), (arith1, and1) = run_pair(program, (x ^ x0, y ^ y0), (x0, y0))
+        assert np.array_equal(arith0 + arith1, x.astype(U64))
+        assert np.array_equal(and0 ^ and1, x & y)
+
+
+def test_mux_selects(rng):
+    choice = rng.integers(0, 2, 50)
+    a = rng.integers(-(2**63), 2**63 - 1, 50, dtype=np.int64)
+    b = rng.integers(-(2**63), 2**63 - 1, 50, dtype=np.int64)
+    got = reconstruct(run_on_shares(mux, choice, a, b, rng=rng))
+    assert np.array_equal(got, np.where(choice == 1, a, b).view(U64))
