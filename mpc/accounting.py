@@ -34,7 +34,7 @@ class StageCost:
 class Accounting:
     stages: dict[str, StageCost] = field(default_factory=dict)
     current: str = "default"
-    message_sizes: list[int] | None = None  # set to [] to record every message size sent
+    message_sizes: list | None = None  # set to [] to record (peer or dealer, size) of each send
 
     def cost(self, name: str | None = None) -> StageCost:
         name = self.current if name is None else name
@@ -47,7 +47,11 @@ class Accounting:
         cost.bytes_sent += nbytes
         cost.messages += 1
         if self.message_sizes is not None:
-            self.message_sizes.append(nbytes)
+            self.message_sizes.append(("peer", nbytes))
+
+    def record_dealer_request(self, nbytes: int) -> None:
+        if self.message_sizes is not None:
+            self.message_sizes.append(("dealer", nbytes))
 
     def record_round(self) -> None:
         self.cost().rounds += 1

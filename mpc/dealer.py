@@ -183,7 +183,9 @@ class DealerSource(CorrelationSource):
         self._seq = 0
 
     async def _call(self, header: dict) -> list[np.ndarray]:
-        await self.socket.send_multipart(wire.encode({**header, "job": self.job_id}), copy=False)
+        request = wire.encode({**header, "job": self.job_id})
+        self.accounting.record_dealer_request(wire.message_bytes(request))
+        await self.socket.send_multipart(request, copy=False)
         try:
             frames = await asyncio.wait_for(
                 self.socket.recv_multipart(copy=False), timeout=self.timeout_s)
@@ -209,6 +211,7 @@ class DealerSource(CorrelationSource):
         if self._key is None:
             raise DealerError("dealer session not opened")
         spec = KINDS[kind]
+        spec.validate(params)
         seq, self._seq = self._seq, self._seq + 1
         with self.accounting.offline():
             own = spec.own(self.party_id, Prg(self._key, seq), params)

@@ -58,14 +58,18 @@ class LocalCluster:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         return self
 
-    def run(self, program: str, params: dict) -> list:
-        """Run program on both servers as one job; returns both results."""
+    def start(self, program: str, params: dict) -> list[subprocess.Popen]:
+        """Start program on both servers as one new job; returns the two processes."""
         job = uuid.uuid4().hex
-        workers = [subprocess.Popen(
+        return [subprocess.Popen(
             [sys.executable, "-m", "servers.worker", "--config",
              str(self.folder / f"server{party}.toml"), "--job", job, "--program", program,
              "--params", json.dumps(params)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for party in (0, 1)]
+
+    def run(self, program: str, params: dict) -> list:
+        """Run program on both servers as one job; returns both results."""
+        workers = self.start(program, params)
         outputs = [worker.communicate() for worker in workers]
         for party, (worker, (_, stderr)) in enumerate(zip(workers, outputs)):
             if worker.returncode != 0:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mpc.protocols.arithmetic import (fixed_matmul, fixed_mul, matmul, mul, reveal, reveal_to,
+from mpc.protocols.arithmetic import (fixed_matmul, fixed_mul, fixed_mul_public, matmul, mul,
+                                      reveal, reveal_to,
                                       share_input, truncate)
 from mpc.ring import FixedPoint, to_signed
 from tests.harness import reconstruct, run_pair, shares_of
@@ -118,3 +119,15 @@ def test_share_input_and_reveals(rng):
     (both0, only0), (both1, only1) = run_pair(program, (None,), (values,))
     assert np.array_equal(both0, values) and np.array_equal(both1, values)
     assert np.array_equal(only0, values) and only1 is None
+
+
+def test_fixed_mul_by_public_scalar(rng):
+    fixed = FixedPoint()
+    a = rng.uniform(-1000, 1000, 100)
+    x0, x1 = shares_of(fixed.encode(a), rng)
+
+    async def program(party, x):
+        return await fixed_mul_public(party, x, -2.5)
+
+    got = fixed.decode(reconstruct(run_pair(program, (x0,), (x1,))))
+    assert np.allclose(got, a * -2.5, atol=2 * 2.0**-16 + 1e-9)

@@ -97,6 +97,11 @@ async def fixed_mul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return await truncate(party, await mul(party, x, y))
 
 
+async def fixed_mul_public(party: Party, x: np.ndarray, value: float) -> np.ndarray:
+    """x times a public real number: scale by its encoding, then truncate. 1 round, 8 bytes."""
+    return await truncate(party, x * party.fixed.encode(value))
+
+
 async def fixed_matmul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Fixed-point matrix product: matmul then truncate. 2 rounds."""
     return await truncate(party, await matmul(party, x, y))

@@ -1,0 +1,39 @@
+"""The command line, run as a user would: real processes, real sockets."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from cli.main import app
+from mpc.bench import OPS
+
+
+def test_keys_generate_writes_a_private_secret(tmp_path):
+    result = CliRunner().invoke(app, ["keys", "generate", "alice", "--dir", str(tmp_path)])
+    assert result.exit_code == 0
+    secret = tmp_path / "alice.key_secret"
+    assert (tmp_path / "alice.key").exists()
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
+
+
+def test_dealer_with_a_missing_config_fails_in_one_line(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "cli.main", "dealer", "run", "--config",
+                          str(tmp_path / "nope.toml")], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr.strip().startswith("twofold:") and "nope.toml" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_bench_mpc_json_on_real_processes():
+    run = subprocess.run([sys.executable, "-m", "cli.main", "bench", "mpc", "--n", "300",
+                          "--repeat", "1", "--json"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)
+    assert [row["op"] for row in rows] == list(OPS)
+    for row in rows:
+        assert {"op", "n", "online_s", "offline_s", "bytes", "rounds"} <= set(row)
+        assert row["n"] == 300 and row["bytes"] > 0 and row["rounds"] > 0

@@ -1,0 +1,149 @@
+"""Correlations hold, and the dealer never serves a correlation twice or to the wrong server."""
+
+import asyncio
+
+import numpy as np
+import pytest
+import zmq.asyncio
+
+from mpc.accounting import Accounting
+from mpc.correlations import KINDS, CorrelationError
+from mpc.dealer import Dealer, DealerSource, connect_dealer
+from mpc.errors import DealerError
+from mpc.prg import Prg, fresh_key
+from tests.harness import keypair
+
+U64 = np.uint64
+PARAMS = {
+    "beaver": {"shape": [50]}, "and": {"shape": [3, 7]}, "matmul": {"dims": [4, 5, 3]},
+    "dabit": {"shape": [70]}, "bitmul": {"shape": [70]}, "edabit": {"shape": [40]},
+    "trunc": {"shape": [60], "frac_bits": 16},
+    "permute": {"n": 30, "columns": "axa", "permuter": 1},
+}
+
+
+def correlation(kind, seq=3):
+    """Both parties' finished correlation, through the same code the dealer and servers run."""
+    spec, params, keys = KINDS[kind], PARAMS[kind], (fresh_key(), fresh_key())
+    own = [spec.own(p, Prg(keys[p], seq), params) for p in (0, 1)]
+    correction = spec.correction(own[0], own[1], params)
+    receiver = spec.receiver(params)
+    return [spec.assemble(p, own[p], correction if p == receiver else []) for p in (0, 1)]
+
+
+def test_every_kind_is_covered():
+    assert set(PARAMS) == set(KINDS)
+
+
+def test_correlations_hold():
+    (a0, b0, c0), (a1, b1, c1) = correlation("beaver")
+    assert np.array_equal((a0 + a1) * (b0 + b1), c0 + c1)
+    (a0, b0, c0), (a1, b1, c1) = correlation("and")
+    assert np.array_equal((a0 ^ a1) & (b0 ^ b1), c0 ^ c1)
+    (a0, b0, c0), (a1, b1, c1) = correlation("matmul")
+    assert np.array_equal(np.matmul(a0 + a1, b0 + b1), c0 + c1)
+    (r0, ra0), (r1, ra1) = correlation("dabit")
+    assert np.array_equal((r0 ^ r1).astype(U64), ra0 + ra1)
+    (r0, beta0, ra0, g0), (r1, beta1, ra1, g1) = correlation("bitmul")
+    r = (r0 ^ r1).astype(U64)
+    assert np.array_equal(r, ra0 + ra1) and np.array_equal(r * (beta0 + beta1), g0 + g1)
+    (r0, ra0), (r1, ra1) = correlation("edabit")
+    assert np.array_equal(r0 ^ r1, ra0 + ra1)
+    (r0, m0, l0), (r1, m1, l1) = correlation("trunc")
+    r = r0 + r1
+    assert np.array_equal(m0 + m1, r >> U64(63))
+    assert np.array_equal(l0 + l1, (r & U64(2**63 - 1)) >> U64(16))
+    (a, b), (perm, delta) = correlation("permute")
+    assert sorted(perm.tolist()) == list(range(30))
+    moved = a[:, perm]
+    assert np.array_equal(delta[[0, 2]], moved[[0, 2]] - b[[0, 2]])
+    assert np.array_equal(delta[1], moved[1] ^ b[1])
+
+
+def test_streams_differ_by_key_and_by_sequence_number():
+    key = fresh_key()
+    assert not np.array_equal(Prg(key, 0).words(4), Prg(key, 1).words(4))
+    assert not np.array_equal(Prg(key, 0).words(4), Prg(fresh_key(), 0).words(4))
+    assert np.array_equal(Prg(key, 5).words(4), Prg(key, 5).words(4))
+
+
+async def with_dealer(body, timeout_s=2.0):
+    dealer_keys, keys0, keys1 = keypair(), keypair(), keypair()
+    dealer = Dealer(dealer_keys, (keys0.public, keys1.public), "tcp://127.0.0.1:*")
+    ready = asyncio.Event()
+    task = asyncio.create_task(dealer.serve(ready))
+    await ready.wait()
+    context = zmq.asyncio.Context()
+    sockets = []
+
+    async def source(keys, party, job="job-1"):
+        socket = await connect_dealer(context, keys, dealer_keys.public, dealer.address)
+        sockets.append(socket)
+        return DealerSource(socket, party, job, Accounting(), timeout_s)
+
+    try:
+        return await body(source, (keys0, keys1))
+    finally:
+        for socket in sockets:
+            socket.close(0)
+        context.term()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_dealer_refuses_to_serve_a_correlation_twice():
+    async def body(source, keys):
+        party1 = await source(keys[1], 1)
+        await party1.open()
+        await party1.beaver([4])
+        party1._seq = 0  # a buggy or malicious server asking again
+        with pytest.raises(DealerError, match="already served"):
+            await party1.beaver([4])
+
+    asyncio.run(with_dealer(body))
+
+
+def test_dealer_refuses_a_second_open_of_the_same_job():
+    async def body(source, keys):
+        first = await source(keys[0], 0)
+        await first.open()
+        again = await source(keys[0], 0)
+        with pytest.raises(DealerError, match="already opened"):
+            await again.open()
+
+    asyncio.run(with_dealer(body))
+
+
+def test_dealer_refuses_corrections_for_the_other_server():
+    async def body(source, keys):
+        party0 = await source(keys[0], 0)
+        await party0.open()
+        with pytest.raises(DealerError, match="not the receiver"):
+            await party0._call({"action": "get", "seq": 0, "kind": "beaver",
+                                "params": {"shape": [3]}})
+
+    asyncio.run(with_dealer(body))
+
+
+def test_dealer_refuses_oversized_and_malformed_requests():
+    async def body(source, keys):
+        party1 = await source(keys[1], 1)
+        await party1.open()
+        with pytest.raises(CorrelationError, match="exceeds"):
+            await party1.beaver([1 << 20, 1 << 20])  # refused before expanding anything
+        with pytest.raises(DealerError, match="exceeds"):
+            await party1._call({"action": "get", "seq": 98, "kind": "beaver",
+                                "params": {"shape": [1 << 20, 1 << 20]}})
+        with pytest.raises(DealerError):
+            await party1._call({"action": "get", "seq": 99, "kind": "nonsense", "params": {}})
+
+    asyncio.run(with_dealer(body))
+
+
+def test_dealer_ignores_unregistered_keys():
+    async def body(source, keys):
+        stranger = await source(keypair(), 1)
+        with pytest.raises(DealerError, match="public key"):
+            await stranger.open()
+
+    asyncio.run(with_dealer(body, timeout_s=1.0))

@@ -1,0 +1,137 @@
+"""Faults end with a clear error on both servers within the timeout, never a hang."""
+
+import asyncio
+import signal
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from mpc import wire
+from mpc.dealer import Dealer
+from mpc.errors import DealerError, MpcError, PeerAborted, PeerTimeout, ProtocolMismatch
+from mpc.protocols.arithmetic import mul
+from mpc.session import Endpoints, open_party
+from servers.local_cluster import LocalCluster
+from tests.harness import free_address, keypair
+
+U64 = np.uint64
+TIMEOUT = 1.5
+
+
+async def two_parties(program0, program1, *, keys1_override=None, jobs=None, dealer_up=True):
+    """Run one program per server; returns each side's result or exception."""
+    dealer_keys, keys0, keys1 = keypair(), keypair(), keypair()
+    dealer = Dealer(dealer_keys, (keys0.public, keys1.public), "tcp://127.0.0.1:*")
+    task = None
+    if dealer_up:
+        ready = asyncio.Event()
+        task = asyncio.create_task(dealer.serve(ready))
+        await ready.wait()
+    else:
+        dealer.address = free_address()
+    peer = free_address()
+    jobs = jobs or [uuid.uuid4().hex] * 2
+    own_keys = [keys0, keys1_override or keys1]
+    publics = [keys1.public, keys0.public]
+
+    async def one(party_id, program):
+        ends = Endpoints(party_id, own_keys[party_id], publics[party_id], peer,
+                         dealer_keys.public, dealer.address, TIMEOUT)
+        async with open_party(ends, jobs[party_id]) as party:
+            return await program(party)
+
+    try:
+        return await asyncio.gather(one(0, program0), one(1, program1), return_exceptions=True)
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def multiply(party, n=8):
+    x = party.public(np.arange(n, dtype=U64))
+    return await mul(party, x, x)
+
+
+def run_timed(coroutine):
+    start = time.monotonic()
+    results = asyncio.run(coroutine)
+    return results, time.monotonic() - start
+
+
+def test_lone_server_reports_missing_peer():
+    async def lone(party_id):
+        ends = Endpoints(party_id, keypair(), keypair().public, free_address(),
+                         keypair().public, free_address(), TIMEOUT)
+        async with open_party(ends, "job"):
+            pass
+
+    for party_id in (0, 1):
+        with pytest.raises(PeerTimeout, match="public keys"):
+            asyncio.run(lone(party_id))
+
+
+def test_unregistered_peer_key_is_refused_on_both_sides():
+    (first, second), elapsed = run_timed(
+        two_parties(multiply, multiply, keys1_override=keypair()))
+    assert isinstance(first, PeerTimeout) and isinstance(second, PeerTimeout)
+    assert elapsed < 4 * TIMEOUT
+
+
+def test_unreachable_dealer_is_reported():
+    (first, second), elapsed = run_timed(two_parties(multiply, multiply, dealer_up=False))
+    assert isinstance(first, DealerError) and isinstance(second, DealerError)
+    assert "dealer" in str(first) and elapsed < 4 * TIMEOUT
+
+
+def test_wrong_job_id_stops_both_servers():
+    (first, second), _ = run_timed(two_parties(multiply, multiply, jobs=["job-a", "job-b"]))
+    errors = {type(first), type(second)}
+    assert errors <= {ProtocolMismatch, PeerAborted} and ProtocolMismatch in errors
+    assert "expected job" in str(first if isinstance(first, ProtocolMismatch) else second)
+
+
+def test_out_of_sequence_message_stops_both_servers():
+    async def replay(party):
+        frames = wire.encode({"kind": "data", "job": party.link.job_id, "seq": 5},
+                             [np.zeros(8, U64), np.zeros(8, U64)])
+        await party.link.socket.send_multipart(frames)
+        return await multiply(party)
+
+    (first, second), _ = run_timed(two_parties(multiply, replay))
+    assert isinstance(first, ProtocolMismatch) and "#5" in str(first)
+    assert isinstance(second, (PeerAborted, ProtocolMismatch))
+
+
+def test_mismatched_shapes_stop_both_servers():
+    (first, second), elapsed = run_timed(
+        two_parties(lambda p: multiply(p, 10), lambda p: multiply(p, 11)))
+    assert isinstance(first, MpcError) and isinstance(second, MpcError)
+    assert any(isinstance(e, ProtocolMismatch) for e in (first, second))
+    assert elapsed < 4 * TIMEOUT
+
+
+def test_silent_peer_death_times_out():
+    async def vanish(party):
+        party.link.socket.close(0)  # gone without a word, as after kill -9
+        raise ConnectionAbortedError("vanished")
+
+    (first, _), elapsed = run_timed(two_parties(multiply, vanish))
+    assert isinstance(first, PeerTimeout) and "server 1" in str(first)
+    assert elapsed < 4 * TIMEOUT
+
+
+def test_killed_server_process_is_reported_by_the_other():
+    with LocalCluster(timeout_s=3.0) as cluster:
+        workers = cluster.start("bench_mpc", {"n": 20000, "repeat": 50, "ops": ["sort"]})
+        time.sleep(2.5)
+        assert workers[0].poll() is None, workers[0].communicate()
+        workers[1].send_signal(signal.SIGKILL)
+        start = time.monotonic()
+        _, stderr = workers[0].communicate(timeout=30)
+        assert workers[0].returncode == 1
+        assert "no message from server 1" in stderr or "stopped" in stderr
+        assert time.monotonic() - start < 10
+        assert "Traceback" not in stderr
