@@ -1,24 +1,23 @@
 """Oblivious stable sort of a table of shared columns by one or more shared keys: LSD radix
-sort on shares (after Hamada et al. 2014 and Asharov et al. 2022).
+sort on shares (after Hamada et al. 2014 and Asharov et al. 2022), two key bits per pass.
 
 Keys are converted once to XOR shares (A2B) and packed into as few 64-bit words as their
-declared widths allow. Then, for each key bit from least to most significant:
-1. the bit becomes additive (daBits) and each row's destination under a stable split by that
-   bit (zeros first) is computed on shares: dest = i - ones_before + b * (n - total - i +
-   2 * ones_before), one multiplication;
-2. the remaining key words, the row's original index and dest are shuffled together;
-3. the shuffled dest is opened and both servers move every row to its destination locally.
-Finally the original index, now in sorted order, is turned into a destination vector (one more
-shuffle and opening), which moves the caller's columns in one shuffle and opening.
+declared widths allow. Then, for each 2-bit digit from least to most significant:
+1. the digit's one-hot code is made additive and each row's destination under a stable sort by
+   the digit is computed on shares (three bit-times-value products);
+2. the remaining key words and one packed column origin * 2^32 + destination are shuffled;
+3. the destination half is opened and both servers move every row to its destination locally.
+Finally the original row index, now in sorted order, is turned into a destination vector (one
+more shuffle and opening), which moves the caller's columns in one shuffle and opening.
 
-Why it leaks nothing: every opened value is either masked by fresh dealer randomness (daBit and
-Beaver openings are uniform) or a destination vector after a secret shuffle. A destination
-vector is a permutation of 0..n-1; composed with a uniformly random permutation that neither
-server knows, it is a uniformly random permutation, whatever the data. The number and sizes of
-messages depend only on n, the number of columns and the declared key widths.
+Why it leaks nothing: every opened value is uniform, either masked by fresh dealer randomness,
+or masked by both servers' own randomness (the origin half of the packed column), or a
+destination vector after a secret shuffle: a permutation of 0..n-1 composed with a uniformly
+random permutation that neither server knows, hence uniformly random whatever the data. The
+number and sizes of messages depend only on n, the number of columns and the key widths.
 
-Cost per key bit: 5 rounds; each server sends about 8 * (2 + words) bytes per row; the dealer
-sends about 8 * (2 + 2 * (1 + words)) bytes per row.
+Cost for b key bits (b even): 3b + 14 rounds; each server sends about 24b + 250 bytes per row,
+plus 16 per column moved; the dealer sends about 40b + 180 bytes per row.
 """
 
 from __future__ import annotations
