@@ -47,11 +47,6 @@ async def and_words(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return z
 
 
-def public_bits(party: Party, words: np.ndarray) -> np.ndarray:
-    """XOR shares of public words: party 0 holds them, party 1 zeros."""
-    return words.copy() if party.id == 0 else np.zeros_like(words)
-
-
 # ---- layouts -----------------------------------------------------------------------------
 
 def to_planes(words: np.ndarray, bits: int = 64) -> np.ndarray:
