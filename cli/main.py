@@ -1,4 +1,4 @@
-"""The `twofold` command: keys, dealer, bench (servers, owners and jobs follow)."""
+"""The `twofold` command: keys, server, dealer, owner, bench."""
 
 from __future__ import annotations
 
@@ -9,10 +9,16 @@ from pathlib import Path
 import typer
 
 from cli.bench import bench_app
+from cli.owner import owner_app
+from cli.server import server_app
 from mpc.curve import generate_keypair
 from mpc.dealer import Dealer
 from mpc.errors import MpcError
 from servers.config import ConfigError, load_dealer_config
+from owners.config import OwnerConfigError
+from owners.predicate import PredicateError
+from owners.read import UploadError
+from owners.schema import SchemaError
 from servers.local_cluster import ProcessError
 
 app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",
@@ -21,6 +27,8 @@ keys_app = typer.Typer(help="CurveZMQ key pairs.", no_args_is_help=True)
 dealer_app = typer.Typer(help="The dealer of correlated randomness.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(dealer_app, name="dealer")
+app.add_typer(server_app, name="server")
+app.add_typer(owner_app, name="owner")
 app.add_typer(bench_app, name="bench")
 
 
@@ -47,7 +55,8 @@ def main() -> None:
     """Entry point: known failures become one line on stderr and exit code 1."""
     try:
         app()
-    except (MpcError, ConfigError, ProcessError, OSError) as error:
+    except (MpcError, ConfigError, OwnerConfigError, ProcessError, SchemaError, UploadError,
+            PredicateError, OSError) as error:
         typer.echo(f"twofold: {error}", err=True)
         sys.exit(1)
 

@@ -64,6 +64,32 @@ def load_server_endpoints(path: Path) -> Endpoints:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    endpoints: Endpoints
+    listen: str  # owners and the peer's control requests connect here
+    peer_service_address: str  # the other server's `listen`
+    schema_path: Path
+    data_dir: Path
+    owners: dict[str, bytes]  # owner name -> public key
+
+
+def load_server_config(path: Path) -> ServerConfig:
+    endpoints = load_server_endpoints(path)
+    table = _read(path, "server")
+    get = lambda key, kind=str: _field(path, table, "server", key, kind)  # noqa: E731
+    owners_table = tomllib.loads(path.read_text()).get("owners", {})
+    try:
+        owners = {name: load_public_key(_key_path(path, key_file))
+                  for name, key_file in owners_table.items()}
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: [owners] {error}") from None
+    return ServerConfig(endpoints=endpoints, listen=get("listen"),
+                        peer_service_address=get("peer_service_address"),
+                        schema_path=_key_path(path, get("schema")),
+                        data_dir=_key_path(path, get("data_dir")), owners=owners)
+
+
+@dataclass(frozen=True)
 class DealerConfig:
     keys: KeyPair
     listen: str

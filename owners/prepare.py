@@ -1,0 +1,114 @@
+"""From a checked file to the encoded table an owner shares: one uint64 column per stored
+column, with combined keys, the indicator, and padding rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mpc.prg import Prg
+from owners.keys import EXACT_LIMIT, HASHED_TAG, encode_keys
+from owners.predicate import evaluate
+from owners.read import SourceFile, UploadError, read_source, typed_columns
+from owners.schema import INDICATOR, Schema, Table
+
+U64 = np.uint64
+
+
+@dataclass
+class PreparedTable:
+    table: Table
+    columns: dict[str, np.ndarray]  # stored column name -> encoded uint64 values
+    real_rows: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.columns[INDICATOR])
+
+
+def _encode(schema: Schema, table: Table, typed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    encoded = {}
+    for column in table.columns:
+        values = typed[column.name]
+        if column.numeric:
+            encoded[column.name] = schema.fixed.encode(values.astype(np.float64))
+        elif column.type == "categorical":
+            encoded[column.name] = values.astype(U64)
+        else:
+            encoded[column.name] = encode_keys([values])
+    for key in table.composite_keys:
+        encoded[table.key_column(key)] = encode_keys([typed[name] for name in key])
+    return encoded
+
+
+def _check_keys(source: SourceFile, table: Table, typed, encoded) -> None:
+    """Unique primary key, and no two different hashed keys with the same code."""
+    keys = [table.primary_key] + [fk.columns for fk in table.foreign_keys]
+    for index, key in enumerate(keys):
+        codes = encoded[table.key_column(key)]
+        originals = list(zip(*[typed[name].tolist() for name in key]))
+        order = np.argsort(codes, kind="stable")
+        same = np.flatnonzero(codes[order][1:] == codes[order][:-1])
+        label = f"({', '.join(key)})"
+        for position in same:
+            first, second = int(order[position]), int(order[position + 1])
+            if originals[first] != originals[second]:
+                raise UploadError(f"{source.where(second, key[0])}: keys {originals[first]} and "
+                                  f"{originals[second]} hash to the same code; rename one")
+            if index == 0:
+                raise UploadError(f"{source.where(second, key[0])}: primary key {label} value "
+                                  f"{originals[second]} repeats row {first + 1}")
+
+
+def _dummy_keys(prg: Prg, count: int, taken: np.ndarray) -> np.ndarray:
+    """Fresh codes in the hashed range, distinct from each other and from real keys (a redraw
+    happens with probability below count^2 / 2^61)."""
+    while True:
+        codes = (prg.words(count) >> U64(2)) | U64(HASHED_TAG)
+        if len(np.unique(codes)) == count and not np.isin(codes, taken).any():
+            return codes
+
+
+def prepare(path: Path, schema: Schema, table_name: str, *, where: str | None = None,
+            pad_to: int | None = None, dummy_prg: Prg | None = None) -> PreparedTable:
+    """Read, check and encode one owner's file for table_name. Raises UploadError on the first
+    problem, naming file, row and column; nothing is sent by this function."""
+    table = schema.table(table_name)
+    source = read_source(path)
+    typed = typed_columns(source, table)
+    encoded = _encode(schema, table, typed)
+    _check_keys(source, table, typed, encoded)
+    rows = source.data.num_rows
+    if where:
+        view = {}
+        for column in table.columns:
+            values = typed[column.name]
+            view[column.name] = (np.asarray(column.values, dtype=object)[values]
+                                 if column.type == "categorical" else values)
+        keep = evaluate(where, view, rows)
+        encoded = {name: values[keep] for name, values in encoded.items()}
+        rows = int(keep.sum())
+    target = _padded_size(path, table, rows, pad_to)
+    pad = target - rows
+    padded = {name: np.concatenate([values, np.zeros(pad, U64)])
+              for name, values in encoded.items()}
+    if pad:
+        pk = table.key_column(table.primary_key)
+        padded[pk][rows:] = _dummy_keys(dummy_prg or Prg.fresh(), pad, encoded[pk])
+    padded[INDICATOR] = np.concatenate([np.ones(rows, U64), np.zeros(pad, U64)])
+    return PreparedTable(table, {name: padded[name] for name in table.stored_columns}, rows)
+
+
+def _padded_size(path: Path, table: Table, rows: int, pad_to: int | None) -> int:
+    if pad_to is not None and table.rows is not None and pad_to != table.rows:
+        raise UploadError(f"{path}: --pad-to {pad_to} differs from the schema's public size "
+                          f"{table.rows} for table {table.name}")
+    target = table.rows if table.rows is not None else (pad_to if pad_to is not None else rows)
+    if rows > target:
+        raise UploadError(f"{path}: {rows} rows do not fit the public size {target} of table "
+                          f"{table.name}; nothing was uploaded")
+    if target > EXACT_LIMIT:
+        raise UploadError(f"{path}: public size {target} is too large")
+    return target

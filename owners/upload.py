@@ -1,0 +1,103 @@
+"""An owner's upload: share every encoded column with the CSPRNG and send share p to server p.
+
+The upload id defaults to a keyed digest of the encoded table, so running the same upload twice
+is a no-op and changed data is a new version. The digest is an HMAC under a key derived from the
+owner's secret key: servers can compare digests without learning anything about the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import numpy as np
+import zmq.asyncio
+
+from mpc.curve import KeyPair
+from mpc.prg import Prg
+from mpc.sharing import split
+from owners.prepare import PreparedTable
+from owners.schema import Schema
+from mpc.rpc import ServiceClient
+
+CHUNK_ROWS = 1 << 17
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    address: str
+    public_key: bytes
+
+
+def owner_secret(keys: KeyPair, purpose: bytes) -> bytes:
+    """A key for one purpose, derived from the owner's CurveZMQ secret key."""
+    return hashlib.sha256(b"twofold/" + purpose + b"/" + keys.secret).digest()
+
+
+def dummy_prg(keys: KeyPair, schema: Schema, table: str, source_digest: bytes) -> Prg:
+    """Padding keys drawn from a stream fixed by the owner's secret and the data, so that the
+    same data always encodes to the same table (and the same upload id)."""
+    seed = hmac.new(owner_secret(keys, b"padding"), schema.hash.encode() + table.encode()
+                    + source_digest, hashlib.sha256).digest()
+    return Prg(seed[:16])
+
+
+def content_digest(keys: KeyPair, schema: Schema, prepared: PreparedTable) -> str:
+    mac = hmac.new(owner_secret(keys, b"digest"), digestmod=hashlib.sha256)
+    mac.update(f"{schema.hash}/{prepared.table.name}/{prepared.rows}".encode())
+    for name, values in prepared.columns.items():
+        mac.update(name.encode())
+        mac.update(memoryview(np.ascontiguousarray(values)).cast("B"))
+    return mac.hexdigest()
+
+
+@dataclass
+class UploadResult:
+    upload_id: str
+    rows: int
+    real_rows: int
+    statuses: list[str]  # per server: "send" (uploaded now) or "exists" (already held)
+    bytes_sent: list[int]
+    requests: list[int]
+
+
+async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
+                 servers: tuple[ServerAddress, ServerAddress], *, upload_id: str | None = None,
+                 timeout_s: float = 60.0, progress=None) -> UploadResult:
+    """Send the table to both servers, then make it ready. `progress(rows)` is called as
+    rows go out."""
+    digest = content_digest(keys, schema, prepared)
+    upload_id = upload_id or digest[:32]
+    names = list(prepared.columns)
+    context = zmq.asyncio.Context()
+    clients = [ServiceClient(context, keys, server.public_key, server.address, f"server {p}",
+                             timeout_s) for p, server in enumerate(servers)]
+    try:
+        begin = {"action": "begin", "upload_id": upload_id, "table": prepared.table.name,
+                 "schema_hash": schema.hash, "rows": prepared.rows, "columns": names,
+                 "digest": digest}
+        replies = await asyncio.gather(*(client.call(begin) for client in clients))
+        statuses = [reply["status"] for reply, _ in replies]
+        sending = [client for client, status in zip(clients, statuses) if status == "send"]
+        prg = Prg.fresh()
+        for start in range(0, prepared.rows, CHUNK_ROWS):
+            chunk = [values[start:start + CHUNK_ROWS] for values in prepared.columns.values()]
+            shares = [split(values, prg) for values in chunk]
+            await asyncio.gather(*(
+                client.call({"action": "chunk", "upload_id": upload_id, "start": start},
+                            [pair[clients.index(client)] for pair in shares])
+                for client in sending))
+            if progress is not None:
+                progress(len(chunk[0]))
+        await asyncio.gather(*(client.call({"action": "commit", "upload_id": upload_id})
+                               for client in sending))
+        for client in clients:  # the first activation readies both; the second confirms
+            await client.call({"action": "activate", "upload_id": upload_id})
+        return UploadResult(upload_id, prepared.rows, prepared.real_rows, statuses,
+                            [c.bytes_sent for c in clients], [c.requests for c in clients])
+    finally:
+        for client in clients:
+            client.close()
+        context.term()

@@ -1,0 +1,105 @@
+"""Two real servers (in-process tasks, real CurveZMQ sockets, real storage) for upload tests."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mpc.curve import KeyPair
+from mpc.session import Endpoints
+from owners.schema import load_schema
+from owners.upload import ServerAddress
+from servers.config import ServerConfig
+from servers.server import Server
+from servers.storage import Storage
+from tests.harness import free_address, keypair
+
+SCHEMA = """
+[schema]
+fact = "orders"
+primary_private = "customers"
+
+[tables.customers]
+owner = "alice"
+primary_key = "id"
+[tables.customers.columns]
+id = { type = "key" }
+age = { type = "integer", min = 0, max = 150 }
+income = { type = "decimal", min = -1e6, max = 1e6 }
+member = { type = "boolean" }
+region = { type = "categorical", values = ["north", "south", "east"] }
+
+[tables.orders]
+owner = "bob"
+primary_key = ["order_id", "line"]
+foreign_keys = [{ columns = ["customer_id"], references = "customers" }]
+[tables.orders.columns]
+order_id = { type = "key", format = "string" }
+line = { type = "key" }
+customer_id = { type = "key" }
+amount = { type = "decimal", min = 0, max = 10000 }
+"""
+
+
+@dataclass
+class Deployment:
+    folder: Path
+    schema_path: Path
+    server_keys: list[KeyPair]
+    owner_keys: dict[str, KeyPair]
+    configs: list[ServerConfig]
+
+    @property
+    def schema(self):
+        return load_schema(self.schema_path)
+
+    def addresses(self) -> tuple[ServerAddress, ServerAddress]:
+        return tuple(ServerAddress(c.listen, k.public)
+                     for c, k in zip(self.configs, self.server_keys))
+
+    def stored(self, table: str) -> dict[str, np.ndarray] | None:
+        """Test-only: reconstruct the current version of a table from both servers' files."""
+        views = []
+        for config in self.configs:
+            storage = Storage(config.data_dir)
+            record = storage.current(table)
+            views.append(None if record is None else storage.load(record))
+            storage.close()
+        if None in views:
+            assert views == [None, None], "a table is ready on one server only"
+            return None
+        return {name: views[0][name] + views[1][name] for name in views[0]}
+
+
+def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "bob")):
+    schema_path = folder / "schema.toml"
+    schema_path.write_text(schema_text)
+    server_keys = [keypair(), keypair()]
+    owner_keys = {name: keypair() for name in owners}
+    listen = [free_address(), free_address()]
+    peer, dealer = free_address(), free_address()
+    configs = [ServerConfig(
+        endpoints=Endpoints(p, server_keys[p], server_keys[1 - p].public, peer,
+                            keypair().public, dealer, timeout_s=5.0),
+        listen=listen[p], peer_service_address=listen[1 - p], schema_path=schema_path,
+        data_dir=folder / f"data{p}",
+        owners={name: key.public for name, key in owner_keys.items()}) for p in (0, 1)]
+    return Deployment(folder, schema_path, server_keys, owner_keys, configs)
+
+
+@asynccontextmanager
+async def running(deployment: Deployment, which=(0, 1)):
+    servers = [Server(deployment.configs[p]) for p in which]
+    events = [asyncio.Event() for _ in servers]
+    tasks = [asyncio.create_task(s.serve(e)) for s, e in zip(servers, events)]
+    await asyncio.gather(*(e.wait() for e in events))
+    try:
+        yield servers
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,174 @@
+"""Uploads between an owner and two real servers: round trip, authentication, idempotence,
+and both servers agreeing before a table is usable."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from mpc.prg import Prg
+from mpc.rpc import ServiceClient, ServiceError
+from mpc.sharing import split
+from owners.prepare import prepare
+from owners.upload import upload
+from tests.harness import keypair
+from tests.servers_harness import make_deployment, running
+
+import zmq.asyncio
+
+CUSTOMERS = "id,age,income,member,region\n" + "".join(
+    f"{i},{20 + i % 50},{i * 1.25 - 30},{'yes' if i % 3 else 'no'},{['north', 'south', 'east'][i % 3]}\n"
+    for i in range(1, 301))
+ORDERS = "order_id,line,customer_id,amount\n" + "".join(
+    f"o{i // 3},{i % 3},{1 + i % 300},{i % 97}.5\n" for i in range(900))
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    (tmp_path / "customers.csv").write_text(CUSTOMERS)
+    (tmp_path / "orders.csv").write_text(ORDERS)
+    return make_deployment(tmp_path)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+async def upload_file(deployment, owner, table, keys=None, **options):
+    prepared = prepare(deployment.folder / f"{table}.csv", deployment.schema, table,
+                       pad_to=options.pop("pad_to", None), dummy_prg=Prg.fresh())
+    result = await upload(prepared, deployment.schema, keys or deployment.owner_keys[owner],
+                          deployment.addresses(), timeout_s=options.pop("timeout_s", 5.0),
+                          **options)
+    return prepared, result
+
+
+def test_round_trip_of_two_owners_tables(deployment):
+    async def scenario():
+        async with running(deployment):
+            return [await upload_file(deployment, "alice", "customers", pad_to=512),
+                    await upload_file(deployment, "bob", "orders")]
+
+    (customers, result), (orders, _) = run(scenario())
+    assert result.statuses == ["send", "send"] and result.real_rows == 300 and result.rows == 512
+    for prepared in (customers, orders):
+        stored = deployment.stored(prepared.table.name)
+        assert list(stored) == list(prepared.columns)
+        for name, values in prepared.columns.items():
+            assert np.array_equal(stored[name], values), name
+
+
+def test_servers_keep_tables_across_restarts(deployment):
+    async def first():
+        async with running(deployment):
+            await upload_file(deployment, "alice", "customers")
+
+    async def second():
+        async with running(deployment) as servers:
+            return [s.storage.current("customers") for s in servers]
+
+    run(first())
+    records = run(second())
+    assert all(r is not None and r.state == "ready" and r.rows == 300 for r in records)
+
+
+def test_unregistered_key_is_refused_and_nothing_is_stored(deployment):
+    async def scenario():
+        async with running(deployment):
+            with pytest.raises(ServiceError, match="public key"):
+                await upload_file(deployment, "alice", "customers", keys=keypair(), timeout_s=1.0)
+
+    run(scenario())
+    assert deployment.stored("customers") is None
+
+
+def test_an_owner_cannot_upload_another_owners_table(deployment):
+    async def scenario():
+        async with running(deployment):
+            with pytest.raises(ServiceError, match="belongs to alice, not bob"):
+                await upload_file(deployment, "bob", "customers",
+                                  keys=deployment.owner_keys["bob"])
+
+    run(scenario())
+    assert deployment.stored("customers") is None
+
+
+def test_repeating_an_upload_is_a_no_op(deployment):
+    async def scenario():
+        async with running(deployment) as servers:
+            _, first = await upload_file(deployment, "alice", "customers")
+            before = [s.storage.records() for s in servers]
+            _, again = await upload_file(deployment, "alice", "customers",
+                                         upload_id=first.upload_id)
+            return first, again, before, [s.storage.records() for s in servers]
+
+    first, again, before, after = run(scenario())
+    assert again.statuses == ["exists", "exists"] and again.upload_id == first.upload_id
+    assert before == after
+
+
+def test_same_upload_id_with_other_content_is_refused(deployment):
+    async def scenario():
+        async with running(deployment):
+            await upload_file(deployment, "alice", "customers", upload_id="v1")
+            (deployment.folder / "customers.csv").write_text(CUSTOMERS.replace(",east\n", ",north\n"))
+            with pytest.raises(ServiceError, match="already used for other content"):
+                await upload_file(deployment, "alice", "customers", upload_id="v1")
+
+    run(scenario())
+
+
+def test_mismatched_metadata_is_refused_by_both_servers(deployment):
+    """A faulty owner tells the servers different row counts under one upload id."""
+    schema = deployment.schema
+    columns = schema.table("customers").stored_columns
+    keys = deployment.owner_keys["alice"]
+
+    async def send(client, rows):
+        await client.call({"action": "begin", "upload_id": "u", "table": "customers",
+                           "schema_hash": schema.hash, "rows": rows, "columns": columns,
+                           "digest": "d"})
+        shares = [split(np.zeros(rows, np.uint64))[0] for _ in columns]
+        await client.call({"action": "chunk", "upload_id": "u", "start": 0}, shares)
+        await client.call({"action": "commit", "upload_id": "u"})
+
+    async def scenario():
+        async with running(deployment):
+            context = zmq.asyncio.Context()
+            clients = [ServiceClient(context, keys, address.public_key, address.address,
+                                     f"server {p}", 5.0)
+                       for p, address in enumerate(deployment.addresses())]
+            await send(clients[0], 10)
+            await send(clients[1], 11)
+            for client in clients:
+                with pytest.raises(ServiceError, match="different metadata|copies differ"):
+                    await client.call({"action": "activate", "upload_id": "u"})
+            for client in clients:
+                client.close()
+            context.term()
+
+    run(scenario())
+    assert deployment.stored("customers") is None
+
+
+def test_a_table_is_not_usable_while_one_server_lacks_it(deployment):
+    async def scenario():
+        async with running(deployment, which=(0,)):
+            with pytest.raises(ServiceError, match="server 1"):
+                await upload_file(deployment, "alice", "customers", timeout_s=1.0)
+
+    run(scenario())
+    assert deployment.stored("customers") is None
+
+
+def test_schema_mismatch_is_refused(deployment):
+    async def scenario():
+        async with running(deployment):
+            other = deployment.schema
+            object.__setattr__(other, "hash", "0" * 64)
+            prepared = prepare(deployment.folder / "customers.csv", other, "customers")
+            with pytest.raises(ServiceError, match="schema differs"):
+                await upload(prepared, other, deployment.owner_keys["alice"],
+                             deployment.addresses(), timeout_s=5.0)
+
+    run(scenario())
