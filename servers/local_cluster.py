@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -21,45 +22,99 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _address() -> str:
+    return f"tcp://127.0.0.1:{_free_port()}"
+
+
 class ProcessError(RuntimeError):
     """A server or dealer process failed; carries what it printed on stderr."""
 
 
 class LocalCluster:
-    def __init__(self, timeout_s: float = 120.0):
+    """Keys and configs for a dealer, two servers and some owners; starts what is asked for."""
+
+    def __init__(self, timeout_s: float = 120.0, schema_text: str | None = None,
+                 owners: tuple[str, ...] = ()):
         self.timeout_s = timeout_s
+        self.schema_text = schema_text
+        self.owners = owners
         self.folder = Path(tempfile.mkdtemp(prefix="twofold-"))
         self.dealer: subprocess.Popen | None = None
+        self.servers: list[subprocess.Popen | None] = [None, None]
 
     def __enter__(self) -> "LocalCluster":
         keys = self.folder / "keys"
-        for name in ("dealer", "server0", "server1"):
+        for name in ("dealer", "server0", "server1", *self.owners):
             generate_keypair(keys, name)
-        dealer_address = f"tcp://127.0.0.1:{_free_port()}"
-        peer_address = f"tcp://127.0.0.1:{_free_port()}"
+        dealer_address, peer_address = _address(), _address()
+        self.listen = [_address(), _address()]
+        (self.folder / "schema.toml").write_text(self.schema_text or "")
         (self.folder / "dealer.toml").write_text(
             "[dealer]\n"
             'secret_key = "keys/dealer.key_secret"\n'
             f'listen = "{dealer_address}"\n'
             'server_public_keys = ["keys/server0.key", "keys/server1.key"]\n')
+        owners = "".join(f'{name} = "keys/{name}.key"\n' for name in self.owners)
         for party in (0, 1):
             (self.folder / f"server{party}.toml").write_text(
                 "[server]\n"
                 f"party = {party}\n"
                 f'secret_key = "keys/server{party}.key_secret"\n'
+                f'listen = "{self.listen[party]}"\n'
                 f'peer_public_key = "keys/server{1 - party}.key"\n'
+                f'peer_service_address = "{self.listen[1 - party]}"\n'
                 f'peer_address = "{peer_address}"\n'
                 'dealer_public_key = "keys/dealer.key"\n'
                 f'dealer_address = "{dealer_address}"\n'
-                f"timeout_s = {self.timeout_s}\n")
+                'schema = "schema.toml"\n'
+                f'data_dir = "data{party}"\n'
+                f"timeout_s = {self.timeout_s}\n"
+                f"[owners]\n{owners}")
+        for name in self.owners:
+            (self.folder / f"{name}.toml").write_text(
+                f'[owner]\nsecret_key = "keys/{name}.key_secret"\ntimeout_s = {self.timeout_s}\n'
+                + "".join(f'[[servers]]\naddress = "{self.listen[p]}"\n'
+                          f'public_key = "keys/server{p}.key"\n' for p in (0, 1)))
+        return self
+
+    def start_dealer(self) -> None:
         self.dealer = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "dealer", "run",
              "--config", str(self.folder / "dealer.toml")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return self
+
+    def start_server(self, party: int) -> None:
+        """Start `twofold server run` and wait until it listens."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "server", "run",
+             "--config", str(self.folder / f"server{party}.toml")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        host, port = self.listen[party].removeprefix("tcp://").rsplit(":", 1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                socket.create_connection((host, int(port)), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        if process.poll() is not None:
+            raise ProcessError(f"server {party} did not start: {process.stderr.read().strip()}")
+        self.servers[party] = process
+
+    def kill_server(self, party: int) -> None:
+        process = self.servers[party]
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
+            self.servers[party] = None
+
+    def owner_config(self, name: str) -> Path:
+        return self.folder / f"{name}.toml"
 
     def start(self, program: str, params: dict) -> list[subprocess.Popen]:
         """Start program on both servers as one new job; returns the two processes."""
+        if self.dealer is None:
+            self.start_dealer()
         job = uuid.uuid4().hex
         return [subprocess.Popen(
             [sys.executable, "-m", "servers.worker", "--config",
@@ -77,7 +132,11 @@ class LocalCluster:
         return [json.loads(stdout) for stdout, _ in outputs]
 
     def __exit__(self, *exc) -> None:
-        if self.dealer is not None:
-            self.dealer.terminate()
-            self.dealer.wait(timeout=10)
+        for process in [self.dealer, *self.servers]:
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -37,3 +37,11 @@ def test_bench_mpc_json_on_real_processes():
     for row in rows:
         assert {"op", "n", "online_s", "offline_s", "bytes", "rounds"} <= set(row)
         assert row["n"] == 300 and row["bytes"] > 0 and row["rounds"] > 0
+
+
+def test_bench_upload_json_on_real_processes():
+    run = subprocess.run([sys.executable, "-m", "cli.main", "bench", "upload", "--rows", "500",
+                          "--repeat", "1", "--json"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    (row,) = json.loads(run.stdout)
+    assert row["op"] == "upload" and row["n"] == 500 and row["bytes"] > 500 * 8 * 8

@@ -1,0 +1,83 @@
+"""Uploads between real processes: the CLI end to end, and kill -9 of a server mid-upload."""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from servers.local_cluster import LocalCluster
+from servers.storage import Storage
+from tests.servers_harness import SCHEMA
+
+
+def owner_upload(cluster, owner, data, table, *extra, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "owner", "upload", str(data), "--table", table,
+         "--schema", str(cluster.folder / "schema.toml"), "--config",
+         str(cluster.owner_config(owner)), "--json", *extra],
+        capture_output=True, text=True, timeout=timeout)
+
+
+def write_customers(path, rows):
+    ids = np.arange(rows)
+    lines = (f"{i},{i % 90},{i % 1000 / 4},{'no' if i % 2 else 'yes'},north\n" for i in ids)
+    path.write_text("id,age,income,member,region\n" + "".join(lines))
+
+
+def current_records(cluster):
+    records = []
+    for party in (0, 1):
+        storage = Storage(cluster.folder / f"data{party}")
+        records.append(storage.records())
+        storage.close()
+    return records
+
+
+def test_cli_upload_end_to_end_and_bad_input(tmp_path):
+    with LocalCluster(timeout_s=10, schema_text=SCHEMA, owners=("alice", "bob")) as cluster:
+        cluster.start_server(0)
+        cluster.start_server(1)
+        data = tmp_path / "customers.csv"
+        write_customers(data, 50)
+        run = owner_upload(cluster, "alice", data, "customers", "--pad-to", "64",
+                           "--where", "age >= 10")
+        assert run.returncode == 0, run.stderr
+        summary = json.loads(run.stdout)
+        assert summary["rows"] == 64 and summary["real_rows"] == 40
+        data.write_text(data.read_text().replace("\n7,7,", "\n7,700,"))
+        bad = owner_upload(cluster, "alice", data, "customers")
+        assert bad.returncode == 1
+        assert "row 8 (line 9), column age: 700 is above the declared max 150" in bad.stderr
+        assert "Traceback" not in bad.stderr
+        assert [len(r) for r in current_records(cluster)] == [1, 1]
+
+
+def test_kill_9_during_an_upload_leaves_the_table_complete_or_absent(tmp_path):
+    rows = 400_000
+    data = tmp_path / "customers.csv"
+    write_customers(data, rows)
+    with LocalCluster(timeout_s=3, schema_text=SCHEMA, owners=("alice", "bob")) as cluster:
+        cluster.start_server(0)
+        cluster.start_server(1)
+        owner = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "owner", "upload", str(data), "--table",
+             "customers", "--schema", str(cluster.folder / "schema.toml"), "--config",
+             str(cluster.owner_config("alice"))], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        while not (cluster.folder / "data1" / "staging").exists() and owner.poll() is None:
+            time.sleep(0.01)
+        cluster.kill_server(1)
+        _, stderr = owner.communicate(timeout=60)
+        assert owner.returncode == 1 and "server 1" in stderr
+        cluster.start_server(1)
+        for party, records in enumerate(current_records(cluster)):
+            for record in records:  # whatever survived is complete
+                folder = cluster.folder / f"data{party}" / "tables" / "customers" / record.upload_id
+                sizes = {f.stat().st_size for f in folder.iterdir()}
+                assert sizes == {8 * rows} and record.state != "ready"
+        assert not (cluster.folder / "data1" / "staging").exists()
+        retry = owner_upload(cluster, "alice", data, "customers")
+        assert retry.returncode == 0, retry.stderr
+        assert all(r[-1].state == "ready" for r in current_records(cluster))
