@@ -30,7 +30,8 @@ from mpc import wire
 from mpc.accounting import Accounting
 from mpc.correlations import KINDS, CorrelationError
 from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server_socket
-from mpc.errors import DealerError
+from mpc.errors import DealerError, PeerTimeout
+from mpc.link import send_within
 from mpc.prg import KEY_BYTES, Prg
 
 log = logging.getLogger("twofold.dealer")
@@ -107,7 +108,10 @@ class Dealer:
                 identity, request = frames[0], frames[1:]
                 party = SERVER_NAMES.index(request[0].get("User-Id"))
                 reply = self._handle(party, request)
-                await socket.send_multipart([identity.bytes, *reply], copy=False)
+                try:
+                    await socket.send_multipart([identity.bytes, *reply], copy=False)
+                except zmq.ZMQError as error:  # the server left; serve the others
+                    log.warning("could not answer %s: %s", SERVER_NAMES[party], error)
         finally:
             authenticator.stop()
             socket.close(0)
@@ -182,17 +186,22 @@ class DealerSource(CorrelationSource):
         self._key: bytes | None = None
         self._seq = 0
 
+    def _unreachable(self) -> str:
+        return (f"server {self.party_id}: no answer from the dealer within {self.timeout_s:g} s; "
+                "check that it runs, its address and its public key")
+
     async def _call(self, header: dict) -> list[np.ndarray]:
         request = wire.encode({**header, "job": self.job_id})
         self.accounting.record_dealer_request(wire.message_bytes(request))
-        await self.socket.send_multipart(request, copy=False)
+        try:
+            await send_within(self.socket, request, self.timeout_s, self._unreachable())
+        except PeerTimeout as error:
+            raise DealerError(str(error)) from None
         try:
             frames = await asyncio.wait_for(
                 self.socket.recv_multipart(copy=False), timeout=self.timeout_s)
         except asyncio.TimeoutError:
-            raise DealerError(
-                f"server {self.party_id}: no answer from the dealer within {self.timeout_s:g} s; "
-                "check that it runs, its address and its public key") from None
+            raise DealerError(self._unreachable()) from None
         reply, arrays = wire.decode(frames)
         if not reply.get("ok"):
             raise DealerError(f"dealer refused server {self.party_id}: {reply.get('error')}")

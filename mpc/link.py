@@ -23,6 +23,15 @@ from mpc.errors import PeerAborted, PeerTimeout, ProtocolMismatch
 DEFAULT_TIMEOUT_S = 60.0
 
 
+async def send_within(socket: zmq.asyncio.Socket, frames: list, timeout_s: float,
+                      failure: str) -> None:
+    """Send, or raise PeerTimeout(failure): a socket whose peer is gone blocks on send."""
+    try:
+        await asyncio.wait_for(socket.send_multipart(frames, copy=False), timeout_s)
+    except asyncio.TimeoutError:
+        raise PeerTimeout(failure) from None
+
+
 class PeerLink:
     """Sends and receives arrays to and from the other server for one job."""
 
@@ -37,12 +46,17 @@ class PeerLink:
         self._send_seq = 0
         self._recv_seq = 0
 
+    def _lost(self, what: str) -> str:
+        return (f"server {self.party_id}: {what} server {self.peer_id} within "
+                f"{self.timeout_s:g} s (job {self.job_id}, stage {self.accounting.current}); "
+                "the peer is down or unreachable")
+
     async def _send_frames(self, *arrays: np.ndarray) -> None:
         header = {"kind": "data", "job": self.job_id, "seq": self._send_seq}
         frames = wire.encode(header, arrays)
         self._send_seq += 1
         self.accounting.record_send(wire.message_bytes(frames))
-        await self.socket.send_multipart(frames, copy=False)
+        await send_within(self.socket, frames, self.timeout_s, self._lost("could not send to"))
 
     async def send(self, *arrays: np.ndarray) -> None:
         """One-way message to the peer (one round)."""
@@ -55,10 +69,7 @@ class PeerLink:
             frames = await asyncio.wait_for(
                 self.socket.recv_multipart(copy=False), timeout=self.timeout_s)
         except asyncio.TimeoutError:
-            raise PeerTimeout(
-                f"server {self.party_id}: no message from server {self.peer_id} within "
-                f"{self.timeout_s:g} s (job {self.job_id}, stage {self.accounting.current}); "
-                "the peer is down or unreachable") from None
+            raise PeerTimeout(self._lost("no message from")) from None
         header, arrays = wire.decode(frames)
         if header.get("kind") == "abort":
             raise PeerAborted(f"server {self.peer_id} stopped job {header.get('job')}: "
@@ -86,8 +97,9 @@ class PeerLink:
     async def finish(self) -> None:
         """Closing handshake: PAIR delivers in order, so once the peer's goodbye arrives, every
         message this side sent has been received and the socket may close without linger."""
-        await self.socket.send_multipart(
-            wire.encode({"kind": "bye", "job": self.job_id, "seq": self._send_seq}))
+        await send_within(self.socket, wire.encode(
+            {"kind": "bye", "job": self.job_id, "seq": self._send_seq}), self.timeout_s,
+            self._lost("could not say goodbye to"))
         try:
             frames = await asyncio.wait_for(self.socket.recv_multipart(), self.timeout_s)
         except asyncio.TimeoutError:

@@ -17,7 +17,7 @@ import zmq.asyncio
 from mpc import wire
 from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server_socket
 from mpc.errors import PeerTimeout, ProtocolMismatch
-from mpc.link import DEFAULT_TIMEOUT_S
+from mpc.link import DEFAULT_TIMEOUT_S, send_within
 
 SERVER_NAMES = ("server0", "server1")
 
@@ -32,13 +32,14 @@ async def send_to_recipient(party_id: int, keys: KeyPair, recipient_public: byte
     make_client_socket(socket, keys, recipient_public)
     socket.connect(address)
     try:
-        await socket.send_multipart(wire.encode(
-            {"job": job_id, "output": output, "party": party_id}, shares), copy=False)
+        unreachable = (f"server {party_id}: recipient at {address} did not acknowledge within "
+                       f"{timeout_s:g} s; check its address and public key")
+        await send_within(socket, wire.encode(
+            {"job": job_id, "output": output, "party": party_id}, shares), timeout_s, unreachable)
         try:  # the acknowledgement proves delivery, so the socket may close without linger
             await asyncio.wait_for(socket.recv(), timeout_s)
         except asyncio.TimeoutError:
-            raise PeerTimeout(f"server {party_id}: recipient at {address} did not acknowledge "
-                              f"within {timeout_s:g} s; check its address and public key") from None
+            raise PeerTimeout(unreachable) from None
     finally:
         socket.close(0)
         context.term()

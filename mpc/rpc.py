@@ -11,7 +11,8 @@ import zmq.asyncio
 
 from mpc import wire
 from mpc.curve import KeyPair, make_client_socket
-from mpc.errors import MpcError
+from mpc.errors import MpcError, PeerTimeout
+from mpc.link import send_within
 
 
 class ServiceError(MpcError):
@@ -34,19 +35,21 @@ class ServiceClient:
         self.socket.connect(address)
         self._lock = asyncio.Lock()
 
+    def _silent(self) -> str:
+        return (f"{self.name} at {self.address} did not answer within {self.timeout_s:g} s; "
+                "check that it runs, its address and its public key")
+
     async def call(self, header: dict, arrays=()) -> tuple[dict, list[np.ndarray]]:
         async with self._lock:
             frames = wire.encode(header, arrays)
             self.bytes_sent += wire.message_bytes(frames)
             self.requests += 1
-            await self.socket.send_multipart(frames, copy=False)
             try:
+                await send_within(self.socket, frames, self.timeout_s, self._silent())
                 reply = await asyncio.wait_for(self.socket.recv_multipart(copy=False),
                                                self.timeout_s)
-            except asyncio.TimeoutError:
-                raise ServiceError(f"{self.name} at {self.address} did not answer within "
-                                   f"{self.timeout_s:g} s; check that it runs, its address and "
-                                   "its public key") from None
+            except (asyncio.TimeoutError, PeerTimeout):
+                raise ServiceError(self._silent()) from None
         response, arrays = wire.decode(reply)
         if not response.get("ok"):
             raise ServiceError(f"{self.name} refused: {response.get('error')}")
