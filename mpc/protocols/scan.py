@@ -3,8 +3,11 @@
 `heads` are additive 0/1 shares marking the first row of each segment.
 - "copy": every row gets the values of the nearest head at or above it (the join's propagate
   step); rows above the first head keep the values of row 0;
-- "sum": every row gets the sum of the values from the nearest head at or above it.
-Per level one batched multiplication: 16 * (1 + columns) bytes per row.
+- "sum": every row gets the sum of the values from the nearest head at or above it;
+- "min" / "max": every row gets the least / greatest signed value from the nearest head at or
+  above it (values must differ by less than 2^63).
+Per level one batched multiplication: 16 * (1 + columns) bytes per row; "min" and "max" add a
+comparison and a multiplexer per level (about 80 bytes and 9 rounds).
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import numpy as np
 
 from mpc.party import Party
 from mpc.protocols.arithmetic import mul
+from mpc.protocols.boolean import less_than
 
 U64 = np.uint64
 
 
 async def segmented_scan(party: Party, heads: np.ndarray, values: list[np.ndarray],
                          op: str = "copy") -> list[np.ndarray]:
-    if op not in ("copy", "sum"):
+    if op not in ("copy", "sum", "min", "max"):
         raise ValueError(f"unknown scan {op!r}")
     flags = np.asarray(heads, U64).copy()
     table = np.stack([np.asarray(v, U64) for v in values]) if values else np.zeros((0, len(flags)), U64)
@@ -28,11 +32,18 @@ async def segmented_scan(party: Party, heads: np.ndarray, values: list[np.ndarra
     while step < n:
         f_hi, f_lo = flags[step:], flags[:-step]
         lower = table[:, :-step]
-        operand = table[:, step:] - lower if op == "copy" else lower
+        if op in ("min", "max"):  # lower becomes min(lower, upper): then "copy" semantics
+            upper = table[:, step:]
+            first, second = (lower, upper) if op == "min" else (upper, lower)
+            keep_lower = await less_than(party, first, second)
+            if op == "max":
+                keep_lower = party.public(np.ones_like(keep_lower)) - keep_lower
+            lower = upper + await mul(party, keep_lower, lower - upper)
+        operand = lower if op == "sum" else table[:, step:] - lower
         products = await mul(party, np.broadcast_to(f_hi, (1 + len(table), n - step)),
                              np.vstack([f_lo[None, :], operand]))
         new_table = table.copy()
-        if op == "copy":  # f_hi ? v_hi : v_lo
+        if op != "sum":  # f_hi ? v_hi : v_lo
             new_table[:, step:] = lower + products[1:]
         else:  # v_hi + (1 - f_hi) v_lo
             new_table[:, step:] = table[:, step:] + lower - products[1:]

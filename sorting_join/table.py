@@ -1,0 +1,26 @@
+"""A table of shared columns as the relational operators see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SharedTable:
+    """Columns of additive shares keyed by qualified name ("table.column"), and the shared
+    indicator `valid` (1 for a real row, 0 for a dummy one). All have the same length."""
+
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    valid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+
+    @property
+    def rows(self) -> int:
+        return len(self.valid)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def select(self, names) -> "SharedTable":
+        return SharedTable({name: self.columns[name] for name in names}, self.valid)
