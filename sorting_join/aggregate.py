@@ -28,7 +28,7 @@ from sorting_join.multiway import product
 from sorting_join.table import SharedTable
 
 U64 = np.uint64
-EXTREME = U64(1 << 61)  # stands in for +infinity (min) or -infinity (max) on dummy rows
+EXTREME = 1 << 61  # stands in for +infinity (min) or -infinity (max) on dummy rows
 
 
 def sort_bits(column: Column) -> tuple[int, bool]:
@@ -52,7 +52,8 @@ class Aggregate:
 
 async def _masked_extremes(party: Party, valid, values, op: str):
     """Dummy rows get +EXTREME for min and -EXTREME for max, so they never win."""
-    filler = party.public(np.full(len(valid), EXTREME if op == "min" else U64(0) - EXTREME))
+    filler = party.public(np.full(np.shape(valid), EXTREME if op == "min" else -EXTREME,
+                                  dtype=np.int64).view(U64))
     return filler + await mul(party, valid, values - filler)
 
 
@@ -100,9 +101,7 @@ async def _reduce_extreme(party: Party, values: np.ndarray, op: str) -> np.ndarr
         half = values.shape[1] // 2
         first, second = values[:, :half], values[:, half:2 * half]
         a, b = (first, second) if op == "min" else (second, first)
-        keep_first = await less_than(party, a, b)
-        if op == "max":
-            keep_first = party.public(np.ones_like(keep_first)) - keep_first
+        keep_first = await less_than(party, a, b)  # first wins the comparison
         best = second + await mul(party, keep_first, first - second)
         values = np.concatenate([best, values[:, 2 * half:]], axis=1)
     return values[:, 0]

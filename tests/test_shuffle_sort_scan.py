@@ -120,15 +120,17 @@ def scan_reference(heads, values, op):
     out = np.zeros_like(values)
     current = values[0] if len(values) else 0
     for i, (head, value) in enumerate(zip(heads, values)):
-        if op == "copy":
-            current = value if (head or i == 0) else current
-        else:
-            current = value if (head or i == 0) else current + value
+        if head or i == 0:
+            current = value
+        elif op == "sum":
+            current = current + value
+        elif op in ("min", "max"):
+            current = (min if op == "min" else max)(current, value)
         out[i] = current
     return out
 
 
-@pytest.mark.parametrize("op", ["copy", "sum"])
+@pytest.mark.parametrize("op", ["copy", "sum", "min", "max"])
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 64, 300])
 def test_segmented_scan(op, n, rng):
     heads = (rng.random(n) < 0.2).astype(np.int64)

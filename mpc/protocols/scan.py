@@ -35,9 +35,7 @@ async def segmented_scan(party: Party, heads: np.ndarray, values: list[np.ndarra
         if op in ("min", "max"):  # lower becomes min(lower, upper): then "copy" semantics
             upper = table[:, step:]
             first, second = (lower, upper) if op == "min" else (upper, lower)
-            keep_lower = await less_than(party, first, second)
-            if op == "max":
-                keep_lower = party.public(np.ones_like(keep_lower)) - keep_lower
+            keep_lower = await less_than(party, first, second)  # lower wins the comparison
             lower = upper + await mul(party, keep_lower, lower - upper)
         operand = lower if op == "sum" else table[:, step:] - lower
         products = await mul(party, np.broadcast_to(f_hi, (1 + len(table), n - step)),

@@ -1,0 +1,136 @@
+"""Predicates, group-by and statistics on shares against pandas."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc.protocols.arithmetic import mul
+from owners.schema import INDICATOR
+from sorting_join.aggregate import Aggregate, group_by, statistics
+from sorting_join.multiway import run_join
+from sorting_join.plan import plan_join
+from sorting_join.predicate import Predicate, PredicateError, column_type
+from sorting_join.table import SharedTable
+from tests.harness import reconstruct
+from tests.join_harness import (random_schema, random_tables, reference_join, run_on_shares,
+                                share_tables)
+
+
+@pytest.fixture(scope="module")
+def world():
+    rng = np.random.default_rng(11)
+    schema = random_schema(rng, 3)
+    frames = random_tables(rng, schema, max_rows=60)
+    return schema, frames, share_tables(schema, frames, rng)
+
+
+def decode(schema, name, values):
+    column = column_type(schema, name)
+    return schema.fixed.decode(values) if column.numeric else values.view(np.int64)
+
+
+PREDICATES = [
+    ("t0.x > t1.x", lambda d: d["t0.x"] > d["t1.x"]),
+    ("t0.x - 2 * t1.x <= 100.5", lambda d: d["t0.x"] - 2 * d["t1.x"] <= 100.5),
+    ("not (t0.c == 'u') or t1.x * t0.x / 1000 >= 0", lambda d: (d["t0.c"] != 0) | (d["t1.x"] * d["t0.x"] / 1000 >= 0)),
+    ("t0.c in ['v', 'w'] and t1.id != 5", lambda d: d["t0.c"].isin([1, 2]) & (d["t1.id"] != 5)),
+    ("t0.c == t1.c", lambda d: d["t0.c"] == d["t1.c"]),
+]
+
+
+@pytest.mark.parametrize("text, reference", PREDICATES)
+def test_type_2_predicates(world, text, reference):
+    schema, frames, sides = world
+    plan = plan_join(schema, ["t0", "t1"])  # random_schema makes t0 reference t1
+    predicate = Predicate(schema, text)
+
+    async def program(party, tables):
+        root = await run_join(party, plan, tables, predicate.columns | {"t0.id"})
+        keep = await predicate.evaluate(party, root.columns)
+        return [await mul(party, root.valid, keep), root.column("t0.id")]
+
+    valid, ids = reconstruct(run_on_shares(program, sides))
+    expected = reference_join(schema, frames, ["t0", "t1"])
+    expected = expected[reference(expected)]
+    assert sorted(ids.view(np.int64)[valid == 1].tolist()) == sorted(expected["t0.id"].tolist())
+
+
+@pytest.mark.parametrize("text, message", [
+    ("t0.x > 'u'", "cannot compare numeric with string"),
+    ("t0.c < 'u'", "by order"),
+    ("t0.id > 3", "by order"),
+    ("t0.nope == 1", "unknown column 't0.nope'"),
+    ("t0.x + t0.c > 1", "arithmetic needs numeric"),
+    ("t0.x / t0.x > 1", "division only by a number"),
+    ("t0.x", "not a true/false condition"),
+    ("len(t0.x) > 1", "Call is not allowed"),
+])
+def test_bad_predicates_are_refused(world, text, message):
+    with pytest.raises(PredicateError, match=message):
+        Predicate(world[0], text)
+
+
+def test_group_by_matches_pandas(world):
+    schema, frames, sides = world
+    plan = plan_join(schema)
+    aggregates = [Aggregate("count"), Aggregate("sum", "t0.x"), Aggregate("min", "t0.x"),
+                  Aggregate("max", "t0.x")]
+    group = ["t0.c"]
+
+    async def program(party, tables):
+        root = await run_join(party, plan, tables, {"t0.c", "t0.x"})
+        out = await group_by(party, root, group, [column_type(schema, "t0.c")], aggregates)
+        return [out.valid, out.column("t0.c"), *[out.column(a.name) for a in aggregates]]
+
+    valid, codes, count, total, low, high = reconstruct(run_on_shares(program, sides))
+    keep = valid == 1
+    got = pd.DataFrame({"c": codes.view(np.int64)[keep], "count": count.view(np.int64)[keep],
+                        "sum": schema.fixed.decode(total)[keep],
+                        "min": schema.fixed.decode(low)[keep],
+                        "max": schema.fixed.decode(high)[keep]}).sort_values("c")
+    joined = reference_join(schema, frames)
+    expected = joined.groupby("t0.c")["t0.x"].agg(["count", "sum", "min", "max"]).reset_index()
+    assert got["c"].tolist() == expected["t0.c"].tolist()
+    assert got["count"].tolist() == expected["count"].tolist()
+    assert np.allclose(got["sum"], expected["sum"], atol=1e-3)
+    assert np.allclose(got["min"], expected["min"]) and np.allclose(got["max"], expected["max"])
+
+
+def test_distinct_projection_and_empty_input(world):
+    schema, frames, sides = world
+
+    async def program(party, tables, rows):
+        table = tables["t0"]
+        if rows == 0:
+            table = SharedTable({c: v[:0] for c, v in table.columns.items()}, table.valid[:0])
+        out = await group_by(party, table, ["t0.c"], [column_type(schema, "t0.c")], [])
+        return [out.valid, out.column("t0.c")]
+
+    valid, codes = reconstruct(run_on_shares(program, sides, 1))
+    real = frames["t0"][frames["t0"][INDICATOR] == 1]
+    assert sorted(codes.view(np.int64)[valid == 1].tolist()) == sorted(real["c"].unique().tolist())
+    valid, codes = reconstruct(run_on_shares(program, sides, 0))
+    assert len(valid) == 0
+
+
+def test_statistics_match_pandas(world):
+    schema, frames, sides = world
+
+    async def program(party, tables):
+        plan = plan_join(schema)
+        root = await run_join(party, plan, tables, {"t0.x", "t0.c"})
+        stats = await statistics(party, root, ["t0.x"], {"t0.c": 3})
+        return [stats[k] for k in sorted(stats)]
+
+    keys = sorted(["count", "sum(t0.x)", "sumsq(t0.x)", "min(t0.x)", "max(t0.x)", "histogram(t0.c)"])
+    got = dict(zip(keys, reconstruct(run_on_shares(program, sides))))
+    joined = reference_join(schema, frames)
+    x = joined["t0.x"]
+    assert got["count"].view(np.int64)[0] == len(joined)
+    assert np.isclose(schema.fixed.decode(got["sum(t0.x)"])[0], x.sum(), atol=1e-2)
+    assert np.isclose(schema.fixed.decode(got["sumsq(t0.x)"])[0], (x ** 2).sum(), rtol=1e-6, atol=1)
+    if len(joined):
+        assert np.isclose(schema.fixed.decode(got["min(t0.x)"])[0], x.min())
+        assert np.isclose(schema.fixed.decode(got["max(t0.x)"])[0], x.max())
+    counts = joined["t0.c"].value_counts().reindex([0, 1, 2], fill_value=0).tolist()
+    assert got["histogram(t0.c)"].view(np.int64).tolist() == counts
