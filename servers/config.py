@@ -70,23 +70,25 @@ class ServerConfig:
     peer_service_address: str  # the other server's `listen`
     schema_path: Path
     data_dir: Path
-    owners: dict[str, bytes]  # owner name -> public key
+    clients: dict[str, bytes]  # owners' and recipients' names -> public keys
 
 
 def load_server_config(path: Path) -> ServerConfig:
     endpoints = load_server_endpoints(path)
     table = _read(path, "server")
     get = lambda key, kind=str: _field(path, table, "server", key, kind)  # noqa: E731
-    owners_table = tomllib.loads(path.read_text()).get("owners", {})
-    try:
-        owners = {name: load_public_key(_key_path(path, key_file))
-                  for name, key_file in owners_table.items()}
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{path}: [owners] {error}") from None
+    raw = tomllib.loads(path.read_text())
+    clients = {}
+    for section in ("owners", "recipients"):
+        try:
+            clients.update({name: load_public_key(_key_path(path, key_file))
+                            for name, key_file in raw.get(section, {}).items()})
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path}: [{section}] {error}") from None
     return ServerConfig(endpoints=endpoints, listen=get("listen"),
                         peer_service_address=get("peer_service_address"),
                         schema_path=_key_path(path, get("schema")),
-                        data_dir=_key_path(path, get("data_dir")), owners=owners)
+                        data_dir=_key_path(path, get("data_dir")), clients=clients)
 
 
 @dataclass(frozen=True)

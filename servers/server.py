@@ -1,9 +1,12 @@
 """`twofold server run`: one compute server's long-running process.
 
-It listens on one CurveZMQ service socket whose ZAP handler admits only the owners in its
-registry and the peer server. Owners upload tables there; the peer asks there whether this
-server holds the same upload. A table version becomes ready (usable) only when both servers
-hold it durably with the same upload id, table, row count, schema hash and content digest.
+It listens on one CurveZMQ service socket whose ZAP handler admits only the clients in its
+registry (owners and recipients) and the peer server. Owners upload tables there; clients
+submit jobs, ask their status and fetch outputs; the peer confirms uploads and starts jobs.
+
+A table version becomes ready (usable) only when both servers hold it durably with the same
+upload id, table, row count, schema hash and content digest. Jobs run one at a time, in the
+order server 0 starts them; each runs in a thread of its own so this loop keeps answering.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ import zmq
 import zmq.asyncio
 
 from mpc import wire
+from mpc.accounting import Accounting
 from mpc.curve import KeyAuthenticator, make_server_socket
 from owners.schema import Schema, load_schema
 from servers.config import ServerConfig
+from servers.jobs import JobState, JobStore, run_job_blocking
+from servers.jobspec import JobSpec, parse_job_spec
+from servers.outputs import Output
 from mpc.rpc import ServiceClient, ServiceError
 from servers.storage import Storage, StagedUpload, UploadRecord
 
@@ -35,14 +42,17 @@ class Server:
         self.schema: Schema = load_schema(config.schema_path)
         self.storage = Storage(config.data_dir)
         self.staged: dict[str, StagedUpload] = {}
+        self.jobs = JobStore(config.data_dir)
+        self.running: dict[str, Accounting] = {}
         self.address: str | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._queued = asyncio.Event()
 
     # ---- the service loop ------------------------------------------------------------------
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         context = zmq.asyncio.Context()
-        names = {key: f"owner:{name}" for name, key in self.config.owners.items()}
+        names = {key: f"client:{name}" for name, key in self.config.clients.items()}
         names[self.config.endpoints.peer_public] = f"server{1 - self.party}"
         authenticator = KeyAuthenticator(context, names)
         authenticator.start()
@@ -57,41 +67,55 @@ class Server:
                                   self.config.endpoints.timeout_s)
         if ready is not None:
             ready.set()
+        if self.party == 0:
+            self._spawn(self._schedule())
         try:
             while True:
                 frames = await self.socket.recv_multipart(copy=False)
                 identity, request = frames[0].bytes, frames[1:]
                 client = request[0].get("User-Id")
                 header, arrays = wire.decode(request)
-                if header.get("action") == "activate":  # waits for the peer: run aside
-                    task = asyncio.create_task(self._reply(identity, client, header, arrays))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                if header.get("action") in ("activate", "job_submit"):  # may wait for the peer
+                    self._spawn(self._reply(identity, client, header, arrays))
                 else:
                     await self._reply(identity, client, header, arrays)
         finally:
+            for task in self._tasks:
+                task.cancel()
             self.peer.close()
             authenticator.stop()
             self.socket.close(0)
             context.term()
             self.storage.close()
 
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _reply(self, identity: bytes, client: str, header: dict, arrays) -> None:
+        arrays_out = []
         try:
             response = await self._dispatch(client, header, arrays)
+            if isinstance(response, tuple):
+                response, arrays_out = response
             reply = {"ok": True, **response}
         except (RequestError, ServiceError, ValueError, KeyError, TypeError) as error:
             log.warning("refused %s from %s: %s", header.get("action"), client, error)
             reply = {"ok": False, "error": str(error)}
-        await self.socket.send_multipart([identity, *wire.encode(reply)], copy=False)
+        await self.socket.send_multipart([identity, *wire.encode(reply, arrays_out)], copy=False)
 
     async def _dispatch(self, client: str, header: dict, arrays) -> dict:
         action = header.get("action")
         if client.startswith("server"):
-            if action != "peer_check":
-                raise RequestError(f"{client} may only confirm uploads")
-            return {"status": self._peer_check(UploadRecord.from_message(header["record"]))}
-        owner = client.removeprefix("owner:")
+            if action == "peer_check":
+                return {"status": self._peer_check(UploadRecord.from_message(header["record"]))}
+            if action == "job_start":
+                return {"status": self._start_as_follower(header["job_id"], header["spec_hash"])}
+            raise RequestError(f"{client} may not {action}")
+        owner = client.removeprefix("client:")
+        if action in ("job_submit", "job_status", "fetch_output"):
+            return await getattr(self, f"_{action}")(owner, header)
         if action == "begin":
             return self._begin(owner, header)
         if action == "chunk":
@@ -175,3 +199,102 @@ class Server:
             self.storage.set_state(mine.upload_id, "ready")
         return "match"
 
+
+    # ---- jobs ------------------------------------------------------------------------------
+
+    def _spec(self, job_id: str) -> JobSpec:
+        return parse_job_spec(self.jobs.spec_text(job_id), self.schema, set(self.config.clients))
+
+    async def _job_submit(self, client: str, header: dict) -> dict:
+        job_id, text = header["job_id"], header["spec"]
+        if not (isinstance(job_id, str) and job_id.isalnum() and len(job_id) <= 64):
+            raise RequestError("a job id is 1 to 64 letters and digits")
+        spec = parse_job_spec(text, self.schema, set(self.config.clients))
+        existing = self.jobs.states.get(job_id)
+        if existing is not None:
+            if existing.spec_hash != spec.hash:
+                raise RequestError(f"job id {job_id} was already used for another spec")
+            return {"state": existing.state, "spec_hash": spec.hash}
+        missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
+        if missing:
+            raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
+        self.jobs.add(JobState(job_id, spec.hash, client, spec.recipients), text)
+        self._queued.set()
+        return {"state": "queued", "spec_hash": spec.hash}
+
+    def _known_job(self, client: str, job_id: str) -> JobState:
+        state = self.jobs.states.get(job_id)
+        if state is None or client not in (state.submitter, *state.recipients):
+            raise RequestError(f"no job {job_id} for {client}")
+        return state
+
+    async def _job_status(self, client: str, header: dict) -> dict:
+        state = self._known_job(client, header["job_id"])
+        running = self.running.get(state.job_id)
+        return {"state": state.state, "stage": running.current if running else "",
+                "error": state.error, "costs": state.costs}
+
+    async def _fetch_output(self, client: str, header: dict):
+        state = self._known_job(client, header["job_id"])
+        if client not in state.recipients:
+            raise RequestError(f"{client} is not a recipient of job {state.job_id}")
+        if state.state != "done":
+            raise RequestError(f"job {state.job_id} is {state.state}"
+                               + (f": {state.error}" if state.error else ""))
+        output = Output.load(self.jobs.output_folder(state.job_id))
+        return {"meta": output.meta()}, output.shares
+
+    def _start_as_follower(self, job_id: str, spec_hash: str) -> str:
+        """Server 1 starts a job when server 0 says so, if it holds the same spec."""
+        state = self.jobs.states.get(job_id)
+        if state is None:
+            return "missing"
+        if state.spec_hash != spec_hash:
+            state.state, state.error = "failed", "the servers received different specs"
+            self.jobs.save(state)
+            return "mismatch"
+        if self.running:
+            return "busy"
+        if state.state == "queued":
+            self._spawn(self._run(state))
+        return "started"
+
+    async def _run(self, state: JobState) -> None:
+        accounting = Accounting()
+        self.running[state.job_id] = accounting
+        try:
+            await asyncio.to_thread(run_job_blocking, self.config.endpoints, self.config.data_dir,
+                                    self.schema, self._spec(state.job_id), state, self.jobs,
+                                    accounting)
+        finally:
+            del self.running[state.job_id]
+
+    async def _schedule(self) -> None:
+        """Server 0 starts queued jobs in submission order, each once server 1 agrees."""
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            for state in [s for s in list(self.jobs.states.values()) if s.state == "queued"]:
+                if await self._follower_started(state):
+                    await self._run(state)
+
+    async def _follower_started(self, state: JobState) -> bool:
+        deadline = asyncio.get_running_loop().time() + self.config.endpoints.timeout_s
+        while True:
+            try:
+                response, _ = await self.peer.call({"action": "job_start", "job_id": state.job_id,
+                                                    "spec_hash": state.spec_hash})
+                status = response["status"]
+            except ServiceError as error:
+                status = str(error)
+            if status == "started":
+                return True
+            if status in ("missing", "busy") and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)
+                continue
+            state.state = "failed"
+            state.error = ("server 1 never received this job" if status == "missing" else
+                           "the servers received different specs" if status == "mismatch" else
+                           f"server 1 could not start it: {status}")
+            self.jobs.save(state)
+            return False

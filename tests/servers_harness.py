@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mpc.curve import KeyPair
+from mpc.dealer import Dealer
 from mpc.session import Endpoints
 from owners.schema import load_schema
 from owners.upload import ServerAddress
@@ -52,6 +53,7 @@ class Deployment:
     server_keys: list[KeyPair]
     owner_keys: dict[str, KeyPair]
     configs: list[ServerConfig]
+    dealer_keys: KeyPair
 
     @property
     def schema(self):
@@ -78,24 +80,27 @@ class Deployment:
 def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "bob")):
     schema_path = folder / "schema.toml"
     schema_path.write_text(schema_text)
-    server_keys = [keypair(), keypair()]
+    server_keys, dealer_keys = [keypair(), keypair()], keypair()
     owner_keys = {name: keypair() for name in owners}
     listen = [free_address(), free_address()]
     peer, dealer = free_address(), free_address()
     configs = [ServerConfig(
         endpoints=Endpoints(p, server_keys[p], server_keys[1 - p].public, peer,
-                            keypair().public, dealer, timeout_s=5.0),
+                            dealer_keys.public, dealer, timeout_s=10.0),
         listen=listen[p], peer_service_address=listen[1 - p], schema_path=schema_path,
         data_dir=folder / f"data{p}",
-        owners={name: key.public for name, key in owner_keys.items()}) for p in (0, 1)]
-    return Deployment(folder, schema_path, server_keys, owner_keys, configs)
+        clients={name: key.public for name, key in owner_keys.items()}) for p in (0, 1)]
+    return Deployment(folder, schema_path, server_keys, owner_keys, configs, dealer_keys)
 
 
 @asynccontextmanager
 async def running(deployment: Deployment, which=(0, 1)):
+    """The chosen servers and the dealer, as tasks of this event loop."""
     servers = [Server(deployment.configs[p]) for p in which]
-    events = [asyncio.Event() for _ in servers]
-    tasks = [asyncio.create_task(s.serve(e)) for s, e in zip(servers, events)]
+    dealer = Dealer(deployment.dealer_keys, tuple(k.public for k in deployment.server_keys),
+                    deployment.configs[0].endpoints.dealer_address)
+    events = [asyncio.Event() for _ in range(len(servers) + 1)]
+    tasks = [asyncio.create_task(s.serve(e)) for s, e in zip([*servers, dealer], events)]
     await asyncio.gather(*(e.wait() for e in events))
     try:
         yield servers

@@ -1,0 +1,155 @@
+"""Running a job on one server: load the shares, join, filter, compute, store the output.
+
+Both servers run the same job in step. Before any work they check over their link that they
+agree on the spec (its hash) and on the version of every table (upload ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mpc.accounting import Accounting
+from mpc.errors import ProtocolMismatch
+from mpc.party import Party
+from mpc.protocols.arithmetic import mul
+from mpc.ring import FixedPoint
+from mpc.session import Endpoints, open_party
+from owners.schema import INDICATOR, Schema
+from servers.jobspec import JobSpec, plan_columns
+from servers.outputs import Output, describe
+from servers.storage import Storage
+from sorting_join.aggregate import group_by, statistics
+from sorting_join.multiway import run_join
+from sorting_join.predicate import column_type
+from sorting_join.table import SharedTable
+
+log = logging.getLogger("twofold.jobs")
+
+
+@dataclass
+class JobState:
+    job_id: str
+    spec_hash: str
+    submitter: str
+    recipients: list[str]
+    state: str = "queued"  # queued, running, done, failed
+    error: str = ""
+    costs: dict = field(default_factory=dict)
+
+
+class JobStore:
+    """Jobs of one server on disk: data_dir/jobs/<job id>/{spec.toml, state.json, output/}."""
+
+    def __init__(self, data_dir: Path):
+        self.root = Path(data_dir) / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.states: dict[str, JobState] = {}
+        for folder in sorted(self.root.iterdir()):
+            state = JobState(**json.loads((folder / "state.json").read_text()))
+            if state.state in ("queued", "running"):  # interrupted by a restart
+                state.state, state.error = "failed", "the server restarted during the job"
+            self.states[state.job_id] = state
+            self.save(state)
+
+    def add(self, state: JobState, spec_text: str) -> None:
+        folder = self.root / state.job_id
+        folder.mkdir()
+        (folder / "spec.toml").write_text(spec_text)
+        self.states[state.job_id] = state
+        self.save(state)
+
+    def save(self, state: JobState) -> None:
+        (self.root / state.job_id / "state.json").write_text(json.dumps(asdict(state)))
+
+    def spec_text(self, job_id: str) -> str:
+        return (self.root / job_id / "spec.toml").read_text()
+
+    def output_folder(self, job_id: str) -> Path:
+        return self.root / job_id / "output"
+
+
+def agreement_digest(spec: JobSpec, versions: dict[str, str]) -> np.ndarray:
+    digest = hashlib.sha256((spec.hash + json.dumps(versions, sort_keys=True)).encode()).digest()
+    return np.frombuffer(digest, dtype=np.uint64).copy()
+
+
+async def agree(party: Party, spec: JobSpec, versions: dict[str, str]) -> None:
+    """Both servers must run the same spec on the same table versions."""
+    mine = agreement_digest(spec, versions)
+    (theirs,) = await party.link.exchange(mine)
+    if not np.array_equal(mine, theirs):
+        raise ProtocolMismatch("the servers disagree on the job spec or on table versions")
+
+
+async def execute(party: Party, spec: JobSpec, schema: Schema,
+                  tables: dict[str, dict[str, np.ndarray]]) -> Output:
+    """The job's output shares, from this server's shares of the tables."""
+    wanted = plan_columns(spec)
+    shared = {name: SharedTable({f"{name}.{c}": tables[name][c] for c in wanted[name]},
+                                tables[name][INDICATOR]) for name in spec.plan.tables}
+    root = await run_join(party, spec.plan, shared, spec.needed_columns())
+    if spec.where is not None:
+        with party.stage("predicate"):
+            keep = await spec.where.evaluate(party, root.columns)
+            root = SharedTable(root.columns, await mul(party, root.valid, keep))
+    if spec.kind == "output":
+        names, shares = spec.columns, [root.column(c) for c in spec.columns]
+    elif spec.kind == "aggregate":
+        with party.stage("group-by"):
+            grouped = await group_by(party, root, spec.group_by,
+                                     [column_type(schema, c) for c in spec.group_by],
+                                     spec.aggregates)
+        names = spec.group_by + [a.name for a in spec.aggregates]
+        shares, root = [grouped.column(n) for n in names], grouped
+    else:
+        with party.stage("statistics"):
+            sizes = {c: len(column_type(schema, c).values) for c in spec.histograms}
+            values = await statistics(party, root, spec.statistics, sizes)
+        names, shares = list(values), list(values.values())
+    if spec.kind != "statistics":
+        names, shares = names + [INDICATOR], shares + [root.valid]
+    return Output(spec.kind, [describe(schema, n) for n in names], shares,
+                  schema.fixed.frac_bits, spec.means)
+
+
+def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec: JobSpec,
+                     state: JobState, store: JobStore, accounting: Accounting) -> None:
+    """One server's whole job, in its own thread and event loop; `accounting.current` tells
+    the job's stage meanwhile."""
+
+    async def main():
+        storage = Storage(data_dir)
+        try:
+            records = {name: storage.current(name) for name in spec.plan.tables}
+            missing = [name for name, record in records.items() if record is None]
+            if missing:
+                raise ProtocolMismatch(f"tables not ready on server {endpoints.party_id}: "
+                                       f"{', '.join(missing)}")
+            versions = {name: record.upload_id for name, record in records.items()}
+            tables = {name: storage.load(record) for name, record in records.items()}
+        finally:
+            storage.close()
+        async with open_party(endpoints, state.job_id, FixedPoint(schema.fixed.frac_bits),
+                              accounting) as party:
+            with party.stage("agree"):
+                await agree(party, spec, versions)
+            return await execute(party, spec, schema, tables)
+
+    state.state = "running"
+    store.save(state)
+    try:
+        asyncio.run(main()).save(store.output_folder(state.job_id))
+        state.state = "done"
+    except Exception as error:  # every failure ends the job and is reported to the client
+        log.warning("job %s failed: %s", state.job_id, traceback.format_exc())
+        state.state, state.error = "failed", f"{type(error).__name__}: {error}"
+    state.costs = {name: cost.as_dict() for name, cost in accounting.stages.items()}
+    store.save(state)

@@ -1,0 +1,173 @@
+"""Job specs (TOML): what to join, filter and compute, and who receives the result.
+
+    [job]
+    recipients = ["carol"]                  # registered clients who may fetch the output
+    tables = ["orders", "customers"]        # optional: default, the whole schema
+    where = "orders.amount > customers.age" # optional type-2 predicate
+
+    [output]                                # exactly one of output, aggregate, statistics
+    columns = ["orders.amount", "customers.region"]
+
+    [aggregate]
+    group_by = ["customers.region"]         # empty or absent: one group
+    count = true
+    sum = ["orders.amount"]                 # also mean, min, max
+    [statistics]
+    columns = ["orders.amount"]             # count, sum, mean, variance, std, min, max
+    histogram = ["customers.region"]
+
+Every problem is refused before any work, with the spec line that causes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+
+from owners.schema import Schema
+from sorting_join.aggregate import Aggregate
+from sorting_join.plan import JoinPlan, PlanError, plan_join
+from sorting_join.predicate import Predicate, PredicateError, column_type
+
+KINDS = ("output", "aggregate", "statistics")
+EXTREME_LIMIT = 2.0 ** 60  # min and max need stored values below 2^60
+
+
+class JobSpecError(ValueError):
+    """A job spec that cannot run; the message names the spec line."""
+
+
+@dataclass
+class JobSpec:
+    text: str
+    kind: str
+    recipients: list[str]
+    plan: JoinPlan
+    where: Predicate | None
+    columns: list[str] = field(default_factory=list)  # output columns
+    group_by: list[str] = field(default_factory=list)
+    aggregates: list[Aggregate] = field(default_factory=list)
+    means: list[str] = field(default_factory=list)  # derived by the recipient from sum / count
+    statistics: list[str] = field(default_factory=list)
+    histograms: list[str] = field(default_factory=list)
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def needed_columns(self) -> set[str]:
+        needed = set(self.columns) | set(self.group_by) | set(self.statistics)
+        needed |= set(self.histograms) | {a.column for a in self.aggregates if a.column}
+        return needed | (self.where.columns if self.where else set())
+
+
+def _line_of(text: str, needle: str) -> str:
+    for number, line in enumerate(text.splitlines(), 1):
+        if needle and needle in line:
+            return f"line {number}"
+    return "the spec"
+
+
+class _Checker:
+    def __init__(self, text: str, schema: Schema, plan: JoinPlan | None = None):
+        self.text, self.schema, self.plan = text, schema, plan
+
+    def fail(self, needle: str, message: str):
+        raise JobSpecError(f"{_line_of(self.text, needle)}: {message}")
+
+    def column(self, name, *, numeric=False, groupable=False, extremes=False) -> str:
+        if not isinstance(name, str) or "." not in name:
+            self.fail(str(name), f"{name!r} must be a qualified column, table.column")
+        table = name.split(".")[0]
+        if table not in self.plan.tables:
+            self.fail(name, f"column {name!r}: table {table!r} is not in this job's join")
+        try:
+            column = column_type(self.schema, name)
+        except PredicateError as error:
+            self.fail(name, str(error))
+        if numeric and not column.numeric:
+            self.fail(name, f"{name!r} is {column.type}, not numeric")
+        if groupable and column.type not in ("categorical", "key", "boolean", "integer"):
+            self.fail(name, f"cannot group by the {column.type} column {name!r}")
+        if extremes and max(abs(column.min), abs(column.max)) * self.schema.fixed.scale >= EXTREME_LIMIT:
+            self.fail(name, f"min/max need a declared range below 2^{60 - self.schema.fixed.frac_bits}")
+        return name
+
+    def names(self, section: dict, key: str, **checks) -> list[str]:
+        values = section.get(key, [])
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list):
+            self.fail(key, f"'{key}' must be a list of columns")
+        return [self.column(v, **checks) for v in values]
+
+
+def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
+    """Parse and check a job spec against the schema and the registered clients."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise JobSpecError(f"not valid TOML: {error}") from None
+    check = _Checker(text, schema)
+    job = raw.get("job")
+    if not isinstance(job, dict):
+        raise JobSpecError("the spec needs a [job] section")
+    recipients = job.get("recipients")
+    if not isinstance(recipients, list) or not recipients:
+        check.fail("recipients", "[job] needs 'recipients', a list of client names")
+    for name in recipients:
+        if name not in clients:
+            check.fail(str(name), f"recipient {name!r} has no registered key on the servers")
+    try:
+        plan = plan_join(schema, job.get("tables"))
+    except PlanError as error:
+        check.fail("tables", str(error))
+    check.plan = plan
+    where = None
+    if job.get("where"):
+        try:
+            where = Predicate(schema, job["where"])
+        except PredicateError as error:
+            check.fail("where", str(error))
+        for name in where.columns:
+            check.column(name)
+    kinds = [kind for kind in KINDS if kind in raw]
+    if len(kinds) != 1:
+        raise JobSpecError("the spec needs exactly one of [output], [aggregate], [statistics]")
+    kind, section = kinds[0], raw[kinds[0]]
+    spec = JobSpec(text, kind, recipients, plan, where)
+    if kind == "output":
+        spec.columns = check.names(section, "columns")
+        if not spec.columns:
+            check.fail("columns", "[output] needs 'columns'")
+    elif kind == "aggregate":
+        spec.group_by = check.names(section, "group_by", groupable=True)
+        sums = check.names(section, "sum", numeric=True)
+        spec.means = check.names(section, "mean", numeric=True)
+        spec.aggregates = [Aggregate("count")] + [
+            Aggregate("sum", c) for c in dict.fromkeys(sums + spec.means)]
+        for op in ("min", "max"):
+            spec.aggregates += [Aggregate(op, c)
+                                for c in check.names(section, op, numeric=True, extremes=True)]
+    else:
+        spec.statistics = check.names(section, "columns", numeric=True, extremes=True)
+        spec.histograms = check.names(section, "histogram")
+        for name in spec.histograms:
+            if column_type(schema, name).type != "categorical":
+                check.fail(name, f"a histogram needs a categorical column, {name!r} is not")
+        if not spec.statistics and not spec.histograms:
+            check.fail("statistics", "[statistics] needs 'columns' or 'histogram'")
+    return spec
+
+
+def plan_columns(spec: JobSpec) -> dict[str, list[str]]:
+    """Per table, the stored columns the job reads (keys included)."""
+    wanted: dict[str, list[str]] = {name: [] for name in spec.plan.tables}
+    keys = {s.parent_key for s in spec.plan.steps} | {s.child_key for s in spec.plan.steps}
+    for name in spec.needed_columns() | keys:
+        table, _, column = name.partition(".")
+        if column not in wanted[table]:
+            wanted[table].append(column)
+    return wanted
+

@@ -1,0 +1,121 @@
+"""Job outputs: what a server stores for the recipients, and how a recipient decodes it.
+
+An output is a list of named columns of shares, each with a decoding ("fixed" point, a
+"categorical" vocabulary, a "key" code, or a "count"), plus, for row outputs, the indicator
+"_valid" whose zero rows the recipient drops.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mpc.ring import FixedPoint, to_signed
+from owners.keys import HASHED_TAG
+from owners.schema import INDICATOR, Schema
+from sorting_join.predicate import column_type
+
+U64 = np.uint64
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    name: str
+    decoding: str  # fixed, categorical, key, count
+    vocabulary: tuple[str, ...] = ()
+
+
+def describe(schema: Schema, name: str) -> OutputColumn:
+    """How to decode a stored column or an aggregate named after one."""
+    if name == "count" or name == INDICATOR:
+        return OutputColumn(name, "count")
+    inner = name[name.index("(") + 1:-1] if "(" in name else name
+    column = column_type(schema, inner)
+    if column.numeric or name.startswith(("sum(", "sumsq(", "min(", "max(")):
+        return OutputColumn(name, "fixed")
+    if name.startswith("histogram("):
+        return OutputColumn(name, "count", column.values)
+    return OutputColumn(name, column.type, column.values)
+
+
+@dataclass
+class Output:
+    kind: str  # output, aggregate, statistics
+    columns: list[OutputColumn]
+    shares: list[np.ndarray]
+    frac_bits: int
+    means: list[str]  # mean(c) = sum(c) / count, derived by the recipient
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, values in enumerate(self.shares):
+            np.asarray(values, U64).tofile(folder / f"{index}.u64")
+        (folder / "meta.json").write_text(json.dumps(self.meta()))
+
+    def meta(self) -> dict:
+        return {"kind": self.kind, "frac_bits": self.frac_bits, "means": self.means,
+                "columns": [asdict(c) for c in self.columns]}
+
+    @classmethod
+    def load(cls, folder: Path) -> "Output":
+        meta = json.loads((folder / "meta.json").read_text())
+        shares = [np.fromfile(folder / f"{i}.u64", dtype=U64) for i in range(len(meta["columns"]))]
+        return cls.from_meta(meta, shares)
+
+    @classmethod
+    def from_meta(cls, meta: dict, shares: list[np.ndarray]) -> "Output":
+        columns = [OutputColumn(c["name"], c["decoding"], tuple(c["vocabulary"]))
+                   for c in meta["columns"]]
+        return cls(meta["kind"], columns, shares, meta["frac_bits"], meta["means"])
+
+
+def _decode_column(column: OutputColumn, values: np.ndarray, fixed: FixedPoint) -> list:
+    if column.decoding == "fixed":
+        return fixed.decode(values).tolist()
+    if column.decoding == "categorical":
+        return [column.vocabulary[v] if v < len(column.vocabulary) else None
+                for v in values.tolist()]
+    if column.decoding == "key":  # exact integers, or the hash code of another key
+        return [v if v < HASHED_TAG else f"#{v:016x}" for v in values.tolist()]
+    return to_signed(values).tolist()
+
+
+def reveal(first: Output, second: Output) -> dict:
+    """Reconstruct both servers' shares and decode: rows (dummy rows dropped) for row
+    outputs, named values for statistics."""
+    fixed = FixedPoint(first.frac_bits)
+    plain = {c.name: a + b for c, a, b in zip(first.columns, first.shares, second.shares)}
+    described = {c.name: c for c in first.columns}
+    if first.kind == "statistics":
+        return _statistics(plain, described, fixed)
+    keep = plain.pop(INDICATOR) == 1
+    rows = {name: _decode_column(described[name], values[keep], fixed)
+            for name, values in plain.items()}
+    for column in first.means:
+        rows[f"mean({column})"] = [total / count if count else None for total, count in
+                                   zip(rows[f"sum({column})"], rows["count"])]
+    return {"kind": first.kind, "rows": rows}
+
+
+def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
+    count = int(to_signed(plain["count"])[0])
+    values: dict = {"count": count}
+    for name in plain:
+        if name.startswith("sum("):
+            column = name[4:-1]
+            total = fixed.decode(plain[name])[0]
+            squares = fixed.decode(plain[f"sumsq({column})"])[0]
+            mean = total / count if count else None
+            variance = max(squares / count - mean * mean, 0.0) if count else None
+            values[column] = {
+                "count": count, "sum": total, "mean": mean, "variance": variance,
+                "std": variance ** 0.5 if count else None,
+                "min": fixed.decode(plain[f"min({column})"])[0] if count else None,
+                "max": fixed.decode(plain[f"max({column})"])[0] if count else None}
+        elif name.startswith("histogram("):
+            counts = to_signed(plain[name]).tolist()
+            values[name] = dict(zip(described[name].vocabulary, counts))
+    return {"kind": "statistics", "values": values}

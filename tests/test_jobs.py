@@ -1,0 +1,166 @@
+"""Query jobs end to end: owners upload, an analyst submits, servers join on shares, the
+recipient reveals; compared with pandas on the same plaintext."""
+
+import asyncio
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc.rpc import ServiceError
+from servers.client import fetch_and_reveal, submit_job, wait_for_job
+from tests.servers_harness import SCHEMA, make_deployment, running
+from tests.test_upload import CUSTOMERS, ORDERS, upload_file
+
+REGIONS = ["north", "south", "east"]
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    (tmp_path / "customers.csv").write_text(CUSTOMERS)
+    orders = ORDERS + "late,0,999,1.5\n"  # a dangling reference
+    (tmp_path / "orders.csv").write_text(orders)
+    return make_deployment(tmp_path, owners=("alice", "bob", "carol"))
+
+
+def frames():
+    customers = pd.read_csv(io.StringIO(CUSTOMERS))
+    orders = pd.read_csv(io.StringIO(ORDERS + "late,0,999,1.5\n"))
+    return customers, orders.merge(customers, left_on="customer_id", right_on="id")
+
+
+async def run_job(deployment, spec, recipient="carol"):
+    await upload_file(deployment, "alice", "customers", pad_to=320)
+    await upload_file(deployment, "bob", "orders")
+    keys, servers = deployment.owner_keys[recipient], deployment.addresses()
+    job = await submit_job(deployment.owner_keys["alice"], servers, spec)
+    statuses = await wait_for_job(keys, servers, job, timeout_s=120)
+    assert [s["state"] for s in statuses] == ["done", "done"], statuses
+    return await fetch_and_reveal(keys, servers, job)
+
+
+def run(deployment, spec):
+    async def scenario():
+        async with running(deployment):
+            return await run_job(deployment, spec)
+    return asyncio.run(scenario())
+
+
+def test_output_job_with_a_cross_table_predicate(deployment):
+    spec = """
+[job]
+recipients = ["carol"]
+where = "orders.amount > customers.age / 2 and customers.region != 'east'"
+[output]
+columns = ["orders.order_id", "orders.amount", "customers.age", "customers.region"]
+"""
+    rows = pd.DataFrame(run(deployment, spec)["rows"])
+    _, joined = frames()
+    expected = joined[(joined.amount > joined.age / 2) & (joined.region != "east")]
+    assert len(rows) == len(expected) > 0
+    got = sorted(zip(rows["orders.amount"], rows["customers.age"], rows["customers.region"]))
+    want = sorted(zip(expected.amount, expected.age.astype(float), expected.region))
+    assert got == want
+
+
+def test_aggregate_job(deployment):
+    spec = """
+[job]
+recipients = ["carol"]
+[aggregate]
+group_by = ["customers.region"]
+count = true
+sum = ["orders.amount"]
+mean = ["orders.amount"]
+min = ["customers.age"]
+max = ["orders.amount"]
+"""
+    rows = pd.DataFrame(run(deployment, spec)["rows"]).sort_values("customers.region")
+    _, joined = frames()
+    expected = joined.groupby("region").agg(count=("amount", "size"), total=("amount", "sum"),
+                                            mean=("amount", "mean"), low=("age", "min"),
+                                            high=("amount", "max")).reset_index()
+    assert rows["customers.region"].tolist() == expected["region"].tolist()
+    assert rows["count"].tolist() == expected["count"].tolist()
+    assert np.allclose(rows["sum(orders.amount)"], expected["total"])
+    assert np.allclose(rows["mean(orders.amount)"], expected["mean"])
+    assert np.allclose(rows["min(customers.age)"], expected["low"])
+    assert np.allclose(rows["max(orders.amount)"], expected["high"])
+
+
+def test_statistics_job(deployment):
+    spec = """
+[job]
+recipients = ["carol"]
+tables = ["orders", "customers"]
+[statistics]
+columns = ["orders.amount", "customers.income"]
+histogram = ["customers.region"]
+"""
+    values = run(deployment, spec)["values"]
+    _, joined = frames()
+    amount = values["orders.amount"]
+    assert values["count"] == len(joined)
+    assert np.isclose(amount["mean"], joined.amount.mean())
+    assert np.isclose(amount["std"], joined.amount.std(ddof=0), rtol=1e-4)
+    assert np.isclose(values["customers.income"]["min"], joined.income.min())
+    assert np.isclose(values["customers.income"]["max"], joined.income.max())
+    histogram = values["histogram(customers.region)"]
+    assert histogram == {r: int((joined.region == r).sum()) for r in REGIONS}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ('[job]\nrecipients = ["carol"]\ntables = ["orders", "nope"]\n[output]\ncolumns = ["orders.amount"]\n',
+     "line 3: unknown table 'nope'"),
+    ('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.amout"]\n',
+     "line 4: unknown column 'orders.amout'"),
+    ('[job]\nrecipients = ["carol"]\nwhere = "orders.amount > customers.region"\n[output]\ncolumns = ["orders.amount"]\n',
+     "line 3: 'orders.amount > customers.region': cannot compare numeric with categorical"),
+    ('[job]\nrecipients = ["carol"]\n[aggregate]\nsum = ["customers.region"]\n',
+     "line 4: 'customers.region' is categorical, not numeric"),
+    ('[job]\nrecipients = ["mallory"]\n[output]\ncolumns = ["orders.amount"]\n',
+     "line 2: recipient 'mallory' has no registered key"),
+    ('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n[output]\ncolumns = ["orders.amount"]\n',
+     "line 5: column 'orders.amount': table 'orders' is not in this job's join"),
+    ('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.amount"]\n[statistics]\ncolumns = []\n',
+     "exactly one of"),
+])
+def test_bad_specs_are_refused_before_any_work(deployment, spec, message):
+    async def scenario():
+        async with running(deployment) as servers:
+            await upload_file(deployment, "alice", "customers")
+            await upload_file(deployment, "bob", "orders")
+            with pytest.raises(ServiceError, match=message.replace("(", r"\(")):
+                await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
+            return [len(s.jobs.states) for s in servers]
+
+    assert asyncio.run(scenario()) == [0, 0]
+
+
+def test_jobs_over_tables_not_uploaded_are_refused(deployment):
+    async def scenario():
+        async with running(deployment):
+            await upload_file(deployment, "alice", "customers")
+            spec = '[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.amount"]\n'
+            with pytest.raises(ServiceError, match="orders not uploaded"):
+                await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
+
+    asyncio.run(scenario())
+
+
+def test_only_recipients_fetch_outputs(deployment):
+    spec = '[job]\nrecipients = ["carol"]\ntables = ["customers"]\n[output]\ncolumns = ["customers.age"]\n'
+
+    async def scenario():
+        async with running(deployment):
+            await upload_file(deployment, "alice", "customers")
+            servers = deployment.addresses()
+            job = await submit_job(deployment.owner_keys["alice"], servers, spec)
+            await wait_for_job(deployment.owner_keys["carol"], servers, job)
+            with pytest.raises(ServiceError, match="not a recipient"):
+                await fetch_and_reveal(deployment.owner_keys["alice"], servers, job)
+            return await fetch_and_reveal(deployment.owner_keys["carol"], servers, job)
+
+    rows = asyncio.run(scenario())["rows"]
+    assert sorted(rows["customers.age"]) == sorted(float(20 + i % 50) for i in range(1, 301))
