@@ -1,4 +1,4 @@
-"""The `twofold` command: keys, server, dealer, owner, bench."""
+"""The `twofold` command: keys, server, dealer, owner, job, reveal, bench."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from pathlib import Path
 import typer
 
 from cli.bench import bench_app
+from cli.job import job_app, reveal_command
 from cli.owner import owner_app
 from cli.server import server_app
 from mpc.curve import generate_keypair
 from mpc.dealer import Dealer
 from mpc.errors import MpcError
 from servers.config import ConfigError, load_dealer_config
+from servers.jobspec import JobSpecError
 from owners.config import OwnerConfigError
 from owners.predicate import PredicateError
 from owners.read import UploadError
@@ -29,6 +31,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(dealer_app, name="dealer")
 app.add_typer(server_app, name="server")
 app.add_typer(owner_app, name="owner")
+app.add_typer(job_app, name="job")
+app.command("reveal")(reveal_command)
 app.add_typer(bench_app, name="bench")
 
 
@@ -56,7 +60,7 @@ def main() -> None:
     try:
         app()
     except (MpcError, ConfigError, OwnerConfigError, ProcessError, SchemaError, UploadError,
-            PredicateError, OSError) as error:
+            PredicateError, JobSpecError, OSError) as error:
         typer.echo(f"twofold: {error}", err=True)
         sys.exit(1)
 

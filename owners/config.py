@@ -1,6 +1,6 @@
-"""An owner's config file: who the owner is and where the two servers are.
+"""An owner's (or any client's) config file: its key and where the two servers are.
 
-    [owner]
+    [owner]                        # or [client], for analysts and recipients
     secret_key = "keys/alice.key_secret"
     timeout_s = 60
     [[servers]]                    # server 0, then server 1
@@ -32,7 +32,7 @@ class OwnerConfig:
 def load_owner_config(path: Path) -> OwnerConfig:
     try:
         raw = tomllib.loads(path.read_text())
-        owner, servers = raw["owner"], raw["servers"]
+        owner, servers = raw.get("owner") or raw["client"], raw["servers"]
         if len(servers) != 2:
             raise OwnerConfigError(f"{path}: list exactly two [[servers]]: server 0, then server 1")
         return OwnerConfig(
