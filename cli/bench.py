@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from owners.config import load_owner_config
 from owners.prepare import prepare
 from owners.schema import load_schema
 from owners.upload import upload
-from servers.local_cluster import LocalCluster
+from servers.client import submit_job, wait_for_job
+from servers.local_cluster import LocalCluster, ProcessError
+from cli import tpch
 
 bench_app = typer.Typer(help="Measure time, bytes and rounds on a local cluster.",
                         no_args_is_help=True)
@@ -146,3 +149,70 @@ def bench_upload(
            "bytes": max(result.bytes_sent), "rounds": max(result.requests),
            "validate_s": statistics.median(run[1] for run in runs), "columns": 8}
     print_rows([row], as_json)
+
+
+def stage_rows(op: str, n: int, runs: list[list[dict]]) -> list[dict]:
+    """A total row and one row per stage, medians over runs; runs[r][server] = stages."""
+    names = [name for name in runs[0][0] if name not in ("inputs", "default", "agree")]
+
+    def cost(stages_by_server, names_):
+        return {key: max(sum(stages[s][key] for s in names_) for stages in stages_by_server)
+                for key in ("online_s", "offline_s", "bytes_sent", "rounds")}
+
+    rows = []
+    for label, chosen in [(op, names)] + [(f"{op}.{name}", [name]) for name in names]:
+        per_run = [cost(run, chosen) for run in runs]
+        rows.append({"op": label, "n": n,
+                     "online_s": statistics.median(r["online_s"] for r in per_run),
+                     "offline_s": statistics.median(r["offline_s"] for r in per_run),
+                     "bytes": int(statistics.median(r["bytes_sent"] for r in per_run)),
+                     "rounds": int(statistics.median(r["rounds"] for r in per_run))})
+    return rows
+
+
+def tpch_q5_runs(scale: float, repeat: int) -> tuple[int, list[list[dict]]]:
+    """Q5 as a real job on a local dealer and two server processes; stage costs per run."""
+    with tempfile.TemporaryDirectory() as folder:
+        frames = tpch.generate(Path(folder), scale)
+        rows = sum(len(frame) for frame in frames.values())
+        with LocalCluster(timeout_s=600, schema_text=tpch.schema_text(frames),
+                          owners=("alice", "bob", "carol")) as cluster:
+            cluster.start_dealer()
+            cluster.start_server(0)
+            cluster.start_server(1)
+            schema = load_schema(cluster.folder / "schema.toml")
+            for name in tpch.COLUMNS:
+                owner = load_owner_config(cluster.owner_config(schema.table(name).owner))
+                prepared = prepare(Path(folder) / f"{name}.csv", schema, name)
+                asyncio.run(upload(prepared, schema, owner.keys, owner.servers))
+            carol = load_owner_config(cluster.owner_config("carol"))
+            runs = []
+            for _ in range(repeat):
+                job = asyncio.run(submit_job(carol.keys, carol.servers, tpch.Q5_SPEC))
+                statuses = asyncio.run(wait_for_job(carol.keys, carol.servers, job,
+                                                    timeout_s=3600))
+                if any(s["state"] != "done" for s in statuses):
+                    raise ProcessError(f"Q5 job failed: {statuses}")
+                runs.append([{k: v for k, v in s["costs"].items() if k != "agree"}
+                             for s in statuses])
+    return rows, runs
+
+
+@bench_app.command("join")
+def bench_join(
+    left: int = typer.Option(1 << 20, help="Rows of R (foreign keys) in the binary join."),
+    right: int = typer.Option(1 << 18, help="Rows of S (primary keys) in the binary join."),
+    scale: float = typer.Option(0.1, help="TPC-H scale factor for the Q5-shaped join (0: skip)."),
+    repeat: int = typer.Option(1, help="Runs of each; the median is reported."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+):
+    """The binary join and a TPC-H Q5-shaped join on a local dealer and two servers
+    (CurveZMQ on): totals and time, bytes and rounds per stage."""
+    with LocalCluster() as cluster:
+        results = cluster.run("bench_join", {"left_rows": left, "right_rows": right,
+                                             "repeat": repeat})
+    rows = stage_rows("join_binary", left + right, [list(run) for run in zip(*results)])
+    if scale > 0:
+        tpch_rows, runs = tpch_q5_runs(scale, repeat)
+        rows += stage_rows("tpch_q5", tpch_rows, runs)
+    print_rows(rows, as_json)

@@ -77,6 +77,24 @@ class BeaverTriples(Kind):
         return [(a0 + a1) * (b0 + b1) - c0]
 
 
+class RowTriples(Kind):
+    """a (n), B (k x n), C = a * B row by row: one factor shared by k products."""
+
+    name = "beaver_rows"
+
+    def validate(self, params):
+        _count([params["rows"], params["n"]])
+
+    def own(self, party, prg, params):
+        rows, n = params["rows"], params["n"]
+        parts = [prg.words(n), prg.words((rows, n))]
+        return parts + [prg.words((rows, n))] if party == 0 else parts
+
+    def correction(self, own0, own1, params):
+        (a0, b0, c0), (a1, b1) = own0, own1
+        return [(a0 + a1)[None, :] * (b0 + b1) - c0]
+
+
 class AndTriples(Kind):
     """a, b, c with c = a & b, on packed bits (uint64 words, 64 bits each)."""
 
@@ -219,6 +237,6 @@ class PermutationMasks(Kind):
 
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    BeaverTriples(), AndTriples(), MatrixTriples(), DaBits(), BitTriples(), EdaBits(),
+    BeaverTriples(), RowTriples(), AndTriples(), MatrixTriples(), DaBits(), BitTriples(), EdaBits(),
     TruncationPairs(),
     PermutationMasks())}

@@ -48,6 +48,9 @@ class CorrelationSource(ABC):
     async def beaver(self, shape):
         return await self.get("beaver", shape=list(np.atleast_1d(shape).tolist()))
 
+    async def row_triples(self, rows: int, n: int):
+        return await self.get("beaver_rows", rows=rows, n=n)
+
     async def and_triples(self, shape):
         return await self.get("and", shape=list(np.atleast_1d(shape).tolist()))
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpc.party import Party
-from mpc.protocols.arithmetic import fixed_mul, mul
+from mpc.protocols.arithmetic import fixed_mul, mul, mul_rows
 from mpc.protocols.boolean import equal, less_than
 from mpc.protocols.scan import segmented_scan
 from mpc.protocols.sort import SortKey, sort
@@ -79,8 +79,7 @@ async def group_by(party: Party, table: SharedTable, group_columns: list[str],
         heads = np.concatenate([ones[:1], ones[1:] - continues])
     else:
         heads = ones
-    weighted = list(await mul(party, np.broadcast_to(valid, (len(sums), n)),
-                              np.stack(values[:len(sums)]))) if sums else []
+    weighted = list(await mul_rows(party, valid, np.stack(values[:len(sums)]))) if sums else []
     count, *totals = await segmented_scan(party, heads, [valid, *weighted], "sum")
     results = {"count": count}
     results.update({f"sum({c})": total for c, total in zip(sums, totals)})
@@ -115,7 +114,7 @@ async def statistics(party: Party, table: SharedTable, numeric: list[str],
     out = {"count": valid.sum(dtype=U64, keepdims=True)}
     if numeric:
         stacked = np.stack([table.column(c) for c in numeric])
-        weighted = await mul(party, np.broadcast_to(valid, stacked.shape), stacked)
+        weighted = await mul_rows(party, valid, stacked)
         squares = await fixed_mul(party, weighted, stacked)
         if n:
             lows = await _masked_extremes(party, np.broadcast_to(valid, stacked.shape), stacked, "min")
@@ -133,6 +132,6 @@ async def statistics(party: Party, table: SharedTable, numeric: list[str],
         codes = table.column(column)
         targets = party.public(np.repeat(np.arange(size, dtype=U64)[:, None], n, axis=1))
         hits = await equal(party, np.broadcast_to(codes, (size, n)), targets)
-        counted = await mul(party, np.broadcast_to(valid, (size, n)), hits)
+        counted = await mul_rows(party, valid, hits)
         out[f"histogram({column})"] = counted.sum(axis=1, dtype=U64)
     return out

@@ -25,16 +25,15 @@ async def product(party: Party, factors: list[np.ndarray]) -> np.ndarray:
 async def run_join(party: Party, plan: JoinPlan, tables: dict[str, SharedTable],
                    needed: set[str]) -> SharedTable:
     """The root table with every needed column of the joined tables, valid = the join's
-    indicator including Theta. Stages: join (per step) and theta."""
+    indicator including Theta. Stages: sort, propagate, compact (all steps), theta."""
     current = dict(tables)
     needed = set(needed) | {column for pair in plan.theta for column in pair}
     for step in plan.steps:
         child = current[step.child]
         carry = [c for c in child.columns if c in needed] if step.carries_columns else []
-        with party.stage(f"join {step.parent}-{step.child}"):
-            current[step.parent] = await join_binary(
-                party, current[step.parent], step.parent_key, child, step.child_key, carry,
-                key_bits=KEY_BITS)
+        current[step.parent] = await join_binary(
+            party, current[step.parent], step.parent_key, child, step.child_key, carry,
+            key_bits=KEY_BITS)
     root = current[plan.root]
     if plan.theta:
         with party.stage("theta"):

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mpc.protocols.arithmetic import (fixed_matmul, fixed_mul, fixed_mul_public, matmul, mul,
+                                      mul_rows,
                                       reveal, reveal_to,
                                       share_input, truncate)
 from mpc.ring import FixedPoint, to_signed
@@ -129,3 +130,15 @@ def test_fixed_mul_by_public_scalar(rng):
 
     got = fixed.decode(reconstruct(run_pair(program, (x0,), (x1,))))
     assert np.allclose(got, a * -2.5, atol=2 * 2.0**-16 + 1e-9)
+
+
+def test_mul_rows_matches_numpy(rng):
+    x = rng.integers(-(2**63), 2**63 - 1, 40, dtype=np.int64).view(U64)
+    ys = rng.integers(-(2**63), 2**63 - 1, (3, 40), dtype=np.int64).view(U64)
+    x0, x1 = shares_of(x, rng)
+    y0, y1 = shares_of(ys, rng)
+
+    async def program(party, a, b):
+        return await mul_rows(party, a, b)
+
+    assert np.array_equal(reconstruct(run_pair(program, (x0, y0), (x1, y1))), x[None, :] * ys)

@@ -15,7 +15,7 @@ from tests.harness import keypair
 
 U64 = np.uint64
 PARAMS = {
-    "beaver": {"shape": [50]}, "and": {"shape": [3, 7]}, "matmul": {"dims": [4, 5, 3]},
+    "beaver": {"shape": [50]}, "beaver_rows": {"rows": 3, "n": 20}, "and": {"shape": [3, 7]}, "matmul": {"dims": [4, 5, 3]},
     "dabit": {"shape": [70]}, "bitmul": {"shape": [70]}, "edabit": {"shape": [40]},
     "trunc": {"shape": [60], "frac_bits": 16},
     "permute": {"n": 30, "columns": "axa", "permuter": 1},
@@ -38,6 +38,8 @@ def test_every_kind_is_covered():
 def test_correlations_hold():
     (a0, b0, c0), (a1, b1, c1) = correlation("beaver")
     assert np.array_equal((a0 + a1) * (b0 + b1), c0 + c1)
+    (a0, b0, c0), (a1, b1, c1) = correlation("beaver_rows")
+    assert np.array_equal((a0 + a1)[None, :] * (b0 + b1), c0 + c1)
     (a0, b0, c0), (a1, b1, c1) = correlation("and")
     assert np.array_equal((a0 ^ a1) & (b0 ^ b1), c0 ^ c1)
     (a0, b0, c0), (a1, b1, c1) = correlation("matmul")

@@ -6,7 +6,7 @@
 - "sum": every row gets the sum of the values from the nearest head at or above it;
 - "min" / "max": every row gets the least / greatest signed value from the nearest head at or
   above it (values must differ by less than 2^63).
-Per level one batched multiplication: 16 * (1 + columns) bytes per row; "min" and "max" add a
+Per level one row-broadcast multiplication: 8 * (2 + columns) bytes per row; "min" and "max" add a
 comparison and a multiplexer per level (about 80 bytes and 9 rounds).
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.party import Party
-from mpc.protocols.arithmetic import mul
+from mpc.protocols.arithmetic import mul, mul_rows
 from mpc.protocols.boolean import less_than
 
 U64 = np.uint64
@@ -38,8 +38,7 @@ async def segmented_scan(party: Party, heads: np.ndarray, values: list[np.ndarra
             keep_lower = await less_than(party, first, second)  # lower wins the comparison
             lower = upper + await mul(party, keep_lower, lower - upper)
         operand = lower if op == "sum" else table[:, step:] - lower
-        products = await mul(party, np.broadcast_to(f_hi, (1 + len(table), n - step)),
-                             np.vstack([f_lo[None, :], operand]))
+        products = await mul_rows(party, f_hi, np.vstack([f_lo[None, :], operand]))
         new_table = table.copy()
         if op != "sum":  # f_hi ? v_hi : v_lo
             new_table[:, step:] = lower + products[1:]
