@@ -1,0 +1,90 @@
+"""Differential privacy for training (level 5): the bound on each example's gradient, the noise
+calibration by a real accountant, and the ledger shown to recipients.
+
+Neighbouring databases differ in one tuple of the primary private table, which produces at most
+tau join rows (enforced on shares: extra rows are dropped). Level 5 samples every iteration's
+batch by Poisson sampling over the N compacted join rows (each row independently with
+probability q = batch / N, positions drawn from public randomness), and dummy rows contribute a
+zero gradient. One primary tuple is therefore a group of at most tau rows, each sampled
+independently: the iteration is dominated by a Poisson-subsampled Gaussian mechanism with
+sampling rate 1 - (1 - q)^tau and sensitivity tau * C (by joint convexity of the Renyi
+divergence over the group's possible contributions). T iterations compose; Google's
+dp-accounting (RDP accountant) finds the smallest noise multiplier that meets (epsilon, delta).
+
+Purification's duplicates are not used at level 5: every row's number of copies depends on |J|,
+so one tuple more or less would move the copies of all others, which no accountant covers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import dp_accounting
+from dp_accounting import rdp
+
+
+class PrivacyError(ValueError):
+    """Privacy parameters that cannot be met or are out of range."""
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Everything a recipient needs to check the guarantee."""
+
+    epsilon: float
+    delta: float
+    tau: int
+    clip: float  # C: bound on one join row's gradient, fixed-point error included
+    iterations: int
+    sampling_rate: float  # q, per join row per iteration
+    group_sampling_rate: float  # 1 - (1 - q)^tau
+    noise_multiplier: float
+    sigma: float  # standard deviation of each server's noise, per coordinate
+    rows: int  # N, the public number of join rows sampled from
+    min_join_size: int  # the declared lower bound on |J|, checked on shares
+    accountant: str = "RDP (dp-accounting), Poisson subsampled Gaussian, add/remove one tuple"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def gradient_bound(residual_bound: float, features: int, frac_bits: int) -> float:
+    """Bound on one row's gradient ||err * x|| in fixed point: |err| <= R exactly (clamped),
+    ||x|| <= 1 + sqrt(d) 2^-f (scaled features, one rounding each), and the batch sum's one
+    rounding per coordinate moves it by at most 2 sqrt(d) 2^-f."""
+    ulp = math.sqrt(features) * 2.0 ** -frac_bits
+    return residual_bound * (1 + ulp) + 2 * ulp
+
+
+def calibrate(*, epsilon: float, delta: float, tau: int, clip: float, iterations: int,
+              batch_size: int, rows: int, min_join_size: int) -> Ledger:
+    if not 0 < epsilon <= 100:
+        raise PrivacyError(f"epsilon must be in (0, 100], got {epsilon}")
+    if not 0 < delta < 1:
+        raise PrivacyError(f"delta must be in (0, 1), got {delta}")
+    if tau < 1 or iterations < 1 or not 0 < batch_size <= rows:
+        raise PrivacyError("tau, iterations and batch size must be positive, batch <= rows")
+    rate = batch_size / rows
+    group_rate = 1 - (1 - rate) ** tau
+
+    def event(noise_multiplier):
+        return dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+            group_rate, dp_accounting.GaussianDpEvent(noise_multiplier)), iterations)
+
+    try:
+        multiplier = dp_accounting.calibrate_dp_mechanism(
+            rdp.RdpAccountant, event, epsilon, delta, bracket_interval=dp_accounting.ExplicitBracketInterval(1e-3, 1e4))
+    except (ValueError, dp_accounting.NoBracketIntervalFoundError) as error:
+        raise PrivacyError(f"cannot reach epsilon {epsilon} at delta {delta}: {error}") from None
+    return Ledger(epsilon, delta, tau, clip, iterations, rate, group_rate, multiplier,
+                  multiplier * tau * clip, rows, min_join_size)
+
+
+def spent_epsilon(ledger: Ledger) -> float:
+    """Re-derive epsilon from the ledger (what a recipient can check)."""
+    accountant = rdp.RdpAccountant()
+    accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+        ledger.group_sampling_rate, dp_accounting.GaussianDpEvent(ledger.noise_multiplier)),
+        ledger.iterations))
+    return accountant.get_epsilon(ledger.delta)
