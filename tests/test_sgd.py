@@ -8,7 +8,7 @@ from sklearn.datasets import load_breast_cancer
 from ml.features import scale, scaling_for
 from ml.plaintext import accuracy, train_plain
 from ml.sgd import Hyper, poisson_batches, sequential_batches, train
-from mpc.prg import Prg
+from mpc.prg import Prg, fresh_key
 from mpc.ring import FixedPoint
 from tests.harness import reconstruct, run_pair, shares_of
 
@@ -68,11 +68,11 @@ def test_noisy_training_with_dummy_rows_and_empty_batches(cancer):
     columns = [shares_of(FIXED.encode(c), rng) for c in x.T]
     labels = shares_of(FIXED.encode(y), rng)
     mask = shares_of(valid, rng)
-    seed = Prg.fresh()
+    seed = fresh_key()  # public randomness both servers agree on
 
     async def program(party, cols, ys, v):
         features = await scale(party, cols, scaling)
-        batches = [np.zeros(0, np.int64)] + list(poisson_batches(seed, len(ys), hyper))[1:]
+        batches = [np.zeros(0, np.int64)] + list(poisson_batches(Prg(seed), len(ys), hyper))[1:]
         return await train(party, features, ys, hyper, batches, valid=v, noise_sigma=0.05,
                            expected_batch=hyper.batch_size)
 
