@@ -60,7 +60,7 @@ def test_poisson_batches_follow_the_rate():
 def test_noisy_training_with_dummy_rows_and_empty_batches(cancer):
     """Dummy rows give no gradient; noise moves the weights but the model still learns."""
     x, y, ranges = cancer
-    hyper = Hyper("logistic", iterations=60, batch_size=64, learning_rate=0.5)
+    hyper = Hyper("logistic", iterations=60, batch_size=64, learning_rate=8.0)
     scaling = scaling_for(ranges, unit_norm=True)
     valid = np.ones(len(y), np.int64)
     valid[::5] = 0
