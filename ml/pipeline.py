@@ -1,0 +1,138 @@
+"""From a joined table to a trained model, at privacy level 3, 4 or 5.
+
+- level 3: compact, open |J|, shuffle the |J| real rows, consecutive batches;
+- level 4: check |J| >= the declared lower bound, purify (N rows, all real), consecutive
+  batches over the shuffled N rows; |J| is never opened;
+- level 5: keep at most tau join rows per primary-private tuple (extra rows dropped), check the
+  lower bound, Poisson batches over the N rows (dummy rows give a zero gradient), features scaled
+  to unit norm, residuals clamped, and each server's discrete Gaussian noise on every gradient
+  (see ml/dp.py). The lower-bound check opens one bit: if |J| is below it, nothing is released.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ml.dp import Ledger, PrivacyError, calibrate, gradient_bound
+from ml.features import Scaling, scale, scaling_for
+from ml.purify import compact_and_count, purify
+from ml.sgd import Hyper, poisson_batches, sequential_batches, train
+from mpc.party import Party
+from mpc.prg import KEY_BYTES, Prg
+from mpc.protocols.arithmetic import mul, reveal
+from mpc.protocols.boolean import equal, less_than
+from mpc.protocols.scan import segmented_scan
+from mpc.protocols.shuffle import shuffle
+from mpc.protocols.sort import SortKey, sort
+from owners.keys import KEY_BITS
+from sorting_join.table import SharedTable
+
+U64 = np.uint64
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    features: tuple[str, ...]
+    label: str
+    feature_ranges: tuple[tuple[float, float], ...]
+    label_range: tuple[float, float]
+    hyper: Hyper
+    level: int
+    min_join_size: int = 1
+    epsilon: float = 0.0
+    delta: float = 0.0
+    tau: int = 1
+    private_key: str | None = None  # qualified primary key of the primary private table
+
+
+@dataclass
+class TrainedModel:
+    weights: np.ndarray  # shares, features then intercept
+    scaling: Scaling
+    join_size: int | None  # opened at level 3 only
+    ledger: Ledger | None
+    training_rows: tuple[np.ndarray, np.ndarray] | None = None  # (x, y) shares, if kept
+
+
+async def keep_tau_rows(party: Party, table: SharedTable, key: str, tau: int) -> SharedTable:
+    """At most tau real rows per value of `key` stay real; returns the table sorted by key."""
+    names = list(table.columns)
+    moved = await sort(party, [table.column(key), table.valid,
+                               *[table.column(n) for n in names]],
+                       [SortKey(table.column(key), bits=KEY_BITS, signed=False)])
+    keys, valid, columns = moved[0], moved[1], moved[2:]
+    n = len(valid)
+    ones = party.public(np.ones(n, U64))
+    if n > 1:
+        same = await equal(party, keys[1:], keys[:-1])
+        heads = np.concatenate([ones[:1], ones[1:] - same])
+    else:
+        heads = ones
+    (rank,) = await segmented_scan(party, heads, [valid], "sum")
+    limit = party.public(np.full(n, tau, U64))
+    keep = ones - await less_than(party, limit, rank)
+    return SharedTable(dict(zip(names, columns)), await mul(party, valid, keep))
+
+
+async def check_join_size(party: Party, valid: np.ndarray, minimum: int) -> None:
+    """Open one bit: is |J| at least the declared lower bound?"""
+    count = valid.sum(dtype=U64, keepdims=True)
+    below = await less_than(party, count, party.public(np.array([minimum], U64)))
+    if int((await reveal(party, below))[0]):
+        raise PrivacyError(f"the join has fewer rows than the declared min_join_size "
+                           f"{minimum}; nothing is released")
+
+
+async def _public_seed(party: Party) -> Prg:
+    """Randomness both servers know and neither chose alone: each contributes a key."""
+    mine = np.frombuffer(party.rng.random_bytes(KEY_BYTES).tobytes(), np.uint8)
+    (theirs,) = await party.link.exchange(mine)
+    return Prg((mine ^ theirs).tobytes())
+
+
+async def fit(party: Party, table: SharedTable, spec: TrainSpec,
+              keep_rows: bool = False) -> TrainedModel:
+    """Train; with keep_rows, also return the shares of the rows in training order (so a
+    test can replay the same batches in plaintext)."""
+    hyper, n = spec.hyper, table.rows
+    if spec.level == 5:
+        with party.stage("tau"):
+            table = await keep_tau_rows(party, table, spec.private_key, spec.tau)
+    if spec.level >= 4:
+        with party.stage("size check"):
+            await check_join_size(party, table.valid, spec.min_join_size)
+    with party.stage("scale"):
+        scaling = scaling_for([*spec.feature_ranges, (1.0, 1.0)], unit_norm=spec.level == 5)
+        ones = party.public(np.full(n, party.fixed.encode(1.0)))
+        x = await scale(party, [table.column(f) for f in spec.features] + [ones], scaling)
+        low, high = spec.label_range  # the label goes to [0, 1]
+        y = (await scale(party, [table.column(spec.label)],
+                         Scaling((low,), (1.0 / (high - low),))))[:, 0]
+    columns = list(x.T) + [y]
+    join_size, ledger, valid, expected = None, None, None, None
+    with party.stage("purify"):
+        if spec.level == 3:
+            join_size, columns = await compact_and_count(party, table.valid, columns)
+            columns = await shuffle(party, [c[:join_size] for c in columns])
+            batches = sequential_batches(max(join_size, 1), hyper)
+        elif spec.level == 4:
+            columns = await purify(party, table.valid, columns)
+            batches = sequential_batches(n, hyper)
+        else:
+            ledger = calibrate(epsilon=spec.epsilon, delta=spec.delta, tau=spec.tau,
+                               clip=gradient_bound(hyper.residual_bound, x.shape[1],
+                                                   party.fixed.frac_bits),
+                               iterations=hyper.iterations, batch_size=hyper.batch_size,
+                               rows=n, min_join_size=spec.min_join_size)
+            valid, expected = table.valid, float(hyper.batch_size)
+            batches = poisson_batches(await _public_seed(party), n, hyper)
+    with party.stage("train"):
+        features, labels = np.stack(columns[:-1], axis=1), columns[-1]
+        weights = await train(party, features, labels, hyper, batches, valid=valid,
+                              noise_sigma=ledger.sigma if ledger else 0.0,
+                              expected_batch=expected)
+    return TrainedModel(weights, scaling, join_size, ledger,
+                        (features, labels) if keep_rows else None)
+
