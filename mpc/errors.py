@@ -19,3 +19,7 @@ class ProtocolMismatch(MpcError):
 
 class DealerError(MpcError):
     """The dealer refused a request or did not answer."""
+
+
+class JobCancelled(MpcError):
+    """The job was cancelled (by a client, or because the server is stopping)."""

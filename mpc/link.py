@@ -9,6 +9,7 @@ reason instead of waiting out its timeout.
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import zmq.asyncio
 from mpc import wire
 from mpc.accounting import Accounting
 from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server_socket
-from mpc.errors import PeerAborted, PeerTimeout, ProtocolMismatch
+from mpc.errors import JobCancelled, PeerAborted, PeerTimeout, ProtocolMismatch
 
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -36,7 +37,8 @@ class PeerLink:
     """Sends and receives arrays to and from the other server for one job."""
 
     def __init__(self, socket: zmq.asyncio.Socket, party_id: int, job_id: str,
-                 accounting: Accounting, timeout_s: float = DEFAULT_TIMEOUT_S):
+                 accounting: Accounting, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 cancel: threading.Event | None = None):
         self.socket = socket
         self.party_id = party_id
         self.peer_id = 1 - party_id
@@ -45,6 +47,7 @@ class PeerLink:
         self.timeout_s = timeout_s
         self._send_seq = 0
         self._recv_seq = 0
+        self.cancel = cancel  # set from another thread to stop the job at its next message
 
     def _lost(self, what: str) -> str:
         return (f"server {self.party_id}: {what} server {self.peer_id} within "
@@ -65,6 +68,8 @@ class PeerLink:
 
     async def recv(self) -> list[np.ndarray]:
         """The peer's next message (one round). Arrays are read-only views of the frames."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise JobCancelled(f"server {self.party_id}: job {self.job_id} was cancelled")
         try:
             frames = await asyncio.wait_for(
                 self.socket.recv_multipart(copy=False), timeout=self.timeout_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -32,7 +33,8 @@ class Endpoints:
 
 @asynccontextmanager
 async def open_party(endpoints: Endpoints, job_id: str, fixed: FixedPoint = FixedPoint(),
-                     accounting: Accounting | None = None):
+                     accounting: Accounting | None = None,
+                     cancel: threading.Event | None = None):
     """A connected Party for one job. If the body raises, the peer is told and fails fast."""
     context = zmq.asyncio.Context()
     connection = dealer_socket = None
@@ -44,7 +46,7 @@ async def open_party(endpoints: Endpoints, job_id: str, fixed: FixedPoint = Fixe
         dealer_socket = await connect_dealer(context, endpoints.keys, endpoints.dealer_public,
                                              endpoints.dealer_address)
         link = PeerLink(connection.socket, endpoints.party_id, job_id, accounting,
-                        endpoints.timeout_s)
+                        endpoints.timeout_s, cancel)
         corr = DealerSource(dealer_socket, endpoints.party_id, job_id, accounting,
                             endpoints.timeout_s)
         await corr.open()

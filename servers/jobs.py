@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import threading
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +20,16 @@ import numpy as np
 from mpc.accounting import Accounting
 from mpc.errors import ProtocolMismatch
 from mpc.party import Party
-from mpc.protocols.arithmetic import mul
+from ml.features import Scaling, scale
+from ml.pipeline import fit
+from ml.sgd import sigmoid
+from mpc.protocols.arithmetic import matmul, mul, truncate
+from mpc.protocols.boolean import less_than
 from mpc.ring import FixedPoint
 from mpc.session import Endpoints, open_party
 from owners.schema import INDICATOR, Schema
 from servers.jobspec import JobSpec, plan_columns
-from servers.outputs import Output, describe
+from servers.outputs import Output, OutputColumn, describe
 from servers.storage import Storage
 from sorting_join.aggregate import group_by, statistics
 from sorting_join.multiway import run_join
@@ -89,8 +94,47 @@ async def agree(party: Party, spec: JobSpec, versions: dict[str, str]) -> None:
         raise ProtocolMismatch("the servers disagree on the job spec or on table versions")
 
 
+async def _train(party: Party, spec: JobSpec, root: SharedTable) -> Output:
+    trained = await fit(party, root, spec.train)
+    train = spec.train
+    info = {"model": train.hyper.model, "features": list(train.features), "label": train.label,
+            "centers": list(trained.scaling.centers), "factors": list(trained.scaling.factors),
+            "label_range": list(train.label_range), "privacy_level": train.level,
+            "hyper": asdict(train.hyper), "join_size": trained.join_size,
+            "dp_ledger": trained.ledger.as_dict() if trained.ledger else None}
+    return Output("model", [OutputColumn("weights", "fixed")], [trained.weights],
+                  party.fixed.frac_bits, [], info)
+
+
+async def _predict(party: Party, spec: JobSpec, root: SharedTable, model: Output) -> Output:
+    info, weights = model.info, model.shares[0]
+    n, features = root.rows, spec.columns[:len(info["features"])]
+    ones = party.public(np.full(n, party.fixed.encode(1.0)))
+    with party.stage("predict"):
+        x = await scale(party, [root.column(f) for f in features] + [ones],
+                        Scaling(tuple(info["centers"]), tuple(info["factors"])))
+        (score,) = (await truncate(party, await matmul(party, x, weights[:, None]))).T
+        if info["model"] == "logistic":
+            score = await sigmoid(party, score)
+        if spec.predict_output == "predictions":
+            return Output("predictions", [OutputColumn("prediction", "fixed"),
+                                          OutputColumn(INDICATOR, "count")],
+                          [score, root.valid], party.fixed.frac_bits, [], {})
+        half = party.public(np.full(n, party.fixed.encode(0.5)))
+        low, high = info["label_range"]
+        label = await scale(party, [root.column(spec.columns[-1])],
+                            Scaling((low,), (1.0 / (high - low),)))
+        said, truth = await less_than(party, np.stack([score, label[:, 0]]),
+                                      np.stack([half, half]))  # 1 where below 1/2
+        agree = party.public(np.ones(n, np.uint64)) - said - truth + 2 * await mul(party, said, truth)
+        correct = await mul(party, agree, root.valid)
+    return Output("accuracy", [OutputColumn("correct", "count"), OutputColumn("count", "count")],
+                  [correct.sum(dtype=np.uint64, keepdims=True),
+                   root.valid.sum(dtype=np.uint64, keepdims=True)], party.fixed.frac_bits, [], {})
+
+
 async def execute(party: Party, spec: JobSpec, schema: Schema,
-                  tables: dict[str, dict[str, np.ndarray]]) -> Output:
+                  tables: dict[str, dict[str, np.ndarray]], model: Output | None = None) -> Output:
     """The job's output shares, from this server's shares of the tables."""
     wanted = plan_columns(spec)
     shared = {name: SharedTable({f"{name}.{c}": tables[name][c] for c in wanted[name]},
@@ -100,6 +144,10 @@ async def execute(party: Party, spec: JobSpec, schema: Schema,
         with party.stage("predicate"):
             keep = await spec.where.evaluate(party, root.columns)
             root = SharedTable(root.columns, await mul(party, root.valid, keep))
+    if spec.kind == "train":
+        return await _train(party, spec, root)
+    if spec.kind == "predict":
+        return await _predict(party, spec, root, model)
     if spec.kind == "output":
         names, shares = spec.columns, [root.column(c) for c in spec.columns]
     elif spec.kind == "aggregate":
@@ -121,9 +169,10 @@ async def execute(party: Party, spec: JobSpec, schema: Schema,
 
 
 def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec: JobSpec,
-                     state: JobState, store: JobStore, accounting: Accounting) -> None:
+                     state: JobState, store: JobStore, accounting: Accounting,
+                     cancel: threading.Event) -> None:
     """One server's whole job, in its own thread and event loop; `accounting.current` tells
-    the job's stage meanwhile."""
+    the job's stage meanwhile, and setting `cancel` stops it at its next message."""
 
     async def main():
         storage = Storage(data_dir)
@@ -137,11 +186,12 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
             tables = {name: storage.load(record) for name, record in records.items()}
         finally:
             storage.close()
+        model = Output.load(store.output_folder(spec.model_job)) if spec.model_job else None
         async with open_party(endpoints, state.job_id, FixedPoint(schema.fixed.frac_bits),
-                              accounting) as party:
+                              accounting, cancel) as party:
             with party.stage("agree"):
                 await agree(party, spec, versions)
-            return await execute(party, spec, schema, tables)
+            return await execute(party, spec, schema, tables, model)
 
     state.state = "running"
     store.save(state)

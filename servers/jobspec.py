@@ -25,12 +25,15 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field
 
+from ml.pipeline import TrainSpec
+from ml.sgd import Hyper
 from owners.schema import Schema
 from sorting_join.aggregate import Aggregate
 from sorting_join.plan import JoinPlan, PlanError, plan_join
 from sorting_join.predicate import Predicate, PredicateError, column_type
 
-KINDS = ("output", "aggregate", "statistics")
+KINDS = ("output", "aggregate", "statistics", "train", "predict")
+MODELS = ("linear", "logistic")
 EXTREME_LIMIT = 2.0 ** 60  # min and max need stored values below 2^60
 
 
@@ -51,6 +54,9 @@ class JobSpec:
     means: list[str] = field(default_factory=list)  # derived by the recipient from sum / count
     statistics: list[str] = field(default_factory=list)
     histograms: list[str] = field(default_factory=list)
+    train: TrainSpec | None = None
+    model_job: str = ""  # predict: the training job whose model is used
+    predict_output: str = ""  # predict: "predictions" or "accuracy"
 
     @property
     def hash(self) -> str:
@@ -58,6 +64,9 @@ class JobSpec:
 
     def needed_columns(self) -> set[str]:
         needed = set(self.columns) | set(self.group_by) | set(self.statistics)
+        if self.train is not None:
+            needed |= {*self.train.features, self.train.label}
+            needed |= {self.train.private_key} if self.train.private_key else set()
         needed |= set(self.histograms) | {a.column for a in self.aggregates if a.column}
         return needed | (self.where.columns if self.where else set())
 
@@ -150,6 +159,8 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
         for op in ("min", "max"):
             spec.aggregates += [Aggregate(op, c)
                                 for c in check.names(section, op, numeric=True, extremes=True)]
+    elif kind in ("train", "predict"):
+        _parse_learning(check, schema, spec, section, kind)
     else:
         spec.statistics = check.names(section, "columns", numeric=True, extremes=True)
         spec.histograms = check.names(section, "histogram")
@@ -159,6 +170,86 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
         if not spec.statistics and not spec.histograms:
             check.fail("statistics", "[statistics] needs 'columns' or 'histogram'")
     return spec
+
+
+def _number(check: _Checker, section: dict, key: str, kind=float, default=None):
+    value = section.get(key, default)
+    if value is None:
+        check.fail(key, f"needs '{key}'")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            kind is int and not isinstance(value, int)):
+        check.fail(key, f"'{key}' must be {'an integer' if kind is int else 'a number'}")
+    return kind(value)
+
+
+def _parse_learning(check: _Checker, schema: Schema, spec: JobSpec, section: dict,
+                    kind: str) -> None:
+    features = check.names(section, "features", numeric=True)
+    if not features:
+        check.fail("features", f"[{kind}] needs 'features', numeric columns")
+    label = section.get("label")
+    if label is not None or kind == "train":
+        label = check.column(label, numeric=True)
+    ranges = tuple((column_type(schema, f).min, column_type(schema, f).max) for f in features)
+    if kind == "predict":
+        spec.model_job = str(section.get("model_job", ""))
+        if not spec.model_job.isalnum():
+            check.fail("model_job", "[predict] needs 'model_job', the id of a training job")
+        spec.predict_output = "accuracy" if label else "predictions"
+        spec.columns = features + ([label] if label else [])
+        return
+    model = section.get("model")
+    if model not in MODELS:
+        check.fail("model", f"model must be one of {', '.join(MODELS)}")
+    level = _number(check, section, "privacy_level", int)
+    if level not in (3, 4, 5):
+        check.fail("privacy_level", "privacy_level must be 3, 4 or 5")
+    iterations = _number(check, section, "iterations", int)
+    batch = _number(check, section, "batch_size", int)
+    rate = _number(check, section, "learning_rate")
+    bound = _number(check, section, "residual_bound", default=1.0)
+    if iterations < 1 or batch < 1 or rate <= 0 or bound <= 0:
+        check.fail("iterations", "iterations, batch_size, learning_rate and residual_bound "
+                                 "must be positive")
+    label_column = column_type(schema, label)
+    if model == "logistic" and (label_column.min, label_column.max) != (0.0, 1.0):
+        check.fail(label, f"logistic regression needs a 0/1 label; {label} ranges over "
+                          f"[{label_column.min:g}, {label_column.max:g}]")
+    # weights grow by at most lr * R per iteration (features in [-1, 1]); the forward product
+    # of d + 1 features must stay below 2^(62 - 2f) and lr * R below 2^14 (the step's scaling)
+    limit = 2.0 ** (62 - 2 * schema.fixed.frac_bits)
+    if (len(features) + 1) * iterations * rate * bound >= limit or rate * bound >= 2.0 ** 14:
+        check.fail("learning_rate", "learning_rate x iterations x features would overflow the "
+                                    f"fixed-point range (keep their product below {limit:g})")
+    minimum = _number(check, section, "min_join_size", int, default=1 if level == 3 else None)
+    if minimum < 1:
+        check.fail("min_join_size", "min_join_size must be at least 1")
+    if level >= 4 and batch > minimum:
+        check.fail("batch_size", f"batch_size {batch} is above the declared min_join_size "
+                                 f"{minimum}")
+    epsilon = delta = 0.0
+    tau, private_key = 1, None
+    if level == 5:
+        epsilon, delta = _number(check, section, "epsilon"), _number(check, section, "delta")
+        tau = _number(check, section, "tau", int)
+        if not 0 < epsilon <= 100:
+            check.fail("epsilon", "epsilon must be in (0, 100]")
+        if not 0 < delta < 1:
+            check.fail("delta", "delta must be in (0, 1)")
+        if tau < 1:
+            check.fail("tau", "tau must be at least 1")
+        private = schema.primary_private
+        if private is None or private not in spec.plan.tables:
+            check.fail("privacy_level", "level 5 needs the schema's primary_private table in "
+                                        "the job's join")
+        table = schema.table(private)
+        private_key = f"{private}.{table.key_column(table.primary_key)}"
+    label_range = (label_column.min, label_column.max)
+    if label_range[0] == label_range[1]:
+        check.fail(label, f"the label {label} has an empty range")
+    spec.train = TrainSpec(tuple(features), label, ranges, label_range,
+                           Hyper(model, iterations, batch, rate, bound), level, minimum,
+                           epsilon, delta, tau, private_key)
 
 
 def plan_columns(spec: JobSpec) -> dict[str, list[str]]:

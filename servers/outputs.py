@@ -8,7 +8,7 @@ An output is a list of named columns of shares, each with a decoding ("fixed" po
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +43,12 @@ def describe(schema: Schema, name: str) -> OutputColumn:
 
 @dataclass
 class Output:
-    kind: str  # output, aggregate, statistics
+    kind: str  # output, aggregate, statistics, model, predictions, accuracy
     columns: list[OutputColumn]
     shares: list[np.ndarray]
     frac_bits: int
     means: list[str]  # mean(c) = sum(c) / count, derived by the recipient
+    info: dict = field(default_factory=dict)  # model: features, scaling, level, DP ledger
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,7 @@ class Output:
 
     def meta(self) -> dict:
         return {"kind": self.kind, "frac_bits": self.frac_bits, "means": self.means,
-                "columns": [asdict(c) for c in self.columns]}
+                "columns": [asdict(c) for c in self.columns], "info": self.info}
 
     @classmethod
     def load(cls, folder: Path) -> "Output":
@@ -69,7 +70,8 @@ class Output:
     def from_meta(cls, meta: dict, shares: list[np.ndarray]) -> "Output":
         columns = [OutputColumn(c["name"], c["decoding"], tuple(c["vocabulary"]))
                    for c in meta["columns"]]
-        return cls(meta["kind"], columns, shares, meta["frac_bits"], meta["means"])
+        return cls(meta["kind"], columns, shares, meta["frac_bits"], meta["means"],
+                   meta.get("info", {}))
 
 
 def _decode_column(column: OutputColumn, values: np.ndarray, fixed: FixedPoint) -> list:
@@ -91,6 +93,12 @@ def reveal(first: Output, second: Output) -> dict:
     described = {c.name: c for c in first.columns}
     if first.kind == "statistics":
         return _statistics(plain, described, fixed)
+    if first.kind == "model":
+        return _model(fixed.decode(plain["weights"]), first.info)
+    if first.kind == "accuracy":
+        correct, total = (int(to_signed(plain[n])[0]) for n in ("correct", "count"))
+        return {"kind": "accuracy", "correct": correct, "count": total,
+                "accuracy": correct / total if total else None}
     keep = plain.pop(INDICATOR) == 1
     rows = {name: _decode_column(described[name], values[keep], fixed)
             for name, values in plain.items()}
@@ -119,3 +127,17 @@ def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
             counts = to_signed(plain[name]).tolist()
             values[name] = dict(zip(described[name].vocabulary, counts))
     return {"kind": "statistics", "values": values}
+
+
+def _model(weights: np.ndarray, info: dict) -> dict:
+    """Weights on the scaled features, and the same model on raw feature values:
+    prediction = intercept + sum_j raw_j * x_j (then the sigmoid for logistic, or
+    label_low + prediction * (label_high - label_low) for linear)."""
+    centers, factors = np.array(info["centers"]), np.array(info["factors"])
+    raw = weights[:-1] * factors[:-1]
+    intercept = weights[-1] * factors[-1] - float(np.sum(raw * centers[:-1]))
+    names = info["features"]
+    return {"kind": "model", "model": info["model"],
+            "weights": dict(zip(names + ["intercept"], weights.tolist())),
+            "raw_weights": dict(zip(names, raw.tolist())), "raw_intercept": intercept,
+            "info": info}

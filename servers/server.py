@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import zmq
 import zmq.asyncio
@@ -43,7 +44,7 @@ class Server:
         self.storage = Storage(config.data_dir)
         self.staged: dict[str, StagedUpload] = {}
         self.jobs = JobStore(config.data_dir)
-        self.running: dict[str, Accounting] = {}
+        self.running: dict[str, tuple[Accounting, threading.Event]] = {}
         self.address: str | None = None
         self._tasks: set[asyncio.Task] = set()
         self._queued = asyncio.Event()
@@ -80,6 +81,8 @@ class Server:
                 else:
                     await self._reply(identity, client, header, arrays)
         finally:
+            for _, cancel in self.running.values():  # a job thread stops at its next message
+                cancel.set()
             for task in self._tasks:
                 task.cancel()
             self.peer.close()
@@ -218,9 +221,26 @@ class Server:
         missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
         if missing:
             raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
+        if spec.kind == "predict":
+            self._check_model(spec)
         self.jobs.add(JobState(job_id, spec.hash, client, spec.recipients), text)
         self._queued.set()
         return {"state": "queued", "spec_hash": spec.hash}
+
+    def _check_model(self, spec: JobSpec) -> None:
+        """A prediction uses a finished model, and goes only to that model's recipients."""
+        model = self.jobs.states.get(spec.model_job)
+        if model is None or model.state != "done":
+            raise RequestError(f"model job {spec.model_job} is not a finished job")
+        output = Output.load(self.jobs.output_folder(spec.model_job))
+        if output.kind != "model":
+            raise RequestError(f"job {spec.model_job} did not train a model")
+        if len(output.info["features"]) != len(spec.columns) - (spec.predict_output == "accuracy"):
+            raise RequestError(f"the model takes {len(output.info['features'])} features")
+        outsiders = set(spec.recipients) - set(model.recipients)
+        if outsiders:
+            raise RequestError(f"{', '.join(sorted(outsiders))} may not receive outputs of "
+                               f"model {spec.model_job}")
 
     def _known_job(self, client: str, job_id: str) -> JobState:
         state = self.jobs.states.get(job_id)
@@ -231,7 +251,7 @@ class Server:
     async def _job_status(self, client: str, header: dict) -> dict:
         state = self._known_job(client, header["job_id"])
         running = self.running.get(state.job_id)
-        return {"state": state.state, "stage": running.current if running else "",
+        return {"state": state.state, "stage": running[0].current if running else "",
                 "error": state.error, "costs": state.costs}
 
     async def _fetch_output(self, client: str, header: dict):
@@ -260,12 +280,12 @@ class Server:
         return "started"
 
     async def _run(self, state: JobState) -> None:
-        accounting = Accounting()
-        self.running[state.job_id] = accounting
+        accounting, cancel = Accounting(), threading.Event()
+        self.running[state.job_id] = (accounting, cancel)
         try:
             await asyncio.to_thread(run_job_blocking, self.config.endpoints, self.config.data_dir,
                                     self.schema, self._spec(state.job_id), state, self.jobs,
-                                    accounting)
+                                    accounting, cancel)
         finally:
             del self.running[state.job_id]
 

@@ -1,0 +1,184 @@
+"""Training and prediction jobs end to end: owners upload the breast cancer data split over
+two tables (plus a third joined by FK), a level 4 or 5 model is trained, only its recipient
+fetches it, and a prediction job reports accuracy on the test split inside MPC."""
+
+import asyncio
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from ml.dp import spent_epsilon, Ledger
+from mpc.prg import Prg
+from mpc.rpc import ServiceError
+from owners.prepare import prepare
+from owners.upload import upload
+from servers.client import fetch_and_reveal, submit_job, wait_for_job
+from tests.servers_harness import make_deployment, running
+
+FEATURES = 6
+
+
+def cancer_schema(x):
+    lines = ['[schema]\nfact = "exams"\nprimary_private = "patients"\n',
+             '[tables.exams]\nowner = "alice"\nprimary_key = "id"\n'
+             'foreign_keys = [{ columns = ["patient"], references = "patients" }, '
+             '{ columns = ["clinic"], references = "clinics" }]\n[tables.exams.columns]\n'
+             'id = { type = "key" }\npatient = { type = "key" }\nclinic = { type = "key" }\n'
+             'label = { type = "boolean" }\nsplit = { type = "categorical", values = ["train", "test"] }\n']
+    for i in range(FEATURES // 2):
+        lines.append(f"f{i} = {{ type = \"decimal\", min = {x[:, i].min()}, max = {x[:, i].max()} }}\n")
+    lines.append('[tables.patients]\nowner = "bob"\nprimary_key = "id"\n[tables.patients.columns]\n'
+                 'id = { type = "key" }\n')
+    for i in range(FEATURES // 2, FEATURES):
+        lines.append(f"f{i} = {{ type = \"decimal\", min = {x[:, i].min()}, max = {x[:, i].max()} }}\n")
+    lines.append('[tables.clinics]\nowner = "alice"\nprimary_key = "id"\n[tables.clinics.columns]\n'
+                 'id = { type = "key" }\nsize = { type = "decimal", min = 0, max = 10 }\n')
+    return "".join(lines)
+
+
+@pytest.fixture
+def world(tmp_path):
+    data = load_breast_cancer()
+    x, y = np.round(data.data[:, :FEATURES], 4), data.target
+    n = len(y)
+    split = np.where(np.random.default_rng(0).random(n) < 0.7, "train", "test")
+    pd.DataFrame({"id": range(n), "patient": range(n), "clinic": np.arange(n) % 3, "label": y,
+                  "split": split, **{f"f{i}": x[:, i] for i in range(FEATURES // 2)}}
+                 ).to_csv(tmp_path / "exams.csv", index=False)
+    pd.DataFrame({"id": range(n), **{f"f{i}": x[:, i] for i in range(FEATURES // 2, FEATURES)}}
+                 ).to_csv(tmp_path / "patients.csv", index=False)
+    pd.DataFrame({"id": range(3), "size": [1.0, 5.0, 9.0]}).to_csv(tmp_path / "clinics.csv",
+                                                                   index=False)
+    deployment = make_deployment(tmp_path, cancer_schema(x), owners=("alice", "bob", "carol"))
+    return deployment, x, y, split
+
+
+FEATURE_LIST = ", ".join([f'"exams.f{i}"' for i in range(3)] + [f'"patients.f{i}"' for i in range(3, 6)])
+
+
+def train_spec(level, extra=""):
+    return f"""
+[job]
+recipients = ["carol"]
+where = "exams.split == 'train'"
+[train]
+model = "logistic"
+features = [{FEATURE_LIST}]
+label = "exams.label"
+iterations = 150
+batch_size = 32
+learning_rate = {8.0 if level == 5 else 1.0}
+privacy_level = {level}
+min_join_size = 300
+{extra}
+"""
+
+
+def predict_spec(model_job, label=True):
+    return f"""
+[job]
+recipients = ["carol"]
+where = "exams.split == 'test'"
+[predict]
+model_job = "{model_job}"
+features = [{FEATURE_LIST}]
+{'label = "exams.label"' if label else ''}
+"""
+
+
+async def upload_all(deployment):
+    schema = deployment.schema
+    for name in ("exams", "patients", "clinics"):
+        prepared = prepare(deployment.folder / f"{name}.csv", schema, name, dummy_prg=Prg.fresh())
+        await upload(prepared, schema, deployment.owner_keys[schema.table(name).owner],
+                     deployment.addresses(), timeout_s=30)
+
+
+async def run_job(deployment, spec, who="carol"):
+    keys, servers = deployment.owner_keys[who], deployment.addresses()
+    job = await submit_job(deployment.owner_keys["alice"], servers, spec)
+    statuses = await wait_for_job(keys, servers, job, timeout_s=300)
+    assert [s["state"] for s in statuses] == ["done", "done"], statuses
+    return job, await fetch_and_reveal(keys, servers, job)
+
+
+def raw_accuracy(model, x, y):
+    w = np.array(list(model["raw_weights"].values()))
+    score = np.clip((x @ w + model["raw_intercept"]) / 4 + 0.5, 0, 1)
+    return float(np.mean((score >= 0.5) == (y == 1)))
+
+
+def test_train_then_predict_level_4(world):
+    deployment, x, y, split = world
+
+    async def scenario():
+        async with running(deployment):
+            await upload_all(deployment)
+            job, model = await run_job(deployment, train_spec(4))
+            _, accuracy = await run_job(deployment, predict_spec(job))
+            _, predictions = await run_job(deployment, predict_spec(job, label=False))
+            with pytest.raises(ServiceError, match="no job"):  # bob is not a recipient
+                await fetch_and_reveal(deployment.owner_keys["bob"], deployment.addresses(), job)
+            return model, accuracy, predictions
+
+    model, accuracy, predictions = asyncio.run(scenario())
+    assert model["info"]["privacy_level"] == 4 and model["info"]["join_size"] is None
+    test = split == "test"
+    expected = raw_accuracy(model, x[test], y[test])
+    assert accuracy["count"] == int(test.sum())
+    assert abs(accuracy["accuracy"] - expected) <= 0.01 and expected > 0.85
+    assert len(predictions["rows"]["prediction"]) == int(test.sum())
+
+
+def test_level_5_model_carries_its_ledger(world):
+    deployment, x, y, split = world
+
+    async def scenario():
+        async with running(deployment):
+            await upload_all(deployment)
+            return (await run_job(deployment, train_spec(5, "epsilon = 4.0\ndelta = 1e-5\ntau = 1")))[1]
+
+    model = asyncio.run(scenario())
+    ledger = Ledger(**model["info"]["dp_ledger"])
+    assert ledger.epsilon == 4.0 and ledger.tau == 1 and ledger.rows == len(y)
+    assert abs(spent_epsilon(ledger) - 4.0) < 1e-3
+    assert ledger.sigma > 0 and ledger.clip >= 1.0
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("epsilon = 0\ndelta = 1e-5\ntau = 1", "epsilon must be in"),
+    ("epsilon = 1\ndelta = 2\ntau = 1", "delta must be in"),
+])
+def test_bad_privacy_parameters(world, extra, message):
+    deployment = world[0]
+
+    async def scenario():
+        async with running(deployment):
+            await upload_all(deployment)
+            with pytest.raises(ServiceError, match=message):
+                await submit_job(deployment.owner_keys["alice"], deployment.addresses(),
+                                 train_spec(5, extra))
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("change, message", [
+    (("label = \"exams.label\"", "label = \"exams.split\""), "is categorical, not numeric"),
+    (("\"exams.f0\"", "\"exams.f9\""), "unknown column 'exams.f9'"),
+    (("batch_size = 32", "batch_size = 400"), "batch_size 400 is above the declared min_join_size"),
+    (("iterations = 150", "iterations = 1000000000"), "would overflow the fixed-point range"),
+    (("model = \"logistic\"", "model = \"forest\""), "model must be one of"),
+])
+def test_bad_training_specs(world, change, message):
+    deployment = world[0]
+
+    async def scenario():
+        async with running(deployment):
+            await upload_all(deployment)
+            with pytest.raises(ServiceError, match=message):
+                await submit_job(deployment.owner_keys["alice"], deployment.addresses(),
+                                 train_spec(4).replace(*change))
+
+    asyncio.run(scenario())
