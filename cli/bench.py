@@ -23,9 +23,11 @@ from owners.config import load_owner_config
 from owners.prepare import prepare
 from owners.schema import load_schema
 from owners.upload import upload
-from servers.client import submit_job, wait_for_job
+from ml.plaintext import accuracy, train_plain
+from ml.sgd import Hyper, poisson_batches, sequential_batches
+from servers.client import fetch_and_reveal, submit_job, wait_for_job
 from servers.local_cluster import LocalCluster, ProcessError
-from cli import tpch
+from cli import oulad, tpch
 
 bench_app = typer.Typer(help="Measure time, bytes and rounds on a local cluster.",
                         no_args_is_help=True)
@@ -216,3 +218,115 @@ def bench_join(
         tpch_rows, runs = tpch_q5_runs(scale, repeat)
         rows += stage_rows("tpch_q5", tpch_rows, runs)
     print_rows(rows, as_json)
+
+
+def _oulad_spec(epsilon: float | None, iterations: int, min_join_size: int) -> str:
+    features = ", ".join(f'"{f}"' for f in oulad.FEATURES)
+    privacy = ("privacy_level = 4" if epsilon is None else
+               f"privacy_level = 5\nepsilon = {epsilon}\ndelta = 1e-6\ntau = {oulad.TAU}")
+    return (f'[job]\nrecipients = ["analyst"]\n[train]\nmodel = "linear"\n'
+            f'features = [{features}]\nlabel = "enrolments.passed"\n'
+            f"iterations = {iterations}\nbatch_size = 128\nlearning_rate = 0.05\n"
+            f"min_join_size = {min_join_size}\n{privacy}\n")
+
+
+def _plain_accuracy(joined, model: dict) -> float:
+    names = [f.split(".")[1] for f in oulad.FEATURES]
+    weights = np.array([model["raw_weights"][f] for f in oulad.FEATURES])
+    score = joined[names].to_numpy(float) @ weights + model["raw_intercept"]
+    return float(np.mean((score >= 0.5) == (joined["passed"].to_numpy() == 1)))
+
+
+def _plain_training(joined, ledger: dict | None, iterations: int) -> float:
+    """The same algorithm in numpy floats: a baseline, on the same rows."""
+    names = [f.split(".")[1] for f in oulad.FEATURES]
+    x = joined[names].to_numpy(float)
+    low, high = x.min(axis=0), x.max(axis=0)
+    extra = 1 / np.sqrt(len(names) + 1) if ledger else 1.0
+    xs = np.hstack([(x - (low + high) / 2) / ((high - low) / 2), np.ones((len(x), 1))]) * extra
+    y = joined["passed"].to_numpy(float)
+    hyper = Hyper("linear", iterations, 128, 0.05)
+    prg = Prg.fresh()
+    if ledger:
+        batches = poisson_batches(prg, len(y), hyper)
+        w = train_plain(xs, y, hyper, batches, 128.0, ledger["sigma"], prg)
+    else:
+        order = prg.permutation(len(y))
+        xs, y = xs[order], y[order]
+        w = train_plain(xs, y, hyper, sequential_batches(len(y), hyper))
+    return accuracy(xs, y, w, "linear")
+
+
+def oulad_runs(iterations: int, epsilons) -> tuple[int, list, list]:
+    """The OULAD-shaped pipeline on a local cluster: uploads (untimed), then per epsilon a
+    training job from submission to the recipient holding the model."""
+    with LocalCluster(timeout_s=600, schema_text=oulad.SCHEMA,
+                      owners=("university", "agency", "analyst")) as cluster:
+        generated = oulad.generate(cluster.folder)
+        cluster.start_dealer()
+        cluster.start_server(0)
+        cluster.start_server(1)
+        schema = load_schema(cluster.folder / "schema.toml")
+        for name in schema.tables:
+            owner = load_owner_config(cluster.owner_config(schema.table(name).owner))
+            asyncio.run(upload(prepare(cluster.folder / f"{name}.csv", schema, name), schema,
+                               owner.keys, owner.servers))
+        analyst = load_owner_config(cluster.owner_config("analyst"))
+        runs, table = [], []
+        for epsilon in epsilons:
+            spec = _oulad_spec(epsilon, iterations, int(0.8 * len(generated["joined"])))
+            start = time.perf_counter()
+            job = asyncio.run(submit_job(analyst.keys, analyst.servers, spec))
+            statuses = asyncio.run(wait_for_job(analyst.keys, analyst.servers, job, 3600))
+            if any(s["state"] != "done" for s in statuses):
+                raise ProcessError(f"training job failed: {statuses}")
+            model = asyncio.run(fetch_and_reveal(analyst.keys, analyst.servers, job))
+            elapsed = time.perf_counter() - start
+            runs.append(([{k: v for k, v in s["costs"].items() if k != "agree"}
+                          for s in statuses], elapsed))
+            ledger = model["info"]["dp_ledger"]
+            table.append({"epsilon": "inf" if epsilon is None else epsilon,
+                          "mpc_accuracy": _plain_accuracy(generated["joined"], model),
+                          "plaintext_accuracy": _plain_training(generated["joined"], ledger,
+                                                                iterations),
+                          "sigma": ledger["sigma"] if ledger else 0.0})
+    return generated["rows"], runs, table
+
+
+@bench_app.command("ml")
+def bench_ml(
+    rows: int = typer.Option(1 << 16, help="Rows to purify."),
+    columns: int = typer.Option(16, help="Columns to purify."),
+    batch: int = typer.Option(128, help="SGD batch size."),
+    features: int = typer.Option(784, help="SGD features."),
+    iterations: int = typer.Option(3000, help="Iterations of the OULAD-shaped training."),
+    repeat: int = typer.Option(3, help="Runs of purify and sgd_iter; the median is reported."),
+    accuracy_table: bool = typer.Option(False, "--table",
+                                        help="Also train at epsilon 0.1 .. 10 and infinity."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+):
+    """Purification, one SGD iteration, and the OULAD-shaped pipeline (level 5, join through
+    model release) on a local dealer and two servers (CurveZMQ on)."""
+    with LocalCluster() as cluster:
+        results = cluster.run("bench_ml", {"rows": rows, "columns": columns, "batch": batch,
+                                           "features": features, "repeat": repeat})
+    out = summarize(results, ["purify"], rows) + summarize(results, ["sgd_iter"], batch)
+    for row in out:
+        row.pop("dealer_bytes")
+    epsilons = [1.0] + ([0.1, 0.5, 2.0, 5.0, 10.0, None] if accuracy_table else [])
+    tuples, runs, table = oulad_runs(iterations, epsilons)
+    stages, elapsed = runs[0]
+    total = stage_rows("oulad_pipeline", tuples, [stages])
+    total[0]["online_s"] = elapsed - total[0]["offline_s"]  # submission to model in hand
+    out += total
+    if as_json:
+        print(json.dumps(out + ([{"op": "accuracy", **row} for row in table]
+                                if accuracy_table else []), indent=1))
+        return
+    print_rows(out, False)
+    if accuracy_table:
+        typer.echo("| epsilon | MPC accuracy | plaintext accuracy | sigma |")
+        typer.echo("| --- | --- | --- | --- |")
+        for row in sorted(table, key=lambda r: float(r["epsilon"])):
+            typer.echo(f"| {row['epsilon']} | {row['mpc_accuracy']:.4f} | "
+                       f"{row['plaintext_accuracy']:.4f} | {row['sigma']:.3f} |")

@@ -112,7 +112,7 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec,
                          Scaling((low,), (1.0 / (high - low),))))[:, 0]
     columns = list(x.T) + [y]
     join_size, ledger, valid, expected = None, None, None, None
-    with party.stage("purify"):
+    with party.stage("purify" if spec.level < 5 else "calibrate"):
         if spec.level == 3:
             join_size, columns = await compact_and_count(party, table.valid, columns)
             columns = await shuffle(party, [c[:join_size] for c in columns])

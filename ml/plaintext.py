@@ -6,6 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from ml.sgd import Hyper
+from mpc.noise import discrete_gaussian
+from mpc.prg import Prg
+
+GRID = 2.0 ** 16
 
 
 def approximate_sigmoid(u: np.ndarray) -> np.ndarray:
@@ -13,7 +17,10 @@ def approximate_sigmoid(u: np.ndarray) -> np.ndarray:
 
 
 def train_plain(x: np.ndarray, y: np.ndarray, hyper: Hyper, batches,
-                expected_batch: float | None = None) -> np.ndarray:
+                expected_batch: float | None = None, noise_sigma: float = 0.0,
+                noise_prg: Prg | None = None) -> np.ndarray:
+    """With noise_sigma, the gradient sum gets N_Z-on-the-2^-16-grid noise of that deviation
+    on every step (one draw: the plaintext baseline of a single noise source)."""
     w = np.zeros(x.shape[1])
     scale = hyper.learning_rate / (expected_batch or hyper.batch_size)
     for rows in batches:
@@ -21,7 +28,11 @@ def train_plain(x: np.ndarray, y: np.ndarray, hyper: Hyper, batches,
         u = xb @ w
         p = approximate_sigmoid(u) if hyper.model == "logistic" else u
         error = np.clip(p - yb, -hyper.residual_bound, hyper.residual_bound)
-        w = w - scale * (xb.T @ error)
+        gradient = xb.T @ error
+        if noise_sigma > 0:
+            gradient = gradient + discrete_gaussian(noise_prg, noise_sigma * GRID,
+                                                    len(gradient)) / GRID
+        w = w - scale * gradient
     return w
 
 

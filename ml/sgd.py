@@ -37,13 +37,13 @@ class Hyper:
 
 
 async def clamp(party: Party, x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """min(max(x, low), high) elementwise, for public bounds. 9 rounds."""
+    """min(max(x, low), high) elementwise, for public bounds. 9 rounds, one product."""
     n = len(x)
-    lo = party.public(np.full(n, party.fixed.encode(low)))
-    hi = party.public(np.full(n, party.fixed.encode(high)))
-    below, above = await less_than(party, np.stack([x, hi]), np.stack([lo, x]))
+    lo, hi = party.fixed.encode(low), party.fixed.encode(high)
+    below, above = await less_than(party, np.stack([x, party.public(np.full(n, hi))]),
+                                   np.stack([party.public(np.full(n, lo)), x]))
     inside = party.public(np.ones(n, U64)) - below - above
-    return await mul(party, inside, x) + await mul(party, below, lo) + await mul(party, above, hi)
+    return await mul(party, inside, x) + below * lo + above * hi  # bounds are public
 
 
 async def sigmoid(party: Party, u: np.ndarray) -> np.ndarray:

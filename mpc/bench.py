@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.party import Party
-from mpc.preprocessing import Preprocessing
+from mpc.preprocessing import Preprocessing, timed_runs
 from mpc.protocols.arithmetic import fixed_matmul, mul, share_input, truncate
 from mpc.protocols.boolean import arith_to_bool, equal, less_than
 from mpc.protocols.shuffle import shuffle
@@ -51,27 +51,6 @@ async def _run_op(party: Party, op: str, x, y, key, matrix, weights):
 ON_DEMAND_OPS = {"sort"}  # plans too large to hold (gigabytes at a million rows)
 
 
-async def _timed_runs(party: Party, op: str, repeat: int, args) -> None:
-    """A warm-up run records the op's correlation plan; each timed run first fetches its own
-    fresh correlations for that plan (offline), meets the peer, then runs online. Ops in
-    ON_DEMAND_OPS fetch as they go instead: their figure to read is online plus offline."""
-    source = party.corr
-    plan = None
-    if op not in ON_DEMAND_OPS:
-        start = len(source.requests)
-        with party.stage(f"{op}#warmup"):
-            await _run_op(party, op, *args)
-        plan = source.requests[start:]
-    for rep in range(repeat):
-        if plan is not None:
-            with party.stage(f"{op}#{rep}"):
-                await source.preprocess(plan)
-            with party.stage("sync"):
-                await party.link.exchange(np.zeros(1, np.uint64))
-        with party.stage(f"{op}#{rep}"):
-            await _run_op(party, op, *args)
-
-
 async def run_mpc_bench(party: Party, n: int, repeat: int = 3, ops=OPS) -> dict:
     """Costs per stage, as {stage: StageCost dict}."""
     party.corr = Preprocessing(party.corr)
@@ -83,5 +62,6 @@ async def run_mpc_bench(party: Party, n: int, repeat: int = 3, ops=OPS) -> dict:
         matrix = await _random_input(party, (rows, MATMUL_WIDTH), bits=20)
         weights = await _random_input(party, (MATMUL_WIDTH, 1), bits=20)
     for op in ops:
-        await _timed_runs(party, op, repeat, (x, y, key, matrix, weights))
+        await timed_runs(party, op, repeat, lambda: _run_op(party, op, x, y, key, matrix, weights),
+                         prefetch=op not in ON_DEMAND_OPS)
     return {name: cost.as_dict() for name, cost in party.accounting.stages.items()}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import deque
 
+import numpy as np
+
 from mpc.dealer import CorrelationSource
 from mpc.errors import ProtocolMismatch
 
@@ -36,3 +38,26 @@ class Preprocessing(CorrelationSource):
             raise ProtocolMismatch(f"preprocessed {planned_kind} {planned_params} but the run "
                                    f"asked for {kind} {params}")
         return value
+
+
+async def timed_runs(party, name: str, repeat: int, run, prefetch: bool = True) -> None:
+    """Benchmark `run()` (a coroutine factory) `repeat` times, each in stage "name#rep".
+
+    With prefetch, a warm-up run records the plan; each timed run first fetches its own fresh
+    correlations for that plan (offline), meets the peer, then runs (online). Without it the
+    run fetches as it goes, and its figure to read is online plus offline."""
+    source = party.corr
+    plan = None
+    if prefetch:
+        start = len(source.requests)
+        with party.stage(f"{name}#warmup"):
+            await run()
+        plan = source.requests[start:]
+    for rep in range(repeat):
+        if plan is not None:
+            with party.stage(f"{name}#{rep}"):
+                await source.preprocess(plan)
+            with party.stage("sync"):
+                await party.link.exchange(np.zeros(1, np.uint64))
+        with party.stage(f"{name}#{rep}"):
+            await run()

@@ -12,13 +12,15 @@ import json
 import sys
 from pathlib import Path
 
+from ml.bench import run_ml_bench
 from mpc.bench import run_mpc_bench
 from sorting_join.bench import run_join_bench
 from mpc.errors import MpcError
 from mpc.session import open_party
 from servers.config import ConfigError, load_server_endpoints
 
-PROGRAMS = {"bench_mpc": run_mpc_bench, "bench_join": run_join_bench}
+PROGRAMS = {"bench_mpc": run_mpc_bench, "bench_join": run_join_bench,
+            "bench_ml": run_ml_bench}
 
 
 async def run_program(config: Path, job: str, program: str, params: dict):
