@@ -88,3 +88,41 @@ def spent_epsilon(ledger: Ledger) -> float:
         ledger.group_sampling_rate, dp_accounting.GaussianDpEvent(ledger.noise_multiplier)),
         ledger.iterations))
     return accountant.get_epsilon(ledger.delta)
+
+
+@dataclass(frozen=True)
+class StatisticsLedger:
+    """Per released block (the count, each sum, each sum of squares, each histogram): its
+    sensitivity Delta_k for one primary tuple and its noise sigma_k = m sqrt(K) Delta_k, where
+    K blocks each divided by Delta_k form a vector of L2 sensitivity sqrt(K)."""
+
+    epsilon: float
+    delta: float
+    tau: int
+    noise_multiplier: float  # m, for a Gaussian of sensitivity 1
+    sensitivities: dict[str, float]
+    sigmas: dict[str, float]  # each server's noise per block, in the block's units
+    accountant: str = "RDP (dp-accounting), one Gaussian mechanism, add/remove one tuple"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def calibrate_statistics(*, epsilon: float, delta: float, tau: int,
+                         bounds: dict[str, float], histograms: list[str]) -> StatisticsLedger:
+    """bounds: column -> largest |value|. One primary tuple adds or removes at most tau rows;
+    each row adds 1 to the count and to one bin of each histogram, x to a column's sum and
+    x^2 to its sum of squares."""
+    if not 0 < epsilon <= 100 or not 0 < delta < 1 or tau < 1:
+        raise PrivacyError("need 0 < epsilon <= 100, 0 < delta < 1 and tau >= 1")
+    sensitivities = {"count": float(tau)}
+    for column, bound in bounds.items():
+        sensitivities[f"sum({column})"] = tau * bound
+        sensitivities[f"sumsq({column})"] = tau * bound * bound
+    sensitivities.update({f"histogram({c})": float(tau) for c in histograms})
+    multiplier = dp_accounting.calibrate_dp_mechanism(
+        rdp.RdpAccountant, dp_accounting.GaussianDpEvent, epsilon, delta,
+        bracket_interval=dp_accounting.ExplicitBracketInterval(1e-3, 1e6))
+    spread = math.sqrt(len(sensitivities))
+    sigmas = {name: multiplier * spread * value for name, value in sensitivities.items()}
+    return StatisticsLedger(epsilon, delta, tau, multiplier, sensitivities, sigmas)

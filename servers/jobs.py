@@ -21,7 +21,9 @@ from mpc.accounting import Accounting
 from mpc.errors import ProtocolMismatch
 from mpc.party import Party
 from ml.features import Scaling, scale
-from ml.pipeline import fit
+from ml.dp import calibrate_statistics
+from ml.pipeline import fit, keep_tau_rows
+from mpc.noise import discrete_gaussian
 from ml.sgd import sigmoid
 from mpc.protocols.arithmetic import matmul, mul, truncate
 from mpc.protocols.boolean import less_than
@@ -158,14 +160,36 @@ async def execute(party: Party, spec: JobSpec, schema: Schema,
         names = spec.group_by + [a.name for a in spec.aggregates]
         shares, root = [grouped.column(n) for n in names], grouped
     else:
+        info = {}
         with party.stage("statistics"):
+            if spec.noise is not None:
+                root = await keep_tau_rows(party, root, spec.private_key, spec.noise[2])
             sizes = {c: len(column_type(schema, c).values) for c in spec.histograms}
             values = await statistics(party, root, spec.statistics, sizes)
+            if spec.noise is not None:
+                values, info = _noisy(party, schema, spec, values)
         names, shares = list(values), list(values.values())
     if spec.kind != "statistics":
         names, shares = names + [INDICATOR], shares + [root.valid]
     return Output(spec.kind, [describe(schema, n) for n in names], shares,
-                  schema.fixed.frac_bits, spec.means)
+                  schema.fixed.frac_bits, spec.means, info if spec.kind == "statistics" else {})
+
+
+def _noisy(party: Party, schema: Schema, spec: JobSpec, values: dict):
+    """Each server adds its own discrete Gaussian to its shares; min and max are withheld."""
+    epsilon, delta, tau = spec.noise
+    bounds = {c: max(abs(column_type(schema, c).min), abs(column_type(schema, c).max))
+              for c in spec.statistics}
+    ledger = calibrate_statistics(epsilon=epsilon, delta=delta, tau=tau, bounds=bounds,
+                                  histograms=spec.histograms)
+    noisy = {}
+    for name, shares in values.items():
+        if name.startswith(("min(", "max(")):
+            continue
+        grid = 1.0 if name == "count" or name.startswith("histogram(") else party.fixed.scale
+        noise = discrete_gaussian(party.rng, ledger.sigmas[name] * grid, len(shares))
+        noisy[name] = shares + noise.view(np.uint64)
+    return noisy, {"dp_ledger": ledger.as_dict()}
 
 
 def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec: JobSpec,

@@ -55,6 +55,8 @@ class JobSpec:
     statistics: list[str] = field(default_factory=list)
     histograms: list[str] = field(default_factory=list)
     train: TrainSpec | None = None
+    noise: tuple[float, float, int] | None = None  # statistics: (epsilon, delta, tau)
+    private_key: str | None = None  # statistics with noise: primary key of primary_private
     model_job: str = ""  # predict: the training job whose model is used
     predict_output: str = ""  # predict: "predictions" or "accuracy"
 
@@ -67,6 +69,7 @@ class JobSpec:
         if self.train is not None:
             needed |= {*self.train.features, self.train.label}
             needed |= {self.train.private_key} if self.train.private_key else set()
+        needed |= {self.private_key} if self.private_key else set()
         needed |= set(self.histograms) | {a.column for a in self.aggregates if a.column}
         return needed | (self.where.columns if self.where else set())
 
@@ -169,6 +172,8 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
                 check.fail(name, f"a histogram needs a categorical column, {name!r} is not")
         if not spec.statistics and not spec.histograms:
             check.fail("statistics", "[statistics] needs 'columns' or 'histogram'")
+        if "noise" in section:
+            _parse_noise(check, schema, spec, section["noise"])
     return spec
 
 
@@ -180,6 +185,25 @@ def _number(check: _Checker, section: dict, key: str, kind=float, default=None):
             kind is int and not isinstance(value, int)):
         check.fail(key, f"'{key}' must be {'an integer' if kind is int else 'a number'}")
     return kind(value)
+
+
+def _parse_noise(check: _Checker, schema: Schema, spec: JobSpec, noise) -> None:
+    if not isinstance(noise, dict):
+        check.fail("noise", "noise = { epsilon = ..., delta = ..., tau = ... }")
+    epsilon, delta = _number(check, noise, "epsilon"), _number(check, noise, "delta")
+    tau = _number(check, noise, "tau", int)
+    if not 0 < epsilon <= 100:
+        check.fail("noise", "epsilon must be in (0, 100]")
+    if not 0 < delta < 1:
+        check.fail("noise", "delta must be in (0, 1)")
+    if tau < 1:
+        check.fail("noise", "tau must be at least 1")
+    private = schema.primary_private
+    if private is None or private not in spec.plan.tables:
+        check.fail("noise", "noise needs the schema's primary_private table in the join")
+    table = schema.table(private)
+    spec.noise = (epsilon, delta, tau)
+    spec.private_key = f"{private}.{table.key_column(table.primary_key)}"
 
 
 def _parse_learning(check: _Checker, schema: Schema, spec: JobSpec, section: dict,

@@ -92,7 +92,7 @@ def reveal(first: Output, second: Output) -> dict:
     plain = {c.name: a + b for c, a, b in zip(first.columns, first.shares, second.shares)}
     described = {c.name: c for c in first.columns}
     if first.kind == "statistics":
-        return _statistics(plain, described, fixed)
+        return {**_statistics(plain, described, fixed), **first.info}
     if first.kind == "model":
         return _model(fixed.decode(plain["weights"]), first.info)
     if first.kind == "accuracy":
@@ -109,7 +109,8 @@ def reveal(first: Output, second: Output) -> dict:
 
 
 def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
-    count = int(to_signed(plain["count"])[0])
+    count = int(to_signed(plain["count"])[0])  # noisy under DP, so possibly <= 0
+    count = max(count, 0)
     values: dict = {"count": count}
     for name in plain:
         if name.startswith("sum("):
@@ -120,9 +121,10 @@ def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
             variance = max(squares / count - mean * mean, 0.0) if count else None
             values[column] = {
                 "count": count, "sum": total, "mean": mean, "variance": variance,
-                "std": variance ** 0.5 if count else None,
-                "min": fixed.decode(plain[f"min({column})"])[0] if count else None,
-                "max": fixed.decode(plain[f"max({column})"])[0] if count else None}
+                "std": variance ** 0.5 if count else None}
+            if f"min({column})" in plain:  # withheld under differential privacy
+                values[column]["min"] = fixed.decode(plain[f"min({column})"])[0] if count else None
+                values[column]["max"] = fixed.decode(plain[f"max({column})"])[0] if count else None
         elif name.startswith("histogram("):
             counts = to_signed(plain[name]).tolist()
             values[name] = dict(zip(described[name].vocabulary, counts))

@@ -164,3 +164,29 @@ def test_only_recipients_fetch_outputs(deployment):
 
     rows = asyncio.run(scenario())["rows"]
     assert sorted(rows["customers.age"]) == sorted(float(20 + i % 50) for i in range(1, 301))
+
+
+def test_statistics_with_differential_privacy(deployment):
+    spec = """
+[job]
+recipients = ["carol"]
+tables = ["orders", "customers"]
+[statistics]
+columns = ["orders.amount"]
+histogram = ["customers.region"]
+noise = { epsilon = 1.0, delta = 1e-6, tau = 3 }
+"""
+    result = run(deployment, spec)
+    values, ledger = result["values"], result["dp_ledger"]
+    _, joined = frames()
+    sigmas = ledger["sigmas"]
+    assert ledger["tau"] == 3 and sigmas["count"] < sigmas["sum(orders.amount)"]
+    assert "min" not in values["orders.amount"]
+    # each server adds noise of that deviation: the total is far inside 8 sigma * sqrt(2)
+    def close(got, want, name):
+        return abs(got - want) < 8 * sigmas[name] * 2 ** 0.5 + 1
+    assert close(values["count"], len(joined), "count")
+    assert close(values["orders.amount"]["sum"], joined.amount.sum(), "sum(orders.amount)")
+    histogram = values["histogram(customers.region)"]
+    assert all(close(histogram[r], (joined.region == r).sum(), "histogram(customers.region)")
+               for r in REGIONS)
