@@ -12,22 +12,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli import oulad, tpch
+from ml.plaintext import accuracy, train_plain
+from ml.sgd import Hyper, poisson_batches, sequential_batches
 from mpc.bench import OPS
 from mpc.prg import Prg
 from owners.config import load_owner_config
 from owners.prepare import prepare
 from owners.schema import load_schema
 from owners.upload import upload
-from ml.plaintext import accuracy, train_plain
-from ml.sgd import Hyper, poisson_batches, sequential_batches
 from servers.client import fetch_and_reveal, submit_job, wait_for_job
 from servers.local_cluster import LocalCluster, ProcessError
-from cli import oulad, tpch
 
 bench_app = typer.Typer(help="Measure time, bytes and rounds on a local cluster.",
                         no_args_is_help=True)
@@ -172,6 +171,18 @@ def stage_rows(op: str, n: int, runs: list[list[dict]]) -> list[dict]:
     return rows
 
 
+def start_and_upload(cluster: LocalCluster, folder: Path) -> None:
+    """Start the dealer and both servers; each table's owner uploads <table>.csv from folder."""
+    cluster.start_dealer()
+    cluster.start_server(0)
+    cluster.start_server(1)
+    schema = load_schema(cluster.folder / "schema.toml")
+    for name in schema.tables:
+        owner = load_owner_config(cluster.owner_config(schema.table(name).owner))
+        asyncio.run(upload(prepare(folder / f"{name}.csv", schema, name), schema, owner.keys,
+                           owner.servers))
+
+
 def tpch_q5_runs(scale: float, repeat: int) -> tuple[int, list[list[dict]]]:
     """Q5 as a real job on a local dealer and two server processes; stage costs per run."""
     with tempfile.TemporaryDirectory() as folder:
@@ -179,14 +190,7 @@ def tpch_q5_runs(scale: float, repeat: int) -> tuple[int, list[list[dict]]]:
         rows = sum(len(frame) for frame in frames.values())
         with LocalCluster(timeout_s=600, schema_text=tpch.schema_text(frames),
                           owners=("alice", "bob", "carol")) as cluster:
-            cluster.start_dealer()
-            cluster.start_server(0)
-            cluster.start_server(1)
-            schema = load_schema(cluster.folder / "schema.toml")
-            for name in tpch.COLUMNS:
-                owner = load_owner_config(cluster.owner_config(schema.table(name).owner))
-                prepared = prepare(Path(folder) / f"{name}.csv", schema, name)
-                asyncio.run(upload(prepared, schema, owner.keys, owner.servers))
+            start_and_upload(cluster, Path(folder))
             carol = load_owner_config(cluster.owner_config("carol"))
             runs = []
             for _ in range(repeat):
@@ -263,14 +267,7 @@ def oulad_runs(iterations: int, epsilons) -> tuple[int, list, list]:
     with LocalCluster(timeout_s=600, schema_text=oulad.SCHEMA,
                       owners=("university", "agency", "analyst")) as cluster:
         generated = oulad.generate(cluster.folder)
-        cluster.start_dealer()
-        cluster.start_server(0)
-        cluster.start_server(1)
-        schema = load_schema(cluster.folder / "schema.toml")
-        for name in schema.tables:
-            owner = load_owner_config(cluster.owner_config(schema.table(name).owner))
-            asyncio.run(upload(prepare(cluster.folder / f"{name}.csv", schema, name), schema,
-                               owner.keys, owner.servers))
+        start_and_upload(cluster, cluster.folder)
         analyst = load_owner_config(cluster.owner_config("analyst"))
         runs, table = [], []
         for epsilon in epsilons:

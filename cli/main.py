@@ -15,12 +15,12 @@ from cli.server import server_app
 from mpc.curve import generate_keypair
 from mpc.dealer import Dealer
 from mpc.errors import MpcError
-from servers.config import ConfigError, load_dealer_config
-from servers.jobspec import JobSpecError
 from owners.config import OwnerConfigError
 from owners.predicate import PredicateError
 from owners.read import UploadError
 from owners.schema import SchemaError
+from servers.config import ConfigError, load_dealer_config
+from servers.jobspec import JobSpecError
 from servers.local_cluster import ProcessError
 
 app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",

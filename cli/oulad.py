@@ -71,7 +71,7 @@ def generate(folder: Path, students: int = 20_000, enrolments: int = 25_000) -> 
     prg = Prg.fresh()
 
     def uniform(count, low, high):
-        return low + (high - low) * (prg.words(count) >> np.uint64(11)) / 2.0**53
+        return low + float(high - low) * ((prg.words(count) >> np.uint64(11)) / 2.0**53)
 
     def integers(count, low, high):
         return low + (prg.words(count) % np.uint64(high - low + 1)).astype(np.int64)

@@ -24,8 +24,8 @@ def _owner_settings(config, key, server0, server0_key, server1, server1_key) -> 
     if config is not None:
         return load_owner_config(config)
     if None in (key, server0, server0_key, server1, server1_key):
-        raise OwnerConfigError("give --config owner.toml, or all of --key, --server0, --server0-key, "
-                          "--server1, --server1-key")
+        raise OwnerConfigError("give --config owner.toml, or all of --key, --server0, "
+                               "--server0-key, --server1, --server1-key")
     try:
         return OwnerConfig(load_keypair(key), (
             ServerAddress(server0, load_public_key(server0_key)),

@@ -74,7 +74,8 @@ def calibrate(*, epsilon: float, delta: float, tau: int, clip: float, iterations
 
     try:
         multiplier = dp_accounting.calibrate_dp_mechanism(
-            rdp.RdpAccountant, event, epsilon, delta, bracket_interval=dp_accounting.ExplicitBracketInterval(1e-3, 1e4))
+            rdp.RdpAccountant, event, epsilon, delta,
+            bracket_interval=dp_accounting.ExplicitBracketInterval(1e-3, 1e4))
     except (ValueError, dp_accounting.NoBracketIntervalFoundError) as error:
         raise PrivacyError(f"cannot reach epsilon {epsilon} at delta {delta}: {error}") from None
     return Ledger(epsilon, delta, tau, clip, iterations, rate, group_rate, multiplier,

@@ -37,7 +37,8 @@ def load_owner_config(path: Path) -> OwnerConfig:
             raise OwnerConfigError(f"{path}: list exactly two [[servers]]: server 0, then server 1")
         return OwnerConfig(
             keys=load_keypair(path.parent / owner["secret_key"]),
-            servers=tuple(ServerAddress(s["address"], load_public_key(path.parent / s["public_key"]))
+            servers=tuple(ServerAddress(s["address"],
+                                        load_public_key(path.parent / s["public_key"]))
                           for s in servers),
             timeout_s=float(owner.get("timeout_s", 60.0)))
     except KeyError as error:

@@ -17,10 +17,10 @@ import zmq.asyncio
 
 from mpc.curve import KeyPair
 from mpc.prg import Prg
+from mpc.rpc import ServiceClient
 from mpc.sharing import split
 from owners.prepare import PreparedTable
 from owners.schema import Schema
-from mpc.rpc import ServiceClient
 
 CHUNK_ROWS = 1 << 17
 

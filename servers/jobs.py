@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.dp import calibrate_statistics
+from ml.features import Scaling, scale
+from ml.pipeline import fit, keep_tau_rows
+from ml.sgd import sigmoid
 from mpc.accounting import Accounting
 from mpc.errors import ProtocolMismatch
-from mpc.party import Party
-from ml.features import Scaling, scale
-from ml.dp import calibrate_statistics
-from ml.pipeline import fit, keep_tau_rows
 from mpc.noise import discrete_gaussian
-from ml.sgd import sigmoid
+from mpc.party import Party
 from mpc.protocols.arithmetic import matmul, mul, truncate
 from mpc.protocols.boolean import less_than
 from mpc.ring import FixedPoint
@@ -128,7 +128,8 @@ async def _predict(party: Party, spec: JobSpec, root: SharedTable, model: Output
                             Scaling((low,), (1.0 / (high - low),)))
         said, truth = await less_than(party, np.stack([score, label[:, 0]]),
                                       np.stack([half, half]))  # 1 where below 1/2
-        agree = party.public(np.ones(n, np.uint64)) - said - truth + 2 * await mul(party, said, truth)
+        both = await mul(party, said, truth)
+        agree = party.public(np.ones(n, np.uint64)) - said - truth + 2 * both
         correct = await mul(party, agree, root.valid)
     return Output("accuracy", [OutputColumn("correct", "count"), OutputColumn("count", "count")],
                   [correct.sum(dtype=np.uint64, keepdims=True),

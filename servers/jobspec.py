@@ -102,8 +102,10 @@ class _Checker:
             self.fail(name, f"{name!r} is {column.type}, not numeric")
         if groupable and column.type not in ("categorical", "key", "boolean", "integer"):
             self.fail(name, f"cannot group by the {column.type} column {name!r}")
-        if extremes and max(abs(column.min), abs(column.max)) * self.schema.fixed.scale >= EXTREME_LIMIT:
-            self.fail(name, f"min/max need a declared range below 2^{60 - self.schema.fixed.frac_bits}")
+        largest = max(abs(column.min or 0.0), abs(column.max or 0.0)) * self.schema.fixed.scale
+        if extremes and largest >= EXTREME_LIMIT:
+            bits = 60 - self.schema.fixed.frac_bits
+            self.fail(name, f"min/max need a declared range below 2^{bits}")
         return name
 
     def names(self, section: dict, key: str, **checks) -> list[str]:
@@ -187,23 +189,29 @@ def _number(check: _Checker, section: dict, key: str, kind=float, default=None):
     return kind(value)
 
 
+def _privacy(check: _Checker, schema: Schema, spec: JobSpec, section: dict, where: str):
+    """(epsilon, delta, tau, qualified primary key of the primary private table)."""
+    epsilon, delta = _number(check, section, "epsilon"), _number(check, section, "delta")
+    tau = _number(check, section, "tau", int)
+    if not 0 < epsilon <= 100:
+        check.fail("epsilon", "epsilon must be in (0, 100]")
+    if not 0 < delta < 1:
+        check.fail("delta", "delta must be in (0, 1)")
+    if tau < 1:
+        check.fail("tau", "tau must be at least 1")
+    private = schema.primary_private
+    if private is None or private not in spec.plan.tables:
+        check.fail(where, "differential privacy needs the schema's primary_private table in "
+                          "the job's join")
+    table = schema.table(private)
+    return epsilon, delta, tau, f"{private}.{table.key_column(table.primary_key)}"
+
+
 def _parse_noise(check: _Checker, schema: Schema, spec: JobSpec, noise) -> None:
     if not isinstance(noise, dict):
         check.fail("noise", "noise = { epsilon = ..., delta = ..., tau = ... }")
-    epsilon, delta = _number(check, noise, "epsilon"), _number(check, noise, "delta")
-    tau = _number(check, noise, "tau", int)
-    if not 0 < epsilon <= 100:
-        check.fail("noise", "epsilon must be in (0, 100]")
-    if not 0 < delta < 1:
-        check.fail("noise", "delta must be in (0, 1)")
-    if tau < 1:
-        check.fail("noise", "tau must be at least 1")
-    private = schema.primary_private
-    if private is None or private not in spec.plan.tables:
-        check.fail("noise", "noise needs the schema's primary_private table in the join")
-    table = schema.table(private)
+    epsilon, delta, tau, spec.private_key = _privacy(check, schema, spec, noise, "noise")
     spec.noise = (epsilon, delta, tau)
-    spec.private_key = f"{private}.{table.key_column(table.primary_key)}"
 
 
 def _parse_learning(check: _Checker, schema: Schema, spec: JobSpec, section: dict,

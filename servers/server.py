@@ -21,13 +21,13 @@ import zmq.asyncio
 from mpc import wire
 from mpc.accounting import Accounting
 from mpc.curve import KeyAuthenticator, make_server_socket
+from mpc.rpc import ServiceClient, ServiceError
 from owners.schema import Schema, load_schema
 from servers.config import ServerConfig
 from servers.jobs import JobState, JobStore, run_job_blocking
 from servers.jobspec import JobSpec, parse_job_spec
 from servers.outputs import Output
-from mpc.rpc import ServiceClient, ServiceError
-from servers.storage import Storage, StagedUpload, UploadRecord
+from servers.storage import StagedUpload, Storage, UploadRecord
 
 log = logging.getLogger("twofold.server")
 

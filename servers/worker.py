@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ml.bench import run_ml_bench
 from mpc.bench import run_mpc_bench
-from sorting_join.bench import run_join_bench
 from mpc.errors import MpcError
 from mpc.session import open_party
 from servers.config import ConfigError, load_server_endpoints
+from sorting_join.bench import run_join_bench
 
 PROGRAMS = {"bench_mpc": run_mpc_bench, "bench_join": run_join_bench,
             "bench_ml": run_ml_bench}

@@ -62,8 +62,8 @@ async def group_by(party: Party, table: SharedTable, group_columns: list[str],
     """One output row per input row; valid marks one row per non-empty group."""
     n = table.rows
     if n == 0:
-        return SharedTable({c: np.zeros(0, U64) for c in group_columns + [a.name for a in aggregates]},
-                           table.valid)
+        names = group_columns + [a.name for a in aggregates]
+        return SharedTable({name: np.zeros(0, U64) for name in names}, table.valid)
     sums = [a.column for a in aggregates if a.op == "sum"]
     extremes = [a for a in aggregates if a.op in ("min", "max")]
     values = [table.column(c) for c in sums] + [table.column(a.column) for a in extremes]
@@ -117,8 +117,9 @@ async def statistics(party: Party, table: SharedTable, numeric: list[str],
         weighted = await mul_rows(party, valid, stacked)
         squares = await fixed_mul(party, weighted, stacked)
         if n:
-            lows = await _masked_extremes(party, np.broadcast_to(valid, stacked.shape), stacked, "min")
-            highs = await _masked_extremes(party, np.broadcast_to(valid, stacked.shape), stacked, "max")
+            mask = np.broadcast_to(valid, stacked.shape)
+            lows = await _masked_extremes(party, mask, stacked, "min")
+            highs = await _masked_extremes(party, mask, stacked, "max")
             minimum = await _reduce_extreme(party, lows, "min")
             maximum = await _reduce_extreme(party, highs, "max")
         else:

@@ -12,8 +12,13 @@ from sorting_join.plan import plan_join
 from sorting_join.predicate import Predicate, PredicateError, column_type
 from sorting_join.table import SharedTable
 from tests.harness import reconstruct
-from tests.join_harness import (random_schema, random_tables, reference_join, run_on_shares,
-                                share_tables)
+from tests.join_harness import (
+    random_schema,
+    random_tables,
+    reference_join,
+    run_on_shares,
+    share_tables,
+)
 
 
 @pytest.fixture(scope="module")

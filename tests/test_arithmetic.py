@@ -2,12 +2,21 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mpc.protocols.arithmetic import (fixed_matmul, fixed_mul, fixed_mul_public, matmul, mul,
-                                      mul_rows,
-                                      reveal, reveal_to,
-                                      share_input, truncate)
+from mpc.protocols.arithmetic import (
+    fixed_matmul,
+    fixed_mul,
+    fixed_mul_public,
+    matmul,
+    mul,
+    mul_rows,
+    reveal,
+    reveal_to,
+    share_input,
+    truncate,
+)
 from mpc.ring import FixedPoint, to_signed
 from tests.harness import reconstruct, run_pair, shares_of
 

@@ -2,10 +2,21 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mpc.protocols.boolean import (and_bits, arith_to_bool, bits_to_arith, bool_to_arith, equal,
-                                   greater_than, less_than, mux, plane_to_bits, to_planes)
+from mpc.protocols.boolean import (
+    and_bits,
+    arith_to_bool,
+    bits_to_arith,
+    bool_to_arith,
+    equal,
+    greater_than,
+    less_than,
+    mux,
+    plane_to_bits,
+    to_planes,
+)
 from tests.harness import reconstruct, run_pair, shares_of, xor_shares_of
 
 U64 = np.uint64

@@ -10,7 +10,7 @@ import pytest
 
 from mpc.rpc import ServiceError
 from servers.client import fetch_and_reveal, submit_job, wait_for_job
-from tests.servers_harness import SCHEMA, make_deployment, running
+from tests.servers_harness import make_deployment, running
 from tests.test_upload import CUSTOMERS, ORDERS, upload_file
 
 REGIONS = ["north", "south", "east"]

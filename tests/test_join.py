@@ -9,8 +9,15 @@ from sorting_join.multiway import run_join
 from sorting_join.plan import PlanError, plan_join
 from sorting_join.table import SharedTable
 from tests.harness import reconstruct, run_pair, shares_of
-from tests.join_harness import (random_schema, random_tables, real_rows, reference_join,
-                                run_on_shares, same_rows, share_tables)
+from tests.join_harness import (
+    random_schema,
+    random_tables,
+    real_rows,
+    reference_join,
+    run_on_shares,
+    same_rows,
+    share_tables,
+)
 
 
 def joined_columns(plan):

@@ -1,6 +1,7 @@
 """Every bad input gives one clear error naming file, row and column, before anything is sent."""
 
 import re
+import tomllib
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +16,6 @@ from owners.prepare import prepare
 from owners.read import UploadError
 from owners.schema import INDICATOR, parse_schema
 from tests.servers_harness import SCHEMA
-import tomllib
 
 HEADER = "id,age,income,member,region\n"
 GOOD = HEADER + "1,30,100.5,true,north\n2,40,-20,no,south\n3,50,0,1,east\n"

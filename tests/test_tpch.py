@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli import tpch
 from mpc.prg import Prg
 from owners.prepare import prepare
 from owners.upload import upload
 from servers.client import fetch_and_reveal, submit_job, wait_for_job
-from cli import tpch
 from tests.servers_harness import make_deployment, running
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from ml.dp import spent_epsilon, Ledger
+from ml.dp import Ledger, spent_epsilon
 from mpc.prg import Prg
 from mpc.rpc import ServiceError
 from owners.prepare import prepare

@@ -5,6 +5,7 @@ import asyncio
 
 import numpy as np
 import pytest
+import zmq.asyncio
 
 from mpc.prg import Prg
 from mpc.rpc import ServiceClient, ServiceError
@@ -13,8 +14,6 @@ from owners.prepare import prepare
 from owners.upload import upload
 from tests.harness import keypair
 from tests.servers_harness import make_deployment, running
-
-import zmq.asyncio
 
 CUSTOMERS = "id,age,income,member,region\n" + "".join(
     f"{i},{20 + i % 50},{i * 1.25 - 30},{'yes' if i % 3 else 'no'},{['north', 'south', 'east'][i % 3]}\n"

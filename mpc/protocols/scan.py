@@ -26,7 +26,8 @@ async def segmented_scan(party: Party, heads: np.ndarray, values: list[np.ndarra
     if op not in ("copy", "sum", "min", "max"):
         raise ValueError(f"unknown scan {op!r}")
     flags = np.asarray(heads, U64).copy()
-    table = np.stack([np.asarray(v, U64) for v in values]) if values else np.zeros((0, len(flags)), U64)
+    table = (np.stack([np.asarray(v, U64) for v in values]) if values
+             else np.zeros((0, len(flags)), U64))
     n = len(flags)
     step = 1
     while step < n:

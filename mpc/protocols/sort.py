@@ -51,8 +51,8 @@ class SortKey:
 def as_permutation(opened: np.ndarray, n: int) -> np.ndarray:
     """An opened destination vector as indices, after checking it is a permutation."""
     indices = np.asarray(opened, U64)
-    if indices.shape != (n,) or (n and (indices.max() >= n or
-                                        np.bincount(indices.astype(np.int64), minlength=n).max() != 1)):
+    repeated = n and np.bincount(indices.astype(np.int64) % max(n, 1), minlength=n).max() != 1
+    if indices.shape != (n,) or (n and (indices.max() >= n or repeated)):
         raise ProtocolMismatch("opened destinations are not a permutation: shares are corrupt")
     return indices.astype(np.int64)
 
