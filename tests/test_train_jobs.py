@@ -182,3 +182,43 @@ def test_bad_training_specs(world, change, message):
                                  train_spec(4).replace(*change))
 
     asyncio.run(scenario())
+
+
+def test_owner_minimum_privacy_level_is_enforced(world):
+    deployment, x, y, split = world
+    text = deployment.schema_path.read_text().replace(
+        '[tables.patients]\nowner = "bob"', '[tables.patients]\nowner = "bob"\nmin_privacy_level = 5')
+    deployment.schema_path.write_text(text)
+
+    async def scenario():
+        async with running(deployment):
+            await upload_all(deployment)
+            for spec, message in [
+                (train_spec(4), "table patients requires privacy level 5"),
+                ('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["patients.f3"]\n',
+                 "only noisy statistics"),
+            ]:
+                with pytest.raises(ServiceError, match=message):
+                    await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
+
+    asyncio.run(scenario())
+
+
+def test_a_job_failing_midway_releases_nothing(world):
+    deployment = world[0]
+    spec = train_spec(5, "epsilon = 1.0\ndelta = 1e-5\ntau = 1").replace(
+        "min_join_size = 300", "min_join_size = 500")  # the train split has about 400 rows
+
+    async def scenario():
+        async with running(deployment) as servers:
+            await upload_all(deployment)
+            keys, addresses = deployment.owner_keys["carol"], deployment.addresses()
+            job = await submit_job(deployment.owner_keys["alice"], addresses, spec)
+            statuses = await wait_for_job(keys, addresses, job, timeout_s=120)
+            assert [s["state"] for s in statuses] == ["failed", "failed"]
+            assert "min_join_size" in statuses[0]["error"]
+            with pytest.raises(ServiceError, match="is failed"):
+                await fetch_and_reveal(keys, addresses, job)
+            return [s.jobs.output_folder(job).exists() for s in servers]
+
+    assert asyncio.run(scenario()) == [False, False]
