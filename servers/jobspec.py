@@ -306,9 +306,9 @@ def plan_columns(spec: JobSpec) -> dict[str, list[str]]:
     """Per table, the stored columns the job reads (keys included)."""
     wanted: dict[str, list[str]] = {name: [] for name in spec.plan.tables}
     keys = {s.parent_key for s in spec.plan.steps} | {s.child_key for s in spec.plan.steps}
-    for name in spec.needed_columns() | keys:
+    # sorted: both servers stack columns by position, and set order differs between processes
+    for name in sorted(spec.needed_columns() | keys):
         table, _, column = name.partition(".")
-        if column not in wanted[table]:
-            wanted[table].append(column)
+        wanted[table].append(column)
     return wanted
 

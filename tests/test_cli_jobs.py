@@ -45,3 +45,34 @@ def test_upload_submit_and_reveal_through_the_cli(tmp_path):
         refused = twofold("reveal", job["job_id"], "--config", cluster.owner_config("bob"))
         assert refused.returncode == 1 and "no job" in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_joined_columns_survive_separate_processes(tmp_path):
+    """Each server is its own process with its own hash seed: carried columns must line up."""
+    from tests.test_upload import ORDERS
+
+    with LocalCluster(timeout_s=30, schema_text=SCHEMA, owners=("alice", "bob", "carol")) as cluster:
+        cluster.start_dealer()
+        cluster.start_server(0)
+        cluster.start_server(1)
+        for owner, table, text in (("alice", "customers", CUSTOMERS), ("bob", "orders", ORDERS)):
+            data = tmp_path / f"{table}.csv"
+            data.write_text(text)
+            run = twofold("owner", "upload", data, "--table", table, "--schema",
+                          cluster.folder / "schema.toml", "--config", cluster.owner_config(owner))
+            assert run.returncode == 0, run.stderr
+        spec = tmp_path / "job.toml"
+        spec.write_text('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.line", '
+                        '"orders.customer_id", "customers.age", "customers.income", '
+                        '"customers.member", "customers.region"]\n')
+        job = json.loads(twofold("job", "submit", spec, "--config", cluster.owner_config("carol"),
+                                 "--wait", "--json").stdout)
+        revealed = twofold("reveal", job["job_id"], "--config", cluster.owner_config("carol"))
+        rows = list(csv.DictReader(io.StringIO(revealed.stdout)))
+        assert len(rows) == 900
+        for row in rows:
+            i = int(row["orders.customer_id"])
+            assert float(row["customers.age"]) == 20 + i % 50
+            assert abs(float(row["customers.income"]) - (i * 1.25 - 30)) < 1e-3
+            assert float(row["customers.member"]) == (1.0 if i % 3 else 0.0)
+            assert row["customers.region"] == ["north", "south", "east"][i % 3]
