@@ -17,8 +17,6 @@ from rich.console import Console
 from rich.table import Table
 
 from cli import oulad, tpch
-from ml.plaintext import accuracy, train_plain
-from ml.sgd import Hyper, poisson_batches, sequential_batches
 from mpc.bench import OPS
 from mpc.prg import Prg
 from owners.config import load_owner_config
@@ -171,18 +169,6 @@ def stage_rows(op: str, n: int, runs: list[list[dict]]) -> list[dict]:
     return rows
 
 
-def start_and_upload(cluster: LocalCluster, folder: Path) -> None:
-    """Start the dealer and both servers; each table's owner uploads <table>.csv from folder."""
-    cluster.start_dealer()
-    cluster.start_server(0)
-    cluster.start_server(1)
-    schema = load_schema(cluster.folder / "schema.toml")
-    for name in schema.tables:
-        owner = load_owner_config(cluster.owner_config(schema.table(name).owner))
-        asyncio.run(upload(prepare(folder / f"{name}.csv", schema, name), schema, owner.keys,
-                           owner.servers))
-
-
 def tpch_q5_runs(scale: float, repeat: int) -> tuple[int, list[list[dict]]]:
     """Q5 as a real job on a local dealer and two server processes; stage costs per run."""
     with tempfile.TemporaryDirectory() as folder:
@@ -190,7 +176,8 @@ def tpch_q5_runs(scale: float, repeat: int) -> tuple[int, list[list[dict]]]:
         rows = sum(len(frame) for frame in frames.values())
         with LocalCluster(timeout_s=600, schema_text=tpch.schema_text(frames),
                           owners=("alice", "bob", "carol")) as cluster:
-            start_and_upload(cluster, Path(folder))
+            cluster.start_all()
+            cluster.upload_all(Path(folder))
             carol = load_owner_config(cluster.owner_config("carol"))
             runs = []
             for _ in range(repeat):
@@ -224,54 +211,18 @@ def bench_join(
     print_rows(rows, as_json)
 
 
-def _oulad_spec(epsilon: float | None, iterations: int, min_join_size: int) -> str:
-    features = ", ".join(f'"{f}"' for f in oulad.FEATURES)
-    privacy = ("privacy_level = 4" if epsilon is None else
-               f"privacy_level = 5\nepsilon = {epsilon}\ndelta = 1e-6\ntau = {oulad.TAU}")
-    return (f'[job]\nrecipients = ["analyst"]\n[train]\nmodel = "linear"\n'
-            f'features = [{features}]\nlabel = "enrolments.passed"\n'
-            f"iterations = {iterations}\nbatch_size = 128\nlearning_rate = 0.05\n"
-            f"min_join_size = {min_join_size}\n{privacy}\n")
-
-
-def _plain_accuracy(joined, model: dict) -> float:
-    names = [f.split(".")[1] for f in oulad.FEATURES]
-    weights = np.array([model["raw_weights"][f] for f in oulad.FEATURES])
-    score = joined[names].to_numpy(float) @ weights + model["raw_intercept"]
-    return float(np.mean((score >= 0.5) == (joined["passed"].to_numpy() == 1)))
-
-
-def _plain_training(joined, ledger: dict | None, iterations: int) -> float:
-    """The same algorithm in numpy floats: a baseline, on the same rows."""
-    names = [f.split(".")[1] for f in oulad.FEATURES]
-    x = joined[names].to_numpy(float)
-    low, high = x.min(axis=0), x.max(axis=0)
-    extra = 1 / np.sqrt(len(names) + 1) if ledger else 1.0
-    xs = np.hstack([(x - (low + high) / 2) / ((high - low) / 2), np.ones((len(x), 1))]) * extra
-    y = joined["passed"].to_numpy(float)
-    hyper = Hyper("linear", iterations, 128, 0.05)
-    prg = Prg.fresh()
-    if ledger:
-        batches = poisson_batches(prg, len(y), hyper)
-        w = train_plain(xs, y, hyper, batches, 128.0, ledger["sigma"], prg)
-    else:
-        order = prg.permutation(len(y))
-        xs, y = xs[order], y[order]
-        w = train_plain(xs, y, hyper, sequential_batches(len(y), hyper))
-    return accuracy(xs, y, w, "linear")
-
-
 def oulad_runs(iterations: int, epsilons) -> tuple[int, list, list]:
     """The OULAD-shaped pipeline on a local cluster: uploads (untimed), then per epsilon a
     training job from submission to the recipient holding the model."""
     with LocalCluster(timeout_s=600, schema_text=oulad.SCHEMA,
                       owners=("university", "agency", "analyst")) as cluster:
         generated = oulad.generate(cluster.folder)
-        start_and_upload(cluster, cluster.folder)
+        cluster.start_all()
+        cluster.upload_all(cluster.folder)
         analyst = load_owner_config(cluster.owner_config("analyst"))
         runs, table = [], []
         for epsilon in epsilons:
-            spec = _oulad_spec(epsilon, iterations, int(0.8 * len(generated["joined"])))
+            spec = oulad.training_spec(epsilon, iterations, int(0.8 * len(generated["joined"])))
             start = time.perf_counter()
             job = asyncio.run(submit_job(analyst.keys, analyst.servers, spec))
             statuses = asyncio.run(wait_for_job(analyst.keys, analyst.servers, job, 3600))
@@ -283,9 +234,9 @@ def oulad_runs(iterations: int, epsilons) -> tuple[int, list, list]:
                           for s in statuses], elapsed))
             ledger = model["info"]["dp_ledger"]
             table.append({"epsilon": "inf" if epsilon is None else epsilon,
-                          "mpc_accuracy": _plain_accuracy(generated["joined"], model),
-                          "plaintext_accuracy": _plain_training(generated["joined"], ledger,
-                                                                iterations),
+                          "mpc_accuracy": oulad.model_accuracy(generated["joined"], model),
+                          "plaintext_accuracy": oulad.plaintext_accuracy(
+                              generated["joined"], ledger, iterations),
                           "sigma": ledger["sigma"] if ledger else 0.0})
     return generated["rows"], runs, table
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from cli.bench import bench_app
+from cli.demo import demo
 from cli.job import job_app, reveal_command
 from cli.owner import owner_app
 from cli.server import server_app
@@ -33,6 +34,7 @@ app.add_typer(server_app, name="server")
 app.add_typer(owner_app, name="owner")
 app.add_typer(job_app, name="job")
 app.command("reveal")(reveal_command)
+app.command("demo")(demo)
 app.add_typer(bench_app, name="bench")
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ml.plaintext import accuracy, train_plain
+from ml.sgd import Hyper, poisson_batches, sequential_batches
 from mpc.prg import Prg
 
 SCHEMA = """
@@ -66,6 +68,19 @@ FEATURES = ["enrolments.credits", "enrolments.attempts", "enrolments.clicks", "c
 TAU = 3
 
 
+def join(enrolments, students, courses, regions) -> pd.DataFrame:
+    """The plaintext join (what the servers compute on shares), for references."""
+    return (enrolments.merge(students, left_on="student", right_on="id", suffixes=("", "_s"))
+            .merge(courses, left_on="course", right_on="id", suffixes=("", "_c"))
+            .merge(regions, left_on="region", right_on="id", suffixes=("", "_r")))
+
+
+def load_joined(folder: Path) -> pd.DataFrame:
+    frames = [pd.read_csv(folder / f"{name}.csv")
+              for name in ("enrolments", "students", "courses", "regions")]
+    return join(*frames)
+
+
 def generate(folder: Path, students: int = 20_000, enrolments: int = 25_000) -> dict:
     """Write the four CSV files; returns the plaintext joined frame (features, label)."""
     prg = Prg.fresh()
@@ -94,9 +109,7 @@ def generate(folder: Path, students: int = 20_000, enrolments: int = 25_000) -> 
     enrol = pd.DataFrame({"id": np.arange(n), "student": owner_of, "course": integers(n, 0, 21),
                           "credits": integers(n, 30, 240), "attempts": integers(n, 0, 6),
                           "clicks": np.round(uniform(n, 0, 10000), 1)})
-    joined = (enrol.merge(people, left_on="student", right_on="id", suffixes=("", "_s"))
-              .merge(courses, left_on="course", right_on="id", suffixes=("", "_c"))
-              .merge(regions, left_on="region", right_on="id", suffixes=("", "_r")))
+    joined = join(enrol, people, courses, regions)
     score = 2 * (2.5 * (joined.clicks / 10000 - 0.5) - 1.5 * (joined.difficulty - 0.5)
                  - 0.02 * (joined.deprivation - 50) - 0.4 * (joined.attempts - 3)
                  + 0.02 * (joined.income - 50) - 0.3 * (joined.disability - 0.5)
@@ -109,3 +122,40 @@ def generate(folder: Path, students: int = 20_000, enrolments: int = 25_000) -> 
         frame.to_csv(folder / f"{name}.csv", index=False)
     joined["passed"] = enrol.set_index("id").loc[joined["id"], "passed"].to_numpy()
     return {"joined": joined, "rows": n + len(people) + 22 + 13}
+
+
+def training_spec(epsilon: float | None, iterations: int, min_join_size: int) -> str:
+    features = ", ".join(f'"{f}"' for f in FEATURES)
+    privacy = ("privacy_level = 4" if epsilon is None else
+               f"privacy_level = 5\nepsilon = {epsilon}\ndelta = 1e-6\ntau = {TAU}")
+    return (f'[job]\nrecipients = ["analyst"]\n[train]\nmodel = "linear"\n'
+            f'features = [{features}]\nlabel = "enrolments.passed"\n'
+            f"iterations = {iterations}\nbatch_size = 128\nlearning_rate = 0.05\n"
+            f"min_join_size = {min_join_size}\n{privacy}\n")
+
+
+def model_accuracy(joined, model: dict) -> float:
+    names = [f.split(".")[1] for f in FEATURES]
+    weights = np.array([model["raw_weights"][f] for f in FEATURES])
+    score = joined[names].to_numpy(float) @ weights + model["raw_intercept"]
+    return float(np.mean((score >= 0.5) == (joined["passed"].to_numpy() == 1)))
+
+
+def plaintext_accuracy(joined, ledger: dict | None, iterations: int) -> float:
+    """The same algorithm in numpy floats: a baseline, on the same rows."""
+    names = [f.split(".")[1] for f in FEATURES]
+    x = joined[names].to_numpy(float)
+    low, high = x.min(axis=0), x.max(axis=0)
+    extra = 1 / np.sqrt(len(names) + 1) if ledger else 1.0
+    xs = np.hstack([(x - (low + high) / 2) / ((high - low) / 2), np.ones((len(x), 1))]) * extra
+    y = joined["passed"].to_numpy(float)
+    hyper = Hyper("linear", iterations, 128, 0.05)
+    prg = Prg.fresh()
+    if ledger:
+        batches = poisson_batches(prg, len(y), hyper)
+        w = train_plain(xs, y, hyper, batches, 128.0, ledger["sigma"], prg)
+    else:
+        order = prg.permutation(len(y))
+        xs, y = xs[order], y[order]
+        w = train_plain(xs, y, hyper, sequential_batches(len(y), hyper))
+    return accuracy(xs, y, w, "linear")

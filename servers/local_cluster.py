@@ -3,6 +3,7 @@ folder. Used by `twofold bench` and by tests that need real processes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
@@ -14,6 +15,10 @@ import uuid
 from pathlib import Path
 
 from mpc.curve import generate_keypair
+from owners.config import load_owner_config
+from owners.prepare import prepare
+from owners.schema import load_schema
+from owners.upload import upload
 
 
 def _free_port() -> int:
@@ -100,6 +105,19 @@ class LocalCluster:
         if process.poll() is not None:
             raise ProcessError(f"server {party} did not start: {process.stderr.read().strip()}")
         self.servers[party] = process
+
+    def start_all(self) -> None:
+        self.start_dealer()
+        self.start_server(0)
+        self.start_server(1)
+
+    def upload_all(self, folder: Path) -> None:
+        """Each table's owner uploads <table>.csv from folder (in process)."""
+        schema = load_schema(self.folder / "schema.toml")
+        for name in schema.tables:
+            owner = load_owner_config(self.owner_config(schema.table(name).owner))
+            asyncio.run(upload(prepare(folder / f"{name}.csv", schema, name), schema,
+                               owner.keys, owner.servers, timeout_s=self.timeout_s))
 
     def kill_server(self, party: int) -> None:
         process = self.servers[party]

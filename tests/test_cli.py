@@ -5,6 +5,8 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -45,3 +47,15 @@ def test_bench_upload_json_on_real_processes():
     assert run.returncode == 0, run.stderr
     (row,) = json.loads(run.stdout)
     assert row["op"] == "upload" and row["n"] == 500 and row["bytes"] > 500 * 8 * 8
+
+
+def test_demo_runs_end_to_end_and_cleans_up(tmp_path):
+    before = set(Path(tempfile.gettempdir()).glob("twofold-*"))
+    run = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--iterations", "150",
+                          "--json"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["statistics"]["count"] > 1000
+    assert result["accuracy"]["mpc"] > 0.6 and result["model"]["dp_ledger"]["epsilon"] == 2.0
+    assert {"sort", "train"} <= set(result["costs"]["training"])
+    assert set(Path(tempfile.gettempdir()).glob("twofold-*")) == before
