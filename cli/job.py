@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from owners.config import load_owner_config
-from servers.client import fetch_and_reveal, job_status, submit_job, wait_for_job
+from servers.client import cancel_job, fetch_and_reveal, job_status, submit_job, wait_for_job
 
 job_app = typer.Typer(help="Submit jobs and follow them.", no_args_is_help=True)
 CONFIG_HELP = "client.toml (or an owner's config): your key and the two servers."
@@ -70,6 +70,14 @@ def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG
     for stage, cost in statuses[0]["costs"].items():
         typer.echo(f"  {stage}: {cost['wall_s']:.2f} s, {cost['bytes_sent']:,} bytes, "
                    f"{cost['rounds']} rounds")
+
+
+@job_app.command("cancel")
+def job_cancel_command(job_id: str, config: Path = typer.Option(..., help=CONFIG_HELP)):
+    """Stop a job you submitted, on both servers; it releases nothing."""
+    settings = load_owner_config(config)
+    asyncio.run(cancel_job(settings.keys, settings.servers, job_id, settings.timeout_s))
+    typer.echo(f"job {job_id}: cancelled")
 
 
 def reveal_command(job_id: str = typer.Argument(...),

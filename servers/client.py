@@ -46,6 +46,15 @@ async def job_status(keys, servers, job_id: str, timeout_s: float = 60.0) -> lis
     return [reply for reply, _ in replies]
 
 
+async def cancel_job(keys, servers, job_id: str, timeout_s: float = 60.0) -> list[dict]:
+    """Stop a job on both servers: a queued job never starts, a running one stops at its next
+    message and releases nothing."""
+    async with connected(keys, servers, timeout_s) as clients:
+        replies = await asyncio.gather(*(c.call({"action": "job_cancel", "job_id": job_id})
+                                         for c in clients))
+    return [reply for reply, _ in replies]
+
+
 async def wait_for_job(keys, servers, job_id: str, timeout_s: float = 600.0,
                        poll_s: float = 0.2, on_status=None) -> list[dict]:
     """Poll until both servers report the job done or failed (or the timeout passes)."""

@@ -225,6 +225,7 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
         state.state = "done"
     except Exception as error:  # every failure ends the job and is reported to the client
         log.warning("job %s failed: %s", state.job_id, traceback.format_exc())
-        state.state, state.error = "failed", f"{type(error).__name__}: {error}"
+        state.state = "failed"
+        state.error = ("cancelled" if cancel.is_set() else f"{type(error).__name__}: {error}")
     state.costs = {name: cost.as_dict() for name, cost in accounting.stages.items()}
     store.save(state)

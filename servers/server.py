@@ -117,7 +117,7 @@ class Server:
                 return {"status": self._start_as_follower(header["job_id"], header["spec_hash"])}
             raise RequestError(f"{client} may not {action}")
         owner = client.removeprefix("client:")
-        if action in ("job_submit", "job_status", "fetch_output"):
+        if action in ("job_submit", "job_status", "job_cancel", "fetch_output"):
             return await getattr(self, f"_{action}")(owner, header)
         if action == "begin":
             return self._begin(owner, header)
@@ -253,6 +253,18 @@ class Server:
         running = self.running.get(state.job_id)
         return {"state": state.state, "stage": running[0].current if running else "",
                 "error": state.error, "costs": state.costs}
+
+    async def _job_cancel(self, client: str, header: dict) -> dict:
+        state = self._known_job(client, header["job_id"])
+        if client != state.submitter:
+            raise RequestError(f"only {state.submitter}, who submitted job {state.job_id}, may "
+                               "cancel it")
+        if state.state == "queued":
+            state.state, state.error = "failed", f"cancelled by {client}"
+            self.jobs.save(state)
+        elif state.job_id in self.running:
+            self.running[state.job_id][1].set()
+        return {"state": state.state}
 
     async def _fetch_output(self, client: str, header: dict):
         state = self._known_job(client, header["job_id"])

@@ -14,7 +14,8 @@ from mpc.prg import Prg
 from mpc.rpc import ServiceError
 from owners.prepare import prepare
 from owners.upload import upload
-from servers.client import fetch_and_reveal, submit_job, wait_for_job
+from servers.client import (cancel_job, fetch_and_reveal, job_status, submit_job,
+                            wait_for_job)
 from tests.servers_harness import make_deployment, running
 
 FEATURES = 6
@@ -222,3 +223,23 @@ def test_a_job_failing_midway_releases_nothing(world):
             return [s.jobs.output_folder(job).exists() for s in servers]
 
     assert asyncio.run(scenario()) == [False, False]
+
+
+def test_cancelling_a_running_job_stops_both_servers(world):
+    deployment = world[0]
+    spec = train_spec(4).replace("iterations = 150", "iterations = 100000")
+
+    async def scenario():
+        async with running(deployment):
+            await upload_all(deployment)
+            alice, addresses = deployment.owner_keys["alice"], deployment.addresses()
+            job = await submit_job(alice, addresses, spec)
+            while (await job_status(alice, addresses, job))[0]["stage"] != "train":
+                await asyncio.sleep(0.1)
+            with pytest.raises(ServiceError, match="only alice"):
+                await cancel_job(deployment.owner_keys["carol"], addresses, job)
+            await cancel_job(alice, addresses, job)
+            return await wait_for_job(alice, addresses, job, timeout_s=60)
+
+    statuses = asyncio.run(scenario())
+    assert [(s["state"], s["error"]) for s in statuses] == [("failed", "cancelled")] * 2
