@@ -22,6 +22,7 @@ from owners.read import UploadError
 from owners.schema import SchemaError
 from servers.config import ConfigError, load_dealer_config
 from servers.jobspec import JobSpecError
+from servers.policy import PolicyError
 from servers.local_cluster import ProcessError
 
 app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",
@@ -62,7 +63,7 @@ def main() -> None:
     try:
         app()
     except (MpcError, ConfigError, OwnerConfigError, ProcessError, SchemaError, UploadError,
-            PredicateError, JobSpecError, OSError) as error:
+            PredicateError, JobSpecError, PolicyError, OSError) as error:
         typer.echo(f"twofold: {error}", err=True)
         sys.exit(1)
 

@@ -15,6 +15,7 @@ from owners.config import OwnerConfig, OwnerConfigError, load_owner_config
 from owners.prepare import prepare
 from owners.schema import load_schema
 from owners.upload import ServerAddress, dummy_prg, upload
+from servers.policy import Policy
 
 owner_app = typer.Typer(help="Validate and upload your tables as secret shares.",
                         no_args_is_help=True)
@@ -48,12 +49,19 @@ def owner_upload(
     where: str = typer.Option(None, help='Keep only rows where EXPR holds, e.g. "age >= 18".'),
     pad_to: int = typer.Option(None, help="Add dummy rows up to N (the schema may fix N)."),
     upload_id: str = typer.Option(None, help="Upload id (default: derived from the content)."),
+    recipients: str = typer.Option(None, help="Policy: only these clients (comma-separated) "
+                                              "may receive outputs derived from the table."),
+    min_privacy_level: int = typer.Option(3, help="Policy: the least privacy level of jobs."),
+    max_epsilon: float = typer.Option(None, help="Policy: jobs must be differentially private "
+                                                 "with at most this epsilon."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Check every row of DATA against the schema, then send one share to each server.
 
     Nothing is sent unless every row passes; an error names the file, row and column."""
     settings = _owner_settings(config, key, server0, server0_key, server1, server1_key)
+    allowed = tuple(n.strip() for n in recipients.split(",") if n.strip()) if recipients else None
+    policy = Policy(allowed, min_privacy_level, max_epsilon)
     parsed = load_schema(schema)
     source_digest = hashlib.sha256(Path(data).read_bytes() + repr((where, pad_to)).encode())
     prepared = prepare(data, parsed, table, where=where, pad_to=pad_to,
@@ -62,7 +70,8 @@ def owner_upload(
         task = bar.add_task(f"upload {table}", total=prepared.rows)
         result = asyncio.run(upload(prepared, parsed, settings.keys, settings.servers,
                                     upload_id=upload_id, timeout_s=settings.timeout_s,
-                                    progress=lambda rows: bar.advance(task, rows)))
+                                    progress=lambda rows: bar.advance(task, rows),
+                                    policy=policy.to_json()))
     summary = {"table": table, "upload_id": result.upload_id, "rows": result.rows,
                "real_rows": result.real_rows,
                "already_held": [status == "exists" for status in result.statuses]}

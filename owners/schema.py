@@ -60,7 +60,6 @@ class Table:
     primary_key: tuple[str, ...]
     foreign_keys: tuple[ForeignKey, ...]
     rows: int | None  # public row count after padding, if the schema fixes it
-    min_privacy_level: int = 3  # the owner's minimum for jobs that read this table
 
     def column(self, name: str) -> Column:
         for column in self.columns:
@@ -194,10 +193,7 @@ def _parse_table(name: str, spec, fixed: FixedPoint) -> Table:
     rows = spec.get("rows")
     if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
         raise SchemaError(f"table {name}: 'rows' must be a positive integer")
-    level = spec.get("min_privacy_level", 3)
-    if level not in (3, 4, 5):
-        raise SchemaError(f"table {name}: min_privacy_level must be 3, 4 or 5")
-    return Table(name, owner, columns, primary_key, tuple(foreign_keys), rows, level)
+    return Table(name, owner, columns, primary_key, tuple(foreign_keys), rows)
 
 
 def _key_signature(table: Table, columns: tuple[str, ...]) -> tuple:

@@ -65,9 +65,9 @@ class UploadResult:
 
 async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
                  servers: tuple[ServerAddress, ServerAddress], *, upload_id: str | None = None,
-                 timeout_s: float = 60.0, progress=None) -> UploadResult:
+                 timeout_s: float = 60.0, progress=None, policy: str = "{}") -> UploadResult:
     """Send the table to both servers, then make it ready. `progress(rows)` is called as
-    rows go out."""
+    rows go out; `policy` is the owner's policy as JSON (see servers/policy.py)."""
     digest = content_digest(keys, schema, prepared)
     upload_id = upload_id or digest[:32]
     names = list(prepared.columns)
@@ -77,7 +77,7 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
     try:
         begin = {"action": "begin", "upload_id": upload_id, "table": prepared.table.name,
                  "schema_hash": schema.hash, "rows": prepared.rows, "columns": names,
-                 "digest": digest}
+                 "digest": digest, "policy": policy}
         replies = await asyncio.gather(*(client.call(begin) for client in clients))
         statuses = [reply["status"] for reply, _ in replies]
         sending = [client for client, status in zip(clients, statuses) if status == "send"]

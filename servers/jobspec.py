@@ -176,25 +176,7 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
             check.fail("statistics", "[statistics] needs 'columns' or 'histogram'")
         if "noise" in section:
             _parse_noise(check, schema, spec, section["noise"])
-    _check_minimum_levels(check, schema, spec)
     return spec
-
-
-def _check_minimum_levels(check: _Checker, schema: Schema, spec: JobSpec) -> None:
-    """Owners' minimum privacy levels: training at or above them; at 5, statistics only with
-    noise and no raw rows or aggregates."""
-    demanding = {name: schema.table(name).min_privacy_level for name in spec.plan.tables}
-    strictest = max(demanding.values())
-    owner = max(demanding, key=demanding.get)
-    if spec.train is not None and spec.train.level < strictest:
-        check.fail("privacy_level", f"table {owner} requires privacy level {strictest} or "
-                                    f"more (its owner's minimum)")
-    if strictest == 5 and spec.kind == "statistics" and spec.noise is None:
-        check.fail("statistics", f"table {owner} requires privacy level 5: add noise = "
-                                 "{ epsilon, delta, tau }")
-    if strictest == 5 and spec.kind in ("output", "aggregate"):
-        check.fail(spec.kind, f"table {owner} requires privacy level 5: only noisy "
-                              "statistics and level 5 training may read it")
 
 
 def _number(check: _Checker, section: dict, key: str, kind=float, default=None):

@@ -27,6 +27,7 @@ from servers.config import ServerConfig
 from servers.jobs import JobState, JobStore, run_job_blocking
 from servers.jobspec import JobSpec, parse_job_spec
 from servers.outputs import Output
+from servers.policy import Policy, check_policies
 from servers.storage import StagedUpload, Storage, UploadRecord
 
 log = logging.getLogger("twofold.server")
@@ -146,8 +147,9 @@ class Server:
         rows = header["rows"]
         if table.rows is not None and rows != table.rows:
             raise RequestError(f"{rows} rows, the schema fixes {table.rows} for {table.name}")
+        policy = Policy.from_json(header.get("policy", "{}"))
         record = UploadRecord(header["upload_id"], table.name, owner, rows, self.schema.hash,
-                              header["digest"], tuple(table.stored_columns))
+                              header["digest"], tuple(table.stored_columns), policy.to_json())
         existing = self.storage.lookup(record.upload_id)
         if existing is not None:
             if existing.same_content(record) and existing.state != "rejected":
@@ -221,6 +223,8 @@ class Server:
         missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
         if missing:
             raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
+        check_policies(spec, {name: Policy.from_json(self.storage.current(name).policy)
+                              for name in spec.plan.tables})
         if spec.kind == "predict":
             self._check_model(spec)
         self.jobs.add(JobState(job_id, spec.hash, client, spec.recipients), text)

@@ -37,10 +37,12 @@ class UploadRecord:
     schema_hash: str
     digest: str
     columns: tuple[str, ...]
+    policy: str = "{}"  # the owner's policy, canonical JSON (servers/policy.py)
     state: str = "stored"
 
     def same_content(self, other: "UploadRecord") -> bool:
-        keep = ("upload_id", "table_name", "owner", "rows", "schema_hash", "digest", "columns")
+        keep = ("upload_id", "table_name", "owner", "rows", "schema_hash", "digest", "columns",
+                "policy")
         return all(getattr(self, k) == getattr(other, k) for k in keep)
 
     def as_message(self) -> dict:
@@ -104,7 +106,7 @@ class Storage:
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS uploads (upload_id TEXT PRIMARY KEY, table_name TEXT, "
             "owner TEXT, rows INTEGER, schema_hash TEXT, digest TEXT, columns TEXT, "
-            "state TEXT, updated REAL)")
+            "policy TEXT, state TEXT, updated REAL)")
         self._remove_leftovers()
 
     def _remove_leftovers(self) -> None:
@@ -116,10 +118,10 @@ class Storage:
 
     def records(self) -> list[UploadRecord]:
         rows = self.db.execute(
-            "SELECT upload_id, table_name, owner, rows, schema_hash, digest, columns, state "
-            "FROM uploads ORDER BY updated").fetchall()
-        return [UploadRecord(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), r[7])
-                for r in rows]
+            "SELECT upload_id, table_name, owner, rows, schema_hash, digest, columns, policy, "
+            "state FROM uploads ORDER BY updated").fetchall()
+        return [UploadRecord(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), r[7],
+                             r[8]) for r in rows]
 
     def lookup(self, upload_id: str) -> UploadRecord | None:
         return next((r for r in self.records() if r.upload_id == upload_id), None)
@@ -137,10 +139,10 @@ class Storage:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged.folder, target)
         _fsync_dir(target.parent)
-        self.db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self.db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (record.upload_id, record.table_name, record.owner, record.rows,
                          record.schema_hash, record.digest, json.dumps(list(record.columns)),
-                         "stored", time.time()))
+                         record.policy, "stored", time.time()))
         return record
 
     def set_state(self, upload_id: str, state: str) -> None:

@@ -14,6 +14,7 @@ from mpc.prg import Prg
 from mpc.rpc import ServiceError
 from owners.prepare import prepare
 from owners.upload import upload
+from servers.policy import Policy
 from servers.client import (cancel_job, fetch_and_reveal, job_status, submit_job,
                             wait_for_job)
 from tests.servers_harness import make_deployment, running
@@ -89,12 +90,13 @@ features = [{FEATURE_LIST}]
 """
 
 
-async def upload_all(deployment):
+async def upload_all(deployment, policies=None):
     schema = deployment.schema
     for name in ("exams", "patients", "clinics"):
         prepared = prepare(deployment.folder / f"{name}.csv", schema, name, dummy_prg=Prg.fresh())
+        policy = (policies or {}).get(name, Policy())
         await upload(prepared, schema, deployment.owner_keys[schema.table(name).owner],
-                     deployment.addresses(), timeout_s=30)
+                     deployment.addresses(), timeout_s=30, policy=policy.to_json())
 
 
 async def run_job(deployment, spec, who="carol"):
@@ -185,22 +187,23 @@ def test_bad_training_specs(world, change, message):
     asyncio.run(scenario())
 
 
-def test_owner_minimum_privacy_level_is_enforced(world):
-    deployment, x, y, split = world
-    text = deployment.schema_path.read_text().replace(
-        '[tables.patients]\nowner = "bob"', '[tables.patients]\nowner = "bob"\nmin_privacy_level = 5')
-    deployment.schema_path.write_text(text)
+@pytest.mark.parametrize("policy, spec, message", [
+    (Policy(min_privacy_level=5), train_spec(4), "table patients: its owner requires privacy level 5"),
+    (Policy(min_privacy_level=5),
+     '[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["patients.f3"]\n', "requires privacy level 5"),
+    (Policy(recipients=("alice",)), train_spec(4), "does not allow outputs to carol"),
+    (Policy(max_epsilon=1.0), train_spec(5, "epsilon = 4.0\ndelta = 1e-5\ntau = 1"),
+     "epsilon <= 1"),
+    (Policy(max_epsilon=1.0), train_spec(4), "only differentially private"),
+])
+def test_owner_policies_are_enforced(world, policy, spec, message):
+    deployment = world[0]
 
     async def scenario():
         async with running(deployment):
-            await upload_all(deployment)
-            for spec, message in [
-                (train_spec(4), "table patients requires privacy level 5"),
-                ('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["patients.f3"]\n',
-                 "only noisy statistics"),
-            ]:
-                with pytest.raises(ServiceError, match=message):
-                    await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
+            await upload_all(deployment, {"patients": policy})
+            with pytest.raises(ServiceError, match=message):
+                await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
 
     asyncio.run(scenario())
 

@@ -42,10 +42,14 @@ def test_cli_upload_end_to_end_and_bad_input(tmp_path):
         data = tmp_path / "customers.csv"
         write_customers(data, 50)
         run = owner_upload(cluster, "alice", data, "customers", "--pad-to", "64",
-                           "--where", "age >= 10")
+                           "--where", "age >= 10", "--recipients", "carol,dave",
+                           "--max-epsilon", "2")
         assert run.returncode == 0, run.stderr
         summary = json.loads(run.stdout)
         assert summary["rows"] == 64 and summary["real_rows"] == 40
+        for records in current_records(cluster):  # the policy is stored on both servers
+            assert json.loads(records[0].policy) == {"recipients": ["carol", "dave"],
+                                                     "min_privacy_level": 3, "max_epsilon": 2.0}
         data.write_text(data.read_text().replace("\n7,7,", "\n7,700,"))
         bad = owner_upload(cluster, "alice", data, "customers")
         assert bad.returncode == 1
