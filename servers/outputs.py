@@ -75,8 +75,8 @@ class Output:
 
 
 def _decode_column(column: OutputColumn, values: np.ndarray, fixed: FixedPoint) -> list:
-    if column.decoding == "fixed":
-        return fixed.decode(values).tolist()
+    if column.decoding == "fixed":  # to the decimals the encoding carries (4 at 16 bits)
+        return np.round(fixed.decode(values), int(fixed.frac_bits * np.log10(2))).tolist()
     if column.decoding == "categorical":
         return [column.vocabulary[v] if v < len(column.vocabulary) else None
                 for v in values.tolist()]

@@ -1,0 +1,59 @@
+"""The README walkthrough, command by command, in a copy of examples/walkthrough."""
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "walkthrough"
+
+
+def twofold(folder, *args):
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=folder,
+                          capture_output=True, text=True, timeout=300)
+
+
+def wait_for_port(port):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def test_readme_walkthrough(tmp_path):
+    folder = tmp_path / "walkthrough"
+    shutil.copytree(EXAMPLE, folder)
+    for name in ("dealer", "server0", "server1", "alice", "bob", "carol"):
+        assert twofold(folder, "keys", "generate", name, "--dir", "keys").returncode == 0
+    services = [subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=folder,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for args in (["dealer", "run", "--config", "dealer.toml"],
+                             ["server", "run", "--config", "server0.toml"],
+                             ["server", "run", "--config", "server1.toml"])]
+    try:
+        for port in (7300, 7100, 7101):
+            wait_for_port(port)
+        for data, table, owner in (("customers.csv", "customers", "alice"),
+                                   ("orders.csv", "orders", "bob")):
+            run = twofold(folder, "owner", "upload", data, "--table", table, "--schema",
+                          "schema.toml", "--config", f"{owner}.toml")
+            assert run.returncode == 0, run.stderr
+        run = twofold(folder, "job", "submit", "revenue.toml", "--config", "carol.toml", "--id",
+                      "revenue1", "--wait")
+        assert run.returncode == 0 and "done" in run.stdout, run.stderr
+        run = twofold(folder, "reveal", "revenue1", "--config", "carol.toml")
+        lines = run.stdout.strip().splitlines()
+        assert lines[0] == "customers.region,count,sum(orders.amount),mean(orders.amount)"
+        rows = {line.split(",")[0]: line.split(",")[1:] for line in lines[1:]}
+        assert rows["north"][0] == "3" and abs(float(rows["north"][1]) - 162.4) < 1e-3
+        assert rows["south"][0] == "2" and abs(float(rows["south"][1]) - 325.25) < 1e-3
+    finally:
+        for service in services:
+            service.terminate()
+            service.wait(timeout=10)
