@@ -169,8 +169,8 @@ def stage_rows(op: str, n: int, runs: list[list[dict]]) -> list[dict]:
     return rows
 
 
-def tpch_q5_runs(scale: float, repeat: int) -> tuple[int, list[list[dict]]]:
-    """Q5 as a real job on a local dealer and two server processes; stage costs per run."""
+def tpch_runs(scale: float, repeat: int, spec: str) -> tuple[int, list[list[dict]]]:
+    """A TPC-H query job on a local dealer and two server processes; stage costs per run."""
     with tempfile.TemporaryDirectory() as folder:
         frames = tpch.generate(Path(folder), scale)
         rows = sum(len(frame) for frame in frames.values())
@@ -181,11 +181,11 @@ def tpch_q5_runs(scale: float, repeat: int) -> tuple[int, list[list[dict]]]:
             carol = load_owner_config(cluster.owner_config("carol"))
             runs = []
             for _ in range(repeat):
-                job = asyncio.run(submit_job(carol.keys, carol.servers, tpch.Q5_SPEC))
+                job = asyncio.run(submit_job(carol.keys, carol.servers, spec))
                 statuses = asyncio.run(wait_for_job(carol.keys, carol.servers, job,
                                                     timeout_s=3600))
                 if any(s["state"] != "done" for s in statuses):
-                    raise ProcessError(f"Q5 job failed: {statuses}")
+                    raise ProcessError(f"TPC-H job failed: {statuses}")
                 runs.append([{k: v for k, v in s["costs"].items() if k != "agree"}
                              for s in statuses])
     return rows, runs
@@ -206,7 +206,7 @@ def bench_join(
                                              "repeat": repeat})
     rows = stage_rows("join_binary", left + right, [list(run) for run in zip(*results)])
     if scale > 0:
-        tpch_rows, runs = tpch_q5_runs(scale, repeat)
+        tpch_rows, runs = tpch_runs(scale, repeat, tpch.Q5_SPEC)
         rows += stage_rows("tpch_q5", tpch_rows, runs)
     print_rows(rows, as_json)
 
@@ -278,3 +278,81 @@ def bench_ml(
         for row in sorted(table, key=lambda r: float(r["epsilon"])):
             typer.echo(f"| {row['epsilon']} | {row['mpc_accuracy']:.4f} | "
                        f"{row['plaintext_accuracy']:.4f} | {row['sigma']:.3f} |")
+
+
+def _markdown(sections: dict[str, list[dict]]) -> str:
+    """Like the seed paper's Table 3: per pipeline and stage, time, bytes and rounds."""
+    lines = ["| pipeline | stage | seconds (online + dealer) | MB per server | rounds |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, rows in sections.items():
+        for row in rows:
+            stage = row["op"].split(".", 1)[1] if "." in row["op"] else "**total**"
+            lines.append(f"| {name} | {stage} | {row['online_s'] + row['offline_s']:.2f} "
+                         f"({row['online_s']:.2f} + {row['offline_s']:.2f}) | "
+                         f"{row['bytes'] / 1e6:.1f} | {row['rounds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(points: list[tuple[int, float]], path: Path) -> None:
+    import matplotlib  # only the pipeline benchmark draws
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = np.array([p[0] for p in points], dtype=float)
+    seconds = np.array([p[1] for p in points])
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    axes.loglog(sizes, seconds, "o-", label="binary join (online + dealer)")
+    anchor = sizes[-1]
+    for label, shape in (("n log n", sizes * np.log2(sizes)),
+                         ("n log^2 n", sizes * np.log2(sizes) ** 2)):
+        reference = shape / (anchor * np.log2(anchor) ** (1 if label == "n log n" else 2))
+        axes.loglog(sizes, reference * seconds[-1], "--", label=label)
+    axes.set_xlabel("rows |R| + |S| (|S| = |R| / 4)")
+    axes.set_ylabel("seconds")
+    axes.set_title("Twofold: binary join on shares, 2 cores, loopback")
+    axes.legend()
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    out: Path = typer.Option(Path("twofold-bench"), help="Folder for table.md and joins.png."),
+    scale: float = typer.Option(0.1, help="TPC-H scale factor for Q3 and Q5."),
+    iterations: int = typer.Option(3000, help="Iterations of the OULAD-shaped training."),
+    smallest: int = typer.Option(12, help="log2 of the smallest join in the plot."),
+    largest: int = typer.Option(20, help="log2 of the largest join in the plot."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+):
+    """The OULAD-shaped pipeline and TPC-H Q3/Q5 per stage (a markdown table like the seed
+    paper's Table 3) and join time against rows from 2^12 to 2^20 (a log-log PNG)."""
+    out.mkdir(parents=True, exist_ok=True)
+    sections = {}
+    tuples, runs, _ = oulad_runs(iterations, [1.0])
+    stages, elapsed = runs[0]
+    sections["OULAD-shaped, level 5"] = stage_rows("oulad_pipeline", tuples, [stages])
+    for name, spec in (("TPC-H Q3", tpch.Q3_SPEC), ("TPC-H Q5", tpch.Q5_SPEC)):
+        rows, job_runs = tpch_runs(scale, 1, spec)
+        sections[f"{name}, SF {scale:g}"] = stage_rows(name.lower().replace(" ", "_")
+                                                      .replace("-", ""), rows, job_runs)
+    points = []
+    with LocalCluster() as cluster:
+        for exponent in range(smallest, largest + 1):
+            left = 1 << exponent
+            (total, *_), = [stage_rows("join", left + left // 4, [list(run) for run in zip(
+                *cluster.run("bench_join", {"left_rows": left, "right_rows": left // 4,
+                                            "repeat": 1}))])]
+            points.append((left + left // 4, total["online_s"] + total["offline_s"]))
+    (out / "table.md").write_text(_markdown(sections))
+    _plot(points, out / "joins.png")
+    rows = [row for section in sections.values() for row in section]
+    rows += [{"op": "join_scaling", "n": n, "online_s": s, "offline_s": 0.0, "bytes": 0,
+              "rounds": 0} for n, s in points]
+    if as_json:
+        print(json.dumps(rows, indent=1))
+    else:
+        typer.echo((out / "table.md").read_text())
+        typer.echo(f"plot: {out / 'joins.png'}")
