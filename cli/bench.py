@@ -28,26 +28,26 @@ from servers.local_cluster import LocalCluster, ProcessError
 
 bench_app = typer.Typer(help="Measure time, bytes and rounds on a local cluster.",
                         no_args_is_help=True)
+STATUS = Console(stderr=True)
+
+
+def phase(text: str):
+    """A spinner on stderr naming what runs (benchmarks take minutes)."""
+    return STATUS.status(text)
 
 
 def summarize(results: list[dict], ops, n: int) -> list[dict]:
-    """Median over repetitions of each op; bytes are per server (the larger of the two)."""
+    """Median over repetitions of each op, each from the server with the longest wall time."""
     rows = []
     for op in ops:
         stages = [name for name in results[0]
                   if name.startswith(f"{op}#") and name != f"{op}#warmup"]
-        per_server = [[result[name] for name in stages] for result in results]
-        rows.append({
-            "op": op,
-            "n": n,
-            "online_s": statistics.median(max(s[i]["online_s"] for s in per_server)
-                                          for i in range(len(stages))),
-            "offline_s": statistics.median(max(s[i]["offline_s"] for s in per_server)
-                                           for i in range(len(stages))),
-            "bytes": max(server[0]["bytes_sent"] for server in per_server),
-            "rounds": max(server[0]["rounds"] for server in per_server),
-            "dealer_bytes": sum(server[0]["dealer_bytes"] for server in per_server),
-        })
+        per_run = [_slowest(results, [name]) for name in stages]
+        rows.append({"op": op, "n": n,
+                     "online_s": statistics.median(r["online_s"] for r in per_run),
+                     "offline_s": statistics.median(r["offline_s"] for r in per_run),
+                     "bytes": per_run[0]["bytes"], "rounds": per_run[0]["rounds"],
+                     "dealer_bytes": sum(result[stages[0]]["dealer_bytes"] for result in results)})
     return rows
 
 
@@ -77,7 +77,7 @@ def bench_mpc(
     unknown = set(chosen) - set(OPS)
     if unknown or n < 1 or repeat < 1:
         raise typer.BadParameter(f"ops must be among {', '.join(OPS)}; n and repeat >= 1")
-    with LocalCluster() as cluster:
+    with phase(f"mpc protocols, n = {n}: {', '.join(chosen)}"), LocalCluster() as cluster:
         results = cluster.run("bench_mpc", {"n": n, "repeat": repeat, "ops": chosen})
     print_rows(summarize(results, chosen, n), as_json)
 
@@ -127,7 +127,8 @@ def bench_upload(
 ):
     """An owner uploads a CSV file to two server processes (CurveZMQ on): read, validate,
     share, send and store durably on both, timed end to end."""
-    with LocalCluster(schema_text=UPLOAD_SCHEMA, owners=("owner",)) as cluster:
+    with phase(f"upload of {rows} rows x 8 columns"), \
+            LocalCluster(schema_text=UPLOAD_SCHEMA, owners=("owner",)) as cluster:
         data = cluster.folder / "events.csv"
         write_upload_csv(data, rows)
         cluster.start_server(0)
@@ -150,22 +151,30 @@ def bench_upload(
     print_rows([row], as_json)
 
 
+def _slowest(stages_by_server: list[dict], names: list[str]) -> dict:
+    """Costs of the named stages on the server whose wall time is longest: its online and
+    dealer (offline) parts add up to the wall time, with no wait counted twice."""
+    totals = [{key: sum(stages[n][key] for n in names)
+               for key in ("wall_s", "offline_s", "bytes_sent", "rounds")}
+              for stages in stages_by_server]
+    slowest = max(totals, key=lambda t: t["wall_s"])
+    return {"online_s": slowest["wall_s"] - slowest["offline_s"],
+            "offline_s": slowest["offline_s"],
+            "bytes": max(t["bytes_sent"] for t in totals),
+            "rounds": max(t["rounds"] for t in totals)}
+
+
 def stage_rows(op: str, n: int, runs: list[list[dict]]) -> list[dict]:
     """A total row and one row per stage, medians over runs; runs[r][server] = stages."""
     names = [name for name in runs[0][0] if name not in ("inputs", "default", "agree")]
-
-    def cost(stages_by_server, names_):
-        return {key: max(sum(stages[s][key] for s in names_) for stages in stages_by_server)
-                for key in ("online_s", "offline_s", "bytes_sent", "rounds")}
-
     rows = []
     for label, chosen in [(op, names)] + [(f"{op}.{name}", [name]) for name in names]:
-        per_run = [cost(run, chosen) for run in runs]
+        per_run = [_slowest(run, chosen) for run in runs]
         rows.append({"op": label, "n": n,
-                     "online_s": statistics.median(r["online_s"] for r in per_run),
-                     "offline_s": statistics.median(r["offline_s"] for r in per_run),
-                     "bytes": int(statistics.median(r["bytes_sent"] for r in per_run)),
-                     "rounds": int(statistics.median(r["rounds"] for r in per_run))})
+                     **{key: statistics.median(r[key] for r in per_run)
+                        for key in ("online_s", "offline_s")},
+                     **{key: int(statistics.median(r[key] for r in per_run))
+                        for key in ("bytes", "rounds")}})
     return rows
 
 
@@ -201,12 +210,14 @@ def bench_join(
 ):
     """The binary join and a TPC-H Q5-shaped join on a local dealer and two servers
     (CurveZMQ on): totals and time, bytes and rounds per stage."""
-    with LocalCluster() as cluster:
+    with phase(f"binary join {left} x {right}: sort, propagate, compact"), \
+            LocalCluster() as cluster:
         results = cluster.run("bench_join", {"left_rows": left, "right_rows": right,
                                              "repeat": repeat})
     rows = stage_rows("join_binary", left + right, [list(run) for run in zip(*results)])
     if scale > 0:
-        tpch_rows, runs = tpch_runs(scale, repeat, tpch.Q5_SPEC)
+        with phase(f"TPC-H Q5-shaped join at SF {scale:g}: generate, upload, join"):
+            tpch_rows, runs = tpch_runs(scale, repeat, tpch.Q5_SPEC)
         rows += stage_rows("tpch_q5", tpch_rows, runs)
     print_rows(rows, as_json)
 
@@ -255,14 +266,15 @@ def bench_ml(
 ):
     """Purification, one SGD iteration, and the OULAD-shaped pipeline (level 5, join through
     model release) on a local dealer and two servers (CurveZMQ on)."""
-    with LocalCluster() as cluster:
+    with phase("purify and one SGD iteration"), LocalCluster() as cluster:
         results = cluster.run("bench_ml", {"rows": rows, "columns": columns, "batch": batch,
                                            "features": features, "repeat": repeat})
     out = summarize(results, ["purify"], rows) + summarize(results, ["sgd_iter"], batch)
     for row in out:
         row.pop("dealer_bytes")
     epsilons = [1.0] + ([0.1, 0.5, 2.0, 5.0, 10.0, None] if accuracy_table else [])
-    tuples, runs, table = oulad_runs(iterations, epsilons)
+    with phase(f"OULAD-shaped pipeline: join, tau, train ({len(epsilons)} job(s))"):
+        tuples, runs, table = oulad_runs(iterations, epsilons)
     stages, elapsed = runs[0]
     total = stage_rows("oulad_pipeline", tuples, [stages])
     total[0]["online_s"] = elapsed - total[0]["offline_s"]  # submission to model in hand
@@ -282,7 +294,7 @@ def bench_ml(
 
 def _markdown(sections: dict[str, list[dict]]) -> str:
     """Like the seed paper's Table 3: per pipeline and stage, time, bytes and rounds."""
-    lines = ["| pipeline | stage | seconds (online + dealer) | MB per server | rounds |",
+    lines = ["| pipeline | stage | seconds: online + dealer | MB per server | rounds |",
              "| --- | --- | --- | --- | --- |"]
     for name, rows in sections.items():
         for row in rows:
@@ -331,15 +343,17 @@ def bench_pipeline(
     paper's Table 3) and join time against rows from 2^12 to 2^20 (a log-log PNG)."""
     out.mkdir(parents=True, exist_ok=True)
     sections = {}
-    tuples, runs, _ = oulad_runs(iterations, [1.0])
+    with phase("OULAD-shaped pipeline: join, tau, train"):
+        tuples, runs, _ = oulad_runs(iterations, [1.0])
     stages, elapsed = runs[0]
     sections["OULAD-shaped, level 5"] = stage_rows("oulad_pipeline", tuples, [stages])
     for name, spec in (("TPC-H Q3", tpch.Q3_SPEC), ("TPC-H Q5", tpch.Q5_SPEC)):
-        rows, job_runs = tpch_runs(scale, 1, spec)
+        with phase(f"{name} at SF {scale:g}: generate, upload, join, aggregate"):
+            rows, job_runs = tpch_runs(scale, 1, spec)
         sections[f"{name}, SF {scale:g}"] = stage_rows(name.lower().replace(" ", "_")
                                                       .replace("-", ""), rows, job_runs)
     points = []
-    with LocalCluster() as cluster:
+    with phase(f"binary joins of 2^{smallest} .. 2^{largest} rows"), LocalCluster() as cluster:
         for exponent in range(smallest, largest + 1):
             left = 1 << exponent
             (total, *_), = [stage_rows("join", left + left // 4, [list(run) for run in zip(
