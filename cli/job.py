@@ -73,11 +73,13 @@ def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG
 
 
 @job_app.command("cancel")
-def job_cancel_command(job_id: str, config: Path = typer.Option(..., help=CONFIG_HELP)):
+def job_cancel_command(job_id: str, config: Path = typer.Option(..., help=CONFIG_HELP),
+                       as_json: bool = typer.Option(False, "--json")):
     """Stop a job you submitted, on both servers; it releases nothing."""
     settings = load_owner_config(config)
-    asyncio.run(cancel_job(settings.keys, settings.servers, job_id, settings.timeout_s))
-    typer.echo(f"job {job_id}: cancelled")
+    replies = asyncio.run(cancel_job(settings.keys, settings.servers, job_id, settings.timeout_s))
+    typer.echo(json.dumps({"job_id": job_id, "states": [r["state"] for r in replies]})
+               if as_json else f"job {job_id}: cancelled")
 
 
 def reveal_command(job_id: str = typer.Argument(...),
