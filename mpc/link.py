@@ -49,6 +49,11 @@ class PeerLink:
         self._recv_seq = 0
         self.cancel = cancel  # set from another thread to stop the job at its next message
 
+    def _raise_if_aborted(self, header: dict) -> None:
+        if header.get("kind") == "abort":
+            raise PeerAborted(f"server {self.peer_id} stopped job {header.get('job')}: "
+                              f"{header.get('reason', 'no reason given')}")
+
     def _lost(self, what: str) -> str:
         return (f"server {self.party_id}: {what} server {self.peer_id} within "
                 f"{self.timeout_s:g} s (job {self.job_id}, stage {self.accounting.current}); "
@@ -76,9 +81,7 @@ class PeerLink:
         except asyncio.TimeoutError:
             raise PeerTimeout(self._lost("no message from")) from None
         header, arrays = wire.decode(frames)
-        if header.get("kind") == "abort":
-            raise PeerAborted(f"server {self.peer_id} stopped job {header.get('job')}: "
-                              f"{header.get('reason', 'no reason given')}")
+        self._raise_if_aborted(header)
         if header.get("job") != self.job_id or header.get("seq") != self._recv_seq:
             raise ProtocolMismatch(
                 f"server {self.party_id}: got job {header.get('job')!r} message "
@@ -111,9 +114,7 @@ class PeerLink:
             raise PeerTimeout(f"server {self.party_id}: server {self.peer_id} did not finish "
                               f"job {self.job_id} within {self.timeout_s:g} s") from None
         header, _ = wire.decode(frames)
-        if header.get("kind") == "abort":
-            raise PeerAborted(f"server {self.peer_id} stopped job {self.job_id}: "
-                              f"{header.get('reason', 'no reason given')}")
+        self._raise_if_aborted(header)
         if header.get("kind") != "bye" or header.get("seq") != self._recv_seq:
             raise ProtocolMismatch(f"server {self.party_id}: job {self.job_id} ended with "
                                    f"unread messages from server {self.peer_id}")

@@ -48,18 +48,22 @@ def _check_keys(source: SourceFile, table: Table, typed, encoded) -> None:
     keys = [table.primary_key] + [fk.columns for fk in table.foreign_keys]
     for index, key in enumerate(keys):
         codes = encoded[table.key_column(key)]
-        originals = list(zip(*[typed[name].tolist() for name in key]))
         order = np.argsort(codes, kind="stable")
         same = np.flatnonzero(codes[order][1:] == codes[order][:-1])
         label = f"({', '.join(key)})"
+
+        def original(row: int) -> tuple:
+            return tuple(typed[name][row].item() if hasattr(typed[name][row], "item")
+                         else typed[name][row] for name in key)
+
         for position in same:
             first, second = int(order[position]), int(order[position + 1])
-            if originals[first] != originals[second]:
-                raise UploadError(f"{source.where(second, key[0])}: keys {originals[first]} and "
-                                  f"{originals[second]} hash to the same code; rename one")
+            if original(first) != original(second):
+                raise UploadError(f"{source.where(second, key[0])}: keys {original(first)} and "
+                                  f"{original(second)} hash to the same code; rename one")
             if index == 0:
                 raise UploadError(f"{source.where(second, key[0])}: primary key {label} value "
-                                  f"{originals[second]} repeats row {first + 1}")
+                                  f"{original(second)} repeats row {first + 1}")
 
 
 def _dummy_keys(prg: Prg, count: int, taken: np.ndarray) -> np.ndarray:

@@ -262,20 +262,8 @@ def _parse_learning(check: _Checker, schema: Schema, spec: JobSpec, section: dic
     epsilon = delta = 0.0
     tau, private_key = 1, None
     if level == 5:
-        epsilon, delta = _number(check, section, "epsilon"), _number(check, section, "delta")
-        tau = _number(check, section, "tau", int)
-        if not 0 < epsilon <= 100:
-            check.fail("epsilon", "epsilon must be in (0, 100]")
-        if not 0 < delta < 1:
-            check.fail("delta", "delta must be in (0, 1)")
-        if tau < 1:
-            check.fail("tau", "tau must be at least 1")
-        private = schema.primary_private
-        if private is None or private not in spec.plan.tables:
-            check.fail("privacy_level", "level 5 needs the schema's primary_private table in "
-                                        "the job's join")
-        table = schema.table(private)
-        private_key = f"{private}.{table.key_column(table.primary_key)}"
+        epsilon, delta, tau, private_key = _privacy(check, schema, spec, section,
+                                                    "privacy_level")
     label_range = (label_column.min, label_column.max)
     if label_range[0] == label_range[1]:
         check.fail(label, f"the label {label} has an empty range")

@@ -77,9 +77,9 @@ class Output:
 def _decode_column(column: OutputColumn, values: np.ndarray, fixed: FixedPoint) -> list:
     if column.decoding == "fixed":  # to the decimals the encoding carries (4 at 16 bits)
         return np.round(fixed.decode(values), int(fixed.frac_bits * np.log10(2))).tolist()
-    if column.decoding == "categorical":
-        return [column.vocabulary[v] if v < len(column.vocabulary) else None
-                for v in values.tolist()]
+    if column.decoding == "categorical":  # codes past the vocabulary decode to None
+        names = np.array([*column.vocabulary, None], dtype=object)
+        return names[np.minimum(values, U64(len(column.vocabulary))).astype(np.int64)].tolist()
     if column.decoding == "key":  # exact integers, or the hash code of another key
         return [v if v < HASHED_TAG else f"#{v:016x}" for v in values.tolist()]
     return to_signed(values).tolist()

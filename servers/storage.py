@@ -116,15 +116,16 @@ class Storage:
             if (folder.parent.name, folder.name) not in known:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def records(self) -> list[UploadRecord]:
+    def records(self, where: str = "", *args) -> list[UploadRecord]:
         rows = self.db.execute(
             "SELECT upload_id, table_name, owner, rows, schema_hash, digest, columns, policy, "
-            "state FROM uploads ORDER BY updated").fetchall()
+            f"state FROM uploads {where} ORDER BY updated", args).fetchall()
         return [UploadRecord(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), r[7],
                              r[8]) for r in rows]
 
     def lookup(self, upload_id: str) -> UploadRecord | None:
-        return next((r for r in self.records() if r.upload_id == upload_id), None)
+        found = self.records("WHERE upload_id = ?", upload_id)
+        return found[0] if found else None
 
     def stage(self, record: UploadRecord) -> StagedUpload:
         return StagedUpload(self.root / "staging" / record.upload_id, record)
@@ -154,7 +155,7 @@ class Storage:
 
     def current(self, table_name: str) -> UploadRecord | None:
         """The table's most recently readied upload: the version jobs use."""
-        ready = [r for r in self.records() if r.table_name == table_name and r.state == "ready"]
+        ready = self.records("WHERE table_name = ? AND state = 'ready'", table_name)
         return ready[-1] if ready else None
 
     def load(self, record: UploadRecord) -> dict[str, np.ndarray]:

@@ -150,39 +150,26 @@ def test_level_5_model_carries_its_ledger(world):
     assert ledger.sigma > 0 and ledger.clip >= 1.0
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("epsilon = 0\ndelta = 1e-5\ntau = 1", "epsilon must be in"),
-    ("epsilon = 1\ndelta = 2\ntau = 1", "delta must be in"),
+@pytest.mark.parametrize("spec, message", [
+    (train_spec(5, "epsilon = 0\ndelta = 1e-5\ntau = 1"), "epsilon must be in"),
+    (train_spec(5, "epsilon = 1\ndelta = 2\ntau = 1"), "delta must be in"),
+    (train_spec(4).replace('label = "exams.label"', 'label = "exams.split"'),
+     "is categorical, not numeric"),
+    (train_spec(4).replace('"exams.f0"', '"exams.f9"'), "unknown column 'exams.f9'"),
+    (train_spec(4).replace("batch_size = 32", "batch_size = 400"),
+     "batch_size 400 is above the declared min_join_size"),
+    (train_spec(4).replace("iterations = 150", "iterations = 1000000000"),
+     "would overflow the fixed-point range"),
+    (train_spec(4).replace('model = "logistic"', 'model = "forest"'), "model must be one of"),
 ])
-def test_bad_privacy_parameters(world, extra, message):
+def test_bad_training_specs(world, spec, message):
     deployment = world[0]
 
     async def scenario():
         async with running(deployment):
             await upload_all(deployment)
             with pytest.raises(ServiceError, match=message):
-                await submit_job(deployment.owner_keys["alice"], deployment.addresses(),
-                                 train_spec(5, extra))
-
-    asyncio.run(scenario())
-
-
-@pytest.mark.parametrize("change, message", [
-    (("label = \"exams.label\"", "label = \"exams.split\""), "is categorical, not numeric"),
-    (("\"exams.f0\"", "\"exams.f9\""), "unknown column 'exams.f9'"),
-    (("batch_size = 32", "batch_size = 400"), "batch_size 400 is above the declared min_join_size"),
-    (("iterations = 150", "iterations = 1000000000"), "would overflow the fixed-point range"),
-    (("model = \"logistic\"", "model = \"forest\""), "model must be one of"),
-])
-def test_bad_training_specs(world, change, message):
-    deployment = world[0]
-
-    async def scenario():
-        async with running(deployment):
-            await upload_all(deployment)
-            with pytest.raises(ServiceError, match=message):
-                await submit_job(deployment.owner_keys["alice"], deployment.addresses(),
-                                 train_spec(4).replace(*change))
+                await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
 
     asyncio.run(scenario())
 
