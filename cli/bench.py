@@ -20,6 +20,7 @@ from cli import oulad, tpch
 from mpc.bench import OPS
 from mpc.prg import Prg
 from owners.config import load_owner_config
+from owners.policy import ANYONE, OUTPUT_KINDS, Policy
 from owners.prepare import prepare
 from owners.schema import load_schema
 from owners.upload import upload
@@ -29,6 +30,7 @@ from servers.local_cluster import LocalCluster, ProcessError
 bench_app = typer.Typer(help="Measure time, bytes and rounds on a local cluster.",
                         no_args_is_help=True)
 STATUS = Console(stderr=True)
+BENCH_POLICY = Policy(recipients=(ANYONE,), outputs=OUTPUT_KINDS)  # synthetic data: no limits
 
 
 def phase(text: str):
@@ -186,7 +188,7 @@ def tpch_runs(scale: float, repeat: int, spec: str) -> tuple[int, list[list[dict
         with LocalCluster(timeout_s=600, schema_text=tpch.schema_text(frames),
                           owners=("alice", "bob", "carol")) as cluster:
             cluster.start_all()
-            cluster.upload_all(Path(folder))
+            cluster.upload_all(Path(folder), BENCH_POLICY)
             carol = load_owner_config(cluster.owner_config("carol"))
             runs = []
             for _ in range(repeat):
@@ -229,7 +231,7 @@ def oulad_runs(iterations: int, epsilons) -> tuple[int, list, list]:
                       owners=("university", "agency", "analyst")) as cluster:
         generated = oulad.generate(cluster.folder)
         cluster.start_all()
-        cluster.upload_all(cluster.folder)
+        cluster.upload_all(cluster.folder, BENCH_POLICY)
         analyst = load_owner_config(cluster.owner_config("analyst"))
         runs, table = [], []
         for epsilon in epsilons:

@@ -21,7 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cli import oulad
+from ml.dp import Privacy
 from owners.config import load_owner_config
+from owners.policy import Policy
 from servers.client import fetch_and_reveal, submit_job, wait_for_job
 from servers.local_cluster import LocalCluster, ProcessError
 
@@ -29,6 +31,15 @@ DATA = Path(__file__).parent / "demo_data"
 OWNERS = ("university", "agency", "statistics_office", "analyst")
 SCHEMA = oulad.SCHEMA.replace('[tables.regions]\nowner = "agency"',
                               '[tables.regions]\nowner = "statistics_office"')
+
+def owners_policy(epsilon: float) -> Policy:
+    """Every owner lets the analyst, and only the analyst, receive aggregates, statistics and
+    models (no raw rows), with groups of at least 10 of its entities, under a lifetime
+    privacy budget that leaves room for this demo's training job."""
+    return Policy(recipients=("analyst",), min_group_size=10,
+                  budget=Privacy(epsilon=max(10.0, 2 * epsilon), delta=1e-4))
+
+
 STATISTICS = """
 [job]
 recipients = ["analyst"]
@@ -63,7 +74,7 @@ def demo(iterations: int = typer.Option(600, help="SGD iterations of the trainin
             shutil.copy(csv, cluster.folder / csv.name)
         cluster.start_all()
         status.update("three owners validate, share and upload their tables")
-        cluster.upload_all(cluster.folder)
+        cluster.upload_all(cluster.folder, owners_policy(epsilon))
         analyst = load_owner_config(cluster.owner_config("analyst"))
         statistics, statistics_costs = _run(analyst, STATISTICS, status, "statistics query")
         spec = oulad.training_spec(epsilon, iterations, int(0.8 * len(joined)))

@@ -22,7 +22,7 @@ from owners.read import UploadError
 from owners.schema import SchemaError
 from servers.config import ConfigError, load_dealer_config
 from servers.jobspec import JobSpecError
-from servers.policy import PolicyError
+from owners.policy import PolicyError
 from servers.local_cluster import ProcessError
 
 app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",

@@ -14,8 +14,9 @@ from mpc.curve import load_keypair, load_public_key
 from owners.config import OwnerConfig, OwnerConfigError, load_owner_config
 from owners.prepare import prepare
 from owners.schema import load_schema
-from owners.upload import ServerAddress, dummy_prg, upload
-from servers.policy import Policy
+from owners.upload import ServerAddress, dummy_prg, table_budget, upload
+from owners.policy import Policy, load_policy_file, policy_from_settings
+from owners.schema import Table
 
 owner_app = typer.Typer(help="Validate and upload your tables as secret shares.",
                         no_args_is_help=True)
@@ -49,20 +50,39 @@ def owner_upload(
     where: str = typer.Option(None, help='Keep only rows where EXPR holds, e.g. "age >= 18".'),
     pad_to: int = typer.Option(None, help="Add dummy rows up to N (the schema may fix N)."),
     upload_id: str = typer.Option(None, help="Upload id (default: derived from the content)."),
-    recipients: str = typer.Option(None, help="Policy: only these clients (comma-separated) "
-                                              "may receive outputs derived from the table."),
-    min_privacy_level: int = typer.Option(3, help="Policy: the least privacy level of jobs."),
-    max_epsilon: float = typer.Option(None, help="Policy: jobs must be differentially private "
+    policy_file: Path = typer.Option(None, "--policy", help="Analysis rules (TOML); the flags "
+                                                            "below override its keys."),
+    recipients: str = typer.Option(None, help="Rule: clients who may receive outputs derived "
+                                              "from the table, comma-separated, or * (default: "
+                                              "you alone)."),
+    outputs: str = typer.Option(None, help="Rule: allowed outputs among rows, aggregate, "
+                                           "statistics, model, predictions (default: "
+                                           "aggregate,statistics,model)."),
+    row_columns: str = typer.Option(None, help="Rule: columns allowed in row outputs "
+                                               "(default: all, once rows are allowed)."),
+    min_group_size: int = typer.Option(None, help="Rule: suppress groups with fewer of your "
+                                                  "entities than this (at least 2)."),
+    min_join_size: int = typer.Option(None, help="Rule: floor of the join-size check of "
+                                                 "privacy levels 4 and 5."),
+    min_privacy_level: int = typer.Option(None, help="Rule: the least privacy level of jobs."),
+    max_epsilon: float = typer.Option(None, help="Rule: jobs must be differentially private "
                                                  "with at most this epsilon."),
+    budget_epsilon: float = typer.Option(None, help="Rule: total epsilon all differentially "
+                                                    "private jobs may spend on the table."),
+    budget_delta: float = typer.Option(None, help="Rule: total delta of that budget."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Check every row of DATA against the schema, then send one share to each server.
 
     Nothing is sent unless every row passes; an error names the file, row and column."""
     settings = _owner_settings(config, key, server0, server0_key, server1, server1_key)
-    allowed = tuple(n.strip() for n in recipients.split(",") if n.strip()) if recipients else None
-    policy = Policy(allowed, min_privacy_level, max_epsilon)
     parsed = load_schema(schema)
+    flags = {"recipients": recipients, "outputs": outputs, "row_columns": row_columns,
+             "min_group_size": min_group_size, "min_join_size": min_join_size,
+             "min_privacy_level": min_privacy_level, "max_epsilon": max_epsilon,
+             "budget_epsilon": budget_epsilon, "budget_delta": budget_delta}
+    policy = owner_policy(parsed.table(table), policy_file,
+                          {k: v for k, v in flags.items() if v is not None})
     source_digest = hashlib.sha256(Path(data).read_bytes() + repr((where, pad_to)).encode())
     prepared = prepare(data, parsed, table, where=where, pad_to=pad_to,
                        dummy_prg=dummy_prg(settings.keys, parsed, table, source_digest.digest()))
@@ -71,10 +91,50 @@ def owner_upload(
         result = asyncio.run(upload(prepared, parsed, settings.keys, settings.servers,
                                     upload_id=upload_id, timeout_s=settings.timeout_s,
                                     progress=lambda rows: bar.advance(task, rows),
-                                    policy=policy.to_json()))
+                                    policy=policy))
     summary = {"table": table, "upload_id": result.upload_id, "rows": result.rows,
                "real_rows": result.real_rows,
                "already_held": [status == "exists" for status in result.statuses]}
     typer.echo(json.dumps(summary) if as_json else
                f"{table}: {result.rows} rows ({result.real_rows} real) ready on both servers, "
                f"upload id {result.upload_id}")
+
+
+def owner_policy(table: Table, policy_file: Path | None, flags: dict) -> Policy:
+    """The policy file's rules (checked alone first, so errors name the file), then the
+    flags over them."""
+    settings = {}
+    if policy_file is not None:
+        settings = load_policy_file(policy_file)
+        policy = policy_from_settings(settings, table=table, where=str(policy_file))
+        if not flags:
+            return policy
+    return policy_from_settings({**settings, **flags}, table=table, where="the upload's rules")
+
+
+@owner_app.command("budget")
+def owner_budget(table: str = typer.Argument(..., help="Your table."),
+                 config: Path = typer.Option(..., help="owner.toml with your key and the servers."),
+                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """The table's privacy budget: its total, what differentially private jobs have spent, and
+    what is left, as each server records it."""
+    settings = load_owner_config(config)
+    replies = asyncio.run(table_budget(settings.keys, settings.servers, table,
+                                       settings.timeout_s))
+    if as_json:
+        typer.echo(json.dumps(replies))
+        return
+    for party, reply in enumerate(replies):
+        total, spent = reply["total"], reply["spent"]
+        line = (f"server {party}: {table} spent epsilon {spent['epsilon']:g}, "
+                f"delta {spent['delta']:g}")
+        if total is None:
+            line += " (no budget set: differentially private jobs are not limited)"
+        else:
+            line += (f" of {total['epsilon']:g} and {total['delta']:g}; left epsilon "
+                     f"{max(total['epsilon'] - spent['epsilon'], 0):g}, delta "
+                     f"{max(total['delta'] - spent['delta'], 0):g}")
+        typer.echo(line)
+    for entry in replies[0]["history"]:
+        typer.echo(f"  job {entry['job']}: epsilon {entry['epsilon']:g}, "
+                   f"delta {entry['delta']:g}")

@@ -19,13 +19,46 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 
 import dp_accounting
 from dp_accounting import rdp
 
+MAX_EPSILON = 1000.0  # a budget may total more than one job's epsilon
+
 
 class PrivacyError(ValueError):
     """Privacy parameters that cannot be met or are out of range."""
+
+
+def _in_range(name: str, value, high: float, *, below: bool = False) -> None:
+    """value in (0, high], or in (0, high) when below."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise PrivacyError(f"{name} must be a number, got {value!r}")
+    if not 0 < value < high if below else not 0 < value <= high:
+        raise PrivacyError(f"{name} must be in (0, {high:g}{')' if below else ']'}, "
+                           f"got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Privacy:
+    """Differential-privacy parameters, checked once here and used by job specs, owners'
+    policies and budgets, and every calibration: (epsilon, delta) and tau, the most join rows
+    one tuple of the primary private table may contribute (extra rows are dropped on shares).
+    Keyword-only, so epsilon and delta cannot be swapped by position."""
+
+    epsilon: float
+    delta: float
+    tau: int = 1
+
+    def __post_init__(self):
+        _in_range("epsilon", self.epsilon, MAX_EPSILON)
+        _in_range("delta", self.delta, 1.0, below=True)
+        if isinstance(self.tau, bool) or not isinstance(self.tau, int) or self.tau < 1:
+            raise PrivacyError(f"tau must be a positive integer, got {self.tau!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -57,16 +90,12 @@ def gradient_bound(residual_bound: float, features: int, frac_bits: int) -> floa
     return residual_bound * (1 + ulp) + 2 * ulp
 
 
-def calibrate(*, epsilon: float, delta: float, tau: int, clip: float, iterations: int,
-              batch_size: int, rows: int, min_join_size: int) -> Ledger:
-    if not 0 < epsilon <= 100:
-        raise PrivacyError(f"epsilon must be in (0, 100], got {epsilon}")
-    if not 0 < delta < 1:
-        raise PrivacyError(f"delta must be in (0, 1), got {delta}")
-    if tau < 1 or iterations < 1 or not 0 < batch_size <= rows:
-        raise PrivacyError("tau, iterations and batch size must be positive, batch <= rows")
+def calibrate(*, privacy: Privacy, clip: float, iterations: int, batch_size: int, rows: int,
+              min_join_size: int) -> Ledger:
+    if iterations < 1 or not 0 < batch_size <= rows:
+        raise PrivacyError("iterations and batch size must be positive, batch <= rows")
     rate = batch_size / rows
-    group_rate = 1 - (1 - rate) ** tau
+    group_rate = 1 - (1 - rate) ** privacy.tau
 
     def event(noise_multiplier):
         return dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
@@ -74,12 +103,13 @@ def calibrate(*, epsilon: float, delta: float, tau: int, clip: float, iterations
 
     try:
         multiplier = dp_accounting.calibrate_dp_mechanism(
-            rdp.RdpAccountant, event, epsilon, delta,
+            rdp.RdpAccountant, event, privacy.epsilon, privacy.delta,
             bracket_interval=dp_accounting.ExplicitBracketInterval(1e-3, 1e4))
     except (ValueError, dp_accounting.NoBracketIntervalFoundError) as error:
-        raise PrivacyError(f"cannot reach epsilon {epsilon} at delta {delta}: {error}") from None
-    return Ledger(epsilon, delta, tau, clip, iterations, rate, group_rate, multiplier,
-                  multiplier * tau * clip, rows, min_join_size)
+        raise PrivacyError(f"cannot reach epsilon {privacy.epsilon} at delta {privacy.delta}: "
+                           f"{error}") from None
+    return Ledger(privacy.epsilon, privacy.delta, privacy.tau, clip, iterations, rate,
+                  group_rate, multiplier, multiplier * privacy.tau * clip, rows, min_join_size)
 
 
 def spent_epsilon(ledger: Ledger) -> float:
@@ -109,21 +139,49 @@ class StatisticsLedger:
         return asdict(self)
 
 
-def calibrate_statistics(*, epsilon: float, delta: float, tau: int,
-                         bounds: dict[str, float], histograms: list[str]) -> StatisticsLedger:
+def gaussian_multiplier(privacy: Privacy) -> float:
+    """Noise multiplier m of one Gaussian mechanism of L2 sensitivity 1 meeting (epsilon,
+    delta) under the RDP accountant."""
+    return dp_accounting.calibrate_dp_mechanism(
+        rdp.RdpAccountant, dp_accounting.GaussianDpEvent, privacy.epsilon, privacy.delta,
+        bracket_interval=dp_accounting.ExplicitBracketInterval(1e-3, 1e6))
+
+
+def calibrate_statistics(*, privacy: Privacy, bounds: dict[str, float],
+                         histograms: list[str]) -> StatisticsLedger:
     """bounds: column -> largest |value|. One primary tuple adds or removes at most tau rows;
     each row adds 1 to the count and to one bin of each histogram, x to a column's sum and
-    x^2 to its sum of squares."""
-    if not 0 < epsilon <= 100 or not 0 < delta < 1 or tau < 1:
-        raise PrivacyError("need 0 < epsilon <= 100, 0 < delta < 1 and tau >= 1")
+    x^2 to its sum of squares. Used for group-by too: the tau rows may fall in different
+    groups, but the L2 norm of each block's change over all groups is still at most its
+    sensitivity."""
+    tau = privacy.tau
     sensitivities = {"count": float(tau)}
     for column, bound in bounds.items():
         sensitivities[f"sum({column})"] = tau * bound
         sensitivities[f"sumsq({column})"] = tau * bound * bound
     sensitivities.update({f"histogram({c})": float(tau) for c in histograms})
-    multiplier = dp_accounting.calibrate_dp_mechanism(
-        rdp.RdpAccountant, dp_accounting.GaussianDpEvent, epsilon, delta,
-        bracket_interval=dp_accounting.ExplicitBracketInterval(1e-3, 1e6))
+    multiplier = gaussian_multiplier(privacy)
     spread = math.sqrt(len(sensitivities))
     sigmas = {name: multiplier * spread * value for name, value in sensitivities.items()}
-    return StatisticsLedger(epsilon, delta, tau, multiplier, sensitivities, sigmas)
+    return StatisticsLedger(privacy.epsilon, privacy.delta, tau, multiplier, sensitivities,
+                            sigmas)
+
+
+def count_sigma(privacy: Privacy) -> float:
+    """Each server's noise on a count that one tuple moves by at most tau (a noisy size check
+    or a noisy group count used only for selection)."""
+    return gaussian_multiplier(privacy) * privacy.tau
+
+
+def selection_threshold(*, sigma: float, tau: int, delta: float) -> float:
+    """Threshold T for releasing a group whose noisy count c + n0 + n1 (each server's n_i
+    ~ N_Z(0, sigma^2)) reaches T.
+
+    A group present in one database and absent from its neighbour has c <= tau, and one tuple
+    can create at most tau such groups. c + n0 + n1 >= tau + 2 z sigma needs n0 >= z sigma or
+    n1 >= z sigma, so a group of at most tau rows is released with probability at most
+    2 Q(z), and 2 tau Q(z) <= delta bounds the whole selection, even for someone who knows one
+    server's noise (they must still get past the other's). One unit of margin covers the
+    discrete Gaussian's heavier lattice tail."""
+    z = NormalDist().inv_cdf(1 - delta / (2 * tau))
+    return tau + 2 * z * sigma + 1

@@ -4,9 +4,12 @@
 - level 4: check |J| >= the declared lower bound, purify (N rows, all real), consecutive
   batches over the shuffled N rows; |J| is never opened;
 - level 5: keep at most tau join rows per primary-private tuple (extra rows dropped), check the
-  lower bound, Poisson batches over the N rows (dummy rows give a zero gradient), features scaled
-  to unit norm, residuals clamped, and each server's discrete Gaussian noise on every gradient
-  (see ml/dp.py). The lower-bound check opens one bit: if |J| is below it, nothing is released.
+  lower bound with noise, Poisson batches over the N rows (dummy rows give a zero gradient),
+  features scaled to unit norm, residuals clamped, and each server's discrete Gaussian noise on
+  every gradient (see ml/dp.py).
+The lower-bound check (levels 4 and 5) opens nothing: its outcome stays a shared bit, training
+runs either way, and the release step withholds the model when the bit is 0, so only the
+recipients learn the outcome (at level 5 a noisy one, whose epsilon the job is charged).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.dp import Ledger, PrivacyError, calibrate, gradient_bound
+from ml.dp import Ledger, Privacy, calibrate, count_sigma, gradient_bound
 from ml.features import Scaling, scale, scaling_for
 from ml.purify import compact_and_count, purify
 from ml.sgd import Hyper, poisson_batches, sequential_batches, train
+from mpc.noise import discrete_gaussian
 from mpc.party import Party
 from mpc.prg import KEY_BYTES, Prg
 from mpc.protocols.arithmetic import mul, reveal
@@ -41,9 +45,8 @@ class TrainSpec:
     hyper: Hyper
     level: int
     min_join_size: int = 1
-    epsilon: float = 0.0
-    delta: float = 0.0
-    tau: int = 1
+    privacy: Privacy | None = None  # level 5: the training's (epsilon, delta, tau)
+    size_check: Privacy | None = None  # level 5: the noisy size check's own parameters
     private_key: str | None = None  # qualified primary key of the primary private table
 
 
@@ -53,6 +56,7 @@ class TrainedModel:
     scaling: Scaling
     join_size: int | None  # opened at level 3 only
     ledger: Ledger | None
+    released: np.ndarray  # shares of one bit: 0 if the size check failed (withhold the model)
     training_rows: tuple[np.ndarray, np.ndarray] | None = None  # (x, y) shares, if kept
 
 
@@ -76,13 +80,15 @@ async def keep_tau_rows(party: Party, table: SharedTable, key: str, tau: int) ->
     return SharedTable(dict(zip(names, columns)), await mul(party, valid, keep))
 
 
-async def check_join_size(party: Party, valid: np.ndarray, minimum: int) -> None:
-    """Open one bit: is |J| at least the declared lower bound?"""
+async def join_size_reaches(party: Party, valid: np.ndarray, minimum: int,
+                            noise: Privacy | None = None) -> np.ndarray:
+    """Shares of one bit: does |J| (plus each server's own discrete Gaussian when `noise` is
+    given) reach `minimum`? Nothing is opened."""
     count = valid.sum(dtype=U64, keepdims=True)
+    if noise is not None:
+        count = count + discrete_gaussian(party.rng, count_sigma(noise), 1).view(U64)
     below = await less_than(party, count, party.public(np.array([minimum], U64)))
-    if int((await reveal(party, below))[0]):
-        raise PrivacyError(f"the join has fewer rows than the declared min_join_size "
-                           f"{minimum}; nothing is released")
+    return party.public(np.ones(1, U64)) - below
 
 
 async def _public_seed(party: Party) -> Prg:
@@ -97,12 +103,14 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec,
     """Train; with keep_rows, also return the shares of the rows in training order (so a
     test can replay the same batches in plaintext)."""
     hyper, n = spec.hyper, table.rows
+    released = party.public(np.ones(1, U64))
     if spec.level == 5:
         with party.stage("tau"):
-            table = await keep_tau_rows(party, table, spec.private_key, spec.tau)
+            table = await keep_tau_rows(party, table, spec.private_key, spec.privacy.tau)
     if spec.level >= 4:
         with party.stage("size check"):
-            await check_join_size(party, table.valid, spec.min_join_size)
+            released = await join_size_reaches(party, table.valid, spec.min_join_size,
+                                               spec.size_check)
     with party.stage("scale"):
         scaling = scaling_for([*spec.feature_ranges, (1.0, 1.0)], unit_norm=spec.level == 5)
         ones = party.public(np.full(n, party.fixed.encode(1.0)))
@@ -115,17 +123,19 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec,
     with party.stage("purify" if spec.level < 5 else "calibrate"):
         if spec.level == 3:
             join_size, columns = await compact_and_count(party, table.valid, columns)
+            if join_size == 0:  # public at level 3: nothing to learn from
+                return TrainedModel(np.zeros(x.shape[1], U64), scaling, 0, None,
+                                    party.public(np.zeros(1, U64)))
             columns = await shuffle(party, [c[:join_size] for c in columns])
-            batches = sequential_batches(max(join_size, 1), hyper)
+            batches = sequential_batches(join_size, hyper)
         elif spec.level == 4:
             columns = await purify(party, table.valid, columns)
             batches = sequential_batches(n, hyper)
         else:
-            ledger = calibrate(epsilon=spec.epsilon, delta=spec.delta, tau=spec.tau,
-                               clip=gradient_bound(hyper.residual_bound, x.shape[1],
-                                                   party.fixed.frac_bits),
-                               iterations=hyper.iterations, batch_size=hyper.batch_size,
-                               rows=n, min_join_size=spec.min_join_size)
+            clip = gradient_bound(hyper.residual_bound, x.shape[1], party.fixed.frac_bits)
+            ledger = calibrate(privacy=spec.privacy, clip=clip, iterations=hyper.iterations,
+                               batch_size=hyper.batch_size, rows=n,
+                               min_join_size=spec.min_join_size)
             valid, expected = table.valid, float(hyper.batch_size)
             batches = poisson_batches(await _public_seed(party), n, hyper)
     with party.stage("train"):
@@ -133,6 +143,6 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec,
         weights = await train(party, features, labels, hyper, batches, valid=valid,
                               noise_sigma=ledger.sigma if ledger else 0.0,
                               expected_batch=expected)
-    return TrainedModel(weights, scaling, join_size, ledger,
+    return TrainedModel(weights, scaling, join_size, ledger, released,
                         (features, labels) if keep_rows else None)
 

@@ -19,6 +19,7 @@ from mpc.curve import KeyPair
 from mpc.prg import Prg
 from mpc.rpc import ServiceClient
 from mpc.sharing import split
+from owners.policy import Policy
 from owners.prepare import PreparedTable
 from owners.schema import Schema
 
@@ -44,9 +45,12 @@ def dummy_prg(keys: KeyPair, schema: Schema, table: str, source_digest: bytes) -
     return Prg(seed[:16])
 
 
-def content_digest(keys: KeyPair, schema: Schema, prepared: PreparedTable) -> str:
+def content_digest(keys: KeyPair, schema: Schema, prepared: PreparedTable,
+                   policy: Policy) -> str:
+    """Covers the policy too: the same data under new rules is a new version."""
     mac = hmac.new(owner_secret(keys, b"digest"), digestmod=hashlib.sha256)
     mac.update(f"{schema.hash}/{prepared.table.name}/{prepared.rows}".encode())
+    mac.update(policy.to_json().encode())
     for name, values in prepared.columns.items():
         mac.update(name.encode())
         mac.update(memoryview(np.ascontiguousarray(values)).cast("B"))
@@ -65,10 +69,13 @@ class UploadResult:
 
 async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
                  servers: tuple[ServerAddress, ServerAddress], *, upload_id: str | None = None,
-                 timeout_s: float = 60.0, progress=None, policy: str = "{}") -> UploadResult:
+                 timeout_s: float = 60.0, progress=None,
+                 policy: Policy | None = None) -> UploadResult:
     """Send the table to both servers, then make it ready. `progress(rows)` is called as
-    rows go out; `policy` is the owner's policy as JSON (see servers/policy.py)."""
-    digest = content_digest(keys, schema, prepared)
+    rows go out; `policy` holds the owner's analysis rules (default: owners/policy.py's, with
+    the owner alone as recipient)."""
+    policy = policy or Policy(recipients=(prepared.table.owner,))
+    digest = content_digest(keys, schema, prepared, policy)
     upload_id = upload_id or digest[:32]
     names = list(prepared.columns)
     context = zmq.asyncio.Context()
@@ -77,7 +84,7 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
     try:
         begin = {"action": "begin", "upload_id": upload_id, "table": prepared.table.name,
                  "schema_hash": schema.hash, "rows": prepared.rows, "columns": names,
-                 "digest": digest, "policy": policy}
+                 "digest": digest, "policy": policy.to_json()}
         replies = await asyncio.gather(*(client.call(begin) for client in clients))
         statuses = [reply["status"] for reply, _ in replies]
         sending = [client for client, status in zip(clients, statuses) if status == "send"]
@@ -97,6 +104,22 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
             await client.call({"action": "activate", "upload_id": upload_id})
         return UploadResult(upload_id, prepared.rows, prepared.real_rows, statuses,
                             [c.bytes_sent for c in clients], [c.requests for c in clients])
+    finally:
+        for client in clients:
+            client.close()
+        context.term()
+
+
+async def table_budget(keys: KeyPair, servers: tuple[ServerAddress, ServerAddress], table: str,
+                       timeout_s: float = 60.0) -> list[dict]:
+    """Each server's record of the table's privacy budget (the table's owner only)."""
+    context = zmq.asyncio.Context()
+    clients = [ServiceClient(context, keys, server.public_key, server.address, f"server {p}",
+                             timeout_s) for p, server in enumerate(servers)]
+    try:
+        replies = await asyncio.gather(*(c.call({"action": "budget", "table": table})
+                                         for c in clients))
+        return [{k: v for k, v in reply.items() if k != "ok"} for reply, _ in replies]
     finally:
         for client in clients:
             client.close()

@@ -70,10 +70,14 @@ async def wait_for_job(keys, servers, job_id: str, timeout_s: float = 600.0,
         await asyncio.sleep(poll_s)
 
 
-async def fetch_and_reveal(keys, servers, job_id: str, timeout_s: float = 60.0) -> dict:
-    """Both servers' output shares, reconstructed and decoded on this machine only."""
+async def fetch_outputs(keys, servers, job_id: str, timeout_s: float = 60.0) -> list[Output]:
+    """Both servers' stored outputs of a job, shares and all (recipients only)."""
     async with connected(keys, servers, timeout_s) as clients:
         replies = await asyncio.gather(*(c.call({"action": "fetch_output", "job_id": job_id})
                                          for c in clients))
-    outputs = [Output.from_meta(reply["meta"], arrays) for reply, arrays in replies]
-    return reveal(*outputs)
+    return [Output.from_meta(reply["meta"], arrays) for reply, arrays in replies]
+
+
+async def fetch_and_reveal(keys, servers, job_id: str, timeout_s: float = 60.0) -> dict:
+    """Both servers' output shares, reconstructed and decoded on this machine only."""
+    return reveal(*await fetch_outputs(keys, servers, job_id, timeout_s))

@@ -5,26 +5,30 @@
     tables = ["orders", "customers"]        # optional: default, the whole schema
     where = "orders.amount > customers.age" # optional type-2 predicate
 
-    [output]                                # exactly one of output, aggregate, statistics
-    columns = ["orders.amount", "customers.region"]
+    [output]                                # exactly one of output, aggregate, statistics,
+    columns = ["orders.amount", "customers.region"]     # train, predict
 
     [aggregate]
     group_by = ["customers.region"]         # empty or absent: one group
     count = true
     sum = ["orders.amount"]                 # also mean, min, max
+    noise = { epsilon = 1.0, delta = 1e-6, tau = 3 }   # optional: DP counts, sums, groups
     [statistics]
     columns = ["orders.amount"]             # count, sum, mean, variance, std, min, max
     histogram = ["customers.region"]
+    noise = { epsilon = 1.0, delta = 1e-6, tau = 3 }   # optional
 
-Every problem is refused before any work, with the spec line that causes it.
+Each kind parses into its own typed section. Every problem is refused before any work, with
+the spec line that causes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from ml.dp import Privacy, PrivacyError
 from ml.pipeline import TrainSpec
 from ml.sgd import Hyper
 from owners.schema import Schema
@@ -32,45 +36,120 @@ from sorting_join.aggregate import Aggregate
 from sorting_join.plan import JoinPlan, PlanError, plan_join
 from sorting_join.predicate import Predicate, PredicateError, column_type
 
-KINDS = ("output", "aggregate", "statistics", "train", "predict")
+SECTIONS = ("output", "aggregate", "statistics", "train", "predict")
 MODELS = ("linear", "logistic")
 EXTREME_LIMIT = 2.0 ** 60  # min and max need stored values below 2^60
+SIZE_CHECK_EPSILON = 0.1  # level 5: the noisy join-size check's epsilon, unless the spec says
 
 
 class JobSpecError(ValueError):
     """A job spec that cannot run; the message names the spec line."""
 
 
-@dataclass
+@dataclass(frozen=True)
+class RowsSection:
+    """[output]: the joined rows' columns."""
+
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AggregateSection:
+    group_by: tuple[str, ...]
+    aggregates: tuple[Aggregate, ...]
+    means: tuple[str, ...]  # derived by the recipient from sum / count
+    noise: Privacy | None = None
+
+
+@dataclass(frozen=True)
+class StatisticsSection:
+    columns: tuple[str, ...]
+    histograms: tuple[str, ...]
+    noise: Privacy | None = None
+
+
+@dataclass(frozen=True)
+class PredictSection:
+    model_job: str  # the training job whose model is used
+    features: tuple[str, ...]
+    label: str | None  # with a label: accuracy; without: one prediction per joined row
+    carry: tuple[str, ...] = ()  # row columns returned beside each prediction
+
+
+Section = RowsSection | AggregateSection | StatisticsSection | TrainSpec | PredictSection
+KIND_OF = {RowsSection: "rows", AggregateSection: "aggregate", StatisticsSection: "statistics",
+           TrainSpec: "train", PredictSection: "predict"}
+
+
+@dataclass(frozen=True)
 class JobSpec:
     text: str
-    kind: str
-    recipients: list[str]
+    recipients: tuple[str, ...]
     plan: JoinPlan
     where: Predicate | None
-    columns: list[str] = field(default_factory=list)  # output columns
-    group_by: list[str] = field(default_factory=list)
-    aggregates: list[Aggregate] = field(default_factory=list)
-    means: list[str] = field(default_factory=list)  # derived by the recipient from sum / count
-    statistics: list[str] = field(default_factory=list)
-    histograms: list[str] = field(default_factory=list)
-    train: TrainSpec | None = None
-    noise: tuple[float, float, int] | None = None  # statistics: (epsilon, delta, tau)
-    private_key: str | None = None  # statistics with noise: primary key of primary_private
-    model_job: str = ""  # predict: the training job whose model is used
-    predict_output: str = ""  # predict: "predictions" or "accuracy"
+    section: Section
+    private_key: str | None = None  # DP: qualified primary key of the primary private table
 
     @property
     def hash(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
+    @property
+    def kind(self) -> str:
+        return KIND_OF[type(self.section)]
+
+    @property
+    def output_kind(self) -> str:
+        """What the job releases, in the terms of owners' policies: rows, aggregate,
+        statistics, model or predictions (an accuracy counts as statistics)."""
+        if self.kind == "train":
+            return "model"
+        if self.kind == "predict":
+            return "statistics" if self.section.label else "predictions"
+        return self.kind
+
+    @property
+    def privacy_level(self) -> int:
+        """Training declares its level; noisy statistics and aggregates count as level 5;
+        other outputs reveal unprotected results (level 3)."""
+        if self.kind == "train":
+            return self.section.level
+        return 5 if getattr(self.section, "noise", None) is not None else 3
+
+    @property
+    def privacy(self) -> Privacy | None:
+        """The job's differential-privacy parameters, if it is differentially private."""
+        if self.kind == "train":
+            return self.section.privacy
+        return getattr(self.section, "noise", None)
+
+    @property
+    def charge(self) -> Privacy | None:
+        """What the job spends from the budget of every table it reads (basic composition
+        of its mechanisms: training and its noisy size check add up)."""
+        privacy = self.privacy
+        if privacy is None:
+            return None
+        check = self.section.size_check if self.kind == "train" else None
+        if check is None:
+            return privacy
+        return Privacy(epsilon=privacy.epsilon + check.epsilon,
+                       delta=privacy.delta + check.delta, tau=privacy.tau)
+
     def needed_columns(self) -> set[str]:
-        needed = set(self.columns) | set(self.group_by) | set(self.statistics)
-        if self.train is not None:
-            needed |= {*self.train.features, self.train.label}
-            needed |= {self.train.private_key} if self.train.private_key else set()
+        section = self.section
+        if isinstance(section, RowsSection):
+            needed = set(section.columns)
+        elif isinstance(section, AggregateSection):
+            needed = set(section.group_by) | {a.column for a in section.aggregates if a.column}
+        elif isinstance(section, StatisticsSection):
+            needed = set(section.columns) | set(section.histograms)
+        elif isinstance(section, TrainSpec):
+            needed = {*section.features, section.label}
+        else:
+            needed = {*section.features, *section.carry} | ({section.label} if section.label
+                                                            else set())
         needed |= {self.private_key} if self.private_key else set()
-        needed |= set(self.histograms) | {a.column for a in self.aggregates if a.column}
         return needed | (self.where.columns if self.where else set())
 
 
@@ -146,37 +225,53 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
             check.fail("where", str(error))
         for name in where.columns:
             check.column(name)
-    kinds = [kind for kind in KINDS if kind in raw]
+    kinds = [kind for kind in SECTIONS if kind in raw]
     if len(kinds) != 1:
-        raise JobSpecError("the spec needs exactly one of [output], [aggregate], [statistics]")
-    kind, section = kinds[0], raw[kinds[0]]
-    spec = JobSpec(text, kind, recipients, plan, where)
+        raise JobSpecError("the spec needs exactly one of "
+                           + ", ".join(f"[{kind}]" for kind in SECTIONS))
+    kind, body = kinds[0], raw[kinds[0]]
+    if not isinstance(body, dict):
+        check.fail(kind, f"[{kind}] must be a TOML table")
+    private_key = None
     if kind == "output":
-        spec.columns = check.names(section, "columns")
-        if not spec.columns:
+        section = RowsSection(tuple(check.names(body, "columns")))
+        if not section.columns:
             check.fail("columns", "[output] needs 'columns'")
     elif kind == "aggregate":
-        spec.group_by = check.names(section, "group_by", groupable=True)
-        sums = check.names(section, "sum", numeric=True)
-        spec.means = check.names(section, "mean", numeric=True)
-        spec.aggregates = [Aggregate("count")] + [
-            Aggregate("sum", c) for c in dict.fromkeys(sums + spec.means)]
-        for op in ("min", "max"):
-            spec.aggregates += [Aggregate(op, c)
-                                for c in check.names(section, op, numeric=True, extremes=True)]
-    elif kind in ("train", "predict"):
-        _parse_learning(check, schema, spec, section, kind)
+        section, private_key = _parse_aggregate(check, schema, plan, body)
+    elif kind == "statistics":
+        section, private_key = _parse_statistics(check, schema, plan, body)
+    elif kind == "train":
+        section, private_key = _parse_training(check, schema, plan, body)
     else:
-        spec.statistics = check.names(section, "columns", numeric=True, extremes=True)
-        spec.histograms = check.names(section, "histogram")
-        for name in spec.histograms:
-            if column_type(schema, name).type != "categorical":
-                check.fail(name, f"a histogram needs a categorical column, {name!r} is not")
-        if not spec.statistics and not spec.histograms:
-            check.fail("statistics", "[statistics] needs 'columns' or 'histogram'")
-        if "noise" in section:
-            _parse_noise(check, schema, spec, section["noise"])
-    return spec
+        section = _parse_prediction(check, schema, body)
+    return JobSpec(text, tuple(recipients), plan, where, section, private_key)
+
+
+def _parse_aggregate(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
+    group_by = check.names(body, "group_by", groupable=True)
+    sums = check.names(body, "sum", numeric=True)
+    means = check.names(body, "mean", numeric=True)
+    aggregates = [Aggregate("count")] + [Aggregate("sum", c) for c in dict.fromkeys(sums + means)]
+    for op in ("min", "max"):
+        aggregates += [Aggregate(op, c)
+                       for c in check.names(body, op, numeric=True, extremes=True)]
+    noise, private_key = _noise(check, schema, plan, body)
+    if noise is not None and any(a.op in ("min", "max") for a in aggregates):
+        check.fail("noise", "min and max cannot be released with noise; drop them or the noise")
+    return AggregateSection(tuple(group_by), tuple(aggregates), tuple(means), noise), private_key
+
+
+def _parse_statistics(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
+    columns = check.names(body, "columns", numeric=True, extremes=True)
+    histograms = check.names(body, "histogram")
+    for name in histograms:
+        if column_type(schema, name).type != "categorical":
+            check.fail(name, f"a histogram needs a categorical column, {name!r} is not")
+    if not columns and not histograms:
+        check.fail("statistics", "[statistics] needs 'columns' or 'histogram'")
+    noise, private_key = _noise(check, schema, plan, body)
+    return StatisticsSection(tuple(columns), tuple(histograms), noise), private_key
 
 
 def _number(check: _Checker, section: dict, key: str, kind=float, default=None):
@@ -189,57 +284,65 @@ def _number(check: _Checker, section: dict, key: str, kind=float, default=None):
     return kind(value)
 
 
-def _privacy(check: _Checker, schema: Schema, spec: JobSpec, section: dict, where: str):
-    """(epsilon, delta, tau, qualified primary key of the primary private table)."""
-    epsilon, delta = _number(check, section, "epsilon"), _number(check, section, "delta")
-    tau = _number(check, section, "tau", int)
-    if not 0 < epsilon <= 100:
-        check.fail("epsilon", "epsilon must be in (0, 100]")
-    if not 0 < delta < 1:
-        check.fail("delta", "delta must be in (0, 1)")
-    if tau < 1:
-        check.fail("tau", "tau must be at least 1")
+def _privacy(check: _Checker, schema: Schema, plan: JoinPlan, body: dict, where: str):
+    """(Privacy, qualified primary key of the primary private table) from epsilon, delta
+    and tau in body."""
+    for key in ("epsilon", "delta", "tau"):
+        _number(check, body, key, int if key == "tau" else float)
+    try:
+        privacy = Privacy(epsilon=float(body["epsilon"]), delta=float(body["delta"]),
+                          tau=body["tau"])
+    except PrivacyError as error:
+        check.fail(str(error).split()[0], str(error))
     private = schema.primary_private
-    if private is None or private not in spec.plan.tables:
+    if private is None or private not in plan.tables:
         check.fail(where, "differential privacy needs the schema's primary_private table in "
                           "the job's join")
     table = schema.table(private)
-    return epsilon, delta, tau, f"{private}.{table.key_column(table.primary_key)}"
+    return privacy, f"{private}.{table.key_column(table.primary_key)}"
 
 
-def _parse_noise(check: _Checker, schema: Schema, spec: JobSpec, noise) -> None:
-    if not isinstance(noise, dict):
+def _noise(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
+    """(Privacy or None, private key or None) of an optional noise = {...} entry."""
+    if "noise" not in body:
+        return None, None
+    if not isinstance(body["noise"], dict):
         check.fail("noise", "noise = { epsilon = ..., delta = ..., tau = ... }")
-    epsilon, delta, tau, spec.private_key = _privacy(check, schema, spec, noise, "noise")
-    spec.noise = (epsilon, delta, tau)
+    return _privacy(check, schema, plan, body["noise"], "noise")
 
 
-def _parse_learning(check: _Checker, schema: Schema, spec: JobSpec, section: dict,
-                    kind: str) -> None:
-    features = check.names(section, "features", numeric=True)
+def _parse_prediction(check: _Checker, schema: Schema, body: dict) -> PredictSection:
+    features = check.names(body, "features", numeric=True)
     if not features:
-        check.fail("features", f"[{kind}] needs 'features', numeric columns")
-    label = section.get("label")
-    if label is not None or kind == "train":
+        check.fail("features", "[predict] needs 'features', numeric columns")
+    label = body.get("label")
+    if label is not None:
         label = check.column(label, numeric=True)
+    model_job = str(body.get("model_job", ""))
+    if not model_job.isalnum():
+        check.fail("model_job", "[predict] needs 'model_job', the id of a training job")
+    carry = check.names(body, "columns")
+    if carry and label is not None:
+        check.fail("columns", "'columns' go beside predictions; an accuracy job has none")
+    return PredictSection(model_job, tuple(features), label, tuple(carry))
+
+
+def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
+    features = check.names(body, "features", numeric=True)
+    if not features:
+        check.fail("features", "[train] needs 'features', numeric columns")
+    label = check.column(body.get("label"), numeric=True)
     ranges = tuple((column_type(schema, f).min, column_type(schema, f).max) for f in features)
-    if kind == "predict":
-        spec.model_job = str(section.get("model_job", ""))
-        if not spec.model_job.isalnum():
-            check.fail("model_job", "[predict] needs 'model_job', the id of a training job")
-        spec.predict_output = "accuracy" if label else "predictions"
-        spec.columns = features + ([label] if label else [])
-        return
-    model = section.get("model")
+    model = body.get("model")
     if model not in MODELS:
         check.fail("model", f"model must be one of {', '.join(MODELS)}")
-    level = _number(check, section, "privacy_level", int)
+    level = _number(check, body, "privacy_level", int)
     if level not in (3, 4, 5):
         check.fail("privacy_level", "privacy_level must be 3, 4 or 5")
-    iterations = _number(check, section, "iterations", int)
-    batch = _number(check, section, "batch_size", int)
-    rate = _number(check, section, "learning_rate")
-    bound = _number(check, section, "residual_bound", default=1.0)
+    iterations = _number(check, body, "iterations", int)
+    batch = _number(check, body, "batch_size", int)
+    rate = _number(check, body, "learning_rate")
+    bound = _number(check, body, "residual_bound", default=1.0)
     if iterations < 1 or batch < 1 or rate <= 0 or bound <= 0:
         check.fail("iterations", "iterations, batch_size, learning_rate and residual_bound "
                                  "must be positive")
@@ -253,23 +356,27 @@ def _parse_learning(check: _Checker, schema: Schema, spec: JobSpec, section: dic
     if (len(features) + 1) * iterations * rate * bound >= limit or rate * bound >= 2.0 ** 14:
         check.fail("learning_rate", "learning_rate x iterations x features would overflow the "
                                     f"fixed-point range (keep their product below {limit:g})")
-    minimum = _number(check, section, "min_join_size", int, default=1 if level == 3 else None)
+    minimum = _number(check, body, "min_join_size", int, default=1 if level == 3 else None)
     if minimum < 1:
         check.fail("min_join_size", "min_join_size must be at least 1")
     if level >= 4 and batch > minimum:
         check.fail("batch_size", f"batch_size {batch} is above the declared min_join_size "
                                  f"{minimum}")
-    epsilon = delta = 0.0
-    tau, private_key = 1, None
+    privacy = size_check = private_key = None
     if level == 5:
-        epsilon, delta, tau, private_key = _privacy(check, schema, spec, section,
-                                                    "privacy_level")
+        privacy, private_key = _privacy(check, schema, plan, body, "privacy_level")
+        check_epsilon = _number(check, body, "size_check_epsilon", default=SIZE_CHECK_EPSILON)
+        try:
+            size_check = Privacy(epsilon=check_epsilon, delta=privacy.delta, tau=privacy.tau)
+        except PrivacyError as error:
+            check.fail("size_check_epsilon", f"size_check_epsilon: {error}")
     label_range = (label_column.min, label_column.max)
     if label_range[0] == label_range[1]:
         check.fail(label, f"the label {label} has an empty range")
-    spec.train = TrainSpec(tuple(features), label, ranges, label_range,
-                           Hyper(model, iterations, batch, rate, bound), level, minimum,
-                           epsilon, delta, tau, private_key)
+    section = TrainSpec(tuple(features), label, ranges, label_range,
+                        Hyper(model, iterations, batch, rate, bound), level, minimum,
+                        privacy, size_check, private_key)
+    return section, private_key
 
 
 def plan_columns(spec: JobSpec) -> dict[str, list[str]]:

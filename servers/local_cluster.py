@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mpc.curve import generate_keypair
 from owners.config import load_owner_config
+from owners.policy import Policy
 from owners.prepare import prepare
 from owners.schema import load_schema
 from owners.upload import upload
@@ -111,13 +112,14 @@ class LocalCluster:
         self.start_server(0)
         self.start_server(1)
 
-    def upload_all(self, folder: Path) -> None:
-        """Each table's owner uploads <table>.csv from folder (in process)."""
+    def upload_all(self, folder: Path, policy: Policy) -> None:
+        """Each table's owner uploads <table>.csv from folder (in process), under policy."""
         schema = load_schema(self.folder / "schema.toml")
         for name in schema.tables:
             owner = load_owner_config(self.owner_config(schema.table(name).owner))
             asyncio.run(upload(prepare(folder / f"{name}.csv", schema, name), schema,
-                               owner.keys, owner.servers, timeout_s=self.timeout_s))
+                               owner.keys, owner.servers, timeout_s=self.timeout_s,
+                               policy=policy))
 
     def kill_server(self, party: int) -> None:
         process = self.servers[party]

@@ -1,8 +1,11 @@
 """Job outputs: what a server stores for the recipients, and how a recipient decodes it.
 
 An output is a list of named columns of shares, each with a decoding ("fixed" point, a
-"categorical" vocabulary, a "key" code, or a "count"), plus, for row outputs, the indicator
-"_valid" whose zero rows the recipient drops.
+"categorical" vocabulary, a "key" code, or a "count"), as made by the release step
+(servers/release.py): row outputs (rows, aggregate, predictions) carry the indicator "_valid",
+which is 1 on the result's rows and 0 on rows of zeros, and a model carries "_released", 0 when
+its join-size check failed. Dropping the zero rows and sorting the rest is a convenience for
+the recipient; the protection is the release step's.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from owners.schema import INDICATOR, Schema
 from sorting_join.predicate import column_type
 
 U64 = np.uint64
+RELEASED = "_released"  # a model's bit: 0 when its join-size check failed
 
 
 @dataclass(frozen=True)
@@ -43,12 +47,15 @@ def describe(schema: Schema, name: str) -> OutputColumn:
 
 @dataclass
 class Output:
-    kind: str  # output, aggregate, statistics, model, predictions, accuracy
+    kind: str  # rows, aggregate, statistics, model, predictions, accuracy
     columns: list[OutputColumn]
     shares: list[np.ndarray]
     frac_bits: int
     means: list[str]  # mean(c) = sum(c) / count, derived by the recipient
     info: dict = field(default_factory=dict)  # model: features, scaling, level, DP ledger
+
+    def column(self, name: str) -> np.ndarray:
+        return self.shares[[c.name for c in self.columns].index(name)]
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -86,26 +93,31 @@ def _decode_column(column: OutputColumn, values: np.ndarray, fixed: FixedPoint) 
 
 
 def reveal(first: Output, second: Output) -> dict:
-    """Reconstruct both servers' shares and decode: rows (dummy rows dropped) for row
-    outputs, named values for statistics."""
+    """Reconstruct both servers' shares and decode: rows (zero rows dropped, the rest sorted)
+    for row outputs, named values for statistics, weights for a model."""
     fixed = FixedPoint(first.frac_bits)
     plain = {c.name: a + b for c, a, b in zip(first.columns, first.shares, second.shares)}
     described = {c.name: c for c in first.columns}
     if first.kind == "statistics":
         return {**_statistics(plain, described, fixed), **first.info}
     if first.kind == "model":
+        if int(plain.pop(RELEASED)[0]) != 1:
+            return {"kind": "model", "released": False, "info": first.info,
+                    "reason": "the join did not reach min_join_size "
+                              f"{first.info.get('min_join_size')}: nothing was released"}
         return _model(fixed.decode(plain["weights"]), first.info)
     if first.kind == "accuracy":
         correct, total = (int(to_signed(plain[n])[0]) for n in ("correct", "count"))
         return {"kind": "accuracy", "correct": correct, "count": total,
                 "accuracy": correct / total if total else None}
     keep = plain.pop(INDICATOR) == 1
-    rows = {name: _decode_column(described[name], values[keep], fixed)
+    order = np.lexsort([to_signed(values[keep]) for values in reversed(plain.values())])
+    rows = {name: _decode_column(described[name], values[keep][order], fixed)
             for name, values in plain.items()}
     for column in first.means:
         rows[f"mean({column})"] = [total / count if count else None for total, count in
                                    zip(rows[f"sum({column})"], rows["count"])]
-    return {"kind": first.kind, "rows": rows}
+    return {"kind": first.kind, "rows": rows, **first.info}
 
 
 def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
@@ -139,7 +151,7 @@ def _model(weights: np.ndarray, info: dict) -> dict:
     raw = weights[:-1] * factors[:-1]
     intercept = weights[-1] * factors[-1] - float(np.sum(raw * centers[:-1]))
     names = info["features"]
-    return {"kind": "model", "model": info["model"],
+    return {"kind": "model", "released": True, "model": info["model"],
             "weights": dict(zip(names + ["intercept"], weights.tolist())),
             "raw_weights": dict(zip(names, raw.tolist())), "raw_intercept": intercept,
             "info": info}

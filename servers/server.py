@@ -23,11 +23,13 @@ from mpc.accounting import Accounting
 from mpc.curve import KeyAuthenticator, make_server_socket
 from mpc.rpc import ServiceClient, ServiceError
 from owners.schema import Schema, load_schema
+from servers.budget import BudgetLedger, check_budgets
 from servers.config import ServerConfig
 from servers.jobs import JobState, JobStore, run_job_blocking
 from servers.jobspec import JobSpec, parse_job_spec
 from servers.outputs import Output
-from servers.policy import Policy, check_policies
+from owners.policy import Policy
+from servers.rules import check_job
 from servers.storage import StagedUpload, Storage, UploadRecord
 
 log = logging.getLogger("twofold.server")
@@ -120,6 +122,8 @@ class Server:
         owner = client.removeprefix("client:")
         if action in ("job_submit", "job_status", "job_cancel", "fetch_output"):
             return await getattr(self, f"_{action}")(owner, header)
+        if action == "budget":
+            return self._budget(owner, header["table"])
         if action == "begin":
             return self._begin(owner, header)
         if action == "chunk":
@@ -147,7 +151,8 @@ class Server:
         rows = header["rows"]
         if table.rows is not None and rows != table.rows:
             raise RequestError(f"{rows} rows, the schema fixes {table.rows} for {table.name}")
-        policy = Policy.from_json(header.get("policy", "{}"))
+        policy = Policy.from_json(header["policy"])
+        policy.check_columns(table)
         record = UploadRecord(header["upload_id"], table.name, owner, rows, self.schema.hash,
                               header["digest"], tuple(table.stored_columns), policy.to_json())
         existing = self.storage.lookup(record.upload_id)
@@ -223,28 +228,51 @@ class Server:
         missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
         if missing:
             raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
-        check_policies(spec, {name: Policy.from_json(self.storage.current(name).policy)
-                              for name in spec.plan.tables})
+        rules = check_job(spec, {name: Policy.from_json(self.storage.current(name).policy)
+                                 for name in spec.plan.tables}, set(self.config.clients))
+        if spec.charge is not None:
+            ledger = BudgetLedger(self.config.data_dir)
+            try:
+                check_budgets(ledger, spec.charge, rules.budgets)
+            finally:
+                ledger.close()
         if spec.kind == "predict":
             self._check_model(spec)
-        self.jobs.add(JobState(job_id, spec.hash, client, spec.recipients), text)
+        self.jobs.add(JobState(job_id, spec.hash, client, list(spec.recipients)), text)
         self._queued.set()
         return {"state": "queued", "spec_hash": spec.hash}
 
     def _check_model(self, spec: JobSpec) -> None:
         """A prediction uses a finished model, and goes only to that model's recipients."""
-        model = self.jobs.states.get(spec.model_job)
+        section = spec.section
+        model = self.jobs.states.get(section.model_job)
         if model is None or model.state != "done":
-            raise RequestError(f"model job {spec.model_job} is not a finished job")
-        output = Output.load(self.jobs.output_folder(spec.model_job))
+            raise RequestError(f"model job {section.model_job} is not a finished job")
+        output = Output.load(self.jobs.output_folder(section.model_job))
         if output.kind != "model":
-            raise RequestError(f"job {spec.model_job} did not train a model")
-        if len(output.info["features"]) != len(spec.columns) - (spec.predict_output == "accuracy"):
+            raise RequestError(f"job {section.model_job} did not train a model")
+        if len(output.info["features"]) != len(section.features):
             raise RequestError(f"the model takes {len(output.info['features'])} features")
         outsiders = set(spec.recipients) - set(model.recipients)
         if outsiders:
             raise RequestError(f"{', '.join(sorted(outsiders))} may not receive outputs of "
-                               f"model {spec.model_job}")
+                               f"model {section.model_job}")
+
+    def _budget(self, owner: str, table_name: str) -> dict:
+        """A table's privacy budget as this server holds it: for the table's owner only."""
+        table = self.schema.table(table_name)
+        if table.owner != owner:
+            raise RequestError(f"table {table.name} belongs to {table.owner}, not {owner}")
+        current = self.storage.current(table.name)
+        total = Policy.from_json(current.policy).budget if current else None
+        ledger = BudgetLedger(self.config.data_dir)
+        try:
+            spent, history = ledger.spent(table.name), ledger.history(table.name)
+        finally:
+            ledger.close()
+        return {"table": table.name, "total": total.as_dict() if total else None,
+                "spent": {"epsilon": spent.epsilon, "delta": spent.delta},
+                "history": history}
 
     def _known_job(self, client: str, job_id: str) -> JobState:
         state = self.jobs.states.get(job_id)
@@ -300,8 +328,9 @@ class Server:
         self.running[state.job_id] = (accounting, cancel)
         try:
             await asyncio.to_thread(run_job_blocking, self.config.endpoints, self.config.data_dir,
-                                    self.schema, self._spec(state.job_id), state, self.jobs,
-                                    accounting, cancel)
+                                    self.schema, self._spec(state.job_id),
+                                    set(self.config.clients), state, self.jobs, accounting,
+                                    cancel)
         finally:
             del self.running[state.job_id]
 

@@ -37,7 +37,7 @@ class UploadRecord:
     schema_hash: str
     digest: str
     columns: tuple[str, ...]
-    policy: str = "{}"  # the owner's policy, canonical JSON (servers/policy.py)
+    policy: str = "{}"  # the owner's policy, canonical JSON (owners/policy.py)
     state: str = "stored"
 
     def same_content(self, other: "UploadRecord") -> bool:

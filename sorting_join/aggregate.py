@@ -2,10 +2,15 @@
 statistics over a joined table, on shares (section 5.4 of the seed paper).
 
 Group-by sorts the rows by the group columns, finds where a group starts (the group columns
-differ from the row above), runs segmented scans, and keeps each group's last row as its output
-row: valid there exactly when the group holds at least one real row. The output has as many
-rows as the input, so the number of groups stays hidden from the servers; the recipient drops
-the rows whose indicator is 0.
+differ from the row above), runs segmented scans, and marks each group's last row as its output
+row: valid there exactly when the group holds at least one real row. The table keeps as many
+rows as the input, so the number of groups stays hidden from the servers; the other rows still
+hold running values, which the release step (servers/release.py) zeroes before anything is
+stored.
+
+Distinct counts (how many different entities, e.g. customers, contribute to a group) feed the
+owners' minimum group sizes: `first_occurrences` marks, in the original row order, the first
+real row of each (group, entity) pair, and the marks are summed like any other value.
 
 Means, variances and standard deviations are derived by the recipient from the revealed count,
 sum and sum of squares (as Drynx does), so the recipient also learns those.
@@ -21,7 +26,7 @@ from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_mul, mul, mul_rows
 from mpc.protocols.boolean import equal, less_than
 from mpc.protocols.scan import segmented_scan
-from mpc.protocols.sort import SortKey, sort
+from mpc.protocols.sort import SortKey, apply_permutation, sort
 from owners.keys import KEY_BITS
 from owners.schema import Column
 from sorting_join.multiway import product
@@ -57,41 +62,78 @@ async def _masked_extremes(party: Party, valid, values, op: str):
     return filler + await mul(party, valid, values - filler)
 
 
-async def group_by(party: Party, table: SharedTable, group_columns: list[str],
-                   group_types: list[Column], aggregates: list[Aggregate]) -> SharedTable:
-    """One output row per input row; valid marks one row per non-empty group."""
-    n = table.rows
+async def _starts(party: Party, keys: list[np.ndarray]) -> np.ndarray:
+    """1 on the first row and wherever any key differs from the row above."""
+    n = len(keys[0])
+    ones = party.public(np.ones(n, U64))
+    if n < 2:
+        return ones
+    same = await equal(party, np.stack([k[1:] for k in keys]), np.stack([k[:-1] for k in keys]))
+    continues = await product(party, list(same))
+    return np.concatenate([ones[:1], ones[1:] - continues])
+
+
+async def first_occurrences(party: Party, keys: list[SortKey], valid: np.ndarray) -> np.ndarray:
+    """0/1 per row, in the input order: 1 on exactly one real row of each distinct key tuple.
+
+    Sorting by (dummy, keys) puts the real rows first, equal keys together; a real row is
+    first when its keys differ from the real row above it. One sort of the key bits plus one
+    bit, and one permutation back."""
+    n = len(valid)
     if n == 0:
-        names = group_columns + [a.name for a in aggregates]
+        return np.zeros(0, U64)
+    dummy = party.public(np.ones(n, U64)) - valid
+    origin = party.public(np.arange(n, dtype=U64))
+    moved = await sort(party, [valid, origin, *[k.column for k in keys]],
+                       [SortKey(dummy, bits=1, signed=False), *keys])
+    valid_sorted, origin_sorted, sorted_keys = moved[0], moved[1], moved[2:]
+    starts = await _starts(party, sorted_keys)
+    marks = await mul(party, starts, valid_sorted)
+    (marks,) = await apply_permutation(party, origin_sorted, [marks])
+    return marks
+
+
+async def group_by(party: Party, table: SharedTable, group_columns: list[str],
+                   group_types: list[Column], aggregates: list[Aggregate],
+                   distinct: dict[str, np.ndarray] | None = None) -> SharedTable:
+    """One row per input row; valid marks one row per non-empty group, which holds the group's
+    aggregates. `distinct` maps a name to an entity key column: the output gets the column
+    "distinct(name)", the number of different entities among the group's real rows."""
+    n = table.rows
+    distinct = distinct or {}
+    keys = [table.column(c) for c in group_columns]
+    sort_keys = [SortKey(k, *sort_bits(t)) for k, t in zip(keys, group_types)]
+    names = group_columns + [a.name for a in aggregates] + [f"distinct({d})" for d in distinct]
+    if n == 0:
         return SharedTable({name: np.zeros(0, U64) for name in names}, table.valid)
+    marks = [await first_occurrences(party, [*sort_keys, SortKey(entity, KEY_BITS, False)],
+                                     table.valid) for entity in distinct.values()]
     sums = [a.column for a in aggregates if a.op == "sum"]
     extremes = [a for a in aggregates if a.op in ("min", "max")]
     values = [table.column(c) for c in sums] + [table.column(a.column) for a in extremes]
-    keys = [table.column(c) for c in group_columns]
-    sort_keys = [SortKey(k, *sort_bits(t)) for k, t in zip(keys, group_types)]
-    sorted_columns = await sort(party, [*keys, table.valid, *values], sort_keys)
-    keys, valid, values = (sorted_columns[:len(keys)], sorted_columns[len(keys)],
-                           sorted_columns[len(keys) + 1:])
+    columns = [*keys, table.valid, *marks, *values]
+    if keys:  # no group columns: one group, in any order
+        columns = await sort(party, columns, sort_keys)
+    keys, valid = columns[:len(keys)], columns[len(keys)]
+    marks = columns[len(keys) + 1:len(keys) + 1 + len(marks)]
+    values = columns[len(keys) + 1 + len(marks):]
     ones = party.public(np.ones(n, U64))
-    if n > 1:
-        same = await equal(party, np.stack([k[1:] for k in keys]), np.stack([k[:-1] for k in keys]))
-        continues = await product(party, list(same))
-        heads = np.concatenate([ones[:1], ones[1:] - continues])
-    else:
-        heads = ones
+    heads = (await _starts(party, keys) if keys
+             else party.public((np.arange(n) == 0).astype(U64)))
     weighted = list(await mul_rows(party, valid, np.stack(values[:len(sums)]))) if sums else []
-    count, *totals = await segmented_scan(party, heads, [valid, *weighted], "sum")
+    count, *totals = await segmented_scan(party, heads, [valid, *marks, *weighted], "sum")
     results = {"count": count}
-    results.update({f"sum({c})": total for c, total in zip(sums, totals)})
+    results.update({f"distinct({d})": total for d, total in zip(distinct, totals)})
+    results.update({f"sum({c})": total for c, total in zip(sums, totals[len(marks):])})
     for aggregate, column in zip(extremes, values[len(sums):]):
         masked = await _masked_extremes(party, valid, column, aggregate.op)
         (results[aggregate.name],) = await segmented_scan(party, heads, [masked], aggregate.op)
     last = np.concatenate([heads[1:], ones[:1]])
     nonempty = ones - await equal(party, count, np.zeros(n, U64))
     output_valid = await mul(party, last, nonempty)
-    columns = dict(zip(group_columns, keys))
-    columns.update({a.name: results[a.name] for a in aggregates})
-    return SharedTable(columns, output_valid)
+    out = dict(zip(group_columns, keys))
+    out.update({name: results[name] for name in names[len(group_columns):]})
+    return SharedTable(out, output_valid)
 
 
 async def _reduce_extreme(party: Party, values: np.ndarray, op: str) -> np.ndarray:
@@ -107,16 +149,22 @@ async def _reduce_extreme(party: Party, values: np.ndarray, op: str) -> np.ndarr
 
 
 async def statistics(party: Party, table: SharedTable, numeric: list[str],
-                     categorical: dict[str, int]) -> dict[str, np.ndarray]:
-    """Shares of count; per numeric column sum, sum of squares, min and max; per categorical
-    column (name -> vocabulary size) the count of each value. Scalars are 1-element arrays."""
+                     categorical: dict[str, int],
+                     distinct: dict[str, np.ndarray] | None = None,
+                     extremes: bool = True) -> dict[str, np.ndarray]:
+    """Shares of count; per numeric column sum, sum of squares, min and max (unless not
+    `extremes`); per categorical
+    column (name -> vocabulary size) the count of each value; per `distinct` entity key
+    (name -> key column) "distinct(name)", the number of different entities among the real
+    rows, and per histogram "distinct(name) in histogram(column)", that number per value.
+    Scalars are 1-element arrays."""
     valid, n = table.valid, table.rows
     out = {"count": valid.sum(dtype=U64, keepdims=True)}
     if numeric:
         stacked = np.stack([table.column(c) for c in numeric])
         weighted = await mul_rows(party, valid, stacked)
         squares = await fixed_mul(party, weighted, stacked)
-        if n:
+        if n and extremes:
             mask = np.broadcast_to(valid, stacked.shape)
             lows = await _masked_extremes(party, mask, stacked, "min")
             highs = await _masked_extremes(party, mask, stacked, "max")
@@ -127,12 +175,23 @@ async def statistics(party: Party, table: SharedTable, numeric: list[str],
         for i, column in enumerate(numeric):
             out[f"sum({column})"] = weighted[i].sum(dtype=U64, keepdims=True)
             out[f"sumsq({column})"] = squares[i].sum(dtype=U64, keepdims=True)
-            out[f"min({column})"] = minimum[i:i + 1]
-            out[f"max({column})"] = maximum[i:i + 1]
+            if extremes:
+                out[f"min({column})"] = minimum[i:i + 1]
+                out[f"max({column})"] = maximum[i:i + 1]
+    hits = {}
     for column, size in categorical.items():
         codes = table.column(column)
         targets = party.public(np.repeat(np.arange(size, dtype=U64)[:, None], n, axis=1))
-        hits = await equal(party, np.broadcast_to(codes, (size, n)), targets)
-        counted = await mul_rows(party, valid, hits)
+        hits[column] = await equal(party, np.broadcast_to(codes, (size, n)), targets)
+        counted = await mul_rows(party, valid, hits[column])
         out[f"histogram({column})"] = counted.sum(axis=1, dtype=U64)
+    for name, entity in (distinct or {}).items():
+        entity_key = SortKey(entity, KEY_BITS, False)
+        marks = await first_occurrences(party, [entity_key], valid)
+        out[f"distinct({name})"] = marks.sum(dtype=U64, keepdims=True)
+        for column, size in categorical.items():
+            bin_key = SortKey(table.column(column), max(1, (size - 1).bit_length()), False)
+            marks = await first_occurrences(party, [bin_key, entity_key], valid)
+            per_bin = await mul_rows(party, marks, hits[column])
+            out[f"distinct({name}) in histogram({column})"] = per_bin.sum(axis=1, dtype=U64)
     return out

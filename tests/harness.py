@@ -17,8 +17,10 @@ from mpc.accounting import Accounting
 from mpc.curve import KeyPair
 from mpc.dealer import Dealer
 from mpc.session import Endpoints, open_party
+from owners.policy import ANYONE, OUTPUT_KINDS, Policy
 
 U64 = np.uint64
+OPEN_POLICY = Policy(recipients=(ANYONE,), outputs=OUTPUT_KINDS)  # tests of results, not rules
 
 
 def keypair() -> KeyPair:

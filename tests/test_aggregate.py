@@ -139,3 +139,25 @@ def test_statistics_match_pandas(world):
         assert np.isclose(schema.fixed.decode(got["max(t0.x)"])[0], x.max())
     counts = joined["t0.c"].value_counts().reindex([0, 1, 2], fill_value=0).tolist()
     assert got["histogram(t0.c)"].view(np.int64).tolist() == counts
+
+
+def test_distinct_counts_per_group_match_pandas(world):
+    """How many different t1 rows each t0.c group joins, dummy and unmatched rows aside."""
+    schema, frames, sides = world
+    plan = plan_join(schema, ["t0", "t1"])
+
+    async def program(party, tables):
+        root = await run_join(party, plan, tables, {"t0.c", "t1.id"})
+        out = await group_by(party, root, ["t0.c"], [column_type(schema, "t0.c")],
+                             [Aggregate("count")], {"t1": root.column("t1.id")})
+        stats = await statistics(party, root, [], {"t0.c": 3}, {"t1": root.column("t1.id")})
+        return [out.valid, out.column("t0.c"), out.column("distinct(t1)"),
+                stats["distinct(t1)"], stats["distinct(t1) in histogram(t0.c)"]]
+
+    valid, codes, distinct, total, per_bin = reconstruct(run_on_shares(program, sides))
+    joined = reference_join(schema, frames, ["t0", "t1"])
+    expected = joined.groupby("t0.c")["t1.id"].nunique()
+    keep = valid == 1
+    assert dict(zip(codes[keep].tolist(), distinct[keep].tolist())) == expected.to_dict()
+    assert total.tolist() == [joined["t1.id"].nunique()]
+    assert per_bin.tolist() == expected.reindex([0, 1, 2], fill_value=0).tolist()

@@ -24,7 +24,8 @@ def test_upload_submit_and_reveal_through_the_cli(tmp_path):
         data = tmp_path / "customers.csv"
         data.write_text(CUSTOMERS)
         upload = twofold("owner", "upload", data, "--table", "customers", "--schema",
-                         cluster.folder / "schema.toml", "--config", cluster.owner_config("alice"))
+                         cluster.folder / "schema.toml", "--config", cluster.owner_config("alice"),
+                         "--recipients", "carol", "--outputs", "rows")
         assert upload.returncode == 0, upload.stderr
         spec = tmp_path / "job.toml"
         spec.write_text('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
@@ -59,7 +60,8 @@ def test_joined_columns_survive_separate_processes(tmp_path):
             data = tmp_path / f"{table}.csv"
             data.write_text(text)
             run = twofold("owner", "upload", data, "--table", table, "--schema",
-                          cluster.folder / "schema.toml", "--config", cluster.owner_config(owner))
+                          cluster.folder / "schema.toml", "--config", cluster.owner_config(owner),
+                          "--recipients", "carol", "--outputs", "rows")
             assert run.returncode == 0, run.stderr
         spec = tmp_path / "job.toml"
         spec.write_text('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.line", '

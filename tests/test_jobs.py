@@ -10,6 +10,7 @@ import pytest
 
 from mpc.rpc import ServiceError
 from servers.client import fetch_and_reveal, submit_job, wait_for_job
+from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import CUSTOMERS, ORDERS, upload_file
 
@@ -31,8 +32,8 @@ def frames():
 
 
 async def run_job(deployment, spec, recipient="carol"):
-    await upload_file(deployment, "alice", "customers", pad_to=320)
-    await upload_file(deployment, "bob", "orders")
+    await upload_file(deployment, "alice", "customers", pad_to=320, policy=OPEN_POLICY)
+    await upload_file(deployment, "bob", "orders", policy=OPEN_POLICY)
     keys, servers = deployment.owner_keys[recipient], deployment.addresses()
     job = await submit_job(deployment.owner_keys["alice"], servers, spec)
     statuses = await wait_for_job(keys, servers, job, timeout_s=120)
@@ -154,7 +155,7 @@ def test_only_recipients_fetch_outputs(deployment):
 
     async def scenario():
         async with running(deployment):
-            await upload_file(deployment, "alice", "customers")
+            await upload_file(deployment, "alice", "customers", policy=OPEN_POLICY)
             servers = deployment.addresses()
             job = await submit_job(deployment.owner_keys["alice"], servers, spec)
             await wait_for_job(deployment.owner_keys["carol"], servers, job)

@@ -112,7 +112,10 @@ def test_subset_joins_and_bad_paths():
 
 def test_join_message_sizes_depend_only_on_public_sizes():
     """Two datasets with the same schema and table sizes: each server sends the identical
-    sequence of message sizes through a multi-way join, a predicate and a group-by."""
+    sequence of message sizes through a multi-way join, a predicate, a group-by with a
+    distinct count and its release (minimum group size, masking, shuffle)."""
+    from servers.outputs import OutputColumn
+    from servers.release import Thresholds, release_groups
     from sorting_join.aggregate import Aggregate, group_by
     from sorting_join.predicate import Predicate, column_type
 
@@ -131,11 +134,17 @@ def test_join_message_sizes_depend_only_on_public_sizes():
                 frame[fk.columns[0]] = rng.integers(0, 10_000, len(frame))
 
         async def program(party, tables):
-            root = await run_join(party, plan, tables, {"t0.x", "t0.c"})
+            root = await run_join(party, plan, tables, {"t0.x", "t0.c", "t1.id"})
             keep = await predicate.evaluate(party, root.columns)
             out = await group_by(party, SharedTable(root.columns, keep), ["t0.c"],
-                                 [column_type(schema, "t0.c")], [Aggregate("count")])
-            return out.valid
+                                 [column_type(schema, "t0.c")], [Aggregate("count")],
+                                 {"t1": root.column("t1.id")})
+            released = await release_groups(
+                party, [OutputColumn("t0.c", "categorical"), OutputColumn("count", "count")],
+                {name: out.column(name) for name in ("t0.c", "count")}, out.valid,
+                Thresholds({"t1": 2}, {"t1": out.column("distinct(t1)")}), noise=None,
+                bounds={})
+            return released.shares[-1]
 
         sides = share_tables(schema, frames, rng)
         _, sizes = run_pair(program, (sides[0],), (sides[1],), record_sizes=True, timeout_s=60)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from ml.dp import PrivacyError
+from ml.dp import Privacy
 from ml.pipeline import TrainSpec, fit, keep_tau_rows
 from ml.plaintext import accuracy, train_plain
 from ml.sgd import Hyper, sequential_batches
@@ -76,7 +76,7 @@ def run_pipeline(level, padding=40, **extra):
     async def program(party, tables):
         root = await run_join(party, plan, tables, needed)
         model = await fit(party, root, spec, keep_rows=True)
-        return model.weights, model.join_size, model.training_rows
+        return model.weights, model.join_size, model.training_rows, model.released
 
     rng = np.random.default_rng(1)
     return run_pair(program, (share_tables(schema, frames, rng)[0],),
@@ -102,15 +102,33 @@ def test_mpc_training_matches_plaintext_within_one_point(level):
     assert accuracy(x, y, weights, "logistic") > 0.85
 
 
-def test_level_5_refuses_when_the_join_is_below_its_declared_size():
-    with pytest.raises(PrivacyError, match="fewer rows than the declared min_join_size"):
-        run_pipeline(5, epsilon=1.0, delta=1e-5, tau=1, min_join_size=10_000,
-                     private_key="labs.id")
+def released(result) -> int:
+    return int((result[0][3] + result[1][3])[0])
+
+
+@pytest.mark.parametrize("minimum, expected", [(569, 1), (570, 0)])
+def test_level_4_size_check_is_a_secret_bit(minimum, expected):
+    """|J| = 569: the check passes at 569 and fails at 570, without failing the run (the bit
+    goes to the release step, which withholds the model)."""
+    result, _ = run_pipeline(4, min_join_size=minimum, iterations=2)
+    assert released(result) == expected
+
+
+def level_5(**extra):
+    privacy = Privacy(epsilon=extra.pop("epsilon"), delta=1e-5, tau=1)
+    return dict(privacy=privacy, size_check=Privacy(epsilon=1.0, delta=1e-5, tau=1),
+                private_key="labs.id", **extra)
+
+
+def test_level_5_size_check_is_noisy_and_secret():
+    result, _ = run_pipeline(5, **level_5(epsilon=1.0, min_join_size=10_000, iterations=2))
+    assert released(result) == 0  # 569 rows: far below, whatever the noise (sigma about 5)
 
 
 def test_level_5_trains_with_noise():
-    result, spec = run_pipeline(5, epsilon=8.0, delta=1e-5, tau=1, min_join_size=500,
-                                private_key="labs.id", iterations=100, learning_rate=8.0)
+    result, spec = run_pipeline(5, **level_5(epsilon=8.0, min_join_size=500, iterations=100,
+                                             learning_rate=8.0))
+    assert released(result) == 1
     assert np.all(np.isfinite(FIXED.decode(result[0][0] + result[1][0])))
 
 

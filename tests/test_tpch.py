@@ -12,6 +12,7 @@ from mpc.prg import Prg
 from owners.prepare import prepare
 from owners.upload import upload
 from servers.client import fetch_and_reveal, submit_job, wait_for_job
+from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 
 
@@ -32,7 +33,7 @@ def run_spec(folder, frames, spec, tmp_path):
                 owner = schema.table(name).owner
                 prepared = prepare(folder / f"{name}.csv", schema, name, dummy_prg=Prg.fresh())
                 await upload(prepared, schema, deployment.owner_keys[owner],
-                             deployment.addresses(), timeout_s=30)
+                             deployment.addresses(), timeout_s=30, policy=OPEN_POLICY)
             keys, servers = deployment.owner_keys["carol"], deployment.addresses()
             job = await submit_job(keys, servers, spec)
             statuses = await wait_for_job(keys, servers, job, timeout_s=600)

@@ -14,9 +14,11 @@ from mpc.prg import Prg
 from mpc.rpc import ServiceError
 from owners.prepare import prepare
 from owners.upload import upload
-from servers.policy import Policy
-from servers.client import (cancel_job, fetch_and_reveal, job_status, submit_job,
-                            wait_for_job)
+from owners.policy import Policy
+from servers.client import (cancel_job, fetch_and_reveal, fetch_outputs, job_status,
+                            submit_job, wait_for_job)
+from tests.harness import OPEN_POLICY
+from tests.test_release import reconstruct
 from tests.servers_harness import make_deployment, running
 
 FEATURES = 6
@@ -94,9 +96,9 @@ async def upload_all(deployment, policies=None):
     schema = deployment.schema
     for name in ("exams", "patients", "clinics"):
         prepared = prepare(deployment.folder / f"{name}.csv", schema, name, dummy_prg=Prg.fresh())
-        policy = (policies or {}).get(name, Policy())
+        policy = (policies or {}).get(name, OPEN_POLICY)
         await upload(prepared, schema, deployment.owner_keys[schema.table(name).owner],
-                     deployment.addresses(), timeout_s=30, policy=policy.to_json())
+                     deployment.addresses(), timeout_s=30, policy=policy)
 
 
 async def run_job(deployment, spec, who="carol"):
@@ -114,25 +116,42 @@ def raw_accuracy(model, x, y):
 
 
 def test_train_then_predict_level_4(world):
+    """Also as a malicious recipient: the raw shares of each output hold exactly the declared
+    result (the weights and the released bit; predictions for the test rows beside their ids,
+    then rows of zeros; two counts)."""
     deployment, x, y, split = world
+    carry = predict_spec("JOB", label=False).replace("[predict]", "[predict]\ncolumns = "
+                                                                 '["exams.id"]')
 
     async def scenario():
         async with running(deployment):
             await upload_all(deployment)
             job, model = await run_job(deployment, train_spec(4))
             _, accuracy = await run_job(deployment, predict_spec(job))
-            _, predictions = await run_job(deployment, predict_spec(job, label=False))
+            predicted, predictions = await run_job(deployment, carry.replace("JOB", job))
             with pytest.raises(ServiceError, match="no job"):  # bob is not a recipient
                 await fetch_and_reveal(deployment.owner_keys["bob"], deployment.addresses(), job)
-            return model, accuracy, predictions
+            keys, servers = deployment.owner_keys["carol"], deployment.addresses()
+            raw = [reconstruct(await fetch_outputs(keys, servers, j)) for j in (job, predicted)]
+            return model, accuracy, predictions, raw
 
-    model, accuracy, predictions = asyncio.run(scenario())
+    model, accuracy, predictions, (raw_model, raw_predictions) = asyncio.run(scenario())
     assert model["info"]["privacy_level"] == 4 and model["info"]["join_size"] is None
     test = split == "test"
     expected = raw_accuracy(model, x[test], y[test])
     assert accuracy["count"] == int(test.sum())
     assert abs(accuracy["accuracy"] - expected) <= 0.01 and expected > 0.85
-    assert len(predictions["rows"]["prediction"]) == int(test.sum())
+    assert set(raw_model) == {"weights", "_released"} and len(raw_model["weights"]) == 7
+    assert raw_model["_released"].tolist() == [1]
+    kept = raw_predictions["_valid"] == 1
+    assert sorted(raw_predictions["exams.id"][kept].tolist()) == np.flatnonzero(test).tolist()
+    assert not any(column[~kept].any() for column in raw_predictions.values())
+    rows = predictions["rows"]
+    w = np.array(list(model["raw_weights"].values()))
+    ids = np.array(rows["exams.id"])
+    plain = np.clip((x[ids] @ w + model["raw_intercept"]) / 4 + 0.5, 0, 1)
+    # fixed point: scaled features and weights at 2^-16, a few truncations per prediction
+    assert np.max(np.abs(np.array(rows["prediction"]) - plain)) < 5e-3
 
 
 def test_level_5_model_carries_its_ledger(world):
@@ -174,14 +193,18 @@ def test_bad_training_specs(world, spec, message):
     asyncio.run(scenario())
 
 
+def rules(**changes):
+    return Policy(**{"recipients": ("carol",), "outputs": ("rows", "model"), **changes})
+
+
 @pytest.mark.parametrize("policy, spec, message", [
-    (Policy(min_privacy_level=5), train_spec(4), "table patients: its owner requires privacy level 5"),
-    (Policy(min_privacy_level=5),
+    (rules(min_privacy_level=5), train_spec(4), "table patients: its owner requires privacy level 5"),
+    (rules(min_privacy_level=5),
      '[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["patients.f3"]\n', "requires privacy level 5"),
-    (Policy(recipients=("alice",)), train_spec(4), "does not allow outputs to carol"),
-    (Policy(max_epsilon=1.0), train_spec(5, "epsilon = 4.0\ndelta = 1e-5\ntau = 1"),
+    (rules(recipients=("alice",)), train_spec(4), "does not allow outputs to carol"),
+    (rules(max_epsilon=1.0), train_spec(5, "epsilon = 4.0\ndelta = 1e-5\ntau = 1"),
      "epsilon <= 1"),
-    (Policy(max_epsilon=1.0), train_spec(4), "only differentially private"),
+    (rules(max_epsilon=1.0), train_spec(4), "only differentially private"),
 ])
 def test_owner_policies_are_enforced(world, policy, spec, message):
     deployment = world[0]
@@ -195,24 +218,25 @@ def test_owner_policies_are_enforced(world, policy, spec, message):
     asyncio.run(scenario())
 
 
-def test_a_job_failing_midway_releases_nothing(world):
+def test_a_failed_size_check_withholds_the_model_and_tells_only_recipients(world):
     deployment = world[0]
     spec = train_spec(5, "epsilon = 1.0\ndelta = 1e-5\ntau = 1").replace(
         "min_join_size = 300", "min_join_size = 500")  # the train split has about 400 rows
 
     async def scenario():
-        async with running(deployment) as servers:
+        async with running(deployment):
             await upload_all(deployment)
-            keys, addresses = deployment.owner_keys["carol"], deployment.addresses()
-            job = await submit_job(deployment.owner_keys["alice"], addresses, spec)
-            statuses = await wait_for_job(keys, addresses, job, timeout_s=120)
-            assert [s["state"] for s in statuses] == ["failed", "failed"]
-            assert "min_join_size" in statuses[0]["error"]
-            with pytest.raises(ServiceError, match="is failed"):
-                await fetch_and_reveal(keys, addresses, job)
-            return [s.jobs.output_folder(job).exists() for s in servers]
+            alice, addresses = deployment.owner_keys["alice"], deployment.addresses()
+            job = await submit_job(alice, addresses, spec)
+            statuses = await wait_for_job(alice, addresses, job, timeout_s=120)
+            return statuses, await fetch_and_reveal(deployment.owner_keys["carol"], addresses,
+                                                    job)
 
-    assert asyncio.run(scenario()) == [False, False]
+    statuses, model = asyncio.run(scenario())
+    # alice, who submitted but receives nothing, sees a job like any other
+    assert [(s["state"], s["error"]) for s in statuses] == [("done", "")] * 2
+    assert model["released"] is False and "min_join_size 500" in model["reason"]
+    assert "weights" not in model
 
 
 def test_cancelling_a_running_job_stops_both_servers(world):
@@ -220,7 +244,7 @@ def test_cancelling_a_running_job_stops_both_servers(world):
     spec = train_spec(4).replace("iterations = 150", "iterations = 100000")
 
     async def scenario():
-        async with running(deployment):
+        async with running(deployment) as servers:
             await upload_all(deployment)
             alice, addresses = deployment.owner_keys["alice"], deployment.addresses()
             job = await submit_job(alice, addresses, spec)
@@ -229,7 +253,9 @@ def test_cancelling_a_running_job_stops_both_servers(world):
             with pytest.raises(ServiceError, match="only alice"):
                 await cancel_job(deployment.owner_keys["carol"], addresses, job)
             await cancel_job(alice, addresses, job)
-            return await wait_for_job(alice, addresses, job, timeout_s=60)
+            statuses = await wait_for_job(alice, addresses, job, timeout_s=60)
+            return statuses, [s.jobs.output_folder(job).exists() for s in servers]
 
-    statuses = asyncio.run(scenario())
+    statuses, outputs = asyncio.run(scenario())
     assert [(s["state"], s["error"]) for s in statuses] == [("failed", "cancelled")] * 2
+    assert outputs == [False, False]  # a job stopped midway releases nothing

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_walkthrough import RULES
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "walkthrough"
 HOSTS = ("10.203.0.1", "10.203.0.2")
 
@@ -81,7 +83,7 @@ def test_servers_on_two_hosts(namespaces, tmp_path):
         for data, table, owner in (("customers.csv", "customers", "alice"),
                                    ("orders.csv", "orders", "bob")):
             run = in_host(first, folder, "owner", "upload", data, "--table", table, "--schema",
-                          "schema.toml", "--config", f"{owner}.toml")
+                          "schema.toml", "--config", f"{owner}.toml", *RULES[owner])
             assert run.returncode == 0, run.stderr
         run = in_host(first, folder, "job", "submit", "revenue.toml", "--config", "carol.toml",
                       "--id", "twohosts", "--wait")

@@ -10,6 +10,7 @@ import zmq.asyncio
 from mpc.prg import Prg
 from mpc.rpc import ServiceClient, ServiceError
 from mpc.sharing import split
+from owners.policy import Policy
 from owners.prepare import prepare
 from owners.upload import upload
 from tests.harness import keypair
@@ -126,7 +127,7 @@ def test_mismatched_metadata_is_refused_by_both_servers(deployment):
     async def send(client, rows):
         await client.call({"action": "begin", "upload_id": "u", "table": "customers",
                            "schema_hash": schema.hash, "rows": rows, "columns": columns,
-                           "digest": "d"})
+                           "digest": "d", "policy": Policy(recipients=("alice",)).to_json()})
         shares = [split(np.zeros(rows, np.uint64))[0] for _ in columns]
         await client.call({"action": "chunk", "upload_id": "u", "start": 0}, shares)
         await client.call({"action": "commit", "upload_id": "u"})

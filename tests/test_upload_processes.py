@@ -6,7 +6,9 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
+from owners.policy import Policy
 from servers.local_cluster import LocalCluster
 from servers.storage import Storage
 from tests.servers_harness import SCHEMA
@@ -16,7 +18,7 @@ def owner_upload(cluster, owner, data, table, *extra, timeout=120):
     return subprocess.run(
         [sys.executable, "-m", "cli.main", "owner", "upload", str(data), "--table", table,
          "--schema", str(cluster.folder / "schema.toml"), "--config",
-         str(cluster.owner_config(owner)), "--json", *extra],
+         str(cluster.owner_config(owner)), "--json", *map(str, extra)],
         capture_output=True, text=True, timeout=timeout)
 
 
@@ -48,8 +50,8 @@ def test_cli_upload_end_to_end_and_bad_input(tmp_path):
         summary = json.loads(run.stdout)
         assert summary["rows"] == 64 and summary["real_rows"] == 40
         for records in current_records(cluster):  # the policy is stored on both servers
-            assert json.loads(records[0].policy) == {"recipients": ["carol", "dave"],
-                                                     "min_privacy_level": 3, "max_epsilon": 2.0}
+            assert Policy.from_json(records[0].policy) == Policy(
+                recipients=("carol", "dave"), max_epsilon=2.0)
         data.write_text(data.read_text().replace("\n7,7,", "\n7,700,"))
         bad = owner_upload(cluster, "alice", data, "customers")
         assert bad.returncode == 1
@@ -85,3 +87,28 @@ def test_kill_9_during_an_upload_leaves_the_table_complete_or_absent(tmp_path):
         retry = owner_upload(cluster, "alice", data, "customers")
         assert retry.returncode == 0, retry.stderr
         assert all(r[-1].state == "ready" for r in current_records(cluster))
+
+
+@pytest.mark.parametrize("policy, message", [
+    ('recipients = ["carol"]\ncolour = "red"\n', "unknown key 'colour'"),
+    ("min_group_size = 1\n", "min_group_size must be an integer of at least 2, got 1"),
+    ("budget_epsilon = 0\nbudget_delta = 1e-5\n", "budget epsilon must be in (0, 1000], got 0"),
+    ('budget_epsilon = "lots"\nbudget_delta = 1e-5\n', "budget epsilon must be a number"),
+    ("budget_epsilon = 1.0\n", "a budget needs both budget_epsilon and budget_delta"),
+    ('outputs = ["rows", "tables"]\n', "outputs: 'tables' is not one of rows, aggregate"),
+    ('outputs = ["rows"]\nrow_columns = ["age", "salary"]\n',
+     "row_columns: 'salary' is not a column of table customers"),
+    ("recipients = [\n", "policy.toml: Invalid value"),
+])
+def test_bad_policy_files_upload_nothing(tmp_path, policy, message):
+    with LocalCluster(timeout_s=10, schema_text=SCHEMA, owners=("alice",)) as cluster:
+        cluster.start_server(0)
+        cluster.start_server(1)
+        data, rules = tmp_path / "customers.csv", tmp_path / "policy.toml"
+        write_customers(data, 5)
+        rules.write_text(policy)
+        run = owner_upload(cluster, "alice", data, "customers", "--policy", rules)
+        assert run.returncode == 1
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(rules) in lines[0] and message in lines[0], run.stderr
+        assert current_records(cluster) == [[], []]

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "walkthrough"
+RULES = {"alice": ["--policy", "alice-policy.toml"],  # each owner's rules, as in the README
+         "bob": ["--recipients", "carol", "--min-group-size", "2"]}
 
 
 def twofold(folder, *args):
@@ -42,7 +44,7 @@ def test_readme_walkthrough(tmp_path):
         for data, table, owner in (("customers.csv", "customers", "alice"),
                                    ("orders.csv", "orders", "bob")):
             run = twofold(folder, "owner", "upload", data, "--table", table, "--schema",
-                          "schema.toml", "--config", f"{owner}.toml")
+                          "schema.toml", "--config", f"{owner}.toml", *RULES[owner])
             assert run.returncode == 0, run.stderr
         run = twofold(folder, "job", "submit", "revenue.toml", "--config", "carol.toml", "--id",
                       "revenue1", "--wait")
@@ -53,6 +55,14 @@ def test_readme_walkthrough(tmp_path):
         rows = {line.split(",")[0]: line.split(",")[1:] for line in lines[1:]}
         assert rows["north"][0] == "3" and abs(float(rows["north"][1]) - 162.4) < 1e-3
         assert rows["south"][0] == "2" and abs(float(rows["south"][1]) - 325.25) < 1e-3
+        run = twofold(folder, "job", "submit", "noisy.toml", "--config", "carol.toml", "--id",
+                      "noisy1", "--wait")
+        assert run.returncode == 0 and "done" in run.stdout, run.stderr
+        budget = twofold(folder, "owner", "budget", "customers", "--config", "alice.toml")
+        assert budget.returncode == 0, budget.stderr
+        assert budget.stdout.splitlines()[:2] == [
+            f"server {p}: customers spent epsilon 1, delta 1e-06 of 5 and 1e-05; left epsilon 4,"
+            " delta 9e-06" for p in (0, 1)]
     finally:
         for service in services:
             service.terminate()

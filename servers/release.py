@@ -1,0 +1,152 @@
+"""The release step: what a job stores for its recipients is exactly its declared result.
+
+Every job kind hands its result here, on shares, before anything is stored:
+- row-shaped results (rows, aggregate groups, predictions): each row's keep bit (the join's
+  indicator, the group's last row, the owners' minimum group sizes, differentially private
+  group selection) multiplies every column of the row, then one secret shuffle puts the rows
+  in an order that depends on neither the input order nor the data. What is stored is N rows:
+  the result's rows, each with indicator 1, and rows of zeros.
+- value-shaped results (statistics, accuracy, model): one bit multiplies every value: 0 when a
+  minimum group size or a join-size check failed, and then every value is zero. A model
+  stores the bit beside its weights ("_released"), so that its recipients, and only they,
+  learn that the size check failed; withheld statistics look like those of an empty join.
+Noise (each server its own discrete Gaussian, see ml/dp.py) is added here too, on shares.
+Nothing is opened to the servers; the recipient learns the result and the public N only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ml.dp import Privacy, calibrate_statistics, selection_threshold
+from mpc.noise import discrete_gaussian
+from mpc.party import Party
+from mpc.protocols.arithmetic import mul, mul_rows
+from mpc.protocols.boolean import less_than
+from mpc.protocols.shuffle import shuffle
+from owners.schema import INDICATOR
+from servers.outputs import RELEASED, Output, OutputColumn
+from sorting_join.multiway import product
+
+U64 = np.uint64
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Minimum sizes a group (or a statistics output) must reach to be released: per table
+    with a rule, its k and the shares of the group's number of that table's entities."""
+
+    sizes: dict[str, int]
+    counts: dict[str, np.ndarray]
+
+
+async def at_least(party: Party, values: np.ndarray, minimum: float) -> np.ndarray:
+    """Shares of [values >= minimum], for integer values and a public minimum."""
+    bound = party.public(np.full(values.shape, int(np.ceil(minimum)), np.int64).view(U64))
+    return party.public(np.ones(values.shape, U64)) - await less_than(party, values, bound)
+
+
+async def meets(party: Party, thresholds: Thresholds) -> np.ndarray | None:
+    """Shares of [every table's count reaches its k], or None without rules."""
+    checks = [await at_least(party, thresholds.counts[table], k)
+              for table, k in sorted(thresholds.sizes.items())]
+    return await product(party, checks) if checks else None
+
+
+def add_noise(party: Party, values: dict[str, np.ndarray], ledger) -> dict[str, np.ndarray]:
+    """Every value plus this server's own discrete Gaussian of the ledger's deviation for it:
+    counts on the integers, sums on the fixed-point grid."""
+    noisy = {}
+    for name, shares in values.items():
+        grid = 1.0 if name == "count" or name.startswith("histogram(") else party.fixed.scale
+        noise = discrete_gaussian(party.rng, ledger.sigmas[name] * grid, shares.size)
+        noisy[name] = shares + noise.reshape(shares.shape).view(U64)
+    return noisy
+
+
+async def release_rows(party: Party, kind: str, columns: list[OutputColumn],
+                       shares: list[np.ndarray], keep: np.ndarray, *, means=(),
+                       info: dict | None = None) -> Output:
+    """Zero every column of the rows not kept, then shuffle the rows (indicator included)."""
+    table = np.stack([np.asarray(s, U64) for s in shares]) if shares else np.zeros((0, len(keep)),
+                                                                                   U64)
+    masked = list(await mul_rows(party, keep, table)) if shares else []
+    *shuffled, indicator = await shuffle(party, [*masked, keep])
+    return Output(kind, [*columns, OutputColumn(INDICATOR, "count")], [*shuffled, indicator],
+                  party.fixed.frac_bits, list(means), info or {})
+
+
+async def release_values(party: Party, kind: str, columns: list[OutputColumn],
+                         shares: list[np.ndarray], released: np.ndarray, *,
+                         say_withheld: bool = False, info: dict | None = None) -> Output:
+    """Every value times the one released bit. With say_withheld the bit is stored too, so the
+    recipient can tell a withheld model from a trained one; otherwise a withheld result looks
+    exactly like the result of an empty join."""
+    sizes = [len(s) for s in shares]
+    flat = np.concatenate([np.asarray(s, U64) for s in shares])
+    kept = await mul(party, np.broadcast_to(released, flat.shape), flat)
+    parts = np.split(kept, np.cumsum(sizes)[:-1])
+    if say_withheld:
+        columns, parts = [*columns, OutputColumn(RELEASED, "count")], [*parts, released]
+    return Output(kind, list(columns), list(parts), party.fixed.frac_bits, [], info or {})
+
+
+async def release_groups(party: Party, columns: list[OutputColumn], shares: dict,
+                         last_rows: np.ndarray, thresholds: Thresholds, *,
+                         noise: Privacy | None, bounds: dict[str, float], means=()) -> Output:
+    """Group-by: one row per group that passes the rules, running values gone.
+
+    `shares` maps output names to the group-by's columns (each group's values on its last
+    row, marked by last_rows). Without noise a group needs every table's number of entities to
+    reach its k. With noise each server adds its own noise to the counts and sums, and a group
+    is kept only if its noisy count reaches the selection threshold (partition selection, so
+    the set of released keys does not reveal a single tuple) or k, whichever is larger."""
+    keep, info = last_rows, {}
+    if noise is None:
+        passed = await meets(party, thresholds)
+        if passed is not None:
+            keep = await mul(party, keep, passed)
+    else:
+        ledger = calibrate_statistics(privacy=noise, bounds=bounds, histograms=[])
+        aggregates = {name: values for name, values in shares.items() if name in ledger.sigmas}
+        shares = {**shares, **add_noise(party, aggregates, ledger)}  # group keys stay exact
+        threshold = max(selection_threshold(sigma=ledger.sigmas["count"], tau=noise.tau,
+                                            delta=noise.delta),
+                        max(thresholds.sizes.values(), default=1))
+        keep = await mul(party, keep, await at_least(party, shares["count"], threshold))
+        info = {"dp_ledger": ledger.as_dict(), "selection_threshold": threshold}
+    names = [c.name for c in columns]
+    return await release_rows(party, "aggregate", columns, [shares[n] for n in names], keep,
+                              means=means, info=info)
+
+
+async def release_statistics(party: Party, columns: dict[str, OutputColumn], values: dict,
+                             thresholds: Thresholds, bin_thresholds: dict[str, Thresholds], *,
+                             noise: Privacy | None, bounds: dict[str, float]) -> Output:
+    """Statistics: every value withheld unless every table reaches its k; each histogram bin
+    withheld (zero, like an empty bin) unless it does. With noise (values then hold no min or
+    max), each server adds its own noise to every value and the largest k applies to the noisy
+    count and bin counts instead: exact entity counts would break the DP guarantee."""
+    info = {}
+    if noise is not None:
+        histograms = [name[len("histogram("):-1] for name in values
+                      if name.startswith("histogram(")]
+        ledger = calibrate_statistics(privacy=noise, bounds=bounds, histograms=histograms)
+        values = add_noise(party, values, ledger)
+        k = {"count": max(thresholds.sizes.values())} if thresholds.sizes else {}
+        thresholds = Thresholds(k, {"count": values["count"]})
+        bin_thresholds = {name: Thresholds(k, {"count": values[name]})
+                          for name in values if name.startswith("histogram(")}
+        info = {"dp_ledger": ledger.as_dict()}
+    values = dict(values)
+    for name, rules in bin_thresholds.items():
+        passed = await meets(party, rules)
+        if passed is not None:
+            values[name] = await mul(party, values[name], passed)
+    released = await meets(party, thresholds)
+    if released is None:
+        released = party.public(np.ones(1, U64))
+    return await release_values(party, "statistics", [columns[n] for n in values],
+                                list(values.values()), released, info=info)

@@ -1,0 +1,325 @@
+"""Owners' analysis rules, privacy budgets and the absence of oracles, through two real servers:
+default deny, output kinds, row columns, minimum group sizes, the most restrictive rule across
+tables, the version checked being the version read; budgets spent, refused, remembered across
+restarts and agreed by both servers; and jobs whose outcome a non-recipient cannot read."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from ml.dp import Privacy
+from mpc.rpc import ServiceError
+from owners.policy import OUTPUT_KINDS, Policy
+from owners.schema import INDICATOR
+from owners.upload import table_budget
+from servers.budget import BudgetLedger
+from servers.client import (cancel_job, fetch_and_reveal, fetch_outputs, job_status,
+                            submit_job, wait_for_job)
+from tests.servers_harness import make_deployment, running
+from tests.test_release import reconstruct
+from tests.test_upload import upload_file
+
+# regions: north has customers 1-3 (one order each), south 4-5 (three orders each), east 6-8
+CUSTOMERS = "id,age,income,member,region\n" + "".join(
+    f"{i},{30 + i},{i * 10},{'yes' if i % 2 else 'no'},{region}\n"
+    for i, region in enumerate(["north"] * 3 + ["south"] * 2 + ["east"] * 3, start=1))
+ORDERS = "order_id,line,customer_id,amount\n" + "".join(
+    f"o{i},0,{customer},{10 + i}\n"
+    for i, customer in enumerate([1, 2, 3, 4, 4, 4, 5, 5, 5, 6, 7, 8]))
+BY_REGION = """
+[job]
+recipients = ["carol"]
+[aggregate]
+group_by = ["customers.region"]
+count = true
+sum = ["orders.amount"]
+"""
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    (tmp_path / "customers.csv").write_text(CUSTOMERS)
+    (tmp_path / "orders.csv").write_text(ORDERS)
+    return make_deployment(tmp_path, owners=("alice", "bob", "carol"))
+
+
+def rules(**changes) -> Policy:
+    return Policy(**{"recipients": ("carol",), "outputs": OUTPUT_KINDS, **changes})
+
+
+async def upload_both(deployment, customers: Policy | None, orders: Policy | None):
+    await upload_file(deployment, "alice", "customers", policy=customers)
+    await upload_file(deployment, "bob", "orders", policy=orders)
+
+
+async def finished(deployment, spec, submitter="alice", reader="carol"):
+    keys, servers = deployment.owner_keys, deployment.addresses()
+    job = await submit_job(keys[submitter], servers, spec)
+    return job, await wait_for_job(keys[reader], servers, job, timeout_s=120)
+
+
+def submit_refused(deployment, customers, orders, spec, message):
+    async def scenario():
+        async with running(deployment) as servers:
+            await upload_both(deployment, customers, orders)
+            with pytest.raises(ServiceError, match=message):
+                await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
+            return [len(s.jobs.states) for s in servers]
+    assert asyncio.run(scenario()) == [0, 0]
+
+
+ROWS = '[job]\nrecipients = ["{who}"]\n[output]\ncolumns = ["customers.age", "orders.amount"]\n'
+
+
+@pytest.mark.parametrize("customers, orders, spec, message", [
+    # default: the owner alone receives, and no raw rows
+    (None, None, BY_REGION, "table customers: its owner does not allow outputs to carol"),
+    (None, rules(recipients=("*",)), ROWS.format(who="alice"),
+     "table customers: its owner does not allow rows outputs"),
+    (rules(), rules(outputs=("aggregate",)), ROWS.format(who="carol"),
+     "table orders: its owner does not allow rows outputs"),
+    (rules(row_columns=("region",)), rules(), ROWS.format(who="carol"),
+     "does not allow column customers.age in row outputs"),
+    (rules(min_privacy_level=4), rules(), BY_REGION, "requires privacy level 4"),
+    (rules(), rules(max_epsilon=1.0), BY_REGION, "only differentially private"),
+])
+def test_rules_refuse_jobs_at_submission(deployment, customers, orders, spec, message):
+    submit_refused(deployment, customers, orders, spec, message)
+
+
+def test_the_owner_alone_may_receive_by_default(deployment):
+    spec = '[job]\nrecipients = ["alice"]\ntables = ["customers"]\n[statistics]\ncolumns = ["customers.age"]\n'
+
+    async def scenario():
+        async with running(deployment):
+            await upload_file(deployment, "alice", "customers")
+            job, statuses = await finished(deployment, spec, reader="alice")
+            return await fetch_and_reveal(deployment.owner_keys["alice"],
+                                          deployment.addresses(), job)
+
+    assert asyncio.run(scenario())["values"]["customers.age"]["count"] == 8
+
+
+def groups_of(deployment, customers, orders, spec=BY_REGION):
+    """carol's revealed rows and raw reconstructed table."""
+    async def scenario():
+        async with running(deployment):
+            await upload_both(deployment, customers, orders)
+            job, statuses = await finished(deployment, spec)
+            assert [s["state"] for s in statuses] == ["done", "done"], statuses
+            keys, servers = deployment.owner_keys["carol"], deployment.addresses()
+            return (await fetch_and_reveal(keys, servers, job),
+                    reconstruct(await fetch_outputs(keys, servers, job)))
+    return asyncio.run(scenario())
+
+
+def regions(revealed) -> dict[str, int]:
+    rows = revealed["rows"]
+    return dict(zip(rows["customers.region"], rows["count"]))
+
+
+def test_a_group_of_k_minus_1_entities_is_suppressed_and_a_group_of_k_appears(deployment):
+    """customers k = 3: south has 2 customers (6 orders) and vanishes; north and east have 3."""
+    revealed, raw = groups_of(deployment, rules(min_group_size=3), rules())
+    assert regions(revealed) == {"north": 3, "east": 3}
+    assert int(raw[INDICATOR].sum()) == 2  # the suppressed group is zeros, like an absent one
+    assert not np.any([raw[name][raw[INDICATOR] == 0].any() for name in raw])
+
+
+def test_the_most_restrictive_rule_of_all_tables_applies(deployment):
+    """customers k = 3 drops south; orders (the join's rows) k = 4 drops north and east."""
+    revealed, _ = groups_of(deployment, rules(min_group_size=2), rules(min_group_size=4))
+    assert regions(revealed) == {"south": 6}
+    revealed, _ = groups_of(deployment, rules(min_group_size=3), rules(min_group_size=4))
+    assert regions(revealed) == {}
+
+
+def test_statistics_are_withheld_below_k_and_small_bins_are_zero(deployment):
+    spec = ('[job]\nrecipients = ["carol"]\n[statistics]\ncolumns = ["orders.amount"]\n'
+            'histogram = ["customers.region"]\n')
+    revealed, _ = groups_of(deployment, rules(min_group_size=3), rules(), spec)
+    assert revealed["values"]["histogram(customers.region)"] == {"north": 3, "south": 0,
+                                                                  "east": 3}
+    assert revealed["values"]["count"] == 12
+    small = spec.replace("[statistics]", "where = \"customers.region == 'south'\"\n[statistics]")
+    revealed, raw = groups_of(deployment, rules(min_group_size=3), rules(), small)
+    assert revealed["values"]["count"] == 0  # 2 customers: withheld, like an empty join
+    assert not any(values.any() for values in raw.values())
+
+
+def test_rules_are_checked_against_the_version_the_job_reads(deployment):
+    """A job queued under a permissive version starts after a stricter version is ready: the
+    servers check the rules again at start and refuse it."""
+    long_job = ('[job]\nrecipients = ["carol"]\n[train]\nmodel = "logistic"\n'
+                'features = ["customers.age"]\nlabel = "customers.member"\n'
+                "iterations = 1000000\nbatch_size = 2\nlearning_rate = 0.1\nprivacy_level = 3\n")
+    rows = ROWS.format(who="carol")
+
+    async def scenario():
+        async with running(deployment) as servers:
+            await upload_both(deployment, rules(), rules())
+            alice, addresses = deployment.owner_keys["alice"], deployment.addresses()
+            blocker = await submit_job(alice, addresses, long_job)
+            queued = await submit_job(alice, addresses, rows)
+            await upload_file(deployment, "alice", "customers", policy=rules(outputs=("model",)))
+            await cancel_job(alice, addresses, blocker)
+            statuses = await wait_for_job(alice, addresses, queued, timeout_s=120)
+            return statuses, [s.jobs.output_folder(queued).exists() for s in servers]
+
+    statuses, outputs = asyncio.run(scenario())
+    assert [s["state"] for s in statuses] == ["failed", "failed"]
+    assert all("does not allow rows outputs" in s["error"] for s in statuses)
+    assert outputs == [False, False]
+
+
+NOISY = """
+[job]
+recipients = ["carol"]
+[statistics]
+columns = ["orders.amount"]
+noise = {{ epsilon = {epsilon}, delta = 1e-6, tau = 3 }}
+"""
+
+
+def budget_rules():
+    return rules(budget=Privacy(epsilon=1.0, delta=1e-5))
+
+
+def test_budgets_are_spent_refused_remembered_and_agreed(deployment):
+    async def spent_on_both():
+        replies = await table_budget(deployment.owner_keys["alice"], deployment.addresses(),
+                                     "customers")
+        return [reply["spent"]["epsilon"] for reply in replies]
+
+    async def first_life():
+        async with running(deployment):
+            await upload_both(deployment, budget_rules(), rules())
+            for _ in range(2):  # the same job twice spends twice
+                _, statuses = await finished(deployment, NOISY.format(epsilon=0.4))
+                assert [s["state"] for s in statuses] == ["done", "done"]
+            with pytest.raises(ServiceError, match="its privacy budget has epsilon 0.2 and "):
+                await submit_job(deployment.owner_keys["alice"], deployment.addresses(),
+                                 NOISY.format(epsilon=0.4))
+            with pytest.raises(ServiceError, match="belongs to alice, not bob"):
+                await table_budget(deployment.owner_keys["bob"], deployment.addresses(),
+                                   "customers")
+            return await spent_on_both()
+
+    assert asyncio.run(first_life()) == pytest.approx([0.8, 0.8])
+
+    async def after_restart():
+        async with running(deployment):
+            spent = await spent_on_both()
+            with pytest.raises(ServiceError, match="privacy budget"):
+                await submit_job(deployment.owner_keys["alice"], deployment.addresses(),
+                                 NOISY.format(epsilon=0.3))
+            _, statuses = await finished(deployment, NOISY.format(epsilon=0.2))
+            return spent, [s["state"] for s in statuses], await spent_on_both()
+
+    before, states, after = asyncio.run(after_restart())
+    assert before == pytest.approx([0.8, 0.8]) and states == ["done", "done"]
+    assert after == pytest.approx([1.0, 1.0])
+
+
+def test_a_server_behind_on_its_ledger_catches_up(deployment):
+    """Server 1 recorded a spend server 0 never did (it crashed in between): the next job
+    takes the larger record on both, so the ledgers agree again and the budget holds."""
+    async def scenario():
+        async with running(deployment):
+            await upload_both(deployment, budget_rules(), rules())
+            ledger = BudgetLedger(deployment.configs[1].data_dir)
+            ledger.record([("customers", "lost", 0.5, 1e-7)])
+            ledger.close()
+            _, statuses = await finished(deployment, NOISY.format(epsilon=0.3))
+            assert [s["state"] for s in statuses] == ["done", "done"]
+            replies = await table_budget(deployment.owner_keys["alice"],
+                                         deployment.addresses(), "customers")
+            with pytest.raises(ServiceError, match="privacy budget"):  # 0.8 + 0.3 > 1
+                await submit_job(deployment.owner_keys["alice"], deployment.addresses(),
+                                 NOISY.format(epsilon=0.3))
+            return [reply["spent"]["epsilon"] for reply in replies]
+
+    assert asyncio.run(scenario()) == pytest.approx([0.8, 0.8])
+
+
+def one_person_training(level: int, age_above: int) -> str:
+    """Customer 7 (age 37, one order) is selected or not by the where clause."""
+    privacy = ("privacy_level = 5\nepsilon = 1.0\ndelta = 1e-6\ntau = 3" if level == 5
+               else "privacy_level = 4")
+    return (f'[job]\nrecipients = ["carol"]\nwhere = "customers.id == 7 and customers.age > '
+            f'{age_above}"\n[train]\nmodel = "logistic"\nfeatures = ["orders.amount"]\n'
+            'label = "customers.member"\niterations = 5\nbatch_size = 1\nlearning_rate = 0.1\n'
+            f"min_join_size = 1\n{privacy}\n")
+
+
+def observable(statuses, level: int) -> list:
+    """What a submitter sees of a job: states, errors, stages with bytes and rounds (time
+    aside, which depends only on public sizes up to noise). At level 5 the training's bytes
+    follow its Poisson batch sizes, drawn afresh for every job from randomness both servers
+    contribute and independent of the data; its rounds do not vary."""
+    def cost(name, values):
+        return (values["rounds"],) if level == 5 and name == "train" else (
+            values["bytes_sent"], values["rounds"])
+    return [(s["state"], s["error"], {name: cost(name, values)
+                                      for name, values in s["costs"].items()})
+            for s in statuses]
+
+
+@pytest.mark.parametrize("level", [4, 5])
+def test_a_one_person_predicate_is_no_oracle_for_a_submitter(deployment, level):
+    """Customer 7 is 37: `age > 40` selects nobody, `age > 20` selects them. alice submits
+    both and receives neither; she sees the same. At level 4 carol learns the outcome of the
+    size check; at level 5 it is noisy."""
+    async def scenario():
+        async with running(deployment):
+            await upload_both(deployment, rules(), rules())
+            seen, models = [], []
+            for age in (40, 20):
+                job, statuses = await finished(deployment, one_person_training(level, age),
+                                               reader="alice")
+                seen.append(observable(statuses, level))
+                models.append(await fetch_and_reveal(deployment.owner_keys["carol"],
+                                                     deployment.addresses(), job))
+            with pytest.raises(ServiceError, match="not a recipient"):
+                await fetch_and_reveal(deployment.owner_keys["alice"], deployment.addresses(),
+                                       job)
+            return seen, models
+
+    seen, models = asyncio.run(scenario())
+    assert seen[0] == seen[1] and seen[0][0][:2] == ("done", "")
+    if level == 4:
+        assert [m["released"] for m in models] == [False, True]
+
+
+def test_noisy_groups_are_selected_so_no_single_tuple_shows(deployment):
+    """900 customers, 300 per region, with 1 to 3 orders (tau = 3). Grouped by customer,
+    every group is one tuple's rows: none may be released. Grouped by region, the groups are
+    large enough to pass the selection threshold, with noisy counts."""
+    spec = BY_REGION + "noise = { epsilon = 2.0, delta = 1e-6, tau = 3 }\n"
+    customers = "id,age,income,member,region\n" + "".join(
+        f"{i},{20 + i % 60},{i},yes,{['north', 'south', 'east'][i % 3]}\n" for i in range(900))
+    orders = "order_id,line,customer_id,amount\n" + "".join(
+        f"o{i}-{j},0,{i},{10 + j}\n" for i in range(900) for j in range(1 + i % 3))
+    (deployment.folder / "customers.csv").write_text(customers)
+    (deployment.folder / "orders.csv").write_text(orders)
+
+    async def scenario():
+        async with running(deployment):
+            await upload_both(deployment, rules(), rules())
+            outputs = []
+            for text in (spec, spec.replace("customers.region", "customers.id")):
+                job, statuses = await finished(deployment, text)
+                assert [s["state"] for s in statuses] == ["done", "done"], statuses
+                outputs.append(await fetch_and_reveal(deployment.owner_keys["carol"],
+                                                      deployment.addresses(), job))
+            return outputs
+
+    by_region, by_customer = asyncio.run(scenario())
+    assert by_customer["rows"]["count"] == []
+    counts = regions(by_region)
+    sigma = by_region["dp_ledger"]["sigmas"]["count"]
+    truth = {"north": 300, "south": 600, "east": 900}  # 1, 2 or 3 orders per customer
+    assert set(counts) == set(truth)  # far above the threshold
+    assert all(abs(counts[r] - truth[r]) < 8 * sigma * 2 ** 0.5 for r in truth)
+    assert 3 < by_region["selection_threshold"] < 300
