@@ -127,15 +127,17 @@ def test_train_then_predict_level_4(world):
         async with running(deployment):
             await upload_all(deployment)
             job, model = await run_job(deployment, train_spec(4))
-            _, accuracy = await run_job(deployment, predict_spec(job))
+            scored, accuracy = await run_job(deployment, predict_spec(job))
             predicted, predictions = await run_job(deployment, carry.replace("JOB", job))
             with pytest.raises(ServiceError, match="no job"):  # bob is not a recipient
                 await fetch_and_reveal(deployment.owner_keys["bob"], deployment.addresses(), job)
             keys, servers = deployment.owner_keys["carol"], deployment.addresses()
-            raw = [reconstruct(await fetch_outputs(keys, servers, j)) for j in (job, predicted)]
+            raw = [reconstruct(await fetch_outputs(keys, servers, j))
+                   for j in (job, predicted, scored)]
             return model, accuracy, predictions, raw
 
-    model, accuracy, predictions, (raw_model, raw_predictions) = asyncio.run(scenario())
+    model, accuracy, predictions, (raw_model, raw_predictions, raw_accuracy_) = asyncio.run(
+        scenario())
     assert model["info"]["privacy_level"] == 4 and model["info"]["join_size"] is None
     test = split == "test"
     expected = raw_accuracy(model, x[test], y[test])
@@ -143,6 +145,7 @@ def test_train_then_predict_level_4(world):
     assert abs(accuracy["accuracy"] - expected) <= 0.01 and expected > 0.85
     assert set(raw_model) == {"weights", "_released"} and len(raw_model["weights"]) == 7
     assert raw_model["_released"].tolist() == [1]
+    assert raw_accuracy_ == {"correct": [accuracy["correct"]], "count": [accuracy["count"]]}
     kept = raw_predictions["_valid"] == 1
     assert sorted(raw_predictions["exams.id"][kept].tolist()) == np.flatnonzero(test).tolist()
     assert not any(column[~kept].any() for column in raw_predictions.values())
