@@ -2,14 +2,16 @@
 
 - compact: a stable oblivious sort by (1 - valid) moves the real rows to the front.
 - level 3: compact, then open |J| = sum(valid): training uses the first |J| rows.
-- level 4: pad with dummy rows to M = 2^ceil(log2 N) and compact; run the duplication
+- level 4: shuffle, pad with dummy rows to M = 2^ceil(log2 N) and compact; run the duplication
   network (level i, shift M / 2^i, fills dummy row j from row j - shift) for
   floor(log2(M / |J|)) levels, the number of levels chosen obliviously (level i runs iff
   |J| * 2^i <= M, a comparison on shares); compact again: the first 2^K |J| rows now repeat
   the real rows in order, 2^K > M / (2 |J|) times; the half-copy network fills each dummy row
   j > M/2 from row j - M/2, a contiguous window of that periodic run; keep the first N rows and
   shuffle. Every real row then appears floor(N/|J|) or floor(N/|J|) + 1 times, and |J| is never
-  opened. (The seed paper runs the network on N rows, which balances the copies only when N is
+  opened. The first shuffle decides which rows get the extra copy: without it they would be a
+  block of the input order, and a table sorted by its label (or by anything the label follows)
+  would be reweighted towards one class (measured in docs/ml.md). (The seed paper runs the network on N rows, which balances the copies only when N is
   a power of two: with N = 100 and |J| = 33 its shift of 32 overlaps the real block.)
 Each network level is two rounds: a product of 0/1 flags, then one row-broadcast multiplexer
 over every column.
@@ -54,6 +56,7 @@ async def purify(party: Party, valid: np.ndarray, columns: list[np.ndarray]) -> 
     n = len(valid)
     if n < 2:
         return columns
+    valid, *columns = await shuffle(party, [valid, *columns])
     levels = (n - 1).bit_length()
     size = 1 << levels
     pad = np.zeros(size - n, U64)

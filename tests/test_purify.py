@@ -54,3 +54,18 @@ def test_purified_multiplicities_random(seed):
     low = n // int(valid.sum())
     assert set(counts) == set(ids[valid == 1].tolist())
     assert set(counts.values()) <= {low, low + 1}
+
+
+def test_which_rows_get_an_extra_copy_does_not_follow_the_input_order():
+    """100 real rows of 125: 25 get a second copy, chosen at random, not the first 25 of the
+    input (which, in a table sorted by its label, would all share one label)."""
+    valid = np.ones(125, np.int64)
+    valid[100:] = 0
+    twice = []
+    for _ in range(2):
+        result, ids = run_purify(valid, purify)
+        counts = Counter(reconstruct(result)[0].tolist())
+        twice.append({row for row, count in counts.items() if count == 2})
+        assert len(twice[-1]) == 25
+    first_rows = set(ids[:25].tolist())
+    assert twice[0] != first_rows and twice[1] != first_rows and twice[0] != twice[1]
