@@ -82,7 +82,7 @@ def demo(iterations: int = typer.Option(600, help="SGD iterations of the trainin
     ledger = model["info"]["dp_ledger"]
     results = {
         "statistics": statistics["values"],
-        "model": {"weights": model["raw_weights"], "intercept": model["raw_intercept"],
+        "model": {"coefficients": model["coefficients"], "intercept": model["intercept"],
                   "dp_ledger": ledger},
         "accuracy": {"mpc": oulad.model_accuracy(joined, model),
                      "plaintext_same_noise": oulad.plaintext_accuracy(joined, ledger, iterations),

@@ -15,6 +15,7 @@ import pandas as pd
 from ml.plaintext import accuracy, train_plain
 from ml.sgd import Hyper, poisson_batches, sequential_batches
 from mpc.prg import Prg
+from twofold.models import predict
 
 SCHEMA = """
 [schema]
@@ -136,8 +137,7 @@ def training_spec(epsilon: float | None, iterations: int, min_join_size: int) ->
 
 def model_accuracy(joined, model: dict) -> float:
     names = [f.split(".")[1] for f in FEATURES]
-    weights = np.array([model["raw_weights"][f] for f in FEATURES])
-    score = joined[names].to_numpy(float) @ weights + model["raw_intercept"]
+    score = predict(model, joined[names].to_numpy(float))
     return float(np.mean((score >= 0.5) == (joined["passed"].to_numpy() == 1)))
 
 

@@ -147,24 +147,31 @@ def gaussian_multiplier(privacy: Privacy) -> float:
         bracket_interval=dp_accounting.ExplicitBracketInterval(1e-3, 1e6))
 
 
-def calibrate_statistics(*, privacy: Privacy, bounds: dict[str, float],
-                         histograms: list[str]) -> StatisticsLedger:
-    """bounds: column -> largest |value|. One primary tuple adds or removes at most tau rows;
-    each row adds 1 to the count and to one bin of each histogram, x to a column's sum and
-    x^2 to its sum of squares. Used for group-by too: the tau rows may fall in different
-    groups, but the L2 norm of each block's change over all groups is still at most its
-    sensitivity."""
-    tau = privacy.tau
-    sensitivities = {"count": float(tau)}
-    for column, bound in bounds.items():
-        sensitivities[f"sum({column})"] = tau * bound
-        sensitivities[f"sumsq({column})"] = tau * bound * bound
-    sensitivities.update({f"histogram({c})": float(tau) for c in histograms})
+def calibrate_blocks(*, privacy: Privacy, row_bounds: dict[str, float]) -> StatisticsLedger:
+    """Released sums over rows, block by block: row_bounds gives the most one row adds to
+    each (in absolute value). One primary tuple adds or removes at most tau rows, so block k
+    has sensitivity Delta_k = tau * bound_k; the K blocks divided by their sensitivities form
+    one Gaussian mechanism of L2 sensitivity sqrt(K). Used for group-by too: the tau rows may
+    fall in different groups, but the L2 norm of each block's change over all groups is still
+    at most its sensitivity."""
+    sensitivities = {name: privacy.tau * bound for name, bound in row_bounds.items()}
     multiplier = gaussian_multiplier(privacy)
     spread = math.sqrt(len(sensitivities))
     sigmas = {name: multiplier * spread * value for name, value in sensitivities.items()}
-    return StatisticsLedger(privacy.epsilon, privacy.delta, tau, multiplier, sensitivities,
-                            sigmas)
+    return StatisticsLedger(privacy.epsilon, privacy.delta, privacy.tau, multiplier,
+                            sensitivities, sigmas)
+
+
+def calibrate_statistics(*, privacy: Privacy, bounds: dict[str, float],
+                         histograms: list[str]) -> StatisticsLedger:
+    """bounds: column -> largest |value|. Each row adds 1 to the count and to one bin of each
+    histogram, x to a column's sum and x^2 to its sum of squares."""
+    row_bounds = {"count": 1.0}
+    for column, bound in bounds.items():
+        row_bounds[f"sum({column})"] = bound
+        row_bounds[f"sumsq({column})"] = bound * bound
+    row_bounds.update({f"histogram({c})": 1.0 for c in histograms})
+    return calibrate_blocks(privacy=privacy, row_bounds=row_bounds)
 
 
 def count_sigma(privacy: Privacy) -> float:

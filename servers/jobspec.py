@@ -72,8 +72,9 @@ class StatisticsSection:
 class PredictSection:
     model_job: str  # the training job whose model is used
     features: tuple[str, ...]
-    label: str | None  # with a label: accuracy; without: one prediction per joined row
+    label: str | None  # with a label: the model's metrics; without: one prediction per row
     carry: tuple[str, ...] = ()  # row columns returned beside each prediction
+    noise: Privacy | None = None  # metrics only
 
 
 Section = RowsSection | AggregateSection | StatisticsSection | TrainSpec | PredictSection
@@ -101,7 +102,7 @@ class JobSpec:
     @property
     def output_kind(self) -> str:
         """What the job releases, in the terms of owners' policies: rows, aggregate,
-        statistics, model or predictions (an accuracy counts as statistics)."""
+        statistics, model or predictions (a model's metrics count as statistics)."""
         if self.kind == "train":
             return "model"
         if self.kind == "predict":
@@ -244,7 +245,7 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
     elif kind == "train":
         section, private_key = _parse_training(check, schema, plan, body)
     else:
-        section = _parse_prediction(check, schema, body)
+        section, private_key = _parse_prediction(check, schema, plan, body)
     return JobSpec(text, tuple(recipients), plan, where, section, private_key)
 
 
@@ -311,20 +312,28 @@ def _noise(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
     return _privacy(check, schema, plan, body["noise"], "noise")
 
 
-def _parse_prediction(check: _Checker, schema: Schema, body: dict) -> PredictSection:
+def _parse_prediction(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
     features = check.names(body, "features", numeric=True)
     if not features:
         check.fail("features", "[predict] needs 'features', numeric columns")
     label = body.get("label")
     if label is not None:
         label = check.column(label, numeric=True)
+        column = column_type(schema, label)
+        limit = 2.0 ** ((62 - 2 * schema.fixed.frac_bits) / 2)
+        if max(abs(column.min), abs(column.max), column.max - column.min) >= limit:
+            check.fail(label, f"metrics square the label and its errors: {label} must lie "
+                              f"within +-{limit:g} at {schema.fixed.frac_bits} fractional bits")
     model_job = str(body.get("model_job", ""))
     if not model_job.isalnum():
         check.fail("model_job", "[predict] needs 'model_job', the id of a training job")
     carry = check.names(body, "columns")
     if carry and label is not None:
-        check.fail("columns", "'columns' go beside predictions; an accuracy job has none")
-    return PredictSection(model_job, tuple(features), label, tuple(carry))
+        check.fail("columns", "'columns' go beside predictions; a job with a label has none")
+    noise, private_key = _noise(check, schema, plan, body)
+    if noise is not None and label is None:
+        check.fail("noise", "noise applies to metrics: give the label")
+    return PredictSection(model_job, tuple(features), label, tuple(carry), noise), private_key
 
 
 def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.metrics import derive
 from mpc.ring import FixedPoint, to_signed
 from owners.keys import HASHED_TAG
 from owners.schema import INDICATOR, Schema
@@ -106,10 +107,11 @@ def reveal(first: Output, second: Output) -> dict:
                     "reason": "the join did not reach min_join_size "
                               f"{first.info.get('min_join_size')}: nothing was released"}
         return _model(fixed.decode(plain["weights"]), first.info)
-    if first.kind == "accuracy":
-        correct, total = (int(to_signed(plain[n])[0]) for n in ("correct", "count"))
-        return {"kind": "accuracy", "correct": correct, "count": total,
-                "accuracy": correct / total if total else None}
+    if first.kind == "metrics":
+        sums = {name: _decode_column(described[name], values, fixed)[0]
+                for name, values in plain.items()}
+        metrics = derive(first.info["model"], sums, int(sums.pop("count")))
+        return {"kind": "metrics", "metrics": metrics, **first.info}
     keep = plain.pop(INDICATOR) == 1
     order = np.lexsort([to_signed(values[keep]) for values in reversed(plain.values())])
     rows = {name: _decode_column(described[name], values[keep][order], fixed)
@@ -144,14 +146,20 @@ def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
 
 
 def _model(weights: np.ndarray, info: dict) -> dict:
-    """Weights on the scaled features, and the same model on raw feature values:
-    prediction = intercept + sum_j raw_j * x_j (then the sigmoid for logistic, or
-    label_low + prediction * (label_high - label_low) for linear)."""
+    """The model on raw feature values and in the label's units. Linear: prediction =
+    intercept + sum_j coefficient_j x_j. Logistic: u = intercept + sum_j coefficient_j x_j,
+    class 1 iff u >= 0, probability clamp(u / 4 + 1/2, 0, 1) (the sigmoid's approximation
+    that training used). Also the weights on the scaled features, as trained."""
     centers, factors = np.array(info["centers"]), np.array(info["factors"])
-    raw = weights[:-1] * factors[:-1]
-    intercept = weights[-1] * factors[-1] - float(np.sum(raw * centers[:-1]))
+    coefficients = weights[:-1] * factors[:-1]
+    intercept = weights[-1] * factors[-1] - float(np.sum(coefficients * centers[:-1]))
+    if info["model"] == "linear":  # training scaled the label to [0, 1]
+        low, high = info["label_range"]
+        coefficients, intercept = coefficients * (high - low), low + intercept * (high - low)
     names = info["features"]
-    return {"kind": "model", "released": True, "model": info["model"],
-            "weights": dict(zip(names + ["intercept"], weights.tolist())),
-            "raw_weights": dict(zip(names, raw.tolist())), "raw_intercept": intercept,
-            "info": info}
+    return {"kind": "model", "released": True, "model": info["model"], "features": names,
+            "label": info["label"], "coefficients": dict(zip(names, coefficients.tolist())),
+            "intercept": float(intercept),
+            "scaling": {"centers": info["centers"], "factors": info["factors"]},
+            "weights_on_scaled_features": dict(zip(names + ["intercept"], weights.tolist())),
+            "dp_ledger": info.get("dp_ledger"), "info": info}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.dp import Privacy, calibrate_statistics, selection_threshold
+from ml.dp import StatisticsLedger, selection_threshold
 from mpc.noise import discrete_gaussian
 from mpc.party import Party
 from mpc.protocols.arithmetic import mul, mul_rows
@@ -55,12 +55,13 @@ async def meets(party: Party, thresholds: Thresholds) -> np.ndarray | None:
     return await product(party, checks) if checks else None
 
 
-def add_noise(party: Party, values: dict[str, np.ndarray], ledger) -> dict[str, np.ndarray]:
+def add_noise(party: Party, values: dict[str, np.ndarray], ledger: StatisticsLedger,
+              columns: dict[str, OutputColumn]) -> dict[str, np.ndarray]:
     """Every value plus this server's own discrete Gaussian of the ledger's deviation for it:
-    counts on the integers, sums on the fixed-point grid."""
+    counts on the integers, fixed-point values on their grid."""
     noisy = {}
     for name, shares in values.items():
-        grid = 1.0 if name == "count" or name.startswith("histogram(") else party.fixed.scale
+        grid = party.fixed.scale if columns[name].decoding == "fixed" else 1.0
         noise = discrete_gaussian(party.rng, ledger.sigmas[name] * grid, shares.size)
         noisy[name] = shares + noise.reshape(shares.shape).view(U64)
     return noisy
@@ -95,25 +96,26 @@ async def release_values(party: Party, kind: str, columns: list[OutputColumn],
 
 async def release_groups(party: Party, columns: list[OutputColumn], shares: dict,
                          last_rows: np.ndarray, thresholds: Thresholds, *,
-                         noise: Privacy | None, bounds: dict[str, float], means=()) -> Output:
+                         ledger: StatisticsLedger | None, means=()) -> Output:
     """Group-by: one row per group that passes the rules, running values gone.
 
     `shares` maps output names to the group-by's columns (each group's values on its last
     row, marked by last_rows). Without noise a group needs every table's number of entities to
-    reach its k. With noise each server adds its own noise to the counts and sums, and a group
-    is kept only if its noisy count reaches the selection threshold (partition selection, so
-    the set of released keys does not reveal a single tuple) or k, whichever is larger."""
+    reach its k. With a noise ledger each server adds its own noise to the counts and sums,
+    and a group is kept only if its noisy count reaches the selection threshold (partition
+    selection, so the set of released keys does not reveal a single tuple) or k, whichever is
+    larger."""
     keep, info = last_rows, {}
-    if noise is None:
+    if ledger is None:
         passed = await meets(party, thresholds)
         if passed is not None:
             keep = await mul(party, keep, passed)
     else:
-        ledger = calibrate_statistics(privacy=noise, bounds=bounds, histograms=[])
+        described = {c.name: c for c in columns}
         aggregates = {name: values for name, values in shares.items() if name in ledger.sigmas}
-        shares = {**shares, **add_noise(party, aggregates, ledger)}  # group keys stay exact
-        threshold = max(selection_threshold(sigma=ledger.sigmas["count"], tau=noise.tau,
-                                            delta=noise.delta),
+        shares = {**shares, **add_noise(party, aggregates, ledger, described)}  # keys exact
+        threshold = max(selection_threshold(sigma=ledger.sigmas["count"], tau=ledger.tau,
+                                            delta=ledger.delta),
                         max(thresholds.sizes.values(), default=1))
         keep = await mul(party, keep, await at_least(party, shares["count"], threshold))
         info = {"dp_ledger": ledger.as_dict(), "selection_threshold": threshold}
@@ -124,29 +126,29 @@ async def release_groups(party: Party, columns: list[OutputColumn], shares: dict
 
 async def release_statistics(party: Party, columns: dict[str, OutputColumn], values: dict,
                              thresholds: Thresholds, bin_thresholds: dict[str, Thresholds], *,
-                             noise: Privacy | None, bounds: dict[str, float]) -> Output:
-    """Statistics: every value withheld unless every table reaches its k; each histogram bin
-    withheld (zero, like an empty bin) unless it does. With noise (values then hold no min or
-    max), each server adds its own noise to every value and the largest k applies to the noisy
-    count and bin counts instead: exact entity counts would break the DP guarantee."""
-    info = {}
-    if noise is not None:
-        histograms = [name[len("histogram("):-1] for name in values
-                      if name.startswith("histogram(")]
-        ledger = calibrate_statistics(privacy=noise, bounds=bounds, histograms=histograms)
-        values = add_noise(party, values, ledger)
+                             ledger: StatisticsLedger | None, kind: str = "statistics",
+                             released: np.ndarray | None = None,
+                             info: dict | None = None) -> Output:
+    """Statistics (and a model's metrics): every value withheld unless every table reaches its
+    k (and unless `released`, a shared bit, is 1); each histogram bin withheld (zero, like an
+    empty bin) unless it does. With a noise ledger (values then hold no min or max), each
+    server adds its own noise to every value and the largest k applies to the noisy count and
+    bin counts instead: exact entity counts would break the DP guarantee."""
+    info = dict(info or {})
+    if ledger is not None:
+        values = add_noise(party, values, ledger, columns)
         k = {"count": max(thresholds.sizes.values())} if thresholds.sizes else {}
         thresholds = Thresholds(k, {"count": values["count"]})
         bin_thresholds = {name: Thresholds(k, {"count": values[name]})
                           for name in values if name.startswith("histogram(")}
-        info = {"dp_ledger": ledger.as_dict()}
+        info["dp_ledger"] = ledger.as_dict()
     values = dict(values)
     for name, rules in bin_thresholds.items():
         passed = await meets(party, rules)
         if passed is not None:
             values[name] = await mul(party, values[name], passed)
-    released = await meets(party, thresholds)
-    if released is None:
-        released = party.public(np.ones(1, U64))
-    return await release_values(party, "statistics", [columns[n] for n in values],
+    passed = await meets(party, thresholds)
+    bits = [bit for bit in (released, passed) if bit is not None]
+    released = await product(party, bits) if bits else party.public(np.ones(1, U64))
+    return await release_values(party, kind, [columns[n] for n in values],
                                 list(values.values()), released, info=info)

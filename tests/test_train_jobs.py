@@ -18,6 +18,7 @@ from owners.policy import Policy
 from servers.client import (cancel_job, fetch_and_reveal, fetch_outputs, job_status,
                             submit_job, wait_for_job)
 from tests.harness import OPEN_POLICY
+from twofold.models import predict, predict_probability
 from tests.test_release import reconstruct
 from tests.servers_harness import make_deployment, running
 
@@ -110,9 +111,7 @@ async def run_job(deployment, spec, who="carol"):
 
 
 def raw_accuracy(model, x, y):
-    w = np.array(list(model["raw_weights"].values()))
-    score = np.clip((x @ w + model["raw_intercept"]) / 4 + 0.5, 0, 1)
-    return float(np.mean((score >= 0.5) == (y == 1)))
+    return float(np.mean(predict(model, x) == y))
 
 
 def test_train_then_predict_level_4(world):
@@ -141,18 +140,19 @@ def test_train_then_predict_level_4(world):
     assert model["info"]["privacy_level"] == 4 and model["info"]["join_size"] is None
     test = split == "test"
     expected = raw_accuracy(model, x[test], y[test])
-    assert accuracy["count"] == int(test.sum())
-    assert abs(accuracy["accuracy"] - expected) <= 0.01 and expected > 0.85
+    metrics = accuracy["metrics"]
+    assert metrics["count"] == int(test.sum())
+    assert abs(metrics["accuracy"] - expected) <= 0.01 and expected > 0.85
     assert set(raw_model) == {"weights", "_released"} and len(raw_model["weights"]) == 7
     assert raw_model["_released"].tolist() == [1]
-    assert raw_accuracy_ == {"correct": [accuracy["correct"]], "count": [accuracy["count"]]}
+    assert set(raw_accuracy_) == {"count", "true_positive", "false_positive", "false_negative"}
+    assert raw_accuracy_["count"].tolist() == [metrics["count"]]
     kept = raw_predictions["_valid"] == 1
     assert sorted(raw_predictions["exams.id"][kept].tolist()) == np.flatnonzero(test).tolist()
     assert not any(column[~kept].any() for column in raw_predictions.values())
     rows = predictions["rows"]
-    w = np.array(list(model["raw_weights"].values()))
     ids = np.array(rows["exams.id"])
-    plain = np.clip((x[ids] @ w + model["raw_intercept"]) / 4 + 0.5, 0, 1)
+    plain = predict_probability(model, x[ids])
     # fixed point: scaled features and weights at 2^-16, a few truncations per prediction
     assert np.max(np.abs(np.array(rows["prediction"]) - plain)) < 5e-3
 

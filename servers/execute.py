@@ -1,0 +1,191 @@
+"""What each kind of job computes on shares, from the tables to the release step.
+
+The join (with its Theta constraints) and the job's `where` come first; then each kind computes
+its result and hands it to servers/release.py, which decides what is stored: rows and groups
+masked and shuffled, values withheld below the owners' minimum group sizes, noise added for
+differentially private jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import numpy as np
+
+from ml.dp import calibrate_blocks, calibrate_statistics
+from ml.features import Scaling, scale
+from ml.metrics import linear_sums, logistic_counts
+from ml.pipeline import fit, keep_tau_rows
+from ml.sgd import sigmoid
+from mpc.party import Party
+from mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
+from owners.schema import INDICATOR, Schema
+from servers.jobspec import JobSpec, plan_columns
+from servers.outputs import RELEASED, Output, OutputColumn, describe
+from servers.release import (Thresholds, release_groups, release_rows, release_statistics,
+                             release_values)
+from servers.rules import Rules
+from sorting_join.aggregate import group_by, statistics
+from sorting_join.multiway import run_join
+from sorting_join.predicate import column_type
+from sorting_join.table import SharedTable
+
+
+async def _train(party: Party, spec: JobSpec, root: SharedTable, rules: Rules) -> Output:
+    train = replace(spec.section, min_join_size=max(spec.section.min_join_size,
+                                                    rules.min_join_size))
+    trained = await fit(party, root, train)
+    info = {"model": train.hyper.model, "features": list(train.features), "label": train.label,
+            "centers": list(trained.scaling.centers), "factors": list(trained.scaling.factors),
+            "label_range": list(train.label_range), "privacy_level": train.level,
+            "min_join_size": train.min_join_size, "hyper": asdict(train.hyper),
+            "join_size": trained.join_size,
+            "dp_ledger": trained.ledger.as_dict() if trained.ledger else None,
+            "size_check": train.size_check.as_dict() if train.size_check else None}
+    return await release_values(party, "model", [OutputColumn("weights", "fixed")],
+                                [trained.weights], trained.released, say_withheld=True,
+                                info=info)
+
+
+async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
+                   model: Output, rules: Rules, entities: dict[str, str]) -> Output:
+    """Predictions, or the model's metrics against a label, for the model's recipients only;
+    a withheld model predicts nothing."""
+    section, info = spec.section, model.info
+    weights, released = (model.column(name) for name in ("weights", RELEASED))
+    low, high = info["label_range"]
+    if section.noise is not None:
+        root = await keep_tau_rows(party, root, spec.private_key, section.noise.tau)
+    n = root.rows
+    ones = party.public(np.full(n, party.fixed.encode(1.0)))
+    with party.stage("predict"):
+        x = await scale(party, [root.column(f) for f in section.features] + [ones],
+                        Scaling(tuple(info["centers"]), tuple(info["factors"])))
+        (score,) = (await truncate(party, await matmul(party, x, weights[:, None]))).T
+        if info["model"] == "logistic":
+            score = await sigmoid(party, score)
+        if section.label is None:  # a probability, or a value in the label's units
+            prediction = score if info["model"] == "logistic" else (
+                await fixed_mul_public(party, score, high - low)
+                + party.public(np.full(n, party.fixed.encode(low))))
+            keep = await mul(party, root.valid, np.broadcast_to(released, (n,)))
+            columns = [OutputColumn("prediction", "fixed"),
+                       *[describe(schema, c) for c in section.carry]]
+            return await release_rows(party, "predictions", columns,
+                                      [prediction, *[root.column(c) for c in section.carry]],
+                                      keep)
+        label = root.column(section.label)
+        if info["model"] == "logistic":
+            sums = await logistic_counts(party, score, label, root.valid)
+        else:
+            sums = await linear_sums(party, score, label, root.valid, (low, high),
+                                     classes=column_type(schema, section.label).type
+                                     in ("integer", "boolean"))
+        counts = await statistics(party, root, [], {},
+                                  {table: root.column(key) for table, key in entities.items()})
+    values = {"count": counts["count"], **sums}
+    columns = {name: OutputColumn(name, "fixed" if name.startswith("sum_") else "count")
+               for name in values}
+    ledger = None
+    if section.noise is not None:
+        width, largest = high - low, max(abs(low), abs(high))
+        bounds = {"sum_squared_error": width ** 2, "sum_absolute_error": width,
+                  "sum_label": largest, "sum_label_squared": largest ** 2}
+        ledger = calibrate_blocks(privacy=section.noise,
+                                  row_bounds={name: bounds.get(name, 1.0) for name in values})
+    return await release_statistics(
+        party, columns, values, _counts_of(rules, entities, spec.plan.root, counts), {},
+        ledger=ledger, kind="metrics", released=released,
+        info={"model": info["model"], "label": section.label, "model_job": section.model_job})
+
+
+def entity_keys(spec: JobSpec, tables: list[str]) -> dict[str, str]:
+    """Per table other than the join's root, the column that tells its entities apart in the
+    joined rows (its primary key, carried up). The root's entities are the joined rows."""
+    return {step.child: step.child_key for step in spec.plan.steps
+            if step.carries_columns and step.child in tables}
+
+
+def _counts_of(rules: Rules, entities: dict[str, str], root_name: str, counts: dict,
+               suffix: str = "") -> Thresholds:
+    """Thresholds whose counts are the named distinct counts (the plain count for the root)."""
+    named = {table: counts[f"distinct({table}){suffix}" if table != root_name else "count"]
+             for table in rules.min_group_sizes}
+    return Thresholds(rules.min_group_sizes, named)
+
+
+async def _aggregate(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
+                     rules: Rules, entities: dict[str, str]) -> Output:
+    section = spec.section
+    ledger = None
+    if section.noise is not None:
+        root = await keep_tau_rows(party, root, spec.private_key, section.noise.tau)
+        ledger = calibrate_statistics(privacy=section.noise, histograms=[],
+                                      bounds=_bounds(schema, [a.column for a in
+                                                              section.aggregates
+                                                              if a.op == "sum"]))
+    grouped = await group_by(party, root, list(section.group_by),
+                             [column_type(schema, c) for c in section.group_by],
+                             list(section.aggregates),
+                             {table: root.column(key) for table, key in entities.items()})
+    names = [*section.group_by, *(a.name for a in section.aggregates)]
+    thresholds = _counts_of(rules, entities, spec.plan.root, grouped.columns)
+    return await release_groups(
+        party, [describe(schema, n) for n in names], {n: grouped.column(n) for n in names},
+        grouped.valid, thresholds, ledger=ledger, means=section.means)
+
+
+async def _statistics(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
+                      rules: Rules, entities: dict[str, str]) -> Output:
+    section = spec.section
+    ledger = None
+    if section.noise is not None:
+        root = await keep_tau_rows(party, root, spec.private_key, section.noise.tau)
+        ledger = calibrate_statistics(privacy=section.noise, histograms=list(section.histograms),
+                                      bounds=_bounds(schema, section.columns))
+    sizes = {c: len(column_type(schema, c).values) for c in section.histograms}
+    values = await statistics(party, root, list(section.columns), sizes,
+                              {table: root.column(key) for table, key in entities.items()},
+                              extremes=section.noise is None)
+    thresholds = _counts_of(rules, entities, spec.plan.root, values)
+    bins = {f"histogram({c})": _counts_of(rules, entities, spec.plan.root, values,
+                                          f" in histogram({c})") if rules.min_group_sizes
+            else Thresholds({}, {}) for c in section.histograms}
+    values = {name: v for name, v in values.items() if not name.startswith("distinct(")}
+    return await release_statistics(
+        party, {name: describe(schema, name) for name in values}, values, thresholds, bins,
+        ledger=ledger)
+
+
+def _bounds(schema: Schema, columns) -> dict[str, float]:
+    """Largest |value| of each summed column, from the declared ranges (DP sensitivity)."""
+    return {c: max(abs(column_type(schema, c).min), abs(column_type(schema, c).max))
+            for c in columns}
+
+
+async def execute(party: Party, spec: JobSpec, schema: Schema,
+                  tables: dict[str, dict[str, np.ndarray]], rules: Rules,
+                  model: Output | None = None) -> Output:
+    """The job's released output shares, from this server's shares of the tables."""
+    wanted = plan_columns(spec)
+    shared = {name: SharedTable({f"{name}.{c}": tables[name][c] for c in wanted[name]},
+                                tables[name][INDICATOR]) for name in spec.plan.tables}
+    entities = entity_keys(spec, list(rules.min_group_sizes))
+    root = await run_join(party, spec.plan, shared,
+                          spec.needed_columns() | set(entities.values()))
+    if spec.where is not None:
+        with party.stage("predicate"):
+            keep = await spec.where.evaluate(party, root.columns)
+            root = SharedTable(root.columns, await mul(party, root.valid, keep))
+    if spec.kind == "train":
+        return await _train(party, spec, root, rules)
+    if spec.kind == "predict":
+        return await _predict(party, schema, spec, root, model, rules, entities)
+    with party.stage(spec.kind):
+        if spec.kind == "rows":
+            columns = spec.section.columns
+            return await release_rows(party, "rows", [describe(schema, c) for c in columns],
+                                      [root.column(c) for c in columns], root.valid)
+        if spec.kind == "aggregate":
+            return await _aggregate(party, schema, spec, root, rules, entities)
+        return await _statistics(party, schema, spec, root, rules, entities)
