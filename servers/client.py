@@ -12,7 +12,8 @@ import zmq.asyncio
 from mpc.curve import KeyPair
 from mpc.rpc import ServiceClient
 from owners.upload import ServerAddress
-from servers.outputs import Output, reveal
+from servers.outputs import Output
+from twofold.results import reveal
 
 
 @asynccontextmanager
@@ -80,4 +81,4 @@ async def fetch_outputs(keys, servers, job_id: str, timeout_s: float = 60.0) -> 
 
 async def fetch_and_reveal(keys, servers, job_id: str, timeout_s: float = 60.0) -> dict:
     """Both servers' output shares, reconstructed and decoded on this machine only."""
-    return reveal(*await fetch_outputs(keys, servers, job_id, timeout_s))
+    return reveal(*await fetch_outputs(keys, servers, job_id, timeout_s)).data

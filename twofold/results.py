@@ -1,0 +1,156 @@
+"""A recipient's view of a job's output: both servers' shares reconstructed and decoded on
+its own machine, as a Result that prints as CSV or JSON, becomes a pandas DataFrame, or, for a
+model, a scikit-learn estimator.
+
+Row outputs (rows, aggregate, predictions) drop their zero rows and sort the rest, a
+convenience: what the servers store is already exactly the result (servers/release.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ml.metrics import derive
+from mpc.ring import FixedPoint, to_signed
+from owners.keys import HASHED_TAG
+from owners.schema import INDICATOR
+from servers.outputs import RELEASED, Output, OutputColumn
+from twofold import models
+
+U64 = np.uint64
+ROW_KINDS = ("rows", "aggregate", "predictions")
+
+
+@dataclass(frozen=True)
+class Result:
+    """A revealed output: `data` is plain JSON-able values, with "kind" among rows, aggregate,
+    predictions, statistics, model and metrics."""
+
+    data: dict
+
+    @property
+    def kind(self) -> str:
+        return self.data["kind"]
+
+    def frame(self) -> pd.DataFrame:
+        """Row kinds: their rows. Statistics: (name, statistic, value) rows. A model: its
+        terms and coefficients. Metrics: (metric, value) rows."""
+        if self.kind in ROW_KINDS:
+            return pd.DataFrame(self.data["rows"])
+        if self.kind == "statistics":
+            records = []
+            for name, value in self.data["values"].items():
+                if isinstance(value, dict):
+                    records += [(name, statistic, v) for statistic, v in value.items()]
+                else:
+                    records.append((name, "count", value))
+            return pd.DataFrame(records, columns=["name", "statistic", "value"])
+        if self.kind == "model":
+            if not self.data["released"]:
+                return pd.DataFrame({"term": [], "coefficient": []})
+            terms = {**self.data["coefficients"], "intercept": self.data["intercept"]}
+            return pd.DataFrame({"term": list(terms), "coefficient": list(terms.values())})
+        return pd.DataFrame(list(self.data["metrics"].items()), columns=["metric", "value"])
+
+    def to_csv(self) -> str:
+        return self.frame().to_csv(index=False)
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, indent=1)
+
+    def to_sklearn(self):
+        """A model's fitted scikit-learn estimator (twofold/models.py)."""
+        if self.kind != "model":
+            raise ValueError(f"a {self.kind} output is not a model")
+        return models.to_sklearn(self.data)
+
+
+def _decode_column(column: OutputColumn, values: np.ndarray, fixed: FixedPoint) -> list:
+    if column.decoding == "fixed":  # to the decimals the encoding carries (4 at 16 bits)
+        return np.round(fixed.decode(values), int(fixed.frac_bits * np.log10(2))).tolist()
+    if column.decoding == "categorical":  # codes past the vocabulary decode to None
+        names = np.array([*column.vocabulary, None], dtype=object)
+        return names[np.minimum(values, U64(len(column.vocabulary))).astype(np.int64)].tolist()
+    if column.decoding == "key":  # exact integers, or the hash code of another key
+        return [v if v < HASHED_TAG else f"#{v:016x}" for v in values.tolist()]
+    return to_signed(values).tolist()
+
+
+def reveal(first: Output, second: Output) -> Result:
+    """Reconstruct both servers' shares and decode: rows (zero rows dropped, the rest sorted)
+    for row outputs, named values for statistics, the model, the metrics."""
+    return Result(_decoded(first, second))
+
+
+def _decoded(first: Output, second: Output) -> dict:
+    fixed = FixedPoint(first.frac_bits)
+    plain = {c.name: a + b for c, a, b in zip(first.columns, first.shares, second.shares)}
+    described = {c.name: c for c in first.columns}
+    if first.kind == "statistics":
+        return {**_statistics(plain, described, fixed), **first.info}
+    if first.kind == "model":
+        if int(plain.pop(RELEASED)[0]) != 1:
+            return {"kind": "model", "released": False, "info": first.info,
+                    "reason": "the join did not reach min_join_size "
+                              f"{first.info.get('min_join_size')}: nothing was released"}
+        return _model(fixed.decode(plain["weights"]), first.info)
+    if first.kind == "metrics":
+        sums = {name: _decode_column(described[name], values, fixed)[0]
+                for name, values in plain.items()}
+        metrics = derive(first.info["model"], sums, int(sums.pop("count")))
+        return {"kind": "metrics", "metrics": metrics, **first.info}
+    keep = plain.pop(INDICATOR) == 1
+    order = np.lexsort([to_signed(values[keep]) for values in reversed(plain.values())])
+    rows = {name: _decode_column(described[name], values[keep][order], fixed)
+            for name, values in plain.items()}
+    for column in first.means:
+        rows[f"mean({column})"] = [total / count if count else None for total, count in
+                                   zip(rows[f"sum({column})"], rows["count"])]
+    return {"kind": first.kind, "rows": rows, **first.info}
+
+
+def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
+    count = int(to_signed(plain["count"])[0])  # noisy under DP, so possibly <= 0
+    count = max(count, 0)
+    values: dict = {"count": count}
+    for name in plain:
+        if name.startswith("sum("):
+            column = name[4:-1]
+            total = fixed.decode(plain[name])[0]
+            squares = fixed.decode(plain[f"sumsq({column})"])[0]
+            mean = total / count if count else None
+            variance = max(squares / count - mean * mean, 0.0) if count else None
+            values[column] = {
+                "count": count, "sum": total, "mean": mean, "variance": variance,
+                "std": variance ** 0.5 if count else None}
+            if f"min({column})" in plain:  # withheld under differential privacy
+                values[column]["min"] = fixed.decode(plain[f"min({column})"])[0] if count else None
+                values[column]["max"] = fixed.decode(plain[f"max({column})"])[0] if count else None
+        elif name.startswith("histogram("):
+            counts = to_signed(plain[name]).tolist()
+            values[name] = dict(zip(described[name].vocabulary, counts))
+    return {"kind": "statistics", "values": values}
+
+
+def _model(weights: np.ndarray, info: dict) -> dict:
+    """The model on raw feature values and in the label's units. Linear: prediction =
+    intercept + sum_j coefficient_j x_j. Logistic: u = intercept + sum_j coefficient_j x_j,
+    class 1 iff u >= 0, probability clamp(u / 4 + 1/2, 0, 1) (the sigmoid's approximation
+    that training used). Also the weights on the scaled features, as trained."""
+    centers, factors = np.array(info["centers"]), np.array(info["factors"])
+    coefficients = weights[:-1] * factors[:-1]
+    intercept = weights[-1] * factors[-1] - float(np.sum(coefficients * centers[:-1]))
+    if info["model"] == "linear":  # training scaled the label to [0, 1]
+        low, high = info["label_range"]
+        coefficients, intercept = coefficients * (high - low), low + intercept * (high - low)
+    names = info["features"]
+    return {"kind": "model", "released": True, "model": info["model"], "features": names,
+            "label": info["label"], "coefficients": dict(zip(names, coefficients.tolist())),
+            "intercept": float(intercept),
+            "scaling": {"centers": info["centers"], "factors": info["factors"]},
+            "weights_on_scaled_features": dict(zip(names + ["intercept"], weights.tolist())),
+            "dp_ledger": info.get("dp_ledger"), "info": info}
