@@ -49,10 +49,16 @@ async def at_least(party: Party, values: np.ndarray, minimum: float) -> np.ndarr
 
 
 async def meets(party: Party, thresholds: Thresholds) -> np.ndarray | None:
-    """Shares of [every table's count reaches its k], or None without rules."""
-    checks = [await at_least(party, thresholds.counts[table], k)
-              for table, k in sorted(thresholds.sizes.items())]
-    return await product(party, checks) if checks else None
+    """Shares of [every table's count reaches its k] (one comparison round for all tables),
+    or None without rules."""
+    if not thresholds.sizes:
+        return None
+    tables = sorted(thresholds.sizes)
+    counts = np.stack([thresholds.counts[table] for table in tables])
+    bounds = np.stack([np.full(counts.shape[1:], thresholds.sizes[table], np.int64)
+                       for table in tables]).view(U64)
+    below = await less_than(party, counts, party.public(bounds))
+    return await product(party, list(party.public(np.ones(counts.shape, U64)) - below))
 
 
 def add_noise(party: Party, values: dict[str, np.ndarray], ledger: StatisticsLedger,
