@@ -10,7 +10,7 @@ import zmq.asyncio
 from mpc.rpc import ServiceClient, ServiceError
 from servers.jobs import JobState, JobStore
 from servers.server import Server
-from servers.storage import PathError, check_id, confined
+from servers.storage import PathError, Storage, UploadRecord, check_id, confined
 from tests.servers_harness import make_deployment, running
 
 HOSTILE_IDS = ["..", ".", "/tmp/escape", "a/../../b", "a/b", "", "x" * 65, "nul\0byte",
@@ -134,3 +134,19 @@ def test_a_job_folder_without_state_does_not_stop_the_server(deployment):
     assert not (data / "jobs" / "cut1").exists()  # never acknowledged: removed
     assert (data / "jobs" / "torn1").exists()  # kept for inspection, not loaded
     server.storage.close()
+
+
+def test_opening_the_store_for_a_job_keeps_uploads_in_progress(tmp_path):
+    """Each job opens the store in its own thread; that used to remove the staging folder of
+    any upload in progress, whose commit then failed."""
+    storage = Storage(tmp_path)
+    record = UploadRecord("v1", "customers", "alice", 2, "hash", "digest", ("id", "_valid"))
+    staged = storage.stage(record)
+    staged.append(0, [np.arange(2, dtype=np.uint64)] * 2)
+    Storage(tmp_path).close()  # what a job does
+    storage.commit(staged)
+    assert storage.lookup("alice", "v1").state == "stored"
+    assert storage.load(record)["id"].tolist() == [0, 1]
+    storage.remove_leftovers()  # what a server start does: nothing left over here
+    assert storage.load(record)["id"].tolist() == [0, 1]
+    storage.close()
