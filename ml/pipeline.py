@@ -104,7 +104,8 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec,
         with party.stage("size check"):
             await check_join_size(party, table.valid, spec.min_join_size)
     with party.stage("scale"):
-        scaling = scaling_for([*spec.feature_ranges, (1.0, 1.0)], unit_norm=spec.level == 5)
+        scaling = scaling_for([*spec.feature_ranges, (1.0, 1.0)], unit_norm=spec.level == 5,
+                              fixed=party.fixed)
         ones = party.public(np.full(n, party.fixed.encode(1.0)))
         x = await scale(party, [table.column(f) for f in spec.features] + [ones], scaling)
         low, high = spec.label_range  # the label goes to [0, 1]

@@ -25,8 +25,10 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field
 
+from ml.features import FeatureRangeError, scaling_for
 from ml.pipeline import TrainSpec
-from ml.sgd import Hyper
+from ml.sgd import Hyper, step_constant
+from mpc.ring import PrecisionError
 from owners.schema import Schema
 from sorting_join.aggregate import Aggregate
 from sorting_join.plan import JoinPlan, PlanError, plan_join
@@ -243,16 +245,28 @@ def _parse_learning(check: _Checker, schema: Schema, spec: JobSpec, section: dic
     if iterations < 1 or batch < 1 or rate <= 0 or bound <= 0:
         check.fail("iterations", "iterations, batch_size, learning_rate and residual_bound "
                                  "must be positive")
+    try:
+        scaling_for([*ranges, (1.0, 1.0)], unit_norm=level == 5, fixed=schema.fixed,
+                    names=[*features, "the intercept"])
+    except FeatureRangeError as error:
+        check.fail(error.feature, str(error))
     label_column = column_type(schema, label)
     if model == "logistic" and (label_column.min, label_column.max) != (0.0, 1.0):
         check.fail(label, f"logistic regression needs a 0/1 label; {label} ranges over "
                           f"[{label_column.min:g}, {label_column.max:g}]")
     # weights grow by at most lr * R per iteration (features in [-1, 1]); the forward product
-    # of d + 1 features must stay below 2^(62 - 2f) and lr * R below 2^14 (the step's scaling)
-    limit = 2.0 ** (62 - 2 * schema.fixed.frac_bits)
-    if (len(features) + 1) * iterations * rate * bound >= limit or rate * bound >= 2.0 ** 14:
+    # of d + 1 features must stay below 2^(62 - 2f), and the step lr / batch must be
+    # applicable to a batch's gradient (ml/sgd.step_constant, checked again on every step)
+    frac_bits = schema.fixed.frac_bits
+    limit = 2.0 ** (62 - 2 * frac_bits)
+    if (len(features) + 1) * iterations * rate * bound >= limit:
         check.fail("learning_rate", "learning_rate x iterations x features would overflow the "
                                     f"fixed-point range (keep their product below {limit:g})")
+    try:
+        step_constant(rate / batch, batch, bound, frac_bits)
+    except PrecisionError as error:
+        check.fail("learning_rate", f"the step learning_rate / batch_size = {rate / batch:g} "
+                                    f"cannot be applied at {frac_bits} fractional bits: {error}")
     minimum = _number(check, section, "min_join_size", int, default=1 if level == 3 else None)
     if minimum < 1:
         check.fail("min_join_size", "min_join_size must be at least 1")
