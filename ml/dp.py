@@ -24,6 +24,9 @@ import dp_accounting
 from dp_accounting import rdp
 
 
+NOISE_TAILS = 24  # both servers' noise stays within 12 standard deviations each (p < 1e-32)
+
+
 class PrivacyError(ValueError):
     """Privacy parameters that cannot be met or are out of range."""
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ml.dp import NOISE_TAILS
 from mpc.noise import discrete_gaussian
 from mpc.party import Party
 from mpc.protocols.arithmetic import matmul, mul, truncate
@@ -26,7 +27,6 @@ from mpc.protocols.boolean import less_than
 from mpc.ring import as_ring, public_factor
 
 U64 = np.uint64
-NOISE_TAILS = 24  # both servers' noise stays within 12 standard deviations each (p < 1e-32)
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,12 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field
 
+from ml.dp import NOISE_TAILS, calibrate_statistics
 from ml.features import FeatureRangeError, scaling_for
 from ml.pipeline import TrainSpec
 from ml.sgd import Hyper, step_constant
 from mpc.ring import PrecisionError
-from owners.schema import Schema
+from owners.schema import Schema, exact
 from sorting_join.aggregate import Aggregate
 from sorting_join.plan import JoinPlan, PlanError, plan_join
 from sorting_join.predicate import Predicate, PredicateError, column_type
@@ -90,7 +91,8 @@ class _Checker:
     def fail(self, needle: str, message: str):
         raise JobSpecError(f"{_line_of(self.text, needle)}: {message}")
 
-    def column(self, name, *, numeric=False, groupable=False, extremes=False) -> str:
+    def column(self, name, *, numeric=False, groupable=False, extremes=False,
+               squares=False) -> str:
         if not isinstance(name, str) or "." not in name:
             self.fail(str(name), f"{name!r} must be a qualified column, table.column")
         table = name.split(".")[0]
@@ -108,6 +110,11 @@ class _Checker:
         if extremes and largest >= EXTREME_LIMIT:
             bits = 60 - self.schema.fixed.frac_bits
             self.fail(name, f"min/max need a declared range below 2^{bits}")
+        fixed = self.schema.fixed
+        if squares and largest ** 2 >= fixed.max_product * fixed.scale ** 2:
+            self.fail(name, f"the sum of squares of {name} needs |value| below "
+                            f"2^{31 - fixed.frac_bits} at {fixed.frac_bits} fractional bits; "
+                            f"its declared range reaches {exact(largest / fixed.scale)}")
         return name
 
     def names(self, section: dict, key: str, **checks) -> list[str]:
@@ -169,7 +176,8 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
     elif kind in ("train", "predict"):
         _parse_learning(check, schema, spec, section, kind)
     else:
-        spec.statistics = check.names(section, "columns", numeric=True, extremes=True)
+        spec.statistics = check.names(section, "columns", numeric=True, extremes=True,
+                                      squares=True)
         spec.histograms = check.names(section, "histogram")
         for name in spec.histograms:
             if column_type(schema, name).type != "categorical":
@@ -284,6 +292,31 @@ def _parse_learning(check: _Checker, schema: Schema, spec: JobSpec, section: dic
     spec.train = TrainSpec(tuple(features), label, ranges, label_range,
                            Hyper(model, iterations, batch, rate, bound), level, minimum,
                            epsilon, delta, tau, private_key)
+
+
+def check_sizes(spec: JobSpec, schema: Schema, rows: int) -> None:
+    """At submission, with the join's public row count: refuse a job whose sums could leave
+    the ring. A sum over `rows` rows of values up to B needs rows * B * 2^f below 2^63, a sum
+    of squares rows * B^2 * 2^f, each with the noise both servers add, if any."""
+    check = _Checker(spec.text, schema, spec.plan)
+    fixed = schema.fixed
+    limit = 2.0 ** (63 - fixed.frac_bits)
+    largest = {c: max(abs(column_type(schema, c).min), abs(column_type(schema, c).max))
+               for c in {a.column for a in spec.aggregates if a.op == "sum"} | set(spec.statistics)}
+    totals = {f"sum({c})": rows * largest[c] for c in largest}
+    totals.update({f"sumsq({c})": rows * largest[c] ** 2 for c in spec.statistics})
+    if spec.noise is not None:
+        epsilon, delta, tau = spec.noise
+        ledger = calibrate_statistics(epsilon=epsilon, delta=delta, tau=tau,
+                                      bounds={c: largest[c] for c in spec.statistics},
+                                      histograms=spec.histograms)
+        totals = {name: total + NOISE_TAILS * ledger.sigmas[name] for name, total in totals.items()}
+    for name, total in totals.items():
+        if total >= limit:
+            column = name[name.index("(") + 1:-1]
+            check.fail(column, f"{name} over {rows} rows can reach {exact(total)}, beyond "
+                               f"2^{63 - fixed.frac_bits} at {fixed.frac_bits} fractional bits; "
+                               f"narrow the declared range of {column}")
 
 
 def plan_columns(spec: JobSpec) -> dict[str, list[str]]:

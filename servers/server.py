@@ -30,7 +30,7 @@ from owners.keys import EXACT_LIMIT
 from owners.schema import Schema, load_schema
 from servers.config import ServerConfig
 from servers.jobs import JobState, JobStore, run_job_blocking
-from servers.jobspec import JobSpec, parse_job_spec
+from servers.jobspec import JobSpec, check_sizes, parse_job_spec
 from servers.outputs import Output
 from servers.policy import Policy, check_policies
 from servers.storage import StagedUpload, Storage, UploadRecord, check_id
@@ -269,6 +269,7 @@ class Server:
         missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
         if missing:
             raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
+        check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows)
         check_policies(spec, {name: Policy.from_json(self.storage.current(name).policy)
                               for name in spec.plan.tables})
         if spec.kind == "predict":
