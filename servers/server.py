@@ -38,6 +38,7 @@ from servers.storage import StagedUpload, Storage, UploadRecord, check_id
 log = logging.getLogger("twofold.server")
 MAX_FRAME_BYTES = 1 << 24  # inbound frames above this drop the client (upload chunks are 1 MiB)
 MAX_ERROR_CHARS = 2000  # error replies stay far below the clients' header limit
+MAX_UPLOADS_IN_PROGRESS = 4  # per owner; a newer begin abandons the oldest
 
 
 class RequestError(Exception):
@@ -207,6 +208,10 @@ class Server:
         old = self.staged.pop((owner, upload_id), None)
         if old is not None:  # a retried upload starts over
             old.abandon()
+        in_progress = [key for key in self.staged if key[0] == owner]
+        for key in in_progress[:len(in_progress) + 1 - MAX_UPLOADS_IN_PROGRESS]:
+            log.warning("abandoning %s's upload %s: a newer one started", owner, key[1])
+            self.staged.pop(key).abandon()  # each holds open files: keep them bounded
         self.staged[owner, upload_id] = self.storage.stage(record)
         return {"status": "send"}
 
