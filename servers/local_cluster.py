@@ -93,12 +93,14 @@ class LocalCluster:
                  "--config", str(self.folder / "dealer.toml")],
                 stdout=subprocess.DEVNULL, stderr=log)
 
-    def start_server(self, party: int) -> None:
-        """Start `twofold server run` and wait until it listens."""
+    def start_server(self, party: int, program: tuple[str, ...] = ("cli.main", "server", "run"),
+                     *extra: str) -> None:
+        """Start `twofold server run` (or another module given the same --config, such as a
+        test's server that stops itself at a chosen point) and wait until it listens."""
         with self._log(f"server{party}") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "server", "run",
-                 "--config", str(self.folder / f"server{party}.toml")],
+                [sys.executable, "-m", *program,
+                 "--config", str(self.folder / f"server{party}.toml"), *extra],
                 stdout=subprocess.DEVNULL, stderr=log)
         host, port = self.listen[party].removeprefix("tcp://").rsplit(":", 1)
         deadline = time.monotonic() + 30
