@@ -7,14 +7,16 @@ import uuid
 
 import numpy as np
 import pytest
+import zmq
 
 from mpc import wire
 from mpc.dealer import Dealer
 from mpc.errors import DealerError, MpcError, PeerAborted, PeerTimeout, ProtocolMismatch
+from mpc.link import MAX_FRAME_BYTES
 from mpc.protocols.arithmetic import mul
 from mpc.session import Endpoints, open_party
 from servers.local_cluster import LocalCluster
-from tests.harness import free_address, keypair
+from tests.harness import free_address, keypair, run_pair
 
 U64 = np.uint64
 TIMEOUT = 1.5
@@ -135,3 +137,12 @@ def test_killed_server_process_is_reported_by_the_other():
         assert "no message from server 1" in stderr or "stopped" in stderr
         assert time.monotonic() - start < 10
         assert "Traceback" not in stderr
+
+
+def test_the_peer_link_limits_frame_sizes():
+    """Both ends of the link drop a peer that sends a frame above MAX_FRAME_BYTES (the service
+    and dealer sockets' limits are exercised in tests/test_fuzz.py)."""
+    async def limit(party):
+        return party.link.socket.getsockopt(zmq.MAXMSGSIZE)
+
+    assert run_pair(limit) == [MAX_FRAME_BYTES, MAX_FRAME_BYTES]
