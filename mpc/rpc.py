@@ -35,10 +35,12 @@ class ServiceClient:
     a request given up on is dropped instead of answering the next one."""
 
     def __init__(self, context: zmq.asyncio.Context, keys: KeyPair, server_public: bytes,
-                 address: str, name: str, timeout_s: float):
+                 address: str, name: str, timeout_s: float,
+                 handshake_s: float = HANDSHAKE_TIMEOUT_S):
         self.name = name
         self.address = address
         self.timeout_s = timeout_s
+        self.handshake_s = min(timeout_s, handshake_s)
         self.bytes_sent = 0
         self.requests = 0
         self.socket = context.socket(zmq.DEALER)
@@ -79,8 +81,8 @@ class ServiceClient:
     async def call(self, header: dict, arrays=()) -> tuple[dict, list[np.ndarray]]:
         async with self._lock:
             if not self._greeted:
-                wait = min(self.timeout_s, HANDSHAKE_TIMEOUT_S)
-                await self._exchange({"action": "hello"}, (), wait, self._no_handshake(wait))
+                await self._exchange({"action": "hello"}, (), self.handshake_s,
+                                     self._no_handshake(self.handshake_s))
                 self._greeted = True
             response, arrays = await self._exchange(header, arrays, self.timeout_s,
                                                     self._silent(self.timeout_s))

@@ -80,10 +80,12 @@ class Server:
         make_server_socket(self.socket, self.config.endpoints.keys)
         self.socket.bind(self.config.listen)
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        # the peer is known to exist: a busy one gets the whole timeout for its first hello
+        timeout_s = self.config.endpoints.timeout_s
         self.peer = ServiceClient(context, self.config.endpoints.keys,
                                   self.config.endpoints.peer_public,
                                   self.config.peer_service_address, f"server {1 - self.party}",
-                                  self.config.endpoints.timeout_s)
+                                  timeout_s, handshake_s=timeout_s)
         if ready is not None:
             ready.set()
         if self.party == 0:
