@@ -66,8 +66,8 @@ def scaling_for(ranges: list[tuple[float, float]], unit_norm: bool, fixed: Fixed
         factor = min(math.isqrt((1 << 2 * (fixed.frac_bits + shift)) // (extent ** 2 * features)),
                      FLOAT_EXACT)
         if factor < 1 << PUBLIC_FACTOR_BITS:
-            raise FeatureRangeError(name, f"{name}: its range [{low:g}, {high:g}] is too wide to scale "
-                                 f"with {fixed.frac_bits} fractional bits")
+            raise FeatureRangeError(name, f"{name}: its range [{low:g}, {high:g}] is too wide "
+                                          f"to scale with {fixed.frac_bits} fractional bits")
         centers.append(center / unit)
         factors.append(factor / 2.0 ** shift)
     return Scaling(tuple(centers), tuple(factors))

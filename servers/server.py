@@ -156,7 +156,7 @@ class Server:
             raise RequestError(f"{client} may not {action!r:.40}")
         owner = client.removeprefix("client:")
         if action in ("job_submit", "job_status", "job_cancel", "fetch_output"):
-            check_id("job id", header.get("job_id"))
+            check_id("job id", header.get("job_id"))  # the handlers read checked fields
             if action == "job_submit":
                 _text(header, "spec")
             return await getattr(self, f"_{action}")(owner, header)
@@ -192,8 +192,11 @@ class Server:
             raise RequestError(f"'rows' must be a whole number from 1 to {EXACT_LIMIT}")
         if table.rows is not None and rows != table.rows:
             raise RequestError(f"{rows} rows, the schema fixes {table.rows} for {table.name}")
+        policy_text = header.get("policy", "{}")  # no policy: the default one
+        if not isinstance(policy_text, str):
+            raise RequestError("'policy' must be a string")
         try:
-            policy = Policy.from_json(_text({"policy": "{}", **header}, "policy"))
+            policy = Policy.from_json(policy_text)
         except (ValueError, TypeError, AttributeError) as error:
             raise RequestError(f"malformed policy: {error}") from None
         record = UploadRecord(upload_id, table.name, owner, rows, self.schema.hash,

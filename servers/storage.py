@@ -196,6 +196,9 @@ class Storage:
         staged.close_durably()
         target = self._folder(record)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # begin found no catalog row for this upload: a folder here is left by a commit that
+        # failed after its move, and would block this one until a restart
+        shutil.rmtree(target, ignore_errors=True)
         os.replace(staged.folder, target)
         _fsync_dir(target.parent)
         self.db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

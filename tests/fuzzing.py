@@ -264,7 +264,8 @@ def fuzz(cluster: LocalCluster, target: str, per_handler: int, seed: int,
     else:
         server_public = load_public_key(keys / "dealer.key")
         roles = [(load_keypair(keys / "server0.key_secret"), DEALER_ACTIONS)]
-        address, limit = load_dealer_config(cluster.folder / "dealer.toml").listen, MAX_REQUEST_BYTES
+        address = load_dealer_config(cluster.folder / "dealer.toml").listen
+        limit = MAX_REQUEST_BYTES
         processes = lambda: [cluster.dealer]  # noqa: E731
     tally = Tally()
     for role_keys, actions in roles:

@@ -150,3 +150,41 @@ def test_opening_the_store_for_a_job_keeps_uploads_in_progress(tmp_path):
     storage.remove_leftovers()  # what a server start does: nothing left over here
     assert storage.load(record)["id"].tolist() == [0, 1]
     storage.close()
+
+
+def test_a_catalog_from_before_the_live_table_keeps_its_current_versions(tmp_path):
+    """Such a catalog made the most recently readied upload current; it stays current."""
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "catalog.sqlite", isolation_level=None)
+    old.execute("CREATE TABLE uploads (upload_id TEXT PRIMARY KEY, table_name TEXT, owner TEXT, "
+                "rows INTEGER, schema_hash TEXT, digest TEXT, columns TEXT, policy TEXT, "
+                "state TEXT, updated REAL)")
+    for upload_id, table, state, updated in [("a1", "customers", "ready", 1.0),
+                                             ("a2", "customers", "ready", 2.0),
+                                             ("a3", "customers", "stored", 3.0),
+                                             ("b1", "orders", "ready", 1.5)]:
+        old.execute("INSERT INTO uploads VALUES (?, ?, 'alice', 1, 'h', 'd', '[]', '{}', ?, ?)",
+                    (upload_id, table, state, updated))
+    old.close()
+    storage = Storage(tmp_path)
+    assert storage.current("customers").upload_id == "a2"
+    assert storage.current("orders").upload_id == "b1"
+    storage.make_live(storage.lookup("alice", "a1"))
+    assert storage.current("customers").upload_id == "a1"
+    storage.close()
+
+
+def test_a_folder_left_by_a_failed_commit_does_not_block_the_retry(tmp_path):
+    """A commit that moved its folder and then failed (no catalog row) left the folder in
+    place; renaming the retry's staging folder onto it failed until a restart."""
+    storage = Storage(tmp_path)
+    record = UploadRecord("v1", "customers", "alice", 2, "hash", "digest", ("id", "_valid"))
+    left = tmp_path / "tables" / "customers" / "v1"
+    left.mkdir(parents=True)
+    (left / "id.u64").write_bytes(b"\0" * 24)
+    staged = storage.stage(record)
+    staged.append(0, [np.arange(2, dtype=np.uint64)] * 2)
+    storage.commit(staged)
+    assert storage.load(record)["id"].tolist() == [0, 1]
+    storage.close()
