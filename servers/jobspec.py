@@ -31,6 +31,7 @@ from ml.pipeline import TrainSpec
 from ml.sgd import Hyper, step_constant
 from mpc.ring import PrecisionError
 from owners.schema import Schema, exact
+from servers.storage import ID_PATTERN
 from sorting_join.aggregate import Aggregate
 from sorting_join.plan import JoinPlan, PlanError, plan_join
 from sorting_join.predicate import Predicate, PredicateError, column_type
@@ -235,7 +236,7 @@ def _parse_learning(check: _Checker, schema: Schema, spec: JobSpec, section: dic
     ranges = tuple((column_type(schema, f).min, column_type(schema, f).max) for f in features)
     if kind == "predict":
         spec.model_job = str(section.get("model_job", ""))
-        if not spec.model_job.isalnum():
+        if not ID_PATTERN.fullmatch(spec.model_job):  # the rule every job id follows
             check.fail("model_job", "[predict] needs 'model_job', the id of a training job")
         spec.predict_output = "accuracy" if label else "predictions"
         spec.columns = features + ([label] if label else [])

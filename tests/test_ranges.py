@@ -87,3 +87,13 @@ def test_sums_that_could_leave_the_ring_are_refused(spec, frac_bits, largest, ro
         check_sizes(parse_job_spec(spec, schema, {"carol"}), schema, rows)
     fitting_spec, fitting_rows = fitting
     check_sizes(parse_job_spec(fitting_spec, schema, {"carol"}), schema, fitting_rows)
+
+
+def test_a_model_job_id_follows_the_job_id_rule():
+    """Job ids may hold '-' and '_' (servers/storage.ID_PATTERN); a prediction must be able to
+    name such a training job, and nothing else."""
+    schema = schema_with(16, 100)
+    spec = '[job]\nrecipients = ["carol"]\n[predict]\nmodel_job = "{}"\nfeatures = ["readings.value"]\n'
+    assert parse_job_spec(spec.format("run-1_b"), schema, {"carol"}).model_job == "run-1_b"
+    with pytest.raises(JobSpecError, match="needs 'model_job'"):
+        parse_job_spec(spec.format("../run"), schema, {"carol"})
