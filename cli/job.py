@@ -61,15 +61,18 @@ def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG
     statuses = asyncio.run(job_status(settings.keys, settings.servers, job_id, settings.timeout_s))
     if as_json:
         typer.echo(json.dumps(statuses))
-        return
-    for party, status in enumerate(statuses):
-        line = f"server {party}: {status['state']}"
-        line += f", stage {status['stage']}" if status["stage"] else ""
-        line += f" ({status['error']})" if status["error"] else ""
-        typer.echo(line)
-    for stage, cost in statuses[0]["costs"].items():
-        typer.echo(f"  {stage}: {cost['wall_s']:.2f} s, {cost['bytes_sent']:,} bytes, "
-                   f"{cost['rounds']} rounds")
+    else:
+        for party, status in enumerate(statuses):
+            line = f"server {party}: {status['state']}"
+            line += f", stage {status['stage']}" if status["stage"] else ""
+            line += f" ({status['error']})" if status["error"] else ""
+            typer.echo(line)
+        answered = [s for s in statuses if s["state"] != "unreachable"]
+        for stage, cost in (answered[0]["costs"] if answered else {}).items():
+            typer.echo(f"  {stage}: {cost['wall_s']:.2f} s, {cost['bytes_sent']:,} bytes, "
+                       f"{cost['rounds']} rounds")
+    if any(s["state"] == "unreachable" for s in statuses):
+        raise typer.Exit(1)
 
 
 @job_app.command("cancel")

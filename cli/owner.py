@@ -92,11 +92,15 @@ def owner_upload(
                                     upload_id=upload_id, timeout_s=settings.timeout_s,
                                     progress=lambda rows: bar.advance(task, rows),
                                     policy=policy))
+    held = [status == "exists" for status in result.statuses]
+    live_again = all(held) and not result.was_live
     summary = {"table": table, "upload_id": result.upload_id, "rows": result.rows,
-               "real_rows": result.real_rows,
-               "already_held": [status == "exists" for status in result.statuses]}
+               "real_rows": result.real_rows, "already_held": held, "live_again": live_again}
+    what = ("both servers already held it; it is the live version again" if live_again else
+            "both servers already held it as the live version; nothing changed" if all(held)
+            else "ready on both servers")
     typer.echo(json.dumps(summary) if as_json else
-               f"{table}: {result.rows} rows ({result.real_rows} real) ready on both servers, "
+               f"{table}: {result.rows} rows ({result.real_rows} real) {what}, "
                f"upload id {result.upload_id}")
 
 

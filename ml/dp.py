@@ -27,6 +27,9 @@ from dp_accounting import rdp
 MAX_EPSILON = 1000.0  # a budget may total more than one job's epsilon
 
 
+NOISE_TAILS = 24  # both servers' noise stays within 12 standard deviations each (p < 1e-32)
+
+
 class PrivacyError(ValueError):
     """Privacy parameters that cannot be met or are out of range."""
 

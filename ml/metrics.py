@@ -33,8 +33,8 @@ async def linear_sums(party: Party, score: np.ndarray, label: np.ndarray, valid:
     """score: predictions on the label scaled to [0, 1]; label in its own units."""
     low, high = label_range
     n = len(score)
-    predicted = await fixed_mul_public(party, score, high - low) + _public(party, low, n)
-    predicted = await clamp(party, predicted, low, high)
+    within = await clamp(party, score, 0.0, 1.0)  # the label's range, scaled
+    predicted = await fixed_mul_public(party, within, high - low, 1.0) + _public(party, low, n)
     error = predicted - label
     negative = await less_than(party, error, party.public(np.zeros(n, U64)))
     absolute = error - 2 * await mul(party, negative, error)

@@ -112,7 +112,8 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec,
             released = await join_size_reaches(party, table.valid, spec.min_join_size,
                                                spec.size_check)
     with party.stage("scale"):
-        scaling = scaling_for([*spec.feature_ranges, (1.0, 1.0)], unit_norm=spec.level == 5)
+        scaling = scaling_for([*spec.feature_ranges, (1.0, 1.0)], unit_norm=spec.level == 5,
+                              fixed=party.fixed)
         ones = party.public(np.full(n, party.fixed.encode(1.0)))
         x = await scale(party, [table.column(f) for f in spec.features] + [ones], scaling)
         low, high = spec.label_range  # the label goes to [0, 1]

@@ -15,6 +15,7 @@ Every kind below is a small object with:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -32,7 +33,7 @@ class CorrelationError(ValueError):
 def _count(shape) -> int:
     if not (isinstance(shape, (list, tuple)) and all(isinstance(d, int) and d >= 0 for d in shape)):
         raise CorrelationError(f"bad shape {shape!r}")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # exact: a huge shape cannot wrap around to a small count
     if count > MAX_ELEMENTS:
         raise CorrelationError(f"request for {count} elements exceeds {MAX_ELEMENTS}")
     return count

@@ -26,11 +26,21 @@ class KeyPair:
 
 
 def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
-    """Write NAME.key (public) and NAME.key_secret (mode 0600) in ZeroMQ's certificate format."""
+    """Write NAME.key (public) and NAME.key_secret in ZeroMQ's certificate format. The secret
+    file is created with mode 0600 (never readable by others, not even for a moment) under a
+    temporary name and renamed into place, so an older file's mode cannot carry over."""
     directory.mkdir(parents=True, exist_ok=True)
-    public_path, secret_path = zmq.auth.create_certificates(str(directory), name)
-    os.chmod(secret_path, 0o600)
-    return Path(public_path), Path(secret_path)
+    public, secret = zmq.curve_keypair()
+    public_path, secret_path = directory / f"{name}.key", directory / f"{name}.key_secret"
+    curve = f'curve\n    public-key = "{public.decode()}"\n'
+    public_path.write_text(f"#   ZeroMQ CURVE Public Certificate\n\nmetadata\n{curve}")
+    aside = directory / f".{name}.key_secret.{os.getpid()}"
+    handle = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "w") as file:
+        file.write(f"#   ZeroMQ CURVE **Secret** Certificate\n#   DO NOT PROVIDE THIS FILE TO "
+                   f'OTHER USERS\n\nmetadata\n{curve}    secret-key = "{secret.decode()}"\n')
+    os.replace(aside, secret_path)
+    return public_path, secret_path
 
 
 def load_keypair(secret_path: Path) -> KeyPair:

@@ -36,6 +36,7 @@ from mpc.prg import KEY_BYTES, Prg
 
 log = logging.getLogger("twofold.dealer")
 SERVER_NAMES = ("server0", "server1")
+MAX_REQUEST_BYTES = 1 << 16  # requests are one header; a larger frame drops the sender
 
 
 class CorrelationSource(ABC):
@@ -100,6 +101,7 @@ class Dealer:
         socket = context.socket(zmq.ROUTER)
         socket.linger = 0
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         make_server_socket(socket, self.keys)
         socket.bind(self.address)
         self.address = socket.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -135,7 +137,10 @@ class Dealer:
             raise DealerError(f"unknown action {action!r}")
         except (DealerError, CorrelationError, wire.WireError, KeyError, TypeError) as error:
             log.warning("refused request from %s: %s", SERVER_NAMES[party], error)
-            return wire.encode({"ok": False, "error": str(error)})
+            return wire.encode({"ok": False, "error": str(error)[:2000]})
+        except Exception as error:  # a request no check foresaw: refuse it and keep serving
+            log.exception("failed request from %s", SERVER_NAMES[party])
+            return wire.encode({"ok": False, "error": f"{type(error).__name__}: {error}"[:2000]})
 
     def _open(self, party: int, job: str) -> np.ndarray:
         if not isinstance(job, str) or not job:

@@ -22,6 +22,7 @@ from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server
 from mpc.errors import JobCancelled, PeerAborted, PeerTimeout, ProtocolMismatch
 
 DEFAULT_TIMEOUT_S = 60.0
+MAX_FRAME_BYTES = 1 << 32  # one array from the peer (4 GiB); a larger frame drops the link
 
 
 async def send_within(socket: zmq.asyncio.Socket, frames: list, timeout_s: float,
@@ -148,6 +149,7 @@ async def connect_peer(context: zmq.asyncio.Context, party_id: int, keys: KeyPai
     after a hello/ack, so a wrong key or address fails here with a clear error."""
     socket = context.socket(zmq.PAIR)
     socket.linger = 0
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
     connection = Connection(socket)
     if party_id == 0:
         connection.authenticator = KeyAuthenticator(context, {peer_public: "server1"})

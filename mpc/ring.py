@@ -13,12 +13,42 @@ Documented range (f = 16):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 RING_BITS = 64
 U64 = np.uint64
+PUBLIC_FACTOR_BITS = 12  # public constants are applied within a relative error of 2^-12
+PRODUCT_LIMIT = 1 << 61  # products fed to truncation stay below this (it needs 2^62)
+
+
+class PrecisionError(ValueError):
+    """A public constant that cannot be applied within the ring with enough precision."""
+
+
+def public_factor(value: float, operand_bound: float, max_shift: int = 61) -> tuple[int, int]:
+    """(factor, shift) with factor / 2^shift equal to value within a relative error of
+    2^-PUBLIC_FACTOR_BITS, for multiplying a ring value of magnitude at most operand_bound by
+    factor and truncating by shift. The shift is the largest (at most max_shift) that keeps the
+    product below PRODUCT_LIMIT, so the constant gets every bit the operand leaves room for; a
+    fixed shift (say 16 bits) rounds small constants to a fraction of themselves, or to zero."""
+    if value == 0:
+        return 0, 1
+    bound = max(math.ceil(operand_bound), 1)
+    shift = min(max_shift, math.floor(61 - math.log2(abs(value) * bound)))
+    while shift >= 1 and bound * abs(round(value * 2.0 ** shift)) >= PRODUCT_LIMIT:
+        shift -= 1
+    where = f"{value:g} times values up to {operand_bound:g} (in units of the last fixed-point bit)"
+    if shift < 1:
+        raise PrecisionError(f"{where} leaves the ring")
+    factor = round(value * 2.0 ** shift)
+    error = abs(factor / 2.0 ** shift - value) / abs(value)
+    if error > 2.0 ** -PUBLIC_FACTOR_BITS:
+        raise PrecisionError(f"{where} can apply {value:g} only as {factor / 2.0 ** shift:g}, "
+                             f"a relative error of {error:.2g}")
+    return factor, shift
 
 
 def as_ring(values) -> np.ndarray:

@@ -7,6 +7,7 @@ must have exactly the announced size, or the message is rejected.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -14,6 +15,7 @@ import numpy as np
 
 ALLOWED_DTYPES = {"uint64": np.uint64, "uint8": np.uint8, "int64": np.int64}
 MAX_HEADER_BYTES = 1 << 16
+MAX_DIMENSIONS = 8
 
 
 class WireError(Exception):
@@ -53,13 +55,14 @@ def decode(frames: list) -> tuple[dict[str, Any], list[np.ndarray]]:
     arrays = []
     for entry, frame in zip(meta, frames[1:]):
         if not (isinstance(entry, list) and len(entry) == 2 and entry[0] in ALLOWED_DTYPES):
-            raise WireError(f"array description {entry!r} not allowed")
+            raise WireError(f"array description {entry!r:.100} not allowed")
         dtype = np.dtype(ALLOWED_DTYPES[entry[0]])
         shape = entry[1]
-        if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
-            raise WireError(f"bad shape {shape!r}")
+        if not (isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS
+                and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise WireError(f"bad shape {shape!r:.100}")
         buffer = frame.buffer if hasattr(frame, "buffer") else frame
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize  # exact: a huge shape cannot wrap around
         if len(buffer) != expected:
             raise WireError(f"frame of {len(buffer)} bytes, header announces {expected}")
         arrays.append(np.frombuffer(buffer, dtype=dtype).reshape(shape))

@@ -82,6 +82,8 @@ def prepare(path: Path, schema: Schema, table_name: str, *, where: str | None = 
     table = schema.table(table_name)
     source = read_source(path)
     typed = typed_columns(source, table)
+    if source.data.num_rows == 0:
+        raise UploadError(f"{path}: no data rows, only a header; nothing was uploaded")
     encoded = _encode(schema, table, typed)
     _check_keys(source, table, typed, encoded)
     rows = source.data.num_rows

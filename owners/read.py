@@ -2,6 +2,12 @@
 
 Nothing here touches the network: a file either passes every check and becomes typed columns,
 or fails with an UploadError naming the file, the row and the column.
+
+One rule for text, whatever the column and the file type: leading and trailing white space is
+removed from every value before it is checked or encoded (so " ORD-1 " is the key "ORD-1", as
+" 1333 " is the integer key 1333); white space inside a value is kept. A UTF-8 byte order mark
+before a CSV header is ignored, and the header is read once, so both readers see the same
+column names.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from owners.schema import Column, Table
+from owners.schema import Column, Table, exact
 
 INTEGER_PATTERN = r"^[+-]?[0-9]+$"
+INTEGER_KEY_PATTERN = r"^-?[0-9]+$"  # one spelling per key: "+5" would be a second "5"
 DECIMAL_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 TRUE_WORDS = {"true", "t", "yes", "1"}
 FALSE_WORDS = {"false", "f", "no", "0"}
@@ -45,18 +52,47 @@ def read_source(path: Path) -> SourceFile:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            with path.open(newline="") as handle:
-                header = next(csv.reader(handle), None)
-            if not header:
-                raise UploadError(f"{path}: empty file, expected a header row")
-            options = pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
-                                           strings_can_be_null=True, null_values=[""])
-            return SourceFile(path, pacsv.read_csv(path, convert_options=options), True)
+            return SourceFile(path, _read_csv(path), True)
         if suffix in (".parquet", ".pq"):
             return SourceFile(path, pq.read_table(path), False)
     except (OSError, pa.ArrowException) as error:
         raise UploadError(f"{path}: {error}") from None
     raise UploadError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def _read_csv(path: Path) -> pa.Table:
+    """Every column as text. The header is read here, once, and given to Arrow; values are read
+    as bytes and decoded column by column, so invalid UTF-8 is reported with its row."""
+    with path.open("rb") as handle:
+        first_line = handle.readline()
+    try:
+        header = next(csv.reader([first_line.decode("utf-8-sig")]), None)
+    except UnicodeDecodeError:
+        raise UploadError(f"{path}: line 1 (the header) is not valid UTF-8") from None
+    if not header:
+        raise UploadError(f"{path}: empty file, expected a header row")
+    data = pacsv.read_csv(
+        path, read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
+        convert_options=pacsv.ConvertOptions(column_types={name: pa.binary() for name in header},
+                                             strings_can_be_null=True, null_values=[""]))
+    columns = []
+    for name, array in zip(header, data.columns):
+        try:
+            columns.append(pc.cast(array, pa.string()))
+        except pa.ArrowInvalid:
+            row = next(row for row, value in enumerate(array.to_pylist())
+                       if value is not None and not _is_utf8(value))
+            raise UploadError(f"{path}: row {row + 1} (line {row + 2}), column {name}: not "
+                              "valid UTF-8") from None
+    return pa.Table.from_arrays(columns, names=header)
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def check_column_names(source: SourceFile, table: Table) -> None:
@@ -111,8 +147,8 @@ def _numbers(source: SourceFile, column: Column, array: pa.ChunkedArray) -> np.n
     for row, bound, word in ((_first(values < column.min), column.min, "below the declared min"),
                              (_first(values > column.max), column.max, "above the declared max")):
         if row is not None:
-            raise UploadError(f"{source.where(row, column.name)}: {values[row]:g} is {word} "
-                              f"{bound:g}")
+            raise UploadError(f"{source.where(row, column.name)}: {exact(values[row])} is {word} "
+                              f"{exact(bound)}")
     return values
 
 
@@ -140,22 +176,27 @@ def _categories(source: SourceFile, column: Column, array: pa.ChunkedArray) -> n
 
 
 def _keys(source: SourceFile, column: Column, array: pa.ChunkedArray) -> np.ndarray:
-    if column.key_format == "string":
-        return np.asarray(pc.cast(array, pa.string()).to_pylist(), dtype=object)
-    if pa.types.is_integer(array.type):
+    if pa.types.is_integer(array.type) and column.key_format == "integer":
         return array.to_numpy().astype(np.int64)
     text = _as_strings(array)
-    ok = pc.match_substring_regex(text, INTEGER_PATTERN).to_numpy(zero_copy_only=False)
+    row = _first(pc.equal(text, "").to_numpy(zero_copy_only=False))
+    if row is not None:
+        raise UploadError(f"{source.where(row, column.name)}: missing value (only white space)")
+    if column.key_format == "string":
+        return np.asarray(text.to_pylist(), dtype=object)
+    ok = pc.match_substring_regex(text, INTEGER_KEY_PATTERN).to_numpy(zero_copy_only=False)
     row = _first(~ok)
     if row is not None:
         raise UploadError(f"{source.where(row, column.name)}: {text[row].as_py()!r} is not an "
-                          "integer key (declare format = \"string\" for other keys)")
+                          "integer key (digits with an optional '-'; declare format = "
+                          "\"string\" for other keys)")
     try:
         return pc.cast(text, pa.int64()).to_numpy()
-    except pa.ArrowInvalid:
-        big = [abs(int(v)) >= 2**63 for v in text.to_pylist()]
-        raise UploadError(f"{source.where(big.index(True), column.name)}: integer key outside "
-                          "the 64-bit range (declare format = \"string\")") from None
+    except pa.ArrowInvalid:  # the pattern leaves only values beyond 64 bits
+        row = next(row for row, value in enumerate(text.to_pylist())
+                   if not -2**63 <= int(value) < 2**63)
+        raise UploadError(f"{source.where(row, column.name)}: integer key outside the 64-bit "
+                          "range (declare format = \"string\")") from None
 
 
 PARSERS = {"integer": _numbers, "decimal": _numbers, "boolean": _booleans,

@@ -32,6 +32,13 @@ class SchemaError(ValueError):
     """A schema that cannot be used; the message names the file and the problem."""
 
 
+def exact(value: float) -> str:
+    """A number for a message: short (%g) when that is exact, else every digit it has, so a
+    value just above a bound never prints as the bound."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -136,7 +143,7 @@ def _parse_column(table: str, name: str, spec, fixed: FixedPoint) -> Column:
     if kind in ("integer", "decimal"):
         low, high = _number(where, spec, "min"), _number(where, spec, "max")
         if low > high:
-            raise SchemaError(f"{where}: min {low:g} is above max {high:g}")
+            raise SchemaError(f"{where}: min {exact(low)} is above max {exact(high)}")
         if max(abs(low), abs(high)) >= fixed.max_abs:
             raise SchemaError(f"{where}: range exceeds the fixed-point range +-2^"
                               f"{62 - fixed.frac_bits} at {fixed.frac_bits} fractional bits")

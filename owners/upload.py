@@ -3,6 +3,12 @@
 The upload id defaults to a keyed digest of the encoded table, so running the same upload twice
 is a no-op and changed data is a new version. The digest is an HMAC under a key derived from the
 owner's secret key: servers can compare digests without learning anything about the data.
+
+The masks are an AES-CTR stream keyed by the owner's secret, the upload id and the digest, so
+sending an upload again reproduces exactly the same shares: a retry after any partial failure
+(one server committed, the other did not) completes the upload on the server that lacks it with
+the share that matches the other server's. A different content under the same id would need a
+different digest, which the servers refuse, so no mask ever covers two different values.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from owners.policy import Policy
 from owners.prepare import PreparedTable
 from owners.schema import Schema
 
-CHUNK_ROWS = 1 << 17
+CHUNK_ROWS = 1 << 17  # 1 MiB frames, below the servers' MAX_FRAME_BYTES
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,15 @@ def dummy_prg(keys: KeyPair, schema: Schema, table: str, source_digest: bytes) -
     return Prg(seed[:16])
 
 
+def share_masks(keys: KeyPair, schema: Schema, table: str, upload_id: str, digest: str,
+                columns: int) -> list[Prg]:
+    """One mask stream per column, fixed by the owner's secret and the upload's identity."""
+    seed = hmac.new(owner_secret(keys, b"shares"),
+                    f"{schema.hash}/{table}/{upload_id}/{digest}".encode(),
+                    hashlib.sha256).digest()
+    return [Prg(seed[:16], stream_id=column) for column in range(columns)]
+
+
 def content_digest(keys: KeyPair, schema: Schema, prepared: PreparedTable,
                    policy: Policy) -> str:
     """Covers the policy too: the same data under new rules is a new version."""
@@ -63,6 +78,7 @@ class UploadResult:
     rows: int
     real_rows: int
     statuses: list[str]  # per server: "send" (uploaded now) or "exists" (already held)
+    was_live: bool  # the upload already was its table's live version before this run
     bytes_sent: list[int]
     requests: list[int]
 
@@ -88,10 +104,10 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
         replies = await asyncio.gather(*(client.call(begin) for client in clients))
         statuses = [reply["status"] for reply, _ in replies]
         sending = [client for client, status in zip(clients, statuses) if status == "send"]
-        prg = Prg.fresh()
+        masks = share_masks(keys, schema, prepared.table.name, upload_id, digest, len(names))
         for start in range(0, prepared.rows, CHUNK_ROWS):
             chunk = [values[start:start + CHUNK_ROWS] for values in prepared.columns.values()]
-            shares = [split(values, prg) for values in chunk]
+            shares = [split(values, mask) for values, mask in zip(chunk, masks)]
             await asyncio.gather(*(
                 client.call({"action": "chunk", "upload_id": upload_id, "start": start},
                             [pair[clients.index(client)] for pair in shares])
@@ -100,9 +116,11 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
                 progress(len(chunk[0]))
         await asyncio.gather(*(client.call({"action": "commit", "upload_id": upload_id})
                                for client in sending))
-        for client in clients:  # the first activation readies both; the second confirms
-            await client.call({"action": "activate", "upload_id": upload_id})
+        # the first activation makes the upload live on both; the second confirms it
+        activations = [await client.call({"action": "activate", "upload_id": upload_id})
+                       for client in clients]
         return UploadResult(upload_id, prepared.rows, prepared.real_rows, statuses,
+                            bool(activations[0][0]["was_live"]),
                             [c.bytes_sent for c in clients], [c.requests for c in clients])
     finally:
         for client in clients:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import zmq.asyncio
 
 from mpc.curve import KeyPair
-from mpc.rpc import ServiceClient
+from mpc.rpc import ServiceClient, ServiceUnreachable
 from owners.upload import ServerAddress
 from servers.outputs import Output
 from twofold.results import reveal
@@ -41,10 +41,21 @@ async def submit_job(keys, servers, spec_text: str, job_id: str | None = None,
 
 
 async def job_status(keys, servers, job_id: str, timeout_s: float = 60.0) -> list[dict]:
+    """Each server's view of the job. A server that does not answer shows as state
+    "unreachable" with the reason, so what the other one says is still reported."""
     async with connected(keys, servers, timeout_s) as clients:
         replies = await asyncio.gather(*(c.call({"action": "job_status", "job_id": job_id})
-                                         for c in clients))
-    return [reply for reply, _ in replies]
+                                         for c in clients), return_exceptions=True)
+    statuses = []
+    for reply in replies:
+        if isinstance(reply, ServiceUnreachable):
+            statuses.append({"state": "unreachable", "stage": "", "error": str(reply),
+                             "costs": {}})
+        elif isinstance(reply, BaseException):
+            raise reply
+        else:
+            statuses.append(reply[0])
+    return statuses
 
 
 async def cancel_job(keys, servers, job_id: str, timeout_s: float = 60.0) -> list[dict]:

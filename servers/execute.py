@@ -65,8 +65,11 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
         if info["model"] == "logistic":
             score = await sigmoid(party, score)
         if section.label is None:  # a probability, or a value in the label's units
+            hyper = info["hyper"]  # |weights| grow by at most lr * R per step; |x| <= 1
+            bound = (len(section.features) + 1) * hyper["iterations"] * (
+                hyper["learning_rate"] * hyper["residual_bound"])
             prediction = score if info["model"] == "logistic" else (
-                await fixed_mul_public(party, score, high - low)
+                await fixed_mul_public(party, score, high - low, bound)
                 + party.public(np.full(n, party.fixed.encode(low))))
             keep = await mul(party, root.valid, np.broadcast_to(released, (n,)))
             columns = [OutputColumn("prediction", "fixed"),

@@ -10,6 +10,8 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
+import shutil
 import threading
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -29,7 +31,7 @@ from servers.execute import execute
 from servers.jobspec import JobSpec
 from servers.outputs import Output
 from servers.rules import check_job
-from servers.storage import Storage
+from servers.storage import Storage, check_id, confined
 
 log = logging.getLogger("twofold.jobs")
 
@@ -46,34 +48,53 @@ class JobState:
 
 
 class JobStore:
-    """Jobs of one server on disk: data_dir/jobs/<job id>/{spec.toml, state.json, output/}."""
+    """Jobs of one server on disk: data_dir/jobs/<job id>/{spec.toml, state.json, output/}.
+
+    state.json is replaced atomically (written aside, fsynced, renamed), and a job is
+    acknowledged only after its first state.json is in place; so a folder without one is a
+    submission cut short by a crash, which nobody was told about and which is removed."""
 
     def __init__(self, data_dir: Path):
         self.root = Path(data_dir) / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
         self.states: dict[str, JobState] = {}
         for folder in sorted(self.root.iterdir()):
-            state = JobState(**json.loads((folder / "state.json").read_text()))
+            try:
+                state = JobState(**json.loads((folder / "state.json").read_text()))
+            except FileNotFoundError:
+                log.warning("removing %s: a submission interrupted before it was accepted",
+                            folder)
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            except (OSError, ValueError, TypeError) as error:
+                log.warning("ignoring job folder %s: unreadable state (%s)", folder, error)
+                continue
             if state.state in ("queued", "running"):  # interrupted by a restart
                 state.state, state.error = "failed", "the server restarted during the job"
             self.states[state.job_id] = state
             self.save(state)
 
     def add(self, state: JobState, spec_text: str) -> None:
-        folder = self.root / state.job_id
+        folder = confined(self.root, check_id("job id", state.job_id))
         folder.mkdir()
         (folder / "spec.toml").write_text(spec_text)
         self.states[state.job_id] = state
         self.save(state)
 
     def save(self, state: JobState) -> None:
-        (self.root / state.job_id / "state.json").write_text(json.dumps(asdict(state)))
+        folder = confined(self.root, check_id("job id", state.job_id))
+        aside = folder / "state.json.new"
+        with open(aside, "w") as handle:
+            handle.write(json.dumps(asdict(state)))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(aside, folder / "state.json")
 
     def spec_text(self, job_id: str) -> str:
-        return (self.root / job_id / "spec.toml").read_text()
+        return (confined(self.root, check_id("job id", job_id)) / "spec.toml").read_text()
 
     def output_folder(self, job_id: str) -> Path:
-        return self.root / job_id / "output"
+        return confined(self.root, check_id("job id", job_id)) / "output"
 
 
 def agreement_digest(spec: JobSpec, versions: dict[str, str]) -> np.ndarray:

@@ -28,10 +28,13 @@ import hashlib
 import tomllib
 from dataclasses import dataclass
 
-from ml.dp import Privacy, PrivacyError
+from ml.dp import NOISE_TAILS, Privacy, PrivacyError, calibrate_statistics
+from ml.features import FeatureRangeError, scaling_for
 from ml.pipeline import TrainSpec
-from ml.sgd import Hyper
-from owners.schema import Schema
+from ml.sgd import Hyper, step_constant
+from mpc.ring import PrecisionError
+from owners.schema import Schema, exact
+from servers.storage import ID_PATTERN
 from sorting_join.aggregate import Aggregate
 from sorting_join.plan import JoinPlan, PlanError, plan_join
 from sorting_join.predicate import Predicate, PredicateError, column_type
@@ -168,7 +171,8 @@ class _Checker:
     def fail(self, needle: str, message: str):
         raise JobSpecError(f"{_line_of(self.text, needle)}: {message}")
 
-    def column(self, name, *, numeric=False, groupable=False, extremes=False) -> str:
+    def column(self, name, *, numeric=False, groupable=False, extremes=False,
+               squares=False) -> str:
         if not isinstance(name, str) or "." not in name:
             self.fail(str(name), f"{name!r} must be a qualified column, table.column")
         table = name.split(".")[0]
@@ -186,6 +190,11 @@ class _Checker:
         if extremes and largest >= EXTREME_LIMIT:
             bits = 60 - self.schema.fixed.frac_bits
             self.fail(name, f"min/max need a declared range below 2^{bits}")
+        fixed = self.schema.fixed
+        if squares and largest ** 2 >= fixed.max_product * fixed.scale ** 2:
+            self.fail(name, f"the sum of squares of {name} needs |value| below "
+                            f"2^{31 - fixed.frac_bits} at {fixed.frac_bits} fractional bits; "
+                            f"its declared range reaches {exact(largest / fixed.scale)}")
         return name
 
     def names(self, section: dict, key: str, **checks) -> list[str]:
@@ -264,7 +273,7 @@ def _parse_aggregate(check: _Checker, schema: Schema, plan: JoinPlan, body: dict
 
 
 def _parse_statistics(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
-    columns = check.names(body, "columns", numeric=True, extremes=True)
+    columns = check.names(body, "columns", numeric=True, extremes=True, squares=True)
     histograms = check.names(body, "histogram")
     for name in histograms:
         if column_type(schema, name).type != "categorical":
@@ -325,7 +334,7 @@ def _parse_prediction(check: _Checker, schema: Schema, plan: JoinPlan, body: dic
             check.fail(label, f"metrics square the label and its errors: {label} must lie "
                               f"within +-{limit:g} at {schema.fixed.frac_bits} fractional bits")
     model_job = str(body.get("model_job", ""))
-    if not model_job.isalnum():
+    if not ID_PATTERN.fullmatch(model_job):  # the rule every job id follows
         check.fail("model_job", "[predict] needs 'model_job', the id of a training job")
     carry = check.names(body, "columns")
     if carry and label is not None:
@@ -355,16 +364,28 @@ def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict)
     if iterations < 1 or batch < 1 or rate <= 0 or bound <= 0:
         check.fail("iterations", "iterations, batch_size, learning_rate and residual_bound "
                                  "must be positive")
+    try:
+        scaling_for([*ranges, (1.0, 1.0)], unit_norm=level == 5, fixed=schema.fixed,
+                    names=[*features, "the intercept"])
+    except FeatureRangeError as error:
+        check.fail(error.feature, str(error))
     label_column = column_type(schema, label)
     if model == "logistic" and (label_column.min, label_column.max) != (0.0, 1.0):
         check.fail(label, f"logistic regression needs a 0/1 label; {label} ranges over "
                           f"[{label_column.min:g}, {label_column.max:g}]")
     # weights grow by at most lr * R per iteration (features in [-1, 1]); the forward product
-    # of d + 1 features must stay below 2^(62 - 2f) and lr * R below 2^14 (the step's scaling)
-    limit = 2.0 ** (62 - 2 * schema.fixed.frac_bits)
-    if (len(features) + 1) * iterations * rate * bound >= limit or rate * bound >= 2.0 ** 14:
+    # of d + 1 features must stay below 2^(62 - 2f), and the step lr / batch must be
+    # applicable to a batch's gradient (ml/sgd.step_constant, checked again on every step)
+    frac_bits = schema.fixed.frac_bits
+    limit = 2.0 ** (62 - 2 * frac_bits)
+    if (len(features) + 1) * iterations * rate * bound >= limit:
         check.fail("learning_rate", "learning_rate x iterations x features would overflow the "
                                     f"fixed-point range (keep their product below {limit:g})")
+    try:
+        step_constant(rate / batch, batch, bound, frac_bits)
+    except PrecisionError as error:
+        check.fail("learning_rate", f"the step learning_rate / batch_size = {rate / batch:g} "
+                                    f"cannot be applied at {frac_bits} fractional bits: {error}")
     minimum = _number(check, body, "min_join_size", int, default=1 if level == 3 else None)
     if minimum < 1:
         check.fail("min_join_size", "min_join_size must be at least 1")
@@ -386,6 +407,36 @@ def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict)
                         Hyper(model, iterations, batch, rate, bound), level, minimum,
                         privacy, size_check, private_key)
     return section, private_key
+
+
+def check_sizes(spec: JobSpec, schema: Schema, rows: int) -> None:
+    """At submission, with the join's public row count: refuse a job whose sums could leave
+    the ring. A sum over `rows` rows of values up to B needs rows * B * 2^f below 2^63, a sum
+    of squares rows * B^2 * 2^f, each with the noise both servers add, if any."""
+    section = spec.section
+    if isinstance(section, StatisticsSection):
+        summed, squared = set(section.columns), set(section.columns)
+    elif isinstance(section, AggregateSection):
+        summed, squared = {a.column for a in section.aggregates if a.op == "sum"}, set()
+    else:
+        return
+    check = _Checker(spec.text, schema, spec.plan)
+    fixed = schema.fixed
+    limit = 2.0 ** (63 - fixed.frac_bits)
+    largest = {c: max(abs(column_type(schema, c).min), abs(column_type(schema, c).max))
+               for c in summed}
+    totals = {f"sum({c})": rows * largest[c] for c in summed}
+    totals.update({f"sumsq({c})": rows * largest[c] ** 2 for c in squared})
+    if section.noise is not None:
+        ledger = calibrate_statistics(privacy=section.noise, bounds=largest,
+                                      histograms=list(getattr(section, "histograms", ())))
+        totals = {name: total + NOISE_TAILS * ledger.sigmas[name] for name, total in totals.items()}
+    for name, total in totals.items():
+        if total >= limit:
+            column = name[name.index("(") + 1:-1]
+            check.fail(column, f"{name} over {rows} rows can reach {exact(total)}, beyond "
+                               f"2^{63 - fixed.frac_bits} at {fixed.frac_bits} fractional bits; "
+                               f"narrow the declared range of {column}")
 
 
 def plan_columns(spec: JobSpec) -> dict[str, list[str]]:

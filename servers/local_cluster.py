@@ -83,18 +83,26 @@ class LocalCluster:
                           f'public_key = "keys/server{p}.key"\n' for p in (0, 1)))
         return self
 
-    def start_dealer(self) -> None:
-        self.dealer = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "dealer", "run",
-             "--config", str(self.folder / "dealer.toml")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def _log(self, name: str):
+        """A process's stderr goes to a file: an unread pipe fills up and blocks its logging."""
+        return open(self.folder / f"{name}.log", "a")
 
-    def start_server(self, party: int) -> None:
-        """Start `twofold server run` and wait until it listens."""
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "server", "run",
-             "--config", str(self.folder / f"server{party}.toml")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def start_dealer(self) -> None:
+        with self._log("dealer") as log:
+            self.dealer = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "dealer", "run",
+                 "--config", str(self.folder / "dealer.toml")],
+                stdout=subprocess.DEVNULL, stderr=log)
+
+    def start_server(self, party: int, program: tuple[str, ...] = ("cli.main", "server", "run"),
+                     *extra: str) -> None:
+        """Start `twofold server run` (or another module given the same --config, such as a
+        test's server that stops itself at a chosen point) and wait until it listens."""
+        with self._log(f"server{party}") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", *program,
+                 "--config", str(self.folder / f"server{party}.toml"), *extra],
+                stdout=subprocess.DEVNULL, stderr=log)
         host, port = self.listen[party].removeprefix("tcp://").rsplit(":", 1)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and process.poll() is None:
@@ -104,7 +112,8 @@ class LocalCluster:
             except OSError:
                 time.sleep(0.05)
         if process.poll() is not None:
-            raise ProcessError(f"server {party} did not start: {process.stderr.read().strip()}")
+            lines = (self.folder / f"server{party}.log").read_text().strip().splitlines()
+            raise ProcessError(f"server {party} did not start: {lines[-1] if lines else ''}")
         self.servers[party] = process
 
     def start_all(self) -> None:

@@ -5,8 +5,12 @@ registry (owners and recipients) and the peer server. Owners upload tables there
 submit jobs, ask their status and fetch outputs; the peer confirms uploads and starts jobs.
 
 A table version becomes ready (usable) only when both servers hold it durably with the same
-upload id, table, row count, schema hash and content digest. Jobs run one at a time, in the
-order server 0 starts them; each runs in a thread of its own so this loop keeps answering.
+upload id, table, row count, schema hash and content digest; activating it (again) makes it the
+table's live version on both. Jobs run one at a time, in the order server 0 starts them; each
+runs in a thread of its own so this loop keeps answering.
+
+Every request is refused with an error reply, never a crash, whatever it holds: fields are
+checked before use, and anything no check foresaw is logged and refused too.
 """
 
 from __future__ import annotations
@@ -22,22 +26,33 @@ from mpc import wire
 from mpc.accounting import Accounting
 from mpc.curve import KeyAuthenticator, make_server_socket
 from mpc.rpc import ServiceClient, ServiceError
+from owners.keys import EXACT_LIMIT
 from owners.schema import Schema, load_schema
 from servers.budget import BudgetLedger, check_budgets
 from servers.config import ServerConfig
 from servers.jobs import JobState, JobStore, run_job_blocking
-from servers.jobspec import JobSpec, parse_job_spec
+from servers.jobspec import JobSpec, check_sizes, parse_job_spec
 from servers.outputs import Output
-from owners.policy import Policy
+from owners.policy import Policy, PolicyError
 from servers.rules import check_job
-from servers.storage import StagedUpload, Storage, UploadRecord
+from servers.storage import StagedUpload, Storage, UploadRecord, check_id
 from sorting_join.predicate import column_type
 
 log = logging.getLogger("twofold.server")
+MAX_FRAME_BYTES = 1 << 24  # inbound frames above this drop the client (upload chunks are 1 MiB)
+MAX_ERROR_CHARS = 2000  # error replies stay far below the clients' header limit
+MAX_UPLOADS_IN_PROGRESS = 4  # per owner; a newer begin abandons the oldest
 
 
 class RequestError(Exception):
     """A refused request; the message goes back to the client."""
+
+
+def _text(header: dict, key: str) -> str:
+    value = header.get(key)
+    if not isinstance(value, str):
+        raise RequestError(f"'{key}' must be a string")
+    return value
 
 
 class Server:
@@ -46,7 +61,8 @@ class Server:
         self.party = config.endpoints.party_id
         self.schema: Schema = load_schema(config.schema_path)
         self.storage = Storage(config.data_dir)
-        self.staged: dict[str, StagedUpload] = {}
+        self.storage.remove_leftovers()
+        self.staged: dict[tuple[str, str], StagedUpload] = {}  # by (owner, upload id)
         self.jobs = JobStore(config.data_dir)
         self.running: dict[str, tuple[Accounting, threading.Event]] = {}
         self.address: str | None = None
@@ -63,13 +79,16 @@ class Server:
         authenticator.start()
         self.socket = context.socket(zmq.ROUTER)
         self.socket.linger = 0
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         make_server_socket(self.socket, self.config.endpoints.keys)
         self.socket.bind(self.config.listen)
         self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        # the peer is known to exist: a busy one gets the whole timeout for its first hello
+        timeout_s = self.config.endpoints.timeout_s
         self.peer = ServiceClient(context, self.config.endpoints.keys,
                                   self.config.endpoints.peer_public,
                                   self.config.peer_service_address, f"server {1 - self.party}",
-                                  self.config.endpoints.timeout_s)
+                                  timeout_s, handshake_s=timeout_s)
         if ready is not None:
             ready.set()
         if self.party == 0:
@@ -79,7 +98,13 @@ class Server:
                 frames = await self.socket.recv_multipart(copy=False)
                 identity, request = frames[0].bytes, frames[1:]
                 client = request[0].get("User-Id")
-                header, arrays = wire.decode(request)
+                try:
+                    header, arrays = wire.decode(request)
+                except wire.WireError as error:
+                    log.warning("refused a malformed message from %s: %s", client, error)
+                    await self._send(identity, {"ok": False, "error": f"malformed message: "
+                                                                      f"{error}"[:MAX_ERROR_CHARS]})
+                    continue
                 if header.get("action") in ("activate", "job_submit"):  # may wait for the peer
                     self._spawn(self._reply(identity, client, header, arrays))
                 else:
@@ -102,114 +127,144 @@ class Server:
 
     async def _reply(self, identity: bytes, client: str, header: dict, arrays) -> None:
         arrays_out = []
+        action = header.get("action")
         try:
             response = await self._dispatch(client, header, arrays)
             if isinstance(response, tuple):
                 response, arrays_out = response
             reply = {"ok": True, **response}
-        except (RequestError, ServiceError, ValueError, KeyError, TypeError) as error:
-            log.warning("refused %s from %s: %s", header.get("action"), client, error)
-            reply = {"ok": False, "error": str(error)}
-        await self.socket.send_multipart([identity, *wire.encode(reply, arrays_out)], copy=False)
+        except (RequestError, ServiceError, ValueError) as error:
+            log.warning("refused %.40r from %s: %s", action, client, error)
+            reply = {"ok": False, "error": str(error)[:MAX_ERROR_CHARS]}
+        except Exception as error:  # an input no check foresaw: refuse it and keep serving
+            log.exception("failed %.40r from %s", action, client)
+            reply = {"ok": False, "error": f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]}
+        # echo the request id: a client drops replies to requests it gave up on
+        reply["rid"] = header.get("rid")
+        await self._send(identity, reply, arrays_out)
+
+    async def _send(self, identity: bytes, reply: dict, arrays=()) -> None:
+        await self.socket.send_multipart([identity, *wire.encode(reply, arrays)], copy=False)
 
     async def _dispatch(self, client: str, header: dict, arrays) -> dict:
         action = header.get("action")
+        if action == "hello":  # clients check their key and address with a short wait
+            return {}
         if client.startswith("server"):
             if action == "peer_check":
-                return {"status": self._peer_check(UploadRecord.from_message(header["record"]))}
+                return {"status": self._peer_check(UploadRecord.from_message(header.get("record")))}
             if action == "job_start":
-                return {"status": self._start_as_follower(header["job_id"], header["spec_hash"])}
-            raise RequestError(f"{client} may not {action}")
+                return {"status": self._start_as_follower(check_id("job id", header.get("job_id")),
+                                                          _text(header, "spec_hash"))}
+            raise RequestError(f"{client} may not {action!r:.40}")
         owner = client.removeprefix("client:")
         if action in ("job_submit", "job_status", "job_cancel", "fetch_output"):
+            check_id("job id", header.get("job_id"))  # the handlers read checked fields
+            if action == "job_submit":
+                _text(header, "spec")
             return await getattr(self, f"_{action}")(owner, header)
         if action == "budget":
-            return self._budget(owner, header["table"])
+            return self._budget(owner, _text(header, "table"))
         if action == "begin":
             return self._begin(owner, header)
         if action == "chunk":
-            self._owned_staged(owner, header["upload_id"]).append(header["start"], arrays)
+            upload_id = check_id("upload id", header.get("upload_id"))
+            self._owned_staged(owner, upload_id).append(header.get("start"), arrays)
             return {}
         if action == "commit":
-            return self._commit(owner, header["upload_id"])
+            return self._commit(owner, check_id("upload id", header.get("upload_id")))
         if action == "activate":
-            return await self._activate(owner, header["upload_id"])
+            return await self._activate(owner, check_id("upload id", header.get("upload_id")))
         if action == "status":
-            current = self.storage.current(header["table"])
+            current = self.storage.current(_text(header, "table"))
             return {"current": current.as_message() if current else None}
-        raise RequestError(f"unknown action {action!r}")
+        raise RequestError(f"unknown action {action!r:.40}")
 
     # ---- uploads ---------------------------------------------------------------------------
 
     def _begin(self, owner: str, header: dict) -> dict:
-        table = self.schema.table(header["table"])
+        upload_id = check_id("upload id", header.get("upload_id"))
+        table = self.schema.table(_text(header, "table"))
         if table.owner != owner:
             raise RequestError(f"table {table.name} belongs to {table.owner}, not {owner}")
-        if header["schema_hash"] != self.schema.hash:
+        if header.get("schema_hash") != self.schema.hash:
             raise RequestError("the owner's schema differs from the servers' schema")
-        if list(header["columns"]) != table.stored_columns:
-            raise RequestError(f"columns {header['columns']} do not match table {table.name}")
-        rows = header["rows"]
+        if header.get("columns") != table.stored_columns:
+            raise RequestError(f"columns {header.get('columns')!r:.200} do not match table "
+                               f"{table.name}")
+        rows = header.get("rows")
+        if not isinstance(rows, int) or isinstance(rows, bool) or not 0 < rows <= EXACT_LIMIT:
+            raise RequestError(f"'rows' must be a whole number from 1 to {EXACT_LIMIT}")
         if table.rows is not None and rows != table.rows:
             raise RequestError(f"{rows} rows, the schema fixes {table.rows} for {table.name}")
-        policy = Policy.from_json(header["policy"])
-        policy.check_columns(table)
-        record = UploadRecord(header["upload_id"], table.name, owner, rows, self.schema.hash,
-                              header["digest"], tuple(table.stored_columns), policy.to_json())
-        existing = self.storage.lookup(record.upload_id)
+        try:
+            policy = Policy.from_json(_text(header, "policy"))
+            policy.check_columns(table)
+        except PolicyError as error:
+            raise RequestError(f"malformed policy: {error}") from None
+        record = UploadRecord(upload_id, table.name, owner, rows, self.schema.hash,
+                              _text(header, "digest"), tuple(table.stored_columns),
+                              policy.to_json())
+        existing = self.storage.lookup(owner, upload_id)
         if existing is not None:
-            if existing.same_content(record) and existing.state != "rejected":
+            if existing.state == "rejected":
+                raise RequestError(f"upload {upload_id} was refused (the servers' copies "
+                                   "differed); upload under another id")
+            if existing.same_content(record):
                 return {"status": "exists"}
-            raise RequestError(f"upload id {record.upload_id} was already used for other content")
-        old = self.staged.pop(record.upload_id, None)
+            raise RequestError(f"upload id {upload_id} was already used for other content")
+        old = self.staged.pop((owner, upload_id), None)
         if old is not None:  # a retried upload starts over
             old.abandon()
-        self.staged[record.upload_id] = self.storage.stage(record)
+        in_progress = [key for key in self.staged if key[0] == owner]
+        for key in in_progress[:len(in_progress) + 1 - MAX_UPLOADS_IN_PROGRESS]:
+            log.warning("abandoning %s's upload %s: a newer one started", owner, key[1])
+            self.staged.pop(key).abandon()  # each holds open files: keep them bounded
+        self.staged[owner, upload_id] = self.storage.stage(record)
         return {"status": "send"}
 
     def _owned_staged(self, owner: str, upload_id: str) -> StagedUpload:
-        staged = self.staged.get(upload_id)
-        if staged is None or staged.record.owner != owner:
+        staged = self.staged.get((owner, upload_id))
+        if staged is None:
             raise RequestError(f"no upload {upload_id} in progress for {owner}")
         return staged
 
     def _commit(self, owner: str, upload_id: str) -> dict:
         staged = self._owned_staged(owner, upload_id)
         self.storage.commit(staged)
-        del self.staged[upload_id]
+        del self.staged[owner, upload_id]
         return {"status": "stored"}
 
     async def _activate(self, owner: str, upload_id: str) -> dict:
-        record = self.storage.lookup(upload_id)
-        if record is None or record.owner != owner:
+        """Make the upload the live version of its table on both servers, once both hold the
+        same; activating an earlier upload again brings it back."""
+        record = self.storage.lookup(owner, upload_id)
+        if record is None:
             raise RequestError(f"server {self.party} holds no upload {upload_id} from {owner}")
         if record.state == "rejected":
             raise RequestError(f"upload {upload_id} was refused: the servers' copies differ")
-        if record.state == "ready":
-            return {"status": "ready"}
         response, _ = await self.peer.call({"action": "peer_check",
                                             "record": record.as_message()})
-        status = response["status"]
+        status = response.get("status")
         if status == "missing":
             raise RequestError(f"server {1 - self.party} does not hold upload {upload_id} yet")
         if status == "mismatch":
-            self.storage.set_state(upload_id, "rejected")
+            self.storage.reject(record)
             raise RequestError(f"servers 0 and 1 received different metadata for upload "
                                f"{upload_id}; both refused it")
-        self.storage.set_state(upload_id, "ready")
-        return {"status": "ready"}
+        if status != "match":
+            raise RequestError(f"server {1 - self.party} answered {status!r:.40}")
+        return {"status": "ready", "was_live": self.storage.make_live(record)}
 
     def _peer_check(self, theirs: UploadRecord) -> str:
-        mine = self.storage.lookup(theirs.upload_id)
+        mine = self.storage.lookup(theirs.owner, theirs.upload_id)
         if mine is None:
             return "missing"
         if mine.state == "rejected" or not mine.same_content(theirs):
-            self.storage.set_state(mine.upload_id, "rejected")
+            self.storage.reject(mine)
             return "mismatch"
-        if mine.state != "ready":  # both hold it durably: usable (a repeat changes nothing)
-            self.storage.set_state(mine.upload_id, "ready")
+        self.storage.make_live(mine)  # both hold it durably: it becomes (again) the live one
         return "match"
-
 
     # ---- jobs ------------------------------------------------------------------------------
 
@@ -218,8 +273,6 @@ class Server:
 
     async def _job_submit(self, client: str, header: dict) -> dict:
         job_id, text = header["job_id"], header["spec"]
-        if not (isinstance(job_id, str) and job_id.isalnum() and len(job_id) <= 64):
-            raise RequestError("a job id is 1 to 64 letters and digits")
         spec = parse_job_spec(text, self.schema, set(self.config.clients))
         existing = self.jobs.states.get(job_id)
         if existing is not None:
@@ -229,6 +282,7 @@ class Server:
         missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
         if missing:
             raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
+        check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows)
         rules = check_job(spec, {name: Policy.from_json(self.storage.current(name).policy)
                                  for name in spec.plan.tables}, set(self.config.clients))
         if spec.charge is not None:

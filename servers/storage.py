@@ -1,22 +1,30 @@
 """A server's durable store of uploaded shares: column files plus a SQLite catalog.
 
 Layout under the data directory:
-    catalog.sqlite            one row per upload (WAL, synchronous=FULL)
-    staging/<upload id>/      columns being received
+    catalog.sqlite                    one row per upload (WAL, synchronous=FULL)
+    staging/<owner>/<upload id>/      columns being received
     tables/<table>/<upload id>/<column>.u64   raw little-endian uint64 shares
 An upload is written to staging, fsynced, renamed into tables/ (and the folder fsynced), and
 only then recorded in the catalog. A crash at any point leaves either a complete, recorded
 upload or leftovers without a record, which the next start removes: a table is never half there.
 
+Upload ids are chosen by owners, so they are namespaced per owner (the catalog's key is
+(owner, upload id)) and checked against ID_PATTERN; every path is built by `confined`, which
+proves it stays inside the data directory. A table has one owner, so tables/<table>/<upload id>
+is already per owner.
+
 States: "stored" (held durably here), "ready" (the peer server confirmed it holds the same
 upload id, table, row count, schema hash and content digest: usable), "rejected" (the two
-servers got different metadata: never used, files removed).
+servers got different metadata: never used, files removed). Of a table's ready uploads, the
+one named in the `live` table is the version jobs read: activating an upload (again) makes it
+live, so re-uploading earlier content brings that content back.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -26,6 +34,33 @@ from pathlib import Path
 import numpy as np
 
 U64 = np.uint64
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+class PathError(ValueError):
+    """A name that would not stay a single folder inside the data directory."""
+
+
+def check_id(kind: str, value) -> str:
+    """An upload or job id: 1 to 64 ASCII letters, digits, '-' or '_', starting with a letter
+    or digit (so never '.', '..', absolute, or containing a separator)."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise PathError(f"{kind} {str(value)[:80]!r} is not 1 to 64 letters, digits, '-' or "
+                        "'_' starting with a letter or digit")
+    return value
+
+
+def confined(root: Path, *parts: str) -> Path:
+    """root/part/...: each part one plain name, and the resolved path (symlinks followed)
+    inside the resolved root."""
+    for part in parts:
+        if (not isinstance(part, str) or part in ("", ".", "..") or "\0" in part
+                or "/" in part or os.sep in part):
+            raise PathError(f"{str(part)[:80]!r} is not a plain file name")
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise PathError(f"{path} leads outside {root}")
+    return path
 
 
 @dataclass(frozen=True)
@@ -49,7 +84,19 @@ class UploadRecord:
         return {**asdict(self), "columns": list(self.columns)}
 
     @classmethod
-    def from_message(cls, message: dict) -> "UploadRecord":
+    def from_message(cls, message) -> "UploadRecord":
+        """A record sent by the peer server, every field checked."""
+        fields = {"upload_id": str, "table_name": str, "owner": str, "rows": int,
+                  "schema_hash": str, "digest": str, "columns": list, "policy": str,
+                  "state": str}
+        if not isinstance(message, dict) or set(message) != set(fields):
+            raise ValueError("an upload record needs exactly the fields "
+                             f"{', '.join(fields)}")
+        for name, kind in fields.items():
+            if not isinstance(message[name], kind) or isinstance(message[name], bool):
+                raise ValueError(f"upload record field {name!r} must be a {kind.__name__}")
+        if not all(isinstance(column, str) for column in message["columns"]):
+            raise ValueError("upload record columns must be strings")
         return cls(**{**message, "columns": tuple(message["columns"])})
 
 
@@ -69,18 +116,21 @@ class StagedUpload:
         self.record = record
         self.received = 0
         folder.mkdir(parents=True, exist_ok=True)
-        self._files = {name: open(folder / f"{name}.u64", "wb") for name in record.columns}
+        self._files = {name: open(confined(folder, f"{name}.u64"), "wb")
+                       for name in record.columns}
 
-    def append(self, start: int, arrays: list[np.ndarray]) -> None:
+    def append(self, start, arrays: list[np.ndarray]) -> None:
+        """Every array is checked before any is written, so a refused chunk leaves no trace."""
         if start != self.received:
             raise ValueError(f"chunk starts at row {start}, expected {self.received}")
-        if len(arrays) != len(self._files) or len({len(a) for a in arrays}) > 1:
-            raise ValueError("a chunk needs one equally long array per column")
+        if len(arrays) != len(self._files) or any(a.dtype != U64 or a.ndim != 1
+                                                  for a in arrays):
+            raise ValueError(f"a chunk needs {len(self._files)} one-dimensional uint64 arrays")
+        if len({len(a) for a in arrays}) > 1:
+            raise ValueError("a chunk's arrays must be equally long")
         if self.received + len(arrays[0]) > self.record.rows:
             raise ValueError(f"more than the announced {self.record.rows} rows")
         for array, handle in zip(arrays, self._files.values()):
-            if array.dtype != U64:
-                raise ValueError("shares must be uint64")
             handle.write(memoryview(np.ascontiguousarray(array)).cast("B"))
         self.received += len(arrays[0])
 
@@ -104,12 +154,19 @@ class Storage:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS uploads (upload_id TEXT PRIMARY KEY, table_name TEXT, "
+            "CREATE TABLE IF NOT EXISTS uploads (upload_id TEXT, table_name TEXT, "
             "owner TEXT, rows INTEGER, schema_hash TEXT, digest TEXT, columns TEXT, "
-            "policy TEXT, state TEXT, updated REAL)")
-        self._remove_leftovers()
+            "policy TEXT, state TEXT, updated REAL, PRIMARY KEY (owner, upload_id))")
+        self.db.execute("CREATE TABLE IF NOT EXISTS live (table_name TEXT PRIMARY KEY, "
+                        "owner TEXT, upload_id TEXT)")
+        # catalogs from before the live table: the most recently readied upload is live
+        self.db.execute(
+            "INSERT OR IGNORE INTO live SELECT table_name, owner, upload_id FROM uploads "
+            "WHERE state = 'ready' AND updated = (SELECT MAX(updated) FROM uploads AS newer "
+            "WHERE newer.table_name = uploads.table_name AND newer.state = 'ready')")
 
-    def _remove_leftovers(self) -> None:
+    def remove_leftovers(self) -> None:
+        """At server start (no upload in progress): staging folders and unrecorded tables."""
         shutil.rmtree(self.root / "staging", ignore_errors=True)
         known = {(r.table_name, r.upload_id) for r in self.records()}
         for folder in (self.root / "tables").glob("*/*"):
@@ -123,12 +180,13 @@ class Storage:
         return [UploadRecord(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), r[7],
                              r[8]) for r in rows]
 
-    def lookup(self, upload_id: str) -> UploadRecord | None:
-        found = self.records("WHERE upload_id = ?", upload_id)
+    def lookup(self, owner: str, upload_id: str) -> UploadRecord | None:
+        found = self.records("WHERE owner = ? AND upload_id = ?", owner, upload_id)
         return found[0] if found else None
 
     def stage(self, record: UploadRecord) -> StagedUpload:
-        return StagedUpload(self.root / "staging" / record.upload_id, record)
+        return StagedUpload(confined(self.root, "staging", record.owner,
+                                     check_id("upload id", record.upload_id)), record)
 
     def commit(self, staged: StagedUpload) -> UploadRecord:
         """Make a fully received upload durable, then record it as stored."""
@@ -138,6 +196,9 @@ class Storage:
         staged.close_durably()
         target = self._folder(record)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # begin found no catalog row for this upload: a folder here is left by a commit that
+        # failed after its move, and would block this one until a restart
+        shutil.rmtree(target, ignore_errors=True)
         os.replace(staged.folder, target)
         _fsync_dir(target.parent)
         self.db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -146,24 +207,42 @@ class Storage:
                          record.policy, "stored", time.time()))
         return record
 
-    def set_state(self, upload_id: str, state: str) -> None:
-        self.db.execute("UPDATE uploads SET state = ?, updated = ? WHERE upload_id = ?",
-                        (state, time.time(), upload_id))
-        if state == "rejected":
-            record = self.lookup(upload_id)
-            shutil.rmtree(self._folder(record), ignore_errors=True)
+    def reject(self, record: UploadRecord) -> None:
+        """The servers' copies differ: never usable, files removed."""
+        self._set_state(record, "rejected")
+        shutil.rmtree(self._folder(record), ignore_errors=True)
+
+    def make_live(self, record: UploadRecord) -> bool:
+        """Mark the upload ready and make it its table's live version; returns whether it
+        already was live."""
+        live = self.current(record.table_name)
+        was_live = live is not None and (live.owner, live.upload_id) == (record.owner,
+                                                                          record.upload_id)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._set_state(record, "ready")
+            self.db.execute("INSERT OR REPLACE INTO live VALUES (?, ?, ?)",
+                            (record.table_name, record.owner, record.upload_id))
+        return was_live
+
+    def _set_state(self, record: UploadRecord, state: str) -> None:
+        self.db.execute("UPDATE uploads SET state = ?, updated = ? WHERE owner = ? AND "
+                        "upload_id = ?", (state, time.time(), record.owner, record.upload_id))
 
     def current(self, table_name: str) -> UploadRecord | None:
-        """The table's most recently readied upload: the version jobs use."""
-        ready = self.records("WHERE table_name = ? AND state = 'ready'", table_name)
-        return ready[-1] if ready else None
+        """The table's live upload: the version jobs use."""
+        found = self.records("WHERE state = 'ready' AND (owner, upload_id) IN (SELECT owner, "
+                             "upload_id FROM live WHERE table_name = ?)", table_name)
+        return found[0] if found else None
 
     def load(self, record: UploadRecord) -> dict[str, np.ndarray]:
         folder = self._folder(record)
-        return {name: np.fromfile(folder / f"{name}.u64", dtype=U64) for name in record.columns}
+        return {name: np.fromfile(confined(folder, f"{name}.u64"), dtype=U64)
+                for name in record.columns}
 
     def _folder(self, record: UploadRecord) -> Path:
-        return self.root / "tables" / record.table_name / record.upload_id
+        return confined(self.root, "tables", record.table_name,
+                        check_id("upload id", record.upload_id))
 
     def close(self) -> None:
         self.db.close()

@@ -8,6 +8,12 @@ Types: numeric columns (integer, decimal, boolean) compare with numbers and each
 categorical columns with strings of their vocabulary (or a categorical column of the same
 vocabulary); keys with keys or integer literals, by equality only. Anything else is refused
 before any work. The result is additive 0/1 shares, folded into the join's indicator.
+
+Ranges are checked before any work too, from the columns' declared ranges: every value the
+predicate computes stays inside the fixed-point range, every product of two columns inside
+what a truncation accepts, and every constant factor (a division is a product by 1/c) keeps its
+precision (mpc.ring.public_factor); a division by zero is refused. Expressions of numbers alone
+are folded into one constant when parsed.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import numpy as np
 from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
 from mpc.protocols.boolean import equal, less_than
+from mpc.ring import PrecisionError, public_factor
 from owners.keys import encode_keys
-from owners.schema import Column, Schema
+from owners.schema import Column, Schema, exact
 
 U64 = np.uint64
 
@@ -33,10 +40,16 @@ class PredicateError(ValueError):
 @dataclass(frozen=True)
 class Typed:
     """A node's type: 'numeric', 'condition', 'categorical' (with vocabulary), 'key' or a
-    literal ('number', 'string')."""
+    literal ('number', 'string'); numeric and number nodes carry their range [low, high]."""
 
     kind: str
     values: tuple[str, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+
+    @property
+    def largest(self) -> float:
+        return max(abs(self.low), abs(self.high))
 
 
 def column_type(schema: Schema, name: str) -> Column:
@@ -55,16 +68,23 @@ def _name(node) -> str | None:
     return None
 
 
+def _interval(values: list[float]) -> tuple[float, float]:
+    return min(values), max(values)
+
+
 class Predicate:
-    """A parsed, type-checked predicate over qualified columns."""
+    """A parsed, type- and range-checked predicate over qualified columns."""
 
     def __init__(self, schema: Schema, text: str):
         self.schema, self.text = schema, text
+        self.fixed = schema.fixed
         try:
             self.tree = ast.parse(text, mode="eval").body
         except SyntaxError as error:
             raise PredicateError(f"{text!r}: {error.msg}") from None
         self.columns: set[str] = set()
+        self.constants: dict[int, float] = {}  # id(node) -> value of every number expression
+        self.bounds: dict[int, float] = {}  # id(node) -> largest |value| of numeric nodes
         if self._type(self.tree).kind != "condition":
             raise PredicateError(f"{text!r} is not a true/false condition")
 
@@ -72,16 +92,28 @@ class Predicate:
         raise PredicateError(f"{self.text!r}: {message}")
 
     def _type(self, node) -> Typed:
+        typed = self._type_of(node)
+        if typed.kind in ("numeric", "number"):
+            if typed.largest >= self.fixed.max_abs:
+                self._fail(f"{ast.unparse(node)} can reach {exact(typed.largest)}, outside the "
+                           f"fixed-point range +-2^{62 - self.fixed.frac_bits} at "
+                           f"{self.fixed.frac_bits} fractional bits")
+            self.bounds[id(node)] = typed.largest
+            if typed.kind == "number":
+                self.constants[id(node)] = typed.low
+        return typed
+
+    def _type_of(self, node) -> Typed:
         name = _name(node)
         if name is not None:
             column = column_type(self.schema, name)
             self.columns.add(name)
             if column.numeric:
-                return Typed("numeric")
+                return Typed("numeric", low=column.min, high=column.max)
             return Typed(column.type, column.values)
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or isinstance(node.value, (int, float)):
-                return Typed("number")
+                return Typed("number", low=float(node.value), high=float(node.value))
             if isinstance(node.value, str):
                 return Typed("string")
         if isinstance(node, ast.BoolOp):
@@ -94,27 +126,61 @@ class Predicate:
             if isinstance(node.op, ast.Not) and inner.kind == "condition":
                 return Typed("condition")
             if isinstance(node.op, ast.USub) and inner.kind in ("numeric", "number"):
-                return inner
+                return Typed(inner.kind, low=-inner.high, high=-inner.low)
             self._fail("'not' needs a condition and '-' a number")
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult,
                                                                  ast.Div)):
-            left, right = self._type(node.left), self._type(node.right)
-            if {left.kind, right.kind} - {"numeric", "number"}:
-                self._fail("arithmetic needs numeric columns or numbers")
-            if isinstance(node.op, ast.Div) and right.kind != "number":
-                self._fail("division only by a number")
-            return Typed("number" if left.kind == right.kind == "number" else "numeric")
+            return self._arithmetic(node, self._type(node.left), self._type(node.right))
         if isinstance(node, ast.Compare) and len(node.ops) == 1:
             left, (op,), (right_node,) = self._type(node.left), node.ops, node.comparators
             if isinstance(op, (ast.In, ast.NotIn)):
                 if not isinstance(right_node, (ast.List, ast.Tuple)) or not right_node.elts:
                     self._fail("'in' needs a [list] of literals")
                 for item in right_node.elts:
-                    self._check_comparable(left, self._type(item), ast.Eq())
+                    literal = self._type(item)
+                    if literal.kind not in ("number", "string"):
+                        self._fail("'in' needs a [list] of literals")
+                    self._check_comparable(left, literal, ast.Eq())
                 return Typed("condition")
             self._check_comparable(left, self._type(right_node), op)
             return Typed("condition")
         self._fail(f"{type(node).__name__} is not allowed here")
+
+    def _arithmetic(self, node, left: Typed, right: Typed) -> Typed:
+        if {left.kind, right.kind} - {"numeric", "number"}:
+            self._fail("arithmetic needs numeric columns or numbers")
+        kind = "number" if left.kind == right.kind == "number" else "numeric"
+        if isinstance(node.op, ast.Add):
+            return Typed(kind, low=left.low + right.low, high=left.high + right.high)
+        if isinstance(node.op, ast.Sub):
+            return Typed(kind, low=left.low - right.high, high=left.high - right.low)
+        if isinstance(node.op, ast.Div):
+            if right.kind != "number":
+                self._fail("division only by a number")
+            if right.low == 0:
+                self._fail(f"division by zero in {ast.unparse(node)}")
+            return self._scaled(node, left, 1.0 / right.low, kind)
+        if kind == "numeric" and "number" in (left.kind, right.kind):
+            constant, other = (left, right) if left.kind == "number" else (right, left)
+            return self._scaled(node, other, constant.low, kind)
+        low, high = _interval([a * b for a in (left.low, left.high)
+                               for b in (right.low, right.high)])
+        product = Typed(kind, low=low, high=high)
+        if kind == "numeric" and product.largest >= self.fixed.max_product:
+            self._fail(f"{ast.unparse(node)} can reach {exact(product.largest)}; a product of "
+                       f"two columns must stay below 2^{62 - 2 * self.fixed.frac_bits} at "
+                       f"{self.fixed.frac_bits} fractional bits")
+        return product
+
+    def _scaled(self, node, operand: Typed, factor: float, kind: str) -> Typed:
+        """operand * factor, for a public factor: it must keep its precision."""
+        if kind == "numeric":
+            try:
+                public_factor(factor, operand.largest * self.fixed.scale)
+            except PrecisionError as error:
+                self._fail(f"{ast.unparse(node)}: {error}")
+        low, high = _interval([operand.low * factor, operand.high * factor])
+        return Typed(kind, low=low, high=high)
 
     def _check_comparable(self, left: Typed, right: Typed, op) -> None:
         kinds = {left.kind, right.kind}
@@ -127,6 +193,9 @@ class Predicate:
                 return
             self._fail("categorical columns with different vocabularies")
         if "key" in kinds and kinds <= {"key", "number"} and not ordering:
+            literal = left if left.kind == "number" else right
+            if literal.kind == "number" and literal.low != int(literal.low):
+                self._fail(f"key literal {exact(literal.low)} is not an integer")
             return
         self._fail(f"cannot compare {left.kind} with {right.kind}"
                    + (" by order" if ordering else ""))
@@ -134,24 +203,27 @@ class Predicate:
     # ---- evaluation on shares --------------------------------------------------------------
 
     async def evaluate(self, party: Party, columns: dict[str, np.ndarray]) -> np.ndarray:
-        return await _Evaluator(party, self.schema, columns).condition(self.tree)
+        return await _Evaluator(party, self, columns).condition(self.tree)
 
 
 class _Evaluator:
-    def __init__(self, party: Party, schema: Schema, columns: dict[str, np.ndarray]):
-        self.party, self.schema, self.columns = party, schema, columns
+    def __init__(self, party: Party, predicate: Predicate, columns: dict[str, np.ndarray]):
+        self.party, self.predicate, self.columns = party, predicate, columns
+        self.schema = predicate.schema
         self.rows = len(next(iter(columns.values()))) if columns else 0
 
     def _public(self, value: int) -> np.ndarray:
         return self.party.public(np.full(self.rows, value, dtype=np.int64).view(U64))
 
-    def _literal(self, node, like: Typed | None) -> np.ndarray:
-        value = node.value
-        if isinstance(value, str):
-            return self._public(like.values.index(value)) if value in like.values else None
+    def _code(self, node, like: Typed | None) -> int | None:
+        """The ring code of a literal (a string, or a number expression folded at parsing):
+        None for a string outside the vocabulary, which matches nothing."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return like.values.index(node.value) if node.value in like.values else None
+        number = self.predicate.constants[id(node)]
         if like is not None and like.kind == "key":
-            return self._public(int(encode_keys([np.array([int(value)])])[0]))
-        return self._public(int(self.party.fixed.encode(float(value))))
+            return int(encode_keys([np.array([int(number)])])[0])
+        return int(self.party.fixed.encode(number).view(np.int64))
 
     def _kind(self, node) -> Typed:
         name = _name(node)
@@ -164,25 +236,29 @@ class _Evaluator:
         name = _name(node)
         if name is not None:
             return self.columns[name]
-        if isinstance(node, ast.Constant):
-            return self._literal(node, like)
+        if isinstance(node, ast.Constant) or id(node) in self.predicate.constants:
+            code = self._code(node, like)
+            return None if code is None else self._public(code)
         if isinstance(node, ast.UnaryOp):
             return U64(0) - await self.value(node.operand, like)
-        left_const = isinstance(node.left, ast.Constant)
-        right_const = isinstance(node.right, ast.Constant)
+        constants = self.predicate.constants
         if isinstance(node.op, ast.Div):
-            return await fixed_mul_public(self.party, await self.value(node.left),
-                                          1.0 / float(node.right.value))
-        if isinstance(node.op, ast.Mult) and (left_const or right_const):
-            constant, other = (node.left, node.right) if left_const else (node.right, node.left)
-            return await fixed_mul_public(self.party, await self.value(other),
-                                          float(constant.value))
+            return await self._scaled(node.left, 1.0 / constants[id(node.right)])
+        if isinstance(node.op, ast.Mult) and (id(node.left) in constants
+                                              or id(node.right) in constants):
+            constant, other = ((node.left, node.right) if id(node.left) in constants
+                               else (node.right, node.left))
+            return await self._scaled(other, constants[id(constant)])
         left, right = await self.value(node.left), await self.value(node.right)
         if isinstance(node.op, ast.Add):
             return left + right
         if isinstance(node.op, ast.Sub):
             return left - right
         return await fixed_mul(self.party, left, right)
+
+    async def _scaled(self, node, factor: float) -> np.ndarray:
+        return await fixed_mul_public(self.party, await self.value(node), factor,
+                                      self.predicate.bounds[id(node)])
 
     async def condition(self, node) -> np.ndarray:
         one = self._public(1)
@@ -199,11 +275,11 @@ class _Evaluator:
         like = self._kind(left_node) if _name(left_node) else self._kind(right_node)
         left = await self.value(left_node, like)
         if isinstance(op, (ast.In, ast.NotIn)):
+            # each distinct value once: ['north', 'north'] must not count a row twice
+            codes = {self._code(item, like) for item in right_node.elts} - {None}
             found = self._public(0)
-            for item in right_node.elts:
-                right = await self.value(item, like)
-                if right is not None:
-                    found = found + await equal(self.party, left, right)
+            for code in sorted(codes):
+                found = found + await equal(self.party, left, self._public(code))
             return found if isinstance(op, ast.In) else one - found
         right = await self.value(right_node, like)
         if right is None:  # a string outside the vocabulary matches nothing

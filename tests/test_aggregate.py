@@ -5,13 +5,14 @@ import pandas as pd
 import pytest
 
 from mpc.protocols.arithmetic import mul
+from owners.keys import encode_keys
 from owners.schema import INDICATOR
 from sorting_join.aggregate import Aggregate, group_by, statistics
 from sorting_join.multiway import run_join
 from sorting_join.plan import plan_join
 from sorting_join.predicate import Predicate, PredicateError, column_type
 from sorting_join.table import SharedTable
-from tests.harness import reconstruct
+from tests.harness import reconstruct, run_pair, shares_of
 from tests.join_harness import (
     random_schema,
     random_tables,
@@ -69,10 +70,50 @@ def test_type_2_predicates(world, text, reference):
     ("t0.x / t0.x > 1", "division only by a number"),
     ("t0.x", "not a true/false condition"),
     ("len(t0.x) > 1", "Call is not allowed"),
+    ("t0.x / 0 > 1", "division by zero"),  # used to fail only at run time
+    ("t0.x / (2 - 2) > 1", "division by zero"),
+    ("t0.x * t1.x * t0.x * t1.x > 1", "a product of two columns must stay below 2\\^30"),
+    ("t0.x * 1e12 > 1", "leaves the ring"),
+    ("t0.x > 1e20", "outside the fixed-point range"),
+    ("t0.id == 2.5", "key literal 2.5 is not an integer"),
+    ("t0.c in [t1.c]", "needs a \\[list\\] of literals"),
 ])
 def test_bad_predicates_are_refused(world, text, message):
     with pytest.raises(PredicateError, match=message):
         Predicate(world[0], text)
+
+
+EXACT_X = [-3.0, 0.0, 64.0, 65.3, 70.0, 99.0, 150.0, 999.5]
+EXACT_C = [0, 1, 1, 2, 0, 1, 2, 2]
+EXACT_ID = [-4, 0, 7, -4000, 12, 2**40, 3, 5]
+
+
+@pytest.mark.parametrize("text, expected", [
+    # constants encoded with 16 bits: 1/100000 was 1/65536 (rows above 49 passed) and
+    # 1/1000 was 66/65536 (65.3 passed)
+    ("t0.x / 100000 > 0.00075", [x > 75 for x in EXACT_X]),
+    ("t0.x / 1000 > 0.0655", [x > 65.5 for x in EXACT_X]),
+    ("t0.x * (1 / 3) >= 30", [x >= 90 for x in EXACT_X]),
+    # repeated values counted a row twice: an indicator of 2, and -1 for not in
+    ("t0.c in ['v', 'v']", [c == 1 for c in EXACT_C]),
+    ("t0.c not in ['u', 'u', 'w']", [c == 1 for c in EXACT_C]),
+    ("t0.x in [70, 70.0, 99]", [x in (70, 99) for x in EXACT_X]),
+    ("t0.id in [-4, -4, 1099511627776]", [i in (-4, 2**40) for i in EXACT_ID]),
+    # -4 was negated as a ring value; negative keys are hashed
+    ("t0.id == -4", [i == -4 for i in EXACT_ID]),
+])
+def test_predicates_give_exact_0_1_indicators(world, rng, text, expected):
+    schema = world[0]
+    columns = {"t0.x": schema.fixed.encode(EXACT_X), "t0.c": np.array(EXACT_C, np.uint64),
+               "t0.id": encode_keys([np.array(EXACT_ID)])}
+    shared = {name: shares_of(values, rng) for name, values in columns.items()}
+    predicate = Predicate(schema, text)
+
+    async def program(party, side):
+        return await predicate.evaluate(party, {name: pair[side] for name, pair in shared.items()})
+
+    got = reconstruct(run_pair(program, (0,), (1,)))
+    assert got.tolist() == [int(e) for e in expected]
 
 
 def test_group_by_matches_pandas(world):

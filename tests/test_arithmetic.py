@@ -129,16 +129,20 @@ def test_share_input_and_reveals(rng):
     assert np.array_equal(only0, values) and only1 is None
 
 
-def test_fixed_mul_by_public_scalar(rng):
+@pytest.mark.parametrize("value", [-2.5, 1 / 1000, 1 / 3, 1e-6])
+def test_fixed_mul_by_public_scalar(rng, value):
+    """Within 2 ulps of the exact product: 1/1000 encoded with 16 bits was 66/65536, 0.8% off,
+    and 1e-6 was 0."""
     fixed = FixedPoint()
     a = rng.uniform(-1000, 1000, 100)
     x0, x1 = shares_of(fixed.encode(a), rng)
 
     async def program(party, x):
-        return await fixed_mul_public(party, x, -2.5)
+        return await fixed_mul_public(party, x, value, bound=1000)
 
     got = fixed.decode(reconstruct(run_pair(program, (x0,), (x1,))))
-    assert np.allclose(got, a * -2.5, atol=2 * 2.0**-16 + 1e-9)
+    exact = fixed.decode(fixed.encode(a)) * value
+    assert np.max(np.abs(got - exact)) <= 2 * 2.0**-16
 
 
 def test_mul_rows_matches_numpy(rng):

@@ -62,3 +62,22 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path):
     assert accuracy["mpc"] > 0.65 and abs(accuracy["mpc"] - accuracy["plaintext_same_noise"]) < 0.08
     assert {"sort", "train"} <= set(result["costs"]["training"])
     assert set(Path(tempfile.gettempdir()).glob("twofold-*")) == before
+
+
+def test_a_secret_key_is_never_readable_by_others(tmp_path, monkeypatch):
+    """Created 0600 from the start: with a permissive umask and chmod unavailable (it used to
+    write the file with the umask's mode, then chmod it), the mode is still 0600, and an older
+    world-readable file is replaced, not reused."""
+    from mpc.curve import generate_keypair, load_keypair, load_public_key
+
+    (tmp_path / "bob.key_secret").write_text("old")
+    os.chmod(tmp_path / "bob.key_secret", 0o644)
+    previous = os.umask(0)
+    try:
+        monkeypatch.setattr(os, "chmod", lambda *args, **kwargs: 1 / 0)
+        public, secret = generate_keypair(tmp_path, "bob")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
+    assert load_keypair(secret).public == load_public_key(public)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bob.key", "bob.key_secret"]

@@ -46,6 +46,12 @@ def test_upload_submit_and_reveal_through_the_cli(tmp_path):
         refused = twofold("reveal", job["job_id"], "--config", cluster.owner_config("bob"))
         assert refused.returncode == 1 and "no job" in refused.stderr
         assert "Traceback" not in refused.stderr
+        cluster.kill_server(1)  # status used to fail entirely while either server was down
+        status = twofold("job", "status", job["job_id"], "--config", cluster.owner_config("carol"))
+        lines = status.stdout.splitlines()
+        assert status.returncode == 1 and lines[0] == "server 0: done"
+        assert lines[1].startswith("server 1: unreachable (server 1 at tcp://")
+        assert "Traceback" not in status.stderr
 
 
 def test_joined_columns_survive_separate_processes(tmp_path):

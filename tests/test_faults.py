@@ -4,17 +4,21 @@ import asyncio
 import signal
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
 from mpc import wire
 from mpc.dealer import Dealer
 from mpc.errors import DealerError, MpcError, PeerAborted, PeerTimeout, ProtocolMismatch
+from mpc.link import MAX_FRAME_BYTES
 from mpc.protocols.arithmetic import mul
 from mpc.session import Endpoints, open_party
+from servers.config import load_dealer_config
 from servers.local_cluster import LocalCluster
-from tests.harness import free_address, keypair
+from tests.harness import free_address, keypair, run_pair
 
 U64 = np.uint64
 TIMEOUT = 1.5
@@ -123,11 +127,27 @@ def test_silent_peer_death_times_out():
     assert elapsed < 4 * TIMEOUT
 
 
+def connections_to(port: int) -> int:
+    """Established TCP connections whose remote end is this loopback port."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            remote, state = line.split()[2:4]
+            count += state == "01" and int(remote.rsplit(":", 1)[1], 16) == port
+    return count
+
+
 def test_killed_server_process_is_reported_by_the_other():
-    with LocalCluster(timeout_s=3.0) as cluster:
+    with LocalCluster(timeout_s=5.0) as cluster:
         workers = cluster.start("bench_mpc", {"n": 20000, "repeat": 50, "ops": ["sort"]})
-        time.sleep(2.5)
-        assert workers[0].poll() is None, workers[0].communicate()
+        # both workers reach the dealer only after their link's hello: then the job runs (a
+        # fixed sleep killed server 1 before its hello on a loaded machine)
+        dealer = load_dealer_config(cluster.folder / "dealer.toml").listen
+        port = int(dealer.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 120
+        while connections_to(port) < 2 and time.monotonic() < deadline:
+            assert workers[0].poll() is None, workers[0].communicate()
+            time.sleep(0.05)
         workers[1].send_signal(signal.SIGKILL)
         start = time.monotonic()
         _, stderr = workers[0].communicate(timeout=30)
@@ -135,3 +155,12 @@ def test_killed_server_process_is_reported_by_the_other():
         assert "no message from server 1" in stderr or "stopped" in stderr
         assert time.monotonic() - start < 10
         assert "Traceback" not in stderr
+
+
+def test_the_peer_link_limits_frame_sizes():
+    """Both ends of the link drop a peer that sends a frame above MAX_FRAME_BYTES (the service
+    and dealer sockets' limits are exercised in tests/test_fuzz.py)."""
+    async def limit(party):
+        return party.link.socket.getsockopt(zmq.MAXMSGSIZE)
+
+    assert run_pair(limit) == [MAX_FRAME_BYTES, MAX_FRAME_BYTES]

@@ -96,7 +96,7 @@ def test_statistics_job(deployment):
 recipients = ["carol"]
 tables = ["orders", "customers"]
 [statistics]
-columns = ["orders.amount", "customers.income"]
+columns = ["orders.amount", "customers.age"]
 histogram = ["customers.region"]
 """
     values = run(deployment, spec)["values"]
@@ -105,8 +105,9 @@ histogram = ["customers.region"]
     assert values["count"] == len(joined)
     assert np.isclose(amount["mean"], joined.amount.mean())
     assert np.isclose(amount["std"], joined.amount.std(ddof=0), rtol=1e-4)
-    assert np.isclose(values["customers.income"]["min"], joined.income.min())
-    assert np.isclose(values["customers.income"]["max"], joined.income.max())
+    assert np.isclose(values["customers.age"]["min"], joined.age.min())
+    assert np.isclose(values["customers.age"]["max"], joined.age.max())
+    assert np.isclose(values["customers.age"]["std"], joined.age.std(ddof=0), rtol=1e-4)
     histogram = values["histogram(customers.region)"]
     assert histogram == {r: int((joined.region == r).sum()) for r in REGIONS}
 
@@ -126,6 +127,10 @@ histogram = ["customers.region"]
      "line 5: column 'orders.amount': table 'orders' is not in this job's join"),
     ('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.amount"]\n[statistics]\ncolumns = []\n',
      "exactly one of"),
+    # |income| up to 1e6: its squares wrapped the ring (the check allowed up to 2^44)
+    ('[job]\nrecipients = ["carol"]\n[statistics]\ncolumns = ["customers.income"]\n',
+     "line 4: the sum of squares of customers.income needs |value| below 2^15 at 16 "
+     "fractional bits; its declared range reaches 1e+06"),
 ])
 def test_bad_specs_are_refused_before_any_work(deployment, spec, message):
     async def scenario():

@@ -142,8 +142,7 @@ def test_join_message_sizes_depend_only_on_public_sizes():
             released = await release_groups(
                 party, [OutputColumn("t0.c", "categorical"), OutputColumn("count", "count")],
                 {name: out.column(name) for name in ("t0.c", "count")}, out.valid,
-                Thresholds({"t1": 2}, {"t1": out.column("distinct(t1)")}), noise=None,
-                bounds={})
+                Thresholds({"t1": 2}, {"t1": out.column("distinct(t1)")}), ledger=None)
             return released.shares[-1]
 
         sides = share_tables(schema, frames, rng)

@@ -65,6 +65,12 @@ def test_good_file_encodes_exactly(tmp_path, schema):
     ("id,age,income,member,region,extra\n1,30,1,no,south,0\n", "column 'extra' is not in table customers"),
     ("id,age,age,income,member,region\n", "column 'age' appears twice"),
     ("", "empty file"),
+    (HEADER, "no data rows, only a header; nothing was uploaded"),
+    (HEADER + "+5,30,1,no,south\n", "row 1 (line 2), column id: '+5' is not an integer key"),
+    (HEADER + "   ,30,1,no,south\n", "row 1 (line 2), column id: missing value"),
+    (HEADER + "1,30,1000000.0000001,no,south\n",
+     "column income: 1000000.0000001 is above the declared max 1e+06"),
+    (HEADER + "1,30,-1000000.5,no,south\n", "column income: -1000000.5 is below the declared min"),
 ])
 def test_bad_csv_input_is_refused_with_file_row_and_column(tmp_path, schema, text, message):
     path = write(tmp_path, text)
@@ -148,3 +154,60 @@ def test_hash_collisions_among_own_keys_are_refused(tmp_path, schema, monkeypatc
     path = write(tmp_path, "order_id,line,customer_id,amount\nA,1,2,5\nB,2,3,6\n", "o.csv")
     with pytest.raises(UploadError, match="hash to the same code"):
         prepare(path, schema, "orders")
+
+
+def test_a_byte_order_mark_changes_nothing(tmp_path, schema):
+    """With a BOM, Python's csv used to read the header as '\\ufefforder_id', so the string key
+    was parsed as a number by Arrow and 0007 became 7: foreign keys stopped matching."""
+    text = "order_id,line,customer_id,amount\n0007,1,2,5\n"
+    plain = prepare(write(tmp_path, text, "plain.csv"), schema, "orders")
+    marked = tmp_path / "marked.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    with_bom = prepare(marked, schema, "orders")
+    for name, values in plain.columns.items():
+        assert np.array_equal(with_bom.columns[name], values), name
+    assert plain.columns["order_id"][0] == encode_keys([np.array(["0007"], dtype=object)])[0]
+
+
+def test_one_trimming_rule_for_every_key(tmp_path, schema):
+    """String keys were not trimmed while integer keys were: ' ORD-1 ' now is 'ORD-1'."""
+    spaced = prepare(write(tmp_path, "order_id,line,customer_id,amount\n ORD-1 , 1 ,\t2 ,5\n",
+                           "spaced.csv"), schema, "orders")
+    tight = prepare(write(tmp_path, "order_id,line,customer_id,amount\nORD-1,1,2,5\n",
+                          "tight.csv"), schema, "orders")
+    for name, values in tight.columns.items():
+        assert np.array_equal(spaced.columns[name], values), name
+    inner = prepare(write(tmp_path, "order_id,line,customer_id,amount\nORD 1,1,2,5\n",
+                          "inner.csv"), schema, "orders")
+    assert inner.columns["order_id"][0] != tight.columns["order_id"][0]
+
+
+def test_parquet_string_keys_follow_the_same_rule(tmp_path, schema):
+    path = tmp_path / "orders.parquet"
+    pq.write_table(pa.table({"order_id": [" ORD-1 "], "line": [1], "customer_id": [2],
+                             "amount": [5.0]}), path)
+    csv_path = write(tmp_path, "order_id,line,customer_id,amount\nORD-1,1,2,5\n", "o.csv")
+    assert prepare(path, schema, "orders").columns["order_id"].tolist() == \
+        prepare(csv_path, schema, "orders").columns["order_id"].tolist()
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"order_id,line,customer_id,amount\nA,1,2,5\nB\xff,2,3,6\n",
+     "row 2 (line 3), column order_id: not valid UTF-8"),
+    (b"order_id,li\xffne,customer_id,amount\nA,1,2,5\n", "line 1 (the header) is not valid UTF-8"),
+])
+def test_invalid_utf8_names_the_row(tmp_path, schema, data, message):
+    path = tmp_path / "orders.csv"
+    path.write_bytes(data)
+    with pytest.raises(UploadError, match=re.escape(message)):
+        prepare(path, schema, "orders")
+
+
+def test_an_empty_parquet_file_is_refused(tmp_path, schema):
+    path = tmp_path / "customers.parquet"
+    pq.write_table(pa.table({"id": pa.array([], pa.int64()), "age": pa.array([], pa.int64()),
+                             "income": pa.array([], pa.float64()),
+                             "member": pa.array([], pa.bool_()),
+                             "region": pa.array([], pa.string())}), path)
+    with pytest.raises(UploadError, match="no data rows"):
+        prepare(path, schema, "customers")

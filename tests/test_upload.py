@@ -172,3 +172,51 @@ def test_schema_mismatch_is_refused(deployment):
                              deployment.addresses(), timeout_s=5.0)
 
     run(scenario())
+
+
+def test_a_retry_after_one_server_committed_completes_with_matching_shares(deployment):
+    """Server 1 fails its commit; server 0 keeps the upload. The retry sends server 1 the share
+    made from the same mask stream, so both shares add up to the owner's data (it used to send a
+    share made with a fresh mask: a ready table of garbage)."""
+    async def scenario():
+        async with running(deployment) as servers:
+            commit = servers[1]._commit
+
+            def fail_once(owner, upload_id):
+                servers[1]._commit = commit
+                raise ServiceError("disk full")
+
+            servers[1]._commit = fail_once
+            with pytest.raises(ServiceError, match="disk full"):
+                await upload_file(deployment, "alice", "customers")
+            assert [s.storage.current("customers") for s in servers] == [None, None]
+            return await upload_file(deployment, "alice", "customers")
+
+    prepared, retry = run(scenario())
+    assert retry.statuses == ["exists", "send"]
+    stored = deployment.stored("customers")
+    for name, values in prepared.columns.items():
+        assert np.array_equal(stored[name], values), name
+
+
+def test_uploading_earlier_content_again_makes_it_live(deployment):
+    """v1, then v2, then v1 again: jobs read v1 (they kept reading v2)."""
+    original = CUSTOMERS
+    changed = CUSTOMERS.replace(",east\n", ",north\n")
+
+    async def upload_text(text):
+        (deployment.folder / "customers.csv").write_text(text)
+        return await upload_file(deployment, "alice", "customers")
+
+    async def scenario():
+        async with running(deployment):
+            first, second = await upload_text(original), await upload_text(changed)
+            return first, second, await upload_text(original), await upload_text(original)
+
+    (v1, first), (_, second), (_, again), (_, repeat) = run(scenario())
+    assert second.upload_id != first.upload_id
+    assert again.upload_id == first.upload_id and again.statuses == ["exists", "exists"]
+    assert not again.was_live and repeat.was_live
+    stored = deployment.stored("customers")
+    for name, values in v1.columns.items():
+        assert np.array_equal(stored[name], values), name

@@ -8,6 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from mpc.curve import generate_keypair
+from mpc.rpc import HANDSHAKE_TIMEOUT_S
 from owners.policy import Policy
 from servers.local_cluster import LocalCluster
 from servers.storage import Storage
@@ -112,3 +114,49 @@ def test_bad_policy_files_upload_nothing(tmp_path, policy, message):
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and str(rules) in lines[0] and message in lines[0], run.stderr
         assert current_records(cluster) == [[], []]
+
+
+def test_an_unregistered_key_fails_fast_and_says_what_to_check(tmp_path):
+    """With the default 60 s timeout, a key the servers do not know used to wait it out and
+    end with a generic message; the hello gets no answer within a few seconds instead."""
+    with LocalCluster(timeout_s=60, schema_text=SCHEMA, owners=("alice", "bob")) as cluster:
+        cluster.start_server(0)
+        cluster.start_server(1)
+        generate_keypair(cluster.folder / "keys", "mallory")
+        config = cluster.folder / "mallory.toml"
+        config.write_text(cluster.owner_config("alice").read_text().replace("alice", "mallory"))
+        data = tmp_path / "customers.csv"
+        write_customers(data, 10)
+        start = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-m", "cli.main", "owner", "upload", str(data), "--table",
+             "customers", "--schema", str(cluster.folder / "schema.toml"), "--config",
+             str(config)], capture_output=True, text=True, timeout=120)
+        assert time.monotonic() - start < HANDSHAKE_TIMEOUT_S + 10
+        assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1
+        assert "did not complete the handshake" in run.stderr
+        assert "your public key is registered" in run.stderr
+
+
+def test_uploading_earlier_content_again_says_it_is_live_again(tmp_path):
+    with LocalCluster(timeout_s=30, schema_text=SCHEMA, owners=("alice", "bob")) as cluster:
+        cluster.start_server(0)
+        cluster.start_server(1)
+        first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+        write_customers(first, 20)
+        write_customers(second, 21)
+        runs = [owner_upload(cluster, "alice", data, "customers") for data in (first, second)]
+        again = owner_upload(cluster, "alice", first, "customers")
+        assert again.returncode == 0, again.stderr
+        summary = json.loads(again.stdout)
+        assert summary["live_again"] and summary["already_held"] == [True, True]
+        assert summary["upload_id"] == json.loads(runs[0].stdout)["upload_id"]
+        for party in (0, 1):
+            storage = Storage(cluster.folder / f"data{party}")
+            assert storage.current("customers").upload_id == summary["upload_id"]
+            storage.close()
+        text = subprocess.run(
+            [sys.executable, "-m", "cli.main", "owner", "upload", str(first), "--table",
+             "customers", "--schema", str(cluster.folder / "schema.toml"), "--config",
+             str(cluster.owner_config("alice"))], capture_output=True, text=True)
+        assert "already held it as the live version; nothing changed" in text.stdout

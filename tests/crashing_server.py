@@ -1,0 +1,76 @@
+"""A compute server that kills itself (SIGKILL, as kill -9) at a chosen point of the upload
+protocol: what tests/upload_kills.py starts instead of `twofold server run`.
+
+    python -m tests.crashing_server --config server0.toml --crash-at record
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import inspect
+import os
+import signal
+from pathlib import Path
+
+import servers.storage
+from servers.config import load_server_config
+from servers.server import Server
+from servers.storage import StagedUpload, Storage
+
+# name -> (owner of the function, its name, "before" or "after" the call, which call)
+CRASH_POINTS = {
+    "stage": (Storage, "stage", "after", 1),  # begin: staging folder made, not acknowledged
+    "chunk1": (StagedUpload, "append", "after", 1),  # first chunk written
+    "chunk2": (StagedUpload, "append", "after", 2),  # second chunk written
+    "fsync": (StagedUpload, "close_durably", "after", 1),  # files durable, still in staging
+    "rename": (servers.storage, "_fsync_dir", "before", 1),  # moved to tables/, no catalog row
+    "record": (Storage, "commit", "after", 1),  # catalog row written, commit not acknowledged
+    "activate": (Server, "_activate", "before", 1),  # an owner's activation arrived
+    "peer_check": (Server, "_peer_check", "before", 1),  # the peer's question arrived
+    "live1": (Storage, "make_live", "after", 1),  # first time it made the upload live
+    "live2": (Storage, "make_live", "after", 2),  # second time
+}
+
+
+def arm(point: str) -> None:
+    """Wrap the function of `point` so that its n-th call kills this process."""
+    owner, name, when, nth = CRASH_POINTS[point]
+    original, calls = getattr(owner, name), 0
+
+    def tick(moment: str) -> None:
+        nonlocal calls
+        if moment == when:
+            calls += 1
+            if calls == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    if inspect.iscoroutinefunction(original):
+        @functools.wraps(original)
+        async def wrapper(*args, **kwargs):
+            tick("before")
+            result = await original(*args, **kwargs)
+            tick("after")
+            return result
+    else:
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            tick("before")
+            result = original(*args, **kwargs)
+            tick("after")
+            return result
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--crash-at", choices=sorted(CRASH_POINTS), required=True)
+    args = parser.parse_args()
+    arm(args.crash_at)
+    asyncio.run(Server(load_server_config(args.config)).serve())
+
+
+if __name__ == "__main__":
+    main()
