@@ -19,13 +19,13 @@ from rich.table import Table
 from cli import oulad, tpch
 from mpc.bench import OPS
 from mpc.prg import Prg
-from owners.config import load_owner_config
 from owners.policy import ANYONE, OUTPUT_KINDS, Policy
 from owners.prepare import prepare
 from owners.schema import load_schema
 from owners.upload import upload
-from servers.client import fetch_and_reveal, submit_job, wait_for_job
-from servers.local_cluster import LocalCluster, ProcessError
+from servers.local_cluster import LocalCluster
+from twofold.client import Client
+from twofold.config import load_client_config
 
 bench_app = typer.Typer(help="Measure time, bytes and rounds on a local cluster.",
                         no_args_is_help=True)
@@ -135,7 +135,7 @@ def bench_upload(
         write_upload_csv(data, rows)
         cluster.start_server(0)
         cluster.start_server(1)
-        settings = load_owner_config(cluster.owner_config("owner"))
+        settings = load_client_config(cluster.owner_config("owner"))
         runs = []
         for attempt in range(repeat):
             start = time.perf_counter()
@@ -189,14 +189,10 @@ def tpch_runs(scale: float, repeat: int, spec: str) -> tuple[int, list[list[dict
                           owners=("alice", "bob", "carol")) as cluster:
             cluster.start_all()
             cluster.upload_all(Path(folder), BENCH_POLICY)
-            carol = load_owner_config(cluster.owner_config("carol"))
+            carol = Client(cluster.owner_config("carol"))
             runs = []
             for _ in range(repeat):
-                job = asyncio.run(submit_job(carol.keys, carol.servers, spec))
-                statuses = asyncio.run(wait_for_job(carol.keys, carol.servers, job,
-                                                    timeout_s=3600))
-                if any(s["state"] != "done" for s in statuses):
-                    raise ProcessError(f"TPC-H job failed: {statuses}")
+                statuses = carol.wait(carol.submit(spec), timeout_s=3600)
                 runs.append([{k: v for k, v in s["costs"].items() if k != "agree"}
                              for s in statuses])
     return rows, runs
@@ -232,16 +228,14 @@ def oulad_runs(iterations: int, epsilons) -> tuple[int, list, list]:
         generated = oulad.generate(cluster.folder)
         cluster.start_all()
         cluster.upload_all(cluster.folder, BENCH_POLICY)
-        analyst = load_owner_config(cluster.owner_config("analyst"))
+        analyst = Client(cluster.owner_config("analyst"))
         runs, table = [], []
         for epsilon in epsilons:
             spec = oulad.training_spec(epsilon, iterations, int(0.8 * len(generated["joined"])))
             start = time.perf_counter()
-            job = asyncio.run(submit_job(analyst.keys, analyst.servers, spec))
-            statuses = asyncio.run(wait_for_job(analyst.keys, analyst.servers, job, 3600))
-            if any(s["state"] != "done" for s in statuses):
-                raise ProcessError(f"training job failed: {statuses}")
-            model = asyncio.run(fetch_and_reveal(analyst.keys, analyst.servers, job))
+            statuses = []
+            model = analyst.run(spec, on_status=lambda seen: statuses.__setitem__(
+                slice(None), seen)).data
             elapsed = time.perf_counter() - start
             runs.append(([{k: v for k, v in s["costs"].items() if k != "agree"}
                           for s in statuses], elapsed))

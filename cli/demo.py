@@ -10,7 +10,6 @@ and rounds per stage. Everything is removed afterwards.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import time
@@ -22,10 +21,9 @@ from rich.table import Table
 
 from cli import oulad
 from ml.dp import Privacy
-from owners.config import load_owner_config
 from owners.policy import Policy
-from servers.client import fetch_and_reveal, submit_job, wait_for_job
-from servers.local_cluster import LocalCluster, ProcessError
+from servers.local_cluster import LocalCluster
+from twofold.client import Client
 
 DATA = Path(__file__).parent / "demo_data"
 OWNERS = ("university", "agency", "statistics_office", "analyst")
@@ -48,17 +46,16 @@ columns = ["enrolments.clicks", "students.age", "regions.income"]
 """
 
 
-def _run(analyst, spec: str, status, label: str):
-    job = asyncio.run(submit_job(analyst.keys, analyst.servers, spec))
+def _run(analyst: Client, spec: str, status, label: str) -> tuple[dict, dict]:
+    """The job's output and server 0's costs per stage (from the last status seen)."""
+    seen = []
 
     def show(statuses):
+        seen[:] = statuses
         status.update(f"{label}: {statuses[0].get('stage') or statuses[0]['state']}")
 
-    statuses = asyncio.run(wait_for_job(analyst.keys, analyst.servers, job, 600,
-                                        on_status=show))
-    if any(s["state"] != "done" for s in statuses):
-        raise ProcessError(f"{label} failed: {statuses[0]['error'] or statuses[1]['error']}")
-    return asyncio.run(fetch_and_reveal(analyst.keys, analyst.servers, job)), statuses[0]["costs"]
+    result = analyst.run(spec, timeout_s=600, on_status=show)
+    return result.data, seen[0]["costs"]
 
 
 def demo(iterations: int = typer.Option(600, help="SGD iterations of the training job."),
@@ -75,7 +72,7 @@ def demo(iterations: int = typer.Option(600, help="SGD iterations of the trainin
         cluster.start_all()
         status.update("three owners validate, share and upload their tables")
         cluster.upload_all(cluster.folder, owners_policy(epsilon))
-        analyst = load_owner_config(cluster.owner_config("analyst"))
+        analyst = Client(cluster.owner_config("analyst"))
         statistics, statistics_costs = _run(analyst, STATISTICS, status, "statistics query")
         spec = oulad.training_spec(epsilon, iterations, int(0.8 * len(joined)))
         model, training_costs = _run(analyst, spec, status, "level 5 training")

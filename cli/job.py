@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import csv
 import json
-import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from owners.config import load_owner_config
-from servers.client import cancel_job, fetch_and_reveal, job_status, submit_job, wait_for_job
+from twofold.client import Client, failure, outcome
 
 job_app = typer.Typer(help="Submit jobs and follow them.", no_args_is_help=True)
 CONFIG_HELP = "client.toml (or an owner's config): your key and the two servers."
+
+
+def show_stage(status, job_id: str):
+    """An on_status callback: the job's stage on a rich status line."""
+    def show(statuses):
+        status.update(f"job {job_id}: {statuses[0].get('stage') or statuses[0]['state']}")
+    return show
 
 
 @job_app.command("submit")
@@ -25,40 +28,24 @@ def job_submit(spec: Path = typer.Argument(..., help="The job spec (TOML)."),
                wait: bool = typer.Option(False, help="Wait until the job is done or failed."),
                as_json: bool = typer.Option(False, "--json")):
     """Send SPEC to both servers; they check it against the schema and the uploads first."""
-    settings = load_owner_config(config)
-    job = asyncio.run(submit_job(settings.keys, settings.servers, spec.read_text(), job_id,
-                                 settings.timeout_s))
+    client = Client(config)
+    job = client.submit(spec.read_text(), job_id=job_id)
     result = {"job_id": job, "state": "queued"}
     if wait:
-        console = Console(stderr=True)
-        with console.status("running") as status:
-            def show(statuses):
-                stage = statuses[0].get("stage") or statuses[0]["state"]
-                status.update(f"job {job}: {stage}")
-            final = asyncio.run(wait_for_job(settings.keys, settings.servers, job,
-                                             on_status=show))
-        result = {"job_id": job, "state": _combined(final), "error": _error(final)}
+        with Console(stderr=True).status("running") as status:
+            final = client.wait(job, on_status=show_stage(status, job), check=False)
+        result = {"job_id": job, "state": outcome(final), "error": failure(final)}
     typer.echo(json.dumps(result) if as_json else f"job {result['job_id']}: {result['state']}"
                + (f" ({result['error']})" if result.get("error") else ""))
     if result["state"] == "failed":
         raise typer.Exit(1)
 
 
-def _combined(statuses: list[dict]) -> str:
-    states = {s["state"] for s in statuses}
-    return states.pop() if len(states) == 1 else "failed" if "failed" in states else "running"
-
-
-def _error(statuses: list[dict]) -> str:
-    return "; ".join(f"server {p}: {s['error']}" for p, s in enumerate(statuses) if s["error"])
-
-
 @job_app.command("status")
 def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG_HELP),
                        as_json: bool = typer.Option(False, "--json")):
     """State and stage of a job on both servers, with time, bytes and rounds per stage."""
-    settings = load_owner_config(config)
-    statuses = asyncio.run(job_status(settings.keys, settings.servers, job_id, settings.timeout_s))
+    statuses = Client(config).status(job_id)
     if as_json:
         typer.echo(json.dumps(statuses))
     else:
@@ -79,24 +66,25 @@ def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG
 def job_cancel_command(job_id: str, config: Path = typer.Option(..., help=CONFIG_HELP),
                        as_json: bool = typer.Option(False, "--json")):
     """Stop a job you submitted, on both servers; it releases nothing."""
-    settings = load_owner_config(config)
-    replies = asyncio.run(cancel_job(settings.keys, settings.servers, job_id, settings.timeout_s))
+    replies = Client(config).cancel(job_id)
     typer.echo(json.dumps({"job_id": job_id, "states": [r["state"] for r in replies]})
                if as_json else f"job {job_id}: cancelled")
 
 
 def reveal_command(job_id: str = typer.Argument(...),
                    config: Path = typer.Option(..., help=CONFIG_HELP),
-                   as_json: bool = typer.Option(False, "--json", help="JSON instead of CSV.")):
+                   as_json: bool = typer.Option(False, "--json", help="JSON instead of CSV."),
+                   out: Path = typer.Option(None, "--out", help="Write to FILE, not stdout.")):
     """Fetch both servers' shares of a job's output and reconstruct it here (recipients only).
-    Dummy rows are dropped; rows go to stdout as CSV."""
-    settings = load_owner_config(config)
-    result = asyncio.run(fetch_and_reveal(settings.keys, settings.servers, job_id,
-                                          settings.timeout_s))
-    if as_json or result["kind"] == "statistics":
-        typer.echo(json.dumps(result.get("rows") or result["values"], indent=1))
-        return
-    rows = result["rows"]
-    writer = csv.writer(sys.stdout)
-    writer.writerow(list(rows))
-    writer.writerows(zip(*rows.values()))
+
+    CSV by kind: rows, groups and predictions as rows; statistics as name,statistic,value;
+    a model as term,coefficient (raw units); metrics as metric,value. --json gives everything,
+    a model's scaling and privacy ledger included."""
+    result = Client(config).reveal(job_id)
+    text = result.to_json() + "\n" if as_json else result.to_csv()
+    if result.kind == "model" and not result.data["released"]:
+        typer.echo(f"twofold: {result.data['reason']}", err=True)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)

@@ -16,7 +16,6 @@ from cli.server import server_app
 from mpc.curve import generate_keypair
 from mpc.dealer import Dealer
 from mpc.errors import MpcError
-from owners.config import OwnerConfigError
 from owners.predicate import PredicateError
 from owners.read import UploadError
 from owners.schema import SchemaError
@@ -24,6 +23,8 @@ from servers.config import ConfigError, load_dealer_config
 from servers.jobspec import JobSpecError
 from owners.policy import PolicyError
 from servers.local_cluster import ProcessError
+from twofold.client import JobFailed
+from twofold.config import ClientConfigError
 
 app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -62,7 +63,7 @@ def main() -> None:
     """Entry point: known failures become one line on stderr and exit code 1."""
     try:
         app()
-    except (MpcError, ConfigError, OwnerConfigError, ProcessError, SchemaError, UploadError,
+    except (MpcError, ConfigError, ClientConfigError, ProcessError, SchemaError, UploadError,
             PredicateError, JobSpecError, PolicyError, OSError) as error:
         typer.echo(f"twofold: {error}", err=True)
         sys.exit(1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,29 +9,28 @@ import typer
 from rich.progress import Progress
 
 from mpc.curve import load_keypair, load_public_key
-from owners.config import OwnerConfig, OwnerConfigError, load_owner_config
-from owners.prepare import prepare
-from owners.schema import load_schema
-from owners.upload import ServerAddress, dummy_prg, table_budget, upload
+from mpc.rpc import ServerAddress
 from owners.policy import Policy, load_policy_file, policy_from_settings
-from owners.schema import Table
+from owners.schema import Table, load_schema
+from twofold.client import Client
+from twofold.config import ClientConfig, ClientConfigError, load_client_config
 
 owner_app = typer.Typer(help="Validate and upload your tables as secret shares.",
                         no_args_is_help=True)
 
 
-def _owner_settings(config, key, server0, server0_key, server1, server1_key) -> OwnerConfig:
+def _owner_settings(config, key, server0, server0_key, server1, server1_key) -> ClientConfig:
     if config is not None:
-        return load_owner_config(config)
+        return load_client_config(config)
     if None in (key, server0, server0_key, server1, server1_key):
-        raise OwnerConfigError("give --config owner.toml, or all of --key, --server0, "
-                               "--server0-key, --server1, --server1-key")
+        raise ClientConfigError("give --config owner.toml, or all of --key, --server0, "
+                                "--server0-key, --server1, --server1-key")
     try:
-        return OwnerConfig(load_keypair(key), (
+        return ClientConfig(load_keypair(key), (
             ServerAddress(server0, load_public_key(server0_key)),
             ServerAddress(server1, load_public_key(server1_key))))
     except (OSError, ValueError) as error:
-        raise OwnerConfigError(str(error)) from None
+        raise ClientConfigError(str(error)) from None
 
 
 @owner_app.command("upload")
@@ -83,15 +80,16 @@ def owner_upload(
              "budget_epsilon": budget_epsilon, "budget_delta": budget_delta}
     policy = owner_policy(parsed.table(table), policy_file,
                           {k: v for k, v in flags.items() if v is not None})
-    source_digest = hashlib.sha256(Path(data).read_bytes() + repr((where, pad_to)).encode())
-    prepared = prepare(data, parsed, table, where=where, pad_to=pad_to,
-                       dummy_prg=dummy_prg(settings.keys, parsed, table, source_digest.digest()))
-    with Progress(transient=True, disable=prepared.rows < 100_000) as bar:
-        task = bar.add_task(f"upload {table}", total=prepared.rows)
-        result = asyncio.run(upload(prepared, parsed, settings.keys, settings.servers,
-                                    upload_id=upload_id, timeout_s=settings.timeout_s,
-                                    progress=lambda rows: bar.advance(task, rows),
-                                    policy=policy))
+    with Progress(transient=True) as bar:
+        shown = {}
+
+        def show(rows: int, total: int) -> None:  # a bar only for uploads that take a while
+            if total >= 100_000:
+                task = shown.setdefault("task", bar.add_task(f"upload {table}", total=total))
+                bar.advance(task, rows)
+
+        result = Client(settings).upload(data, table, parsed, policy=policy, where=where,
+                                         pad_to=pad_to, upload_id=upload_id, progress=show)
     held = [status == "exists" for status in result.statuses]
     live_again = all(held) and not result.was_live
     summary = {"table": table, "upload_id": result.upload_id, "rows": result.rows,
@@ -122,9 +120,7 @@ def owner_budget(table: str = typer.Argument(..., help="Your table."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """The table's privacy budget: its total, what differentially private jobs have spent, and
     what is left, as each server records it."""
-    settings = load_owner_config(config)
-    replies = asyncio.run(table_budget(settings.keys, settings.servers, table,
-                                       settings.timeout_s))
+    replies = Client(config).budget(table)
     if as_json:
         typer.echo(json.dumps(replies))
         return

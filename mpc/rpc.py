@@ -4,6 +4,8 @@ service socket: one msgpack header plus array frames each way, with a timeout.""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import zmq
@@ -15,6 +17,14 @@ from mpc.errors import MpcError, PeerTimeout
 from mpc.link import send_within
 
 HANDSHAKE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where a server's service socket listens, and the public key a client pins for it."""
+
+    address: str
+    public_key: bytes
 
 
 class ServiceError(MpcError):
@@ -92,3 +102,29 @@ class ServiceClient:
 
     def close(self) -> None:
         self.socket.close(0)
+
+
+@asynccontextmanager
+async def service_clients(keys: KeyPair, servers, timeout_s: float):
+    """A ServiceClient to each server (server 0, then server 1) in one context."""
+    context = zmq.asyncio.Context()
+    clients = [ServiceClient(context, keys, server.public_key, server.address, f"server {p}",
+                             timeout_s) for p, server in enumerate(servers)]
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+        context.term()
+
+
+async def each(calls) -> list:
+    """Await one call per server, all at once, and return their results; the first failure
+    is raised only once every call has ended. Closing a socket under a call still pending
+    lets pyzmq hand that call's frames to the next socket it opens, so no socket may close
+    before its call is over."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

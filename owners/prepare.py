@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from mpc.prg import Prg
 from owners.keys import EXACT_LIMIT, HASHED_TAG, encode_keys
@@ -75,12 +76,15 @@ def _dummy_keys(prg: Prg, count: int, taken: np.ndarray) -> np.ndarray:
             return codes
 
 
-def prepare(path: Path, schema: Schema, table_name: str, *, where: str | None = None,
-            pad_to: int | None = None, dummy_prg: Prg | None = None) -> PreparedTable:
-    """Read, check and encode one owner's file for table_name. Raises UploadError on the first
-    problem, naming file, row and column; nothing is sent by this function."""
+def prepare(data: Path | pd.DataFrame, schema: Schema, table_name: str, *,
+            where: str | None = None, pad_to: int | None = None,
+            dummy_prg: Prg | None = None) -> PreparedTable:
+    """Read, check and encode one owner's file (or DataFrame) for table_name. Raises
+    UploadError on the first problem, naming file, row and column; nothing is sent by this
+    function."""
     table = schema.table(table_name)
-    source = read_source(path)
+    source = read_source(data, table_name)
+    path = source.path
     typed = typed_columns(source, table)
     if source.data.num_rows == 0:
         raise UploadError(f"{path}: no data rows, only a header; nothing was uploaded")

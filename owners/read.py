@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -47,8 +48,15 @@ class SourceFile:
         return f"{self.path}: row {row + 1}{line}, column {column}"
 
 
-def read_source(path: Path) -> SourceFile:
-    path = Path(path)
+def read_source(data: Path | pd.DataFrame, table: str = "") -> SourceFile:
+    """A CSV or Parquet file, or a pandas DataFrame (its errors name "DataFrame for TABLE")."""
+    if isinstance(data, pd.DataFrame):
+        try:
+            return SourceFile(Path(f"DataFrame for {table}"),
+                              pa.Table.from_pandas(data, preserve_index=False), False)
+        except (pa.ArrowException, ValueError, TypeError) as error:
+            raise UploadError(f"DataFrame for {table}: {error}") from None
+    path = Path(data)
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":

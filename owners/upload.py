@@ -13,17 +13,17 @@ different digest, which the servers refuse, so no mask ever covers two different
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import zmq.asyncio
+import pandas as pd
 
 from mpc.curve import KeyPair
 from mpc.prg import Prg
-from mpc.rpc import ServiceClient
+from mpc.rpc import ServerAddress, each, service_clients
 from mpc.sharing import split
 from owners.policy import Policy
 from owners.prepare import PreparedTable
@@ -32,22 +32,29 @@ from owners.schema import Schema
 CHUNK_ROWS = 1 << 17  # 1 MiB frames, below the servers' MAX_FRAME_BYTES
 
 
-@dataclass(frozen=True)
-class ServerAddress:
-    address: str
-    public_key: bytes
-
-
 def owner_secret(keys: KeyPair, purpose: bytes) -> bytes:
     """A key for one purpose, derived from the owner's CurveZMQ secret key."""
     return hashlib.sha256(b"twofold/" + purpose + b"/" + keys.secret).digest()
 
 
-def dummy_prg(keys: KeyPair, schema: Schema, table: str, source_digest: bytes) -> Prg:
-    """Padding keys drawn from a stream fixed by the owner's secret and the data, so that the
-    same data always encodes to the same table (and the same upload id)."""
+def source_digest(data, where: str | None, pad_to: int | None) -> bytes:
+    """A digest of what the owner asked to upload: a file's bytes or a DataFrame's cells
+    (pandas' stable row hashes and the column names), with --where and --pad-to."""
+    digest = hashlib.sha256(repr((where, pad_to)).encode())
+    if isinstance(data, pd.DataFrame):
+        digest.update(repr(list(data.columns)).encode())
+        digest.update(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes())
+    else:
+        digest.update(Path(data).read_bytes())
+    return digest.digest()
+
+
+def dummy_prg(keys: KeyPair, schema: Schema, table: str, source: bytes) -> Prg:
+    """Padding keys drawn from a stream fixed by the owner's secret and the data (a
+    source_digest), so that the same data always encodes to the same table (and the same
+    upload id)."""
     seed = hmac.new(owner_secret(keys, b"padding"), schema.hash.encode() + table.encode()
-                    + source_digest, hashlib.sha256).digest()
+                    + source, hashlib.sha256).digest()
     return Prg(seed[:16])
 
 
@@ -94,51 +101,27 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
     digest = content_digest(keys, schema, prepared, policy)
     upload_id = upload_id or digest[:32]
     names = list(prepared.columns)
-    context = zmq.asyncio.Context()
-    clients = [ServiceClient(context, keys, server.public_key, server.address, f"server {p}",
-                             timeout_s) for p, server in enumerate(servers)]
-    try:
+    async with service_clients(keys, servers, timeout_s) as clients:
         begin = {"action": "begin", "upload_id": upload_id, "table": prepared.table.name,
                  "schema_hash": schema.hash, "rows": prepared.rows, "columns": names,
                  "digest": digest, "policy": policy.to_json()}
-        replies = await asyncio.gather(*(client.call(begin) for client in clients))
+        replies = await each(client.call(begin) for client in clients)
         statuses = [reply["status"] for reply, _ in replies]
         sending = [client for client, status in zip(clients, statuses) if status == "send"]
         masks = share_masks(keys, schema, prepared.table.name, upload_id, digest, len(names))
         for start in range(0, prepared.rows, CHUNK_ROWS):
             chunk = [values[start:start + CHUNK_ROWS] for values in prepared.columns.values()]
             shares = [split(values, mask) for values, mask in zip(chunk, masks)]
-            await asyncio.gather(*(
-                client.call({"action": "chunk", "upload_id": upload_id, "start": start},
-                            [pair[clients.index(client)] for pair in shares])
-                for client in sending))
+            await each(client.call({"action": "chunk", "upload_id": upload_id, "start": start},
+                                   [pair[clients.index(client)] for pair in shares])
+                       for client in sending)
             if progress is not None:
                 progress(len(chunk[0]))
-        await asyncio.gather(*(client.call({"action": "commit", "upload_id": upload_id})
-                               for client in sending))
+        await each(client.call({"action": "commit", "upload_id": upload_id})
+                   for client in sending)
         # the first activation makes the upload live on both; the second confirms it
         activations = [await client.call({"action": "activate", "upload_id": upload_id})
                        for client in clients]
         return UploadResult(upload_id, prepared.rows, prepared.real_rows, statuses,
                             bool(activations[0][0]["was_live"]),
                             [c.bytes_sent for c in clients], [c.requests for c in clients])
-    finally:
-        for client in clients:
-            client.close()
-        context.term()
-
-
-async def table_budget(keys: KeyPair, servers: tuple[ServerAddress, ServerAddress], table: str,
-                       timeout_s: float = 60.0) -> list[dict]:
-    """Each server's record of the table's privacy budget (the table's owner only)."""
-    context = zmq.asyncio.Context()
-    clients = [ServiceClient(context, keys, server.public_key, server.address, f"server {p}",
-                             timeout_s) for p, server in enumerate(servers)]
-    try:
-        replies = await asyncio.gather(*(c.call({"action": "budget", "table": table})
-                                         for c in clients))
-        return [{k: v for k, v in reply.items() if k != "ok"} for reply, _ in replies]
-    finally:
-        for client in clients:
-            client.close()
-        context.term()

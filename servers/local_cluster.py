@@ -3,7 +3,6 @@ folder. Used by `twofold bench` and by tests that need real processes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import socket
@@ -15,11 +14,9 @@ import uuid
 from pathlib import Path
 
 from mpc.curve import generate_keypair
-from owners.config import load_owner_config
 from owners.policy import Policy
-from owners.prepare import prepare
 from owners.schema import load_schema
-from owners.upload import upload
+from twofold.client import Client
 
 
 def _free_port() -> int:
@@ -125,10 +122,8 @@ class LocalCluster:
         """Each table's owner uploads <table>.csv from folder (in process), under policy."""
         schema = load_schema(self.folder / "schema.toml")
         for name in schema.tables:
-            owner = load_owner_config(self.owner_config(schema.table(name).owner))
-            asyncio.run(upload(prepare(folder / f"{name}.csv", schema, name), schema,
-                               owner.keys, owner.servers, timeout_s=self.timeout_s,
-                               policy=policy))
+            owner = Client(self.owner_config(schema.table(name).owner))
+            owner.upload(folder / f"{name}.csv", name, schema, policy=policy)
 
     def kill_server(self, party: int) -> None:
         process = self.servers[party]

@@ -7,7 +7,6 @@ full run, tens of thousands). Test-only: Python's seeded `random` makes runs rep
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 from dataclasses import dataclass, field
@@ -19,12 +18,9 @@ import zmq
 
 from mpc.correlations import KINDS
 from mpc.curve import KeyPair, load_keypair, load_public_key
+import twofold
 from mpc.dealer import MAX_REQUEST_BYTES
-from owners.config import load_owner_config
-from owners.prepare import prepare
 from owners.schema import load_schema
-from owners.upload import upload
-from servers.client import fetch_and_reveal, submit_job, wait_for_job
 from servers.config import load_dealer_config
 from servers.local_cluster import LocalCluster
 from servers.server import MAX_FRAME_BYTES
@@ -320,19 +316,9 @@ def customers_csv(path: Path, rows: int) -> list[int]:
 def valid_job_is_right(cluster: LocalCluster, folder: Path) -> bool:
     """Upload a table, run a statistics job, and compare with the plaintext."""
     ages = customers_csv(folder / "customers.csv", 200)
-    schema = load_schema(cluster.folder / "schema.toml")
-    alice = load_owner_config(cluster.owner_config("alice"))
-
-    async def scenario():
-        prepared = prepare(folder / "customers.csv", schema, "customers")
-        await upload(prepared, schema, alice.keys, alice.servers, timeout_s=60)
-        job = await submit_job(alice.keys, alice.servers, STATISTICS, timeout_s=60)
-        statuses = await wait_for_job(alice.keys, alice.servers, job, timeout_s=300)
-        if any(s["state"] != "done" for s in statuses):
-            raise AssertionError(f"the valid job failed: {statuses}")
-        return (await fetch_and_reveal(alice.keys, alice.servers, job))["values"]
-
-    values = asyncio.run(scenario())
+    alice = twofold.Client(cluster.owner_config("alice"))  # the owner, and the recipient
+    alice.upload(folder / "customers.csv", "customers", cluster.folder / "schema.toml")
+    values = alice.run(STATISTICS, timeout_s=300).data["values"]
     age = values["customers.age"]
     return (values["count"] == len(ages) and age["sum"] == sum(ages)
             and age["min"] == min(ages) and age["max"] == max(ages)

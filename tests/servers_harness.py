@@ -13,11 +13,12 @@ from mpc.curve import KeyPair
 from mpc.dealer import Dealer
 from mpc.session import Endpoints
 from owners.schema import load_schema
-from owners.upload import ServerAddress
+from mpc.rpc import ServerAddress
 from servers.config import ServerConfig
 from servers.server import Server
 from servers.storage import Storage
 from tests.harness import free_address, keypair
+from twofold.config import ClientConfig
 
 SCHEMA = """
 [schema]
@@ -62,6 +63,10 @@ class Deployment:
     def addresses(self) -> tuple[ServerAddress, ServerAddress]:
         return tuple(ServerAddress(c.listen, k.public)
                      for c, k in zip(self.configs, self.server_keys))
+
+    def client(self, name: str, timeout_s: float = 60.0) -> ClientConfig:
+        """The config a registered client would load from its file."""
+        return ClientConfig(self.owner_keys[name], self.addresses(), timeout_s)
 
     def stored(self, table: str) -> dict[str, np.ndarray] | None:
         """Test-only: reconstruct the current version of a table from both servers' files."""

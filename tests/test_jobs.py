@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from mpc.rpc import ServiceError
-from servers.client import fetch_and_reveal, submit_job, wait_for_job
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import CUSTOMERS, ORDERS, upload_file
+from twofold.client import fetch_result, run_job, submit_job, wait_for_job
 
 REGIONS = ["north", "south", "east"]
 
@@ -31,20 +31,17 @@ def frames():
     return customers, orders.merge(customers, left_on="customer_id", right_on="id")
 
 
-async def run_job(deployment, spec, recipient="carol"):
+async def upload_and_run(deployment, spec, recipient="carol"):
     await upload_file(deployment, "alice", "customers", pad_to=320, policy=OPEN_POLICY)
     await upload_file(deployment, "bob", "orders", policy=OPEN_POLICY)
-    keys, servers = deployment.owner_keys[recipient], deployment.addresses()
-    job = await submit_job(deployment.owner_keys["alice"], servers, spec)
-    statuses = await wait_for_job(keys, servers, job, timeout_s=120)
-    assert [s["state"] for s in statuses] == ["done", "done"], statuses
-    return await fetch_and_reveal(keys, servers, job)
+    _, result = await run_job(deployment.client(recipient), spec, timeout_s=120)
+    return result.data
 
 
 def run(deployment, spec):
     async def scenario():
         async with running(deployment):
-            return await run_job(deployment, spec)
+            return await upload_and_run(deployment, spec)
     return asyncio.run(scenario())
 
 
@@ -138,7 +135,7 @@ def test_bad_specs_are_refused_before_any_work(deployment, spec, message):
             await upload_file(deployment, "alice", "customers")
             await upload_file(deployment, "bob", "orders")
             with pytest.raises(ServiceError, match=message.replace("(", r"\(")):
-                await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
+                await submit_job(deployment.client("alice"), spec)
             return [len(s.jobs.states) for s in servers]
 
     assert asyncio.run(scenario()) == [0, 0]
@@ -150,7 +147,7 @@ def test_jobs_over_tables_not_uploaded_are_refused(deployment):
             await upload_file(deployment, "alice", "customers")
             spec = '[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.amount"]\n'
             with pytest.raises(ServiceError, match="orders not uploaded"):
-                await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
+                await submit_job(deployment.client("alice"), spec)
 
     asyncio.run(scenario())
 
@@ -162,11 +159,11 @@ def test_only_recipients_fetch_outputs(deployment):
         async with running(deployment):
             await upload_file(deployment, "alice", "customers", policy=OPEN_POLICY)
             servers = deployment.addresses()
-            job = await submit_job(deployment.owner_keys["alice"], servers, spec)
-            await wait_for_job(deployment.owner_keys["carol"], servers, job)
+            job = await submit_job(deployment.client("alice"), spec)
+            await wait_for_job(deployment.client("carol"), job)
             with pytest.raises(ServiceError, match="not a recipient"):
-                await fetch_and_reveal(deployment.owner_keys["alice"], servers, job)
-            return await fetch_and_reveal(deployment.owner_keys["carol"], servers, job)
+                (await fetch_result(deployment.client("alice"), job)).data
+            return (await fetch_result(deployment.client("carol"), job)).data
 
     rows = asyncio.run(scenario())["rows"]
     assert sorted(rows["customers.age"]) == sorted(float(20 + i % 50) for i in range(1, 301))

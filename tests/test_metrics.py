@@ -11,11 +11,11 @@ from sklearn.datasets import load_wine
 from sklearn.metrics import (accuracy_score, confusion_matrix, mean_absolute_error,
                              mean_squared_error, precision_score, r2_score, recall_score)
 
-from servers.client import fetch_and_reveal, submit_job, wait_for_job
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import upload_file
 from twofold.models import predict, to_sklearn
+from twofold.client import run_job
 
 FEATURES = ["wines.alcohol", "wines.flavanoids", "labs.color", "labs.proline"]
 
@@ -59,7 +59,7 @@ def evaluation(job, label, extra=""):
             f'model_job = "{job}"\nfeatures = [{features}]\nlabel = "{label}"\n{extra}')
 
 
-def run(tmp_path, wine, model, label, rate, extra=""):
+def run(tmp_path, wine, model_kind, label, rate, extra=""):
     wine[["id", "lab", "alcohol", "flavanoids", "cls", "first", "split"]].to_csv(
         tmp_path / "wines.csv", index=False)
     wine[["lab", "color", "proline"]].rename(columns={"lab": "id"}).to_csv(
@@ -70,16 +70,12 @@ def run(tmp_path, wine, model, label, rate, extra=""):
         async with running(deployment):
             await upload_file(deployment, "alice", "wines", policy=OPEN_POLICY)
             await upload_file(deployment, "bob", "labs", policy=OPEN_POLICY)
-            keys, servers = deployment.owner_keys["carol"], deployment.addresses()
-            results = []
-            for spec in (training(model, label, rate), None):
-                if spec is None:
-                    spec = evaluation(results[0]["job"], label, extra)
-                job = await submit_job(keys, servers, spec)
-                statuses = await wait_for_job(keys, servers, job, timeout_s=300)
-                assert [s["state"] for s in statuses] == ["done", "done"], statuses
-                results.append({"job": job, **await fetch_and_reveal(keys, servers, job)})
-            return results
+            carol = deployment.client("carol")
+            model_job, model = await run_job(carol, training(model_kind, label, rate),
+                                             timeout_s=300)
+            _, evaluated = await run_job(carol, evaluation(model_job, label, extra),
+                                         timeout_s=300)
+            return model.data, evaluated.data
 
     return asyncio.run(scenario())
 

@@ -12,13 +12,12 @@ from ml.dp import Privacy
 from mpc.rpc import ServiceError
 from owners.policy import OUTPUT_KINDS, Policy
 from owners.schema import INDICATOR
-from owners.upload import table_budget
 from servers.budget import BudgetLedger
-from servers.client import (cancel_job, fetch_and_reveal, fetch_outputs, job_status,
-                            submit_job, wait_for_job)
 from tests.servers_harness import make_deployment, running
 from tests.test_release import reconstruct
 from tests.test_upload import upload_file
+from twofold.client import (cancel_job, fetch_outputs, fetch_result, submit_job, table_budget,
+                            wait_for_job)
 
 # regions: north has customers 1-3 (one order each), south 4-5 (three orders each), east 6-8
 CUSTOMERS = "id,age,income,member,region\n" + "".join(
@@ -54,9 +53,8 @@ async def upload_both(deployment, customers: Policy | None, orders: Policy | Non
 
 
 async def finished(deployment, spec, submitter="alice", reader="carol"):
-    keys, servers = deployment.owner_keys, deployment.addresses()
-    job = await submit_job(keys[submitter], servers, spec)
-    return job, await wait_for_job(keys[reader], servers, job, timeout_s=120)
+    job = await submit_job(deployment.client(submitter), spec)
+    return job, await wait_for_job(deployment.client(reader), job, timeout_s=120)
 
 
 def submit_refused(deployment, customers, orders, spec, message):
@@ -64,7 +62,7 @@ def submit_refused(deployment, customers, orders, spec, message):
         async with running(deployment) as servers:
             await upload_both(deployment, customers, orders)
             with pytest.raises(ServiceError, match=message):
-                await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
+                await submit_job(deployment.client("alice"), spec)
             return [len(s.jobs.states) for s in servers]
     assert asyncio.run(scenario()) == [0, 0]
 
@@ -95,8 +93,7 @@ def test_the_owner_alone_may_receive_by_default(deployment):
         async with running(deployment):
             await upload_file(deployment, "alice", "customers")
             job, statuses = await finished(deployment, spec, reader="alice")
-            return await fetch_and_reveal(deployment.owner_keys["alice"],
-                                          deployment.addresses(), job)
+            return (await fetch_result(deployment.client("alice"), job)).data
 
     assert asyncio.run(scenario())["values"]["customers.age"]["count"] == 8
 
@@ -108,9 +105,9 @@ def groups_of(deployment, customers, orders, spec=BY_REGION):
             await upload_both(deployment, customers, orders)
             job, statuses = await finished(deployment, spec)
             assert [s["state"] for s in statuses] == ["done", "done"], statuses
-            keys, servers = deployment.owner_keys["carol"], deployment.addresses()
-            return (await fetch_and_reveal(keys, servers, job),
-                    reconstruct(await fetch_outputs(keys, servers, job)))
+            keys = deployment.client("carol")
+            return ((await fetch_result(keys, job)).data,
+                    reconstruct(await fetch_outputs(keys, job)))
     return asyncio.run(scenario())
 
 
@@ -159,12 +156,12 @@ def test_rules_are_checked_against_the_version_the_job_reads(deployment):
     async def scenario():
         async with running(deployment) as servers:
             await upload_both(deployment, rules(), rules())
-            alice, addresses = deployment.owner_keys["alice"], deployment.addresses()
-            blocker = await submit_job(alice, addresses, long_job)
-            queued = await submit_job(alice, addresses, rows)
+            alice = deployment.client("alice")
+            blocker = await submit_job(alice, long_job)
+            queued = await submit_job(alice, rows)
             await upload_file(deployment, "alice", "customers", policy=rules(outputs=("model",)))
-            await cancel_job(alice, addresses, blocker)
-            statuses = await wait_for_job(alice, addresses, queued, timeout_s=120)
+            await cancel_job(alice, blocker)
+            statuses = await wait_for_job(alice, queued, timeout_s=120)
             return statuses, [s.jobs.output_folder(queued).exists() for s in servers]
 
     statuses, outputs = asyncio.run(scenario())
@@ -188,8 +185,7 @@ def budget_rules():
 
 def test_budgets_are_spent_refused_remembered_and_agreed(deployment):
     async def spent_on_both():
-        replies = await table_budget(deployment.owner_keys["alice"], deployment.addresses(),
-                                     "customers")
+        replies = await table_budget(deployment.client("alice"), "customers")
         return [reply["spent"]["epsilon"] for reply in replies]
 
     async def first_life():
@@ -199,11 +195,9 @@ def test_budgets_are_spent_refused_remembered_and_agreed(deployment):
                 _, statuses = await finished(deployment, NOISY.format(epsilon=0.4))
                 assert [s["state"] for s in statuses] == ["done", "done"]
             with pytest.raises(ServiceError, match="its privacy budget has epsilon 0.2 and "):
-                await submit_job(deployment.owner_keys["alice"], deployment.addresses(),
-                                 NOISY.format(epsilon=0.4))
+                await submit_job(deployment.client("alice"), NOISY.format(epsilon=0.4))
             with pytest.raises(ServiceError, match="belongs to alice, not bob"):
-                await table_budget(deployment.owner_keys["bob"], deployment.addresses(),
-                                   "customers")
+                await table_budget(deployment.client("bob"), "customers")
             return await spent_on_both()
 
     assert asyncio.run(first_life()) == pytest.approx([0.8, 0.8])
@@ -212,8 +206,7 @@ def test_budgets_are_spent_refused_remembered_and_agreed(deployment):
         async with running(deployment):
             spent = await spent_on_both()
             with pytest.raises(ServiceError, match="privacy budget"):
-                await submit_job(deployment.owner_keys["alice"], deployment.addresses(),
-                                 NOISY.format(epsilon=0.3))
+                await submit_job(deployment.client("alice"), NOISY.format(epsilon=0.3))
             _, statuses = await finished(deployment, NOISY.format(epsilon=0.2))
             return spent, [s["state"] for s in statuses], await spent_on_both()
 
@@ -233,11 +226,9 @@ def test_a_server_behind_on_its_ledger_catches_up(deployment):
             ledger.close()
             _, statuses = await finished(deployment, NOISY.format(epsilon=0.3))
             assert [s["state"] for s in statuses] == ["done", "done"]
-            replies = await table_budget(deployment.owner_keys["alice"],
-                                         deployment.addresses(), "customers")
+            replies = await table_budget(deployment.client("alice"), "customers")
             with pytest.raises(ServiceError, match="privacy budget"):  # 0.8 + 0.3 > 1
-                await submit_job(deployment.owner_keys["alice"], deployment.addresses(),
-                                 NOISY.format(epsilon=0.3))
+                await submit_job(deployment.client("alice"), NOISY.format(epsilon=0.3))
             return [reply["spent"]["epsilon"] for reply in replies]
 
     assert asyncio.run(scenario()) == pytest.approx([0.8, 0.8])
@@ -279,11 +270,9 @@ def test_a_one_person_predicate_is_no_oracle_for_a_submitter(deployment, level):
                 job, statuses = await finished(deployment, one_person_training(level, age),
                                                reader="alice")
                 seen.append(observable(statuses, level))
-                models.append(await fetch_and_reveal(deployment.owner_keys["carol"],
-                                                     deployment.addresses(), job))
+                models.append((await fetch_result(deployment.client("carol"), job)).data)
             with pytest.raises(ServiceError, match="not a recipient"):
-                await fetch_and_reveal(deployment.owner_keys["alice"], deployment.addresses(),
-                                       job)
+                (await fetch_result(deployment.client("alice"), job)).data
             return seen, models
 
     seen, models = asyncio.run(scenario())
@@ -311,8 +300,7 @@ def test_noisy_groups_are_selected_so_no_single_tuple_shows(deployment):
             for text in (spec, spec.replace("customers.region", "customers.id")):
                 job, statuses = await finished(deployment, text)
                 assert [s["state"] for s in statuses] == ["done", "done"], statuses
-                outputs.append(await fetch_and_reveal(deployment.owner_keys["carol"],
-                                                      deployment.addresses(), job))
+                outputs.append((await fetch_result(deployment.client("carol"), job)).data)
             return outputs
 
     by_region, by_customer = asyncio.run(scenario())

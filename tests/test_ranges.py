@@ -7,13 +7,13 @@ import tomllib
 
 import pytest
 
-from owners.schema import parse_schema
-from servers.client import fetch_and_reveal, submit_job, wait_for_job
-from servers.jobspec import JobSpecError, check_sizes, parse_job_spec
 from mpc.rpc import ServiceError
+from owners.schema import parse_schema
+from servers.jobspec import JobSpecError, check_sizes, parse_job_spec
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import upload_file
+from twofold.client import run_job
 
 READINGS = """
 [schema]
@@ -39,11 +39,8 @@ def statistics_of(tmp_path, values, frac_bits, largest):
     async def scenario():
         async with running(deployment):
             await upload_file(deployment, "alice", "readings", policy=OPEN_POLICY)
-            keys, servers = deployment.owner_keys["carol"], deployment.addresses()
-            job = await submit_job(keys, servers, STATISTICS)
-            statuses = await wait_for_job(keys, servers, job, timeout_s=120)
-            assert [s["state"] for s in statuses] == ["done", "done"], statuses
-            return (await fetch_and_reveal(keys, servers, job))["values"]["readings.value"]
+            _, result = await run_job(deployment.client("carol"), STATISTICS, timeout_s=120)
+            return result.data["values"]["readings.value"]
 
     return asyncio.run(scenario())
 

@@ -13,10 +13,10 @@ import pytest
 from mpc.ring import FixedPoint
 from owners.keys import encode_keys
 from owners.schema import INDICATOR
-from servers.client import fetch_outputs, submit_job, wait_for_job
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import CUSTOMERS, ORDERS, upload_file
+from twofold.client import fetch_outputs, submit_job, wait_for_job
 
 FIXED = FixedPoint()
 REGIONS = ["north", "south", "east"]
@@ -70,13 +70,13 @@ def run_jobs(deployment, *specs):
         async with running(deployment):
             await upload_file(deployment, "alice", "customers", pad_to=320, policy=OPEN_POLICY)
             await upload_file(deployment, "bob", "orders", policy=OPEN_POLICY)
-            keys, servers = deployment.owner_keys["carol"], deployment.addresses()
+            keys = deployment.client("carol")
             tables = []
             for spec in specs:
-                job = await submit_job(deployment.owner_keys["alice"], servers, spec)
-                statuses = await wait_for_job(keys, servers, job, timeout_s=120)
+                job = await submit_job(deployment.client("alice"), spec)
+                statuses = await wait_for_job(keys, job, timeout_s=120)
                 assert [s["state"] for s in statuses] == ["done", "done"], statuses
-                tables.append(reconstruct(await fetch_outputs(keys, servers, job)))
+                tables.append(reconstruct(await fetch_outputs(keys, job)))
             return tables
     return asyncio.run(scenario())
 
@@ -155,7 +155,7 @@ histogram = ["customers.region"]
 def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
     """The same checks with `twofold server run` processes, uploads and jobs by the CLI, the
     owners' rules given as a policy file and as flags."""
-    from owners.config import load_owner_config
+    from twofold.config import load_client_config
     from servers.local_cluster import LocalCluster
     from tests.servers_harness import SCHEMA
     from tests.test_cli_jobs import twofold
@@ -172,7 +172,7 @@ def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
             run = twofold("owner", "upload", tmp_path / f"{table}.csv", "--table", table,
                           "--schema", schema, "--config", cluster.owner_config(owner), *rules)
             assert run.returncode == 0, run.stderr
-        carol = load_owner_config(cluster.owner_config("carol"))
+        carol = load_client_config(cluster.owner_config("carol"))
         tables = []
         for spec in (ROWS_SPEC, GROUPS_SPEC):
             (tmp_path / "job.toml").write_text(spec)
@@ -180,7 +180,6 @@ def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
                           cluster.owner_config("alice"), "--wait")
             assert run.returncode == 0 and "done" in run.stdout, run.stderr
             job = run.stdout.split()[1].rstrip(":")
-            tables.append(reconstruct(asyncio.run(fetch_outputs(carol.keys, carol.servers,
-                                                                job))))
+            tables.append(reconstruct(asyncio.run(fetch_outputs(carol, job))))
     assert_exactly(tables[0], expected_rows())
     assert_exactly(tables[1], expected_groups())

@@ -11,9 +11,9 @@ from cli import tpch
 from mpc.prg import Prg
 from owners.prepare import prepare
 from owners.upload import upload
-from servers.client import fetch_and_reveal, submit_job, wait_for_job
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
+from twofold.client import run_job
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +34,8 @@ def run_spec(folder, frames, spec, tmp_path):
                 prepared = prepare(folder / f"{name}.csv", schema, name, dummy_prg=Prg.fresh())
                 await upload(prepared, schema, deployment.owner_keys[owner],
                              deployment.addresses(), timeout_s=30, policy=OPEN_POLICY)
-            keys, servers = deployment.owner_keys["carol"], deployment.addresses()
-            job = await submit_job(keys, servers, spec)
-            statuses = await wait_for_job(keys, servers, job, timeout_s=600)
-            assert [s["state"] for s in statuses] == ["done", "done"], statuses
-            return await fetch_and_reveal(keys, servers, job)
+            _, result = await run_job(deployment.client("carol"), spec, timeout_s=600)
+            return result.data
 
     return pd.DataFrame(asyncio.run(scenario())["rows"])
 

@@ -12,15 +12,15 @@ from sklearn.datasets import load_breast_cancer
 from ml.dp import Ledger, spent_epsilon
 from mpc.prg import Prg
 from mpc.rpc import ServiceError
+from owners.policy import Policy
 from owners.prepare import prepare
 from owners.upload import upload
-from owners.policy import Policy
-from servers.client import (cancel_job, fetch_and_reveal, fetch_outputs, job_status,
-                            submit_job, wait_for_job)
 from tests.harness import OPEN_POLICY
-from twofold.models import predict, predict_probability
-from tests.test_release import reconstruct
 from tests.servers_harness import make_deployment, running
+from tests.test_release import reconstruct
+from twofold.client import (cancel_job, fetch_outputs, fetch_result, job_status, run_job,
+                            submit_job, wait_for_job)
+from twofold.models import predict, predict_probability
 
 FEATURES = 6
 
@@ -102,12 +102,9 @@ async def upload_all(deployment, policies=None):
                      deployment.addresses(), timeout_s=30, policy=policy)
 
 
-async def run_job(deployment, spec, who="carol"):
-    keys, servers = deployment.owner_keys[who], deployment.addresses()
-    job = await submit_job(deployment.owner_keys["alice"], servers, spec)
-    statuses = await wait_for_job(keys, servers, job, timeout_s=300)
-    assert [s["state"] for s in statuses] == ["done", "done"], statuses
-    return job, await fetch_and_reveal(keys, servers, job)
+async def run_carol_job(deployment, spec):
+    job, result = await run_job(deployment.client("carol"), spec, timeout_s=300)
+    return job, result.data
 
 
 def raw_accuracy(model, x, y):
@@ -125,13 +122,13 @@ def test_train_then_predict_level_4(world):
     async def scenario():
         async with running(deployment):
             await upload_all(deployment)
-            job, model = await run_job(deployment, train_spec(4))
-            scored, accuracy = await run_job(deployment, predict_spec(job))
-            predicted, predictions = await run_job(deployment, carry.replace("JOB", job))
+            job, model = await run_carol_job(deployment, train_spec(4))
+            scored, accuracy = await run_carol_job(deployment, predict_spec(job))
+            predicted, predictions = await run_carol_job(deployment, carry.replace("JOB", job))
             with pytest.raises(ServiceError, match="no job"):  # bob is not a recipient
-                await fetch_and_reveal(deployment.owner_keys["bob"], deployment.addresses(), job)
-            keys, servers = deployment.owner_keys["carol"], deployment.addresses()
-            raw = [reconstruct(await fetch_outputs(keys, servers, j))
+                (await fetch_result(deployment.client("bob"), job)).data
+            keys = deployment.client("carol")
+            raw = [reconstruct(await fetch_outputs(keys, j))
                    for j in (job, predicted, scored)]
             return model, accuracy, predictions, raw
 
@@ -163,7 +160,7 @@ def test_level_5_model_carries_its_ledger(world):
     async def scenario():
         async with running(deployment):
             await upload_all(deployment)
-            return (await run_job(deployment, train_spec(5, "epsilon = 4.0\ndelta = 1e-5\ntau = 1")))[1]
+            return (await run_carol_job(deployment, train_spec(5, "epsilon = 4.0\ndelta = 1e-5\ntau = 1")))[1]
 
     model = asyncio.run(scenario())
     ledger = Ledger(**model["info"]["dp_ledger"])
@@ -191,7 +188,7 @@ def test_bad_training_specs(world, spec, message):
         async with running(deployment):
             await upload_all(deployment)
             with pytest.raises(ServiceError, match=message):
-                await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
+                await submit_job(deployment.client("alice"), spec)
 
     asyncio.run(scenario())
 
@@ -216,7 +213,7 @@ def test_owner_policies_are_enforced(world, policy, spec, message):
         async with running(deployment):
             await upload_all(deployment, {"patients": policy})
             with pytest.raises(ServiceError, match=message):
-                await submit_job(deployment.owner_keys["alice"], deployment.addresses(), spec)
+                await submit_job(deployment.client("alice"), spec)
 
     asyncio.run(scenario())
 
@@ -229,11 +226,10 @@ def test_a_failed_size_check_withholds_the_model_and_tells_only_recipients(world
     async def scenario():
         async with running(deployment):
             await upload_all(deployment)
-            alice, addresses = deployment.owner_keys["alice"], deployment.addresses()
-            job = await submit_job(alice, addresses, spec)
-            statuses = await wait_for_job(alice, addresses, job, timeout_s=120)
-            return statuses, await fetch_and_reveal(deployment.owner_keys["carol"], addresses,
-                                                    job)
+            alice = deployment.client("alice")
+            job = await submit_job(alice, spec)
+            statuses = await wait_for_job(alice, job, timeout_s=120)
+            return statuses, (await fetch_result(deployment.client("carol"), job)).data
 
     statuses, model = asyncio.run(scenario())
     # alice, who submitted but receives nothing, sees a job like any other
@@ -249,14 +245,14 @@ def test_cancelling_a_running_job_stops_both_servers(world):
     async def scenario():
         async with running(deployment) as servers:
             await upload_all(deployment)
-            alice, addresses = deployment.owner_keys["alice"], deployment.addresses()
-            job = await submit_job(alice, addresses, spec)
-            while (await job_status(alice, addresses, job))[0]["stage"] != "train":
+            alice = deployment.client("alice")
+            job = await submit_job(alice, spec)
+            while (await job_status(alice, job))[0]["stage"] != "train":
                 await asyncio.sleep(0.1)
             with pytest.raises(ServiceError, match="only alice"):
-                await cancel_job(deployment.owner_keys["carol"], addresses, job)
-            await cancel_job(alice, addresses, job)
-            statuses = await wait_for_job(alice, addresses, job, timeout_s=60)
+                await cancel_job(deployment.client("carol"), job)
+            await cancel_job(alice, job)
+            statuses = await wait_for_job(alice, job, timeout_s=60)
             return statuses, [s.jobs.output_folder(job).exists() for s in servers]
 
     statuses, outputs = asyncio.run(scenario())

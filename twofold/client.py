@@ -1,0 +1,196 @@
+"""The Python client: what a data owner, an analyst or a recipient does with Twofold.
+
+    import twofold
+    carol = twofold.Client("carol.toml")
+    model = carol.run(spec)                  # submit, wait, reveal
+    model.to_sklearn().predict(x)
+
+Every call reaches both servers over CurveZMQ with their public keys pinned; outputs are
+reconstructed on this machine only. The `twofold` command is a thin layer over this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import tomli_w
+
+from mpc.rpc import ServiceUnreachable, each, service_clients
+from owners.policy import Policy
+from owners.prepare import prepare
+from owners.schema import Schema, load_schema
+from owners.upload import UploadResult, dummy_prg, source_digest, upload
+from servers.outputs import Output
+from twofold.config import ClientConfig, load_client_config
+from twofold.results import Result, reveal
+
+FINISHED = ("done", "failed")
+
+
+class JobFailed(RuntimeError):
+    """A job ended failed (cancelled included); the message gives each server's reason."""
+
+
+async def submit_job(config: ClientConfig, spec_text: str, job_id: str | None = None) -> str:
+    """Send the spec to both servers; returns the job id once both have queued it."""
+    job_id = job_id or uuid.uuid4().hex
+    async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
+        await each(c.call({"action": "job_submit", "job_id": job_id, "spec": spec_text})
+                   for c in clients)
+    return job_id
+
+
+async def job_status(config: ClientConfig, job_id: str) -> list[dict]:
+    """Each server's view of the job. A server that does not answer shows as state
+    "unreachable" with the reason, so what the other one says is still reported."""
+    async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
+        replies = await asyncio.gather(*(c.call({"action": "job_status", "job_id": job_id})
+                                         for c in clients), return_exceptions=True)
+    statuses = []
+    for reply in replies:
+        if isinstance(reply, ServiceUnreachable):
+            statuses.append({"state": "unreachable", "stage": "", "error": str(reply),
+                             "costs": {}})
+        elif isinstance(reply, BaseException):
+            raise reply
+        else:
+            statuses.append(reply[0])
+    return statuses
+
+
+async def cancel_job(config: ClientConfig, job_id: str) -> list[dict]:
+    """Stop a job on both servers: a queued job never starts, a running one stops at its next
+    message and releases nothing."""
+    async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
+        replies = await each(c.call({"action": "job_cancel", "job_id": job_id})
+                             for c in clients)
+    return [reply for reply, _ in replies]
+
+
+async def wait_for_job(config: ClientConfig, job_id: str, timeout_s: float = 3600.0,
+                       poll_s: float = 0.2, on_status=None) -> list[dict]:
+    """Poll until both servers report the job done or failed (or the timeout passes)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        statuses = await job_status(config, job_id)
+        if on_status is not None:
+            on_status(statuses)
+        if all(s["state"] in FINISHED for s in statuses):
+            return statuses
+        if asyncio.get_running_loop().time() > deadline:
+            return statuses
+        await asyncio.sleep(poll_s)
+
+
+async def fetch_outputs(config: ClientConfig, job_id: str) -> list[Output]:
+    """Both servers' stored outputs of a job, shares and all (recipients only)."""
+    async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
+        replies = await each(c.call({"action": "fetch_output", "job_id": job_id})
+                             for c in clients)
+    return [Output.from_meta(reply["meta"], arrays) for reply, arrays in replies]
+
+
+async def fetch_result(config: ClientConfig, job_id: str) -> Result:
+    """Both servers' output shares, reconstructed and decoded on this machine only."""
+    return reveal(*await fetch_outputs(config, job_id))
+
+
+async def run_job(config: ClientConfig, spec: str | dict, *, job_id: str | None = None,
+                  timeout_s: float = 3600.0, on_status=None) -> tuple[str, Result]:
+    """Submit, wait, check and reveal: (the job id, its output). JobFailed unless done."""
+    job_id = await submit_job(config, spec_text(spec), job_id)
+    statuses = await wait_for_job(config, job_id, timeout_s, on_status=on_status)
+    if outcome(statuses) != "done":
+        raise JobFailed(f"job {job_id} is {outcome(statuses)}: {failure(statuses)}")
+    return job_id, await fetch_result(config, job_id)
+
+
+async def table_budget(config: ClientConfig, table: str) -> list[dict]:
+    """Each server's record of the table's privacy budget (the table's owner only)."""
+    async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
+        replies = await each(c.call({"action": "budget", "table": table}) for c in clients)
+    return [{k: v for k, v in reply.items() if k not in ("ok", "rid")} for reply, _ in replies]
+
+
+def spec_text(spec: str | dict) -> str:
+    """A job spec as TOML text: given as text, or as a dict of its sections."""
+    return spec if isinstance(spec, str) else tomli_w.dumps(spec)
+
+
+def outcome(statuses: list[dict]) -> str:
+    """One state for both servers: done only when both are."""
+    states = {s["state"] for s in statuses}
+    return states.pop() if len(states) == 1 else "failed" if "failed" in states else "running"
+
+
+def failure(statuses: list[dict]) -> str:
+    return "; ".join(f"server {p}: {s['error']}" for p, s in enumerate(statuses) if s["error"])
+
+
+class Client:
+    """One party's handle on a deployment, from its config file (or a ClientConfig)."""
+
+    def __init__(self, config: ClientConfig | str | Path):
+        self.config = config if isinstance(config, ClientConfig) else load_client_config(config)
+
+    # ---- owners --------------------------------------------------------------------------
+
+    def upload(self, data: pd.DataFrame | str | Path, table: str, schema: Schema | str | Path,
+               *, policy: Policy | None = None, where: str | None = None,
+               pad_to: int | None = None, upload_id: str | None = None,
+               progress=None) -> UploadResult:
+        """Check every row of a CSV or Parquet file, or of a DataFrame, against the schema,
+        then share it to both servers under the owner's rules (default: the owner alone
+        receives anything derived from it). Nothing is sent unless every row passes.
+        progress(rows, total) is called as rows go out."""
+        schema = schema if isinstance(schema, Schema) else load_schema(Path(schema))
+        prepared = prepare(data, schema, table, where=where, pad_to=pad_to,
+                           dummy_prg=dummy_prg(self.config.keys, schema, table,
+                                               source_digest(data, where, pad_to)))
+        sent = None if progress is None else (lambda rows: progress(rows, prepared.rows))
+        return asyncio.run(upload(prepared, schema, self.config.keys, self.config.servers,
+                                  upload_id=upload_id, timeout_s=self.config.timeout_s,
+                                  progress=sent, policy=policy))
+
+    def budget(self, table: str) -> list[dict]:
+        """The table's privacy budget as each server records it (its owner only)."""
+        return asyncio.run(table_budget(self.config, table))
+
+    # ---- analysts and recipients ---------------------------------------------------------
+
+    def submit(self, spec: str | dict, *, job_id: str | None = None) -> str:
+        """Send a job spec (TOML text, or a dict of its sections) to both servers."""
+        return asyncio.run(submit_job(self.config, spec_text(spec), job_id))
+
+    def status(self, job_id: str) -> list[dict]:
+        return asyncio.run(job_status(self.config, job_id))
+
+    def wait(self, job_id: str, *, timeout_s: float = 3600.0, on_status=None,
+             check: bool = True) -> list[dict]:
+        """Each server's final status; with check, JobFailed unless the job is done.
+        on_status(statuses) is called at every poll (a progress display, say)."""
+        statuses = asyncio.run(wait_for_job(self.config, job_id, timeout_s,
+                                            on_status=on_status))
+        if check and outcome(statuses) != "done":
+            raise JobFailed(f"job {job_id} is {outcome(statuses)}: {failure(statuses)}")
+        return statuses
+
+    def cancel(self, job_id: str) -> list[dict]:
+        return asyncio.run(cancel_job(self.config, job_id))
+
+    def reveal(self, job_id: str) -> Result:
+        """The job's output, reconstructed here (its recipients only)."""
+        return asyncio.run(fetch_result(self.config, job_id))
+
+    def outputs(self, job_id: str) -> list[Output]:
+        """Both servers' raw output shares, for an audit of what the servers store."""
+        return asyncio.run(fetch_outputs(self.config, job_id))
+
+    def run(self, spec: str | dict, *, job_id: str | None = None, timeout_s: float = 3600.0,
+            on_status=None) -> Result:
+        """Submit, wait, check and reveal: the recipient's one call."""
+        return asyncio.run(run_job(self.config, spec, job_id=job_id, timeout_s=timeout_s,
+                                   on_status=on_status))[1]
