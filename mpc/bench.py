@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.party import Party
-from mpc.preprocessing import Preprocessing, timed_runs
+from mpc.preprocessing import timed_runs
 from mpc.protocols.arithmetic import fixed_matmul, mul, share_input, truncate
 from mpc.protocols.boolean import arith_to_bool, equal, less_than
 from mpc.protocols.shuffle import shuffle
@@ -53,7 +53,6 @@ ON_DEMAND_OPS = {"sort"}  # plans too large to hold (gigabytes at a million rows
 
 async def run_mpc_bench(party: Party, n: int, repeat: int = 3, ops=OPS) -> dict:
     """Costs per stage, as {stage: StageCost dict}."""
-    party.corr = Preprocessing(party.corr)
     with party.stage("inputs"):
         x = await _random_input(party, n)
         y = await _random_input(party, n)

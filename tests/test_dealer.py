@@ -93,6 +93,10 @@ async def with_dealer(body, timeout_s=2.0):
         await asyncio.gather(task, return_exceptions=True)
 
 
+def get(seq, kind, params):
+    return {"action": "get", "requests": [[seq, kind, params]]}
+
+
 def test_dealer_refuses_to_serve_a_correlation_twice():
     async def body(source, keys):
         party1 = await source(keys[1], 1)
@@ -101,6 +105,8 @@ def test_dealer_refuses_to_serve_a_correlation_twice():
         party1._seq = 0  # a buggy or malicious server asking again
         with pytest.raises(DealerError, match="already served"):
             await party1.beaver([4])
+        with pytest.raises(DealerError, match="already served"):  # twice in one batch
+            await party1._call({"action": "get", "requests": [[7, "beaver", {"shape": [2]}]] * 2})
 
     asyncio.run(with_dealer(body))
 
@@ -121,8 +127,7 @@ def test_dealer_refuses_corrections_for_the_other_server():
         party0 = await source(keys[0], 0)
         await party0.open()
         with pytest.raises(DealerError, match="not the receiver"):
-            await party0._call({"action": "get", "seq": 0, "kind": "beaver",
-                                "params": {"shape": [3]}})
+            await party0._call(get(0, "beaver", {"shape": [3]}))
 
     asyncio.run(with_dealer(body))
 
@@ -134,10 +139,11 @@ def test_dealer_refuses_oversized_and_malformed_requests():
         with pytest.raises(CorrelationError, match="exceeds"):
             await party1.beaver([1 << 20, 1 << 20])  # refused before expanding anything
         with pytest.raises(DealerError, match="exceeds"):
-            await party1._call({"action": "get", "seq": 98, "kind": "beaver",
-                                "params": {"shape": [1 << 20, 1 << 20]}})
+            await party1._call(get(98, "beaver", {"shape": [1 << 20, 1 << 20]}))
         with pytest.raises(DealerError):
-            await party1._call({"action": "get", "seq": 99, "kind": "nonsense", "params": {}})
+            await party1._call(get(99, "nonsense", {}))
+        with pytest.raises(DealerError, match="a batch holds"):
+            await party1._call({"action": "get", "requests": []})
 
     asyncio.run(with_dealer(body))
 

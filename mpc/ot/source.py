@@ -1,0 +1,114 @@
+"""OtSource: correlated randomness made by server 0 and server 1 between themselves.
+
+Opening a source (once per job) runs fresh base OTs in both directions and agrees on a fresh
+public key for the pad hash, so nothing carries over from one job to the next; then a
+background task keeps extending COTs (pool.py) on the "ot-extend" channel while the online
+protocol runs. Correlations are made in request order (CorrelationSource) on the
+"ot-correlate" channel, from those COTs. Per kind, the source counts what it made and what it
+cost, for `twofold bench mpc --correlations ot`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mpc.accounting import Accounting
+from mpc.correlation_source import CorrelationSource, Request
+from mpc.correlations import KINDS
+from mpc.link import PeerLink
+from mpc.ot import benes, kinds
+from mpc.ot.extension import PadHash, setup
+from mpc.ot.multiply import Multiplier
+from mpc.ot.pool import DEFAULT_CAPACITY, CotPool
+from mpc.prg import Prg
+
+
+@dataclass
+class KindCosts:
+    requests: int = 0
+    elements: int = 0
+    cots_sent: int = 0  # COTs in which this server was the sender
+    cots_received: int = 0  # ... the receiver (it sent their extension message)
+    correction_bytes: int = 0  # sent on the correlate channel
+    seconds: float = 0.0
+
+
+class OtSource(CorrelationSource):
+    """Correlations from OT with the peer; no third party."""
+
+    def __init__(self, link: PeerLink, accounting: Accounting,
+                 capacity: int = DEFAULT_CAPACITY):
+        super().__init__(accounting)
+        self.party_id = link.party_id
+        self.extend_channel = link.channel("ot-extend")
+        self.correlate_channel = link.channel("ot-correlate")
+        self.capacity = capacity
+        self.prg = Prg.fresh()  # this server's own randomness for its parts
+        self.costs: dict[str, KindCosts] = {}
+        self.pool: CotPool | None = None
+        self._mult: Multiplier | None = None
+        self._extending: asyncio.Task | None = None
+
+    async def open(self) -> None:
+        with self.accounting.offline():
+            sender, receiver = await setup(self.extend_channel, self.prg)
+            mine = self.prg.random_bytes(16)
+            (theirs,) = await self.extend_channel.exchange(mine)
+        self.pool = CotPool(self.extend_channel, self.party_id, sender, receiver, self.capacity)
+        self._mult = Multiplier(self.pool, self.correlate_channel,
+                                PadHash((mine ^ theirs).tobytes()))
+        self._extending = asyncio.get_running_loop().create_task(self.pool.run())
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._extending is not None:
+            self._extending.cancel()
+            await asyncio.gather(self._extending, return_exceptions=True)
+            self._extending = None
+
+    def cost_report(self) -> dict:
+        return {kind: asdict(cost) for kind, cost in self.costs.items()}
+
+    async def _produce(self, batch: list[Request]) -> list[tuple]:
+        return [await self._make(kind, params) for kind, params in batch]
+
+    async def _make(self, kind: str, params: dict) -> tuple:
+        cost = self.costs.setdefault(kind, KindCosts())
+        sent, received = (buffer.taken for buffer in self.pool.buffers)
+        bytes_before, start = self.correlate_channel.bytes_sent, time.perf_counter()
+        value = await self._dispatch(kind, params)
+        cost.requests += 1
+        cost.elements += KINDS[kind].elements(params)
+        cost.cots_sent += self.pool.buffers[0].taken - sent
+        cost.cots_received += self.pool.buffers[1].taken - received
+        cost.correction_bytes += self.correlate_channel.bytes_sent - bytes_before
+        cost.seconds += time.perf_counter() - start
+        return value
+
+    async def _dispatch(self, kind: str, params: dict) -> tuple:
+        mult, party, prg = self._mult, self.party_id, self.prg
+        if kind == "beaver":
+            return await kinds.beaver(mult, prg, tuple(params["shape"]))
+        if kind == "beaver_rows":
+            return await kinds.row_triples(mult, prg, params["rows"], params["n"])
+        if kind == "matmul":
+            return await kinds.matrix_triples(mult, prg, *params["dims"])
+        if kind == "and":
+            return await kinds.and_triples(mult, tuple(params["shape"]))
+        if kind == "dabit":
+            return await kinds.dabits(mult, party, prg, params["shape"][0])
+        if kind == "bitmul":
+            return await kinds.bit_triples(mult, party, prg, params["shape"][0])
+        if kind == "edabit":
+            return await kinds.edabits(mult, party, prg, tuple(params["shape"]))
+        if kind == "trunc":
+            return await kinds.truncation_pairs(mult, party, prg, tuple(params["shape"]),
+                                                params["frac_bits"])
+        if kind == "permute":
+            return await benes.permutation_masks(mult, party, prg, params["n"],
+                                                 params["columns"], params["permuter"])
+        raise ValueError(f"unknown correlation kind {kind!r}")
