@@ -28,7 +28,7 @@ from mpc.errors import JobCancelled, MpcError, PeerAborted, PeerTimeout, Protoco
 
 DEFAULT_TIMEOUT_S = 60.0
 ONLINE = "online"
-CHANNELS = (ONLINE, "ot-extend", "ot-correlate")  # a message on any other channel is refused
+CHANNELS = (ONLINE, "ot-correlate", "ot-extend-0", "ot-extend-1")  # no other is accepted
 
 
 async def send_within(socket: zmq.asyncio.Socket, frames: list, timeout_s: float,

@@ -1,15 +1,15 @@
-"""Random COTs made ahead, in both directions, by a background task of each server.
+"""Random COTs made ahead, in both directions, by background tasks of each server.
 
-Direction p is the one in which server p sends (knows Delta_p). The two servers' producers
-extend in lockstep on the "ot-extend" channel: before each batch they exchange which directions
-they want extended (a direction whose buffer is below capacity, or for which a consumer waits)
-and extend the union, so both always agree on what batch i holds; a direction's k-th batch has
-a size fixed by k alone. Consumers take COTs in the same order on both servers (correlations
-are made in request order), so COT number j of a direction is the same COT on both sides.
-A producer keeps ahead of its consumers by as many COTs as they have taken so far (at least
-one batch, at most the capacity), so a small job extends little and a large one runs ahead.
-Memory stays bounded: a buffer grows past that only by one batch, or when a consumer asks for
-more at once.
+Direction p is the one in which server p sends (knows Delta_p); its COTs are extended on the
+channel "ot-extend-p", where the receiver of the direction sends one message per batch. A
+direction's k-th batch has a size fixed by k alone, and how many batches are extended is a
+function of what consumers have taken: after each take, a direction is extended until it holds
+as many unused COTs as have been taken so far (at least one batch, at most `capacity`), and a
+take waits until it holds enough. Consumers take COTs in the same order on both servers
+(correlations are made in request order), so both servers extend the same batches, COT number
+j of a direction is the same COT on both sides, and the extension traffic is a fixed schedule
+that depends on nothing but the sizes taken (where the job ends may cut it short). Memory stays
+bounded: a buffer holds at most `capacity` plus one batch, or one larger take.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mpc.ot.extension import BLOCKS, CotReceiver, CotSender
 U64 = np.uint64
 FIRST_BATCH_WORDS = 1 << 6  # 4,096 COTs: small jobs start quickly...
 LAST_BATCH_WORDS = 1 << 14  # ...then batches double up to 1,048,576 COTs
-DEFAULT_CAPACITY = 1 << 22  # COTs buffered per direction (about 70 MB)
+DEFAULT_CAPACITY = 1 << 22  # unused COTs kept ahead per direction (about 70 MB)
 
 
 @dataclass
@@ -43,116 +43,112 @@ class Cots:
         return len(self.rows)
 
 
-class _Buffer:
-    def __init__(self, sender: int, receiving: bool):
+def _joined(parts: list[np.ndarray], empty_shape, dtype) -> np.ndarray:
+    if not parts:
+        return np.zeros(empty_shape, dtype)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+class Direction:
+    """One direction's COTs as this server holds them, and the task that extends them."""
+
+    def __init__(self, sender: int, party_id: int, channel: Channel,
+                 extension: CotSender | CotReceiver, capacity: int):
         self.sender = sender
-        self.receiving = receiving
+        self.receiving = sender != party_id
+        self.channel = channel
+        self.extension = extension
+        self.capacity = capacity
         self.rows: list[np.ndarray] = []
         self.choices: list[np.ndarray] = []
-        self.size = 0
-        self.taken = 0  # COTs handed out so far: the number of the next one
+        self.size = 0  # unused COTs held
+        self.taken = 0  # COTs handed out: the number of the next one
+        self.extended = 0
         self.batches = 0
-
-    def next_batch_words(self) -> int:
-        return min(LAST_BATCH_WORDS, FIRST_BATCH_WORDS << self.batches)
-
-    def add(self, rows: np.ndarray, choices: np.ndarray | None) -> None:
-        self.rows.append(rows)
-        if choices is not None:
-            self.choices.append(choices)
-        self.size += len(rows)
-        self.batches += 1
-
-    def take(self, count: int) -> Cots:
-        rows = np.concatenate(self.rows) if len(self.rows) > 1 else self.rows[0]
-        choices = None
-        if self.receiving:
-            choices = np.concatenate(self.choices) if len(self.choices) > 1 else self.choices[0]
-            self.choices = [choices[count:]]
-        self.rows = [rows[count:]]
-        taken = Cots(rows[:count], None if choices is None else choices[:count], self.taken,
-                     self.sender)
-        self.size -= count
-        self.taken += count
-        return taken
-
-
-class CotPool:
-    """This server's buffers of the two directions, filled by `run` (a background task)."""
-
-    def __init__(self, channel: Channel, party_id: int, sender: CotSender,
-                 receiver: CotReceiver, capacity: int = DEFAULT_CAPACITY):
-        self.channel = channel
-        self.party_id = party_id
-        self.sender = sender
-        self.receiver = receiver
-        self.capacity = capacity
-        # index 0: direction in which this server sends; 1: in which it receives
-        self.buffers = (_Buffer(party_id, False), _Buffer(1 - party_id, True))
-        self.wanted = [0, 0]  # COTs a waiting consumer needs, per buffer
-        self.extended_cots = [0, 0]
-        self._need = asyncio.Event()  # consumers -> producer: demand, or room
-        self._more = asyncio.Event()  # producer -> consumers: a batch arrived, or a failure
+        self.target = 0  # extend until `extended` reaches this
         self.failure: BaseException | None = None
+        self._need = asyncio.Event()  # consumer -> producer: a higher target
+        self._more = asyncio.Event()  # producer -> consumer: a batch arrived, or a failure
 
-    async def take(self, sending: int, receiving: int) -> tuple[Cots, Cots]:
-        """The next `sending` COTs in which this server sends and `receiving` in which it
-        receives; waits for the producer when the buffers hold fewer."""
-        counts = (sending, receiving)
-        while any(buffer.size < count for buffer, count in zip(self.buffers, counts)):
-            self.wanted = [max(count - buffer.size, 0)
-                           for buffer, count in zip(self.buffers, counts)]
+    def _raise_target(self, value: int) -> None:
+        if value > self.target:
+            self.target = value
             self._need.set()
-            self._more.clear()
-            await self._more.wait()
+
+    def reserve(self, count: int) -> None:
+        """Start extending for a take of `count` (so both directions extend at once)."""
+        self._raise_target(self.taken + count)
+
+    async def take(self, count: int) -> Cots:
+        self.reserve(count)
+        while self.size < count:
             if self.failure is not None:
                 raise self.failure
-        self.wanted = [0, 0]
-        taken = tuple(buffer.take(count) for buffer, count in zip(self.buffers, counts))
-        self._need.set()
+            self._more.clear()
+            await self._more.wait()
+        rows = _joined(self.rows, (0, 2), U64)
+        self.rows = [rows[count:]]
+        choices = None
+        if self.receiving:
+            choices = _joined(self.choices, (0,), np.uint8)
+            self.choices = [choices[count:]]
+            choices = choices[:count]
+        taken = Cots(rows[:count], choices, self.taken, self.sender)
+        self.size -= count
+        self.taken += count
+        first_batch = 64 * FIRST_BATCH_WORDS
+        self._raise_target(self.taken + min(self.capacity, max(first_batch, self.taken)))
         return taken
 
-    def _wishes(self) -> int:
-        """Bit d set: this server wants direction d (the one server d sends in) extended."""
-        wish = 0
-        for buffer, wanted in zip(self.buffers, self.wanted):
-            ahead = min(self.capacity, max(buffer.taken, 64 * FIRST_BATCH_WORDS))
-            if buffer.size < ahead or wanted > 0:
-                wish |= 1 << buffer.sender
-        return wish
-
     async def run(self) -> None:
-        """Extend, batch after batch, whenever either server wants more; a failure (the peer
-        gone, say) is handed to every consumer."""
+        """Extend batch after batch up to the target; a failure (the peer gone, say) is handed
+        to the consumer."""
         try:
-            await self._extend_forever()
+            while True:
+                while self.extended >= self.target:
+                    self._need.clear()
+                    await self._need.wait()
+                await self._extend(min(LAST_BATCH_WORDS, FIRST_BATCH_WORDS << self.batches))
+                self._more.set()
         except asyncio.CancelledError:
             raise
         except BaseException as error:
             self.failure = error
             self._more.set()
 
-    async def _extend_forever(self) -> None:
-        while True:
-            while not self._wishes():
-                self._need.clear()
-                await self._need.wait()
-            (theirs,) = await self.channel.exchange(np.array([self._wishes()], U64))
-            directions = self._wishes() | int(theirs[0])
-            sending, receiving = self.buffers
-            extend_send = bool(directions >> self.party_id & 1)
-            extend_receive = bool(directions >> (1 - self.party_id) & 1)
-            message = np.zeros((0, 0), U64)
-            if extend_receive:
-                message, rows, choices = self.receiver.extend(receiving.next_batch_words())
-                receiving.add(rows, choices)
-                self.extended_cots[1] += len(rows)
+    async def _extend(self, words: int) -> None:
+        if self.receiving:
+            message, rows, choices = self.extension.extend(words)
+            self.choices.append(choices)
             await self.channel.send(message)
-            (their_message,) = await self.channel.recv()
-            if extend_send:
-                if their_message.shape != (BLOCKS - 1, sending.next_batch_words()):
-                    raise ProtocolMismatch("OT extension: the peer sent a batch of another size")
-                rows = self.sender.extend(their_message)
-                sending.add(rows, None)
-                self.extended_cots[0] += len(rows)
-            self._more.set()
+        else:
+            (message,) = await self.channel.recv()
+            if message.shape != (BLOCKS - 1, words):
+                raise ProtocolMismatch(f"OT extension: batch {self.batches} of direction "
+                                       f"{self.sender} has shape {message.shape}")
+            rows = self.extension.extend(message)
+        self.rows.append(rows)
+        self.size += len(rows)
+        self.extended += len(rows)
+        self.batches += 1
+
+
+class CotPool:
+    """This server's two directions: the one it sends in and the one it receives in."""
+
+    def __init__(self, link_channels: tuple[Channel, Channel], party_id: int,
+                 sender: CotSender, receiver: CotReceiver, capacity: int = DEFAULT_CAPACITY):
+        self.party_id = party_id
+        self.sender = sender
+        self.sending = Direction(party_id, party_id, link_channels[party_id], sender, capacity)
+        self.receiving = Direction(1 - party_id, party_id, link_channels[1 - party_id],
+                                   receiver, capacity)
+
+    async def take(self, sending: int, receiving: int) -> tuple[Cots, Cots]:
+        """The next `sending` COTs in which this server sends and `receiving` in which it
+        receives; waits for the producers when the buffers hold fewer."""
+        self.receiving.reserve(receiving)
+        return await self.sending.take(sending), await self.receiving.take(receiving)
+
+    def tasks(self):
+        return [self.sending.run(), self.receiving.run()]

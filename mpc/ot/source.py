@@ -1,9 +1,9 @@
 """OtSource: correlated randomness made by server 0 and server 1 between themselves.
 
 Opening a source (once per job) runs fresh base OTs in both directions and agrees on a fresh
-public key for the pad hash, so nothing carries over from one job to the next; then a
-background task keeps extending COTs (pool.py) on the "ot-extend" channel while the online
-protocol runs. Correlations are made in request order (CorrelationSource) on the
+public key for the pad hash, so nothing carries over from one job to the next; then background
+tasks keep extending COTs (pool.py) on the channels "ot-extend-0" and "ot-extend-1" while the
+online protocol runs. Correlations are made in request order (CorrelationSource) on the
 "ot-correlate" channel, from those COTs. Per kind, the source counts what it made and what it
 cost, for `twofold bench mpc --correlations ot`.
 """
@@ -44,31 +44,33 @@ class OtSource(CorrelationSource):
                  capacity: int = DEFAULT_CAPACITY):
         super().__init__(accounting)
         self.party_id = link.party_id
-        self.extend_channel = link.channel("ot-extend")
         self.correlate_channel = link.channel("ot-correlate")
+        self.extend_channels = (link.channel("ot-extend-0"), link.channel("ot-extend-1"))
         self.capacity = capacity
         self.prg = Prg.fresh()  # this server's own randomness for its parts
         self.costs: dict[str, KindCosts] = {}
         self.pool: CotPool | None = None
         self._mult: Multiplier | None = None
-        self._extending: asyncio.Task | None = None
+        self._extending: list[asyncio.Task] = []
 
     async def open(self) -> None:
         with self.accounting.offline():
-            sender, receiver = await setup(self.extend_channel, self.prg)
+            sender, receiver = await setup(self.correlate_channel, self.prg)
             mine = self.prg.random_bytes(16)
-            (theirs,) = await self.extend_channel.exchange(mine)
-        self.pool = CotPool(self.extend_channel, self.party_id, sender, receiver, self.capacity)
+            (theirs,) = await self.correlate_channel.exchange(mine)
+        self.pool = CotPool(self.extend_channels, self.party_id, sender, receiver,
+                            self.capacity)
         self._mult = Multiplier(self.pool, self.correlate_channel,
                                 PadHash((mine ^ theirs).tobytes()))
-        self._extending = asyncio.get_running_loop().create_task(self.pool.run())
+        loop = asyncio.get_running_loop()
+        self._extending = [loop.create_task(task) for task in self.pool.tasks()]
 
     async def stop(self) -> None:
         await super().stop()
-        if self._extending is not None:
-            self._extending.cancel()
-            await asyncio.gather(self._extending, return_exceptions=True)
-            self._extending = None
+        for task in self._extending:
+            task.cancel()
+        await asyncio.gather(*self._extending, return_exceptions=True)
+        self._extending = []
 
     def cost_report(self) -> dict:
         return {kind: asdict(cost) for kind, cost in self.costs.items()}
@@ -78,13 +80,13 @@ class OtSource(CorrelationSource):
 
     async def _make(self, kind: str, params: dict) -> tuple:
         cost = self.costs.setdefault(kind, KindCosts())
-        sent, received = (buffer.taken for buffer in self.pool.buffers)
+        sent, received = self.pool.sending.taken, self.pool.receiving.taken
         bytes_before, start = self.correlate_channel.bytes_sent, time.perf_counter()
         value = await self._dispatch(kind, params)
         cost.requests += 1
         cost.elements += KINDS[kind].elements(params)
-        cost.cots_sent += self.pool.buffers[0].taken - sent
-        cost.cots_received += self.pool.buffers[1].taken - received
+        cost.cots_sent += self.pool.sending.taken - sent
+        cost.cots_received += self.pool.receiving.taken - received
         cost.correction_bytes += self.correlate_channel.bytes_sent - bytes_before
         cost.seconds += time.perf_counter() - start
         return value
