@@ -35,11 +35,20 @@ async def send_within(socket: zmq.asyncio.Socket, frames: list, timeout_s: float
                       failure: str) -> None:
     """Send, or raise PeerTimeout(failure): a socket whose peer is gone blocks on send.
     (asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation.)"""
+    sending = socket.send_multipart(frames, copy=False)
+    sending.add_done_callback(_settled)
     try:
         async with asyncio.timeout(timeout_s):
-            await socket.send_multipart(frames, copy=False)
+            await sending
     except TimeoutError:
         raise PeerTimeout(failure) from None
+
+
+def _settled(future: asyncio.Future) -> None:
+    """Mark a send's error as seen: a send abandoned by a cancelled task (its job over) may
+    fail later, when its socket closes, and nobody is left to read that error."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _Transport:

@@ -23,7 +23,7 @@ from mpc.ot.multiply import Multiplier, Side
 from mpc.prg import Prg
 
 U64 = np.uint64
-CHUNK_WORDS = 1 << 21  # pad words per products call (16 MiB)
+CHUNK_WORDS = 1 << 20  # pad words per products call (8 MiB: under 32 MiB, malloc recycles)
 WORD_BITS = np.arange(64)
 
 
@@ -45,12 +45,11 @@ async def _decomposed_products(mult: Multiplier, operand_words: np.ndarray):
     of y_j * x_j(peer) + y_j(peer) * x_j, where x_j = operand_words[j] (w words) is this
     server's factor. Returns (y, shares (items, w))."""
     items, width = operand_words.shape
-    shifts = np.tile(WORD_BITS, items)
-    side = Side(64 * items, width, shifts)
-    send_cots, receive_cots = await mult.take(64 * items, 64 * items)
-    correlation = np.repeat(operand_words, 64, axis=0)
-    mine, got = await mult.products(send_cots, side, correlation, None, receive_cots, side)
-    cross = (mine + got).reshape(items, 64, width).sum(axis=1, dtype=U64)
+    side = Side(items, 64, width, WORD_BITS)
+    send_cots, receive_cots = await mult.take(side.count, side.count)
+    mine, got = await mult.products(send_cots, side, operand_words[:, None, :], None,
+                                    receive_cots, side)
+    cross = mine.sum(axis=1, dtype=U64) + got.sum(axis=1, dtype=U64)
     return _pack_words(receive_cots.choices.reshape(items, 64)), cross
 
 
@@ -112,24 +111,31 @@ async def and_triples(mult: Multiplier, shape):
 async def _shared_bits(mult: Multiplier, party: int, prg: Prg, count: int, shifts: np.ndarray):
     """count x len(shifts) random bits, XOR-shared, and additive shares of bit i * 2^shift_i.
 
-    Bit f (flat) is made in direction f % 2: its sender draws its share r_s, and the products
-    give shares of (r_s ^ c) = r_s + c * (1 - 2 r_s) for the receiver's choice c. A correction
-    scaled by 2^s needs only 64 - s bits."""
+    Bit i of element e is made in direction (e if one bit per element, else i) % 2: its sender
+    draws its share r_s, and the products give shares of (r_s ^ c) = r_s + c * (1 - 2 r_s)
+    for the receiver's choice c. A correction scaled by 2^s needs only 64 - s bits."""
     per = len(shifts)
-    flat = np.arange(count * per)
-    sending = flat[flat % 2 == party]
-    receiving = flat[flat % 2 != party]
-    send_cots, receive_cots = await mult.take(len(sending), len(receiving))
-    drawn = prg.bits(len(sending)).astype(U64)
-    mine, got = await mult.products(
-        send_cots, Side(len(sending), 1, shifts[sending % per]),
-        (U64(1) - U64(2) * drawn)[:, None], drawn[:, None],
-        receive_cots, Side(len(receiving), 1, shifts[receiving % per]))
-    bits = np.empty(count * per, np.uint8)
-    bits[sending], bits[receiving] = drawn, receive_cots.choices
-    scaled = np.empty(count * per, U64)
-    scaled[sending], scaled[receiving] = mine[:, 0], got[:, 0]
-    return bits.reshape(count, per), scaled.reshape(count, per)
+    if per == 1:  # alternate elements between the directions
+        mine = np.arange(count) % 2 == party
+        sending = Side(int(mine.sum()), 1, 1, shifts)
+        receiving = Side(count - sending.items, 1, 1, shifts)
+    else:  # alternate bits
+        mine = np.arange(per) % 2 == party
+        sending = Side(count, int(mine.sum()), 1, shifts[mine])
+        receiving = Side(count, per - sending.positions, 1, shifts[~mine])
+    send_cots, receive_cots = await mult.take(sending.count, receiving.count)
+    drawn = prg.bits(sending.count).astype(U64).reshape(sending.shape)
+    sent, got = await mult.products(send_cots, sending, U64(1) - U64(2) * drawn, drawn,
+                                    receive_cots, receiving)
+    choices = receive_cots.choices.reshape(receiving.shape[:2])
+    bits, scaled = np.empty((count, per), np.uint8), np.empty((count, per), U64)
+    if per == 1:
+        bits[mine, 0], bits[~mine, 0] = drawn[:, 0, 0], choices[:, 0]
+        scaled[mine, 0], scaled[~mine, 0] = sent[:, 0, 0], got[:, 0, 0]
+    else:
+        bits[:, mine], bits[:, ~mine] = drawn[:, :, 0], choices
+        scaled[:, mine], scaled[:, ~mine] = sent[:, :, 0], got[:, :, 0]
+    return bits, scaled
 
 
 async def dabits(mult: Multiplier, party: int, prg: Prg, count: int):
@@ -176,12 +182,13 @@ async def bit_triples(mult: Multiplier, party: int, prg: Prg, count: int):
     for start, size in _chunks(count, 2):
         part = slice(start, start + size)
         send_cots, receive_cots = await mult.take(size, size)
-        bits = receive_cots.choices.astype(U64)
+        bits = receive_cots.choices.astype(U64)[:, None, None]
         beta[part] = prg.words(size)
-        factors = np.stack([np.ones(size, U64), beta[part]], axis=1)[:, 2 - widths[0]:]
+        factors = np.stack([np.ones(size, U64), beta[part]], axis=1)[:, None, 2 - widths[0]:]
         mine, got = await mult.products(
-            send_cots, Side(size, widths[0]), (U64(1) - U64(2) * bits)[:, None] * factors,
-            bits[:, None] * factors, receive_cots, Side(size, widths[1]))
+            send_cots, Side(size, 1, widths[0]), (U64(1) - U64(2) * bits) * factors,
+            bits * factors, receive_cots, Side(size, 1, widths[1]))
+        mine, got = mine[:, 0], got[:, 0]
         out_bits[part] = receive_cots.choices
         if party == 0:  # mine: (r, r * beta0); got: r * beta1
             r_arith[part], gamma[part] = mine[:, 0], mine[:, 1] + got[:, 0]

@@ -29,46 +29,57 @@ WIDTH_CLASSES = ((32, U64), (48, np.uint32), (56, np.uint16), (64, np.uint8))  #
 
 @dataclass(frozen=True)
 class Side:
-    """One direction of a batch of products: how many, words per product, each product's
-    scale 2^shift (None: no scaling), and which columns are XOR shares (None: all additive)."""
+    """One direction of a batch of products, laid out (items, positions, width): `width`
+    words per product, each position scaled by 2^shifts[position] (None: no scaling), and
+    which of the width columns hold XOR shares (None: all additive)."""
 
-    count: int
+    items: int
+    positions: int
     width: int
-    shifts: np.ndarray | None = None
+    shifts: np.ndarray | None = None  # (positions,)
     xor: np.ndarray | None = None  # (width,) bool
+
+    @property
+    def count(self) -> int:
+        return self.items * self.positions
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.items, self.positions, self.width
 
 
 def _classes(shifts: np.ndarray):
+    """Positions grouped by the bytes their corrections need: (positions, dtype)."""
     lower = 0
     for upper, dtype in WIDTH_CLASSES:
-        yield (shifts >= lower) & (shifts < upper), dtype
+        yield np.flatnonzero((shifts >= lower) & (shifts < upper)), dtype
         lower = upper
 
 
 def narrow(tau: np.ndarray, shifts: np.ndarray | None) -> list[np.ndarray]:
-    """Corrections in as few bytes as their scaling allows (uint8 views of narrow words)."""
+    """Corrections (items, positions, width) in as few bytes as their scaling allows."""
     if shifts is None:
         return [tau]
-    return [tau[rows] if dtype is U64 else tau[rows].astype(dtype).view(np.uint8)
-            for rows, dtype in _classes(shifts)]
+    return [tau[:, columns] if dtype is U64 else tau[:, columns].astype(dtype).view(np.uint8)
+            for columns, dtype in _classes(shifts)]
 
 
 def widen(parts: list[np.ndarray], side: Side) -> np.ndarray:
     if side.shifts is None:
         (tau,) = parts
-        return tau
-    tau = np.empty((side.count, side.width), U64)
-    for part, (rows, dtype) in zip(parts, _classes(side.shifts)):
-        tau[rows] = part.view(dtype).reshape(-1, side.width)
+        return tau.reshape(side.shape)
+    tau = np.empty(side.shape, U64)
+    for part, (columns, dtype) in zip(parts, _classes(side.shifts)):
+        tau[:, columns] = part.view(dtype).reshape(side.items, len(columns), side.width)
     return tau
 
 
 def _split(xor: np.ndarray | None, additive, boolean) -> np.ndarray:
-    """additive(...) on additive columns, boolean(...) on XOR columns."""
+    """additive() on additive columns (the last axis), boolean() on XOR columns."""
     if xor is None or not xor.any():
         return additive()
     out = additive()
-    out[:, xor] = boolean()[:, xor]
+    out[..., xor] = boolean()[..., xor]
     return out
 
 
@@ -99,30 +110,29 @@ class Multiplier:
         rows = cots.rows ^ (flips.astype(U64)[:, None] * self.pool.sender.delta[None, :])
         return Cots(rows, None, cots.first, cots.sender)
 
-    async def products(self, send_cots: Cots, sending: Side, correlation: np.ndarray | None,
-                       offset: np.ndarray | None, receive_cots: Cots, receiving: Side):
+    async def products(self, send_cots: Cots, sending: Side, correlation, offset,
+                       receive_cots: Cots, receiving: Side):
         """Shares of c * correlation + offset over this server's sending COTs (c the peer's
         choices), and of the peer's products over its receiving COTs (c its own choices, which
-        a caller may have used to build its correlation). Returns (shares as sender, shares
-        as receiver). The peer calls this with the two sides swapped."""
-        pad0 = self._pads(send_cots, sending.width)
-        pad1 = self._pads(send_cots, sending.width, flip=True)
-        if correlation is None:
-            correlation = np.zeros((sending.count, sending.width), U64)
+        a caller may have used to build its correlation). correlation and offset (or None for
+        zero) broadcast to sending.shape. Returns (shares as sender, shares as receiver),
+        shaped like their sides. The peer calls this with the two sides swapped."""
+        pad0 = self._pads(send_cots, sending.width).reshape(sending.shape)
+        pad1 = self._pads(send_cots, sending.width, flip=True).reshape(sending.shape)
+        correlation = U64(0) if correlation is None else correlation
+        offset = U64(0) if offset is None else offset
         tau = _split(sending.xor, lambda: pad0 - pad1 + correlation,
                      lambda: pad0 ^ pad1 ^ correlation)
-        if offset is None:
-            offset = np.zeros_like(pad0)
         mine = _split(sending.xor, lambda: offset - pad0, lambda: offset ^ pad0)
         await self.channel.send(*narrow(tau, sending.shifts))
         theirs = widen(await self.channel.recv(), receiving)
-        pad = self._pads(receive_cots, receiving.width)
-        chosen = receive_cots.choices.astype(U64)[:, None] * theirs
+        pad = self._pads(receive_cots, receiving.width).reshape(receiving.shape)
+        chosen = receive_cots.choices.astype(U64).reshape(receiving.shape[:2] + (1,)) * theirs
         got = _split(receiving.xor, lambda: pad + chosen, lambda: pad ^ chosen)
         if sending.shifts is not None:
-            mine <<= sending.shifts.astype(U64)[:, None]
+            mine <<= sending.shifts.astype(U64)[None, :, None]
         if receiving.shifts is not None:
-            got <<= receiving.shifts.astype(U64)[:, None]
+            got <<= receiving.shifts.astype(U64)[None, :, None]
         return mine, got
 
     async def random_bits(self, count: int):

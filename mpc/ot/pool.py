@@ -15,6 +15,7 @@ bounded: a buffer holds at most `capacity` plus one batch, or one larger take.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from mpc.ot.extension import BLOCKS, CotReceiver, CotSender
 
 U64 = np.uint64
 FIRST_BATCH_WORDS = 1 << 6  # 4,096 COTs: small jobs start quickly...
-LAST_BATCH_WORDS = 1 << 14  # ...then batches double up to 1,048,576 COTs
+LAST_BATCH_WORDS = 1 << 13  # ...then batches double up to 524,288 COTs (arrays under 32 MiB)
 DEFAULT_CAPACITY = 1 << 22  # unused COTs kept ahead per direction (about 70 MB)
 
 
@@ -43,10 +44,22 @@ class Cots:
         return len(self.rows)
 
 
-def _joined(parts: list[np.ndarray], empty_shape, dtype) -> np.ndarray:
-    if not parts:
-        return np.zeros(empty_shape, dtype)
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+def _take_front(parts: deque, count: int, empty: np.ndarray) -> np.ndarray:
+    """The first `count` rows of the concatenation of `parts`, removed from it; copies only
+    the rows it returns (a view when one part holds them all)."""
+    taken, needed = [], count
+    while needed > 0:
+        head = parts[0]
+        if len(head) <= needed:
+            taken.append(parts.popleft())
+            needed -= len(head)
+        else:
+            taken.append(head[:needed])
+            parts[0] = head[needed:]
+            needed = 0
+    if not taken:
+        return empty
+    return taken[0] if len(taken) == 1 else np.concatenate(taken)
 
 
 class Direction:
@@ -59,8 +72,8 @@ class Direction:
         self.channel = channel
         self.extension = extension
         self.capacity = capacity
-        self.rows: list[np.ndarray] = []
-        self.choices: list[np.ndarray] = []
+        self.rows: deque[np.ndarray] = deque()
+        self.choices: deque[np.ndarray] = deque()
         self.size = 0  # unused COTs held
         self.taken = 0  # COTs handed out: the number of the next one
         self.extended = 0
@@ -86,18 +99,15 @@ class Direction:
                 raise self.failure
             self._more.clear()
             await self._more.wait()
-        rows = _joined(self.rows, (0, 2), U64)
-        self.rows = [rows[count:]]
+        rows = _take_front(self.rows, count, np.zeros((0, 2), U64))
         choices = None
         if self.receiving:
-            choices = _joined(self.choices, (0,), np.uint8)
-            self.choices = [choices[count:]]
-            choices = choices[:count]
-        taken = Cots(rows[:count], choices, self.taken, self.sender)
+            choices = _take_front(self.choices, count, np.zeros(0, np.uint8))
+        taken = Cots(rows, choices, self.taken, self.sender)
         self.size -= count
         self.taken += count
         first_batch = 64 * FIRST_BATCH_WORDS
-        self._raise_target(self.taken + min(self.capacity, max(first_batch, self.taken)))
+        self._raise_target(self.taken + min(self.capacity, max(first_batch, self.taken // 4)))
         return taken
 
     async def run(self) -> None:
