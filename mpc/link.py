@@ -220,6 +220,8 @@ class PeerLink(Channel):
 
     async def abort(self, reason: str) -> None:
         """Tell the peer this job is over (best effort, never blocks)."""
+        if self.socket.closed:  # pyzmq would leave an orphaned future failing later
+            return
         frames = wire.encode({"kind": "abort", "job": self.job_id, "reason": reason[:500]})
         try:
             await self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
