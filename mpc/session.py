@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import zmq
@@ -18,6 +19,7 @@ from mpc.dealer import DealerSource, connect_dealer
 from mpc.errors import SettingsMismatch
 from mpc.link import DEFAULT_TIMEOUT_S, PeerLink, connect_peer
 from mpc.ot.source import OtSource
+from mpc.ot.store import CotStore
 from mpc.party import Party
 from mpc.prg import Prg
 from mpc.ring import FixedPoint
@@ -39,6 +41,7 @@ class Endpoints:
     dealer_address: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     correlations: str = "dealer"
+    cot_store: Path | None = None  # OT mode: where COTs made in idle time are kept
 
     def __post_init__(self):
         if self.correlations not in CORRELATIONS:
@@ -63,7 +66,8 @@ async def _open_source(endpoints: Endpoints, context: zmq.asyncio.Context, link:
                        job_id: str, accounting: Accounting,
                        stack: AsyncExitStack) -> CorrelationSource:
     if endpoints.correlations == "ot":
-        source = OtSource(link, accounting)
+        store = CotStore(endpoints.cot_store) if endpoints.cot_store is not None else None
+        source = OtSource(link, accounting, store=store)
     else:
         dealer_socket = await connect_dealer(context, endpoints.keys, endpoints.dealer_public,
                                              endpoints.dealer_address)

@@ -58,9 +58,9 @@ def load_server_endpoints(path: Path) -> Endpoints:
         raise ConfigError(f"{path}: [server] 'correlations' must be one of "
                           f"{', '.join(repr(c) for c in CORRELATIONS)}")
     try:
-        dealer = {}
+        source = {"cot_store": _key_path(path, get("data_dir")) / "correlations"}
         if correlations == "dealer":  # with "ot" the two servers need no third party
-            dealer = {"dealer_address": get("dealer_address"), "dealer_public":
+            source = {"dealer_address": get("dealer_address"), "dealer_public":
                       load_public_key(_key_path(path, get("dealer_public_key")))}
         return Endpoints(
             party_id=party,
@@ -69,7 +69,7 @@ def load_server_endpoints(path: Path) -> Endpoints:
             peer_address=get("peer_address"),
             timeout_s=float(table.get("timeout_s", DEFAULT_TIMEOUT_S)),
             correlations=correlations,
-            **dealer,
+            **source,
         )
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None

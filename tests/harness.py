@@ -59,7 +59,7 @@ def reconstruct(pair):
 SOURCES = ("dealer", "ot", "prefetched")  # "prefetched": dealer, plan recorded and made ahead
 
 
-async def _run(program, args0, args1, timeout_s, accountings, source):
+async def _run(program, args0, args1, timeout_s, accountings, source, cot_stores):
     dealer_keys, keys0, keys1 = keypair(), keypair(), keypair()
     dealer = Dealer(dealer_keys, (keys0.public, keys1.public), "tcp://127.0.0.1:*")
     ready = asyncio.Event()
@@ -69,9 +69,9 @@ async def _run(program, args0, args1, timeout_s, accountings, source):
     job = uuid.uuid4().hex
     correlations = "ot" if source == "ot" else "dealer"
     ends = [Endpoints(0, keys0, keys1.public, peer_address, dealer_keys.public, dealer.address,
-                      timeout_s, correlations),
+                      timeout_s, correlations, cot_stores[0]),
             Endpoints(1, keys1, keys0.public, peer_address, dealer_keys.public, dealer.address,
-                      timeout_s, correlations)]
+                      timeout_s, correlations, cot_stores[1])]
 
     async def one(party_id, args):
         async with open_party(ends[party_id], job, accounting=accountings[party_id]) as party:
@@ -90,13 +90,15 @@ async def _run(program, args0, args1, timeout_s, accountings, source):
 
 
 def run_pair(program, args0=(), args1=(), timeout_s: float = 20.0, record_sizes: bool = False,
-             source: str = "dealer"):
+             source: str = "dealer", cot_stores=(None, None)):
     """Both servers' results of program(party, *args); with record_sizes, also the list of
-    (stream, size) of the messages each server sent."""
+    (stream, size) of the messages each server sent. cot_stores: each server's folder of COTs
+    made in idle time (OT only)."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}")
     accountings = [Accounting(message_sizes=[] if record_sizes else None) for _ in range(2)]
-    results = asyncio.run(_run(program, args0, args1, timeout_s, accountings, source))
+    results = asyncio.run(_run(program, args0, args1, timeout_s, accountings, source,
+                               cot_stores))
     if record_sizes:
         return results, [acc.message_sizes for acc in accountings]
     return results

@@ -109,7 +109,7 @@ def test_every_job_starts_from_fresh_base_ots_and_keys():
     async def program(party):
         source = party.corr
         cots = await source.pool.take(64, 64)
-        return source.pool.sender.delta.copy(), cots[0].rows, cots[1].rows
+        return source.pool.sending.extension.delta.copy(), cots[0].rows, cots[1].rows
 
     first, second = run_pair(program, source="ot"), run_pair(program, source="ot")
     for server in (0, 1):

@@ -92,7 +92,7 @@ class Multiplier:
         self.pad_hash = pad_hash
 
     def _pads(self, cots: Cots, width: int, flip: bool = False) -> np.ndarray:
-        rows = cots.rows ^ self.pool.sender.delta if flip else cots.rows
+        rows = cots.rows ^ cots.delta if flip else cots.rows
         return self.pad_hash.pads(rows, cots.first, cots.sender, width)
 
     async def take(self, sending: int, receiving: int) -> tuple[Cots, Cots]:
@@ -107,8 +107,8 @@ class Multiplier:
     def chosen(self, cots: Cots, flips: np.ndarray) -> Cots:
         """The sender's COTs after the receiver asked for choices c ^ flips instead of its
         random c (it sends flips = wanted ^ c, which reveal nothing: c is uniform)."""
-        rows = cots.rows ^ (flips.astype(U64)[:, None] * self.pool.sender.delta[None, :])
-        return Cots(rows, None, cots.first, cots.sender)
+        rows = cots.rows ^ (flips.astype(U64)[:, None] * np.atleast_2d(cots.delta))
+        return Cots(rows, None, cots.first, cots.sender, cots.delta)
 
     async def products(self, send_cots: Cots, sending: Side, correlation, offset,
                        receive_cots: Cots, receiving: Side):

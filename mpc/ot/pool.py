@@ -23,6 +23,7 @@ import numpy as np
 from mpc.errors import ProtocolMismatch
 from mpc.link import Channel
 from mpc.ot.extension import BLOCKS, CotReceiver, CotSender
+from mpc.ot.store import CotStore, direction_of
 
 U64 = np.uint64
 FIRST_BATCH_WORDS = 1 << 6  # 4,096 COTs: small jobs start quickly...
@@ -39,41 +40,59 @@ class Cots:
     choices: np.ndarray | None  # (m,) uint8 0/1, receiver only
     first: int  # number of the first COT in its direction
     sender: int  # the party that sends in this direction
+    delta: np.ndarray | None = None  # sender only: (2,), or (m, 2) when stored COTs are mixed
 
     def __len__(self) -> int:
         return len(self.rows)
 
 
-def _take_front(parts: deque, count: int, empty: np.ndarray) -> np.ndarray:
-    """The first `count` rows of the concatenation of `parts`, removed from it; copies only
-    the rows it returns (a view when one part holds them all)."""
+def _take_front(parts: deque, count: int) -> list:
+    """The first `count` rows of the segments in `parts` (each a tuple of arrays of equal
+    length, or a scalar-like last item), removed from it, as a list of segments."""
     taken, needed = [], count
     while needed > 0:
         head = parts[0]
-        if len(head) <= needed:
+        if len(head[0]) <= needed:
             taken.append(parts.popleft())
-            needed -= len(head)
+            needed -= len(head[0])
         else:
-            taken.append(head[:needed])
-            parts[0] = head[needed:]
+            taken.append(tuple(part[:needed] for part in head[:-1]) + head[-1:])
+            parts[0] = tuple(part[needed:] for part in head[:-1]) + head[-1:]
             needed = 0
-    if not taken:
+    return taken
+
+
+def _joined(segments: list, column: int, empty: np.ndarray) -> np.ndarray:
+    if not segments:
         return empty
-    return taken[0] if len(taken) == 1 else np.concatenate(taken)
+    if len(segments) == 1:
+        return segments[0][column]
+    return np.concatenate([segment[column] for segment in segments])
+
+
+def _deltas(segments: list, sender_delta: np.ndarray) -> np.ndarray:
+    """One Delta if every segment has the session's, else one per row (stored COTs)."""
+    if all(segment[-1] is sender_delta for segment in segments):
+        return sender_delta
+    return np.concatenate([np.broadcast_to(segment[-1], (len(segment[0]), 2))
+                           for segment in segments])
 
 
 class Direction:
     """One direction's COTs as this server holds them, and the task that extends them."""
 
     def __init__(self, sender: int, party_id: int, channel: Channel,
-                 extension: CotSender | CotReceiver, capacity: int):
+                 extension: CotSender | CotReceiver, capacity: int,
+                 store: CotStore | None = None, stored: list[int] = ()):
         self.sender = sender
         self.receiving = sender != party_id
         self.channel = channel
         self.extension = extension
         self.capacity = capacity
-        self.rows: deque[np.ndarray] = deque()
-        self.choices: deque[np.ndarray] = deque()
+        self.store = store
+        self.stored = deque(stored)  # ids of stored batches both servers hold, used first
+        # segments (rows, choices, None) when receiving, (rows, Delta) when sending
+        self.segments: deque[tuple] = deque()
         self.size = 0  # unused COTs held
         self.taken = 0  # COTs handed out: the number of the next one
         self.extended = 0
@@ -99,11 +118,14 @@ class Direction:
                 raise self.failure
             self._more.clear()
             await self._more.wait()
-        rows = _take_front(self.rows, count, np.zeros((0, 2), U64))
-        choices = None
+        segments = _take_front(self.segments, count)
+        rows = _joined(segments, 0, np.zeros((0, 2), U64))
         if self.receiving:
-            choices = _take_front(self.choices, count, np.zeros(0, np.uint8))
-        taken = Cots(rows, choices, self.taken, self.sender)
+            taken = Cots(rows, _joined(segments, 1, np.zeros(0, np.uint8)), self.taken,
+                         self.sender)
+        else:
+            taken = Cots(rows, None, self.taken, self.sender,
+                         _deltas(segments, self.extension.delta))
         self.size -= count
         self.taken += count
         first_batch = 64 * FIRST_BATCH_WORDS
@@ -127,38 +149,49 @@ class Direction:
             self._more.set()
 
     async def _extend(self, words: int) -> None:
-        if self.receiving:
+        if self.stored:  # a batch made in idle time: its file is gone before it is used
+            rows, second = self.store.take(self.stored.popleft())
+            segment = (rows, second, None) if self.receiving else (rows, second)
+        elif self.receiving:
             message, rows, choices = self.extension.extend(words)
-            self.choices.append(choices)
             await self.channel.send(message)
+            segment = (rows, choices, None)
+            self.batches += 1
         else:
             (message,) = await self.channel.recv()
             if message.shape != (BLOCKS - 1, words):
                 raise ProtocolMismatch(f"OT extension: batch {self.batches} of direction "
                                        f"{self.sender} has shape {message.shape}")
-            rows = self.extension.extend(message)
-        self.rows.append(rows)
-        self.size += len(rows)
-        self.extended += len(rows)
-        self.batches += 1
+            segment = (self.extension.extend(message), self.extension.delta)
+            self.batches += 1
+        self.segments.append(segment)
+        self.size += len(segment[0])
+        self.extended += len(segment[0])
 
 
 class CotPool:
     """This server's two directions: the one it sends in and the one it receives in."""
 
     def __init__(self, link_channels: tuple[Channel, Channel], party_id: int,
-                 sender: CotSender, receiver: CotReceiver, capacity: int = DEFAULT_CAPACITY):
+                 sender: CotSender, receiver: CotReceiver, capacity: int = DEFAULT_CAPACITY,
+                 store: CotStore | None = None, stored: list[int] = ()):
         self.party_id = party_id
-        self.sender = sender
-        self.sending = Direction(party_id, party_id, link_channels[party_id], sender, capacity)
+        self.sending = Direction(party_id, party_id, link_channels[party_id], sender, capacity,
+                                 store, [i for i in stored if direction_of(i) == party_id])
         self.receiving = Direction(1 - party_id, party_id, link_channels[1 - party_id],
-                                   receiver, capacity)
+                                   receiver, capacity, store,
+                                   [i for i in stored if direction_of(i) != party_id])
 
     async def take(self, sending: int, receiving: int) -> tuple[Cots, Cots]:
         """The next `sending` COTs in which this server sends and `receiving` in which it
         receives; waits for the producers when the buffers hold fewer."""
         self.receiving.reserve(receiving)
         return await self.sending.take(sending), await self.receiving.take(receiving)
+
+    @staticmethod
+    def batch_size() -> int:
+        """COTs in a full batch (what a stored batch holds)."""
+        return 64 * LAST_BATCH_WORDS
 
     def tasks(self):
         return [self.sending.run(), self.receiving.run()]

@@ -24,6 +24,7 @@ from mpc.ot import benes, kinds
 from mpc.ot.extension import PadHash, setup
 from mpc.ot.multiply import Multiplier
 from mpc.ot.pool import DEFAULT_CAPACITY, CotPool
+from mpc.ot.store import CotStore, agree_on_stored
 from mpc.prg import Prg
 
 
@@ -41,8 +42,9 @@ class OtSource(CorrelationSource):
     """Correlations from OT with the peer; no third party."""
 
     def __init__(self, link: PeerLink, accounting: Accounting,
-                 capacity: int = DEFAULT_CAPACITY):
+                 capacity: int = DEFAULT_CAPACITY, store: CotStore | None = None):
         super().__init__(accounting)
+        self.store = store  # COTs made in idle time, used before any made in the job
         self.party_id = link.party_id
         self.correlate_channel = link.channel("ot-correlate")
         self.extend_channels = (link.channel("ot-extend-0"), link.channel("ot-extend-1"))
@@ -58,8 +60,9 @@ class OtSource(CorrelationSource):
             sender, receiver = await setup(self.correlate_channel, self.prg)
             mine = self.prg.random_bytes(16)
             (theirs,) = await self.correlate_channel.exchange(mine)
+            stored = await agree_on_stored(self.correlate_channel, self.store)
         self.pool = CotPool(self.extend_channels, self.party_id, sender, receiver,
-                            self.capacity)
+                            self.capacity, self.store, stored)
         self._mult = Multiplier(self.pool, self.correlate_channel,
                                 PadHash((mine ^ theirs).tobytes()))
         loop = asyncio.get_running_loop()
