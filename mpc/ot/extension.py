@@ -196,9 +196,11 @@ class PadHash:
         repeated within a session."""
         permuted = self._permute(rows)
         blocks = -(-words // 2)
-        tweaked = np.repeat(permuted[:, None, :], blocks, axis=1)
+        tweaked = np.empty((len(rows), blocks, 2), U64)
+        tweaked[:] = permuted[:, None, :]
         tweaked[:, :, 0] ^= np.arange(first, first + len(rows), dtype=U64)[:, None]
         tweaked[:, :, 1] ^= (np.arange(blocks, dtype=U64) | U64(sender << 32))[None, :]
         out = self._permute(tweaked.reshape(-1, 2)).reshape(len(rows), blocks, 2)
         out ^= permuted[:, None, :]
-        return out.reshape(len(rows), 2 * blocks)[:, :words]
+        out = out.reshape(len(rows), 2 * blocks)
+        return out if words == 2 * blocks else np.ascontiguousarray(out[:, :words])

@@ -46,21 +46,17 @@ def transpose_rows(rows, out):
 def leaf_sums(leaves, bits, total, weighted):
     """For each block b: total[b] = XOR of leaves[b, x] over all x, and weighted[b, i] = XOR of
     leaves[b, x] over the x whose bit i is set (the sums of SoftSpokenOT's small-field VOLE, x
-    ranging over F_2^bits). Word by word, in tiles that stay in cache."""
-    blocks, count, words = leaves.shape
-    tile = 512
+    ranging over F_2^bits). Whole-row XORs, which numba turns into vector instructions."""
+    blocks, count = leaves.shape[0], leaves.shape[1]
     for b in range(blocks):
-        for start in range(0, words, tile):
-            stop = min(start + tile, words)
-            for v in range(start, stop):
-                total[b, v] = leaves[b, 0, v]
+        whole = total[b]
+        whole[:] = leaves[b, 0]
+        for i in range(bits):
+            weighted[b, i, :] = 0
+        for x in range(1, count):
+            row = leaves[b, x]
+            whole ^= row
             for i in range(bits):
-                for v in range(start, stop):
-                    weighted[b, i, v] = U64(0)
-            for x in range(1, count):
-                for v in range(start, stop):
-                    total[b, v] ^= leaves[b, x, v]
-                for i in range(bits):
-                    if (x >> i) & 1:
-                        for v in range(start, stop):
-                            weighted[b, i, v] ^= leaves[b, x, v]
+                if (x >> i) & 1:
+                    part = weighted[b, i]
+                    part ^= row
