@@ -150,4 +150,5 @@ def test_mul_rows_matches_numpy(rng, source):
     async def program(party, a, b):
         return await mul_rows(party, a, b)
 
-    assert np.array_equal(reconstruct(run_pair(program, (x0, y0), (x1, y1), source=source)), x[None, :] * ys)
+    got = reconstruct(run_pair(program, (x0, y0), (x1, y1), source=source))
+    assert np.array_equal(got, x[None, :] * ys)

@@ -76,7 +76,8 @@ def test_equality_on_the_whole_ring(rng, source):
 def test_less_than_property(source, pairs):
     x = np.array([p[0] for p in pairs], dtype=np.int64)
     y = np.array([p[1] for p in pairs], dtype=np.int64)
-    got = reconstruct(run_on_shares(less_than, x, y, rng=np.random.default_rng(len(pairs)), source=source))
+    got = reconstruct(run_on_shares(less_than, x, y, rng=np.random.default_rng(len(pairs)),
+                                    source=source))
     assert np.array_equal(got, (x < y).astype(U64))
 
 
@@ -104,7 +105,8 @@ def test_bits_to_arith_and_and_bits(rng, source):
         async def program(party, a, b):
             return [await bits_to_arith(party, a), await and_bits(party, a, b)]
 
-        (arith0, and0), (arith1, and1) = run_pair(program, (x ^ x0, y ^ y0), (x0, y0), source=source)
+        (arith0, and0), (arith1, and1) = run_pair(program, (x ^ x0, y ^ y0), (x0, y0),
+                                                  source=source)
         assert np.array_equal(arith0 + arith1, x.astype(U64))
         assert np.array_equal(and0 ^ and1, x & y)
 

@@ -60,7 +60,8 @@ def sort_plain(keys, columns, widths, signed, source):
     key_pairs = [shares_of(k, rng) for k in keys]
     col_pairs = [shares_of(c, rng) for c in columns]
     result = run_pair(program, ([k[0] for k in key_pairs], [c[0] for c in col_pairs]),
-                      ([k[1] for k in key_pairs], [c[1] for c in col_pairs]), timeout_s=60, source=source)
+                      ([k[1] for k in key_pairs], [c[1] for c in col_pairs]), timeout_s=60,
+                      source=source)
     return reconstruct(result)
 
 
@@ -144,7 +145,8 @@ def test_segmented_scan(op, n, rng, source):
     async def program(party, h, v, o):
         return await segmented_scan(party, h, [v, o], op)
 
-    got_values, got_other = reconstruct(run_pair(program, (h0, v0, o0), (h1, v1, o1), source=source))
+    got_values, got_other = reconstruct(run_pair(program, (h0, v0, o0), (h1, v1, o1),
+                                                 source=source))
     assert np.array_equal(to_signed(got_values), scan_reference(heads, values, op))
     assert np.array_equal(to_signed(got_other), scan_reference(heads, other, op))
 

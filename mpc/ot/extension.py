@@ -11,15 +11,16 @@ How (per direction, k = BLOCK_BITS, 128 / k blocks):
 - per batch every leaf seed is stretched to m bits r_x by AES-CTR. The receiver computes
   u = XOR of all r_x and v = XOR of x * r_x (x in F_2^k as a vector); the sender, missing
   r_Delta, computes w = XOR of (Delta_b + x) * r_x = v + u * Delta_b: a small-field VOLE. The
-  choice bits are block 0's u; the receiver sends d_b = u_b + u_0 for the other blocks (k bits
-  of traffic per COT... (128/k - 1) bits), and the sender adds d_b * Delta_b. Concatenated over
-  the blocks: q = t + c * Delta with t = v.
+  choice bits are block 0's u; the receiver sends d_b = u_b + u_0 for the other blocks (one bit
+  per block and COT), and the sender adds d_b * Delta_b. Concatenated over the blocks:
+  q = t + c * Delta with t = v.
 The sender never sees anything but d_b, which hides u_b behind the leaf r_Delta it lacks; the
 receiver never learns Delta, which only ever entered base OTs as choices.
 
 Costs per COT: (128/k - 1) bits sent by the receiver; 128 * 2^k / k bits of AES-CTR stretched
-by each side, and a bit transpose. k = 2 halves IKNP's traffic (8 bytes instead of 16) for
-twice its AES work; the choice is argued in docs/mpc.md.
+by the receiver (the sender one leaf per block less), and a bit transpose on each side. k = 2
+halves IKNP's traffic (8 bytes instead of 16) for a little more AES; the choice is argued in
+docs/mpc.md.
 """
 
 from __future__ import annotations
@@ -81,16 +82,33 @@ def _punctured_leaves(missing: int, sibling_sums: list[bytes]) -> list[bytes | N
     return [known.get(x) for x in range(LEAVES)]
 
 
+class Scratch:
+    """Reused work buffers, one per name: fresh memory costs page faults (several times
+    the work on this kind of machine), so arrays that live only within one call are kept."""
+
+    def __init__(self):
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape) -> np.ndarray:
+        size = int(np.prod(shape, dtype=np.int64))
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[name] = np.empty(size, U64)
+        return buffer[:size].reshape(shape)
+
+
 class _Leaves:
     """AES-CTR streams of the leaf seeds a party knows, stretched a batch at a time."""
 
     def __init__(self, seeds: list[list[bytes | None]]):
         self.streams = [[Prg(seed) if seed is not None else None for seed in block]
                         for block in seeds]
+        self.scratch = Scratch()
 
     def stretch(self, words: int) -> np.ndarray:
-        """(BLOCKS, LEAVES, words) uint64; zero for a leaf this party does not know."""
-        flat = np.empty(BLOCKS * LEAVES * words + SLACK_WORDS, U64)
+        """(BLOCKS, LEAVES, words) uint64, valid until the next call; zero for a leaf this
+        party does not know."""
+        flat = self.scratch.get("leaves", BLOCKS * LEAVES * words + SLACK_WORDS)
         for row, stream in enumerate(s for block in self.streams for s in block):
             if stream is not None:  # rows in order: the room past a row is the next row
                 stream.words_into(flat[row * words:(row + 1) * words + SLACK_WORDS])
@@ -102,10 +120,11 @@ class _Leaves:
         return leaves
 
 
-def _sums(leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sums(leaves: np.ndarray, scratch: Scratch) -> tuple[np.ndarray, np.ndarray]:
+    """The XOR sums, in scratch buffers valid until the next call."""
     words = leaves.shape[2]
-    total = np.empty((BLOCKS, words), U64)
-    weighted = np.empty((BLOCKS, BLOCK_BITS, words), U64)
+    total = scratch.get("total", (BLOCKS, words))
+    weighted = scratch.get("weighted", (BLOCKS, BLOCK_BITS, words))
     leaf_sums(leaves, BLOCK_BITS, total, weighted)
     return total, weighted
 
@@ -131,7 +150,7 @@ class CotReceiver:
 
     def extend(self, words: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """64 * words COTs: (message for the sender, rows t, choice bits as 0/1 uint8)."""
-        total, weighted = _sums(self.leaves.stretch(words))
+        total, weighted = _sums(self.leaves.stretch(words), self.leaves.scratch)
         message = total[1:] ^ total[0]
         choices = np.unpackbits(total[0].view(np.uint8), bitorder="little")
         return message, _rows_to_cots(weighted.reshape(128, words)), choices
@@ -159,7 +178,7 @@ class CotSender:
     def extend(self, message: np.ndarray) -> np.ndarray:
         """Rows q = t + c * Delta of the COTs whose receiver sent `message`."""
         words = message.shape[1]
-        total, weighted = _sums(self.leaves.stretch(words))
+        total, weighted = _sums(self.leaves.stretch(words), self.leaves.scratch)
         corrected = np.vstack([np.zeros((1, words), U64), message]) ^ total
         digit_bits = np.array([[(digit >> i) & 1 for i in range(BLOCK_BITS)]
                                for digit in self.digits], U64)  # (BLOCKS, k)
@@ -184,9 +203,11 @@ class PadHash:
 
     def __init__(self, key: bytes):
         self._aes = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        self.scratch = Scratch()
 
-    def _permute(self, blocks: np.ndarray) -> np.ndarray:
-        out = np.empty((len(blocks) + 1, 2), U64)  # one block of room for update_into
+    def _permute(self, blocks: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty((len(blocks) + 1, 2), U64)  # one block of room for update_into
         self._aes.update_into(np.ascontiguousarray(blocks).view(np.uint8), out.view(np.uint8))
         return out[:-1]
 
@@ -194,9 +215,9 @@ class PadHash:
         """(m, words) uint64 pads of (m, 2) rows: COTs number first, first + 1, ... of the
         direction whose sender is `sender`; the tweak (number, sender, block) is never
         repeated within a session."""
-        permuted = self._permute(rows)
+        permuted = self._permute(rows, self.scratch.get("permuted", (len(rows) + 1, 2)))
         blocks = -(-words // 2)
-        tweaked = np.empty((len(rows), blocks, 2), U64)
+        tweaked = self.scratch.get("tweaked", (len(rows), blocks, 2))
         tweaked[:] = permuted[:, None, :]
         tweaked[:, :, 0] ^= np.arange(first, first + len(rows), dtype=U64)[:, None]
         tweaked[:, :, 1] ^= (np.arange(blocks, dtype=U64) | U64(sender << 32))[None, :]

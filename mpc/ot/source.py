@@ -14,8 +14,6 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from mpc.accounting import Accounting
 from mpc.correlation_source import CorrelationSource, Request
 from mpc.correlations import KINDS
