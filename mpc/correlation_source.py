@@ -53,6 +53,7 @@ class CorrelationSource(ABC):
         self.budget_elements = budget_elements
         self._queue: deque[_Pending] = deque()  # requested, not yet made
         self._announced: deque[_Pending] = deque()  # prefetched, not yet taken by get
+        self._last: _Pending | None = None  # the latest request, made or not
         self._ahead = 0  # elements made but not yet taken
         self._draining = 0  # callers of produced(): make everything, whatever the budget
         self._wake = asyncio.Event()
@@ -82,12 +83,13 @@ class CorrelationSource(ABC):
 
     async def produced(self) -> None:
         """Wait until every request made so far is made, ignoring the memory budget."""
-        if not self._queue:
+        if self._last is None or self._last.value.done():
+            self._raise_failure()
             return
         self._draining += 1
         self._wake.set()
         try:
-            await asyncio.wait([self._queue[-1].value])
+            await asyncio.wait([self._last.value])
         finally:
             self._draining -= 1
         self._raise_failure()
@@ -141,16 +143,22 @@ class CorrelationSource(ABC):
         value.add_done_callback(lambda done: done.cancelled() or done.exception())  # no warning
         pending = _Pending(kind, params, spec.elements(params), value)
         self._queue.append(pending)
+        self._last = pending
         if self._producer is None:
             self._producer = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
         return pending
 
     def _next_batch(self) -> list[_Pending]:
+        """Consecutive requests: at least one, then as many as fit in a batch and (unless a
+        caller waits for everything) in what is left of the memory budget."""
+        room = BATCH_ELEMENTS
+        if not self._draining:
+            room = min(room, self.budget_elements - self._ahead)
         batch = [self._queue.popleft()]
         total = batch[0].elements
         while (self._queue and len(batch) < BATCH_REQUESTS
-               and total + self._queue[0].elements <= BATCH_ELEMENTS):
+               and total + self._queue[0].elements <= room):
             total += self._queue[0].elements
             batch.append(self._queue.popleft())
         return batch

@@ -2,6 +2,8 @@
 both servers' parts; the building blocks (base OTs, extension, switching network) against
 their definitions; and nothing is reused, within a job or across jobs."""
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,29 @@ def test_every_job_starts_from_fresh_base_ots_and_keys():
         assert not np.array_equal(delta_a, delta_b)
         assert not (sent_a[:, None, :] == sent_b[None, :, :]).all(axis=2).any()
         assert not (received_a[:, None, :] == received_b[None, :, :]).all(axis=2).any()
+
+
+@pytest.mark.parametrize("source", ["dealer", "ot"])
+def test_prefetched_plan_is_made_before_the_run_and_within_budget(source):
+    """prefetch + produced() makes a whole plan ahead; then the run waits for nothing. With a
+    small budget the producer stops ahead of use instead of making everything."""
+    plan = [("beaver", {"shape": [3000]}), ("and", {"shape": [500]}),
+            ("trunc", {"shape": [2000], "frac_bits": 16})] * 3
+
+    async def program(party):
+        source = party.corr
+        source.prefetch(plan)
+        await source.produced()
+        assert all(pending.value.done() for pending in source._announced)
+        made = [await source.get(kind, **params) for kind, params in plan]
+        source.budget_elements = 10000
+        source.prefetch(plan)
+        await asyncio.sleep(0.5)
+        ahead = sum(pending.value.done() for pending in source._announced)
+        made += [await source.get(kind, **params) for kind, params in plan]
+        return made, ahead
+
+    (made0, ahead0), (made1, ahead1) = run_pair(program, source=source)
+    for (kind, params), part0, part1 in zip(plan * 2, made0, made1):
+        check(kind, params, part0, part1)
+    assert 1 <= ahead0 < len(plan) and 1 <= ahead1 < len(plan)
