@@ -33,7 +33,7 @@ def server_run(config: Path = typer.Option(..., help="server.toml")):
 async def preprocess(endpoints: Endpoints, target: int) -> int:
     """One preprocessing session with the peer; returns the COTs made per direction."""
     fresh_only = dataclasses.replace(endpoints, cot_store=None)  # never consumes the store
-    async with open_party(fresh_only, "preprocess") as party:
+    async with open_party(fresh_only, "twofold-preprocess") as party:
         return await fill(party.corr, CotStore(endpoints.cot_store), target)
 
 
