@@ -27,6 +27,7 @@ from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server
 from mpc.errors import JobCancelled, MpcError, PeerAborted, PeerTimeout, ProtocolMismatch
 
 DEFAULT_TIMEOUT_S = 60.0
+ABORT_WAIT_S = 1.0
 ONLINE = "online"
 CHANNELS = (ONLINE, "ot-correlate", "ot-extend-0", "ot-extend-1")  # no other is accepted
 
@@ -219,13 +220,17 @@ class PeerLink(Channel):
                                    f"unread messages from server {self.peer_id}")
 
     async def abort(self, reason: str) -> None:
-        """Tell the peer this job is over (best effort, never blocks)."""
+        """Tell the peer this job is over (best effort, never blocks for long: behind other
+        pending sends to a peer that stopped reading, even a NOBLOCK send would wait)."""
         if self.socket.closed:  # pyzmq would leave an orphaned future failing later
             return
         frames = wire.encode({"kind": "abort", "job": self.job_id, "reason": reason[:500]})
+        sending = self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
+        sending.add_done_callback(_settled)
         try:
-            await self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
-        except zmq.ZMQError:
+            async with asyncio.timeout(ABORT_WAIT_S):
+                await sending
+        except (zmq.ZMQError, TimeoutError):
             pass
 
     async def close(self) -> None:
