@@ -46,35 +46,46 @@ class Cots:
         return len(self.rows)
 
 
-def _take_front(parts: deque, count: int) -> list:
-    """The first `count` rows of the segments in `parts` (each a tuple of arrays of equal
-    length, or a scalar-like last item), removed from it, as a list of segments."""
+@dataclass
+class _Segment:
+    """Unused COTs of one batch: rows, and choice bits (receiver) or the batch's Delta
+    (sender; a stored batch has its own)."""
+
+    rows: np.ndarray
+    choices: np.ndarray | None
+    delta: np.ndarray | None
+
+    def split(self, count: int) -> tuple["_Segment", "_Segment"]:
+        cut = (lambda part: (None, None) if part is None else (part[:count], part[count:]))
+        (rows, rows_rest), (choices, choices_rest) = cut(self.rows), cut(self.choices)
+        return (_Segment(rows, choices, self.delta),
+                _Segment(rows_rest, choices_rest, self.delta))
+
+
+def _take_front(segments: deque, count: int) -> list[_Segment]:
+    """The first `count` COTs of `segments`, removed from it (no copies)."""
     taken, needed = [], count
     while needed > 0:
-        head = parts[0]
-        if len(head[0]) <= needed:
-            taken.append(parts.popleft())
-            needed -= len(head[0])
+        if len(segments[0].rows) <= needed:
+            taken.append(segments.popleft())
         else:
-            taken.append(tuple(part[:needed] for part in head[:-1]) + head[-1:])
-            parts[0] = tuple(part[needed:] for part in head[:-1]) + head[-1:]
-            needed = 0
+            taken_part, segments[0] = segments[0].split(needed)
+            taken.append(taken_part)
+        needed -= len(taken[-1].rows)
     return taken
 
 
-def _joined(segments: list, column: int, empty: np.ndarray) -> np.ndarray:
-    if not segments:
+def _joined(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    if not parts:
         return empty
-    if len(segments) == 1:
-        return segments[0][column]
-    return np.concatenate([segment[column] for segment in segments])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _deltas(segments: list, sender_delta: np.ndarray) -> np.ndarray:
+def _deltas(segments: list[_Segment], session_delta: np.ndarray) -> np.ndarray:
     """One Delta if every segment has the session's, else one per row (stored COTs)."""
-    if all(segment[-1] is sender_delta for segment in segments):
-        return sender_delta
-    return np.concatenate([np.broadcast_to(segment[-1], (len(segment[0]), 2))
+    if all(segment.delta is session_delta for segment in segments):
+        return session_delta
+    return np.concatenate([np.broadcast_to(segment.delta, (len(segment.rows), 2))
                            for segment in segments])
 
 
@@ -91,8 +102,7 @@ class Direction:
         self.capacity = capacity
         self.store = store
         self.stored = deque(stored)  # ids of stored batches both servers hold, used first
-        # segments (rows, choices, None) when receiving, (rows, Delta) when sending
-        self.segments: deque[tuple] = deque()
+        self.segments: deque[_Segment] = deque()
         self.size = 0  # unused COTs held
         self.taken = 0  # COTs handed out: the number of the next one
         self.extended = 0
@@ -119,10 +129,10 @@ class Direction:
             self._more.clear()
             await self._more.wait()
         segments = _take_front(self.segments, count)
-        rows = _joined(segments, 0, np.zeros((0, 2), U64))
+        rows = _joined([segment.rows for segment in segments], np.zeros((0, 2), U64))
         if self.receiving:
-            taken = Cots(rows, _joined(segments, 1, np.zeros(0, np.uint8)), self.taken,
-                         self.sender)
+            choices = _joined([segment.choices for segment in segments], np.zeros(0, np.uint8))
+            taken = Cots(rows, choices, self.taken, self.sender)
         else:
             taken = Cots(rows, None, self.taken, self.sender,
                          _deltas(segments, self.extension.delta))
@@ -151,22 +161,23 @@ class Direction:
     async def _extend(self, words: int) -> None:
         if self.stored:  # a batch made in idle time: its file is gone before it is used
             rows, second = self.store.take(self.stored.popleft())
-            segment = (rows, second, None) if self.receiving else (rows, second)
+            segment = _Segment(rows, second, None) if self.receiving else _Segment(rows, None,
+                                                                                  second)
         elif self.receiving:
             message, rows, choices = self.extension.extend(words)
             await self.channel.send(message)
-            segment = (rows, choices, None)
+            segment = _Segment(rows, choices, None)
             self.batches += 1
         else:
             (message,) = await self.channel.recv()
             if message.shape != (BLOCKS - 1, words):
                 raise ProtocolMismatch(f"OT extension: batch {self.batches} of direction "
                                        f"{self.sender} has shape {message.shape}")
-            segment = (self.extension.extend(message), self.extension.delta)
+            segment = _Segment(self.extension.extend(message), None, self.extension.delta)
             self.batches += 1
         self.segments.append(segment)
-        self.size += len(segment[0])
-        self.extended += len(segment[0])
+        self.size += len(segment.rows)
+        self.extended += len(segment.rows)
 
 
 class CotPool:
