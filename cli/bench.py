@@ -18,7 +18,6 @@ from rich.table import Table
 
 from cli import oulad, tpch
 from mpc.bench import OPS
-from mpc.ot.extension import BYTES_PER_COT
 from mpc.session import CORRELATIONS
 from mpc.prg import Prg
 from owners.config import load_owner_config
@@ -64,8 +63,7 @@ def correlation_rows(reports: list[dict]) -> list[dict]:
         both = [report[kind] for report in reports]
         elements = both[0]["elements"]
         cots = sum(costs["cots_received"] for costs in both)
-        sent = sum(costs["correction_bytes"] + costs["cots_received"] * BYTES_PER_COT
-                   for costs in both)
+        sent = sum(costs["correction_bytes"] + costs["extension_bytes"] for costs in both)
         rows.append({"op": f"make {kind}", "n": elements,
                      "cots_per_element": round(cots / max(elements, 1), 2),
                      "bytes_per_element": round(sent / max(elements, 1), 1),

@@ -230,6 +230,8 @@ class PeerLink(Channel):
         try:
             async with asyncio.timeout(ABORT_WAIT_S):
                 await sending
+            # queued behind offline data, the abort must survive the socket's close
+            self.socket.linger = int(ABORT_WAIT_S * 1000)
         except (zmq.ZMQError, TimeoutError):
             pass
 
@@ -246,9 +248,10 @@ class Connection:
     authenticator: KeyAuthenticator | None = None
 
     def close(self) -> None:
+        """Close now; only a job that aborted lingers (briefly) to deliver its abort."""
         if self.authenticator is not None:
             self.authenticator.stop()
-        self.socket.close(0)
+        self.socket.close()
 
 
 async def connect_peer(context: zmq.asyncio.Context, party_id: int, keys: KeyPair,

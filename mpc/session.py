@@ -18,8 +18,6 @@ from mpc.curve import KeyPair
 from mpc.dealer import DealerSource, connect_dealer
 from mpc.errors import SettingsMismatch
 from mpc.link import DEFAULT_TIMEOUT_S, PeerLink, connect_peer
-from mpc.ot.source import OtSource
-from mpc.ot.store import CotStore
 from mpc.party import Party
 from mpc.prg import Prg
 from mpc.ring import FixedPoint
@@ -66,6 +64,10 @@ async def _open_source(endpoints: Endpoints, context: zmq.asyncio.Context, link:
                        job_id: str, accounting: Accounting,
                        stack: AsyncExitStack) -> CorrelationSource:
     if endpoints.correlations == "ot":
+        # imported here: OT mode loads numba (about 0.2 s), which dealer mode never needs
+        from mpc.ot.source import OtSource
+        from mpc.ot.store import CotStore
+
         store = CotStore(endpoints.cot_store) if endpoints.cot_store is not None else None
         source = OtSource(link, accounting, store=store)
     else:
@@ -95,6 +97,7 @@ async def open_party(endpoints: Endpoints, job_id: str, fixed: FixedPoint = Fixe
             link = PeerLink(connection.socket, endpoints.party_id, job_id, accounting,
                             endpoints.timeout_s, cancel)
             stack.push_async_callback(link.close)
+            corr = None
             try:
                 await agree_on_correlations(link, endpoints.correlations)
                 corr = await _open_source(endpoints, context, link, job_id, accounting, stack)
@@ -102,6 +105,8 @@ async def open_party(endpoints: Endpoints, job_id: str, fixed: FixedPoint = Fixe
                               accounting=accounting, fixed=fixed)
                 yield party
             except BaseException as error:
+                if corr is not None:  # its queued offline sends go, so the abort comes next
+                    await corr.stop()
                 await link.abort(f"{type(error).__name__}: {error}")
                 raise
             await link.finish()

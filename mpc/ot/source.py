@@ -19,7 +19,7 @@ from mpc.correlation_source import CorrelationSource, Request
 from mpc.correlations import KINDS
 from mpc.link import PeerLink
 from mpc.ot import benes, kinds
-from mpc.ot.extension import PadHash, setup
+from mpc.ot.extension import BYTES_PER_COT, PadHash, setup
 from mpc.ot.multiply import Multiplier
 from mpc.ot.pool import DEFAULT_CAPACITY, CotPool
 from mpc.ot.store import CotStore, agree_on_stored
@@ -33,6 +33,7 @@ class KindCosts:
     cots_sent: int = 0  # COTs in which this server was the sender
     cots_received: int = 0  # ... the receiver (it sent their extension message)
     correction_bytes: int = 0  # sent on the correlate channel
+    extension_bytes: float = 0.0  # this server's extension messages for its received COTs
     seconds: float = 0.0
 
 
@@ -88,6 +89,7 @@ class OtSource(CorrelationSource):
         cost.elements += KINDS[kind].elements(params)
         cost.cots_sent += self.pool.sending.taken - sent
         cost.cots_received += self.pool.receiving.taken - received
+        cost.extension_bytes = cost.cots_received * BYTES_PER_COT
         cost.correction_bytes += self.correlate_channel.bytes_sent - bytes_before
         cost.seconds += time.perf_counter() - start
         return value
