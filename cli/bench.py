@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cli import oulad, tpch
 from mpc.bench import OPS
+from mpc.session import CORRELATIONS
 from mpc.prg import Prg
 from owners.policy import ANYONE, OUTPUT_KINDS, Policy
 from owners.prepare import prepare
@@ -39,7 +40,8 @@ def phase(text: str):
 
 
 def summarize(results: list[dict], ops, n: int) -> list[dict]:
-    """Median over repetitions of each op, each from the server with the longest wall time."""
+    """Median over repetitions of each op, each from the server with the longest wall time.
+    Offline bytes: what both servers sent each other to make the op's correlations (OT)."""
     rows = []
     for op in ops:
         stages = [name for name in results[0]
@@ -49,7 +51,25 @@ def summarize(results: list[dict], ops, n: int) -> list[dict]:
                      "online_s": statistics.median(r["online_s"] for r in per_run),
                      "offline_s": statistics.median(r["offline_s"] for r in per_run),
                      "bytes": per_run[0]["bytes"], "rounds": per_run[0]["rounds"],
-                     "dealer_bytes": sum(result[stages[0]]["dealer_bytes"] for result in results)})
+                     "dealer_bytes": sum(result[stages[0]]["dealer_bytes"] for result in results),
+                     "offline_bytes": sum(result[stages[0]]["offline_bytes"]
+                                          for result in results)})
+    return rows
+
+
+def correlation_rows(reports: list[dict]) -> list[dict]:
+    """Per kind of correlation made by OT, over the whole benchmark: elements made, COTs and
+    bytes (both servers, extension included) per element, and the slower server's seconds."""
+    rows = []
+    for kind in sorted(reports[0]):
+        both = [report[kind] for report in reports]
+        elements = both[0]["elements"]
+        cots = sum(costs["cots_received"] for costs in both)
+        sent = sum(costs["correction_bytes"] + costs["extension_bytes"] for costs in both)
+        rows.append({"op": f"make {kind}", "n": elements,
+                     "cots_per_element": round(cots / max(elements, 1), 2),
+                     "bytes_per_element": round(sent / max(elements, 1), 1),
+                     "seconds": max(costs["seconds"] for costs in both)})
     return rows
 
 
@@ -57,14 +77,18 @@ def print_rows(rows: list[dict], as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=1))
         return
-    table = Table(title="Twofold benchmark (median; bytes sent per server)")
-    columns = list(rows[0])
-    for column in columns:
-        table.add_column(column, justify="left" if column == "op" else "right")
+    groups: dict[tuple, list[dict]] = {}  # one table per kind of row
     for row in rows:
-        table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else f"{row[c]:,}"
-                        if isinstance(row[c], int) else str(row[c]) for c in columns))
-    Console().print(table)
+        groups.setdefault(tuple(row), []).append(row)
+    for columns, group in groups.items():
+        table = Table(title="Twofold benchmark (median; bytes sent per server)"
+                      if "online_s" in columns else "Correlations made by OT (both servers)")
+        for column in columns:
+            table.add_column(column, justify="left" if column == "op" else "right")
+        for row in group:
+            table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else f"{row[c]:,}"
+                            if isinstance(row[c], int) else str(row[c]) for c in columns))
+        Console().print(table)
 
 
 @bench_app.command("mpc")
@@ -72,16 +96,23 @@ def bench_mpc(
     n: int = typer.Option(1 << 20, help="Elements per operation (rows for shuffle and sort)."),
     repeat: int = typer.Option(3, help="Runs per operation; the median is reported."),
     ops: str = typer.Option(",".join(OPS), help="Comma-separated operations to run."),
+    correlations: str = typer.Option("dealer", help='"dealer", or "ot": the two servers make '
+                                     "correlations themselves (also reports their cost)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ):
-    """Core protocols on a local dealer and two servers (CurveZMQ on)."""
+    """Core protocols on two servers (CurveZMQ on), with a local dealer or with OT."""
     chosen = [op.strip() for op in ops.split(",") if op.strip()]
     unknown = set(chosen) - set(OPS)
-    if unknown or n < 1 or repeat < 1:
-        raise typer.BadParameter(f"ops must be among {', '.join(OPS)}; n and repeat >= 1")
-    with phase(f"mpc protocols, n = {n}: {', '.join(chosen)}"), LocalCluster() as cluster:
+    if unknown or n < 1 or repeat < 1 or correlations not in CORRELATIONS:
+        raise typer.BadParameter(f"ops must be among {', '.join(OPS)}; n and repeat >= 1; "
+                                 f"correlations one of {', '.join(CORRELATIONS)}")
+    with phase(f"mpc protocols ({correlations}), n = {n}: {', '.join(chosen)}"), \
+            LocalCluster(correlations=correlations) as cluster:
         results = cluster.run("bench_mpc", {"n": n, "repeat": repeat, "ops": chosen})
-    print_rows(summarize(results, chosen, n), as_json)
+    rows = summarize([result["stages"] for result in results], chosen, n)
+    if correlations == "ot":
+        rows += correlation_rows([result["correlations"] for result in results])
+    print_rows(rows, as_json)
 
 
 UPLOAD_SCHEMA = """

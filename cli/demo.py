@@ -1,6 +1,7 @@
 """`twofold demo`: the whole product on this machine in under a minute.
 
-Keys in a temporary folder; a dealer and two servers on loopback; three owners upload the
+Keys in a temporary folder; a dealer and two servers on loopback (or, with --correlations ot,
+the two servers alone, making their correlated randomness by OT); three owners upload the
 sample tables shipped in cli/demo_data (an OULAD-shaped course data set: a university's
 enrolments and courses, an agency's students, a statistics office's regions); an analyst runs a
 statistics query and a level-5 (differentially private) training job on the join, and reveals
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from cli import oulad
 from ml.dp import Privacy
+from mpc.session import CORRELATIONS
 from owners.policy import Policy
 from servers.local_cluster import LocalCluster
 from twofold.client import Client
@@ -60,13 +62,19 @@ def _run(analyst: Client, spec: str, status, label: str) -> tuple[dict, dict]:
 
 def demo(iterations: int = typer.Option(600, help="SGD iterations of the training job."),
          epsilon: float = typer.Option(2.0, help="Privacy budget of the training job."),
+         correlations: str = typer.Option("dealer", help='"dealer", or "ot": two servers '
+                                          "alone, making correlated randomness themselves."),
          as_json: bool = typer.Option(False, "--json", help="Print the results as JSON.")):
     """Run Twofold end to end on loopback with sample data; cleans up after itself."""
+    if correlations not in CORRELATIONS:
+        raise typer.BadParameter(f"correlations must be one of {', '.join(CORRELATIONS)}")
     console = Console(stderr=True)
     started = time.perf_counter()
     joined = oulad.load_joined(DATA)
-    with console.status("starting the dealer and two servers") as status, \
-            LocalCluster(timeout_s=120, schema_text=SCHEMA, owners=OWNERS) as cluster:
+    starting = "the dealer and two servers" if correlations == "dealer" else "two servers (OT)"
+    with console.status(f"starting {starting}") as status, \
+            LocalCluster(timeout_s=120, schema_text=SCHEMA, owners=OWNERS,
+                         correlations=correlations) as cluster:
         for csv in DATA.glob("*.csv"):
             shutil.copy(csv, cluster.folder / csv.name)
         cluster.start_all()

@@ -7,7 +7,7 @@ import numpy as np
 from ml.purify import purify
 from ml.sgd import Hyper, sgd_step
 from mpc.party import Party
-from mpc.preprocessing import Preprocessing, timed_runs
+from mpc.preprocessing import timed_runs
 from mpc.protocols.arithmetic import share_input
 
 U64 = np.uint64
@@ -22,7 +22,6 @@ async def _random_fixed(party: Party, shape, limit_bits: int) -> np.ndarray:
 
 async def run_ml_bench(party: Party, rows: int, columns: int, batch: int, features: int,
                        repeat: int = 3, model: str = "logistic") -> dict:
-    party.corr = Preprocessing(party.corr)
     with party.stage("inputs"):
         valid = None
         if party.id == 0:  # about three rows in four real

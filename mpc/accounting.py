@@ -1,9 +1,10 @@
 """Rounds, bytes and seconds per named stage, for one party.
 
-A round is one message flight the party takes part in: an exchange (both send at once) counts
-one, a one-way send counts one for the sender and one for the receiver. Offline time is the time
-spent obtaining correlated randomness (waiting for the dealer and expanding seeds); online time
-is the rest of the stage's wall time.
+A round is one online message flight the party takes part in: an exchange (both send at once)
+counts one, a one-way send counts one for the sender and one for the receiver. Offline time is
+the time the stage spent waiting for correlated randomness (from the dealer, or made with the
+peer in OT mode); online time is the rest of the stage's wall time. Offline bytes are what this
+server sent to make correlations with its peer (OT mode); dealer bytes what the dealer sent it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class StageCost:
     bytes_sent: int = 0
     messages: int = 0
     dealer_bytes: int = 0
+    offline_bytes: int = 0
     wall_s: float = 0.0
     offline_s: float = 0.0
 
@@ -34,7 +36,7 @@ class StageCost:
 class Accounting:
     stages: dict[str, StageCost] = field(default_factory=dict)
     current: str = "default"
-    message_sizes: list | None = None  # set to [] to record (peer or dealer, size) of each send
+    message_sizes: list | None = None  # set to [] to record (stream, size) of each send
 
     def cost(self, name: str | None = None) -> StageCost:
         name = self.current if name is None else name
@@ -42,12 +44,16 @@ class Accounting:
             self.stages[name] = StageCost()
         return self.stages[name]
 
-    def record_send(self, nbytes: int) -> None:
+    def record_send(self, nbytes: int, channel: str = "online") -> None:
+        """A message to the peer; on a channel other than "online", offline traffic."""
         cost = self.cost()
-        cost.bytes_sent += nbytes
-        cost.messages += 1
+        if channel == "online":
+            cost.bytes_sent += nbytes
+            cost.messages += 1
+        else:
+            cost.offline_bytes += nbytes
         if self.message_sizes is not None:
-            self.message_sizes.append(("peer", nbytes))
+            self.message_sizes.append((channel, nbytes))
 
     def record_dealer_request(self, nbytes: int) -> None:
         if self.message_sizes is not None:

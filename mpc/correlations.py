@@ -1,4 +1,4 @@
-"""Correlated randomness: what each kind is, and how it is compressed into seeds.
+"""Correlated randomness: what each kind is, and how the dealer compresses it into seeds.
 
 Correlation number k of a session is derived, for party p, from Prg(K_p, stream_id=k), where
 K_p is the session key the dealer gave party p. Each party expands its own part locally; the
@@ -7,6 +7,7 @@ dealer expands both parts, computes the one piece that cannot come from a seed (
 word per correlated element, and the other party needs no message at all.
 
 Every kind below is a small object with:
+- validate(params) and elements(params): checks, and the number of elements (for batching);
 - receiver(params): the party that gets the correction;
 - own(party, prg, params): the party's seed-derived arrays;
 - correction(own0, own1, params): the dealer's correction for the receiver;
@@ -44,6 +45,9 @@ class Kind(ABC):
 
     def validate(self, params: dict[str, Any]) -> None:
         _count(params["shape"])
+
+    def elements(self, params: dict[str, Any]) -> int:
+        return _count(params["shape"])
 
     def receiver(self, params: dict[str, Any]) -> int:
         return 1
@@ -86,6 +90,9 @@ class RowTriples(Kind):
     def validate(self, params):
         _count([params["rows"], params["n"]])
 
+    def elements(self, params):
+        return (params["rows"] + 1) * params["n"]
+
     def own(self, party, prg, params):
         rows, n = params["rows"], params["n"]
         parts = [prg.words(n), prg.words((rows, n))]
@@ -117,6 +124,10 @@ class MatrixTriples(Kind):
     def validate(self, params):
         m, k, n = params["dims"]
         _count([m, k]), _count([k, n]), _count([m, n])
+
+    def elements(self, params):
+        m, k, n = params["dims"]
+        return m * k + k * n + m * n
 
     def own(self, party, prg, params):
         m, k, n = params["dims"]
@@ -213,6 +224,9 @@ class PermutationMasks(Kind):
         _count([len(params["columns"]), params["n"]])
         if params["permuter"] not in (0, 1) or set(params["columns"]) - {"a", "x"}:
             raise CorrelationError("bad permutation parameters")
+
+    def elements(self, params):
+        return params["n"] * (1 + len(params["columns"]))
 
     def receiver(self, params):
         return params["permuter"]

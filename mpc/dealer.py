@@ -4,14 +4,13 @@ Sessions: each server opens a session for a job id; the dealer draws fresh 16-by
 K1 from os.urandom for the session and gives K_p to server p only. A server may open a given job
 id once, so a restarted server cannot be handed the same streams again; it must start a new job.
 
-Requests: the server that needs correction k of a session asks for it with the correlation's
-kind and parameters; the dealer refuses a k it has served before, recomputes both parties'
-seed-derived parts and returns the correction. The dealer never learns any data: it sees only
-correlation kinds and sizes.
+Requests: the server that needs corrections asks for a batch of them in one message, each with
+its number k, the correlation's kind and parameters; the dealer refuses a k it has served
+before, recomputes both parties' seed-derived parts and returns the corrections. The dealer
+never learns any data: it sees only correlation kinds and sizes.
 
-DealerSource is the servers' side: it implements CorrelationSource, so protocols never know
-where their randomness comes from; an OT-based generator between the servers could implement
-the same interface.
+DealerSource is the servers' side: a CorrelationSource, so protocols never know where their
+randomness comes from (mpc.ot.source.OtSource is the other one).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +26,8 @@ import zmq.asyncio
 
 from mpc import wire
 from mpc.accounting import Accounting
-from mpc.correlations import KINDS, CorrelationError
+from mpc.correlation_source import CorrelationSource, Request
+from mpc.correlations import KINDS, MAX_ELEMENTS, CorrelationError
 from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server_socket
 from mpc.errors import DealerError, PeerTimeout
 from mpc.link import send_within
@@ -37,42 +36,7 @@ from mpc.prg import KEY_BYTES, Prg
 log = logging.getLogger("twofold.dealer")
 SERVER_NAMES = ("server0", "server1")
 MAX_REQUEST_BYTES = 1 << 16  # requests are one header; a larger frame drops the sender
-
-
-class CorrelationSource(ABC):
-    """Correlated randomness, consumed in the same order by both servers."""
-
-    @abstractmethod
-    async def get(self, kind: str, **params):
-        """The next correlation of the given kind, as this party's tuple of arrays."""
-
-    async def beaver(self, shape):
-        return await self.get("beaver", shape=list(np.atleast_1d(shape).tolist()))
-
-    async def row_triples(self, rows: int, n: int):
-        return await self.get("beaver_rows", rows=rows, n=n)
-
-    async def and_triples(self, shape):
-        return await self.get("and", shape=list(np.atleast_1d(shape).tolist()))
-
-    async def matmul_triple(self, m: int, k: int, n: int):
-        return await self.get("matmul", dims=[m, k, n])
-
-    async def dabits(self, count: int):
-        return await self.get("dabit", shape=[count])
-
-    async def bit_triples(self, count: int):
-        return await self.get("bitmul", shape=[count])
-
-    async def edabits(self, shape):
-        return await self.get("edabit", shape=list(np.atleast_1d(shape).tolist()))
-
-    async def truncation_pairs(self, shape, frac_bits: int):
-        return await self.get("trunc", shape=list(np.atleast_1d(shape).tolist()),
-                              frac_bits=frac_bits)
-
-    async def permutation_masks(self, n: int, columns: str, permuter: int):
-        return await self.get("permute", n=n, columns=columns, permuter=permuter)
+MAX_BATCH = 256  # requests in one message
 
 
 @dataclass
@@ -129,8 +93,8 @@ class Dealer:
             if action == "open":
                 return wire.encode({"ok": True}, [self._open(party, header["job"])])
             if action == "get":
-                correction = self._correction(party, header)
-                return wire.encode({"ok": True, "seq": header["seq"]}, correction)
+                counts, corrections = self._corrections(party, header)
+                return wire.encode({"ok": True, "counts": counts}, corrections)
             if action == "close":
                 self._close(party, header.get("job"))
                 return wire.encode({"ok": True})
@@ -161,35 +125,53 @@ class Dealer:
             if session.closed_by == {0, 1}:
                 del self.sessions[job]  # both done: forget the keys
 
-    def _correction(self, party: int, header: dict) -> list[np.ndarray]:
+    def _corrections(self, party: int, header: dict) -> tuple[list[int], list[np.ndarray]]:
+        """Corrections for a batch of [seq, kind, params] requests; all or nothing."""
         session = self.sessions.get(header.get("job"))
         if session is None or party not in session.opened_by:
             raise DealerError(f"no open session for job {header.get('job')!r}")
-        seq, kind_name, params = header.get("seq"), header.get("kind"), header.get("params")
-        kind = KINDS.get(kind_name)
-        if kind is None or not isinstance(params, dict) or not isinstance(seq, int) or seq < 0:
-            raise DealerError(f"malformed request for correlation {seq!r}")
-        kind.validate(params)
-        if kind.receiver(params) != party:
-            raise DealerError(f"{SERVER_NAMES[party]} is not the receiver of this {kind_name}")
-        if seq in session.served:
-            raise DealerError(f"correlation {seq} of job {header['job']} was already served")
-        session.served.add(seq)
-        own = [kind.own(p, Prg(session.keys[p], seq), params) for p in (0, 1)]
-        correction = kind.correction(own[0], own[1], params)
-        self.elements_served += sum(array.size for array in correction)
-        return correction
+        requests = header.get("requests")
+        if not isinstance(requests, list) or not 0 < len(requests) <= MAX_BATCH:
+            raise DealerError(f"a batch holds 1 to {MAX_BATCH} requests")
+        total, seen = 0, set()
+        for request in requests:
+            if not (isinstance(request, list) and len(request) == 3):
+                raise DealerError("malformed request")
+            seq, kind_name, params = request
+            kind = KINDS.get(kind_name)
+            if kind is None or not isinstance(params, dict) or not isinstance(seq, int) or seq < 0:
+                raise DealerError(f"malformed request for correlation {seq!r}")
+            kind.validate(params)
+            total += kind.elements(params)
+            if kind.receiver(params) != party:
+                raise DealerError(f"{SERVER_NAMES[party]} is not the receiver of this {kind_name}")
+            if seq in session.served or seq in seen:
+                raise DealerError(f"correlation {seq} of job {header['job']} was already served")
+            seen.add(seq)
+        if total > MAX_ELEMENTS and len(requests) > 1:
+            raise CorrelationError(f"request for {total} elements exceeds {MAX_ELEMENTS}")
+        counts, corrections = [], []
+        for seq, kind_name, params in requests:
+            session.served.add(seq)
+            kind = KINDS[kind_name]
+            own = [kind.own(p, Prg(session.keys[p], seq), params) for p in (0, 1)]
+            correction = kind.correction(own[0], own[1], params)
+            self.elements_served += sum(array.size for array in correction)
+            counts.append(len(correction))
+            corrections.extend(correction)
+        return counts, corrections
 
 
 class DealerSource(CorrelationSource):
-    """A server's view of the dealer: expands its own seeds, fetches its corrections."""
+    """A server's view of the dealer: expands its own seeds, fetches its corrections, one
+    message per producer batch."""
 
     def __init__(self, socket: zmq.asyncio.Socket, party_id: int, job_id: str,
                  accounting: Accounting, timeout_s: float):
+        super().__init__(accounting)
         self.socket = socket
         self.party_id = party_id
         self.job_id = job_id
-        self.accounting = accounting
         self.timeout_s = timeout_s
         self._key: bytes | None = None
         self._seq = 0
@@ -198,7 +180,7 @@ class DealerSource(CorrelationSource):
         return (f"server {self.party_id}: no answer from the dealer within {self.timeout_s:g} s; "
                 "check that it runs, its address and its public key")
 
-    async def _call(self, header: dict) -> list[np.ndarray]:
+    async def _call(self, header: dict) -> tuple[dict, list[np.ndarray]]:
         request = wire.encode({**header, "job": self.job_id})
         self.accounting.record_dealer_request(wire.message_bytes(request))
         try:
@@ -206,37 +188,45 @@ class DealerSource(CorrelationSource):
         except PeerTimeout as error:
             raise DealerError(str(error)) from None
         try:
-            frames = await asyncio.wait_for(
-                self.socket.recv_multipart(copy=False), timeout=self.timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.timeout_s):
+                frames = await self.socket.recv_multipart(copy=False)
+        except TimeoutError:
             raise DealerError(self._unreachable()) from None
         reply, arrays = wire.decode(frames)
         if not reply.get("ok"):
             raise DealerError(f"dealer refused server {self.party_id}: {reply.get('error')}")
         self.accounting.cost().dealer_bytes += wire.message_bytes(frames)
-        return arrays
+        return reply, arrays
 
     async def open(self) -> None:
         with self.accounting.offline():
-            (key,) = await self._call({"action": "open"})
+            _, (key,) = await self._call({"action": "open"})
         self._key = key.tobytes()
 
     async def close(self) -> None:
+        await super().close()
         await self._call({"action": "close"})
 
-    async def get(self, kind: str, **params):
+    async def _produce(self, batch: list[Request]) -> list[tuple]:
         if self._key is None:
             raise DealerError("dealer session not opened")
-        spec = KINDS[kind]
-        spec.validate(params)
-        seq, self._seq = self._seq, self._seq + 1
-        with self.accounting.offline():
-            own = spec.own(self.party_id, Prg(self._key, seq), params)
-            correction = []
-            if spec.receiver(params) == self.party_id:
-                correction = await self._call(
-                    {"action": "get", "seq": seq, "kind": kind, "params": params})
-            return spec.assemble(self.party_id, own, correction)
+        numbered = list(enumerate(batch, start=self._seq))
+        self._seq += len(batch)
+        mine = [[seq, kind, params] for seq, (kind, params) in numbered
+                if KINDS[kind].receiver(params) == self.party_id]
+        corrections: dict[int, list[np.ndarray]] = {}
+        for start in range(0, len(mine), MAX_BATCH):
+            requests = mine[start:start + MAX_BATCH]
+            reply, arrays = await self._call({"action": "get", "requests": requests})
+            counts = reply.get("counts")
+            if not isinstance(counts, list) or sum(counts) != len(arrays):
+                raise DealerError(f"server {self.party_id}: malformed reply from the dealer")
+            for (seq, _, _), count in zip(requests, counts):
+                corrections[seq], arrays = arrays[:count], arrays[count:]
+        return [KINDS[kind].assemble(self.party_id, KINDS[kind].own(self.party_id,
+                                                                    Prg(self._key, seq), params),
+                                     corrections.get(seq, []))
+                for seq, (kind, params) in numbered]
 
 
 async def connect_dealer(context: zmq.asyncio.Context, keys: KeyPair, dealer_public: bytes,

@@ -17,6 +17,10 @@ class ProtocolMismatch(MpcError):
     """A message did not match what the protocol expects (job, sequence number, shape)."""
 
 
+class SettingsMismatch(MpcError):
+    """The two servers' configurations disagree on something both must share."""
+
+
 class DealerError(MpcError):
     """The dealer refused a request or did not answer."""
 

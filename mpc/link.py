@@ -1,9 +1,14 @@
 """The link between server 0 and server 1: one CurveZMQ PAIR socket, counted and checked.
 
-Every message carries the job id and a per-direction sequence number; the receiver checks both,
-so a stale or foreign message stops the run instead of corrupting it. Every receive has a
-timeout, and a party that fails sends an abort message so that its peer fails fast with the
-reason instead of waiting out its timeout.
+The socket carries independent message streams (channels): "online" for the protocols, and
+the streams in which the servers make correlated randomness between themselves (OT mode).
+One reader task takes every message off the socket and queues it for its channel, so a
+background producer can talk to its peer while the online protocol runs, without either ever
+reading the other's messages. Every message carries the job id, its channel and a per-channel,
+per-direction sequence number; the receiver checks all three, so a stale or foreign message
+stops the run instead of corrupting it. Every receive has a timeout, and a party that fails
+sends an abort message so that its peer fails fast with the reason instead of waiting out its
+timeout.
 """
 
 from __future__ import annotations
@@ -19,76 +24,151 @@ import zmq.asyncio
 from mpc import wire
 from mpc.accounting import Accounting
 from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server_socket
-from mpc.errors import JobCancelled, PeerAborted, PeerTimeout, ProtocolMismatch
+from mpc.errors import JobCancelled, MpcError, PeerAborted, PeerTimeout, ProtocolMismatch
 
 DEFAULT_TIMEOUT_S = 60.0
 MAX_FRAME_BYTES = 1 << 32  # one array from the peer (4 GiB); a larger frame drops the link
+ABORT_WAIT_S = 1.0
+ONLINE = "online"
+CHANNELS = (ONLINE, "ot-correlate", "ot-extend-0", "ot-extend-1")  # no other is accepted
 
 
 async def send_within(socket: zmq.asyncio.Socket, frames: list, timeout_s: float,
                       failure: str) -> None:
-    """Send, or raise PeerTimeout(failure): a socket whose peer is gone blocks on send."""
+    """Send, or raise PeerTimeout(failure): a socket whose peer is gone blocks on send.
+    (asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation.)"""
+    sending = socket.send_multipart(frames, copy=False)
+    sending.add_done_callback(_settled)
     try:
-        await asyncio.wait_for(socket.send_multipart(frames, copy=False), timeout_s)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout_s):
+            await sending
+    except TimeoutError:
         raise PeerTimeout(failure) from None
 
 
-class PeerLink:
-    """Sends and receives arrays to and from the other server for one job."""
+def _settled(future: asyncio.Future) -> None:
+    """Mark a send's error as seen: a send abandoned by a cancelled task (its job over) may
+    fail later, when its socket closes, and nobody is left to read that error."""
+    if not future.cancelled():
+        future.exception()
+
+
+class _Transport:
+    """The socket shared by all channels, and the reader that sorts incoming messages."""
 
     def __init__(self, socket: zmq.asyncio.Socket, party_id: int, job_id: str,
-                 accounting: Accounting, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 cancel: threading.Event | None = None):
+                 accounting: Accounting, timeout_s: float, cancel: threading.Event | None):
         self.socket = socket
         self.party_id = party_id
         self.peer_id = 1 - party_id
         self.job_id = job_id
         self.accounting = accounting
         self.timeout_s = timeout_s
-        self._send_seq = 0
-        self._recv_seq = 0
         self.cancel = cancel  # set from another thread to stop the job at its next message
+        self.queues = {name: asyncio.Queue() for name in CHANNELS}
+        self.failure: MpcError | None = None
+        self._reader: asyncio.Task | None = None
 
-    def _raise_if_aborted(self, header: dict) -> None:
-        if header.get("kind") == "abort":
-            raise PeerAborted(f"server {self.peer_id} stopped job {header.get('job')}: "
-                              f"{header.get('reason', 'no reason given')}")
-
-    def _lost(self, what: str) -> str:
+    def lost(self, what: str) -> str:
         return (f"server {self.party_id}: {what} server {self.peer_id} within "
                 f"{self.timeout_s:g} s (job {self.job_id}, stage {self.accounting.current}); "
                 "the peer is down or unreachable")
 
+    def start(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    def _fail(self, error: MpcError) -> None:
+        self.failure = error
+        for queue in self.queues.values():
+            queue.put_nowait(None)  # wakes a waiting receiver, which raises self.failure
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                frames = await self.socket.recv_multipart(copy=False)
+                header, arrays = wire.decode(frames)
+            except (zmq.ZMQError, wire.WireError) as error:
+                self._fail(ProtocolMismatch(f"server {self.party_id}: unreadable message from "
+                                            f"server {self.peer_id}: {error}"))
+                return
+            if header.get("kind") == "abort":
+                self._fail(PeerAborted(f"server {self.peer_id} stopped job {header.get('job')}: "
+                                       f"{header.get('reason', 'no reason given')}"))
+                return
+            channel = header.get("channel", ONLINE)
+            if channel not in self.queues:
+                self._fail(ProtocolMismatch(f"server {self.party_id}: message on unknown "
+                                            f"channel {channel!r} from server {self.peer_id}"))
+                return
+            self.queues[channel].put_nowait((header, arrays))
+
+    async def next(self, channel: str) -> tuple[dict, list[np.ndarray]]:
+        if self.cancel is not None and self.cancel.is_set():
+            raise JobCancelled(f"server {self.party_id}: job {self.job_id} was cancelled")
+        if self.failure is not None:
+            raise self.failure
+        self.start()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                item = await self.queues[channel].get()
+        except TimeoutError:
+            raise PeerTimeout(self.lost("no message from")) from None
+        if item is None:
+            raise self.failure
+        return item
+
+
+class Channel:
+    """One message stream to the other server, with its own sequence numbers. Online
+    messages count rounds; the others are offline traffic (correlated randomness)."""
+
+    def __init__(self, transport: _Transport, name: str):
+        self.transport = transport
+        self.name = name
+        self.party_id = transport.party_id
+        self.peer_id = transport.peer_id
+        self.job_id = transport.job_id
+        self._send_seq = 0
+        self._recv_seq = 0
+        self.bytes_sent = 0
+
+    @property
+    def online(self) -> bool:
+        return self.name == ONLINE
+
     async def _send_frames(self, *arrays: np.ndarray) -> None:
-        header = {"kind": "data", "job": self.job_id, "seq": self._send_seq}
+        transport = self.transport
+        header = {"kind": "data", "job": self.job_id, "channel": self.name, "seq": self._send_seq}
         frames = wire.encode(header, arrays)
         self._send_seq += 1
-        self.accounting.record_send(wire.message_bytes(frames))
-        await send_within(self.socket, frames, self.timeout_s, self._lost("could not send to"))
+        self.bytes_sent += wire.message_bytes(frames)
+        transport.accounting.record_send(wire.message_bytes(frames), self.name)
+        await send_within(transport.socket, frames, transport.timeout_s,
+                          transport.lost("could not send to"))
 
     async def send(self, *arrays: np.ndarray) -> None:
         """One-way message to the peer (one round)."""
         await self._send_frames(*arrays)
-        self.accounting.record_round()
+        if self.online:
+            self.transport.accounting.record_round()
 
     async def recv(self) -> list[np.ndarray]:
-        """The peer's next message (one round). Arrays are read-only views of the frames."""
-        if self.cancel is not None and self.cancel.is_set():
-            raise JobCancelled(f"server {self.party_id}: job {self.job_id} was cancelled")
-        try:
-            frames = await asyncio.wait_for(
-                self.socket.recv_multipart(copy=False), timeout=self.timeout_s)
-        except asyncio.TimeoutError:
-            raise PeerTimeout(self._lost("no message from")) from None
-        header, arrays = wire.decode(frames)
-        self._raise_if_aborted(header)
-        if header.get("job") != self.job_id or header.get("seq") != self._recv_seq:
+        """The peer's next message on this channel (one round). Arrays are read-only views."""
+        header, arrays = await self.transport.next(self.name)
+        if (header.get("kind") != "data" or header.get("job") != self.job_id
+                or header.get("seq") != self._recv_seq):
             raise ProtocolMismatch(
-                f"server {self.party_id}: got job {header.get('job')!r} message "
+                f"server {self.party_id}: got job {header.get('job')!r} {self.name} message "
                 f"#{header.get('seq')}, expected job {self.job_id!r} message #{self._recv_seq}")
         self._recv_seq += 1
-        self.accounting.record_round()
+        if self.online:
+            self.transport.accounting.record_round()
         return arrays
 
     async def exchange(self, *arrays: np.ndarray) -> list[np.ndarray]:
@@ -99,34 +179,66 @@ class PeerLink:
         theirs = [(a.dtype, a.shape) for a in received]
         if mine != theirs:
             raise ProtocolMismatch(
-                f"server {self.party_id}: exchanged arrays {mine}, server {self.peer_id} "
-                f"sent {theirs}")
+                f"server {self.party_id}: exchanged arrays {mine} on {self.name}, server "
+                f"{self.peer_id} sent {theirs}")
         return received
+
+
+class PeerLink(Channel):
+    """The online channel of a job's link; it also opens the other channels and ends the link."""
+
+    def __init__(self, socket: zmq.asyncio.Socket, party_id: int, job_id: str,
+                 accounting: Accounting, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 cancel: threading.Event | None = None):
+        super().__init__(_Transport(socket, party_id, job_id, accounting, timeout_s, cancel),
+                         ONLINE)
+        self.socket = socket
+        self.accounting = accounting
+        self.timeout_s = timeout_s
+        self._channels: dict[str, Channel] = {}
+
+    def channel(self, name: str) -> Channel:
+        """The stream `name` (one of CHANNELS other than the online one)."""
+        if name not in CHANNELS or name == ONLINE:
+            raise ValueError(f"no channel {name!r}")
+        return self._channels.setdefault(name, Channel(self.transport, name))
 
     async def finish(self) -> None:
         """Closing handshake: PAIR delivers in order, so once the peer's goodbye arrives, every
-        message this side sent has been received and the socket may close without linger."""
-        await send_within(self.socket, wire.encode(
-            {"kind": "bye", "job": self.job_id, "seq": self._send_seq}), self.timeout_s,
-            self._lost("could not say goodbye to"))
+        online message this side sent has been received and the socket may close without
+        linger. Offline channels need no handshake: both sides stop producing at the end."""
+        frames = wire.encode({"kind": "bye", "job": self.job_id, "channel": ONLINE,
+                              "seq": self._send_seq})
+        await send_within(self.socket, frames, self.timeout_s,
+                          self.transport.lost("could not say goodbye to"))
         try:
-            frames = await asyncio.wait_for(self.socket.recv_multipart(), self.timeout_s)
-        except asyncio.TimeoutError:
+            header, _ = await self.transport.next(ONLINE)
+        except PeerTimeout:
             raise PeerTimeout(f"server {self.party_id}: server {self.peer_id} did not finish "
                               f"job {self.job_id} within {self.timeout_s:g} s") from None
-        header, _ = wire.decode(frames)
-        self._raise_if_aborted(header)
         if header.get("kind") != "bye" or header.get("seq") != self._recv_seq:
             raise ProtocolMismatch(f"server {self.party_id}: job {self.job_id} ended with "
                                    f"unread messages from server {self.peer_id}")
 
     async def abort(self, reason: str) -> None:
-        """Tell the peer this job is over (best effort, never blocks)."""
+        """Tell the peer this job is over (best effort, never blocks for long: behind other
+        pending sends to a peer that stopped reading, even a NOBLOCK send would wait)."""
+        if self.socket.closed:  # pyzmq would leave an orphaned future failing later
+            return
         frames = wire.encode({"kind": "abort", "job": self.job_id, "reason": reason[:500]})
+        sending = self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
+        sending.add_done_callback(_settled)
         try:
-            await self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
-        except zmq.ZMQError:
+            async with asyncio.timeout(ABORT_WAIT_S):
+                await sending
+            # queued behind offline data, the abort must survive the socket's close
+            self.socket.linger = int(ABORT_WAIT_S * 1000)
+        except (zmq.ZMQError, TimeoutError):
             pass
+
+    async def close(self) -> None:
+        """Stop reading (before the socket closes)."""
+        await self.transport.stop()
 
 
 @dataclass
@@ -137,9 +249,10 @@ class Connection:
     authenticator: KeyAuthenticator | None = None
 
     def close(self) -> None:
+        """Close now; only a job that aborted lingers (briefly) to deliver its abort."""
         if self.authenticator is not None:
             self.authenticator.stop()
-        self.socket.close(0)
+        self.socket.close()
 
 
 async def connect_peer(context: zmq.asyncio.Context, party_id: int, keys: KeyPair,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpc.accounting import Accounting
-from mpc.dealer import CorrelationSource
+from mpc.correlation_source import CorrelationSource
 from mpc.link import PeerLink
 from mpc.prg import Prg
 from mpc.ring import FixedPoint
@@ -17,7 +17,7 @@ from mpc.ring import FixedPoint
 class Party:
     id: int
     link: PeerLink
-    corr: CorrelationSource
+    corr: CorrelationSource  # made with the party, for its whole job
     rng: Prg  # this server's private CSPRNG, for masks it draws itself
     accounting: Accounting
     fixed: FixedPoint = FixedPoint()

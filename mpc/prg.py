@@ -18,6 +18,7 @@ KEY_BYTES = 16
 _CHUNK = 1 << 22
 _ZEROS = bytes(_CHUNK)
 _SLACK = 16  # update_into wants len(data) + block size - 1 bytes of room
+SLACK_WORDS = _SLACK // 8
 
 
 def fresh_key() -> bytes:
@@ -44,6 +45,15 @@ class Prg:
             length = min(_CHUNK, nbytes - start)
             self._encryptor.update_into(_ZEROS[:length], view[start : start + length + _SLACK])
         return out[:nbytes]
+
+    def words_into(self, buffer: np.ndarray) -> None:
+        """Fill buffer[:-SLACK_WORDS] (a contiguous 1-D uint64 array) with the next words of
+        the stream, in place; the last SLACK_WORDS words are room update_into needs."""
+        view = memoryview(buffer.view(np.uint8))
+        nbytes = len(view) - _SLACK
+        for start in range(0, nbytes, _CHUNK):
+            length = min(_CHUNK, nbytes - start)
+            self._encryptor.update_into(_ZEROS[:length], view[start : start + length + _SLACK])
 
     def words(self, shape) -> np.ndarray:
         """Uniform uint64 array of the given shape."""

@@ -1,34 +1,84 @@
-"""Opening a job on one server: connect to the peer and the dealer, build the Party."""
+"""Opening a job on one server: connect to the peer, agree on settings, open the source of
+correlated randomness (the dealer, or OT with the peer), and build the Party."""
 
 from __future__ import annotations
 
 import threading
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import zmq
 import zmq.asyncio
 
 from mpc.accounting import Accounting
+from mpc.correlation_source import CorrelationSource
 from mpc.curve import KeyPair
 from mpc.dealer import DealerSource, connect_dealer
+from mpc.errors import SettingsMismatch
 from mpc.link import DEFAULT_TIMEOUT_S, PeerLink, connect_peer
 from mpc.party import Party
 from mpc.prg import Prg
 from mpc.ring import FixedPoint
 
+CORRELATIONS = ("dealer", "ot")  # where correlated randomness comes from
+
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where one server finds its peer and the dealer, and whose keys to trust."""
+    """Where one server finds its peer (and the dealer, if it uses one), and whose keys to
+    trust. With correlations = "ot" the two servers make correlations between themselves and
+    no dealer is named."""
 
     party_id: int
     keys: KeyPair
     peer_public: bytes
     peer_address: str  # server 0 listens here, server 1 connects here
-    dealer_public: bytes
-    dealer_address: str
+    dealer_public: bytes | None = None
+    dealer_address: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    correlations: str = "dealer"
+    cot_store: Path | None = None  # OT mode: where COTs made in idle time are kept
+
+    def __post_init__(self):
+        if self.correlations not in CORRELATIONS:
+            raise ValueError(f"correlations must be one of {', '.join(CORRELATIONS)}")
+        if self.correlations == "dealer" and (self.dealer_public is None
+                                              or self.dealer_address is None):
+            raise ValueError("correlations = \"dealer\" needs the dealer's address and key")
+
+
+async def agree_on_correlations(link: PeerLink, correlations: str) -> None:
+    """Both servers must make correlations the same way; each says which, both check."""
+    mine = np.array([CORRELATIONS.index(correlations)], np.uint64)
+    (theirs,) = await link.exchange(mine)
+    if int(theirs[0]) != int(mine[0]):
+        other = CORRELATIONS[int(theirs[0])] if int(theirs[0]) < len(CORRELATIONS) else "?"
+        raise SettingsMismatch(
+            f"server {link.party_id} has correlations = \"{correlations}\" but server "
+            f"{link.peer_id} has correlations = \"{other}\"; both configs must say the same")
+
+
+async def _open_source(endpoints: Endpoints, context: zmq.asyncio.Context, link: PeerLink,
+                       job_id: str, accounting: Accounting,
+                       stack: AsyncExitStack) -> CorrelationSource:
+    if endpoints.correlations == "ot":
+        # imported here: OT mode loads numba (about 0.2 s), which dealer mode never needs
+        from mpc.ot.source import OtSource
+        from mpc.ot.store import CotStore
+
+        store = CotStore(endpoints.cot_store) if endpoints.cot_store is not None else None
+        source = OtSource(link, accounting, store=store)
+    else:
+        dealer_socket = await connect_dealer(context, endpoints.keys, endpoints.dealer_public,
+                                             endpoints.dealer_address)
+        stack.callback(dealer_socket.close, 0)
+        source = DealerSource(dealer_socket, endpoints.party_id, job_id, accounting,
+                              endpoints.timeout_s)
+    stack.push_async_callback(source.stop)
+    await source.open()
+    return source
 
 
 @asynccontextmanager
@@ -37,31 +87,29 @@ async def open_party(endpoints: Endpoints, job_id: str, fixed: FixedPoint = Fixe
                      cancel: threading.Event | None = None):
     """A connected Party for one job. If the body raises, the peer is told and fails fast."""
     context = zmq.asyncio.Context()
-    connection = dealer_socket = None
     accounting = accounting or Accounting()
     try:
-        connection = await connect_peer(context, endpoints.party_id, endpoints.keys,
-                                        endpoints.peer_public, endpoints.peer_address,
-                                        endpoints.timeout_s)
-        dealer_socket = await connect_dealer(context, endpoints.keys, endpoints.dealer_public,
-                                             endpoints.dealer_address)
-        link = PeerLink(connection.socket, endpoints.party_id, job_id, accounting,
-                        endpoints.timeout_s, cancel)
-        corr = DealerSource(dealer_socket, endpoints.party_id, job_id, accounting,
-                            endpoints.timeout_s)
-        await corr.open()
-        party = Party(id=endpoints.party_id, link=link, corr=corr, rng=Prg.fresh(),
-                      accounting=accounting, fixed=fixed)
-        try:
-            yield party
-        except BaseException as error:
-            await link.abort(f"{type(error).__name__}: {error}")
-            raise
-        await link.finish()
-        await corr.close()
+        async with AsyncExitStack() as stack:  # closed in reverse: source, link, sockets
+            connection = await connect_peer(context, endpoints.party_id, endpoints.keys,
+                                            endpoints.peer_public, endpoints.peer_address,
+                                            endpoints.timeout_s)
+            stack.callback(connection.close)
+            link = PeerLink(connection.socket, endpoints.party_id, job_id, accounting,
+                            endpoints.timeout_s, cancel)
+            stack.push_async_callback(link.close)
+            corr = None
+            try:
+                await agree_on_correlations(link, endpoints.correlations)
+                corr = await _open_source(endpoints, context, link, job_id, accounting, stack)
+                party = Party(id=endpoints.party_id, link=link, corr=corr, rng=Prg.fresh(),
+                              accounting=accounting, fixed=fixed)
+                yield party
+            except BaseException as error:
+                if corr is not None:  # its queued offline sends go, so the abort comes next
+                    await corr.stop()
+                await link.abort(f"{type(error).__name__}: {error}")
+                raise
+            await link.finish()
+            await corr.close()
     finally:
-        if dealer_socket is not None:
-            dealer_socket.close(0)
-        if connection is not None:
-            connection.close()
         context.term()

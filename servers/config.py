@@ -1,5 +1,9 @@
 """TOML configuration of a compute server and of the dealer.
 
+A server's `correlations` says where correlated randomness comes from: "dealer" (the default;
+the config names the dealer's address and key) or "ot" (the two servers make it between
+themselves; no dealer). Both servers must say the same, which they check at every job.
+
 Relative paths in a config file are resolved against the file's folder.
 """
 
@@ -11,7 +15,7 @@ from pathlib import Path
 
 from mpc.curve import KeyPair, load_keypair, load_public_key
 from mpc.link import DEFAULT_TIMEOUT_S
-from mpc.session import Endpoints
+from mpc.session import CORRELATIONS, Endpoints
 
 
 class ConfigError(ValueError):
@@ -49,15 +53,23 @@ def load_server_endpoints(path: Path) -> Endpoints:
     party = get("party", int)
     if party not in (0, 1):
         raise ConfigError(f"{path}: [server] 'party' must be 0 or 1")
+    correlations = table.get("correlations", "dealer")
+    if correlations not in CORRELATIONS:
+        raise ConfigError(f"{path}: [server] 'correlations' must be one of "
+                          f"{', '.join(repr(c) for c in CORRELATIONS)}")
     try:
+        source = {"cot_store": _key_path(path, get("data_dir")) / "correlations"}
+        if correlations == "dealer":  # with "ot" the two servers need no third party
+            source = {"dealer_address": get("dealer_address"), "dealer_public":
+                      load_public_key(_key_path(path, get("dealer_public_key")))}
         return Endpoints(
             party_id=party,
             keys=load_keypair(_key_path(path, get("secret_key"))),
             peer_public=load_public_key(_key_path(path, get("peer_public_key"))),
             peer_address=get("peer_address"),
-            dealer_public=load_public_key(_key_path(path, get("dealer_public_key"))),
-            dealer_address=get("dealer_address"),
             timeout_s=float(table.get("timeout_s", DEFAULT_TIMEOUT_S)),
+            correlations=correlations,
+            **source,
         )
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None

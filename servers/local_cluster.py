@@ -1,5 +1,6 @@
 """A dealer and two servers as separate processes on loopback, with fresh keys in a temporary
-folder. Used by `twofold bench` and by tests that need real processes."""
+folder; or, with correlations = "ot", the two servers alone. Used by `twofold bench`, the
+demo, and tests that need real processes."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ class LocalCluster:
     """Keys and configs for a dealer, two servers and some owners; starts what is asked for."""
 
     def __init__(self, timeout_s: float = 120.0, schema_text: str | None = None,
-                 owners: tuple[str, ...] = ()):
+                 owners: tuple[str, ...] = (), correlations: str = "dealer"):
         self.timeout_s = timeout_s
+        self.correlations = correlations
         self.schema_text = schema_text
         self.owners = owners
         self.folder = Path(tempfile.mkdtemp(prefix="twofold-"))
@@ -58,6 +60,9 @@ class LocalCluster:
             f'listen = "{dealer_address}"\n'
             'server_public_keys = ["keys/server0.key", "keys/server1.key"]\n')
         owners = "".join(f'{name} = "keys/{name}.key"\n' for name in self.owners)
+        dealer_lines = ('dealer_public_key = "keys/dealer.key"\n'
+                        f'dealer_address = "{dealer_address}"\n'
+                        if self.correlations == "dealer" else "")
         for party in (0, 1):
             (self.folder / f"server{party}.toml").write_text(
                 "[server]\n"
@@ -67,8 +72,8 @@ class LocalCluster:
                 f'peer_public_key = "keys/server{1 - party}.key"\n'
                 f'peer_service_address = "{self.listen[1 - party]}"\n'
                 f'peer_address = "{peer_address}"\n'
-                'dealer_public_key = "keys/dealer.key"\n'
-                f'dealer_address = "{dealer_address}"\n'
+                f'correlations = "{self.correlations}"\n'
+                + dealer_lines +
                 'schema = "schema.toml"\n'
                 f'data_dir = "data{party}"\n'
                 f"timeout_s = {self.timeout_s}\n"
@@ -85,6 +90,9 @@ class LocalCluster:
         return open(self.folder / f"{name}.log", "a")
 
     def start_dealer(self) -> None:
+        """Start the dealer, if the servers use one."""
+        if self.correlations != "dealer":
+            return
         with self._log("dealer") as log:
             self.dealer = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "dealer", "run",
@@ -138,7 +146,7 @@ class LocalCluster:
     def start(self, program: str, params: dict) -> list[subprocess.Popen]:
         """Start program on both servers as one new job; returns the two processes."""
         if self.dealer is None:
-            self.start_dealer()
+            self.start_dealer()  # a no-op in OT mode
         job = uuid.uuid4().hex
         return [subprocess.Popen(
             [sys.executable, "-m", "servers.worker", "--config",

@@ -1,8 +1,18 @@
 import numpy as np
 import pytest
 
+from tests.harness import SOURCES
+
 
 @pytest.fixture
 def rng():
     """Seeded plaintext generator: test inputs only, never shares or masks in the product."""
     return np.random.default_rng(20261121)
+
+
+@pytest.fixture(params=SOURCES, scope="session")
+def source(request):
+    """Where correlated randomness comes from: every test that takes this fixture runs once
+    per source (the dealer, OT between the two servers, the dealer with the plan made ahead),
+    one suite of plaintext comparisons over the matrix of sources."""
+    return request.param

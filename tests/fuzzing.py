@@ -103,10 +103,11 @@ class Generator:
             return {"action": "open", "job": rng.choice(self.job_ids)}, []
         if action == "close":
             return {"action": "close", "job": rng.choice(self.job_ids)}, []
-        if action == "get":
-            kind = rng.choice(sorted(KINDS))
-            return {"action": "get", "job": self.job_ids[0], "seq": rng.randint(0, 10**6),
-                    "kind": kind, "params": self.params(kind)}, []
+        if action == "get":  # a batch of [seq, kind, params] requests
+            kinds = [rng.choice(sorted(KINDS)) for _ in range(rng.randint(1, 3))]
+            return {"action": "get", "job": self.job_ids[0],
+                    "requests": [[rng.randint(0, 10**6), kind, self.params(kind)]
+                                 for kind in kinds]}, []
         return {"action": action}, []
 
     def params(self, kind: str) -> dict:

@@ -1,4 +1,4 @@
-"""Arithmetic protocols against numpy, over real sockets with a real dealer."""
+"""Arithmetic protocols against numpy, over real sockets, once per source of correlations."""
 
 import numpy as np
 import pytest
@@ -24,51 +24,51 @@ U64 = np.uint64
 EDGES = np.array([0, 1, -1, 2**63 - 1, -(2**63), 2**62, -(2**62), 12345], dtype=np.int64)
 
 
-def run_binary(protocol, x, y, rng):
+def run_binary(protocol, x, y, rng, source):
     x0, x1 = shares_of(x, rng)
     y0, y1 = shares_of(y, rng)
 
     async def program(party, a, b):
         return await protocol(party, a, b)
 
-    return reconstruct(run_pair(program, (x0, y0), (x1, y1)))
+    return reconstruct(run_pair(program, (x0, y0), (x1, y1), source=source))
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 1000])
-def test_mul_matches_wrapping_product(n, rng):
+def test_mul_matches_wrapping_product(n, rng, source):
     x = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
     y = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
-    assert np.array_equal(run_binary(mul, x, y, rng), x.view(U64) * y.view(U64))
+    assert np.array_equal(run_binary(mul, x, y, rng, source), x.view(U64) * y.view(U64))
 
 
-def test_mul_edge_values(rng):
+def test_mul_edge_values(rng, source):
     x, y = np.meshgrid(EDGES, EDGES)
-    got = run_binary(mul, x.ravel(), y.ravel(), rng)
+    got = run_binary(mul, x.ravel(), y.ravel(), rng, source)
     assert np.array_equal(got, x.ravel().view(U64) * y.ravel().view(U64))
 
 
 @settings(max_examples=15, deadline=None)
 @given(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=40), st.integers(0, 2**32))
-def test_mul_property(values, seed):
+def test_mul_property(source, values, seed):
     rng = np.random.default_rng(seed)
     x = np.array(values, dtype=np.int64)
     y = rng.permutation(x)
-    assert np.array_equal(run_binary(mul, x, y, rng), x.view(U64) * y.view(U64))
+    assert np.array_equal(run_binary(mul, x, y, rng, source), x.view(U64) * y.view(U64))
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 3, 2), (33, 17, 1), (1, 64, 9)])
-def test_matmul_matches_numpy(m, k, n, rng):
+def test_matmul_matches_numpy(m, k, n, rng, source):
     x = rng.integers(-(2**63), 2**63 - 1, (m, k), dtype=np.int64).view(U64)
     y = rng.integers(-(2**63), 2**63 - 1, (k, n), dtype=np.int64).view(U64)
-    assert np.array_equal(run_binary(matmul, x, y, rng), np.matmul(x, y))
+    assert np.array_equal(run_binary(matmul, x, y, rng, source), np.matmul(x, y))
 
 
 def test_matmul_refuses_mismatched_shapes(rng):
     with pytest.raises(ValueError, match="do not fit"):
-        run_binary(matmul, np.zeros((2, 3), U64), np.zeros((4, 1), U64), rng)
+        run_binary(matmul, np.zeros((2, 3), U64), np.zeros((4, 1), U64), rng, "dealer")
 
 
-def test_truncation_error_is_below_one_ulp_and_unbiased(rng):
+def test_truncation_error_is_below_one_ulp_and_unbiased(rng, source):
     limit = 2**62 - 1
     x = np.concatenate([rng.integers(-limit, limit, 20000, dtype=np.int64),
                         np.array([0, 1, -1, limit, -limit, 65535, -65536], dtype=np.int64)])
@@ -77,7 +77,7 @@ def test_truncation_error_is_below_one_ulp_and_unbiased(rng):
     async def program(party, a):
         return await truncate(party, a, 16)
 
-    got = to_signed(reconstruct(run_pair(program, (x0,), (x1,))))
+    got = to_signed(reconstruct(run_pair(program, (x0,), (x1,), source=source)))
     floor = x >> 16  # exact floor division, also for negative values
     assert np.all((got == floor) | (got == floor + 1))  # never fails badly
     error = (got - floor).astype(np.float64) - (x & 0xFFFF) / 2**16
@@ -85,7 +85,7 @@ def test_truncation_error_is_below_one_ulp_and_unbiased(rng):
 
 
 @pytest.mark.parametrize("frac_bits", [8, 16, 24])
-def test_fixed_point_multiplication(frac_bits, rng):
+def test_fixed_point_multiplication(frac_bits, rng, source):
     fixed = FixedPoint(frac_bits)
     bound = np.sqrt(fixed.max_product) * 0.99
     a = rng.uniform(-bound, bound, 500)
@@ -97,12 +97,12 @@ def test_fixed_point_multiplication(frac_bits, rng):
     async def program(party, x, y):
         return await truncate(party, await mul(party, x, y), frac_bits)
 
-    got = to_signed(reconstruct(run_pair(program, (x0, y0), (x1, y1))))
+    got = to_signed(reconstruct(run_pair(program, (x0, y0), (x1, y1), source=source)))
     exact = [(int(p) * int(q)) >> frac_bits for p, q in zip(to_signed(a_enc), to_signed(b_enc))]
     assert all(int(g) - e in (0, 1) for g, e in zip(got, exact))  # floor or one ulp above
 
 
-def test_fixed_mul_and_matmul_default_precision(rng):
+def test_fixed_mul_and_matmul_default_precision(rng, source):
     fixed = FixedPoint()
     a = rng.uniform(-100, 100, (20, 8))
     w = rng.uniform(-1, 1, (8, 1))
@@ -112,25 +112,25 @@ def test_fixed_mul_and_matmul_default_precision(rng):
     async def program(party, x, weights):
         return [await fixed_matmul(party, x, weights), await fixed_mul(party, x, x)]
 
-    product, square = reconstruct(run_pair(program, (x0, w0), (x1, w1)))
+    product, square = reconstruct(run_pair(program, (x0, w0), (x1, w1), source=source))
     assert np.allclose(fixed.decode(product), a @ w, atol=8 * 2.0**-16 * 10)
     assert np.allclose(fixed.decode(square), a * a, atol=2 * 2.0**-16)
 
 
-def test_share_input_and_reveals(rng):
+def test_share_input_and_reveals(rng, source):
     values = rng.integers(-1000, 1000, 9, dtype=np.int64).view(U64)
 
     async def program(party, plain):
         shared = await share_input(party, 1, plain, shape=(9,))
         return [await reveal(party, shared), await reveal_to(party, shared, 0)]
 
-    (both0, only0), (both1, only1) = run_pair(program, (None,), (values,))
+    (both0, only0), (both1, only1) = run_pair(program, (None,), (values,), source=source)
     assert np.array_equal(both0, values) and np.array_equal(both1, values)
     assert np.array_equal(only0, values) and only1 is None
 
 
 @pytest.mark.parametrize("value", [-2.5, 1 / 1000, 1 / 3, 1e-6])
-def test_fixed_mul_by_public_scalar(rng, value):
+def test_fixed_mul_by_public_scalar(rng, value, source):
     """Within 2 ulps of the exact product: 1/1000 encoded with 16 bits was 66/65536, 0.8% off,
     and 1e-6 was 0."""
     fixed = FixedPoint()
@@ -140,12 +140,12 @@ def test_fixed_mul_by_public_scalar(rng, value):
     async def program(party, x):
         return await fixed_mul_public(party, x, value, bound=1000)
 
-    got = fixed.decode(reconstruct(run_pair(program, (x0,), (x1,))))
+    got = fixed.decode(reconstruct(run_pair(program, (x0,), (x1,), source=source)))
     exact = fixed.decode(fixed.encode(a)) * value
     assert np.max(np.abs(got - exact)) <= 2 * 2.0**-16
 
 
-def test_mul_rows_matches_numpy(rng):
+def test_mul_rows_matches_numpy(rng, source):
     x = rng.integers(-(2**63), 2**63 - 1, 40, dtype=np.int64).view(U64)
     ys = rng.integers(-(2**63), 2**63 - 1, (3, 40), dtype=np.int64).view(U64)
     x0, x1 = shares_of(x, rng)
@@ -154,4 +154,5 @@ def test_mul_rows_matches_numpy(rng):
     async def program(party, a, b):
         return await mul_rows(party, a, b)
 
-    assert np.array_equal(reconstruct(run_pair(program, (x0, y0), (x1, y1))), x[None, :] * ys)
+    got = reconstruct(run_pair(program, (x0, y0), (x1, y1), source=source))
+    assert np.array_equal(got, x[None, :] * ys)

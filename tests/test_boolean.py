@@ -1,4 +1,4 @@
-"""Conversions, comparisons and multiplexer against numpy."""
+"""Conversions, comparisons and multiplexer against numpy, once per source of correlations."""
 
 import numpy as np
 import pytest
@@ -24,13 +24,13 @@ LIMIT = 2**62  # comparison operands: |x|, |y| < 2^62
 EDGES = np.array([0, 1, -1, LIMIT - 1, -LIMIT, 2**40, -(2**40), 7], dtype=np.int64)
 
 
-def run_on_shares(protocol, *plain, rng, xor=False):
+def run_on_shares(protocol, *plain, rng, source, xor=False):
     pairs = [(xor_shares_of if xor else shares_of)(values, rng) for values in plain]
 
     async def program(party, *shares):
         return await protocol(party, *shares)
 
-    return run_pair(program, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+    return run_pair(program, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), source=source)
 
 
 def test_bit_planes_round_trip(rng):
@@ -42,7 +42,7 @@ def test_bit_planes_round_trip(rng):
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, 130])
-def test_comparisons_match_numpy(n, rng):
+def test_comparisons_match_numpy(n, rng, source):
     x = rng.integers(-LIMIT, LIMIT, n, dtype=np.int64)
     y = np.where(rng.random(n) < 0.3, x, rng.integers(-LIMIT, LIMIT, n, dtype=np.int64))
 
@@ -50,38 +50,39 @@ def test_comparisons_match_numpy(n, rng):
         return [await less_than(party, a, b), await greater_than(party, a, b),
                 await equal(party, a, b)]
 
-    lt, gt, eq = reconstruct(run_on_shares(compare, x, y, rng=rng))
+    lt, gt, eq = reconstruct(run_on_shares(compare, x, y, rng=rng, source=source))
     assert np.array_equal(lt, (x < y).astype(U64))
     assert np.array_equal(gt, (x > y).astype(U64))
     assert np.array_equal(eq, (x == y).astype(U64))
 
 
-def test_comparisons_on_edge_values(rng):
+def test_comparisons_on_edge_values(rng, source):
     x, y = (g.ravel() for g in np.meshgrid(EDGES, EDGES))
-    got = reconstruct(run_on_shares(less_than, x, y, rng=rng))
+    got = reconstruct(run_on_shares(less_than, x, y, rng=rng, source=source))
     assert np.array_equal(got, (x < y).astype(U64))
 
 
-def test_equality_on_the_whole_ring(rng):
+def test_equality_on_the_whole_ring(rng, source):
     x = np.concatenate([rng.integers(0, 2**64, 200, dtype=U64),
                         np.array([0, 2**64 - 1, 2**63, 2**63 - 1], dtype=U64)])
     y = np.where(rng.random(len(x)) < 0.5, x, x ^ (U64(1) << rng.integers(0, 64, len(x)).astype(U64)))
-    got = reconstruct(run_on_shares(equal, x, y, rng=rng))
+    got = reconstruct(run_on_shares(equal, x, y, rng=rng, source=source))
     assert np.array_equal(got, (x == y).astype(U64))
 
 
 @settings(max_examples=15, deadline=None)
 @given(st.lists(st.tuples(st.integers(-LIMIT, LIMIT - 1), st.integers(-LIMIT, LIMIT - 1)),
                 min_size=1, max_size=30))
-def test_less_than_property(pairs):
+def test_less_than_property(source, pairs):
     x = np.array([p[0] for p in pairs], dtype=np.int64)
     y = np.array([p[1] for p in pairs], dtype=np.int64)
-    got = reconstruct(run_on_shares(less_than, x, y, rng=np.random.default_rng(len(pairs))))
+    got = reconstruct(run_on_shares(less_than, x, y, rng=np.random.default_rng(len(pairs)),
+                                    source=source))
     assert np.array_equal(got, (x < y).astype(U64))
 
 
 @pytest.mark.parametrize("bits", [64, 20, 1])
-def test_a2b_and_b2a_round_trip(bits, rng):
+def test_a2b_and_b2a_round_trip(bits, rng, source):
     x = np.concatenate([rng.integers(0, 2**64, 300, dtype=U64),
                         np.array([0, 2**64 - 1, 2**63], dtype=U64)])
 
@@ -89,13 +90,13 @@ def test_a2b_and_b2a_round_trip(bits, rng):
         as_bits = await arith_to_bool(party, a, bits)
         return [as_bits, await bool_to_arith(party, as_bits)]
 
-    (b0, back0), (b1, back1) = run_on_shares(program, x, rng=rng)
+    (b0, back0), (b1, back1) = run_on_shares(program, x, rng=rng, source=source)
     low = x if bits == 64 else x & U64((1 << bits) - 1)
     assert np.array_equal(b0 ^ b1, low)
     assert np.array_equal(back0 + back1, low)
 
 
-def test_bits_to_arith_and_and_bits(rng):
+def test_bits_to_arith_and_and_bits(rng, source):
     for n in (0, 1, 77):
         x = rng.integers(0, 2, n).astype(np.uint8)
         y = rng.integers(0, 2, n).astype(np.uint8)
@@ -104,14 +105,15 @@ def test_bits_to_arith_and_and_bits(rng):
         async def program(party, a, b):
             return [await bits_to_arith(party, a), await and_bits(party, a, b)]
 
-        (arith0, and0), (arith1, and1) = run_pair(program, (x ^ x0, y ^ y0), (x0, y0))
+        (arith0, and0), (arith1, and1) = run_pair(program, (x ^ x0, y ^ y0), (x0, y0),
+                                                  source=source)
         assert np.array_equal(arith0 + arith1, x.astype(U64))
         assert np.array_equal(and0 ^ and1, x & y)
 
 
-def test_mux_selects(rng):
+def test_mux_selects(rng, source):
     choice = rng.integers(0, 2, 50)
     a = rng.integers(-(2**63), 2**63 - 1, 50, dtype=np.int64)
     b = rng.integers(-(2**63), 2**63 - 1, 50, dtype=np.int64)
-    got = reconstruct(run_on_shares(mux, choice, a, b, rng=rng))
+    got = reconstruct(run_on_shares(mux, choice, a, b, rng=rng, source=source))
     assert np.array_equal(got, np.where(choice == 1, a, b).view(U64))

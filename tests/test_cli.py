@@ -5,8 +5,6 @@ import os
 import stat
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -49,11 +47,13 @@ def test_bench_upload_json_on_real_processes():
     assert row["op"] == "upload" and row["n"] == 500 and row["bytes"] > 500 * 8 * 8
 
 
-def test_demo_runs_end_to_end_and_cleans_up(tmp_path):
-    before = set(Path(tempfile.gettempdir()).glob("twofold-*"))
+def test_demo_runs_end_to_end_without_a_dealer_and_cleans_up(tmp_path):
+    """The demo with its two servers alone (OT): the same results as with a dealer. Its
+    temporary folder goes under tmp_path (TMPDIR), where no other test run writes."""
     run = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--iterations", "300",
-                          "--epsilon", "50", "--json"], capture_output=True, text=True,
-                         timeout=600)
+                          "--epsilon", "50", "--correlations", "ot", "--json"],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "TMPDIR": str(tmp_path)})
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["statistics"]["count"] > 1000
@@ -61,7 +61,7 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path):
     accuracy = result["accuracy"]  # little noise at epsilon 50: MPC close to plaintext
     assert accuracy["mpc"] > 0.65 and abs(accuracy["mpc"] - accuracy["plaintext_same_noise"]) < 0.08
     assert {"sort", "train"} <= set(result["costs"]["training"])
-    assert set(Path(tempfile.gettempdir()).glob("twofold-*")) == before
+    assert list(tmp_path.glob("twofold-*")) == []
 
 
 def test_a_secret_key_is_never_readable_by_others(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""Correlations hold, and the dealer never serves a correlation twice or to the wrong server."""
+"""Dealer correlations hold, and the dealer never serves a correlation twice or to the wrong
+server."""
 
 import asyncio
 
@@ -11,20 +12,15 @@ from mpc.correlations import KINDS, CorrelationError
 from mpc.dealer import Dealer, DealerSource, connect_dealer
 from mpc.errors import DealerError
 from mpc.prg import Prg, fresh_key
+from tests.correlation_checks import PARAMS, check
 from tests.harness import keypair
 
 U64 = np.uint64
-PARAMS = {
-    "beaver": {"shape": [50]}, "beaver_rows": {"rows": 3, "n": 20}, "and": {"shape": [3, 7]}, "matmul": {"dims": [4, 5, 3]},
-    "dabit": {"shape": [70]}, "bitmul": {"shape": [70]}, "edabit": {"shape": [40]},
-    "trunc": {"shape": [60], "frac_bits": 16},
-    "permute": {"n": 30, "columns": "axa", "permuter": 1},
-}
 
 
-def correlation(kind, seq=3):
+def correlation(kind, params, seq=3):
     """Both parties' finished correlation, through the same code the dealer and servers run."""
-    spec, params, keys = KINDS[kind], PARAMS[kind], (fresh_key(), fresh_key())
+    spec, keys = KINDS[kind], (fresh_key(), fresh_key())
     own = [spec.own(p, Prg(keys[p], seq), params) for p in (0, 1)]
     correction = spec.correction(own[0], own[1], params)
     receiver = spec.receiver(params)
@@ -35,31 +31,10 @@ def test_every_kind_is_covered():
     assert set(PARAMS) == set(KINDS)
 
 
-def test_correlations_hold():
-    (a0, b0, c0), (a1, b1, c1) = correlation("beaver")
-    assert np.array_equal((a0 + a1) * (b0 + b1), c0 + c1)
-    (a0, b0, c0), (a1, b1, c1) = correlation("beaver_rows")
-    assert np.array_equal((a0 + a1)[None, :] * (b0 + b1), c0 + c1)
-    (a0, b0, c0), (a1, b1, c1) = correlation("and")
-    assert np.array_equal((a0 ^ a1) & (b0 ^ b1), c0 ^ c1)
-    (a0, b0, c0), (a1, b1, c1) = correlation("matmul")
-    assert np.array_equal(np.matmul(a0 + a1, b0 + b1), c0 + c1)
-    (r0, ra0), (r1, ra1) = correlation("dabit")
-    assert np.array_equal((r0 ^ r1).astype(U64), ra0 + ra1)
-    (r0, beta0, ra0, g0), (r1, beta1, ra1, g1) = correlation("bitmul")
-    r = (r0 ^ r1).astype(U64)
-    assert np.array_equal(r, ra0 + ra1) and np.array_equal(r * (beta0 + beta1), g0 + g1)
-    (r0, ra0), (r1, ra1) = correlation("edabit")
-    assert np.array_equal(r0 ^ r1, ra0 + ra1)
-    (r0, m0, l0), (r1, m1, l1) = correlation("trunc")
-    r = r0 + r1
-    assert np.array_equal(m0 + m1, r >> U64(63))
-    assert np.array_equal(l0 + l1, (r & U64(2**63 - 1)) >> U64(16))
-    (a, b), (perm, delta) = correlation("permute")
-    assert sorted(perm.tolist()) == list(range(30))
-    moved = a[:, perm]
-    assert np.array_equal(delta[[0, 2]], moved[[0, 2]] - b[[0, 2]])
-    assert np.array_equal(delta[1], moved[1] ^ b[1])
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_correlations_hold(kind):
+    for params in PARAMS[kind]:
+        check(kind, params, *correlation(kind, params))
 
 
 def test_streams_differ_by_key_and_by_sequence_number():
@@ -93,6 +68,10 @@ async def with_dealer(body, timeout_s=2.0):
         await asyncio.gather(task, return_exceptions=True)
 
 
+def get(seq, kind, params):
+    return {"action": "get", "requests": [[seq, kind, params]]}
+
+
 def test_dealer_refuses_to_serve_a_correlation_twice():
     async def body(source, keys):
         party1 = await source(keys[1], 1)
@@ -101,6 +80,8 @@ def test_dealer_refuses_to_serve_a_correlation_twice():
         party1._seq = 0  # a buggy or malicious server asking again
         with pytest.raises(DealerError, match="already served"):
             await party1.beaver([4])
+        with pytest.raises(DealerError, match="already served"):  # twice in one batch
+            await party1._call({"action": "get", "requests": [[7, "beaver", {"shape": [2]}]] * 2})
 
     asyncio.run(with_dealer(body))
 
@@ -121,8 +102,7 @@ def test_dealer_refuses_corrections_for_the_other_server():
         party0 = await source(keys[0], 0)
         await party0.open()
         with pytest.raises(DealerError, match="not the receiver"):
-            await party0._call({"action": "get", "seq": 0, "kind": "beaver",
-                                "params": {"shape": [3]}})
+            await party0._call(get(0, "beaver", {"shape": [3]}))
 
     asyncio.run(with_dealer(body))
 
@@ -134,10 +114,11 @@ def test_dealer_refuses_oversized_and_malformed_requests():
         with pytest.raises(CorrelationError, match="exceeds"):
             await party1.beaver([1 << 20, 1 << 20])  # refused before expanding anything
         with pytest.raises(DealerError, match="exceeds"):
-            await party1._call({"action": "get", "seq": 98, "kind": "beaver",
-                                "params": {"shape": [1 << 20, 1 << 20]}})
+            await party1._call(get(98, "beaver", {"shape": [1 << 20, 1 << 20]}))
         with pytest.raises(DealerError):
-            await party1._call({"action": "get", "seq": 99, "kind": "nonsense", "params": {}})
+            await party1._call(get(99, "nonsense", {}))
+        with pytest.raises(DealerError, match="a batch holds"):
+            await party1._call({"action": "get", "requests": []})
 
     asyncio.run(with_dealer(body))
 

@@ -12,7 +12,8 @@ import zmq
 
 from mpc import wire
 from mpc.dealer import Dealer
-from mpc.errors import DealerError, MpcError, PeerAborted, PeerTimeout, ProtocolMismatch
+from mpc.errors import (DealerError, MpcError, PeerAborted, PeerTimeout, ProtocolMismatch,
+                        SettingsMismatch)
 from mpc.link import MAX_FRAME_BYTES
 from mpc.protocols.arithmetic import mul
 from mpc.session import Endpoints, open_party
@@ -24,7 +25,8 @@ U64 = np.uint64
 TIMEOUT = 1.5
 
 
-async def two_parties(program0, program1, *, keys1_override=None, jobs=None, dealer_up=True):
+async def two_parties(program0, program1, *, keys1_override=None, jobs=None, dealer_up=True,
+                      correlations=("dealer", "dealer")):
     """Run one program per server; returns each side's result or exception."""
     dealer_keys, keys0, keys1 = keypair(), keypair(), keypair()
     dealer = Dealer(dealer_keys, (keys0.public, keys1.public), "tcp://127.0.0.1:*")
@@ -42,7 +44,7 @@ async def two_parties(program0, program1, *, keys1_override=None, jobs=None, dea
 
     async def one(party_id, program):
         ends = Endpoints(party_id, own_keys[party_id], publics[party_id], peer,
-                         dealer_keys.public, dealer.address, TIMEOUT)
+                         dealer_keys.public, dealer.address, TIMEOUT, correlations[party_id])
         async with open_party(ends, jobs[party_id]) as party:
             return await program(party)
 
@@ -135,6 +137,45 @@ def connections_to(port: int) -> int:
             remote, state = line.split()[2:4]
             count += state == "01" and int(remote.rsplit(":", 1)[1], 16) == port
     return count
+
+
+def test_servers_that_disagree_on_correlations_both_refuse():
+    (first, second), elapsed = run_timed(
+        two_parties(multiply, multiply, correlations=("ot", "dealer")))
+    for error in (first, second):
+        assert isinstance(error, SettingsMismatch)
+        assert 'correlations = "ot"' in str(error) and 'correlations = "dealer"' in str(error)
+    assert elapsed < 4 * TIMEOUT
+
+
+PLAN = [("beaver", {"shape": [200000]}), ("and", {"shape": [50000]})] * 4
+
+
+async def preprocess(party):
+    party.corr.prefetch(PLAN)
+    await party.corr.produced()
+
+
+@pytest.mark.parametrize("how", ["fails", "vanishes"])
+def test_peer_stopping_mid_preprocessing_stops_both_within_the_timeout(how):
+    """Server 1 stops while both make correlations ahead (OT mode): it fails with an error of
+    its own and tells server 0, or it vanishes and server 0 times out; both within bounds."""
+
+    async def stop_midway(party):
+        party.corr.prefetch(PLAN)
+        await asyncio.sleep(0.3)
+        if how == "vanishes":
+            party.link.socket.close(0)
+        raise ConnectionAbortedError("stopped during preprocessing")
+
+    (first, second), elapsed = run_timed(
+        two_parties(preprocess, stop_midway, correlations=("ot", "ot")))
+    assert isinstance(second, ConnectionAbortedError)
+    if how == "fails":
+        assert isinstance(first, PeerAborted) and "stopped during preprocessing" in str(first)
+    else:
+        assert isinstance(first, PeerTimeout) and "server 1" in str(first)
+    assert elapsed < 4 * TIMEOUT
 
 
 def test_killed_server_process_is_reported_by_the_other():

@@ -1,4 +1,4 @@
-"""Shuffle, sort and segmented scans against numpy."""
+"""Shuffle, sort and segmented scans against numpy, once per source of correlations."""
 
 import itertools
 from collections import Counter
@@ -19,7 +19,7 @@ U64 = np.uint64
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 37, 1000])
-def test_shuffle_keeps_rows_together(n, rng):
+def test_shuffle_keeps_rows_together(n, rng, source):
     a = rng.integers(0, 2**64, n, dtype=U64)
     b = rng.integers(0, 2**64, n, dtype=U64)
     a0, a1 = shares_of(a, rng)
@@ -28,12 +28,12 @@ def test_shuffle_keeps_rows_together(n, rng):
     async def program(party, x, y):
         return await shuffle(party, [x, y], [False, True])
 
-    (x0, y0), (x1, y1) = run_pair(program, (a0, b0), (a1, b1))
+    (x0, y0), (x1, y1) = run_pair(program, (a0, b0), (a1, b1), source=source)
     rows = sorted(zip((x0 + x1).tolist(), (y0 ^ y1).tolist()))
     assert rows == sorted(zip(a.tolist(), b.tolist()))
 
 
-def test_shuffle_is_uniform_over_permutations():
+def test_shuffle_is_uniform_over_permutations(source):
     """600 shuffles of (0, 1, 2) in one session: every order about 100 times."""
     rounds = 600
 
@@ -44,14 +44,14 @@ def test_shuffle_is_uniform_over_permutations():
             seen.append(tuple((await reveal(party, column)).tolist()))
         return seen
 
-    seen, _ = run_pair(program, timeout_s=60)
+    seen, _ = run_pair(program, timeout_s=60, source=source)
     counts = Counter(seen)
     assert set(counts) == set(itertools.permutations(range(3)))
     chi2 = sum((c - rounds / 6) ** 2 / (rounds / 6) for c in counts.values())
     assert chi2 < 25  # 5 degrees of freedom: p < 1e-4 would be above 25.7
 
 
-def sort_plain(keys, columns, widths, signed):
+def sort_plain(keys, columns, widths, signed, source):
     async def program(party, key_shares, column_shares):
         sort_keys = [SortKey(k, bits=w, signed=s) for k, w, s in zip(key_shares, widths, signed)]
         return await sort(party, column_shares, sort_keys)
@@ -60,7 +60,8 @@ def sort_plain(keys, columns, widths, signed):
     key_pairs = [shares_of(k, rng) for k in keys]
     col_pairs = [shares_of(c, rng) for c in columns]
     result = run_pair(program, ([k[0] for k in key_pairs], [c[0] for c in col_pairs]),
-                      ([k[1] for k in key_pairs], [c[1] for c in col_pairs]), timeout_s=60)
+                      ([k[1] for k in key_pairs], [c[1] for c in col_pairs]), timeout_s=60,
+                      source=source)
     return reconstruct(result)
 
 
@@ -69,39 +70,39 @@ def reference_order(keys):
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 100, 257])
-def test_sort_by_one_signed_key_is_stable(n, rng):
+def test_sort_by_one_signed_key_is_stable(n, rng, source):
     key = rng.integers(-50, 50, n)
     payload = np.arange(n)
-    got_key, got_payload = sort_plain([key], [key, payload], [64], [True])
+    got_key, got_payload = sort_plain([key], [key, payload], [64], [True], source)
     order = reference_order([key])
     assert np.array_equal(to_signed(got_key), key[order])
     assert np.array_equal(got_payload, payload[order].astype(U64))
 
 
-def test_sort_full_range_64_bit_keys(rng):
+def test_sort_full_range_64_bit_keys(rng, source):
     key = np.concatenate([rng.integers(-(2**63), 2**63 - 1, 200, dtype=np.int64),
                           np.array([-(2**63), 2**63 - 1, 0, -1, 0], dtype=np.int64)])
-    (got,) = sort_plain([key], [key], [64], [True])
+    (got,) = sort_plain([key], [key], [64], [True], source)
     assert np.array_equal(to_signed(got), np.sort(key))
 
 
-def test_sort_by_several_keys_of_declared_widths(rng):
+def test_sort_by_several_keys_of_declared_widths(rng, source):
     n = 300
     group = rng.integers(0, 5, n)  # unsigned, 3 bits
     side = rng.integers(0, 2, n)  # one bit
     value = rng.integers(-1000, 1000, n)  # signed, 11 bits
     got = sort_plain([group, side, value], [group, side, value, np.arange(n)], [3, 1, 11],
-                     [False, False, True])
+                     [False, False, True], source)
     order = reference_order([group, side, value])
     for column, original in zip(got, [group, side, value, np.arange(n)]):
         assert np.array_equal(to_signed(column), original[order])
 
 
 @pytest.mark.parametrize("case", ["all_equal", "sorted", "reversed"])
-def test_sort_adversarial_orders(case):
+def test_sort_adversarial_orders(case, source):
     n = 129
     key = {"all_equal": np.full(n, 5), "sorted": np.arange(n), "reversed": np.arange(n)[::-1]}[case]
-    got_key, got_index = sort_plain([key], [key, np.arange(n)], [16], [True])
+    got_key, got_index = sort_plain([key], [key, np.arange(n)], [16], [True], source)
     order = reference_order([key])
     assert np.array_equal(to_signed(got_key), key[order])
     assert np.array_equal(got_index, order.astype(U64))
@@ -109,9 +110,9 @@ def test_sort_adversarial_orders(case):
 
 @settings(max_examples=10, deadline=None)
 @given(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=0, max_size=60))
-def test_sort_property(values):
+def test_sort_property(source, values):
     key = np.array(values, dtype=np.int64)
-    got_key, got_index = sort_plain([key], [key, np.arange(len(key))], [32], [True])
+    got_key, got_index = sort_plain([key], [key, np.arange(len(key))], [32], [True], source)
     order = reference_order([key])
     assert np.array_equal(to_signed(got_key), key[order])
     assert np.array_equal(got_index, order.astype(U64))
@@ -133,7 +134,7 @@ def scan_reference(heads, values, op):
 
 @pytest.mark.parametrize("op", ["copy", "sum", "min", "max"])
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 64, 300])
-def test_segmented_scan(op, n, rng):
+def test_segmented_scan(op, n, rng, source):
     heads = (rng.random(n) < 0.2).astype(np.int64)
     values = rng.integers(-1000, 1000, n)
     other = rng.integers(0, 10, n)
@@ -144,12 +145,13 @@ def test_segmented_scan(op, n, rng):
     async def program(party, h, v, o):
         return await segmented_scan(party, h, [v, o], op)
 
-    got_values, got_other = reconstruct(run_pair(program, (h0, v0, o0), (h1, v1, o1)))
+    got_values, got_other = reconstruct(run_pair(program, (h0, v0, o0), (h1, v1, o1),
+                                                 source=source))
     assert np.array_equal(to_signed(got_values), scan_reference(heads, values, op))
     assert np.array_equal(to_signed(got_other), scan_reference(heads, other, op))
 
 
-def test_segmented_copy_over_long_segments(rng):
+def test_segmented_copy_over_long_segments(rng, source):
     """One head followed by thousands of rows: the copy reaches every row."""
     n = 5000
     heads = np.zeros(n, dtype=np.int64)
@@ -161,5 +163,5 @@ def test_segmented_copy_over_long_segments(rng):
     async def program(party, h, v):
         return await segmented_scan(party, h, [v], "copy")
 
-    (got,) = reconstruct(run_pair(program, (h0, v0), (h1, v1)))
+    (got,) = reconstruct(run_pair(program, (h0, v0), (h1, v1), source=source))
     assert np.array_equal(to_signed(got), scan_reference(heads, values, "copy"))

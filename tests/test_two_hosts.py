@@ -1,7 +1,8 @@
-"""Server 0 and server 1 on two hosts: each in its own network namespace with its own config,
-joined by a veth pair (10.203.0.1 and 10.203.0.2). The dealer and the clients sit with
-server 0, so everything server 1 does crosses the link. Skipped where namespaces cannot be
-made (not root, no iproute2)."""
+"""Server 0 and server 1 on two hosts and nothing else: each in its own network namespace with
+its own config, joined by a veth pair (10.203.0.1 and 10.203.0.2), with correlations = "ot"
+(no dealer anywhere; the servers make COTs ahead with `twofold server preprocess`). The clients
+sit with server 0, so everything server 1 does crosses the link. Skipped where namespaces
+cannot be made (not root, no iproute2)."""
 
 import os
 import shutil
@@ -68,16 +69,23 @@ def test_servers_on_two_hosts(namespaces, tmp_path):
     for config in folder.glob("*.toml"):  # the same configs, with each host's own address
         text = config.read_text()
         text = text.replace("127.0.0.1:7101", f"{HOSTS[1]}:7101")
-        config.write_text(text.replace("127.0.0.1", HOSTS[0]))
-    for name in ("dealer", "server0", "server1", "alice", "bob", "carol"):
+        text = text.replace('correlations = "dealer"', 'correlations = "ot"')
+        lines = [line for line in text.splitlines() if not line.startswith("dealer_")]
+        config.write_text("\n".join(lines).replace("127.0.0.1", HOSTS[0]) + "\n")
+    (folder / "dealer.toml").unlink()
+    for name in ("server0", "server1", "alice", "bob", "carol"):
         assert in_host(first, folder, "keys", "generate", name, "--dir", "keys").returncode == 0
-    services = [in_host(first, folder, "dealer", "run", "--config", "dealer.toml", wait=False),
-                in_host(first, folder, "server", "run", "--config", "server0.toml", wait=False),
+    preprocessing = [in_host(host, folder, "server", "preprocess", "--config", config,
+                             "--cots", 600000, wait=False)
+                     for host, config in ((first, "server0.toml"), (second, "server1.toml"))]
+    assert [process.wait(timeout=120) for process in preprocessing] == [0, 0]
+    assert len(list((folder / "data1" / "correlations").glob("*.cots"))) == 4
+    services = [in_host(first, folder, "server", "run", "--config", "server0.toml", wait=False),
                 in_host(second, folder, "server", "run", "--config", "server1.toml", wait=False)]
     try:
         deadline = time.monotonic() + 30
         while not all(reachable(first, host, port) for host, port in
-                      ((HOSTS[0], 7300), (HOSTS[0], 7100), (HOSTS[1], 7101))):
+                      ((HOSTS[0], 7100), (HOSTS[1], 7101))):
             assert time.monotonic() < deadline, "services did not come up"
             time.sleep(0.2)
         for data, table, owner in (("customers.csv", "customers", "alice"),

@@ -1,0 +1,221 @@
+"""Correlated randomness as the protocols see it: the CorrelationSource interface.
+
+Protocols ask for correlations one at a time (`get`, or the named helpers below) in an order
+that depends only on public sizes, so both servers ask for the same correlations in the same
+order; each correlation is handed out once.
+
+A source can be told ahead what a run will ask for (`prefetch(plan)`, a list of requests): a
+background producer then makes those correlations before the online phase needs them, in
+order, holding at most `budget_elements` made-but-unused elements in memory; `get` waits only
+when the producer is behind. A request nobody announced joins the same queue, so correlations
+are always made in request order, on both servers alike. Subclasses implement `_produce`,
+which makes a batch of consecutive requests: the dealer source answers a batch with one
+request to the dealer, the OT source makes it together with the peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpc.accounting import Accounting
+from mpc.correlations import KINDS
+from mpc.errors import ProtocolMismatch
+
+Request = tuple[str, dict]  # (kind, params), as in mpc.correlations.KINDS
+DEFAULT_BUDGET_ELEMENTS = 1 << 25  # about 256 MiB of made-but-unused correlations
+BATCH_ELEMENTS = 1 << 22  # a producer batch holds at most this many elements (or one request)
+BATCH_REQUESTS = 64
+
+
+@dataclass
+class _Pending:
+    kind: str
+    params: dict
+    elements: int
+    value: asyncio.Future
+
+
+def _elements(value: tuple) -> int:
+    return sum(np.asarray(array).size for array in value)
+
+
+class CorrelationSource(ABC):
+    """Correlations in request order, made on demand or ahead by a background producer."""
+
+    def __init__(self, accounting: Accounting, budget_elements: int = DEFAULT_BUDGET_ELEMENTS):
+        self.accounting = accounting
+        self.budget_elements = budget_elements
+        self._queue: deque[_Pending] = deque()  # requested, not yet made
+        self._announced: deque[_Pending] = deque()  # prefetched, not yet taken by get
+        self._last: _Pending | None = None  # the latest request, made or not
+        self._ahead = 0  # elements made but not yet taken
+        self._draining = 0  # callers of produced(): make everything, whatever the budget
+        self._wake = asyncio.Event()
+        self._producer: asyncio.Task | None = None
+        self._failure: BaseException | None = None
+        self._recorders: list[list[Request]] = []
+
+    # ---- what a source implements --------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start the session (keys, base OTs); called once, before any request."""
+
+    async def close(self) -> None:
+        """End the session. Correlations made but not taken are dropped, never reused."""
+        await self.stop()
+
+    @abstractmethod
+    async def _produce(self, batch: list[Request]) -> list[tuple]:
+        """Make the correlations of consecutive requests, in order: this party's arrays."""
+
+    # ---- requests ------------------------------------------------------------------------
+
+    def prefetch(self, plan: list[Request]) -> None:
+        """Announce the next requests so that the producer makes them ahead."""
+        for kind, params in plan:
+            self._announced.append(self._enqueue(kind, params))
+
+    async def produced(self) -> None:
+        """Wait until every request made so far is made, ignoring the memory budget."""
+        if self._last is None or self._last.value.done():
+            self._raise_failure()
+            return
+        self._draining += 1
+        self._wake.set()
+        try:
+            await asyncio.wait([self._last.value])
+        finally:
+            self._draining -= 1
+        self._raise_failure()
+
+    async def get(self, kind: str, **params):
+        """The next correlation, as this party's tuple of arrays."""
+        for recorder in self._recorders:
+            recorder.append((kind, params))
+        with self.accounting.offline():
+            if self._announced:
+                pending = self._announced.popleft()
+                if (pending.kind, pending.params) != (kind, params):
+                    raise ProtocolMismatch(f"prefetched {pending.kind} {pending.params} but the "
+                                           f"run asked for {kind} {params}")
+            else:
+                pending = self._enqueue(kind, params)
+            value = await pending.value
+        self._ahead -= _elements(value)
+        self._wake.set()
+        return value
+
+    @contextmanager
+    def recording(self):
+        """Yields the list of requests made inside the block: a run's plan."""
+        plan: list[Request] = []
+        self._recorders.append(plan)
+        try:
+            yield plan
+        finally:
+            self._recorders.remove(plan)
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            self._producer.cancel()
+            await asyncio.gather(self._producer, return_exceptions=True)
+            self._producer = None
+
+    # ---- the producer --------------------------------------------------------------------
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _enqueue(self, kind: str, params: dict) -> _Pending:
+        self._raise_failure()
+        spec = KINDS.get(kind)
+        if spec is None:
+            raise ValueError(f"unknown correlation kind {kind!r}")
+        spec.validate(params)
+        value = asyncio.get_running_loop().create_future()
+        value.add_done_callback(lambda done: done.cancelled() or done.exception())  # no warning
+        pending = _Pending(kind, params, spec.elements(params), value)
+        self._queue.append(pending)
+        self._last = pending
+        if self._producer is None:
+            self._producer = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+        return pending
+
+    def _next_batch(self) -> list[_Pending]:
+        """Consecutive requests: at least one, then as many as fit in a batch and (unless a
+        caller waits for everything) in what is left of the memory budget."""
+        room = BATCH_ELEMENTS
+        if not self._draining:
+            room = min(room, self.budget_elements - self._ahead)
+        batch = [self._queue.popleft()]
+        total = batch[0].elements
+        while (self._queue and len(batch) < BATCH_REQUESTS
+               and total + self._queue[0].elements <= room):
+            total += self._queue[0].elements
+            batch.append(self._queue.popleft())
+        return batch
+
+    async def _wait_until(self, ready) -> None:
+        while not ready():
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _run(self) -> None:
+        batch: list[_Pending] = []
+        try:
+            while True:
+                await self._wait_until(lambda: bool(self._queue))
+                # bounded memory: nothing is waited for while this much is made and unused
+                await self._wait_until(
+                    lambda: self._ahead < self.budget_elements or self._draining)
+                batch = self._next_batch()
+                values = await self._produce([(p.kind, p.params) for p in batch])
+                for pending, value in zip(batch, values):
+                    self._ahead += _elements(value)
+                    pending.value.set_result(value)
+                batch = []
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # every waiting request fails with the cause
+            self._failure = error
+            for pending in [*batch, *self._queue]:
+                if not pending.value.done():
+                    pending.value.set_exception(error)
+
+    # ---- named requests ------------------------------------------------------------------
+
+    async def beaver(self, shape):
+        return await self.get("beaver", shape=list(np.atleast_1d(shape).tolist()))
+
+    async def row_triples(self, rows: int, n: int):
+        return await self.get("beaver_rows", rows=rows, n=n)
+
+    async def and_triples(self, shape):
+        return await self.get("and", shape=list(np.atleast_1d(shape).tolist()))
+
+    async def matmul_triple(self, m: int, k: int, n: int):
+        return await self.get("matmul", dims=[m, k, n])
+
+    async def dabits(self, count: int):
+        return await self.get("dabit", shape=[count])
+
+    async def bit_triples(self, count: int):
+        return await self.get("bitmul", shape=[count])
+
+    async def edabits(self, shape):
+        return await self.get("edabit", shape=list(np.atleast_1d(shape).tolist()))
+
+    async def truncation_pairs(self, shape, frac_bits: int):
+        return await self.get("trunc", shape=list(np.atleast_1d(shape).tolist()),
+                              frac_bits=frac_bits)
+
+    async def permutation_masks(self, n: int, columns: str, permuter: int):
+        return await self.get("permute", n=n, columns=columns, permuter=permuter)

@@ -1,0 +1,227 @@
+"""OT extension: many correlated OTs (COTs) from 128 base OTs, after SoftSpokenOT (Roy,
+CRYPTO 2022), semi-honest; with BLOCK_BITS = 1 it is exactly IKNP.
+
+A batch of m COTs in one direction gives the receiver random choice bits c_j and 128-bit rows
+t_j, and the sender rows q_j = t_j XOR c_j * Delta for its session-long secret Delta.
+
+How (per direction, k = BLOCK_BITS, 128 / k blocks):
+- setup: for each block the receiver expands a GGM tree with 2^k leaf seeds; the sender picks
+  the block's digit Delta_b in F_2^k and learns, through k base OTs (one per tree level, the XOR
+  of the level's left or right nodes), every leaf seed except the one at Delta_b;
+- per batch every leaf seed is stretched to m bits r_x by AES-CTR. The receiver computes
+  u = XOR of all r_x and v = XOR of x * r_x (x in F_2^k as a vector); the sender, missing
+  r_Delta, computes w = XOR of (Delta_b + x) * r_x = v + u * Delta_b: a small-field VOLE. The
+  choice bits are block 0's u; the receiver sends d_b = u_b + u_0 for the other blocks (one bit
+  per block and COT), and the sender adds d_b * Delta_b. Concatenated over the blocks:
+  q = t + c * Delta with t = v.
+The sender never sees anything but d_b, which hides u_b behind the leaf r_Delta it lacks; the
+receiver never learns Delta, which only ever entered base OTs as choices.
+
+Costs per COT: (128/k - 1) bits sent by the receiver; 128 * 2^k / k bits of AES-CTR stretched
+by the receiver (the sender one leaf per block less), and a bit transpose on each side. k = 2
+halves IKNP's traffic (8 bytes instead of 16) for a little more AES; the choice is argued in
+docs/mpc.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from mpc.link import Channel
+from mpc.ot.base import base_ots
+from mpc.ot.kernels import leaf_sums, transpose_rows
+from mpc.prg import SLACK_WORDS, Prg
+
+U64 = np.uint64
+BLOCK_BITS = 2  # k
+LEAVES = 1 << BLOCK_BITS
+BLOCKS = 128 // BLOCK_BITS
+TREE_STREAM = 1  # Prg stream that splits a GGM node; leaves are stretched on stream 0
+BYTES_PER_COT = (BLOCKS - 1) / 8  # the receiver's message, per COT of a batch
+
+
+def _children(seed: bytes) -> tuple[bytes, bytes]:
+    both = Prg(seed, TREE_STREAM).random_bytes(32).tobytes()
+    return both[:16], both[16:]
+
+
+def _tree(root: bytes) -> list[list[bytes]]:
+    """Levels of a GGM tree; node i of level l splits into nodes 2i and 2i + 1 of level l + 1,
+    so leaf x is reached by the bits of x, most significant first."""
+    levels = [[root]]
+    for _ in range(BLOCK_BITS):
+        levels.append([child for node in levels[-1] for child in _children(node)])
+    return levels
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b))
+
+
+def _xor_all(seeds) -> bytes:
+    total = bytes(16)
+    for seed in seeds:
+        total = _xor(total, seed)
+    return total
+
+
+def _punctured_leaves(missing: int, sibling_sums: list[bytes]) -> list[bytes | None]:
+    """Every leaf but `missing`, from the XOR of the off-path nodes of each level."""
+    known: dict[int, bytes] = {}  # node index -> seed, at the current level
+    path = 0
+    for level in range(1, BLOCK_BITS + 1):
+        bit = (missing >> (BLOCK_BITS - level)) & 1
+        children: dict[int, bytes] = {}
+        for index, seed in known.items():
+            children[2 * index], children[2 * index + 1] = _children(seed)
+        off_path = 2 * path + (1 - bit)
+        same_side = [seed for index, seed in children.items() if index % 2 == 1 - bit]
+        children[off_path] = _xor(sibling_sums[level - 1], _xor_all(same_side))
+        known, path = children, 2 * path + bit
+    return [known.get(x) for x in range(LEAVES)]
+
+
+class Scratch:
+    """Reused work buffers, one per name: fresh memory costs page faults (several times
+    the work on this kind of machine), so arrays that live only within one call are kept."""
+
+    def __init__(self):
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape) -> np.ndarray:
+        size = int(np.prod(shape, dtype=np.int64))
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[name] = np.empty(size, U64)
+        return buffer[:size].reshape(shape)
+
+
+class _Leaves:
+    """AES-CTR streams of the leaf seeds a party knows, stretched a batch at a time."""
+
+    def __init__(self, seeds: list[list[bytes | None]]):
+        self.streams = [[Prg(seed) if seed is not None else None for seed in block]
+                        for block in seeds]
+        self.scratch = Scratch()
+
+    def stretch(self, words: int) -> np.ndarray:
+        """(BLOCKS, LEAVES, words) uint64, valid until the next call; zero for a leaf this
+        party does not know."""
+        flat = self.scratch.get("leaves", BLOCKS * LEAVES * words + SLACK_WORDS)
+        for row, stream in enumerate(s for block in self.streams for s in block):
+            if stream is not None:  # rows in order: the room past a row is the next row
+                stream.words_into(flat[row * words:(row + 1) * words + SLACK_WORDS])
+        leaves = flat[:-SLACK_WORDS].reshape(BLOCKS, LEAVES, words)
+        for b, block in enumerate(self.streams):
+            for x, stream in enumerate(block):
+                if stream is None:
+                    leaves[b, x] = 0
+        return leaves
+
+
+def _sums(leaves: np.ndarray, scratch: Scratch) -> tuple[np.ndarray, np.ndarray]:
+    """The XOR sums, in scratch buffers valid until the next call."""
+    words = leaves.shape[2]
+    total = scratch.get("total", (BLOCKS, words))
+    weighted = scratch.get("weighted", (BLOCKS, BLOCK_BITS, words))
+    leaf_sums(leaves, BLOCK_BITS, total, weighted)
+    return total, weighted
+
+
+def _rows_to_cots(rows: np.ndarray) -> np.ndarray:
+    """(128, words) bit rows -> (64 * words, 2) uint64: one 128-bit row per COT."""
+    out = np.empty((rows.shape[1] * 64, 2), U64)
+    transpose_rows(np.ascontiguousarray(rows), out)
+    return out
+
+
+class CotReceiver:
+    """The choosing side of one direction: knows every leaf."""
+
+    def __init__(self, roots: list[bytes]):
+        self.trees = [_tree(root) for root in roots]
+        self.leaves = _Leaves([tree[-1] for tree in self.trees])
+
+    def base_ot_pairs(self) -> list[tuple[bytes, bytes]]:
+        """Per block and level: (XOR of the level's left nodes, XOR of its right nodes)."""
+        return [(_xor_all(level[0::2]), _xor_all(level[1::2]))
+                for tree in self.trees for level in tree[1:]]
+
+    def extend(self, words: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """64 * words COTs: (message for the sender, rows t, choice bits as 0/1 uint8)."""
+        total, weighted = _sums(self.leaves.stretch(words), self.leaves.scratch)
+        message = total[1:] ^ total[0]
+        choices = np.unpackbits(total[0].view(np.uint8), bitorder="little")
+        return message, _rows_to_cots(weighted.reshape(128, words)), choices
+
+
+class CotSender:
+    """The other side of one direction: knows Delta, and every leaf but one per block."""
+
+    def __init__(self, delta: np.ndarray):
+        self.delta = np.asarray(delta, U64)  # (2,): bit b * k + i is bit i of digit b
+        value = int(self.delta[0]) | int(self.delta[1]) << 64
+        self.digits = [(value >> (BLOCK_BITS * b)) & (LEAVES - 1) for b in range(BLOCKS)]
+        self.leaves: _Leaves | None = None
+
+    def base_ot_choices(self) -> list[int]:
+        """Per block and level: the side off the path to the digit's leaf."""
+        return [1 - ((digit >> (BLOCK_BITS - level)) & 1)
+                for digit in self.digits for level in range(1, BLOCK_BITS + 1)]
+
+    def receive_base_ots(self, sibling_sums: list[bytes]) -> None:
+        self.leaves = _Leaves([
+            _punctured_leaves(digit, sibling_sums[b * BLOCK_BITS:(b + 1) * BLOCK_BITS])
+            for b, digit in enumerate(self.digits)])
+
+    def extend(self, message: np.ndarray) -> np.ndarray:
+        """Rows q = t + c * Delta of the COTs whose receiver sent `message`."""
+        words = message.shape[1]
+        total, weighted = _sums(self.leaves.stretch(words), self.leaves.scratch)
+        corrected = np.vstack([np.zeros((1, words), U64), message]) ^ total
+        digit_bits = np.array([[(digit >> i) & 1 for i in range(BLOCK_BITS)]
+                               for digit in self.digits], U64)  # (BLOCKS, k)
+        rows = weighted ^ (corrected[:, None, :] * digit_bits[:, :, None])
+        return _rows_to_cots(rows.reshape(128, words))
+
+
+async def setup(channel: Channel, prg: Prg) -> tuple[CotSender, CotReceiver]:
+    """Both directions' base OTs at once: this party's sender side (towards the peer's
+    choices) and its receiver side."""
+    receiver = CotReceiver([prg.random_bytes(16).tobytes() for _ in range(BLOCKS)])
+    sender = CotSender(prg.words(2))
+    sums = await base_ots(channel, receiver.base_ot_pairs(), sender.base_ot_choices())
+    sender.receive_base_ots(sums)
+    return sender, receiver
+
+
+class PadHash:
+    """Turns COT rows into independent pads: the tweakable correlation-robust hash
+    H(i, x) = pi(pi(x) + i) + pi(x) with pi fixed-key AES (Guo, Katz, Wang, Yu, S&P 2020),
+    over whole buffers with AES-ECB. The key is public (both servers know it)."""
+
+    def __init__(self, key: bytes):
+        self._aes = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        self.scratch = Scratch()
+
+    def _permute(self, blocks: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty((len(blocks) + 1, 2), U64)  # one block of room for update_into
+        self._aes.update_into(np.ascontiguousarray(blocks).view(np.uint8), out.view(np.uint8))
+        return out[:-1]
+
+    def pads(self, rows: np.ndarray, first: int, sender: int, words: int) -> np.ndarray:
+        """(m, words) uint64 pads of (m, 2) rows: COTs number first, first + 1, ... of the
+        direction whose sender is `sender`; the tweak (number, sender, block) is never
+        repeated within a session."""
+        permuted = self._permute(rows, self.scratch.get("permuted", (len(rows) + 1, 2)))
+        blocks = -(-words // 2)
+        tweaked = self.scratch.get("tweaked", (len(rows), blocks, 2))
+        tweaked[:] = permuted[:, None, :]
+        tweaked[:, :, 0] ^= np.arange(first, first + len(rows), dtype=U64)[:, None]
+        tweaked[:, :, 1] ^= (np.arange(blocks, dtype=U64) | U64(sender << 32))[None, :]
+        out = self._permute(tweaked.reshape(-1, 2)).reshape(len(rows), blocks, 2)
+        out ^= permuted[:, None, :]
+        out = out.reshape(len(rows), 2 * blocks)
+        return out if words == 2 * blocks else np.ascontiguousarray(out[:, :words])

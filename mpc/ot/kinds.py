@@ -1,0 +1,197 @@
+"""Every correlation kind of mpc.correlations, made by the two servers with OT products.
+
+Each function runs on both servers with the same public parameters and returns this server's
+part, in the same layout as the dealer's (mpc.correlations, `assemble`). Random values a server
+draws itself come from its own Prg; a value whose bits are a server's COT choices is random
+too. Work is split into chunks of at most CHUNK_WORDS words of pads, to bound memory.
+
+Costs in COTs per element (both directions together) and correction bytes each way:
+- beaver, beaver_rows: 2 x 64 COTs; 344 bytes per word of the other factor (Gilboa);
+- matmul (m x k)(k x n): 2 x 64 COTs per entry of the factor decomposed (the cheaper one);
+  344 bytes per entry and per word of the other factor's row or column;
+- and: 2 COTs per bit, no correction (random OT);
+- dabit: 1 COT, 8 bytes; bitmul: 2 COTs, 24 bytes; edabit: 64 COTs, 344 bytes;
+- trunc: 64 COTs, 8 bytes per bit at most, narrowed by its scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpc.ot.extension import BYTES_PER_COT
+from mpc.ot.multiply import Multiplier, Side
+from mpc.prg import Prg
+
+U64 = np.uint64
+CHUNK_WORDS = 1 << 20  # pad words per products call (8 MiB: under 32 MiB, malloc recycles)
+WORD_BITS = np.arange(64)
+
+
+def _pack_words(bits: np.ndarray) -> np.ndarray:
+    """(count, 64) uint8 0/1 -> (count,) uint64, bit i of word j = bits[j, i]."""
+    return np.packbits(bits, axis=1, bitorder="little").view(U64)[:, 0]
+
+
+def _chunks(total: int, per_item: int):
+    step = max(1, CHUNK_WORDS // max(per_item, 1))
+    for start in range(0, total, step):
+        yield start, min(step, total - start)
+
+
+# ---- arithmetic products (Gilboa) ---------------------------------------------------------
+
+async def _decomposed_products(mult: Multiplier, operand_words: np.ndarray):
+    """For each item j: this server's random word y_j, whose bits are its choices, and shares
+    of y_j * x_j(peer) + y_j(peer) * x_j, where x_j = operand_words[j] (w words) is this
+    server's factor. Returns (y, shares (items, w))."""
+    items, width = operand_words.shape
+    side = Side(items, 64, width, WORD_BITS)
+    send_cots, receive_cots = await mult.take(side.count, side.count)
+    mine, got = await mult.products(send_cots, side, operand_words[:, None, :], None,
+                                    receive_cots, side)
+    cross = mine.sum(axis=1, dtype=U64) + got.sum(axis=1, dtype=U64)
+    return _pack_words(receive_cots.choices.reshape(items, 64)), cross
+
+
+async def row_triples(mult: Multiplier, prg: Prg, rows: int, n: int):
+    """a (n), B (rows x n), C = a * B row by row: a's bits are choices, B is drawn."""
+    a, b, c = np.empty(n, U64), np.empty((rows, n), U64), np.empty((rows, n), U64)
+    for start, count in _chunks(n, 64 * rows):
+        part = slice(start, start + count)
+        b[:, part] = prg.words((rows, count))
+        a[part], cross = await _decomposed_products(mult, b[:, part].T)
+        c[:, part] = a[part][None, :] * b[:, part] + cross.T
+    return a, b, c
+
+
+async def beaver(mult: Multiplier, prg: Prg, shape):
+    n = int(np.prod(shape, dtype=np.int64))
+    a, b, c = await row_triples(mult, prg, 1, n)
+    return a.reshape(shape), b[0].reshape(shape), c[0].reshape(shape)
+
+
+async def _right_decomposed_matmul(mult: Multiplier, prg: Prg, m: int, k: int, n: int):
+    """L (m x k) drawn, R (k x n) from choices, C = L @ R: entry R[j, l] times column L[:, j]
+    for every (j, l), by Gilboa products of m words."""
+    left = prg.words((m, k))
+    right = np.empty(k * n, U64)
+    cross = np.zeros((n, m), U64)
+    for start, count in _chunks(k * n, 64 * m):
+        entries = np.arange(start, start + count)
+        right[entries], shares = await _decomposed_products(mult, left.T[entries // n])
+        np.add.at(cross, entries % n, shares)
+    right = right.reshape(k, n)
+    return left, right, np.matmul(left, right) + cross.T
+
+
+async def matrix_triples(mult: Multiplier, prg: Prg, m: int, k: int, n: int):
+    """A (m x k), B (k x n), C = A @ B, decomposing whichever factor costs fewer bytes."""
+    per_cot = 64 * BYTES_PER_COT
+    if k * n * (per_cot + 43 * m) <= m * k * (per_cot + 43 * n):
+        return await _right_decomposed_matmul(mult, prg, m, k, n)
+    right_t, left_t, product_t = await _right_decomposed_matmul(mult, prg, n, k, m)
+    return left_t.T.copy(), right_t.T.copy(), product_t.T.copy()
+
+
+# ---- bits ---------------------------------------------------------------------------------
+
+async def and_triples(mult: Multiplier, shape):
+    """a, b, c packed 64 to a word with c = a & b: a's bits from this server's random OTs as
+    sender, b's from its choices, and a(peer) * b, a * b(peer) from the random OTs."""
+    words = int(np.prod(shape, dtype=np.int64))
+    out = np.empty((3, words), U64)
+    for start, count in _chunks(words, 64):
+        x, s, c, r = await mult.random_bits(64 * count)
+        triple = [x, c, (x & c) ^ s ^ r]
+        for row, bits in enumerate(triple):
+            out[row, start:start + count] = _pack_words(bits.reshape(count, 64))
+    return tuple(row.reshape(shape) for row in out)
+
+
+async def _shared_bits(mult: Multiplier, party: int, prg: Prg, count: int, shifts: np.ndarray):
+    """count x len(shifts) random bits, XOR-shared, and additive shares of bit i * 2^shift_i.
+
+    Bit i of element e is made in direction (e if one bit per element, else i) % 2: its sender
+    draws its share r_s, and the products give shares of (r_s ^ c) = r_s + c * (1 - 2 r_s)
+    for the receiver's choice c. A correction scaled by 2^s needs only 64 - s bits."""
+    per = len(shifts)
+    if per == 1:  # alternate elements between the directions
+        mine = np.arange(count) % 2 == party
+        sending = Side(int(mine.sum()), 1, 1, shifts)
+        receiving = Side(count - sending.items, 1, 1, shifts)
+    else:  # alternate bits
+        mine = np.arange(per) % 2 == party
+        sending = Side(count, int(mine.sum()), 1, shifts[mine])
+        receiving = Side(count, per - sending.positions, 1, shifts[~mine])
+    send_cots, receive_cots = await mult.take(sending.count, receiving.count)
+    drawn = prg.bits(sending.count).astype(U64).reshape(sending.shape)
+    sent, got = await mult.products(send_cots, sending, U64(1) - U64(2) * drawn, drawn,
+                                    receive_cots, receiving)
+    choices = receive_cots.choices.reshape(receiving.shape[:2])
+    bits, scaled = np.empty((count, per), np.uint8), np.empty((count, per), U64)
+    if per == 1:
+        bits[mine, 0], bits[~mine, 0] = drawn[:, 0, 0], choices[:, 0]
+        scaled[mine, 0], scaled[~mine, 0] = sent[:, 0, 0], got[:, 0, 0]
+    else:
+        bits[:, mine], bits[:, ~mine] = drawn[:, :, 0], choices
+        scaled[:, mine], scaled[:, ~mine] = sent[:, :, 0], got[:, :, 0]
+    return bits, scaled
+
+
+async def dabits(mult: Multiplier, party: int, prg: Prg, count: int):
+    """Random bits as XOR shares (uint8) and additive shares (uint64)."""
+    bits, arith = await _shared_bits(mult, party, prg, count, np.zeros(1, np.int64))
+    return bits[:, 0], arith[:, 0]
+
+
+async def edabits(mult: Multiplier, party: int, prg: Prg, shape):
+    """Random words as XOR shares and additive shares."""
+    n = int(np.prod(shape, dtype=np.int64))
+    words, arith = np.empty(n, U64), np.empty(n, U64)
+    for start, count in _chunks(n, 64):
+        bits, scaled = await _shared_bits(mult, party, prg, count, WORD_BITS)
+        words[start:start + count] = _pack_words(bits)
+        arith[start:start + count] = scaled.sum(axis=1, dtype=U64)
+    return words.reshape(shape), arith.reshape(shape)
+
+
+async def truncation_pairs(mult: Multiplier, party: int, prg: Prg, shape, frac_bits: int):
+    """Shares of a random r, of msb(r) and of (r mod 2^63) >> f, from its 64 shared bits:
+    bit i is made scaled by 2^i below f, 2^(i - f) from f to 62 (then scaled up for r) and
+    1 for bit 63."""
+    f = frac_bits
+    shifts = np.concatenate([np.arange(f), np.arange(63 - f), [0]])
+    n = int(np.prod(shape, dtype=np.int64))
+    out = np.empty((3, n), U64)
+    for start, count in _chunks(n, 64):
+        _, scaled = await _shared_bits(mult, party, prg, count, shifts)
+        low = scaled[:, f:63].sum(axis=1, dtype=U64)
+        msb = scaled[:, 63]
+        r = scaled[:, :f].sum(axis=1, dtype=U64) + (low << U64(f)) + (msb << U64(63))
+        out[:, start:start + count] = r, msb, low
+    return tuple(row.reshape(shape) for row in out)
+
+
+async def bit_triples(mult: Multiplier, party: int, prg: Prg, count: int):
+    """Random bits r (XOR shares: this server's choices), random beta, and additive shares of
+    r and of gamma = r * beta. In direction 0 server 0 offers (r0 ^ c) * (1, beta0); in
+    direction 1 server 1 offers (r1 ^ c) * beta1."""
+    out_bits, beta = np.empty(count, np.uint8), np.empty(count, U64)
+    r_arith, gamma = np.empty(count, U64), np.empty(count, U64)
+    widths = (2, 1) if party == 0 else (1, 2)
+    for start, size in _chunks(count, 2):
+        part = slice(start, start + size)
+        send_cots, receive_cots = await mult.take(size, size)
+        bits = receive_cots.choices.astype(U64)[:, None, None]
+        beta[part] = prg.words(size)
+        factors = np.stack([np.ones(size, U64), beta[part]], axis=1)[:, None, 2 - widths[0]:]
+        mine, got = await mult.products(
+            send_cots, Side(size, 1, widths[0]), (U64(1) - U64(2) * bits) * factors,
+            bits * factors, receive_cots, Side(size, 1, widths[1]))
+        mine, got = mine[:, 0], got[:, 0]
+        out_bits[part] = receive_cots.choices
+        if party == 0:  # mine: (r, r * beta0); got: r * beta1
+            r_arith[part], gamma[part] = mine[:, 0], mine[:, 1] + got[:, 0]
+        else:  # got: (r, r * beta0); mine: r * beta1
+            r_arith[part], gamma[part] = got[:, 0], got[:, 1] + mine[:, 0]
+    return out_bits, beta, r_arith, gamma

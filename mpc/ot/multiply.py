@@ -1,0 +1,148 @@
+"""OT multiplication: from COTs to shares of products, in one message each way.
+
+For a COT with choice c (receiver) and rows q = t + c * Delta (sender), the pads
+p0 = H(q), p1 = H(q + Delta) (sender) and H(t) = p_c (receiver) are independent random words
+(PadHash). To share c * D for a vector D of the sender's, plus an offset M of the sender's,
+the sender sends tau = p0 - p1 + D and keeps M - p0; the receiver takes p_c + c * tau, which is
+p0 (c = 0) or p0 + D (c = 1). tau hides D behind p1, which the receiver cannot compute; the
+sender learns nothing of c. Columns may be XOR shares instead (tau = p0 ^ p1 ^ D, and so on).
+
+Gilboa's product of a word y (the receiver's, bit i = choice i) by a vector x (the sender's)
+is 64 such products with D = x, each scaled by 2^i; a correction scaled by 2^s is only needed
+modulo 2^(64 - s), so it goes on the wire in 8, 4, 2 or 1 bytes (344 bytes per 64-bit word
+instead of 512).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpc.link import Channel
+from mpc.ot.extension import PadHash
+from mpc.ot.pool import Cots, CotPool
+
+U64 = np.uint64
+WIDTH_CLASSES = ((32, U64), (48, np.uint32), (56, np.uint16), (64, np.uint8))  # shift below
+
+
+@dataclass(frozen=True)
+class Side:
+    """One direction of a batch of products, laid out (items, positions, width): `width`
+    words per product, each position scaled by 2^shifts[position] (None: no scaling), and
+    which of the width columns hold XOR shares (None: all additive)."""
+
+    items: int
+    positions: int
+    width: int
+    shifts: np.ndarray | None = None  # (positions,)
+    xor: np.ndarray | None = None  # (width,) bool
+
+    @property
+    def count(self) -> int:
+        return self.items * self.positions
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.items, self.positions, self.width
+
+
+def _classes(shifts: np.ndarray):
+    """Positions grouped by the bytes their corrections need: (positions, dtype)."""
+    lower = 0
+    for upper, dtype in WIDTH_CLASSES:
+        yield np.flatnonzero((shifts >= lower) & (shifts < upper)), dtype
+        lower = upper
+
+
+def narrow(tau: np.ndarray, shifts: np.ndarray | None) -> list[np.ndarray]:
+    """Corrections (items, positions, width) in as few bytes as their scaling allows."""
+    if shifts is None:
+        return [tau]
+    return [tau[:, columns] if dtype is U64 else tau[:, columns].astype(dtype).view(np.uint8)
+            for columns, dtype in _classes(shifts)]
+
+
+def widen(parts: list[np.ndarray], side: Side) -> np.ndarray:
+    if side.shifts is None:
+        (tau,) = parts
+        return tau.reshape(side.shape)
+    tau = np.empty(side.shape, U64)
+    for part, (columns, dtype) in zip(parts, _classes(side.shifts)):
+        tau[:, columns] = part.view(dtype).reshape(side.items, len(columns), side.width)
+    return tau
+
+
+def _split(xor: np.ndarray | None, additive, boolean) -> np.ndarray:
+    """additive() on additive columns (the last axis), boolean() on XOR columns."""
+    if xor is None or not xor.any():
+        return additive()
+    out = additive()
+    out[..., xor] = boolean()[..., xor]
+    return out
+
+
+class Multiplier:
+    """OT products with the peer, from the COT pool, on the "ot-correlate" channel."""
+
+    def __init__(self, pool: CotPool, channel: Channel, pad_hash: PadHash):
+        self.pool = pool
+        self.channel = channel
+        self.pad_hash = pad_hash
+
+    def _pads(self, cots: Cots, width: int, flip: bool = False) -> np.ndarray:
+        rows = cots.rows ^ cots.delta if flip else cots.rows
+        return self.pad_hash.pads(rows, cots.first, cots.sender, width)
+
+    async def take(self, sending: int, receiving: int) -> tuple[Cots, Cots]:
+        return await self.pool.take(sending, receiving)
+
+    def sender_pads(self, cots: Cots, width: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._pads(cots, width), self._pads(cots, width, flip=True)
+
+    def receiver_pads(self, cots: Cots, width: int) -> np.ndarray:
+        return self._pads(cots, width)
+
+    def chosen(self, cots: Cots, flips: np.ndarray) -> Cots:
+        """The sender's COTs after the receiver asked for choices c ^ flips instead of its
+        random c (it sends flips = wanted ^ c, which reveal nothing: c is uniform)."""
+        rows = cots.rows ^ (flips.astype(U64)[:, None] * np.atleast_2d(cots.delta))
+        return Cots(rows, None, cots.first, cots.sender, cots.delta)
+
+    async def products(self, send_cots: Cots, sending: Side, correlation, offset,
+                       receive_cots: Cots, receiving: Side):
+        """Shares of c * correlation + offset over this server's sending COTs (c the peer's
+        choices), and of the peer's products over its receiving COTs (c its own choices, which
+        a caller may have used to build its correlation). correlation and offset (or None for
+        zero) broadcast to sending.shape. Returns (shares as sender, shares as receiver),
+        shaped like their sides. The peer calls this with the two sides swapped."""
+        pad0 = self._pads(send_cots, sending.width).reshape(sending.shape)
+        pad1 = self._pads(send_cots, sending.width, flip=True).reshape(sending.shape)
+        correlation = U64(0) if correlation is None else correlation
+        offset = U64(0) if offset is None else offset
+        tau = _split(sending.xor, lambda: pad0 - pad1 + correlation,
+                     lambda: pad0 ^ pad1 ^ correlation)
+        mine = _split(sending.xor, lambda: offset - pad0, lambda: offset ^ pad0)
+        await self.channel.send(*narrow(tau, sending.shifts))
+        theirs = widen(await self.channel.recv(), receiving)
+        pad = self._pads(receive_cots, receiving.width).reshape(receiving.shape)
+        chosen = receive_cots.choices.astype(U64).reshape(receiving.shape[:2] + (1,)) * theirs
+        got = _split(receiving.xor, lambda: pad + chosen, lambda: pad ^ chosen)
+        if sending.shifts is not None:
+            mine <<= sending.shifts.astype(U64)[None, :, None]
+        if receiving.shifts is not None:
+            got <<= receiving.shifts.astype(U64)[None, :, None]
+        return mine, got
+
+    async def random_bits(self, count: int):
+        """Random OTs on bits, no message: as sender, random bits x and shares s; as receiver,
+        choices c and shares r, with s ^ r = x * c across the two servers' directions.
+        Returns (x, s, c, r) as uint8 0/1 arrays."""
+        send_cots, receive_cots = await self.pool.take(count, count)
+        pad0 = self._pads(send_cots, 1)[:, 0]
+        pad1 = self._pads(send_cots, 1, flip=True)[:, 0]
+        pad = self._pads(receive_cots, 1)[:, 0]
+        one = U64(1)
+        return (((pad0 ^ pad1) & one).astype(np.uint8), (pad0 & one).astype(np.uint8),
+                receive_cots.choices, (pad & one).astype(np.uint8))

@@ -1,0 +1,119 @@
+"""OtSource: correlated randomness made by server 0 and server 1 between themselves.
+
+Opening a source (once per job) runs fresh base OTs in both directions and agrees on a fresh
+public key for the pad hash, so nothing carries over from one job to the next; then background
+tasks keep extending COTs (pool.py) on the channels "ot-extend-0" and "ot-extend-1" while the
+online protocol runs. Correlations are made in request order (CorrelationSource) on the
+"ot-correlate" channel, from those COTs. Per kind, the source counts what it made and what it
+cost, for `twofold bench mpc --correlations ot`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+
+from mpc.accounting import Accounting
+from mpc.correlation_source import CorrelationSource, Request
+from mpc.correlations import KINDS
+from mpc.link import PeerLink
+from mpc.ot import benes, kinds
+from mpc.ot.extension import BYTES_PER_COT, PadHash, setup
+from mpc.ot.multiply import Multiplier
+from mpc.ot.pool import DEFAULT_CAPACITY, CotPool
+from mpc.ot.store import CotStore, agree_on_stored
+from mpc.prg import Prg
+
+
+@dataclass
+class KindCosts:
+    requests: int = 0
+    elements: int = 0
+    cots_sent: int = 0  # COTs in which this server was the sender
+    cots_received: int = 0  # ... the receiver (it sent their extension message)
+    correction_bytes: int = 0  # sent on the correlate channel
+    extension_bytes: float = 0.0  # this server's extension messages for its received COTs
+    seconds: float = 0.0
+
+
+class OtSource(CorrelationSource):
+    """Correlations from OT with the peer; no third party."""
+
+    def __init__(self, link: PeerLink, accounting: Accounting,
+                 capacity: int = DEFAULT_CAPACITY, store: CotStore | None = None):
+        super().__init__(accounting)
+        self.store = store  # COTs made in idle time, used before any made in the job
+        self.party_id = link.party_id
+        self.correlate_channel = link.channel("ot-correlate")
+        self.extend_channels = (link.channel("ot-extend-0"), link.channel("ot-extend-1"))
+        self.capacity = capacity
+        self.prg = Prg.fresh()  # this server's own randomness for its parts
+        self.costs: dict[str, KindCosts] = {}
+        self.pool: CotPool | None = None
+        self._mult: Multiplier | None = None
+        self._extending: list[asyncio.Task] = []
+
+    async def open(self) -> None:
+        with self.accounting.offline():
+            sender, receiver = await setup(self.correlate_channel, self.prg)
+            mine = self.prg.random_bytes(16)
+            (theirs,) = await self.correlate_channel.exchange(mine)
+            stored = await agree_on_stored(self.correlate_channel, self.store)
+        self.pool = CotPool(self.extend_channels, self.party_id, sender, receiver,
+                            self.capacity, self.store, stored)
+        self._mult = Multiplier(self.pool, self.correlate_channel,
+                                PadHash((mine ^ theirs).tobytes()))
+        loop = asyncio.get_running_loop()
+        self._extending = [loop.create_task(task) for task in self.pool.tasks()]
+
+    async def stop(self) -> None:
+        await super().stop()
+        for task in self._extending:
+            task.cancel()
+        await asyncio.gather(*self._extending, return_exceptions=True)
+        self._extending = []
+
+    def cost_report(self) -> dict:
+        return {kind: asdict(cost) for kind, cost in self.costs.items()}
+
+    async def _produce(self, batch: list[Request]) -> list[tuple]:
+        return [await self._make(kind, params) for kind, params in batch]
+
+    async def _make(self, kind: str, params: dict) -> tuple:
+        cost = self.costs.setdefault(kind, KindCosts())
+        sent, received = self.pool.sending.taken, self.pool.receiving.taken
+        bytes_before, start = self.correlate_channel.bytes_sent, time.perf_counter()
+        value = await self._dispatch(kind, params)
+        cost.requests += 1
+        cost.elements += KINDS[kind].elements(params)
+        cost.cots_sent += self.pool.sending.taken - sent
+        cost.cots_received += self.pool.receiving.taken - received
+        cost.extension_bytes = cost.cots_received * BYTES_PER_COT
+        cost.correction_bytes += self.correlate_channel.bytes_sent - bytes_before
+        cost.seconds += time.perf_counter() - start
+        return value
+
+    async def _dispatch(self, kind: str, params: dict) -> tuple:
+        mult, party, prg = self._mult, self.party_id, self.prg
+        if kind == "beaver":
+            return await kinds.beaver(mult, prg, tuple(params["shape"]))
+        if kind == "beaver_rows":
+            return await kinds.row_triples(mult, prg, params["rows"], params["n"])
+        if kind == "matmul":
+            return await kinds.matrix_triples(mult, prg, *params["dims"])
+        if kind == "and":
+            return await kinds.and_triples(mult, tuple(params["shape"]))
+        if kind == "dabit":
+            return await kinds.dabits(mult, party, prg, params["shape"][0])
+        if kind == "bitmul":
+            return await kinds.bit_triples(mult, party, prg, params["shape"][0])
+        if kind == "edabit":
+            return await kinds.edabits(mult, party, prg, tuple(params["shape"]))
+        if kind == "trunc":
+            return await kinds.truncation_pairs(mult, party, prg, tuple(params["shape"]),
+                                                params["frac_bits"])
+        if kind == "permute":
+            return await benes.permutation_masks(mult, party, prg, params["n"],
+                                                 params["columns"], params["permuter"])
+        raise ValueError(f"unknown correlation kind {kind!r}")

@@ -1,0 +1,64 @@
+"""What each correlation kind must satisfy, checked on both servers' parts (test-only: a test
+may put the two halves together; no server ever does). Shared by the dealer's and the OT
+source's tests."""
+
+import numpy as np
+
+U64 = np.uint64
+PARAMS = {  # sizes chosen off word and power-of-two boundaries
+    "beaver": [{"shape": [50]}, {"shape": [3, 7]}],
+    "beaver_rows": [{"rows": 3, "n": 20}],
+    "and": [{"shape": [3, 7]}],
+    "matmul": [{"dims": [4, 5, 3]}, {"dims": [2, 30, 40]}],
+    "dabit": [{"shape": [70]}],
+    "bitmul": [{"shape": [70]}],
+    "edabit": [{"shape": [40]}],
+    "trunc": [{"shape": [60], "frac_bits": 16}, {"shape": [5], "frac_bits": 40}],
+    "permute": [{"n": 30, "columns": "axa", "permuter": 1}, {"n": 1, "columns": "x", "permuter": 0},
+                {"n": 64, "columns": "a", "permuter": 0}],
+}
+
+
+def _bits(values):
+    assert values.dtype == np.uint8 and set(np.unique(values).tolist()) <= {0, 1}
+    return values
+
+
+def check(kind: str, params: dict, part0: tuple, part1: tuple) -> None:
+    """Assert that server 0's and server 1's parts form a correct correlation of `kind`."""
+    if kind in ("beaver", "beaver_rows", "matmul"):
+        (a0, b0, c0), (a1, b1, c1) = part0, part1
+        product = {"beaver": np.multiply, "matmul": np.matmul,
+                   "beaver_rows": lambda a, b: a[None, :] * b}[kind]
+        assert np.array_equal(product(a0 + a1, b0 + b1), c0 + c1)
+    elif kind == "and":
+        (a0, b0, c0), (a1, b1, c1) = part0, part1
+        assert a0.shape == tuple(params["shape"])
+        assert np.array_equal((a0 ^ a1) & (b0 ^ b1), c0 ^ c1)
+    elif kind == "dabit":
+        (r0, ra0), (r1, ra1) = part0, part1
+        assert np.array_equal((_bits(r0) ^ _bits(r1)).astype(U64), ra0 + ra1)
+    elif kind == "bitmul":
+        (r0, beta0, ra0, g0), (r1, beta1, ra1, g1) = part0, part1
+        r = (_bits(r0) ^ _bits(r1)).astype(U64)
+        assert np.array_equal(r, ra0 + ra1) and np.array_equal(r * (beta0 + beta1), g0 + g1)
+    elif kind == "edabit":
+        (r0, ra0), (r1, ra1) = part0, part1
+        assert np.array_equal(r0 ^ r1, ra0 + ra1)
+    elif kind == "trunc":
+        (r0, m0, l0), (r1, m1, l1) = part0, part1
+        r, f = r0 + r1, params["frac_bits"]
+        assert np.array_equal(m0 + m1, r >> U64(63))
+        assert np.array_equal(l0 + l1, (r & U64(2**63 - 1)) >> U64(f))
+    elif kind == "permute":
+        n, columns = params["n"], params["columns"]
+        helper, permuter = (part0, part1) if params["permuter"] == 1 else (part1, part0)
+        (a, b), (perm, delta) = helper, permuter
+        assert sorted(perm.tolist()) == list(range(n))  # a permutation, of the permuter's
+        assert a.shape == b.shape == delta.shape == (len(columns), n)
+        moved = a[:, perm]
+        for row, column in enumerate(columns):
+            expected = moved[row] - b[row] if column == "a" else moved[row] ^ b[row]
+            assert np.array_equal(delta[row], expected)
+    else:
+        raise AssertionError(f"no check for {kind}")

@@ -1,0 +1,148 @@
+"""OT mode: the servers make every correlation between themselves. Each kind is checked on
+both servers' parts; the building blocks (base OTs, extension, switching network) against
+their definitions; and nothing is reused, within a job or across jobs."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from mpc.correlations import KINDS
+from mpc.ot.base import base_ots
+from mpc.ot.benes import _apply_plain, network_size, route
+from mpc.ot.extension import setup
+from mpc.prg import Prg
+from tests.correlation_checks import PARAMS, check
+from tests.harness import run_pair
+
+U64 = np.uint64
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_made_by_ot_holds(kind):
+    async def program(party):
+        return [await party.corr.get(kind, **params) for params in PARAMS[kind]]
+
+    made0, made1 = run_pair(program, source="ot")
+    for params, part0, part1 in zip(PARAMS[kind], made0, made1):
+        check(kind, params, part0, part1)
+
+
+def test_large_requests_are_made_in_chunks():
+    """Requests bigger than one chunk of pads, and than the first extension batches."""
+    requests = [("beaver", {"shape": [40000]}), ("and", {"shape": [40000]}),
+                ("trunc", {"shape": [40000], "frac_bits": 16}),
+                ("permute", {"n": 3000, "columns": "ax", "permuter": 0})]
+
+    async def program(party):
+        return [await party.corr.get(kind, **params) for kind, params in requests]
+
+    made0, made1 = run_pair(program, source="ot", timeout_s=60)
+    for (kind, params), part0, part1 in zip(requests, made0, made1):
+        check(kind, params, part0, part1)
+
+
+def test_base_ots_deliver_the_chosen_message_only():
+    count = 40
+
+    async def program(party):
+        prg = Prg.fresh()
+        pairs = [(prg.random_bytes(16).tobytes(), prg.random_bytes(16).tobytes())
+                 for _ in range(count)]
+        choices = prg.bits(count).tolist()
+        got = await base_ots(party.link.channel("ot-correlate"), pairs, choices)
+        return pairs, choices, got
+
+    (pairs0, choices0, got0), (pairs1, choices1, got1) = run_pair(program)
+    for pairs, choices, got in ((pairs0, choices1, got1), (pairs1, choices0, got0)):
+        assert got == [pair[choice] for pair, choice in zip(pairs, choices)]
+        assert all(g != pair[1 - c] for pair, c, g in zip(pairs, choices, got))
+
+
+def test_extension_gives_correlated_ots_with_a_secret_delta():
+    async def program(party):
+        sender, receiver = await setup(party.link.channel("ot-correlate"), Prg.fresh())
+        channel = party.link.channel("ot-extend-0")
+        batches = []
+        for words in (1, 3, 256):
+            if party.id == 1:
+                message, rows, choices = receiver.extend(words)
+                await channel.send(message)
+                batches.append((rows, choices))
+            else:
+                (message,) = await channel.recv()
+                batches.append(sender.extend(message))
+        return sender.delta, batches
+
+    (delta0, sent), (_, received) = run_pair(program)
+    for q, (t, choices) in zip(sent, received):
+        assert np.array_equal(q, t ^ (choices.astype(U64)[:, None] * delta0[None, :]))
+    choices = np.concatenate([c for _, c in received])
+    assert 0.45 < choices.mean() < 0.55 and len(choices) == 64 * 260
+    assert not (np.concatenate(sent) == delta0).all(axis=1).any()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 100, 1000])
+def test_benes_network_routes_every_permutation(n):
+    prg = Prg.fresh()
+    size, depth = network_size(n)
+    perms = [prg.permutation(n) for _ in range(5)] + [np.arange(n), np.arange(n)[::-1]]
+    values = prg.words(size)
+    for perm in perms:
+        padded = np.concatenate([perm, np.arange(n, size)])
+        assert np.array_equal(_apply_plain(values, route(padded, depth), depth), values[padded])
+
+
+def test_consecutive_correlations_use_disjoint_ots():
+    async def program(party):
+        pool_rows = []
+        for _ in range(3):
+            await party.corr.beaver([10])
+            cots = await party.corr.pool.take(50, 50)
+            pool_rows.append(np.concatenate([cots[0].rows, cots[1].rows]))
+        return pool_rows
+
+    for rows in run_pair(program, source="ot"):
+        every = np.concatenate(rows)
+        assert len(np.unique(every, axis=0)) == len(every)
+
+
+def test_every_job_starts_from_fresh_base_ots_and_keys():
+    async def program(party):
+        source = party.corr
+        cots = await source.pool.take(64, 64)
+        return source.pool.sending.extension.delta.copy(), cots[0].rows, cots[1].rows
+
+    first, second = run_pair(program, source="ot"), run_pair(program, source="ot")
+    for server in (0, 1):
+        delta_a, sent_a, received_a = first[server]
+        delta_b, sent_b, received_b = second[server]
+        assert not np.array_equal(delta_a, delta_b)
+        assert not (sent_a[:, None, :] == sent_b[None, :, :]).all(axis=2).any()
+        assert not (received_a[:, None, :] == received_b[None, :, :]).all(axis=2).any()
+
+
+@pytest.mark.parametrize("source", ["dealer", "ot"])
+def test_prefetched_plan_is_made_before_the_run_and_within_budget(source):
+    """prefetch + produced() makes a whole plan ahead; then the run waits for nothing. With a
+    small budget the producer stops ahead of use instead of making everything."""
+    plan = [("beaver", {"shape": [3000]}), ("and", {"shape": [500]}),
+            ("trunc", {"shape": [2000], "frac_bits": 16})] * 3
+
+    async def program(party):
+        source = party.corr
+        source.prefetch(plan)
+        await source.produced()
+        assert all(pending.value.done() for pending in source._announced)
+        made = [await source.get(kind, **params) for kind, params in plan]
+        source.budget_elements = 10000
+        source.prefetch(plan)
+        await asyncio.sleep(0.5)
+        ahead = sum(pending.value.done() for pending in source._announced)
+        made += [await source.get(kind, **params) for kind, params in plan]
+        return made, ahead
+
+    (made0, ahead0), (made1, ahead1) = run_pair(program, source=source)
+    for (kind, params), part0, part1 in zip(plan * 2, made0, made1):
+        check(kind, params, part0, part1)
+    assert 1 <= ahead0 < len(plan) and 1 <= ahead1 < len(plan)
