@@ -82,8 +82,7 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
             sums = await logistic_counts(party, score, label, root.valid)
         else:
             sums = await linear_sums(party, score, label, root.valid, (low, high),
-                                     classes=column_type(schema, section.label).type
-                                     in ("integer", "boolean"))
+                                     classes=section.classes)
         counts = await statistics(party, root, [], {},
                                   {table: root.column(key) for table, key in entities.items()})
     values = {"count": counts["count"], **sums}
@@ -180,6 +179,11 @@ async def execute(party: Party, spec: JobSpec, schema: Schema,
         with party.stage("predicate"):
             keep = await spec.where.evaluate(party, root.columns)
             root = SharedTable(root.columns, await mul(party, root.valid, keep))
+    if spec.derived:
+        with party.stage("features"):  # each feature and the label, under its own text
+            root = SharedTable({**root.columns, **{
+                expression.text: await expression.evaluate_fixed(party, root.columns)
+                for expression in spec.derived}}, root.valid)
     if spec.kind == "train":
         return await _train(party, spec, root, rules)
     if spec.kind == "predict":
