@@ -27,14 +27,16 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from ml.dp import NOISE_TAILS, Privacy, PrivacyError, calibrate_statistics
 from ml.features import FeatureRangeError, scaling_for
 from ml.pipeline import TrainSpec
 from ml.sgd import Hyper, step_constant
 from mpc.ring import PrecisionError
-from owners.schema import Schema, exact
+from owners.schema import Schema, exact, null_flag
 from servers.storage import ID_PATTERN
 from sorting_join.aggregate import Aggregate
 from sorting_join.plan import JoinPlan, PlanError, plan_join
@@ -84,6 +86,25 @@ class PredictSection:
     noise: Privacy | None = None  # metrics only
 
 
+@dataclass(frozen=True)
+class Nulls:
+    """What a job does with the missing cells of the nullable columns it reads: a row with a
+    missing cell in a `drop` column leaves the join (obliviously); an `impute` column's missing
+    cells take a public value (its ring code)."""
+
+    drop: tuple[str, ...] = ()
+    impute: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def flags(self) -> set[str]:
+        return {flag_of(c) for c in (*self.drop, *(c for c, _ in self.impute))}
+
+
+def flag_of(column: str) -> str:
+    table, _, name = column.partition(".")
+    return f"{table}.{null_flag(name)}"
+
+
 Section = RowsSection | AggregateSection | StatisticsSection | TrainSpec | PredictSection
 KIND_OF = {RowsSection: "rows", AggregateSection: "aggregate", StatisticsSection: "statistics",
            TrainSpec: "train", PredictSection: "predict"}
@@ -98,6 +119,7 @@ class JobSpec:
     section: Section
     private_key: str | None = None  # DP: qualified primary key of the primary private table
     derived: tuple[Expression, ...] = ()  # features and label, computed after the join
+    nulls: Nulls = Nulls()
 
     @property
     def hash(self) -> str:
@@ -158,7 +180,7 @@ class JobSpec:
         for expression in self.derived:
             needed |= expression.columns
         needed |= {self.private_key} if self.private_key else set()
-        return needed | (self.where.columns if self.where else set())
+        return needed | (self.where.columns if self.where else set()) | self.nulls.flags
 
 
 def _line_of(text: str, needle: str) -> str:
@@ -286,7 +308,46 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
         section, private_key, derived = _parse_training(check, schema, plan, body)
     else:
         section, private_key, derived = _parse_prediction(check, schema, plan, body)
-    return JobSpec(text, tuple(recipients), plan, where, section, private_key, derived)
+    spec = JobSpec(text, tuple(recipients), plan, where, section, private_key, derived)
+    return replace(spec, nulls=_nulls(check, schema, job, spec.needed_columns()))
+
+
+def _nulls(check: _Checker, schema: Schema, job: dict, used: set[str]) -> Nulls:
+    """nulls = "drop" (the default) or "impute", with impute = { column = value } for every
+    nullable column the job reads."""
+    nullable = sorted(c for c in used if not c.partition(".")[2].startswith("_")
+                      and column_type(schema, c).nullable)
+    mode, values = job.get("nulls", "drop"), job.get("impute", {})
+    if mode not in ("drop", "impute"):
+        check.fail("nulls", 'nulls must be "drop" or "impute"')
+    if not isinstance(values, dict) or (values and mode != "impute"):
+        check.fail("impute", 'impute = { "table.column" = value, ... } goes with '
+                             'nulls = "impute"')
+    if mode == "drop":
+        return Nulls(drop=tuple(nullable))
+    for name in values:
+        if name not in nullable:
+            check.fail(name, f"{name!r} is not a nullable column this job reads")
+    missing = [c for c in nullable if c not in values]
+    if missing:
+        check.fail("impute", f"nulls = \"impute\" needs a value for {', '.join(missing)}")
+    return Nulls(impute=tuple((c, _impute_code(check, schema, c, values[c])) for c in nullable))
+
+
+def _impute_code(check: _Checker, schema: Schema, name: str, value) -> int:
+    """The ring code of a public value for a missing cell: in the column's declared range or
+    vocabulary."""
+    column = column_type(schema, name)
+    if column.type == "categorical":
+        if value not in column.values:
+            check.fail(name, f"impute value {value!r} is not in {name}'s vocabulary")
+        return column.values.index(value)
+    if isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, (int, float)) or not column.min <= value <= column.max:
+        check.fail(name, f"impute value {value!r} must be a number in {name}'s range "
+                         f"[{exact(column.min)}, {exact(column.max)}]")
+    return int(schema.fixed.encode(value).view(np.int64))
 
 
 def _parse_aggregate(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
