@@ -18,8 +18,8 @@ from rich.table import Table
 
 from cli import oulad, tpch
 from mpc.bench import OPS
-from mpc.session import CORRELATIONS
 from mpc.prg import Prg
+from mpc.session import CORRELATIONS
 from owners.policy import ANYONE, OUTPUT_KINDS, Policy
 from owners.prepare import prepare
 from owners.schema import load_schema

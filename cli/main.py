@@ -16,14 +16,13 @@ from cli.server import server_app
 from mpc.curve import generate_keypair
 from mpc.dealer import Dealer
 from mpc.errors import MpcError
+from owners.policy import PolicyError
 from owners.predicate import PredicateError
 from owners.read import UploadError
 from owners.schema import SchemaError
 from servers.config import ConfigError, load_dealer_config
 from servers.jobspec import JobSpecError
-from owners.policy import PolicyError
 from servers.local_cluster import ProcessError
-from twofold.client import JobFailed
 from twofold.config import ClientConfigError
 
 app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",

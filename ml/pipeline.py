@@ -25,7 +25,7 @@ from ml.sgd import Hyper, poisson_batches, sequential_batches, train
 from mpc.noise import discrete_gaussian
 from mpc.party import Party
 from mpc.prg import KEY_BYTES, Prg
-from mpc.protocols.arithmetic import mul, reveal
+from mpc.protocols.arithmetic import mul
 from mpc.protocols.boolean import equal, less_than
 from mpc.protocols.scan import segmented_scan
 from mpc.protocols.shuffle import shuffle

@@ -11,8 +11,9 @@
   shuffle. Every real row then appears floor(N/|J|) or floor(N/|J|) + 1 times, and |J| is never
   opened. The first shuffle decides which rows get the extra copy: without it they would be a
   block of the input order, and a table sorted by its label (or by anything the label follows)
-  would be reweighted towards one class (measured in docs/ml.md). (The seed paper runs the network on N rows, which balances the copies only when N is
-  a power of two: with N = 100 and |J| = 33 its shift of 32 overlaps the real block.)
+  would be reweighted towards one class (measured in docs/ml.md). (The seed paper runs the
+  network on N rows, which balances the copies only when N is a power of two: with N = 100
+  and |J| = 33 its shift of 32 overlaps the real block.)
 Each network level is two rounds: a product of 0/1 flags, then one row-broadcast multiplexer
 over every column.
 """

@@ -26,7 +26,7 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ml.dp import MAX_EPSILON, Privacy, PrivacyError
+from ml.dp import Privacy, PrivacyError
 
 OUTPUT_KINDS = ("rows", "aggregate", "statistics", "model", "predictions")
 DEFAULT_OUTPUTS = ("aggregate", "statistics", "model")

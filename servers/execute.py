@@ -22,8 +22,13 @@ from mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
 from owners.schema import INDICATOR, Schema
 from servers.jobspec import JobSpec, Nulls, flag_of, plan_columns
 from servers.outputs import RELEASED, Output, OutputColumn, describe
-from servers.release import (Thresholds, release_groups, release_rows, release_statistics,
-                             release_values)
+from servers.release import (
+    Thresholds,
+    release_groups,
+    release_rows,
+    release_statistics,
+    release_values,
+)
 from servers.rules import Rules
 from sorting_join.aggregate import group_by, statistics
 from sorting_join.multiway import product, run_join
@@ -54,8 +59,7 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
     section, info = spec.section, model.info
     weights, released = (model.column(name) for name in ("weights", RELEASED))
     low, high = info["label_range"]
-    if section.noise is not None:
-        root = await keep_tau_rows(party, root, spec.private_key, section.noise.tau)
+    root = await _limit_tau(party, spec, root, section.noise)
     n = root.rows
     ones = party.public(np.full(n, party.fixed.encode(1.0)))
     with party.stage("predict"):
@@ -83,8 +87,7 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
         else:
             sums = await linear_sums(party, score, label, root.valid, (low, high),
                                      classes=section.classes)
-        counts = await statistics(party, root, [], {},
-                                  {table: root.column(key) for table, key in entities.items()})
+        counts = await statistics(party, root, [], {}, _entity_columns(root, entities))
     values = {"count": counts["count"], **sums}
     columns = {name: OutputColumn(name, "fixed" if name.startswith("sum_") else "count")
                for name in values}
@@ -108,6 +111,17 @@ def entity_keys(spec: JobSpec, tables: list[str]) -> dict[str, str]:
             if step.carries_columns and step.child in tables}
 
 
+def _entity_columns(root: SharedTable, entities: dict[str, str]) -> dict[str, np.ndarray]:
+    return {table: root.column(key) for table, key in entities.items()}
+
+
+async def _limit_tau(party: Party, spec: JobSpec, root: SharedTable, noise) -> SharedTable:
+    """Under differential privacy, at most tau real rows per primary-private tuple."""
+    if noise is None:
+        return root
+    return await keep_tau_rows(party, root, spec.private_key, noise.tau)
+
+
 def _counts_of(rules: Rules, entities: dict[str, str], root_name: str, counts: dict,
                suffix: str = "") -> Thresholds:
     """Thresholds whose counts are the named distinct counts (the plain count for the root)."""
@@ -119,17 +133,13 @@ def _counts_of(rules: Rules, entities: dict[str, str], root_name: str, counts: d
 async def _aggregate(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
                      rules: Rules, entities: dict[str, str]) -> Output:
     section = spec.section
-    ledger = None
-    if section.noise is not None:
-        root = await keep_tau_rows(party, root, spec.private_key, section.noise.tau)
-        ledger = calibrate_statistics(privacy=section.noise, histograms=[],
-                                      bounds=_bounds(schema, [a.column for a in
-                                                              section.aggregates
-                                                              if a.op == "sum"]))
+    root = await _limit_tau(party, spec, root, section.noise)
+    summed = [a.column for a in section.aggregates if a.op == "sum"]
+    ledger = None if section.noise is None else calibrate_statistics(
+        privacy=section.noise, histograms=[], bounds=_bounds(schema, summed))
     grouped = await group_by(party, root, list(section.group_by),
                              [column_type(schema, c) for c in section.group_by],
-                             list(section.aggregates),
-                             {table: root.column(key) for table, key in entities.items()})
+                             list(section.aggregates), _entity_columns(root, entities))
     names = [*section.group_by, *(a.name for a in section.aggregates)]
     thresholds = _counts_of(rules, entities, spec.plan.root, grouped.columns)
     return await release_groups(
@@ -140,14 +150,13 @@ async def _aggregate(party: Party, schema: Schema, spec: JobSpec, root: SharedTa
 async def _statistics(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
                       rules: Rules, entities: dict[str, str]) -> Output:
     section = spec.section
-    ledger = None
-    if section.noise is not None:
-        root = await keep_tau_rows(party, root, spec.private_key, section.noise.tau)
-        ledger = calibrate_statistics(privacy=section.noise, histograms=list(section.histograms),
-                                      bounds=_bounds(schema, section.columns))
+    root = await _limit_tau(party, spec, root, section.noise)
+    ledger = None if section.noise is None else calibrate_statistics(
+        privacy=section.noise, histograms=list(section.histograms),
+        bounds=_bounds(schema, section.columns))
     sizes = {c: len(column_type(schema, c).values) for c in section.histograms}
     values = await statistics(party, root, list(section.columns), sizes,
-                              {table: root.column(key) for table, key in entities.items()},
+                              _entity_columns(root, entities),
                               extremes=section.noise is None)
     thresholds = _counts_of(rules, entities, spec.plan.root, values)
     bins = {f"histogram({c})": _counts_of(rules, entities, spec.plan.root, values,

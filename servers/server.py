@@ -27,13 +27,13 @@ from mpc.accounting import Accounting
 from mpc.curve import KeyAuthenticator, make_server_socket
 from mpc.rpc import ServiceClient, ServiceError
 from owners.keys import EXACT_LIMIT
+from owners.policy import Policy, PolicyError
 from owners.schema import Schema, load_schema
 from servers.budget import BudgetLedger, check_budgets
 from servers.config import ServerConfig
 from servers.jobs import JobState, JobStore, run_job_blocking
 from servers.jobspec import JobSpec, check_sizes, parse_job_spec
 from servers.outputs import Output
-from owners.policy import Policy, PolicyError
 from servers.rules import check_job
 from servers.storage import StagedUpload, Storage, UploadRecord, check_id
 

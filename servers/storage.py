@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mpc.files import fsync_dir
+
 U64 = np.uint64
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -99,13 +101,6 @@ class UploadRecord:
             raise ValueError("upload record columns must be strings")
         return cls(**{**message, "columns": tuple(message["columns"])})
 
-
-def _fsync_dir(path: Path) -> None:
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 class StagedUpload:
@@ -200,7 +195,7 @@ class Storage:
         # failed after its move, and would block this one until a restart
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staged.folder, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         self.db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (record.upload_id, record.table_name, record.owner, record.rows,
                          record.schema_hash, record.digest, json.dumps(list(record.columns)),

@@ -25,7 +25,7 @@ CRASH_POINTS = {
     "chunk1": (StagedUpload, "append", "after", 1),  # first chunk written
     "chunk2": (StagedUpload, "append", "after", 2),  # second chunk written
     "fsync": (StagedUpload, "close_durably", "after", 1),  # files durable, still in staging
-    "rename": (servers.storage, "_fsync_dir", "before", 1),  # moved to tables/, no catalog row
+    "rename": (servers.storage, "fsync_dir", "before", 1),  # moved to tables/, no catalog row
     "record": (Storage, "commit", "after", 1),  # catalog row written, commit not acknowledged
     "activate": (Server, "_activate", "before", 1),  # an owner's activation arrived
     "peer_check": (Server, "_peer_check", "before", 1),  # the peer's question arrived

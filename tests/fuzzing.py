@@ -16,9 +16,9 @@ import msgpack
 import numpy as np
 import zmq
 
+import twofold
 from mpc.correlations import KINDS
 from mpc.curve import KeyPair, load_keypair, load_public_key
-import twofold
 from mpc.dealer import MAX_REQUEST_BYTES
 from owners.schema import load_schema
 from servers.config import load_dealer_config

@@ -11,9 +11,9 @@ import numpy as np
 
 from mpc.curve import KeyPair
 from mpc.dealer import Dealer
+from mpc.rpc import ServerAddress
 from mpc.session import Endpoints
 from owners.schema import load_schema
-from mpc.rpc import ServerAddress
 from servers.config import ServerConfig
 from servers.server import Server
 from servers.storage import Storage

@@ -36,7 +36,8 @@ def revealed(tmp_path_factory):
     (folder / "customers.csv").write_text(CUSTOMERS)
     (folder / "orders.csv").write_text(ORDERS)
     out = {}
-    with LocalCluster(timeout_s=60, schema_text=SCHEMA, owners=("alice", "bob", "carol")) as cluster:
+    owners = ("alice", "bob", "carol")
+    with LocalCluster(timeout_s=60, schema_text=SCHEMA, owners=owners) as cluster:
         cluster.start_all()
         for owner, table in (("alice", "customers"), ("bob", "orders")):
             run = twofold("owner", "upload", folder / f"{table}.csv", "--table", table, "--schema",

@@ -12,8 +12,14 @@ import zmq
 
 from mpc import wire
 from mpc.dealer import Dealer
-from mpc.errors import (DealerError, MpcError, PeerAborted, PeerTimeout, ProtocolMismatch,
-                        SettingsMismatch)
+from mpc.errors import (
+    DealerError,
+    MpcError,
+    PeerAborted,
+    PeerTimeout,
+    ProtocolMismatch,
+    SettingsMismatch,
+)
 from mpc.link import MAX_FRAME_BYTES
 from mpc.protocols.arithmetic import mul
 from mpc.session import Endpoints, open_party

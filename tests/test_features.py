@@ -14,7 +14,13 @@ from sorting_join.multiway import run_join
 from sorting_join.plan import plan_join
 from sorting_join.predicate import Expression, PredicateError
 from tests.harness import OPEN_POLICY, reconstruct
-from tests.join_harness import random_schema, random_tables, reference_join, run_on_shares, share_tables
+from tests.join_harness import (
+    random_schema,
+    random_tables,
+    reference_join,
+    run_on_shares,
+    share_tables,
+)
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import upload_file
 from twofold.client import run_job, submit_job

@@ -158,11 +158,10 @@ def test_only_recipients_fetch_outputs(deployment):
     async def scenario():
         async with running(deployment):
             await upload_file(deployment, "alice", "customers", policy=OPEN_POLICY)
-            servers = deployment.addresses()
             job = await submit_job(deployment.client("alice"), spec)
             await wait_for_job(deployment.client("carol"), job)
             with pytest.raises(ServiceError, match="not a recipient"):
-                (await fetch_result(deployment.client("alice"), job)).data
+                await fetch_result(deployment.client("alice"), job)
             return (await fetch_result(deployment.client("carol"), job)).data
 
     rows = asyncio.run(scenario())["rows"]

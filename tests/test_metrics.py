@@ -8,14 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_wine
-from sklearn.metrics import (accuracy_score, confusion_matrix, mean_absolute_error,
-                             mean_squared_error, precision_score, r2_score, recall_score)
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+)
 
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import upload_file
-from twofold.models import predict, to_sklearn
 from twofold.client import run_job
+from twofold.models import predict, to_sklearn
 
 FEATURES = ["wines.alcohol", "wines.flavanoids", "labs.color", "labs.proline"]
 
@@ -34,7 +41,8 @@ def wine():
 
 def schema_text(wine):
     def decimal(name, column):
-        return f'{name} = {{ type = "decimal", min = {wine[column].min()}, max = {wine[column].max()} }}\n'
+        low, high = wine[column].min(), wine[column].max()
+        return f'{name} = {{ type = "decimal", min = {low}, max = {high} }}\n'
     return ('[schema]\nfact = "wines"\nprimary_private = "labs"\n'
             '[tables.wines]\nowner = "alice"\nprimary_key = "id"\n'
             'foreign_keys = [{ columns = ["lab"], references = "labs" }]\n[tables.wines.columns]\n'

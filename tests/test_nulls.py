@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from mpc.rpc import ServiceError
-from owners.read import UploadError
 from owners.prepare import prepare
+from owners.read import UploadError
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import upload_file

@@ -16,8 +16,14 @@ from servers.budget import BudgetLedger
 from tests.servers_harness import make_deployment, running
 from tests.test_release import reconstruct
 from tests.test_upload import upload_file
-from twofold.client import (cancel_job, fetch_outputs, fetch_result, submit_job, table_budget,
-                            wait_for_job)
+from twofold.client import (
+    cancel_job,
+    fetch_outputs,
+    fetch_result,
+    submit_job,
+    table_budget,
+    wait_for_job,
+)
 
 # regions: north has customers 1-3 (one order each), south 4-5 (three orders each), east 6-8
 CUSTOMERS = "id,age,income,member,region\n" + "".join(
@@ -87,7 +93,8 @@ def test_rules_refuse_jobs_at_submission(deployment, customers, orders, spec, me
 
 
 def test_the_owner_alone_may_receive_by_default(deployment):
-    spec = '[job]\nrecipients = ["alice"]\ntables = ["customers"]\n[statistics]\ncolumns = ["customers.age"]\n'
+    spec = ('[job]\nrecipients = ["alice"]\ntables = ["customers"]\n[statistics]\n'
+            'columns = ["customers.age"]\n')
 
     async def scenario():
         async with running(deployment):

@@ -155,15 +155,17 @@ histogram = ["customers.region"]
 def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
     """The same checks with `twofold server run` processes, uploads and jobs by the CLI, the
     owners' rules given as a policy file and as flags."""
-    from twofold.config import load_client_config
     from servers.local_cluster import LocalCluster
     from tests.servers_harness import SCHEMA
     from tests.test_cli_jobs import twofold
+    from twofold.config import load_client_config
 
     (tmp_path / "customers.csv").write_text(CUSTOMERS)
     (tmp_path / "orders.csv").write_text(ORDERS + DANGLING)
-    (tmp_path / "rules.toml").write_text('recipients = ["carol"]\noutputs = ["rows", "aggregate"]\n')
-    with LocalCluster(timeout_s=60, schema_text=SCHEMA, owners=("alice", "bob", "carol")) as cluster:
+    (tmp_path / "rules.toml").write_text(
+        'recipients = ["carol"]\noutputs = ["rows", "aggregate"]\n')
+    owners = ("alice", "bob", "carol")
+    with LocalCluster(timeout_s=60, schema_text=SCHEMA, owners=owners) as cluster:
         cluster.start_all()
         schema = cluster.folder / "schema.toml"
         for owner, table, rules in (

@@ -18,8 +18,15 @@ from owners.upload import upload
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_release import reconstruct
-from twofold.client import (cancel_job, fetch_outputs, fetch_result, job_status, run_job,
-                            submit_job, wait_for_job)
+from twofold.client import (
+    cancel_job,
+    fetch_outputs,
+    fetch_result,
+    job_status,
+    run_job,
+    submit_job,
+    wait_for_job,
+)
 from twofold.models import predict, predict_probability
 
 FEATURES = 6

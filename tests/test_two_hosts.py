@@ -6,7 +6,6 @@ cannot be made (not root, no iproute2)."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time

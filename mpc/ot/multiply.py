@@ -21,7 +21,7 @@ import numpy as np
 
 from mpc.link import Channel
 from mpc.ot.extension import PadHash
-from mpc.ot.pool import Cots, CotPool
+from mpc.ot.pool import CotPool, Cots
 
 U64 = np.uint64
 WIDTH_CLASSES = ((32, U64), (48, np.uint32), (56, np.uint16), (64, np.uint8))  # shift below

@@ -56,7 +56,8 @@ class _Segment:
     delta: np.ndarray | None
 
     def split(self, count: int) -> tuple["_Segment", "_Segment"]:
-        cut = (lambda part: (None, None) if part is None else (part[:count], part[count:]))
+        def cut(part):
+            return (None, None) if part is None else (part[:count], part[count:])
         (rows, rows_rest), (choices, choices_rest) = cut(self.rows), cut(self.choices)
         return (_Segment(rows, choices, self.delta),
                 _Segment(rows_rest, choices_rest, self.delta))

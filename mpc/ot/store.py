@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mpc.files import fsync_dir
+
 U64 = np.uint64
 NUMBER_BITS = 23  # batches per direction and session
 SUFFIX = ".cots"
@@ -32,13 +34,6 @@ def batch_id(session: int, direction: int, number: int) -> int:
 def direction_of(identifier: int) -> int:
     return (identifier >> NUMBER_BITS) & 1
 
-
-def _fsync_dir(path: Path) -> None:
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 class CotStore:
@@ -71,7 +66,7 @@ class CotStore:
             out.flush()
             os.fsync(out.fileno())
         os.rename(partial, self._path(identifier))
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     def take(self, identifier: int) -> tuple[np.ndarray, np.ndarray]:
         """Load a batch half and delete it durably before returning it: used at most once."""
@@ -80,13 +75,13 @@ class CotStore:
             rows = np.load(source, allow_pickle=False)
             second = np.load(source, allow_pickle=False)
         path.unlink()
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         return rows, second
 
     def discard(self, identifiers) -> None:
         for identifier in identifiers:
             self._path(identifier).unlink(missing_ok=True)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
 
 async def agree_on_stored(channel, store: CotStore | None) -> list[int]:
