@@ -54,7 +54,8 @@ def decode(frames: list) -> tuple[dict[str, Any], list[np.ndarray]]:
         raise WireError(f"header announces {len(meta)} arrays, message has {len(frames) - 1}")
     arrays = []
     for entry, frame in zip(meta, frames[1:]):
-        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] in ALLOWED_DTYPES):
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                and entry[0] in ALLOWED_DTYPES):
             raise WireError(f"array description {entry!r:.100} not allowed")
         dtype = np.dtype(ALLOWED_DTYPES[entry[0]])
         shape = entry[1]

@@ -99,7 +99,7 @@ class Server:
                 client = request[0].get("User-Id")
                 try:
                     header, arrays = wire.decode(request)
-                except wire.WireError as error:
+                except Exception as error:  # whatever the bytes, the loop keeps serving
                     log.warning("refused a malformed message from %s: %s", client, error)
                     await self._send(identity, {"ok": False, "error": f"malformed message: "
                                                                       f"{error}"[:MAX_ERROR_CHARS]})

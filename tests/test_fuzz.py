@@ -52,6 +52,8 @@ CASES = [  # (who, target, frames, what the error says); each used to stop the p
                                  arrays=[["uint64", [1]], ["uint64", [1]]]), "announces 2 arrays"),
     ("alice", "server0", request({"action": "hello"}, b"",
                                  arrays=[["uint64", [2**32, 2**32]]]), "header announces"),
+    ("alice", "server0", request({"action": "hello"}, b"", arrays=[[{"a": 1}, [1]]]),
+     "not allowed"),  # a dtype that is not even hashable
     ("alice", "server0", request(begin(policy="[]")), "malformed policy"),
     ("alice", "server0", request({"action": "status", "table": [1]}), "'table' must be a string"),
     ("alice", "server0", request(begin(rows=2**64 - 1)), "'rows' must be a whole number"),
