@@ -26,7 +26,7 @@ from servers.local_cluster import LocalCluster
 from servers.server import MAX_FRAME_BYTES
 
 OWNER_ACTIONS = ("hello", "begin", "chunk", "commit", "activate", "status", "job_submit",
-                 "job_status", "job_cancel", "fetch_output")
+                 "job_status", "job_cancel", "fetch_output", "budget")
 PEER_ACTIONS = ("peer_check", "job_start")
 DEALER_ACTIONS = ("open", "get", "close")
 STATISTICS = ('[job]\nrecipients = ["alice"]\ntables = ["customers"]\n'
@@ -84,8 +84,8 @@ class Generator:
                     [self.words(rows) for _ in self.columns])
         if action in ("commit", "activate"):
             return {"action": action, "upload_id": rng.choice(self.upload_ids)}, []
-        if action == "status":
-            return {"action": "status", "table": rng.choice(["customers", "orders", "nope"])}, []
+        if action in ("status", "budget"):
+            return {"action": action, "table": rng.choice(["customers", "orders", "nope"])}, []
         if action == "job_submit":
             job_id = self.ident()
             self.job_ids = (self.job_ids + [job_id])[-8:]
