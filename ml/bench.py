@@ -1,11 +1,11 @@
-"""Benchmark programs for purification and one SGD iteration, on random secret inputs."""
+"""Benchmark programs for purification and SGD training, on random secret inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ml.purify import purify
-from ml.sgd import Hyper, sgd_step
+from ml.sgd import Hyper, sequential_batches, train
 from mpc.party import Party
 from mpc.preprocessing import timed_runs
 from mpc.protocols.arithmetic import share_input
@@ -20,20 +20,31 @@ async def _random_fixed(party: Party, shape, limit_bits: int) -> np.ndarray:
     return await share_input(party, 0, values, shape)
 
 
-async def run_ml_bench(party: Party, rows: int, columns: int, batch: int, features: int,
-                       repeat: int = 3, model: str = "logistic") -> dict:
+async def _labels(party: Party, rows: int) -> np.ndarray:
+    """Random 0/1 labels, fixed point (timing does not depend on the data)."""
+    labels = None
+    if party.id == 0:
+        labels = (party.rng.words(rows) & U64(1)) << U64(party.fixed.frac_bits)
+    return await share_input(party, 0, labels, rows)
+
+
+async def run_ml_bench(party: Party, rows: int, columns: int, train_rows: int,
+                       train_features: int, batch: int, iterations: int, repeat: int = 3,
+                       model: str = "logistic") -> dict:
+    """Stages purify#r (rows x columns) and train#r (train_rows x train_features, batches of
+    `batch`, `iterations` steps, every correlation included: training makes its own ahead)."""
     with party.stage("inputs"):
         valid = None
         if party.id == 0:  # about three rows in four real
             valid = (party.rng.words(rows) & U64(3) != 0).astype(U64)
         valid = await share_input(party, 0, valid, rows)
         table = [await _random_fixed(party, rows, 30) for _ in range(columns)]
-        x = await _random_fixed(party, (batch, features), 17)  # |x| < 1
-        y = await _random_fixed(party, batch, 17)
-        w = await _random_fixed(party, features, 12)
-    hyper = Hyper(model, 1, batch, 0.1)
+        x = await _random_fixed(party, (train_rows, train_features), 17)  # |x| < 1
+        y = await _labels(party, train_rows)
     await timed_runs(party, "purify", repeat, lambda: purify(party, valid, table),
                      prefetch=False)
-    await timed_runs(party, "sgd_iter", repeat,
-                     lambda: sgd_step(party, w, x, y, hyper, hyper.learning_rate / batch))
+    hyper = Hyper(model, iterations, batch, 0.1)
+    await timed_runs(party, "train", repeat,
+                     lambda: train(party, x, y, hyper, sequential_batches(train_rows, hyper)),
+                     prefetch=False)
     return {name: cost.as_dict() for name, cost in party.accounting.stages.items()}

@@ -39,12 +39,20 @@ MAX_REQUEST_BYTES = 1 << 16  # requests are one header; a larger frame drops the
 MAX_BATCH = 256  # requests in one message
 
 
+@dataclass(frozen=True)
+class _Mask:
+    seq: int
+    rows: int
+    columns: int
+
+
 @dataclass
 class _Session:
     keys: tuple[bytes, bytes]
     opened_by: set[int] = field(default_factory=set)
     served: set[int] = field(default_factory=set)
     closed_by: set[int] = field(default_factory=set)
+    mask: _Mask | None = None  # the latest row mask: masked products read its rows
 
 
 class Dealer:
@@ -133,7 +141,8 @@ class Dealer:
         requests = header.get("requests")
         if not isinstance(requests, list) or not 0 < len(requests) <= MAX_BATCH:
             raise DealerError(f"a batch holds 1 to {MAX_BATCH} requests")
-        total, seen = 0, set()
+        total, seen, mask = 0, set(), session.mask
+        masks = {}  # seq -> the latest row mask before that masked product
         for request in requests:
             if not (isinstance(request, list) and len(request) == 3):
                 raise DealerError("malformed request")
@@ -148,14 +157,22 @@ class Dealer:
             if seq in session.served or seq in seen:
                 raise DealerError(f"correlation {seq} of job {header['job']} was already served")
             seen.add(seq)
+            if kind_name == "row_mask":
+                mask = _Mask(seq, params["rows"], params["columns"])
+            elif kind_name == "masked_products":
+                if (mask is None or mask.seq > seq or params["columns"] != mask.columns
+                        or max(params["rows"]) >= mask.rows):
+                    raise DealerError(f"masked products {seq} do not fit a row mask made "
+                                      "before them")
+                masks[seq] = mask.seq
         if total > MAX_ELEMENTS and len(requests) > 1:
             raise CorrelationError(f"request for {total} elements exceeds {MAX_ELEMENTS}")
+        session.mask = mask
         counts, corrections = [], []
         for seq, kind_name, params in requests:
             session.served.add(seq)
-            kind = KINDS[kind_name]
-            own = [kind.own(p, Prg(session.keys[p], seq), params) for p in (0, 1)]
-            correction = kind.correction(own[0], own[1], params)
+            correction = KINDS[kind_name].dealer_correction(session.keys, seq, params,
+                                                            masks.get(seq))
             self.elements_served += sum(array.size for array in correction)
             counts.append(len(correction))
             corrections.extend(correction)
