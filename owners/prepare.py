@@ -13,7 +13,7 @@ from mpc.prg import Prg
 from owners.keys import EXACT_LIMIT, HASHED_TAG, encode_keys
 from owners.predicate import evaluate
 from owners.read import SourceFile, UploadError, read_source, typed_columns
-from owners.schema import INDICATOR, Schema, Table
+from owners.schema import INDICATOR, Schema, Table, null_flag
 
 U64 = np.uint64
 
@@ -41,6 +41,9 @@ def _encode(schema: Schema, table: Table, typed: dict[str, np.ndarray]) -> dict[
             encoded[column.name] = encode_keys([values])
     for key in table.composite_keys:
         encoded[table.key_column(key)] = encode_keys([typed[name] for name in key])
+    for column in table.columns:
+        if column.nullable:  # 0/1 integers, as the indicator
+            encoded[null_flag(column.name)] = typed[null_flag(column.name)].astype(U64)
     return encoded
 
 
@@ -93,10 +96,14 @@ def prepare(data: Path | pd.DataFrame, schema: Schema, table_name: str, *,
     rows = source.data.num_rows
     if where:
         view = {}
-        for column in table.columns:
+        for column in table.columns:  # missing cells as None (categorical) or NaN
             values = typed[column.name]
             view[column.name] = (np.asarray(column.values, dtype=object)[values]
                                  if column.type == "categorical" else values)
+            if column.nullable:
+                missing = typed[null_flag(column.name)]
+                view[column.name] = np.where(missing, None if column.type == "categorical"
+                                             else np.nan, view[column.name])
         keep = evaluate(where, view, rows)
         encoded = {name: values[keep] for name, values in encoded.items()}
         rows = int(keep.sum())

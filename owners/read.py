@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from owners.schema import Column, Table, exact
+from owners.schema import Column, Table, exact, null_flag
 
 INTEGER_PATTERN = r"^[+-]?[0-9]+$"
 INTEGER_KEY_PATTERN = r"^-?[0-9]+$"  # one spelling per key: "+5" would be a second "5"
@@ -211,13 +211,38 @@ PARSERS = {"integer": _numbers, "decimal": _numbers, "boolean": _booleans,
            "categorical": _categories, "key": _keys}
 
 
+def _missing(array: pa.ChunkedArray) -> np.ndarray:
+    """Empty cells (or white space only, which the trimming rule makes empty)."""
+    if pa.types.is_string(array.type) or pa.types.is_binary(array.type):
+        blank = pc.equal(pc.utf8_trim_whitespace(pc.cast(array, pa.string())), "")
+        return (array.is_null().to_numpy(zero_copy_only=False)
+                | pc.fill_null(blank, False).to_numpy(zero_copy_only=False))
+    return array.is_null().to_numpy(zero_copy_only=False)
+
+
+def _placeholder(column: Column) -> str:
+    """A valid spelling put in the empty cells of a nullable column while it is checked."""
+    if column.type == "categorical":
+        return column.values[0]
+    return "false" if column.type == "boolean" else exact(column.min)
+
+
 def typed_columns(source: SourceFile, table: Table) -> dict[str, np.ndarray]:
     """Every column checked and converted: floats for numbers, bools, vocabulary indices for
-    categoricals, int64 or str for keys."""
+    categoricals, int64 or str for keys; for a nullable column also its flags (bool, under
+    null_flag(name)), its missing cells holding 0."""
     check_column_names(source, table)
     typed = {}
     for column in table.columns:
         array = source.data.column(column.name)
-        _check_present(source, column.name, array)
-        typed[column.name] = PARSERS[column.type](source, column, array)
+        if not column.nullable:
+            _check_present(source, column.name, array)
+            typed[column.name] = PARSERS[column.type](source, column, array)
+            continue
+        missing = _missing(array)
+        text = pc.cast(array, pa.string())
+        filled = pa.chunked_array([pc.if_else(pa.array(missing), _placeholder(column),
+                                              text.combine_chunks())])
+        values = np.where(missing, 0, PARSERS[column.type](source, column, filled))
+        typed[column.name], typed[null_flag(column.name)] = values, missing
     return typed

@@ -9,7 +9,9 @@ Column types and how their values are stored in the ring:
   frac_bits (booleans as 0 or 1), so numeric attributes of every table share one scale;
 - categorical (with a declared vocabulary): the value's index in the vocabulary;
 - key (format integer or string): see owners/keys.py.
-Every table also gets the indicator column "_valid": 1 for real rows, 0 for padding.
+Every table also gets the indicator column "_valid": 1 for real rows, 0 for padding. A column
+declared `nullable = true` (not a key) may have empty cells: the cell stores 0 and the shared
+column "_null_<column>" stores 1, so which cells are missing stays as secret as the values.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from mpc.ring import FixedPoint
 
 INDICATOR = "_valid"
+NULL_PREFIX = "_null_"
 COLUMN_TYPES = ("integer", "decimal", "boolean", "categorical", "key")
 KEY_FORMATS = ("integer", "string")
 
@@ -47,10 +50,16 @@ class Column:
     max: float | None = None
     values: tuple[str, ...] = ()
     key_format: str = "integer"
+    nullable: bool = False  # cells may be empty; a hidden shared flag marks them
 
     @property
     def numeric(self) -> bool:
         return self.type in ("integer", "decimal", "boolean")
+
+
+def null_flag(column: str) -> str:
+    """The stored column of 0/1 flags that marks a nullable column's missing cells."""
+    return f"{NULL_PREFIX}{column}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,7 @@ class Table:
     def stored_columns(self) -> list[str]:
         """Names of the shared columns a server stores, in order."""
         return (self.column_names + [self.key_column(k) for k in self.composite_keys]
-                + [INDICATOR])
+                + [null_flag(c.name) for c in self.columns if c.nullable] + [INDICATOR])
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,11 @@ def _parse_column(table: str, name: str, spec, fixed: FixedPoint) -> Column:
     if not isinstance(spec, dict) or spec.get("type") not in COLUMN_TYPES:
         raise SchemaError(f"{where}: type must be one of {', '.join(COLUMN_TYPES)}")
     kind = spec["type"]
+    nullable = spec.get("nullable", False)
+    if not isinstance(nullable, bool):
+        raise SchemaError(f"{where}: nullable must be true or false")
+    if nullable and kind == "key":
+        raise SchemaError(f"{where}: a key cannot be nullable")
     if kind in ("integer", "decimal"):
         low, high = _number(where, spec, "min"), _number(where, spec, "max")
         if low > high:
@@ -147,19 +161,19 @@ def _parse_column(table: str, name: str, spec, fixed: FixedPoint) -> Column:
         if max(abs(low), abs(high)) >= fixed.max_abs:
             raise SchemaError(f"{where}: range exceeds the fixed-point range +-2^"
                               f"{62 - fixed.frac_bits} at {fixed.frac_bits} fractional bits")
-        return Column(name, kind, low, high)
+        return Column(name, kind, low, high, nullable=nullable)
     if kind == "categorical":
         values = spec.get("values")
         if (not isinstance(values, list) or not values or len(set(values)) != len(values)
                 or not all(isinstance(v, str) for v in values)):
             raise SchemaError(f"{where}: categorical needs 'values', a list of distinct strings")
-        return Column(name, kind, values=tuple(values))
+        return Column(name, kind, values=tuple(values), nullable=nullable)
     if kind == "key":
         key_format = spec.get("format", "integer")
         if key_format not in KEY_FORMATS:
             raise SchemaError(f"{where}: key format must be one of {', '.join(KEY_FORMATS)}")
         return Column(name, kind, key_format=key_format)
-    return Column(name, kind, 0.0, 1.0)
+    return Column(name, kind, 0.0, 1.0, nullable=nullable)
 
 
 def _names(where: str, value) -> tuple[str, ...]:

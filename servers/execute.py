@@ -20,13 +20,13 @@ from ml.sgd import sigmoid
 from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
 from owners.schema import INDICATOR, Schema
-from servers.jobspec import JobSpec, plan_columns
+from servers.jobspec import JobSpec, Nulls, flag_of, plan_columns
 from servers.outputs import RELEASED, Output, OutputColumn, describe
 from servers.release import (Thresholds, release_groups, release_rows, release_statistics,
                              release_values)
 from servers.rules import Rules
 from sorting_join.aggregate import group_by, statistics
-from sorting_join.multiway import run_join
+from sorting_join.multiway import product, run_join
 from sorting_join.predicate import column_type
 from sorting_join.table import SharedTable
 
@@ -82,8 +82,7 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
             sums = await logistic_counts(party, score, label, root.valid)
         else:
             sums = await linear_sums(party, score, label, root.valid, (low, high),
-                                     classes=column_type(schema, section.label).type
-                                     in ("integer", "boolean"))
+                                     classes=section.classes)
         counts = await statistics(party, root, [], {},
                                   {table: root.column(key) for table, key in entities.items()})
     values = {"count": counts["count"], **sums}
@@ -166,6 +165,20 @@ def _bounds(schema: Schema, columns) -> dict[str, float]:
             for c in columns}
 
 
+async def _fill_or_drop_nulls(party: Party, root: SharedTable, nulls: Nulls) -> SharedTable:
+    """A missing cell holds 0 and its flag 1: an imputed column adds flag * value (local);
+    a row with a flag set in a `drop` column stops being valid (a product of the flags'
+    complements)."""
+    columns = dict(root.columns)
+    for name, code in nulls.impute:
+        columns[name] = columns[name] + columns[flag_of(name)] * np.int64(code).view(np.uint64)
+    valid = root.valid
+    if nulls.drop:
+        ones = party.public(np.ones(root.rows, np.uint64))
+        valid = await product(party, [valid, *(ones - columns[flag_of(c)] for c in nulls.drop)])
+    return SharedTable(columns, valid)
+
+
 async def execute(party: Party, spec: JobSpec, schema: Schema,
                   tables: dict[str, dict[str, np.ndarray]], rules: Rules,
                   model: Output | None = None) -> Output:
@@ -176,10 +189,18 @@ async def execute(party: Party, spec: JobSpec, schema: Schema,
     entities = entity_keys(spec, list(rules.min_group_sizes))
     root = await run_join(party, spec.plan, shared,
                           spec.needed_columns() | set(entities.values()))
+    if spec.nulls.flags:
+        with party.stage("nulls"):
+            root = await _fill_or_drop_nulls(party, root, spec.nulls)
     if spec.where is not None:
         with party.stage("predicate"):
             keep = await spec.where.evaluate(party, root.columns)
             root = SharedTable(root.columns, await mul(party, root.valid, keep))
+    if spec.derived:
+        with party.stage("features"):  # each feature and the label, under its own text
+            root = SharedTable({**root.columns, **{
+                expression.text: await expression.evaluate_fixed(party, root.columns)
+                for expression in spec.derived}}, root.valid)
     if spec.kind == "train":
         return await _train(party, spec, root, rules)
     if spec.kind == "predict":

@@ -25,24 +25,28 @@ the spec line that causes it.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from ml.dp import NOISE_TAILS, Privacy, PrivacyError, calibrate_statistics
 from ml.features import FeatureRangeError, scaling_for
 from ml.pipeline import TrainSpec
 from ml.sgd import Hyper, step_constant
 from mpc.ring import PrecisionError
-from owners.schema import Schema, exact
+from owners.schema import Schema, exact, null_flag
 from servers.storage import ID_PATTERN
 from sorting_join.aggregate import Aggregate
 from sorting_join.plan import JoinPlan, PlanError, plan_join
-from sorting_join.predicate import Predicate, PredicateError, column_type
+from sorting_join.predicate import Expression, PredicateError, column_type
 
 SECTIONS = ("output", "aggregate", "statistics", "train", "predict")
 MODELS = ("linear", "logistic")
 EXTREME_LIMIT = 2.0 ** 60  # min and max need stored values below 2^60
 SIZE_CHECK_EPSILON = 0.1  # level 5: the noisy join-size check's epsilon, unless the spec says
+ONEHOT = re.compile(r"\s*onehot\(\s*(\w+\.\w+)\s*\)\s*")
 
 
 class JobSpecError(ValueError):
@@ -74,10 +78,31 @@ class StatisticsSection:
 @dataclass(frozen=True)
 class PredictSection:
     model_job: str  # the training job whose model is used
-    features: tuple[str, ...]
+    features: tuple[str, ...]  # expressions, as the model's features
     label: str | None  # with a label: the model's metrics; without: one prediction per row
+    label_range: tuple[float, float] | None = None
+    classes: bool = False  # an integer or 0/1 label: metrics count the right classes
     carry: tuple[str, ...] = ()  # row columns returned beside each prediction
     noise: Privacy | None = None  # metrics only
+
+
+@dataclass(frozen=True)
+class Nulls:
+    """What a job does with the missing cells of the nullable columns it reads: a row with a
+    missing cell in a `drop` column leaves the join (obliviously); an `impute` column's missing
+    cells take a public value (its ring code)."""
+
+    drop: tuple[str, ...] = ()
+    impute: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def flags(self) -> set[str]:
+        return {flag_of(c) for c in (*self.drop, *(c for c, _ in self.impute))}
+
+
+def flag_of(column: str) -> str:
+    table, _, name = column.partition(".")
+    return f"{table}.{null_flag(name)}"
 
 
 Section = RowsSection | AggregateSection | StatisticsSection | TrainSpec | PredictSection
@@ -90,9 +115,11 @@ class JobSpec:
     text: str
     recipients: tuple[str, ...]
     plan: JoinPlan
-    where: Predicate | None
+    where: Expression | None
     section: Section
     private_key: str | None = None  # DP: qualified primary key of the primary private table
+    derived: tuple[Expression, ...] = ()  # features and label, computed after the join
+    nulls: Nulls = Nulls()
 
     @property
     def hash(self) -> str:
@@ -148,13 +175,12 @@ class JobSpec:
             needed = set(section.group_by) | {a.column for a in section.aggregates if a.column}
         elif isinstance(section, StatisticsSection):
             needed = set(section.columns) | set(section.histograms)
-        elif isinstance(section, TrainSpec):
-            needed = {*section.features, section.label}
         else:
-            needed = {*section.features, *section.carry} | ({section.label} if section.label
-                                                            else set())
+            needed = set(getattr(section, "carry", ()))
+        for expression in self.derived:
+            needed |= expression.columns
         needed |= {self.private_key} if self.private_key else set()
-        return needed | (self.where.columns if self.where else set())
+        return needed | (self.where.columns if self.where else set()) | self.nulls.flags
 
 
 def _line_of(text: str, needle: str) -> str:
@@ -197,6 +223,38 @@ class _Checker:
                             f"its declared range reaches {exact(largest / fixed.scale)}")
         return name
 
+    def expression(self, text, key: str, *, condition: bool = False) -> Expression:
+        """An expression over the join's columns (a feature, a label, a `where`)."""
+        if not isinstance(text, str):
+            self.fail(key, f"'{key}' needs expressions over columns, as strings")
+        try:
+            expression = Expression(self.schema, text, condition=condition)
+        except PredicateError as error:
+            self.fail(text, str(error))
+        for name in expression.columns:
+            self.column(name)
+        return expression
+
+    def features(self, body: dict, key: str) -> list[Expression]:
+        """Feature expressions; onehot(table.column) becomes one 0/1 feature per value of a
+        categorical column's vocabulary."""
+        values = body.get(key, [])
+        if not isinstance(values, list) or not values:
+            self.fail(key, f"'{key}' needs a list of expressions over columns")
+        features = []
+        for value in values:
+            match = ONEHOT.fullmatch(value) if isinstance(value, str) else None
+            if match is None:
+                features.append(self.expression(value, key))
+                continue
+            column = column_type(self.schema, self.column(match.group(1)))
+            if column.type != "categorical":
+                self.fail(value, f"onehot needs a categorical column; {match.group(1)} is "
+                                 f"{column.type}")
+            features += [self.expression(f"{match.group(1)} == {v!r}", key)
+                         for v in column.values]
+        return features
+
     def names(self, section: dict, key: str, **checks) -> list[str]:
         values = section.get(key, [])
         if isinstance(values, str):
@@ -229,12 +287,7 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
     check.plan = plan
     where = None
     if job.get("where"):
-        try:
-            where = Predicate(schema, job["where"])
-        except PredicateError as error:
-            check.fail("where", str(error))
-        for name in where.columns:
-            check.column(name)
+        where = check.expression(job["where"], "where", condition=True)
     kinds = [kind for kind in SECTIONS if kind in raw]
     if len(kinds) != 1:
         raise JobSpecError("the spec needs exactly one of "
@@ -242,7 +295,7 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
     kind, body = kinds[0], raw[kinds[0]]
     if not isinstance(body, dict):
         check.fail(kind, f"[{kind}] must be a TOML table")
-    private_key = None
+    private_key, derived = None, ()
     if kind == "output":
         section = RowsSection(tuple(check.names(body, "columns")))
         if not section.columns:
@@ -252,10 +305,49 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
     elif kind == "statistics":
         section, private_key = _parse_statistics(check, schema, plan, body)
     elif kind == "train":
-        section, private_key = _parse_training(check, schema, plan, body)
+        section, private_key, derived = _parse_training(check, schema, plan, body)
     else:
-        section, private_key = _parse_prediction(check, schema, plan, body)
-    return JobSpec(text, tuple(recipients), plan, where, section, private_key)
+        section, private_key, derived = _parse_prediction(check, schema, plan, body)
+    spec = JobSpec(text, tuple(recipients), plan, where, section, private_key, derived)
+    return replace(spec, nulls=_nulls(check, schema, job, spec.needed_columns()))
+
+
+def _nulls(check: _Checker, schema: Schema, job: dict, used: set[str]) -> Nulls:
+    """nulls = "drop" (the default) or "impute", with impute = { column = value } for every
+    nullable column the job reads."""
+    nullable = sorted(c for c in used if not c.partition(".")[2].startswith("_")
+                      and column_type(schema, c).nullable)
+    mode, values = job.get("nulls", "drop"), job.get("impute", {})
+    if mode not in ("drop", "impute"):
+        check.fail("nulls", 'nulls must be "drop" or "impute"')
+    if not isinstance(values, dict) or (values and mode != "impute"):
+        check.fail("impute", 'impute = { "table.column" = value, ... } goes with '
+                             'nulls = "impute"')
+    if mode == "drop":
+        return Nulls(drop=tuple(nullable))
+    for name in values:
+        if name not in nullable:
+            check.fail(name, f"{name!r} is not a nullable column this job reads")
+    missing = [c for c in nullable if c not in values]
+    if missing:
+        check.fail("impute", f"nulls = \"impute\" needs a value for {', '.join(missing)}")
+    return Nulls(impute=tuple((c, _impute_code(check, schema, c, values[c])) for c in nullable))
+
+
+def _impute_code(check: _Checker, schema: Schema, name: str, value) -> int:
+    """The ring code of a public value for a missing cell: in the column's declared range or
+    vocabulary."""
+    column = column_type(schema, name)
+    if column.type == "categorical":
+        if value not in column.values:
+            check.fail(name, f"impute value {value!r} is not in {name}'s vocabulary")
+        return column.values.index(value)
+    if isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, (int, float)) or not column.min <= value <= column.max:
+        check.fail(name, f"impute value {value!r} must be a number in {name}'s range "
+                         f"[{exact(column.min)}, {exact(column.max)}]")
+    return int(schema.fixed.encode(value).view(np.int64))
 
 
 def _parse_aggregate(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
@@ -322,17 +414,20 @@ def _noise(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
 
 
 def _parse_prediction(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
-    features = check.names(body, "features", numeric=True)
-    if not features:
-        check.fail("features", "[predict] needs 'features', numeric columns")
-    label = body.get("label")
-    if label is not None:
-        label = check.column(label, numeric=True)
-        column = column_type(schema, label)
+    features = check.features(body, "features")
+    label = label_range = None
+    classes = False
+    if body.get("label") is not None:
+        label = check.expression(body["label"], "label")
+        label_range = (label.low, label.high)
         limit = 2.0 ** ((62 - 2 * schema.fixed.frac_bits) / 2)
-        if max(abs(column.min), abs(column.max), column.max - column.min) >= limit:
-            check.fail(label, f"metrics square the label and its errors: {label} must lie "
-                              f"within +-{limit:g} at {schema.fixed.frac_bits} fractional bits")
+        if max(abs(label.low), abs(label.high), label.high - label.low) >= limit:
+            check.fail(label.text, f"metrics square the label and its errors: {label.text} "
+                                   f"must lie within +-{limit:g} at {schema.fixed.frac_bits} "
+                                   "fractional bits")
+        plain = label.text in label.columns and column_type(schema, label.text).type in (
+            "integer", "boolean")
+        classes = label.kind == "condition" or plain
     model_job = str(body.get("model_job", ""))
     if not ID_PATTERN.fullmatch(model_job):  # the rule every job id follows
         check.fail("model_job", "[predict] needs 'model_job', the id of a training job")
@@ -342,15 +437,17 @@ def _parse_prediction(check: _Checker, schema: Schema, plan: JoinPlan, body: dic
     noise, private_key = _noise(check, schema, plan, body)
     if noise is not None and label is None:
         check.fail("noise", "noise applies to metrics: give the label")
-    return PredictSection(model_job, tuple(features), label, tuple(carry), noise), private_key
+    derived = (*features, *([label] if label else []))
+    section = PredictSection(model_job, tuple(f.text for f in features),
+                             label.text if label else None, label_range, classes, tuple(carry),
+                             noise)
+    return section, private_key, derived
 
 
 def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
-    features = check.names(body, "features", numeric=True)
-    if not features:
-        check.fail("features", "[train] needs 'features', numeric columns")
-    label = check.column(body.get("label"), numeric=True)
-    ranges = tuple((column_type(schema, f).min, column_type(schema, f).max) for f in features)
+    features = check.features(body, "features")
+    label = check.expression(body.get("label"), "label")
+    ranges = tuple((f.low, f.high) for f in features)
     model = body.get("model")
     if model not in MODELS:
         check.fail("model", f"model must be one of {', '.join(MODELS)}")
@@ -366,13 +463,12 @@ def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict)
                                  "must be positive")
     try:
         scaling_for([*ranges, (1.0, 1.0)], unit_norm=level == 5, fixed=schema.fixed,
-                    names=[*features, "the intercept"])
+                    names=[*(f.text for f in features), "the intercept"])
     except FeatureRangeError as error:
         check.fail(error.feature, str(error))
-    label_column = column_type(schema, label)
-    if model == "logistic" and (label_column.min, label_column.max) != (0.0, 1.0):
-        check.fail(label, f"logistic regression needs a 0/1 label; {label} ranges over "
-                          f"[{label_column.min:g}, {label_column.max:g}]")
+    if model == "logistic" and (label.low, label.high) != (0.0, 1.0):
+        check.fail(label.text, f"logistic regression needs a 0/1 label; {label.text} ranges "
+                               f"over [{label.low:g}, {label.high:g}]")
     # weights grow by at most lr * R per iteration (features in [-1, 1]); the forward product
     # of d + 1 features must stay below 2^(62 - 2f), and the step lr / batch must be
     # applicable to a batch's gradient (ml/sgd.step_constant, checked again on every step)
@@ -400,13 +496,13 @@ def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict)
             size_check = Privacy(epsilon=check_epsilon, delta=privacy.delta, tau=privacy.tau)
         except PrivacyError as error:
             check.fail("size_check_epsilon", f"size_check_epsilon: {error}")
-    label_range = (label_column.min, label_column.max)
+    label_range = (label.low, label.high)
     if label_range[0] == label_range[1]:
-        check.fail(label, f"the label {label} has an empty range")
-    section = TrainSpec(tuple(features), label, ranges, label_range,
+        check.fail(label.text, f"the label {label.text} has an empty range")
+    section = TrainSpec(tuple(f.text for f in features), label.text, ranges, label_range,
                         Hyper(model, iterations, batch, rate, bound), level, minimum,
                         privacy, size_check, private_key)
-    return section, private_key
+    return section, private_key, (*features, label)
 
 
 def check_sizes(spec: JobSpec, schema: Schema, rows: int) -> None:

@@ -36,7 +36,6 @@ from servers.outputs import Output
 from owners.policy import Policy, PolicyError
 from servers.rules import check_job
 from servers.storage import StagedUpload, Storage, UploadRecord, check_id
-from sorting_join.predicate import column_type
 
 log = logging.getLogger("twofold.server")
 MAX_FRAME_BYTES = 1 << 24  # inbound frames above this drop the client (upload chunks are 1 MiB)
@@ -308,12 +307,10 @@ class Server:
             raise RequestError(f"job {section.model_job} did not train a model")
         if len(output.info["features"]) != len(section.features):
             raise RequestError(f"the model takes {len(output.info['features'])} features")
-        if section.label is not None:
-            label = column_type(self.schema, section.label)
-            if [label.min, label.max] != list(output.info["label_range"]):
-                raise RequestError(f"the label {section.label} ranges over [{label.min:g}, "
-                                   f"{label.max:g}]; the model's over "
-                                   f"{output.info['label_range']}")
+        if section.label is not None and list(section.label_range) != output.info["label_range"]:
+            low, high = section.label_range
+            raise RequestError(f"the label {section.label} ranges over [{low:g}, {high:g}]; "
+                               f"the model's over {output.info['label_range']}")
         outsiders = set(spec.recipients) - set(model.recipients)
         if outsiders:
             raise RequestError(f"{', '.join(sorted(outsiders))} may not receive outputs of "

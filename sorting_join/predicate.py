@@ -1,13 +1,16 @@
-"""Type-2 predicates: conditions over columns of different joined tables, on shares.
+"""Expressions over the columns of joined tables, on shares: type-2 predicates (`where`), and
+the features and labels of training and prediction jobs.
 
 Syntax (parsed with `ast`, never evaluated as Python): qualified columns (orders.amount),
 numbers, strings, True/False; + - * / (division by a number only); < <= > >= == !=; in / not in
-with a list of literals; and, or, not; parentheses.
+with a list of literals; and, or, not; parentheses. A condition evaluates to 0/1; as a feature
+or a label it is the number 0 or 1.
 
 Types: numeric columns (integer, decimal, boolean) compare with numbers and each other;
 categorical columns with strings of their vocabulary (or a categorical column of the same
 vocabulary); keys with keys or integer literals, by equality only. Anything else is refused
-before any work. The result is additive 0/1 shares, folded into the join's indicator.
+before any work. A predicate's result is additive 0/1 shares, folded into the join's
+indicator; a feature's is fixed point.
 
 Ranges are checked before any work too, from the columns' declared ranges: every value the
 predicate computes stays inside the fixed-point range, every product of two columns inside
@@ -72,10 +75,12 @@ def _interval(values: list[float]) -> tuple[float, float]:
     return min(values), max(values)
 
 
-class Predicate:
-    """A parsed, type- and range-checked predicate over qualified columns."""
+class Expression:
+    """A parsed, type- and range-checked expression over qualified columns. With `condition`,
+    it must be a true/false condition; otherwise a condition or a numeric value (its range,
+    from the columns' declared ranges, is `low`..`high`)."""
 
-    def __init__(self, schema: Schema, text: str):
+    def __init__(self, schema: Schema, text: str, *, condition: bool = True):
         self.schema, self.text = schema, text
         self.fixed = schema.fixed
         try:
@@ -85,8 +90,18 @@ class Predicate:
         self.columns: set[str] = set()
         self.constants: dict[int, float] = {}  # id(node) -> value of every number expression
         self.bounds: dict[int, float] = {}  # id(node) -> largest |value| of numeric nodes
-        if self._type(self.tree).kind != "condition":
+        typed = self._type(self.tree)
+        if condition and typed.kind != "condition":
             raise PredicateError(f"{text!r} is not a true/false condition")
+        if typed.kind == "categorical":
+            raise PredicateError(f"{text!r} is categorical: as features use onehot({text}), "
+                                 f"one 0/1 feature per value; as a label a condition such as "
+                                 f"{text} == {typed.values[0]!r}")
+        if typed.kind not in ("condition", "numeric"):
+            raise PredicateError(f"{text!r} is not a number or a condition over columns")
+        self.kind = typed.kind
+        self.low, self.high = (0.0, 1.0) if typed.kind == "condition" else (typed.low,
+                                                                             typed.high)
 
     def _fail(self, message: str):
         raise PredicateError(f"{self.text!r}: {message}")
@@ -203,11 +218,22 @@ class Predicate:
     # ---- evaluation on shares --------------------------------------------------------------
 
     async def evaluate(self, party: Party, columns: dict[str, np.ndarray]) -> np.ndarray:
-        return await _Evaluator(party, self, columns).condition(self.tree)
+        """A condition's 0/1 shares, or a numeric expression's fixed-point shares."""
+        evaluator = _Evaluator(party, self, columns)
+        if self.kind == "condition":
+            return await evaluator.condition(self.tree)
+        return await evaluator.value(self.tree)
+
+    async def evaluate_fixed(self, party: Party, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """The value in fixed point: a condition's 0/1 times 2^f (local)."""
+        values = await self.evaluate(party, columns)
+        if self.kind == "condition":
+            return values * U64(int(party.fixed.encode(1.0)))
+        return values
 
 
 class _Evaluator:
-    def __init__(self, party: Party, predicate: Predicate, columns: dict[str, np.ndarray]):
+    def __init__(self, party: Party, predicate: Expression, columns: dict[str, np.ndarray]):
         self.party, self.predicate, self.columns = party, predicate, columns
         self.schema = predicate.schema
         self.rows = len(next(iter(columns.values()))) if columns else 0

@@ -10,7 +10,7 @@ from owners.schema import INDICATOR
 from sorting_join.aggregate import Aggregate, group_by, statistics
 from sorting_join.multiway import run_join
 from sorting_join.plan import plan_join
-from sorting_join.predicate import Predicate, PredicateError, column_type
+from sorting_join.predicate import Expression, PredicateError, column_type
 from sorting_join.table import SharedTable
 from tests.harness import reconstruct, run_pair, shares_of
 from tests.join_harness import (
@@ -48,7 +48,7 @@ PREDICATES = [
 def test_type_2_predicates(world, text, reference):
     schema, frames, sides = world
     plan = plan_join(schema, ["t0", "t1"])  # random_schema makes t0 reference t1
-    predicate = Predicate(schema, text)
+    predicate = Expression(schema, text)
 
     async def program(party, tables):
         root = await run_join(party, plan, tables, predicate.columns | {"t0.id"})
@@ -80,7 +80,7 @@ def test_type_2_predicates(world, text, reference):
 ])
 def test_bad_predicates_are_refused(world, text, message):
     with pytest.raises(PredicateError, match=message):
-        Predicate(world[0], text)
+        Expression(world[0], text)
 
 
 EXACT_X = [-3.0, 0.0, 64.0, 65.3, 70.0, 99.0, 150.0, 999.5]
@@ -107,7 +107,7 @@ def test_predicates_give_exact_0_1_indicators(world, rng, text, expected):
     columns = {"t0.x": schema.fixed.encode(EXACT_X), "t0.c": np.array(EXACT_C, np.uint64),
                "t0.id": encode_keys([np.array(EXACT_ID)])}
     shared = {name: shares_of(values, rng) for name, values in columns.items()}
-    predicate = Predicate(schema, text)
+    predicate = Expression(schema, text)
 
     async def program(party, side):
         return await predicate.evaluate(party, {name: pair[side] for name, pair in shared.items()})

@@ -117,11 +117,11 @@ def test_join_message_sizes_depend_only_on_public_sizes():
     from servers.outputs import OutputColumn
     from servers.release import Thresholds, release_groups
     from sorting_join.aggregate import Aggregate, group_by
-    from sorting_join.predicate import Predicate, column_type
+    from sorting_join.predicate import Expression, column_type
 
     schema = random_schema(np.random.default_rng(21), 4)
     plan = plan_join(schema)
-    predicate = Predicate(schema, "t0.x > 0")
+    predicate = Expression(schema, "t0.x > 0")
 
     def traces(seed):
         rng = np.random.default_rng(seed)

@@ -173,7 +173,7 @@ def test_level_5_model_carries_its_ledger(world):
     (train_spec(5, "epsilon = 0\ndelta = 1e-5\ntau = 1"), "epsilon must be in"),
     (train_spec(5, "epsilon = 1\ndelta = 2\ntau = 1"), "delta must be in"),
     (train_spec(4).replace('label = "exams.label"', 'label = "exams.split"'),
-     "is categorical, not numeric"),
+     "is categorical: as features use onehot"),
     (train_spec(4).replace('"exams.f0"', '"exams.f9"'), "unknown column 'exams.f9'"),
     (train_spec(4).replace("batch_size = 32", "batch_size = 400"),
      "batch_size 400 is above the declared min_join_size"),

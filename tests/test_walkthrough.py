@@ -1,5 +1,6 @@
 """The README walkthrough, command by command, in a copy of examples/walkthrough."""
 
+import json
 import shutil
 import socket
 import subprocess
@@ -60,6 +61,20 @@ def test_readme_walkthrough(tmp_path):
         assert run.returncode == 0 and "done" in run.stdout, run.stderr
         budget = twofold(folder, "owner", "budget", "customers", "--config", "alice.toml")
         assert budget.returncode == 0, budget.stderr
+        run = twofold(folder, "job", "submit", "train.toml", "--config", "carol.toml", "--id",
+                      "model1", "--wait")
+        assert run.returncode == 0 and "done" in run.stdout, run.stderr
+        terms = twofold(folder, "reveal", "model1", "--config", "carol.toml").stdout
+        assert terms.splitlines()[0] == "term,coefficient" and "intercept," in terms
+        run = twofold(folder, "reveal", "model1", "--config", "carol.toml", "--json", "--out",
+                      "model.json")
+        model = json.loads((folder / "model.json").read_text())
+        assert model["features"] == ["customers.age", "customers.region == 'north'",
+                                     "customers.region == 'south'"]
+        python = subprocess.run([sys.executable, "train.py"], cwd=folder, capture_output=True,
+                                text=True, timeout=300)
+        assert python.returncode == 0, python.stderr
+        assert "intercept" in python.stdout and "a 45-year-old in the north:" in python.stdout
         assert budget.stdout.splitlines()[:2] == [
             f"server {p}: customers spent epsilon 1, delta 1e-06 of 5 and 1e-05; left epsilon 4,"
             " delta 9e-06" for p in (0, 1)]

@@ -34,11 +34,13 @@ class JobFailed(RuntimeError):
     """A job ended failed (cancelled included); the message gives each server's reason."""
 
 
-async def submit_job(config: ClientConfig, spec_text: str, job_id: str | None = None) -> str:
-    """Send the spec to both servers; returns the job id once both have queued it."""
+async def submit_job(config: ClientConfig, spec: str | dict, job_id: str | None = None) -> str:
+    """Send the spec (TOML text, or a dict of its sections) to both servers; returns the job
+    id once both have queued it."""
     job_id = job_id or uuid.uuid4().hex
+    text = spec_text(spec)
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
-        await each(c.call({"action": "job_submit", "job_id": job_id, "spec": spec_text})
+        await each(c.call({"action": "job_submit", "job_id": job_id, "spec": text})
                    for c in clients)
     return job_id
 
@@ -101,7 +103,7 @@ async def fetch_result(config: ClientConfig, job_id: str) -> Result:
 async def run_job(config: ClientConfig, spec: str | dict, *, job_id: str | None = None,
                   timeout_s: float = 3600.0, on_status=None) -> tuple[str, Result]:
     """Submit, wait, check and reveal: (the job id, its output). JobFailed unless done."""
-    job_id = await submit_job(config, spec_text(spec), job_id)
+    job_id = await submit_job(config, spec, job_id)
     statuses = await wait_for_job(config, job_id, timeout_s, on_status=on_status)
     if outcome(statuses) != "done":
         raise JobFailed(f"job {job_id} is {outcome(statuses)}: {failure(statuses)}")
@@ -163,7 +165,7 @@ class Client:
 
     def submit(self, spec: str | dict, *, job_id: str | None = None) -> str:
         """Send a job spec (TOML text, or a dict of its sections) to both servers."""
-        return asyncio.run(submit_job(self.config, spec_text(spec), job_id))
+        return asyncio.run(submit_job(self.config, spec, job_id))
 
     def status(self, job_id: str) -> list[dict]:
         return asyncio.run(job_status(self.config, job_id))

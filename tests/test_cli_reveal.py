@@ -1,0 +1,112 @@
+"""`twofold reveal` for every kind of output, through the real command and real server
+processes: CSV on stdout, JSON, and --out; compared with pandas on the same data."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from servers.local_cluster import LocalCluster
+from tests.servers_harness import SCHEMA
+from tests.test_cli_jobs import twofold
+from tests.test_upload import CUSTOMERS, ORDERS
+
+JOBS = {
+    "rows": '[output]\ncolumns = ["customers.id", "customers.region"]\n',
+    "aggregate": '[aggregate]\ngroup_by = ["customers.region"]\ncount = true\n'
+                 'sum = ["orders.amount"]\n',
+    "statistics": '[statistics]\ncolumns = ["orders.amount"]\nhistogram = ["customers.region"]\n',
+    "model": '[train]\nmodel = "logistic"\nfeatures = ["customers.age", "orders.amount"]\n'
+             'label = "customers.member"\niterations = 300\nbatch_size = 30\n'
+             'learning_rate = 1.0\nprivacy_level = 3\n',
+    "predictions": '[predict]\nmodel_job = "model"\nfeatures = ["customers.age", '
+                   '"orders.amount"]\ncolumns = ["orders.order_id"]\n',
+    "metrics": '[predict]\nmodel_job = "model"\nfeatures = ["customers.age", '
+               '"orders.amount"]\nlabel = "customers.member"\n',
+}
+
+
+@pytest.fixture(scope="module")
+def revealed(tmp_path_factory):
+    """Each job run through `twofold job submit --wait`, then revealed three ways."""
+    folder = tmp_path_factory.mktemp("reveal")
+    (folder / "customers.csv").write_text(CUSTOMERS)
+    (folder / "orders.csv").write_text(ORDERS)
+    out = {}
+    with LocalCluster(timeout_s=60, schema_text=SCHEMA, owners=("alice", "bob", "carol")) as cluster:
+        cluster.start_all()
+        for owner, table in (("alice", "customers"), ("bob", "orders")):
+            run = twofold("owner", "upload", folder / f"{table}.csv", "--table", table, "--schema",
+                          cluster.folder / "schema.toml", "--config", cluster.owner_config(owner),
+                          "--recipients", "carol", "--outputs",
+                          "rows,aggregate,statistics,model,predictions")
+            assert run.returncode == 0, run.stderr
+        carol = cluster.owner_config("carol")
+        for kind, body in JOBS.items():
+            (folder / f"{kind}.toml").write_text(f'[job]\nrecipients = ["carol"]\n{body}')
+            run = twofold("job", "submit", folder / f"{kind}.toml", "--config", carol, "--id",
+                          kind, "--wait")
+            assert run.returncode == 0 and "done" in run.stdout, (kind, run.stderr)
+            as_csv = twofold("reveal", kind, "--config", carol)
+            as_json = twofold("reveal", kind, "--config", carol, "--json")
+            to_file = twofold("reveal", kind, "--config", carol, "--json", "--out",
+                              folder / f"{kind}.json")
+            for run in (as_csv, as_json, to_file):
+                assert run.returncode == 0 and "Traceback" not in run.stderr, (kind, run.stderr)
+            assert to_file.stdout == "" and json.loads((folder / f"{kind}.json").read_text()) \
+                == json.loads(as_json.stdout)
+            out[kind] = (list(csv.DictReader(io.StringIO(as_csv.stdout))),
+                         json.loads(as_json.stdout))
+    return out
+
+
+def joined() -> pd.DataFrame:
+    customers = pd.read_csv(io.StringIO(CUSTOMERS))
+    orders = pd.read_csv(io.StringIO(ORDERS))
+    return orders.merge(customers, left_on="customer_id", right_on="id")
+
+
+def test_rows_and_groups(revealed):
+    rows, data = revealed["rows"]
+    frame = joined()
+    assert data["kind"] == "rows" and len(rows) == len(frame) == 900
+    assert sorted(int(r["customers.id"]) for r in rows) == sorted(frame.id)
+    groups, _ = revealed["aggregate"]
+    expected = frame.groupby("region").amount.agg(["size", "sum"])
+    got = {r["customers.region"]: (int(r["count"]), float(r["sum(orders.amount)"]))
+           for r in groups}
+    assert got == {region: (size, pytest.approx(total)) for region, (size, total)
+                   in expected.iterrows()}
+
+
+def test_statistics(revealed):
+    rows, data = revealed["statistics"]
+    by_name = {(r["name"], r["statistic"]): float(r["value"]) for r in rows}
+    frame = joined()
+    assert by_name[("orders.amount", "mean")] == pytest.approx(frame.amount.mean())
+    assert by_name[("histogram(customers.region)", "north")] == (frame.region == "north").sum()
+    assert data["values"]["count"] == len(frame)
+
+
+def test_model_predictions_and_metrics(revealed):
+    terms, model = revealed["model"]
+    assert [t["term"] for t in terms] == ["customers.age", "orders.amount", "intercept"]
+    assert model["features"] == ["customers.age", "orders.amount"] and model["released"]
+    coefficients = np.array([float(t["coefficient"]) for t in terms])
+    frame = joined()
+    u = frame[["age", "amount"]].to_numpy() @ coefficients[:2] + coefficients[2]
+    probability = np.clip(u / 4 + 0.5, 0, 1)
+    rows, _ = revealed["predictions"]
+    assert len(rows) == len(frame) and all(r["orders.order_id"].startswith("#") for r in rows)
+    predicted = sorted(float(r["prediction"]) for r in rows)
+    assert np.allclose(predicted, np.sort(probability), atol=5e-3)
+    metrics, data = revealed["metrics"]
+    values = {r["metric"]: float(r["value"]) for r in metrics if r["value"] != ""}
+    member = frame.member.map({"yes": 1, "no": 0})
+    accuracy = float(np.mean((u >= 0) == (member == 1)))
+    assert values["count"] == len(frame) and abs(values["accuracy"] - accuracy) < 0.01
+    assert data["metrics"]["true_positive"] + data["metrics"]["false_negative"] == int(
+        (member == 1).sum())
