@@ -48,6 +48,7 @@ class TrainSpec:
     privacy: Privacy | None = None  # level 5: the training's (epsilon, delta, tau)
     size_check: Privacy | None = None  # level 5: the noisy size check's own parameters
     private_key: str | None = None  # qualified primary key of the primary private table
+    private_key_bits: int = KEY_BITS  # ... and the bits a sort by it needs (from the schema)
 
 
 @dataclass
@@ -60,12 +61,14 @@ class TrainedModel:
     training_rows: tuple[np.ndarray, np.ndarray] | None = None  # (x, y) shares, if kept
 
 
-async def keep_tau_rows(party: Party, table: SharedTable, key: str, tau: int) -> SharedTable:
-    """At most tau real rows per value of `key` stay real; returns the table sorted by key."""
+async def keep_tau_rows(party: Party, table: SharedTable, key: str, tau: int,
+                        key_bits: int = KEY_BITS) -> SharedTable:
+    """At most tau real rows per value of `key` (below 2^key_bits) stay real; returns the table
+    sorted by key."""
     names = list(table.columns)
     moved = await sort(party, [table.column(key), table.valid,
                                *[table.column(n) for n in names]],
-                       [SortKey(table.column(key), bits=KEY_BITS, signed=False)])
+                       [SortKey(table.column(key), bits=key_bits, signed=False)])
     keys, valid, columns = moved[0], moved[1], moved[2:]
     n = len(valid)
     ones = party.public(np.ones(n, U64))
@@ -106,7 +109,8 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec,
     released = party.public(np.ones(1, U64))
     if spec.level == 5:
         with party.stage("tau"):
-            table = await keep_tau_rows(party, table, spec.private_key, spec.privacy.tau)
+            table = await keep_tau_rows(party, table, spec.private_key, spec.privacy.tau,
+                                        spec.private_key_bits)
     if spec.level >= 4:
         with party.stage("size check"):
             released = await join_size_reaches(party, table.valid, spec.min_join_size,
