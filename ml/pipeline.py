@@ -64,23 +64,24 @@ class TrainedModel:
 async def keep_tau_rows(party: Party, table: SharedTable, key: str, tau: int,
                         key_bits: int = KEY_BITS) -> SharedTable:
     """At most tau real rows per value of `key` (below 2^key_bits) stay real; returns the table
-    sorted by key."""
-    names = list(table.columns)
-    moved = await sort(party, [table.column(key), table.valid,
-                               *[table.column(n) for n in names]],
-                       [SortKey(table.column(key), bits=key_bits, signed=False)])
-    keys, valid, columns = moved[0], moved[1], moved[2:]
-    n = len(valid)
-    ones = party.public(np.ones(n, U64))
-    if n > 1:
-        same = await equal(party, keys[1:], keys[:-1])
-        heads = np.concatenate([ones[:1], ones[1:] - same])
-    else:
-        heads = ones
-    (rank,) = await segmented_scan(party, heads, [valid], "sum")
-    limit = party.public(np.full(n, tau, U64))
-    keep = ones - await less_than(party, limit, rank)
-    return SharedTable(dict(zip(names, columns)), await mul(party, valid, keep))
+    sorted by key. Costs go to the stage "tau"."""
+    with party.stage("tau"):
+        names = list(table.columns)
+        moved = await sort(party, [table.column(key), table.valid,
+                                   *[table.column(n) for n in names]],
+                           [SortKey(table.column(key), bits=key_bits, signed=False)])
+        keys, valid, columns = moved[0], moved[1], moved[2:]
+        n = len(valid)
+        ones = party.public(np.ones(n, U64))
+        if n > 1:
+            same = await equal(party, keys[1:], keys[:-1])
+            heads = np.concatenate([ones[:1], ones[1:] - same])
+        else:
+            heads = ones
+        (rank,) = await segmented_scan(party, heads, [valid], "sum")
+        limit = party.public(np.full(n, tau, U64))
+        keep = ones - await less_than(party, limit, rank)
+        return SharedTable(dict(zip(names, columns)), await mul(party, valid, keep))
 
 
 async def join_size_reaches(party: Party, valid: np.ndarray, minimum: int,
@@ -108,9 +109,8 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec,
     hyper, n = spec.hyper, table.rows
     released = party.public(np.ones(1, U64))
     if spec.level == 5:
-        with party.stage("tau"):
-            table = await keep_tau_rows(party, table, spec.private_key, spec.privacy.tau,
-                                        spec.private_key_bits)
+        table = await keep_tau_rows(party, table, spec.private_key, spec.privacy.tau,
+                                    spec.private_key_bits)
     if spec.level >= 4:
         with party.stage("size check"):
             released = await join_size_reaches(party, table.valid, spec.min_join_size,

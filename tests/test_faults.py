@@ -18,7 +18,7 @@ from mpc.link import MAX_FRAME_BYTES
 from mpc.protocols.arithmetic import mul
 from mpc.session import Endpoints, open_party
 from servers.config import load_dealer_config
-from servers.local_cluster import LocalCluster
+from bench.cluster import LocalCluster
 from tests.harness import free_address, keypair, run_pair
 
 U64 = np.uint64

@@ -11,7 +11,7 @@ import pytest
 from mpc.curve import generate_keypair
 from mpc.rpc import HANDSHAKE_TIMEOUT_S
 from owners.policy import Policy
-from servers.local_cluster import LocalCluster
+from bench.cluster import LocalCluster
 from servers.storage import Storage
 from tests.servers_harness import SCHEMA
 

@@ -22,7 +22,7 @@ from owners.prepare import PreparedTable, prepare
 from owners.schema import load_schema
 from owners.policy import Policy
 from owners.upload import content_digest
-from servers.local_cluster import LocalCluster
+from bench.cluster import LocalCluster
 from servers.storage import Storage
 from tests.servers_harness import SCHEMA
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.timing import timed_runs
 from ml.purify import purify
 from ml.sgd import Hyper, sequential_batches, train
 from mpc.party import Party
-from mpc.preprocessing import timed_runs
 from mpc.protocols.arithmetic import share_input
 
 U64 = np.uint64
@@ -28,23 +28,24 @@ async def _labels(party: Party, rows: int) -> np.ndarray:
     return await share_input(party, 0, labels, rows)
 
 
-async def run_ml_bench(party: Party, rows: int, columns: int, train_rows: int,
-                       train_features: int, batch: int, iterations: int, repeat: int = 3,
-                       model: str = "logistic") -> dict:
-    """Stages purify#r (rows x columns) and train#r (train_rows x train_features, batches of
-    `batch`, `iterations` steps, every correlation included: training makes its own ahead)."""
+async def run_ml_bench(party: Party, rows: int, columns: int, trainings: list[dict],
+                       repeat: int = 3) -> dict:
+    """Stages purify#r (rows x columns, about three rows in four real) and, per training
+    {"name", "rows", "features", "batch", "iterations"}, name#r: logistic regression on random
+    features in [-1, 1), every correlation included (training makes its own ahead)."""
     with party.stage("inputs"):
         valid = None
-        if party.id == 0:  # about three rows in four real
+        if party.id == 0:
             valid = (party.rng.words(rows) & U64(3) != 0).astype(U64)
         valid = await share_input(party, 0, valid, rows)
         table = [await _random_fixed(party, rows, 30) for _ in range(columns)]
-        x = await _random_fixed(party, (train_rows, train_features), 17)  # |x| < 1
-        y = await _labels(party, train_rows)
+        data = [(await _random_fixed(party, (spec["rows"], spec["features"]), 17),
+                 await _labels(party, spec["rows"])) for spec in trainings]
     await timed_runs(party, "purify", repeat, lambda: purify(party, valid, table),
                      prefetch=False)
-    hyper = Hyper(model, iterations, batch, 0.1)
-    await timed_runs(party, "train", repeat,
-                     lambda: train(party, x, y, hyper, sequential_batches(train_rows, hyper)),
-                     prefetch=False)
+    for spec, (x, y) in zip(trainings, data):
+        hyper = Hyper("logistic", spec["iterations"], spec["batch"], 0.1)
+        await timed_runs(party, spec["name"], repeat,
+                         lambda: train(party, x, y, hyper, sequential_batches(len(y), hyper)),
+                         prefetch=False)
     return {name: cost.as_dict() for name, cost in party.accounting.stages.items()}
