@@ -49,15 +49,28 @@ async def and_words(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 # ---- layouts -----------------------------------------------------------------------------
 
+_TRANSPOSE_STEPS = [(32, 0x00000000FFFFFFFF), (16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF),
+                    (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333), (1, 0x5555555555555555)]
+
+
 def to_planes(words: np.ndarray, bits: int = 64) -> np.ndarray:
-    """(n,) uint64 words -> (bits, ceil(n/64)) planes of their low `bits` bits."""
+    """(n,) uint64 words -> (bits, ceil(n/64)) planes of their low `bits` bits.
+
+    Each block of 64 words is a 64 x 64 bit matrix whose transpose holds the block's planes;
+    it is transposed in place by six swaps of ever smaller sub-blocks (Hacker's Delight 7-3),
+    every block at once: six passes over the words instead of unpacking 64 bytes per word."""
     n = len(words)
     width = (n + 63) // 64
-    unpacked = np.unpackbits(np.ascontiguousarray(words, U64).view(np.uint8).reshape(n, 8),
-                             axis=1, bitorder="little")[:, :bits]
-    padded = np.zeros((bits, width * 64), dtype=np.uint8)
-    padded[:, :n] = unpacked.T
-    return np.packbits(padded, axis=1, bitorder="little").view(U64)
+    blocks = np.zeros(width * 64, U64)
+    blocks[:n] = words
+    blocks = blocks.reshape(width, 64)
+    for step, mask in _TRANSPOSE_STEPS:
+        pairs = blocks.reshape(width, 32 // step, 2, step)
+        low, high = pairs[:, :, 0, :], pairs[:, :, 1, :]
+        swapped = ((low >> U64(step)) ^ high) & U64(mask)
+        high ^= swapped
+        low ^= swapped << U64(step)
+    return np.ascontiguousarray(blocks.T[:bits])
 
 
 def plane_to_bits(plane: np.ndarray, n: int) -> np.ndarray:
