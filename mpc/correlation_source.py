@@ -224,6 +224,10 @@ class CorrelationSource(ABC):
         return await self.get("trunc", shape=list(np.atleast_1d(shape).tolist()),
                               frac_bits=frac_bits)
 
+    async def truncated_triples(self, shape, frac_bits: int):
+        return await self.get("trunc_mul", shape=list(np.atleast_1d(shape).tolist()),
+                              frac_bits=frac_bits)
+
     async def permutation_masks(self, n: int, columns: str, permuter: int):
         return await self.get("permute", n=n, columns=columns, permuter=permuter)
 

@@ -293,6 +293,35 @@ class MaskedProducts(Kind):
                 np.matmul(rows_of_mask.T, b0_back + b1_back) - c0_back]
 
 
+class TruncatedProducts(Kind):
+    """A Beaver triple whose product comes masked for truncation: a, b, t = a * b + r, msb(r)
+    and (r mod 2^63) >> f for a random r = r0 + r1 that no server holds (each expands its
+    share from its seed; the correlation leaves them out). A fixed-point product x * y opens
+    x - a and y - b, then x * y + 2^62 + r = t + (x - a) b + (y - b) a + (x - a)(y - b)
+    + 2^62, and truncates as truncate does: one request, one dealer message, for both rounds
+    (a triple and a truncation pair, with c and r's shares folded into t)."""
+
+    name = "trunc_mul"
+
+    def validate(self, params):
+        TruncationPairs().validate(params)
+
+    def own(self, party, prg, params):
+        shape = tuple(params["shape"])
+        parts = [prg.words(shape), prg.words(shape), prg.words(shape)]  # a, b, r's share
+        return parts + [prg.words(shape) for _ in range(3)] if party == 0 else parts
+
+    def correction(self, own0, own1, params):
+        (a0, b0, r0, t0, msb0, low0), (a1, b1, r1) = own0, own1
+        r = r0 + r1
+        low = (r & np.uint64((1 << 63) - 1)) >> np.uint64(params["frac_bits"])
+        return [(a0 + a1) * (b0 + b1) + r - t0, (r >> np.uint64(63)) - msb0, low - low0]
+
+    def assemble(self, party, own, correction):
+        a, b, _, *rest = own  # the share of r is not part of the correlation
+        return (a, b, *rest, *correction)
+
+
 class PermutationMasks(Kind):
     """One shuffle pass: the permuter gets a permutation pi and delta = pi(a) - b (or
     pi(a) ^ b for boolean columns); the helper gets the masks a and b, one row per column.
@@ -333,4 +362,4 @@ class PermutationMasks(Kind):
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     BeaverTriples(), RowTriples(), AndTriples(), MatrixTriples(), DaBits(), BitTriples(), EdaBits(),
-    TruncationPairs(), PermutationMasks(), RowMask(), MaskedProducts())}
+    TruncationPairs(), TruncatedProducts(), PermutationMasks(), RowMask(), MaskedProducts())}

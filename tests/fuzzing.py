@@ -117,6 +117,7 @@ class Generator:
                 "matmul": {"dims": [small(), small(), small()]},
                 "dabit": {"shape": [small()]}, "bitmul": {"shape": [small()]},
                 "edabit": {"shape": [small()]}, "trunc": {"shape": [small()], "frac_bits": 16},
+                "trunc_mul": {"shape": [small()], "frac_bits": 16},
                 "permute": {"n": small(), "columns": "ax", "permuter": rng.randint(0, 1)},
                 "row_mask": {"rows": small() + 1, "columns": small() + 1},
                 "masked_products": {"rows": [small() for _ in range(small() + 1)],

@@ -116,6 +116,9 @@ class OtSource(CorrelationSource):
         if kind == "trunc":
             return await kinds.truncation_pairs(mult, party, prg, tuple(params["shape"]),
                                                 params["frac_bits"])
+        if kind == "trunc_mul":
+            return await kinds.truncated_triples(mult, party, prg, tuple(params["shape"]),
+                                                 params["frac_bits"])
         if kind == "permute":
             return await benes.permutation_masks(mult, party, prg, params["n"],
                                                  params["columns"], params["permuter"])
