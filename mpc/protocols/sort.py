@@ -22,7 +22,6 @@ plus 16 per column moved; the dealer sends about 40b + 180 bytes per row.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,37 +130,6 @@ async def _digit_destination(party: Party, bits: np.ndarray) -> np.ndarray:
     return base["y0"] + products.sum(axis=0, dtype=U64)
 
 
-def _first_kept(widths: list[int], word_index: int, bit: int, digit_bits: int) -> int:
-    """The first key word still carried after this pass (a word is dropped after its last)."""
-    return word_index + (1 if bit + digit_bits == widths[word_index] else 0)
-
-
-class _Lookahead:
-    """Correlations one pass ahead. A pass's requests depend only on n and its shape (digit
-    bits, key words carried): the first pass of a shape is recorded, and before each pass the
-    next passes whose shape is known are announced (CorrelationSource.prefetch, in order), so
-    the producer makes pass i + 1's while pass i runs, within its memory budget."""
-
-    def __init__(self, party: Party, shapes: list[tuple[int, int]]):
-        self.corr, self.shapes = party.corr, shapes
-        self.plans: dict[tuple[int, int], list] = {}
-        self.announced = 0  # passes before this one are announced or done
-
-    @contextmanager
-    def running(self, index: int):
-        self.announced = max(self.announced, index)
-        while (self.announced <= index + 1 and self.announced < len(self.shapes)
-               and self.shapes[self.announced] in self.plans):
-            self.corr.prefetch(self.plans[self.shapes[self.announced]])
-            self.announced += 1
-        if self.shapes[index] in self.plans:
-            yield
-            return
-        with self.corr.recording() as plan:
-            yield
-        self.plans[self.shapes[index]] = plan
-
-
 async def sort_permutation(party: Party, keys: list[SortKey]) -> np.ndarray:
     """Shares of each row's position in the stable order by keys (first key most significant).
 
@@ -179,17 +147,13 @@ async def sort_permutation(party: Party, keys: list[SortKey]) -> np.ndarray:
         return party.public(positions)
     words, widths = await _packed_key_words(party, keys)
     origin_high = party.public(positions << HALF)  # original row index, in the upper half
-    passes = [(word_index, bit, min(DIGIT_BITS, width - bit))
-              for word_index, width in enumerate(widths) for bit in range(0, width, DIGIT_BITS)]
-    shapes = [(digit_bits, len(words) - _first_kept(widths, word_index, bit, digit_bits))
-              for word_index, bit, digit_bits in passes]
-    lookahead = _Lookahead(party, shapes)
-    for index, (word_index, bit, digit_bits) in enumerate(passes):
-        with lookahead.running(index):
+    for word_index, width in enumerate(widths):
+        for bit in range(0, width, DIGIT_BITS):
+            digit_bits = min(DIGIT_BITS, width - bit)
             digit = np.stack([((words[word_index] >> U64(bit + i)) & U64(1)).astype(np.uint8)
                               for i in range(digit_bits)])
             destination = await _digit_destination(party, digit)
-            first_kept = _first_kept(widths, word_index, bit, digit_bits)
+            first_kept = word_index + (1 if bit + digit_bits == width else 0)
             carried = words[first_kept:]
             *carried, packed = await shuffle(party, [*carried, origin_high + destination],
                                              [True] * len(carried) + [False])
