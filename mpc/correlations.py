@@ -27,6 +27,7 @@ import numpy as np
 from mpc.prg import Prg, stream_rows
 
 MAX_ELEMENTS = 1 << 28  # a request larger than this is refused (2 GiB of words)
+MAX_MASKED_ROWS = 8192  # a batch's rows travel in a dealer request's header, 5 bytes each
 
 
 class CorrelationError(ValueError):
@@ -267,10 +268,10 @@ class MaskedProducts(Kind):
     def validate(self, params):
         _positive(params, "columns")
         rows = params["rows"]
-        if not (isinstance(rows, list) and rows
-                and all(isinstance(r, int) and not isinstance(r, bool) and r >= 0
+        if not (isinstance(rows, list) and 0 < len(rows) <= MAX_MASKED_ROWS
+                and all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < MAX_ELEMENTS
                         for r in rows)):
-            raise CorrelationError("rows must be a non-empty list of row indices")
+            raise CorrelationError(f"rows must be a list of 1 to {MAX_MASKED_ROWS} row indices")
         _count([len(rows), params["columns"]])
 
     def elements(self, params):

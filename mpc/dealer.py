@@ -20,6 +20,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import msgpack
 import numpy as np
 import zmq
 import zmq.asyncio
@@ -37,6 +38,7 @@ log = logging.getLogger("twofold.dealer")
 SERVER_NAMES = ("server0", "server1")
 MAX_REQUEST_BYTES = 1 << 16  # requests are one header; a larger frame drops the sender
 MAX_BATCH = 256  # requests in one message
+REQUEST_ROOM = 3 * MAX_REQUEST_BYTES // 4  # requests' bytes in one message, header included
 
 
 @dataclass(frozen=True)
@@ -232,8 +234,7 @@ class DealerSource(CorrelationSource):
         mine = [[seq, kind, params] for seq, (kind, params) in numbered
                 if KINDS[kind].receiver(params) == self.party_id]
         corrections: dict[int, list[np.ndarray]] = {}
-        for start in range(0, len(mine), MAX_BATCH):
-            requests = mine[start:start + MAX_BATCH]
+        for requests in _messages(mine):
             reply, arrays = await self._call({"action": "get", "requests": requests})
             counts = reply.get("counts")
             if not isinstance(counts, list) or sum(counts) != len(arrays):
@@ -244,6 +245,21 @@ class DealerSource(CorrelationSource):
                                                                     Prg(self._key, seq), params),
                                      corrections.get(seq, []))
                 for seq, (kind, params) in numbered]
+
+
+def _messages(requests: list[list]):
+    """Consecutive requests in messages of at most MAX_BATCH requests and a header the dealer
+    accepts (a masked product's rows make its request up to about 41 KiB)."""
+    message, size = [], 0
+    for request in requests:
+        cost = len(msgpack.packb(request))
+        if message and (len(message) == MAX_BATCH or size + cost > REQUEST_ROOM):
+            yield message
+            message, size = [], 0
+        message.append(request)
+        size += cost
+    if message:
+        yield message
 
 
 async def connect_dealer(context: zmq.asyncio.Context, keys: KeyPair, dealer_public: bytes,

@@ -152,3 +152,21 @@ def test_dealer_ignores_unregistered_keys():
             await stranger.open()
 
     asyncio.run(with_dealer(body, timeout_s=1.0))
+
+
+def test_large_masked_products_are_split_into_messages_the_dealer_accepts(rng):
+    """Batches of 8,000 rows: each request's header is tens of kilobytes, so a producer batch
+    of them spans several messages."""
+    from tests.harness import run_pair
+
+    plan = [("masked_products", {"rows": rng.integers(0, 70000, 8000).tolist(), "columns": 3})
+            for _ in range(5)]
+
+    async def program(party):
+        mask = await party.corr.row_mask(70000, 3)
+        party.corr.prefetch(plan)
+        return mask, [await party.corr.get(kind, **params) for kind, params in plan]
+
+    (mask0, made0), (mask1, made1) = run_pair(program, timeout_s=60)
+    for (kind, params), part0, part1 in zip(plan, made0, made1):
+        check(kind, params, part0, part1, mask=(mask0, mask1))
