@@ -2,7 +2,7 @@
 
 Keys in a temporary folder; a dealer and two servers on loopback (or, with --correlations ot,
 the two servers alone, making their correlated randomness by OT); three owners upload the
-sample tables shipped in cli/demo_data (an OULAD-shaped course data set: a university's
+sample tables and their schema shipped in cli/demo_data (an OULAD-shaped course data set: a university's
 enrolments and courses, an agency's students, a statistics office's regions); an analyst runs a
 statistics query and a level-5 (differentially private) training job on the join, and reveals
 both. Printed: the statistics, the model's accuracy beside plaintext training, and time, bytes
@@ -20,17 +20,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli import oulad
+from bench import oulad
+from bench.cluster import LocalCluster
 from ml.dp import Privacy
 from mpc.session import CORRELATIONS
 from owners.policy import Policy
-from servers.local_cluster import LocalCluster
 from twofold.client import Client
 
 DATA = Path(__file__).parent / "demo_data"
 OWNERS = ("university", "agency", "statistics_office", "analyst")
-SCHEMA = oulad.SCHEMA.replace('[tables.regions]\nowner = "agency"',
-                              '[tables.regions]\nowner = "statistics_office"')
+SCHEMA = DATA / "schema.toml"
+
 
 def owners_policy(epsilon: float) -> Policy:
     """Every owner lets the analyst, and only the analyst, receive aggregates, statistics and
@@ -73,7 +73,7 @@ def demo(iterations: int = typer.Option(600, help="SGD iterations of the trainin
     joined = oulad.load_joined(DATA)
     starting = "the dealer and two servers" if correlations == "dealer" else "two servers (OT)"
     with console.status(f"starting {starting}") as status, \
-            LocalCluster(timeout_s=120, schema_text=SCHEMA, owners=OWNERS,
+            LocalCluster(timeout_s=120, schema_text=SCHEMA.read_text(), owners=OWNERS,
                          correlations=correlations) as cluster:
         for csv in DATA.glob("*.csv"):
             shutil.copy(csv, cluster.folder / csv.name)

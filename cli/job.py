@@ -58,6 +58,8 @@ def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG
         for stage, cost in (answered[0]["costs"] if answered else {}).items():
             typer.echo(f"  {stage}: {cost['wall_s']:.2f} s, {cost['bytes_sent']:,} bytes, "
                        f"{cost['rounds']} rounds")
+        if answered and answered[0]["costs"]:
+            typer.echo(f"  job: {answered[0]['seconds']:.2f} s on server 0")
     if any(s["state"] == "unreachable" for s in statuses):
         raise typer.Exit(1)
 

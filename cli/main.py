@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from cli.bench import bench_app
+from bench.cluster import ProcessError
+from bench.commands import bench_app
 from cli.demo import demo
 from cli.job import job_app, reveal_command
 from cli.owner import owner_app
@@ -22,7 +23,6 @@ from owners.read import UploadError
 from owners.schema import SchemaError
 from servers.config import ConfigError, load_dealer_config
 from servers.jobspec import JobSpecError
-from servers.local_cluster import ProcessError
 from twofold.config import ClientConfigError
 
 app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml.sgd import clamp
 from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul, mul_rows
-from mpc.protocols.boolean import less_than
+from mpc.protocols.boolean import clamp, less_than
 
 U64 = np.uint64
 LINEAR_SUMS = ("sum_squared_error", "sum_absolute_error", "sum_label", "sum_label_squared")
@@ -33,7 +32,8 @@ async def linear_sums(party: Party, score: np.ndarray, label: np.ndarray, valid:
     """score: predictions on the label scaled to [0, 1]; label in its own units."""
     low, high = label_range
     n = len(score)
-    within = await clamp(party, score, 0.0, 1.0)  # the label's range, scaled
+    within = await clamp(party, score, _public(party, 0.0, n),
+                         _public(party, 1.0, n))  # the label's range, scaled
     predicted = await fixed_mul_public(party, within, high - low, 1.0) + _public(party, low, n)
     error = predicted - label
     negative = await less_than(party, error, party.public(np.zeros(n, U64)))

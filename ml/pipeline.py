@@ -48,6 +48,7 @@ class TrainSpec:
     privacy: Privacy | None = None  # level 5: the training's (epsilon, delta, tau)
     size_check: Privacy | None = None  # level 5: the noisy size check's own parameters
     private_key: str | None = None  # qualified primary key of the primary private table
+    private_key_bits: int = KEY_BITS  # ... and the bits a sort by it needs (from the schema)
 
 
 @dataclass
@@ -60,24 +61,27 @@ class TrainedModel:
     training_rows: tuple[np.ndarray, np.ndarray] | None = None  # (x, y) shares, if kept
 
 
-async def keep_tau_rows(party: Party, table: SharedTable, key: str, tau: int) -> SharedTable:
-    """At most tau real rows per value of `key` stay real; returns the table sorted by key."""
-    names = list(table.columns)
-    moved = await sort(party, [table.column(key), table.valid,
-                               *[table.column(n) for n in names]],
-                       [SortKey(table.column(key), bits=KEY_BITS, signed=False)])
-    keys, valid, columns = moved[0], moved[1], moved[2:]
-    n = len(valid)
-    ones = party.public(np.ones(n, U64))
-    if n > 1:
-        same = await equal(party, keys[1:], keys[:-1])
-        heads = np.concatenate([ones[:1], ones[1:] - same])
-    else:
-        heads = ones
-    (rank,) = await segmented_scan(party, heads, [valid], "sum")
-    limit = party.public(np.full(n, tau, U64))
-    keep = ones - await less_than(party, limit, rank)
-    return SharedTable(dict(zip(names, columns)), await mul(party, valid, keep))
+async def keep_tau_rows(party: Party, table: SharedTable, key: str, tau: int,
+                        key_bits: int = KEY_BITS) -> SharedTable:
+    """At most tau real rows per value of `key` (below 2^key_bits) stay real; returns the table
+    sorted by key. Costs go to the stage "tau"."""
+    with party.stage("tau"):
+        names = list(table.columns)
+        moved = await sort(party, [table.column(key), table.valid,
+                                   *[table.column(n) for n in names]],
+                           [SortKey(table.column(key), bits=key_bits, signed=False)])
+        keys, valid, columns = moved[0], moved[1], moved[2:]
+        n = len(valid)
+        ones = party.public(np.ones(n, U64))
+        if n > 1:
+            same = await equal(party, keys[1:], keys[:-1])
+            heads = np.concatenate([ones[:1], ones[1:] - same])
+        else:
+            heads = ones
+        (rank,) = await segmented_scan(party, heads, [valid], "sum")
+        limit = party.public(np.full(n, tau, U64))
+        keep = ones - await less_than(party, limit, rank)
+        return SharedTable(dict(zip(names, columns)), await mul(party, valid, keep))
 
 
 async def join_size_reaches(party: Party, valid: np.ndarray, minimum: int,
@@ -105,8 +109,8 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec,
     hyper, n = spec.hyper, table.rows
     released = party.public(np.ones(1, U64))
     if spec.level == 5:
-        with party.stage("tau"):
-            table = await keep_tau_rows(party, table, spec.private_key, spec.privacy.tau)
+        table = await keep_tau_rows(party, table, spec.private_key, spec.privacy.tau,
+                                    spec.private_key_bits)
     if spec.level >= 4:
         with party.stage("size check"):
             released = await join_size_reaches(party, table.valid, spec.min_join_size,

@@ -1,16 +1,33 @@
 """SecureML-style minibatch SGD on shares: linear and logistic regression.
 
-Per iteration, for the batch X_b (rows x d) and labels y_b:
-    u = X_b w                         matrix triple, one truncation
-    p = u (linear)  or  s(u) (logistic), s(u) = clamp(u / 4 + 1/2, 0, 1)
-    e = clamp(p - y_b, -R, R) [* valid_b under DP, so dummy rows give nothing]
-    g = X_b^T e                       matrix triple, exact (2f fractional bits)
+Once per training, as SecureML does, the rows X (n x d) are masked by a random shared matrix
+A (a row mask from the correlation source) and E = X - A is opened: uniform, since A is used
+for nothing else. A batch's products X_b w and X_b^T e then open only w and e, masked afresh
+(`masked products`: b, A_b b, b', A_b^T b' for the batch's rows of A).
+
+Per iteration, for the batch's public row indices b:
+    u = X_b w                         opens w - b (d words)
+    v = u / 4 + 1/2 (logistic) or u   one truncation (by f + 2, or f)
+    e = clamp(v - y_b, lo_b, hi_b)    two comparisons and one bit-times-value round
+    g = X_b^T e                       opens e - b' (batch words); exact (2f fractional bits)
     [+ each server's own discrete Gaussian noise, on the 2^-f grid, under DP]
     w = w - (lr / batch) g            one truncation; lr / batch gets every bit the gradient
                                       leaves (step_constant), refused if fewer than 12
-The logistic approximation s is the tangent of the sigmoid at 0 clamped to [0, 1]: its largest
-error is 0.119 (at u = +-2); it is what SecureML's piecewise function becomes with the correct
-slope, and it keeps e in [-1, 1] exactly, which the privacy bound needs.
+12 rounds. The per-row bounds are computed once: lo = -R and hi = R (linear), lo = max(-y, -R)
+and hi = min(1 - y, R) (logistic), both times the row's indicator, so that dummy rows give
+e = 0. For logistic regression this is the clamped residual of the clamped model:
+clamp(v, 0, 1) - y = clamp(v - y, -y, 1 - y), and two clamps whose intervals meet ([-y, 1 - y]
+and [-R, R] share 0) make one clamp to their intersection.
+
+The logistic approximation s(u) = clamp(u / 4 + 1/2, 0, 1) is the tangent of the sigmoid at 0
+clamped to [0, 1]: its largest error is 0.119 (at u = +-2); it is what SecureML's piecewise
+function becomes with the correct slope, and it keeps e in [-1, 1] exactly, which the privacy
+bound needs.
+
+Correlations are made ahead: batches are public and known up front, shorter ones (Poisson
+sampling) are padded to the longest with a dummy row, so every iteration asks for the same
+correlations but for the batch's rows; the first iteration's requests are recorded and every
+later iteration's announced at once (CorrelationSource.prefetch, within its memory budget).
 """
 
 from __future__ import annotations
@@ -22,8 +39,8 @@ import numpy as np
 from ml.dp import NOISE_TAILS
 from mpc.noise import discrete_gaussian
 from mpc.party import Party
-from mpc.protocols.arithmetic import matmul, mul, truncate
-from mpc.protocols.boolean import less_than
+from mpc.protocols.arithmetic import mul, reveal, truncate
+from mpc.protocols.boolean import bits_times, clamp, less_than_bits
 from mpc.ring import as_ring, public_factor
 
 U64 = np.uint64
@@ -50,49 +67,110 @@ def step_constant(step_scale: float, rows: int, residual_bound: float, frac_bits
                          max_shift=61 - frac_bits)
 
 
-async def clamp(party: Party, x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """min(max(x, low), high) elementwise, for public bounds. 9 rounds, one product."""
-    n = len(x)
-    lo, hi = party.fixed.encode(low), party.fixed.encode(high)
-    below, above = await less_than(party, np.stack([x, party.public(np.full(n, hi))]),
-                                   np.stack([party.public(np.full(n, lo)), x]))
-    inside = party.public(np.ones(n, U64)) - below - above
-    return await mul(party, inside, x) + below * lo + above * hi  # bounds are public
+def _constant(party: Party, value: float, n: int) -> np.ndarray:
+    return party.public(np.full(n, party.fixed.encode(value)))
 
 
 async def sigmoid(party: Party, u: np.ndarray) -> np.ndarray:
+    """s(u) = clamp(u / 4 + 1/2, 0, 1) for u with f fractional bits. 9 rounds."""
+    n = len(u)
     quarter = await truncate(party, u, 2)
-    return await clamp(party, quarter + party.public(np.full(len(u), party.fixed.encode(0.5))),
-                       0.0, 1.0)
+    return await clamp(party, quarter + _constant(party, 0.5, n), _constant(party, 0.0, n),
+                       _constant(party, 1.0, n))
 
 
-async def sgd_step(party: Party, w, x_batch, y_batch, hyper: Hyper, step_scale: float,
-                   valid_batch=None, noise_sigma: float = 0.0):
-    """One iteration; returns the new weights."""
-    (u,) = (await truncate(party, await matmul(party, x_batch, w[:, None]))).T
-    p = await sigmoid(party, u) if hyper.model == "logistic" else u
-    error = await clamp(party, p - y_batch, -hyper.residual_bound, hyper.residual_bound)
-    if valid_batch is not None:
-        error = await mul(party, error, valid_batch)
-    gradient = (await matmul(party, x_batch.T, error[:, None]))[:, 0]
+async def residual_bounds(party: Party, y: np.ndarray, valid: np.ndarray,
+                          hyper: Hyper) -> tuple[np.ndarray, np.ndarray]:
+    """Shares of each row's bounds (lo, hi) on the residual v - y (module docstring); both 0
+    where valid is 0. Linear: local; logistic: 9 rounds, once per training."""
+    n = len(y)
+    if hyper.model == "linear":
+        high = valid * party.fixed.encode(hyper.residual_bound)
+        return -high, high
+    limit = _constant(party, hyper.residual_bound, n)
+    below_one = np.stack([y, _constant(party, 1.0, n) - y])  # y and 1 - y
+    over = await less_than_bits(party, np.stack([limit, limit]), below_one)
+    least = below_one + await bits_times(party, over, limit - below_one)  # min(., R)
+    low, high = await mul(party, valid, least)
+    return -low, high
+
+
+async def _masked_product(party: Party, open_part: np.ndarray, mask_part: np.ndarray,
+                          vector: np.ndarray, vector_mask: np.ndarray,
+                          product: np.ndarray) -> np.ndarray:
+    """(open_part + mask_part) @ vector, where open_part is public, mask_part is shared and
+    product = mask_part @ vector_mask: only vector - vector_mask is opened. 1 round."""
+    opened = await reveal(party, vector - vector_mask)
+    result = np.matmul(open_part, vector_mask) + np.matmul(mask_part, opened) + product
+    if party.id == 0:
+        result += np.matmul(open_part, opened)
+    return result
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The training rows as every iteration uses them: X - A (public), this server's share of
+    A, the labels and the residual bounds, with the dummy row last."""
+
+    opened: np.ndarray
+    mask: np.ndarray
+    labels: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+async def _iteration(party: Party, data: _Rows, rows: np.ndarray, w: np.ndarray,
+                     hyper: Hyper, step: tuple[int, int], noise_sigma: float) -> np.ndarray:
+    """One step on the batch `rows` (padded); returns the new weights. 12 rounds."""
+    f = party.fixed.frac_bits
+    forward, backward, product, product_back = await party.corr.masked_products(
+        rows.tolist(), len(w))
+    opened, mask = data.opened[rows], data.mask[rows]
+    u = await _masked_product(party, opened, mask, w, forward, product)
+    if hyper.model == "logistic":
+        v = await truncate(party, u, f + 2) + _constant(party, 0.5, len(rows))
+    else:
+        v = await truncate(party, u, f)
+    error = await clamp(party, v - data.labels[rows], data.low[rows], data.high[rows])
+    gradient = await _masked_product(party, opened.T, mask.T, error, backward, product_back)
     if noise_sigma > 0:  # this server's own sample, on the 2^-2f grid of the exact gradient
         grid = noise_sigma * party.fixed.scale ** 2
         gradient = gradient + discrete_gaussian(party.rng, grid, len(gradient)).view(U64)
-    factor, shift = step_constant(step_scale, len(y_batch), hyper.residual_bound,
-                                  party.fixed.frac_bits, noise_sigma)
-    step = await truncate(party, gradient * as_ring(factor), party.fixed.frac_bits + shift)
-    return w - step
+    factor, shift = step
+    return w - await truncate(party, gradient * as_ring(factor), f + shift)
+
+
+def _later_plan(first: list, batches: list[np.ndarray]) -> list:
+    """The requests of every later iteration: the first iteration's, with the batch's rows in
+    its masked products (no other request depends on which rows a batch holds)."""
+    return [(kind, {**params, "rows": rows.tolist()} if kind == "masked_products" else params)
+            for rows in batches for kind, params in first]
 
 
 async def train(party: Party, x: np.ndarray, y: np.ndarray, hyper: Hyper, batches,
                 valid: np.ndarray | None = None, noise_sigma: float = 0.0,
                 expected_batch: float | None = None) -> np.ndarray:
     """Weights (d shares) after one step per batch of public row indices."""
-    w = np.zeros(x.shape[1], U64)
+    n, d = x.shape
+    w = np.zeros(d, U64)
+    batches = [np.asarray(rows, np.int64) for rows in batches]
+    if not batches:
+        return w
+    width = max(1, max(len(rows) for rows in batches))
+    batches = [np.concatenate([rows, np.full(width - len(rows), n)]) for rows in batches]
+    valid = party.public(np.ones(n, U64)) if valid is None else valid
+    zero = party.public(np.zeros(1, U64))  # the dummy row n: zero features, label and bounds
+    x, y = np.vstack([x, np.zeros((1, d), U64)]), np.concatenate([y, zero])
+    low, high = await residual_bounds(party, y, np.concatenate([valid, zero]), hyper)
+    mask = await party.corr.row_mask(n + 1, d)
+    data = _Rows(await reveal(party, x - mask), mask, y, low, high)
     scale = hyper.learning_rate / (expected_batch or hyper.batch_size)
-    for rows in batches:
-        w = await sgd_step(party, w, x[rows], y[rows], hyper, scale,
-                           None if valid is None else valid[rows], noise_sigma)
+    step = step_constant(scale, width, hyper.residual_bound, party.fixed.frac_bits, noise_sigma)
+    with party.corr.recording() as first:
+        w = await _iteration(party, data, batches[0], w, hyper, step, noise_sigma)
+    party.corr.prefetch(_later_plan(first, batches[1:]))
+    for rows in batches[1:]:
+        w = await _iteration(party, data, rows, w, hyper, step, noise_sigma)
     return w
 
 

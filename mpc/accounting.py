@@ -34,9 +34,15 @@ class StageCost:
 
 @dataclass
 class Accounting:
+    """Costs per stage. Stages partition time: a stage entered inside another pauses it, so
+    the wall seconds of all stages add up to the time spent inside any stage, each second
+    counted once; time outside every stage is not counted."""
+
     stages: dict[str, StageCost] = field(default_factory=dict)
     current: str = "default"
     message_sizes: list | None = None  # set to [] to record (stream, size) of each send
+    _depth: int = 0  # stages entered and not left
+    _since: float = 0.0  # when the current stage's clock last started
 
     def cost(self, name: str | None = None) -> StageCost:
         name = self.current if name is None else name
@@ -70,12 +76,21 @@ class Accounting:
         finally:
             self.cost().offline_s += time.perf_counter() - start
 
+    def _charge(self) -> None:
+        """The time since the current stage's clock started goes to that stage."""
+        now = time.perf_counter()
+        if self._depth:
+            self.cost().wall_s += now - self._since
+        self._since = now
+
     @contextmanager
     def stage(self, name: str):
+        self._charge()
         previous, self.current = self.current, name
-        start = time.perf_counter()
+        self._depth += 1
         try:
             yield self.cost(name)
         finally:
-            self.cost(name).wall_s += time.perf_counter() - start
+            self._charge()
+            self._depth -= 1
             self.current = previous

@@ -77,8 +77,15 @@ class CorrelationSource(ABC):
     # ---- requests ------------------------------------------------------------------------
 
     def prefetch(self, plan: list[Request]) -> None:
-        """Announce the next requests so that the producer makes them ahead."""
-        for kind, params in plan:
+        """Announce the next requests so that the producer makes them ahead. Requests an
+        outer caller already announced (a benchmark that prefetched a whole run, around a
+        training loop that prefetches its iterations) are checked against the plan, not
+        announced twice."""
+        for position, (pending, (kind, params)) in enumerate(zip(self._announced, plan)):
+            if (pending.kind, pending.params) != (kind, params):
+                raise ProtocolMismatch(f"request {position} ahead was announced as "
+                                       f"{pending.kind} {pending.params}, now as {kind} {params}")
+        for kind, params in plan[len(self._announced):]:
             self._announced.append(self._enqueue(kind, params))
 
     async def produced(self) -> None:
@@ -217,5 +224,17 @@ class CorrelationSource(ABC):
         return await self.get("trunc", shape=list(np.atleast_1d(shape).tolist()),
                               frac_bits=frac_bits)
 
+    async def truncated_triples(self, shape, frac_bits: int):
+        return await self.get("trunc_mul", shape=list(np.atleast_1d(shape).tolist()),
+                              frac_bits=frac_bits)
+
     async def permutation_masks(self, n: int, columns: str, permuter: int):
         return await self.get("permute", n=n, columns=columns, permuter=permuter)
+
+    async def row_mask(self, rows: int, columns: int) -> np.ndarray:
+        (mask,) = await self.get("row_mask", rows=rows, columns=columns)
+        return mask
+
+    async def masked_products(self, rows: list[int], columns: int):
+        """For rows of the latest row mask (in request order)."""
+        return await self.get("masked_products", rows=rows, columns=columns)

@@ -11,6 +11,8 @@ Every kind below is a small object with:
 - receiver(params): the party that gets the correction;
 - own(party, prg, params): the party's seed-derived arrays;
 - correction(own0, own1, params): the dealer's correction for the receiver;
+- dealer_correction(keys, seq, params, mask): the same from the session keys and the number
+  of the session's latest row mask (masked products read that mask's stream);
 - assemble(party, own, correction): the finished correlation, as the protocols use it.
 """
 
@@ -22,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from mpc.prg import Prg
+from mpc.prg import Prg, stream_rows
 
 MAX_ELEMENTS = 1 << 28  # a request larger than this is refused (2 GiB of words)
+MAX_MASKED_ROWS = 8192  # a batch's rows travel in a dealer request's header, 5 bytes each
 
 
 class CorrelationError(ValueError):
@@ -55,8 +58,15 @@ class Kind(ABC):
     @abstractmethod
     def own(self, party: int, prg: Prg, params: dict[str, Any]) -> list[np.ndarray]: ...
 
-    @abstractmethod
-    def correction(self, own0, own1, params) -> list[np.ndarray]: ...
+    def correction(self, own0, own1, params) -> list[np.ndarray]:
+        raise NotImplementedError(f"{self.name}: the dealer computes its correction otherwise")
+
+    def dealer_correction(self, keys: tuple[bytes, bytes], seq: int, params: dict[str, Any],
+                          mask: int | None = None) -> list[np.ndarray]:
+        """What the dealer sends for correlation number seq of a session with these keys, whose
+        latest row mask is correlation number `mask`."""
+        own = [self.own(p, Prg(keys[p], seq), params) for p in (0, 1)]
+        return self.correction(own[0], own[1], params)
 
     def assemble(self, party: int, own: list[np.ndarray], correction: list[np.ndarray]):
         return (*own, *correction)
@@ -213,6 +223,106 @@ class TruncationPairs(Kind):
         return [(r >> np.uint64(63)) - msb0, low - low0]
 
 
+def _positive(params: dict[str, Any], *names: str) -> None:
+    if not all(isinstance(params[n], int) and not isinstance(params[n], bool) and params[n] > 0
+               for n in names):
+        raise CorrelationError(f"{', '.join(names)} must be positive integers")
+
+
+def _row_words(columns: int) -> int:
+    """A row mask's rows are whole AES blocks in its stream, so the dealer can expand any row
+    without the rows before it (mpc.prg.stream_rows)."""
+    return columns + columns % 2
+
+
+class RowMask(Kind):
+    """A random matrix A (rows x columns), each party's share from its own seed: masks a data
+    matrix X once (X - A is opened), so that products with rows of X need no further opening
+    of X (SecureML). The dealer sends nothing; it remembers the session's latest row mask for
+    the masked products that follow."""
+
+    name = "row_mask"
+
+    def validate(self, params):
+        _positive(params, "rows", "columns")
+        _count([params["rows"], _row_words(params["columns"])])
+
+    def elements(self, params):
+        return params["rows"] * params["columns"]
+
+    def own(self, party, prg, params):
+        rows, columns = params["rows"], params["columns"]
+        return [prg.words((rows, _row_words(columns)))[:, :columns]]
+
+    def dealer_correction(self, keys, seq, params, mask=None):
+        return []
+
+
+class MaskedProducts(Kind):
+    """For the rows A_b of the latest row mask (params "rows", public indices, repeats
+    allowed): b (columns) and c = A_b b, and b' (len(rows)) and c' = A_b^T b'. With X - A
+    open, X_b w and X_b^T e each open only w - b or e - b'."""
+
+    name = "masked_products"
+
+    def validate(self, params):
+        _positive(params, "columns")
+        rows = params["rows"]
+        if not (isinstance(rows, list) and 0 < len(rows) <= MAX_MASKED_ROWS
+                and all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < MAX_ELEMENTS
+                        for r in rows)):
+            raise CorrelationError(f"rows must be a list of 1 to {MAX_MASKED_ROWS} row indices")
+        _count([len(rows), params["columns"]])
+
+    def elements(self, params):
+        return 2 * (len(params["rows"]) + params["columns"])
+
+    def own(self, party, prg, params):
+        batch, columns = len(params["rows"]), params["columns"]
+        parts = [prg.words(columns), prg.words(batch)]
+        return parts + [prg.words(batch), prg.words(columns)] if party == 0 else parts
+
+    def dealer_correction(self, keys, seq, params, mask=None):
+        if mask is None:
+            raise CorrelationError("masked products need a row mask made before them")
+        (b0, b0_back, c0, c0_back), (b1, b1_back) = (
+            self.own(p, Prg(keys[p], seq), params) for p in (0, 1))
+        rows, columns = np.asarray(params["rows"]), params["columns"]
+        rows_of_mask = sum(stream_rows(keys[p], mask, rows, _row_words(columns))[:, :columns]
+                           for p in (0, 1))
+        return [np.matmul(rows_of_mask, b0 + b1) - c0,
+                np.matmul(rows_of_mask.T, b0_back + b1_back) - c0_back]
+
+
+class TruncatedProducts(Kind):
+    """A Beaver triple whose product comes masked for truncation: a, b, t = a * b + r, msb(r)
+    and (r mod 2^63) >> f for a random r = r0 + r1 that no server holds (each expands its
+    share from its seed; the correlation leaves them out). A fixed-point product x * y opens
+    x - a and y - b, then x * y + 2^62 + r = t + (x - a) b + (y - b) a + (x - a)(y - b)
+    + 2^62, and truncates as truncate does: one request, one dealer message, for both rounds
+    (a triple and a truncation pair, with c and r's shares folded into t)."""
+
+    name = "trunc_mul"
+
+    def validate(self, params):
+        TruncationPairs().validate(params)
+
+    def own(self, party, prg, params):
+        shape = tuple(params["shape"])
+        parts = [prg.words(shape), prg.words(shape), prg.words(shape)]  # a, b, r's share
+        return parts + [prg.words(shape) for _ in range(3)] if party == 0 else parts
+
+    def correction(self, own0, own1, params):
+        (a0, b0, r0, t0, msb0, low0), (a1, b1, r1) = own0, own1
+        r = r0 + r1
+        low = (r & np.uint64((1 << 63) - 1)) >> np.uint64(params["frac_bits"])
+        return [(a0 + a1) * (b0 + b1) + r - t0, (r >> np.uint64(63)) - msb0, low - low0]
+
+    def assemble(self, party, own, correction):
+        a, b, _, *rest = own  # the share of r is not part of the correlation
+        return (a, b, *rest, *correction)
+
+
 class PermutationMasks(Kind):
     """One shuffle pass: the permuter gets a permutation pi and delta = pi(a) - b (or
     pi(a) ^ b for boolean columns); the helper gets the masks a and b, one row per column.
@@ -253,5 +363,4 @@ class PermutationMasks(Kind):
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     BeaverTriples(), RowTriples(), AndTriples(), MatrixTriples(), DaBits(), BitTriples(), EdaBits(),
-    TruncationPairs(),
-    PermutationMasks())}
+    TruncationPairs(), TruncatedProducts(), PermutationMasks(), RowMask(), MaskedProducts())}

@@ -20,6 +20,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import msgpack
 import numpy as np
 import zmq
 import zmq.asyncio
@@ -37,6 +38,14 @@ log = logging.getLogger("twofold.dealer")
 SERVER_NAMES = ("server0", "server1")
 MAX_REQUEST_BYTES = 1 << 16  # requests are one header; a larger frame drops the sender
 MAX_BATCH = 256  # requests in one message
+REQUEST_ROOM = 3 * MAX_REQUEST_BYTES // 4  # requests' bytes in one message, header included
+
+
+@dataclass(frozen=True)
+class _Mask:
+    seq: int
+    rows: int
+    columns: int
 
 
 @dataclass
@@ -45,6 +54,7 @@ class _Session:
     opened_by: set[int] = field(default_factory=set)
     served: set[int] = field(default_factory=set)
     closed_by: set[int] = field(default_factory=set)
+    mask: _Mask | None = None  # the latest row mask: masked products read its rows
 
 
 class Dealer:
@@ -133,7 +143,8 @@ class Dealer:
         requests = header.get("requests")
         if not isinstance(requests, list) or not 0 < len(requests) <= MAX_BATCH:
             raise DealerError(f"a batch holds 1 to {MAX_BATCH} requests")
-        total, seen = 0, set()
+        total, seen, mask = 0, set(), session.mask
+        masks = {}  # seq -> the latest row mask before that masked product
         for request in requests:
             if not (isinstance(request, list) and len(request) == 3):
                 raise DealerError("malformed request")
@@ -148,14 +159,22 @@ class Dealer:
             if seq in session.served or seq in seen:
                 raise DealerError(f"correlation {seq} of job {header['job']} was already served")
             seen.add(seq)
+            if kind_name == "row_mask":
+                mask = _Mask(seq, params["rows"], params["columns"])
+            elif kind_name == "masked_products":
+                if (mask is None or mask.seq > seq or params["columns"] != mask.columns
+                        or max(params["rows"]) >= mask.rows):
+                    raise DealerError(f"masked products {seq} do not fit a row mask made "
+                                      "before them")
+                masks[seq] = mask.seq
         if total > MAX_ELEMENTS and len(requests) > 1:
             raise CorrelationError(f"request for {total} elements exceeds {MAX_ELEMENTS}")
+        session.mask = mask
         counts, corrections = [], []
         for seq, kind_name, params in requests:
             session.served.add(seq)
-            kind = KINDS[kind_name]
-            own = [kind.own(p, Prg(session.keys[p], seq), params) for p in (0, 1)]
-            correction = kind.correction(own[0], own[1], params)
+            correction = KINDS[kind_name].dealer_correction(session.keys, seq, params,
+                                                            masks.get(seq))
             self.elements_served += sum(array.size for array in correction)
             counts.append(len(correction))
             corrections.extend(correction)
@@ -215,8 +234,7 @@ class DealerSource(CorrelationSource):
         mine = [[seq, kind, params] for seq, (kind, params) in numbered
                 if KINDS[kind].receiver(params) == self.party_id]
         corrections: dict[int, list[np.ndarray]] = {}
-        for start in range(0, len(mine), MAX_BATCH):
-            requests = mine[start:start + MAX_BATCH]
+        for requests in _messages(mine):
             reply, arrays = await self._call({"action": "get", "requests": requests})
             counts = reply.get("counts")
             if not isinstance(counts, list) or sum(counts) != len(arrays):
@@ -227,6 +245,21 @@ class DealerSource(CorrelationSource):
                                                                     Prg(self._key, seq), params),
                                      corrections.get(seq, []))
                 for seq, (kind, params) in numbered]
+
+
+def _messages(requests: list[list]):
+    """Consecutive requests in messages of at most MAX_BATCH requests and a header the dealer
+    accepts (a masked product's rows make its request up to about 41 KiB)."""
+    message, size = [], 0
+    for request in requests:
+        cost = len(msgpack.packb(request))
+        if message and (len(message) == MAX_BATCH or size + cost > REQUEST_ROOM):
+            yield message
+            message, size = [], 0
+        message.append(request)
+        size += cost
+    if message:
+        yield message
 
 
 async def connect_dealer(context: zmq.asyncio.Context, keys: KeyPair, dealer_public: bytes,

@@ -24,7 +24,13 @@ import zmq.asyncio
 from mpc import wire
 from mpc.accounting import Accounting
 from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server_socket
-from mpc.errors import JobCancelled, MpcError, PeerAborted, PeerTimeout, ProtocolMismatch
+from mpc.errors import (
+    JobCancelled,
+    MpcError,
+    PeerAborted,
+    PeerTimeout,
+    ProtocolMismatch,
+)
 
 DEFAULT_TIMEOUT_S = 60.0
 MAX_FRAME_BYTES = 1 << 32  # one array from the peer (4 GiB); a larger frame drops the link

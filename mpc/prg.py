@@ -25,6 +25,21 @@ def fresh_key() -> bytes:
     return os.urandom(KEY_BYTES)
 
 
+def stream_rows(key: bytes, stream_id: int, rows: np.ndarray, row_words: int) -> np.ndarray:
+    """Rows `rows` (any order, repeats allowed) of Prg(key, stream_id).words((n, row_words)),
+    for an even row_words, without expanding the rows before them: CTR keystream block i is
+    AES_key(stream_id * 2^64 + i), so the blocks wanted are encrypted directly (ECB)."""
+    if row_words % 2:
+        raise ValueError("stream_rows needs rows of whole 16-byte blocks (an even row_words)")
+    per_row = row_words // 2
+    rows = np.asarray(rows, np.int64)
+    counters = np.empty((len(rows) * per_row, 2), dtype=">u8")
+    counters[:, 0] = stream_id
+    counters[:, 1] = (rows[:, None] * per_row + np.arange(per_row)).ravel()
+    keystream = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(counters.tobytes())
+    return np.frombuffer(keystream, dtype="<u8").astype(np.uint64).reshape(len(rows), row_words)
+
+
 class Prg:
     """One AES-128-CTR keystream, consumed front to back."""
 

@@ -85,22 +85,27 @@ async def _open_source(endpoints: Endpoints, context: zmq.asyncio.Context, link:
 async def open_party(endpoints: Endpoints, job_id: str, fixed: FixedPoint = FixedPoint(),
                      accounting: Accounting | None = None,
                      cancel: threading.Event | None = None):
-    """A connected Party for one job. If the body raises, the peer is told and fails fast."""
+    """A connected Party for one job. If the body raises, the peer is told and fails fast.
+    Its own costs go to the stages "connect" (link, settings, correlation source) and
+    "close"."""
     context = zmq.asyncio.Context()
     accounting = accounting or Accounting()
     try:
         async with AsyncExitStack() as stack:  # closed in reverse: source, link, sockets
-            connection = await connect_peer(context, endpoints.party_id, endpoints.keys,
-                                            endpoints.peer_public, endpoints.peer_address,
-                                            endpoints.timeout_s)
+            with accounting.stage("connect"):
+                connection = await connect_peer(context, endpoints.party_id, endpoints.keys,
+                                                endpoints.peer_public, endpoints.peer_address,
+                                                endpoints.timeout_s)
             stack.callback(connection.close)
             link = PeerLink(connection.socket, endpoints.party_id, job_id, accounting,
                             endpoints.timeout_s, cancel)
             stack.push_async_callback(link.close)
             corr = None
             try:
-                await agree_on_correlations(link, endpoints.correlations)
-                corr = await _open_source(endpoints, context, link, job_id, accounting, stack)
+                with accounting.stage("connect"):
+                    await agree_on_correlations(link, endpoints.correlations)
+                    corr = await _open_source(endpoints, context, link, job_id, accounting,
+                                              stack)
                 party = Party(id=endpoints.party_id, link=link, corr=corr, rng=Prg.fresh(),
                               accounting=accounting, fixed=fixed)
                 yield party
@@ -109,7 +114,8 @@ async def open_party(endpoints: Endpoints, job_id: str, fixed: FixedPoint = Fixe
                     await corr.stop()
                 await link.abort(f"{type(error).__name__}: {error}")
                 raise
-            await link.finish()
-            await corr.close()
+            with accounting.stage("close"):
+                await link.finish()
+                await corr.close()
     finally:
         context.term()

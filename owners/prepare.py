@@ -70,6 +70,21 @@ def _check_keys(source: SourceFile, table: Table, typed, encoded) -> None:
                                   f"{original(second)} repeats row {first + 1}")
 
 
+def _padding_keys(path: Path, table: Table, count: int, prg: Prg | None,
+                  taken: np.ndarray) -> np.ndarray:
+    """Primary keys of the padding rows: for a key with a declared domain [0, 2^bits), the
+    keys 2^bits + i just above it (so sorts need one bit more, never more: at most 2^bits
+    padding rows); otherwise fresh codes in the hashed range."""
+    (first, *rest) = table.primary_key
+    bits = table.column(first).bits if not rest else None
+    if bits is None:
+        return _dummy_keys(prg or Prg.fresh(), count, taken)
+    if count > 1 << bits:
+        raise UploadError(f"{path}: {count} padding rows do not fit the {bits}-bit key "
+                          f"{first} of table {table.name} (at most 2^{bits}); declare more bits")
+    return (1 << bits) + np.arange(count, dtype=U64)
+
+
 def _dummy_keys(prg: Prg, count: int, taken: np.ndarray) -> np.ndarray:
     """Fresh codes in the hashed range, distinct from each other and from real keys (a redraw
     happens with probability below count^2 / 2^61)."""
@@ -113,7 +128,7 @@ def prepare(data: Path | pd.DataFrame, schema: Schema, table_name: str, *,
               for name, values in encoded.items()}
     if pad:
         pk = table.key_column(table.primary_key)
-        padded[pk][rows:] = _dummy_keys(dummy_prg or Prg.fresh(), pad, encoded[pk])
+        padded[pk][rows:] = _padding_keys(path, table, pad, dummy_prg, encoded[pk])
     padded[INDICATOR] = np.concatenate([np.ones(rows, U64), np.zeros(pad, U64)])
     return PreparedTable(table, {name: padded[name] for name in table.stored_columns}, rows)
 

@@ -184,6 +184,16 @@ def _categories(source: SourceFile, column: Column, array: pa.ChunkedArray) -> n
 
 
 def _keys(source: SourceFile, column: Column, array: pa.ChunkedArray) -> np.ndarray:
+    keys = _key_values(source, column, array)
+    if column.bits is not None:  # the declared domain [0, 2^bits)
+        row = _first((keys < 0) | (keys >= 1 << column.bits))
+        if row is not None:
+            raise UploadError(f"{source.where(row, column.name)}: key {keys[row]} is outside "
+                              f"the declared domain [0, 2^{column.bits})")
+    return keys
+
+
+def _key_values(source: SourceFile, column: Column, array: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_integer(array.type) and column.key_format == "integer":
         return array.to_numpy().astype(np.int64)
     text = _as_strings(array)

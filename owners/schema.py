@@ -8,7 +8,10 @@ Column types and how their values are stored in the ring:
 - integer, decimal (both with a declared [min, max]) and boolean: fixed point with the schema's
   frac_bits (booleans as 0 or 1), so numeric attributes of every table share one scale;
 - categorical (with a declared vocabulary): the value's index in the vocabulary;
-- key (format integer or string): see owners/keys.py.
+- key (format integer or string): see owners/keys.py. An integer key may declare its domain,
+  `bits = b`: keys in [0, 2^b), checked at upload; a foreign key declares the same bits as the
+  key it references. Sorts by such a key use b + 1 bits (padding rows take keys from 2^b up),
+  every other key 63 bits (key_sort_bits).
 Every table also gets the indicator column "_valid": 1 for real rows, 0 for padding. A column
 declared `nullable = true` (not a key) may have empty cells: the cell stores 0 and the shared
 column "_null_<column>" stores 1, so which cells are missing stays as secret as the values.
@@ -24,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpc.ring import FixedPoint
+from owners.keys import KEY_BITS
 
 INDICATOR = "_valid"
 NULL_PREFIX = "_null_"
 COLUMN_TYPES = ("integer", "decimal", "boolean", "categorical", "key")
 KEY_FORMATS = ("integer", "string")
+MAX_KEY_BITS = 61  # a declared domain and its padding keys stay below 2^62: exact encoding
 
 
 class SchemaError(ValueError):
@@ -51,10 +56,18 @@ class Column:
     values: tuple[str, ...] = ()
     key_format: str = "integer"
     nullable: bool = False  # cells may be empty; a hidden shared flag marks them
+    bits: int | None = None  # a key's declared domain [0, 2^bits)
 
     @property
     def numeric(self) -> bool:
         return self.type in ("integer", "decimal", "boolean")
+
+
+def key_sort_bits(column: Column) -> int:
+    """Bits a sort by this key column needs: its declared domain and one bit more for the
+    padding rows' keys (2^bits + i), or 63 for a key without a declared domain (exact integers
+    below 2^62, hashed keys below 2^63)."""
+    return column.bits + 1 if column.bits is not None else KEY_BITS
 
 
 def null_flag(column: str) -> str:
@@ -172,7 +185,12 @@ def _parse_column(table: str, name: str, spec, fixed: FixedPoint) -> Column:
         key_format = spec.get("format", "integer")
         if key_format not in KEY_FORMATS:
             raise SchemaError(f"{where}: key format must be one of {', '.join(KEY_FORMATS)}")
-        return Column(name, kind, key_format=key_format)
+        bits = spec.get("bits")
+        if bits is not None and (key_format != "integer" or isinstance(bits, bool)
+                                 or not isinstance(bits, int) or not 1 <= bits <= MAX_KEY_BITS):
+            raise SchemaError(f"{where}: bits (keys in [0, 2^bits)) must be an integer from 1 "
+                              f"to {MAX_KEY_BITS}, for an integer key")
+        return Column(name, kind, key_format=key_format, bits=bits)
     return Column(name, kind, 0.0, 1.0, nullable=nullable)
 
 
@@ -218,7 +236,8 @@ def _parse_table(name: str, spec, fixed: FixedPoint) -> Table:
 
 
 def _key_signature(table: Table, columns: tuple[str, ...]) -> tuple:
-    return tuple((table.column(c).type, table.column(c).key_format) for c in columns)
+    return tuple((table.column(c).type, table.column(c).key_format, table.column(c).bits)
+                 for c in columns)
 
 
 def _check_graph(tables: dict[str, Table], fact: str) -> None:
@@ -234,8 +253,8 @@ def _check_graph(tables: dict[str, Table], fact: str) -> None:
                                   f"{target.name} has {len(target.primary_key)}")
             if _key_signature(table, fk.columns) != _key_signature(target, target.primary_key):
                 raise SchemaError(f"table {table.name}: foreign key ({', '.join(fk.columns)}) "
-                                  f"does not match the type of {target.name}'s primary key "
-                                  f"({', '.join(target.primary_key)})")
+                                  f"does not match the type (format, bits) of {target.name}'s "
+                                  f"primary key ({', '.join(target.primary_key)})")
     state: dict[str, str] = {}
 
     def visit(name: str, path: list[str]) -> None:

@@ -19,7 +19,8 @@ from ml.pipeline import fit, keep_tau_rows
 from ml.sgd import sigmoid
 from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
-from owners.schema import INDICATOR, Schema
+from mpc.protocols.sort import SortKey
+from owners.schema import INDICATOR, Schema, key_sort_bits
 from servers.jobspec import JobSpec, Nulls, flag_of, plan_columns
 from servers.outputs import RELEASED, Output, OutputColumn, describe
 from servers.release import (
@@ -36,9 +37,23 @@ from sorting_join.predicate import column_type
 from sorting_join.table import SharedTable
 
 
-async def _train(party: Party, spec: JobSpec, root: SharedTable, rules: Rules) -> Output:
+def _sort_bits(schema: Schema, key: str) -> int:
+    """The bits a sort by this (qualified) key column needs, from the schema."""
+    return key_sort_bits(column_type(schema, key))
+
+
+def _entity_keys(schema: Schema, root: SharedTable, entities: dict[str, str]
+                 ) -> dict[str, SortKey]:
+    return {table: SortKey(root.column(key), _sort_bits(schema, key), signed=False)
+            for table, key in entities.items()}
+
+
+async def _train(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
+                 rules: Rules) -> Output:
     train = replace(spec.section, min_join_size=max(spec.section.min_join_size,
                                                     rules.min_join_size))
+    if train.private_key is not None:
+        train = replace(train, private_key_bits=_sort_bits(schema, train.private_key))
     trained = await fit(party, root, train)
     info = {"model": train.hyper.model, "features": list(train.features), "label": train.label,
             "centers": list(trained.scaling.centers), "factors": list(trained.scaling.factors),
@@ -59,7 +74,7 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
     section, info = spec.section, model.info
     weights, released = (model.column(name) for name in ("weights", RELEASED))
     low, high = info["label_range"]
-    root = await _limit_tau(party, spec, root, section.noise)
+    root = await _limit_tau(party, schema, spec, root, section.noise)
     n = root.rows
     ones = party.public(np.full(n, party.fixed.encode(1.0)))
     with party.stage("predict"):
@@ -87,7 +102,7 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
         else:
             sums = await linear_sums(party, score, label, root.valid, (low, high),
                                      classes=section.classes)
-        counts = await statistics(party, root, [], {}, _entity_columns(root, entities))
+        counts = await statistics(party, root, [], {}, _entity_keys(schema, root, entities))
     values = {"count": counts["count"], **sums}
     columns = {name: OutputColumn(name, "fixed" if name.startswith("sum_") else "count")
                for name in values}
@@ -111,15 +126,13 @@ def entity_keys(spec: JobSpec, tables: list[str]) -> dict[str, str]:
             if step.carries_columns and step.child in tables}
 
 
-def _entity_columns(root: SharedTable, entities: dict[str, str]) -> dict[str, np.ndarray]:
-    return {table: root.column(key) for table, key in entities.items()}
-
-
-async def _limit_tau(party: Party, spec: JobSpec, root: SharedTable, noise) -> SharedTable:
+async def _limit_tau(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
+                     noise) -> SharedTable:
     """Under differential privacy, at most tau real rows per primary-private tuple."""
     if noise is None:
         return root
-    return await keep_tau_rows(party, root, spec.private_key, noise.tau)
+    return await keep_tau_rows(party, root, spec.private_key, noise.tau,
+                               _sort_bits(schema, spec.private_key))
 
 
 def _counts_of(rules: Rules, entities: dict[str, str], root_name: str, counts: dict,
@@ -133,13 +146,13 @@ def _counts_of(rules: Rules, entities: dict[str, str], root_name: str, counts: d
 async def _aggregate(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
                      rules: Rules, entities: dict[str, str]) -> Output:
     section = spec.section
-    root = await _limit_tau(party, spec, root, section.noise)
+    root = await _limit_tau(party, schema, spec, root, section.noise)
     summed = [a.column for a in section.aggregates if a.op == "sum"]
     ledger = None if section.noise is None else calibrate_statistics(
         privacy=section.noise, histograms=[], bounds=_bounds(schema, summed))
     grouped = await group_by(party, root, list(section.group_by),
                              [column_type(schema, c) for c in section.group_by],
-                             list(section.aggregates), _entity_columns(root, entities))
+                             list(section.aggregates), _entity_keys(schema, root, entities))
     names = [*section.group_by, *(a.name for a in section.aggregates)]
     thresholds = _counts_of(rules, entities, spec.plan.root, grouped.columns)
     return await release_groups(
@@ -150,13 +163,13 @@ async def _aggregate(party: Party, schema: Schema, spec: JobSpec, root: SharedTa
 async def _statistics(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
                       rules: Rules, entities: dict[str, str]) -> Output:
     section = spec.section
-    root = await _limit_tau(party, spec, root, section.noise)
+    root = await _limit_tau(party, schema, spec, root, section.noise)
     ledger = None if section.noise is None else calibrate_statistics(
         privacy=section.noise, histograms=list(section.histograms),
         bounds=_bounds(schema, section.columns))
     sizes = {c: len(column_type(schema, c).values) for c in section.histograms}
     values = await statistics(party, root, list(section.columns), sizes,
-                              _entity_columns(root, entities),
+                              _entity_keys(schema, root, entities),
                               extremes=section.noise is None)
     thresholds = _counts_of(rules, entities, spec.plan.root, values)
     bins = {f"histogram({c})": _counts_of(rules, entities, spec.plan.root, values,
@@ -211,7 +224,7 @@ async def execute(party: Party, spec: JobSpec, schema: Schema,
                 expression.text: await expression.evaluate_fixed(party, root.columns)
                 for expression in spec.derived}}, root.valid)
     if spec.kind == "train":
-        return await _train(party, spec, root, rules)
+        return await _train(party, schema, spec, root, rules)
     if spec.kind == "predict":
         return await _predict(party, schema, spec, root, model, rules, entities)
     with party.stage(spec.kind):

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +45,8 @@ class JobState:
     recipients: list[str]
     state: str = "queued"  # queued, running, done, failed
     error: str = ""
-    costs: dict = field(default_factory=dict)
+    costs: dict = field(default_factory=dict)  # per stage; its seconds add up to `seconds`
+    seconds: float = 0.0  # the job's wall time on this server, from start to stored output
 
 
 class JobStore:
@@ -114,27 +116,29 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
                      clients: set[str], state: JobState, store: JobStore,
                      accounting: Accounting, cancel: threading.Event) -> None:
     """One server's whole job, in its own thread and event loop; `accounting.current` tells
-    the job's stage meanwhile, and setting `cancel` stops it at its next message.
+    the job's stage meanwhile, and setting `cancel` stops it at its next message. Every step
+    is in a stage: load, connect, agree, the computation's own, release, close, store.
 
     The owners' rules are checked again against the exact versions the job reads, and both
     servers agree on those versions and record any privacy spend before any work."""
 
     async def main():
-        storage = Storage(data_dir)
-        try:
-            records = {name: storage.current(name) for name in spec.plan.tables}
-            missing = [name for name, record in records.items() if record is None]
-            if missing:
-                raise ProtocolMismatch(f"tables not ready on server {endpoints.party_id}: "
-                                       f"{', '.join(missing)}")
-            versions = {name: record.upload_id for name, record in records.items()}
-            rules = check_job(spec, {name: Policy.from_json(record.policy)
-                                     for name, record in records.items()}, clients)
-            tables = {name: storage.load(record) for name, record in records.items()}
-        finally:
-            storage.close()
-        model = (Output.load(store.output_folder(spec.section.model_job))
-                 if spec.kind == "predict" else None)
+        with accounting.stage("load"):
+            storage = Storage(data_dir)
+            try:
+                records = {name: storage.current(name) for name in spec.plan.tables}
+                missing = [name for name, record in records.items() if record is None]
+                if missing:
+                    raise ProtocolMismatch(f"tables not ready on server {endpoints.party_id}: "
+                                           f"{', '.join(missing)}")
+                versions = {name: record.upload_id for name, record in records.items()}
+                rules = check_job(spec, {name: Policy.from_json(record.policy)
+                                         for name, record in records.items()}, clients)
+                tables = {name: storage.load(record) for name, record in records.items()}
+            finally:
+                storage.close()
+            model = (Output.load(store.output_folder(spec.section.model_job))
+                     if spec.kind == "predict" else None)
         async with open_party(endpoints, state.job_id, FixedPoint(schema.fixed.frac_bits),
                               accounting, cancel) as party:
             with party.stage("agree"):
@@ -149,12 +153,16 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
 
     state.state = "running"
     store.save(state)
+    started = time.perf_counter()
     try:
-        asyncio.run(main()).save(store.output_folder(state.job_id))
+        output = asyncio.run(main())
+        with accounting.stage("store"):
+            output.save(store.output_folder(state.job_id))
         state.state = "done"
     except Exception as error:  # every failure ends the job and is reported to the client
         log.warning("job %s failed: %s", state.job_id, traceback.format_exc())
         state.state = "failed"
         state.error = ("cancelled" if cancel.is_set() else f"{type(error).__name__}: {error}")
+    state.seconds = time.perf_counter() - started
     state.costs = {name: cost.as_dict() for name, cost in accounting.stages.items()}
     store.save(state)

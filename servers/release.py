@@ -16,6 +16,7 @@ Nothing is opened to the servers; the recipient learns the result and the public
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,16 @@ def add_noise(party: Party, values: dict[str, np.ndarray], ledger: StatisticsLed
     return noisy
 
 
+def _release_stage(step):
+    """The release step's costs go to the stage "release", wherever it is called from."""
+    @functools.wraps(step)
+    async def staged(party: Party, *args, **kwargs) -> Output:
+        with party.stage("release"):
+            return await step(party, *args, **kwargs)
+    return staged
+
+
+@_release_stage
 async def release_rows(party: Party, kind: str, columns: list[OutputColumn],
                        shares: list[np.ndarray], keep: np.ndarray, *, means=(),
                        info: dict | None = None) -> Output:
@@ -85,6 +96,7 @@ async def release_rows(party: Party, kind: str, columns: list[OutputColumn],
                   party.fixed.frac_bits, list(means), info or {})
 
 
+@_release_stage
 async def release_values(party: Party, kind: str, columns: list[OutputColumn],
                          shares: list[np.ndarray], released: np.ndarray, *,
                          say_withheld: bool = False, info: dict | None = None) -> Output:
@@ -100,6 +112,7 @@ async def release_values(party: Party, kind: str, columns: list[OutputColumn],
     return Output(kind, list(columns), list(parts), party.fixed.frac_bits, [], info or {})
 
 
+@_release_stage
 async def release_groups(party: Party, columns: list[OutputColumn], shares: dict,
                          last_rows: np.ndarray, thresholds: Thresholds, *,
                          ledger: StatisticsLedger | None, means=()) -> Output:
@@ -130,6 +143,7 @@ async def release_groups(party: Party, columns: list[OutputColumn], shares: dict
                               means=means, info=info)
 
 
+@_release_stage
 async def release_statistics(party: Party, columns: dict[str, OutputColumn], values: dict,
                              thresholds: Thresholds, bin_thresholds: dict[str, Thresholds], *,
                              ledger: StatisticsLedger | None, kind: str = "statistics",

@@ -342,7 +342,7 @@ class Server:
         state = self._known_job(client, header["job_id"])
         running = self.running.get(state.job_id)
         return {"state": state.state, "stage": running[0].current if running else "",
-                "error": state.error, "costs": state.costs}
+                "error": state.error, "costs": state.costs, "seconds": state.seconds}
 
     async def _job_cancel(self, client: str, header: dict) -> dict:
         state = self._known_job(client, header["job_id"])

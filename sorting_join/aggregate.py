@@ -1,8 +1,9 @@
 """Group-by with count, sum, min, max (and mean from sum and count), distinct projection, and
 statistics over a joined table, on shares (section 5.4 of the seed paper).
 
-Group-by sorts the rows by the group columns, finds where a group starts (the group columns
-differ from the row above), runs segmented scans, and marks each group's last row as its output
+Group-by sorts the rows by the group columns, on as few bits as the schema's declared domains,
+vocabularies and ranges allow (GroupKey), finds where a group starts (the group keys differ
+from the row above), runs segmented scans, and marks each group's last row as its output
 row: valid there exactly when the group holds at least one real row. The table keeps as many
 rows as the input, so the number of groups stays hidden from the servers; the other rows still
 hold running values, which the release step (servers/release.py) zeroes before anything is
@@ -18,17 +19,18 @@ sum and sum of squares (as Drynx does), so the recipient also learns those.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from mpc.party import Party
-from mpc.protocols.arithmetic import fixed_mul, mul, mul_rows
+from mpc.protocols.arithmetic import fixed_mul, mul, mul_rows, truncate
 from mpc.protocols.boolean import equal, less_than
 from mpc.protocols.scan import segmented_scan
 from mpc.protocols.sort import SortKey, apply_permutation, sort
-from owners.keys import KEY_BITS
-from owners.schema import Column
+from mpc.ring import FixedPoint
+from owners.schema import Column, key_sort_bits
 from sorting_join.multiway import product
 from sorting_join.table import SharedTable
 
@@ -36,13 +38,63 @@ U64 = np.uint64
 EXTREME = 1 << 61  # stands in for +infinity (min) or -infinity (max) on dummy rows
 
 
-def sort_bits(column: Column) -> tuple[int, bool]:
-    """(bits, signed) of a column's stored values, for sorting by it."""
-    if column.type == "categorical":
-        return max(1, (len(column.values) - 1).bit_length()), False
-    if column.type == "key":
-        return KEY_BITS, False
-    return 64, True
+def _numeric_domain(column: Column, fixed: FixedPoint) -> tuple[int, int, int]:
+    """(lowest stored value, shift, bits) of a numeric column: every real row's stored value v
+    has (v - lowest) >> shift in [0, 2^bits), exactly. Integers and booleans are stored as
+    multiples of 2^f, so they sort on their integer part; decimals on every stored bit."""
+    if column.type == "decimal":
+        low, high = int(fixed.encode(column.min).view(np.int64)), int(
+            fixed.encode(column.max).view(np.int64))
+        return low, 0, max(1, (high - low).bit_length())
+    low, high = math.ceil(column.min), math.floor(column.max)
+    return low << fixed.frac_bits, fixed.frac_bits, max(1, (high - low).bit_length())
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """A group column as grouping sorts and compares it: `key` holds (v - lowest) >> shift
+    (v itself for keys and categoricals), whose width comes from the schema."""
+
+    key: SortKey
+    lowest: int = 0
+    shift: int = 0
+
+    def restore(self, party: Party, sorted_key: np.ndarray) -> np.ndarray:
+        """The group column's stored value back from its (sorted) key."""
+        lowest = party.public(np.full(len(sorted_key), self.lowest, np.int64).view(U64))
+        return (sorted_key << U64(self.shift)) + lowest
+
+
+async def group_keys(party: Party, table: SharedTable, names: list[str],
+                     types: list[Column]) -> list[GroupKey]:
+    """Keys for grouping by these columns, as narrow as the schema allows: a key by its
+    declared domain (owners.schema.key_sort_bits), a categorical by its vocabulary, a numeric
+    column by its declared range. Rows that are not real may hold values outside that range
+    (0 after a join), so a numeric key is valid * (v - lowest), shifted exactly: dummy rows
+    join the lowest value's group, to which they add nothing. 2 rounds if a key is numeric."""
+    keys: list[GroupKey | None] = []
+    for name, column in zip(names, types):
+        if column.type == "categorical":
+            width = max(1, (len(column.values) - 1).bit_length())
+            keys.append(GroupKey(SortKey(table.column(name), width, signed=False)))
+        elif column.type == "key":
+            keys.append(GroupKey(SortKey(table.column(name), key_sort_bits(column),
+                                         signed=False)))
+        else:
+            keys.append(None)
+    numeric = [i for i, key in enumerate(keys) if key is None]
+    if not numeric:
+        return keys
+    domains = [_numeric_domain(types[i], party.fixed) for i in numeric]
+    lowest = np.stack([np.full(table.rows, low, np.int64).view(U64) for low, _, _ in domains])
+    offsets = np.stack([table.column(names[i]) for i in numeric]) - party.public(lowest)
+    offsets = await mul(party, table.valid, offsets)
+    whole = [row for row, (_, shift, _) in enumerate(domains) if shift]
+    if whole:  # exact: the low f bits are zero
+        offsets[whole] = await truncate(party, offsets[whole], party.fixed.frac_bits)
+    for row, (i, (low, shift, bits)) in enumerate(zip(numeric, domains)):
+        keys[i] = GroupKey(SortKey(offsets[row], bits, signed=False), low, shift)
+    return keys
 
 
 @dataclass(frozen=True)
@@ -95,26 +147,26 @@ async def first_occurrences(party: Party, keys: list[SortKey], valid: np.ndarray
 
 async def group_by(party: Party, table: SharedTable, group_columns: list[str],
                    group_types: list[Column], aggregates: list[Aggregate],
-                   distinct: dict[str, np.ndarray] | None = None) -> SharedTable:
+                   distinct: dict[str, SortKey] | None = None) -> SharedTable:
     """One row per input row; valid marks one row per non-empty group, which holds the group's
-    aggregates. `distinct` maps a name to an entity key column: the output gets the column
+    aggregates. `distinct` maps a name to an entity key: the output gets the column
     "distinct(name)", the number of different entities among the group's real rows."""
     n = table.rows
     distinct = distinct or {}
-    keys = [table.column(c) for c in group_columns]
-    sort_keys = [SortKey(k, *sort_bits(t)) for k, t in zip(keys, group_types)]
     names = group_columns + [a.name for a in aggregates] + [f"distinct({d})" for d in distinct]
     if n == 0:
         return SharedTable({name: np.zeros(0, U64) for name in names}, table.valid)
-    marks = [await first_occurrences(party, [*sort_keys, SortKey(entity, KEY_BITS, False)],
-                                     table.valid) for entity in distinct.values()]
+    grouping = await group_keys(party, table, group_columns, group_types)
+    sort_keys = [group.key for group in grouping]
+    marks = [await first_occurrences(party, [*sort_keys, entity], table.valid)
+             for entity in distinct.values()]
     sums = [a.column for a in aggregates if a.op == "sum"]
     extremes = [a for a in aggregates if a.op in ("min", "max")]
     values = [table.column(c) for c in sums] + [table.column(a.column) for a in extremes]
-    columns = [*keys, table.valid, *marks, *values]
-    if keys:  # no group columns: one group, in any order
+    columns = [*(key.column for key in sort_keys), table.valid, *marks, *values]
+    if sort_keys:  # no group columns: one group, in any order
         columns = await sort(party, columns, sort_keys)
-    keys, valid = columns[:len(keys)], columns[len(keys)]
+    keys, valid = columns[:len(sort_keys)], columns[len(sort_keys)]
     marks = columns[len(keys) + 1:len(keys) + 1 + len(marks)]
     values = columns[len(keys) + 1 + len(marks):]
     ones = party.public(np.ones(n, U64))
@@ -131,7 +183,8 @@ async def group_by(party: Party, table: SharedTable, group_columns: list[str],
     last = np.concatenate([heads[1:], ones[:1]])
     nonempty = ones - await equal(party, count, np.zeros(n, U64))
     output_valid = await mul(party, last, nonempty)
-    out = dict(zip(group_columns, keys))
+    out = {name: group.restore(party, key) for name, group, key in zip(group_columns, grouping,
+                                                                       keys)}
     out.update({name: results[name] for name in names[len(group_columns):]})
     return SharedTable(out, output_valid)
 
@@ -150,12 +203,12 @@ async def _reduce_extreme(party: Party, values: np.ndarray, op: str) -> np.ndarr
 
 async def statistics(party: Party, table: SharedTable, numeric: list[str],
                      categorical: dict[str, int],
-                     distinct: dict[str, np.ndarray] | None = None,
+                     distinct: dict[str, SortKey] | None = None,
                      extremes: bool = True) -> dict[str, np.ndarray]:
     """Shares of count; per numeric column sum, sum of squares, min and max (unless not
     `extremes`); per categorical
     column (name -> vocabulary size) the count of each value; per `distinct` entity key
-    (name -> key column) "distinct(name)", the number of different entities among the real
+    (name -> sort key) "distinct(name)", the number of different entities among the real
     rows, and per histogram "distinct(name) in histogram(column)", that number per value.
     Scalars are 1-element arrays."""
     valid, n = table.valid, table.rows
@@ -185,8 +238,7 @@ async def statistics(party: Party, table: SharedTable, numeric: list[str],
         hits[column] = await equal(party, np.broadcast_to(codes, (size, n)), targets)
         counted = await mul_rows(party, valid, hits[column])
         out[f"histogram({column})"] = counted.sum(axis=1, dtype=U64)
-    for name, entity in (distinct or {}).items():
-        entity_key = SortKey(entity, KEY_BITS, False)
+    for name, entity_key in (distinct or {}).items():
         marks = await first_occurrences(party, [entity_key], valid)
         out[f"distinct({name})"] = marks.sum(dtype=U64, keepdims=True)
         for column, size in categorical.items():

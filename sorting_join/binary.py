@@ -24,15 +24,16 @@ from mpc.protocols.arithmetic import mul
 from mpc.protocols.boolean import equal
 from mpc.protocols.scan import segmented_scan
 from mpc.protocols.sort import SortKey, apply_permutation, sort
+from owners.keys import KEY_BITS
 from sorting_join.table import SharedTable
 
 U64 = np.uint64
 
 
 async def join_binary(party: Party, left: SharedTable, left_key: str, right: SharedTable,
-                      right_key: str, carry: list[str], key_bits: int = 63) -> SharedTable:
-    """left join right on left[left_key] = right[right_key] (a primary key of right).
-    Costs go to the stages "sort", "propagate" and "compact"."""
+                      right_key: str, carry: list[str], key_bits: int = KEY_BITS) -> SharedTable:
+    """left join right on left[left_key] = right[right_key] (a primary key of right), both
+    keys below 2^key_bits. Costs go to the stages "sort", "propagate" and "compact"."""
     n_left, n_right = left.rows, right.rows
     if n_left == 0:
         return SharedTable({**left.columns, **{c: np.zeros(0, U64) for c in carry}}, left.valid)

@@ -7,7 +7,6 @@ import numpy as np
 from mpc.party import Party
 from mpc.protocols.arithmetic import mul
 from mpc.protocols.boolean import equal
-from owners.keys import KEY_BITS
 from sorting_join.binary import join_binary
 from sorting_join.plan import JoinPlan
 from sorting_join.table import SharedTable
@@ -33,7 +32,7 @@ async def run_join(party: Party, plan: JoinPlan, tables: dict[str, SharedTable],
         carry = [c for c in child.columns if c in needed] if step.carries_columns else []
         current[step.parent] = await join_binary(
             party, current[step.parent], step.parent_key, child, step.child_key, carry,
-            key_bits=KEY_BITS)
+            key_bits=step.key_bits)
     root = current[plan.root]
     if plan.theta:
         with party.stage("theta"):

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from owners.schema import INDICATOR, Schema, SchemaError
+from owners.keys import KEY_BITS
+from owners.schema import INDICATOR, Schema, SchemaError, key_sort_bits
 
 
 class PlanError(ValueError):
@@ -26,6 +27,7 @@ class JoinStep:
     child: str
     child_key: str  # qualified stored column of the child's primary key
     carries_columns: bool  # only the first parent of a child receives its columns
+    key_bits: int  # the join sorts on this many bits of the key (from the schema)
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,12 @@ def plan_join(schema: Schema, tables: list[str] | None = None) -> JoinPlan:
                     if not any(src == name and fk.references in remaining for src, fk in edges))
         child = schema.table(sink)
         child_key = qualified(sink, child.key_column(child.primary_key))
+        key_bits = (key_sort_bits(child.column(child.primary_key[0]))
+                    if len(child.primary_key) == 1 else KEY_BITS)  # composite keys are hashed
         parents = [(src, fk) for src, fk in edges if fk.references == sink and src in remaining]
         for index, (src, fk) in enumerate(parents):
             parent_key = qualified(src, schema.table(src).key_column(fk.columns))
-            steps.append(JoinStep(src, parent_key, sink, child_key, index == 0))
+            steps.append(JoinStep(src, parent_key, sink, child_key, index == 0, key_bits))
             if index:
                 theta.append((steps[-1 - index].parent_key, parent_key))
         remaining.remove(sink)

@@ -14,9 +14,13 @@ PARAMS = {  # sizes chosen off word and power-of-two boundaries
     "bitmul": [{"shape": [70]}],
     "edabit": [{"shape": [40]}],
     "trunc": [{"shape": [60], "frac_bits": 16}, {"shape": [5], "frac_bits": 40}],
+    "trunc_mul": [{"shape": [60], "frac_bits": 16}, {"shape": [3, 5], "frac_bits": 40}],
     "permute": [{"n": 30, "columns": "axa", "permuter": 1}, {"n": 1, "columns": "x", "permuter": 0},
                 {"n": 64, "columns": "a", "permuter": 0}],
+    "row_mask": [{"rows": 9, "columns": 5}, {"rows": 3, "columns": 2}],
+    "masked_products": [{"rows": [0, 8, 8, 3], "columns": 5}],
 }
+MASK_FIRST = {"masked_products": {"rows": 9, "columns": 5}}  # the row mask made just before
 
 
 def _bits(values):
@@ -24,9 +28,19 @@ def _bits(values):
     return values
 
 
-def check(kind: str, params: dict, part0: tuple, part1: tuple) -> None:
-    """Assert that server 0's and server 1's parts form a correct correlation of `kind`."""
-    if kind in ("beaver", "beaver_rows", "matmul"):
+def check(kind: str, params: dict, part0: tuple, part1: tuple, mask=None) -> None:
+    """Assert that server 0's and server 1's parts form a correct correlation of `kind`;
+    `mask`: both servers' shares of the row mask made before (masked products)."""
+    if kind == "row_mask":
+        for (share,) in (part0, part1):
+            assert share.shape == (params["rows"], params["columns"]) and share.dtype == U64
+    elif kind == "masked_products":
+        rows = (mask[0] + mask[1])[params["rows"]]
+        forward, backward, product, product_back = (x + y for x, y in zip(part0, part1))
+        assert forward.shape == (params["columns"],) and backward.shape == (len(rows),)
+        assert np.array_equal(np.matmul(rows, forward), product)
+        assert np.array_equal(np.matmul(rows.T, backward), product_back)
+    elif kind in ("beaver", "beaver_rows", "matmul"):
         (a0, b0, c0), (a1, b1, c1) = part0, part1
         product = {"beaver": np.multiply, "matmul": np.matmul,
                    "beaver_rows": lambda a, b: a[None, :] * b}[kind]
@@ -48,6 +62,12 @@ def check(kind: str, params: dict, part0: tuple, part1: tuple) -> None:
     elif kind == "trunc":
         (r0, m0, l0), (r1, m1, l1) = part0, part1
         r, f = r0 + r1, params["frac_bits"]
+        assert np.array_equal(m0 + m1, r >> U64(63))
+        assert np.array_equal(l0 + l1, (r & U64(2**63 - 1)) >> U64(f))
+    elif kind == "trunc_mul":  # t - a * b is a truncation pair's r
+        (a0, b0, t0, m0, l0), (a1, b1, t1, m1, l1) = part0, part1
+        r, f = t0 + t1 - (a0 + a1) * (b0 + b1), params["frac_bits"]
+        assert a0.shape == tuple(params["shape"])
         assert np.array_equal(m0 + m1, r >> U64(63))
         assert np.array_equal(l0 + l1, (r & U64(2**63 - 1)) >> U64(f))
     elif kind == "permute":

@@ -17,12 +17,12 @@ import numpy as np
 import zmq
 
 import twofold
+from bench.cluster import LocalCluster
 from mpc.correlations import KINDS
 from mpc.curve import KeyPair, load_keypair, load_public_key
 from mpc.dealer import MAX_REQUEST_BYTES
 from owners.schema import load_schema
 from servers.config import load_dealer_config
-from servers.local_cluster import LocalCluster
 from servers.server import MAX_FRAME_BYTES
 
 OWNER_ACTIONS = ("hello", "begin", "chunk", "commit", "activate", "status", "job_submit",
@@ -117,7 +117,11 @@ class Generator:
                 "matmul": {"dims": [small(), small(), small()]},
                 "dabit": {"shape": [small()]}, "bitmul": {"shape": [small()]},
                 "edabit": {"shape": [small()]}, "trunc": {"shape": [small()], "frac_bits": 16},
+                "trunc_mul": {"shape": [small()], "frac_bits": 16},
                 "permute": {"n": small(), "columns": "ax", "permuter": rng.randint(0, 1)},
+                "row_mask": {"rows": small() + 1, "columns": small() + 1},
+                "masked_products": {"rows": [small() for _ in range(small() + 1)],
+                                    "columns": small() + 1},
                 }[kind]
 
     def wild(self):

@@ -24,10 +24,14 @@ def random_schema(rng: np.random.Generator, tables: int) -> Schema:
         a, b = sorted(rng.choice(tables, 2, replace=False))
         edges[names[a]].add(names[b])
     raw = {"schema": {"fact": "t0"}, "tables": {}}
+
+    def key(table: str) -> dict:  # every other table declares its keys' domain (ids < 2^15)
+        return {"type": "key", "bits": 15} if int(table[1:]) % 2 else {"type": "key"}
+
     for name in names:
-        columns = {"id": {"type": "key"}, "x": {"type": "decimal", "min": -1000, "max": 1000},
+        columns = {"id": key(name), "x": {"type": "decimal", "min": -1000, "max": 1000},
                    "c": {"type": "categorical", "values": ["u", "v", "w"]}}
-        columns.update({f"fk_{dst}": {"type": "key"} for dst in sorted(edges[name])})
+        columns.update({f"fk_{dst}": key(dst) for dst in sorted(edges[name])})
         raw["tables"][name] = {
             "owner": f"owner{rng.integers(0, 3)}", "primary_key": "id", "columns": columns,
             "foreign_keys": [{"columns": [f"fk_{dst}"], "references": dst}

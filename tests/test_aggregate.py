@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 
 from mpc.protocols.arithmetic import mul
+from mpc.protocols.sort import SortKey
 from owners.keys import encode_keys
-from owners.schema import INDICATOR
-from sorting_join.aggregate import Aggregate, group_by, statistics
+from owners.schema import INDICATOR, key_sort_bits, parse_schema
+from sorting_join.aggregate import Aggregate, group_by, group_keys, statistics
 from sorting_join.multiway import run_join
 from sorting_join.plan import plan_join
 from sorting_join.predicate import Expression, PredicateError, column_type
@@ -189,9 +190,11 @@ def test_distinct_counts_per_group_match_pandas(world):
 
     async def program(party, tables):
         root = await run_join(party, plan, tables, {"t0.c", "t1.id"})
+        entity = SortKey(root.column("t1.id"), key_sort_bits(column_type(schema, "t1.id")),
+                         signed=False)
         out = await group_by(party, root, ["t0.c"], [column_type(schema, "t0.c")],
-                             [Aggregate("count")], {"t1": root.column("t1.id")})
-        stats = await statistics(party, root, [], {"t0.c": 3}, {"t1": root.column("t1.id")})
+                             [Aggregate("count")], {"t1": entity})
+        stats = await statistics(party, root, [], {"t0.c": 3}, {"t1": entity})
         return [out.valid, out.column("t0.c"), out.column("distinct(t1)"),
                 stats["distinct(t1)"], stats["distinct(t1) in histogram(t0.c)"]]
 
@@ -202,3 +205,63 @@ def test_distinct_counts_per_group_match_pandas(world):
     assert dict(zip(codes[keep].tolist(), distinct[keep].tolist())) == expected.to_dict()
     assert total.tolist() == [joined["t1.id"].nunique()]
     assert per_bin.tolist() == expected.reindex([0, 1, 2], fill_value=0).tolist()
+
+
+NARROW_SCHEMA = parse_schema({"schema": {"fact": "t"}, "tables": {"t": {
+    "owner": "o", "primary_key": "id", "columns": {
+        "id": {"type": "key", "bits": 15}, "k": {"type": "integer", "min": 100, "max": 107},
+        "d": {"type": "decimal", "min": -2.5, "max": 3.25}, "b": {"type": "boolean"},
+        "c": {"type": "categorical", "values": ["u", "v", "w"]}, "x": {"type": "decimal",
+                                                                    "min": -10, "max": 10}}}}})
+
+
+def test_group_keys_take_their_widths_from_the_schema():
+    schema = NARROW_SCHEMA
+    table = SharedTable({f"t.{c}": np.zeros(4, np.uint64) for c in ("id", *"kdbcx")},
+                        np.zeros(4, np.uint64))
+    names = ["t.id", "t.k", "t.d", "t.b", "t.c"]
+
+    async def program(party):
+        keys = await group_keys(party, table, names, [column_type(schema, n) for n in names])
+        return [(group.key.bits, group.key.signed) for group in keys]
+
+    widths, _ = run_pair(program)
+    assert widths == [(16, False), (3, False), (19, False), (1, False), (2, False)]
+
+
+@pytest.mark.parametrize("groups", [["t.k"], ["t.d", "t.b"], ["t.b", "t.c", "t.k"]])
+def test_group_by_numeric_columns_matches_pandas(rng, groups):
+    """Real rows hold values in the declared ranges; dummy rows hold anything (0, or what a
+    join left there), and must neither split nor join a group."""
+    schema, n = NARROW_SCHEMA, 70
+    real = pd.DataFrame({"t.k": rng.integers(100, 108, n), "t.b": rng.integers(0, 2, n),
+                         "t.d": rng.choice([-2.5, 0.0, 1.125, 3.25], n),
+                         "t.c": rng.integers(0, 3, n), "t.x": np.round(rng.uniform(-10, 10, n), 2),
+                         "valid": (rng.random(n) < 0.7).astype(int)})
+    stored = {name: schema.fixed.encode(real[name]) if name != "t.c"
+              else real[name].to_numpy().astype(np.uint64) for name in real.columns[:-1]}
+    dummy = real["valid"].to_numpy() == 0
+    for name in ("t.k", "t.d", "t.b"):  # out of range on dummy rows
+        stored[name][dummy] = rng.integers(-2**40, 2**40, dummy.sum()).view(np.uint64)
+    shared = {name: shares_of(values, rng) for name, values in stored.items()}
+    valid = shares_of(real["valid"].to_numpy(), rng)
+    aggregates = [Aggregate("count"), Aggregate("sum", "t.x")]
+
+    async def program(party, side):
+        table = SharedTable({name: pair[side] for name, pair in shared.items()}, valid[side])
+        out = await group_by(party, table, groups, [column_type(schema, g) for g in groups],
+                             aggregates)
+        return [out.valid, *[out.column(g) for g in groups], out.column("count"),
+                out.column("sum(t.x)")]
+
+    out_valid, *columns, count, total = reconstruct(run_pair(program, (0,), (1,)))
+    keep = out_valid == 1
+    got = pd.DataFrame({g: (schema.fixed.decode(c) if g != "t.c" else c.view(np.int64))[keep]
+                        for g, c in zip(groups, columns)})
+    got["count"], got["sum"] = count.view(np.int64)[keep], schema.fixed.decode(total)[keep]
+    expected = (real[real["valid"] == 1].groupby(groups)["t.x"].agg(["count", "sum"])
+                .reset_index())
+    got = got.sort_values(groups).reset_index(drop=True)
+    assert got[groups].astype(float).equals(expected[groups].astype(float))
+    assert got["count"].tolist() == expected["count"].tolist()
+    assert np.allclose(got["sum"], expected["sum"], atol=1e-3)

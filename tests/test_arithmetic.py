@@ -84,22 +84,48 @@ def test_truncation_error_is_below_one_ulp_and_unbiased(rng, source):
     assert abs(error[:20000].mean()) < 0.02  # stochastic rounding: unbiased
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("frac_bits", [8, 16, 24])
-def test_fixed_point_multiplication(frac_bits, rng, source):
+def test_fixed_point_multiplication(frac_bits, fused, rng, source):
+    """mul then truncate, and fixed_mul's one correlation for both: the floor of the exact
+    product or one ulp above, never anything else, up to the range limit."""
     fixed = FixedPoint(frac_bits)
     bound = np.sqrt(fixed.max_product) * 0.99
-    a = rng.uniform(-bound, bound, 500)
-    b = rng.uniform(-bound, bound, 500)
+    a = np.concatenate([rng.uniform(-bound, bound, 500), [bound, -bound, 0.0]])
+    b = np.concatenate([rng.uniform(-bound, bound, 500), [bound, bound, -bound]])
     a_enc, b_enc = fixed.encode(a), fixed.encode(b)
     x0, x1 = shares_of(a_enc, rng)
     y0, y1 = shares_of(b_enc, rng)
 
     async def program(party, x, y):
-        return await truncate(party, await mul(party, x, y), frac_bits)
+        party.fixed = fixed
+        rounds = party.accounting.cost().rounds
+        product = (await fixed_mul(party, x, y) if fused
+                   else await truncate(party, await mul(party, x, y), frac_bits))
+        return product, party.accounting.cost().rounds - rounds
 
-    got = to_signed(reconstruct(run_pair(program, (x0, y0), (x1, y1), source=source)))
+    (got0, rounds), (got1, _) = run_pair(program, (x0, y0), (x1, y1), source=source)
+    got = to_signed(got0 + got1)
     exact = [(int(p) * int(q)) >> frac_bits for p, q in zip(to_signed(a_enc), to_signed(b_enc))]
     assert all(int(g) - e in (0, 1) for g, e in zip(got, exact))  # floor or one ulp above
+    assert rounds == 2
+
+
+def test_fused_fixed_point_product_is_unbiased(rng, source):
+    """Stochastic rounding of the product's dropped bits: the mean error is zero."""
+    fixed = FixedPoint()
+    a_enc = rng.integers(-2**20, 2**20, 20000).astype(np.int64)
+    b_enc = rng.integers(-2**20, 2**20, 20000).astype(np.int64)
+    pairs = [shares_of(v.view(U64), rng) for v in (a_enc, b_enc)]
+
+    async def program(party, x, y):
+        return await fixed_mul(party, x, y)
+
+    got = to_signed(reconstruct(run_pair(program, tuple(p[0] for p in pairs),
+                                         tuple(p[1] for p in pairs), source=source)))
+    exact = a_enc.astype(object) * b_enc.astype(object)
+    error = np.array([int(g) - e / 2**fixed.frac_bits for g, e in zip(got, exact)], float)
+    assert np.all((error > -1) & (error < 1)) and abs(error.mean()) < 0.02
 
 
 def test_fixed_mul_and_matmul_default_precision(rng, source):

@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 from mpc.protocols.boolean import (
     and_bits,
     arith_to_bool,
+    bits_times,
     bits_to_arith,
     bool_to_arith,
+    clamp,
     equal,
     greater_than,
     less_than,
@@ -117,3 +119,28 @@ def test_mux_selects(rng, source):
     b = rng.integers(-(2**63), 2**63 - 1, 50, dtype=np.int64)
     got = reconstruct(run_on_shares(mux, choice, a, b, rng=rng, source=source))
     assert np.array_equal(got, np.where(choice == 1, a, b).view(U64))
+
+
+def test_bits_times_values_in_one_round(rng, source):
+    bits = rng.integers(0, 2, (2, 45)).astype(np.uint8)
+    values = rng.integers(-(2**63), 2**63 - 1, (2, 45), dtype=np.int64)
+    mask = rng.integers(0, 2, bits.shape).astype(np.uint8)
+    value_shares = shares_of(values, rng)
+
+    async def program(party, b, v):
+        before = party.accounting.cost().rounds
+        product = await bits_times(party, b, v)
+        return product, party.accounting.cost().rounds - before
+
+    (p0, rounds), (p1, _) = run_pair(program, (bits ^ mask, value_shares[0]),
+                                     (mask, value_shares[1]), source=source)
+    assert np.array_equal(p0 + p1, np.where(bits == 1, values, 0).view(U64)) and rounds == 1
+
+
+def test_clamp_to_shared_bounds(rng, source):
+    """Bounds per element, as training's residual bounds (equal bounds clamp to one value)."""
+    x = np.concatenate([rng.integers(-2000, 2000, 40), EDGES[[0, 1, 2, 5, 6]]])
+    low = rng.integers(-1000, 0, len(x))
+    high = np.where(np.arange(len(x)) % 7 == 0, low, rng.integers(0, 1000, len(x)))
+    got = reconstruct(run_on_shares(clamp, x, low, high, rng=rng, source=source))
+    assert np.array_equal(got.view(np.int64), np.clip(x, low, high))

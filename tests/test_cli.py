@@ -8,8 +8,8 @@ import sys
 
 from typer.testing import CliRunner
 
+from bench.protocols import OPS
 from cli.main import app
-from mpc.bench import OPS
 
 
 def test_keys_generate_writes_a_private_secret(tmp_path):
@@ -30,20 +30,24 @@ def test_dealer_with_a_missing_config_fails_in_one_line(tmp_path):
 
 def test_bench_mpc_json_on_real_processes():
     run = subprocess.run([sys.executable, "-m", "cli.main", "bench", "mpc", "--n", "300",
-                          "--repeat", "1", "--json"], capture_output=True, text=True, timeout=300)
+                          "--repeat", "2", "--json"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    rows = json.loads(run.stdout)
+    report = json.loads(run.stdout)
+    assert report["machine"]["cores"] == os.cpu_count() and report["machine"]["numpy"]
+    rows = report["rows"]
     assert [row["op"] for row in rows] == list(OPS)
     for row in rows:
-        assert {"op", "n", "online_s", "offline_s", "bytes", "rounds"} <= set(row)
-        assert row["n"] == 300 and row["bytes"] > 0 and row["rounds"] > 0
+        assert {"op", "n", "seconds", "min_s", "max_s", "online_s", "offline_s", "bytes",
+                "rounds"} <= set(row)
+        assert row["n"] == 300 and row["bytes"] > 0 and row["rounds"] > 0 and row["runs"] == 2
+        assert row["min_s"] <= row["seconds"] <= row["max_s"]
 
 
 def test_bench_upload_json_on_real_processes():
     run = subprocess.run([sys.executable, "-m", "cli.main", "bench", "upload", "--rows", "500",
                           "--repeat", "1", "--json"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    (row,) = json.loads(run.stdout)
+    (row,) = json.loads(run.stdout)["rows"]
     assert row["op"] == "upload" and row["n"] == 500 and row["bytes"] > 500 * 8 * 8
 
 

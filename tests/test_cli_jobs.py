@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from servers.local_cluster import LocalCluster
+from bench.cluster import LocalCluster
 from tests.servers_harness import SCHEMA
 from tests.test_upload import CUSTOMERS
 

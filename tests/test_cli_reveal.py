@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from servers.local_cluster import LocalCluster
+from bench.cluster import LocalCluster
 from tests.servers_harness import SCHEMA
 from tests.test_cli_jobs import twofold
 from tests.test_upload import CUSTOMERS, ORDERS

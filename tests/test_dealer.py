@@ -12,17 +12,18 @@ from mpc.correlations import KINDS, CorrelationError
 from mpc.dealer import Dealer, DealerSource, connect_dealer
 from mpc.errors import DealerError
 from mpc.prg import Prg, fresh_key
-from tests.correlation_checks import PARAMS, check
+from tests.correlation_checks import MASK_FIRST, PARAMS, check
 from tests.harness import keypair
 
 U64 = np.uint64
 
 
-def correlation(kind, params, seq=3):
-    """Both parties' finished correlation, through the same code the dealer and servers run."""
-    spec, keys = KINDS[kind], (fresh_key(), fresh_key())
+def correlation(kind, params, keys, seq, mask=None):
+    """Both parties' finished correlation number seq, through the same code the dealer and
+    servers run; `mask`: the number of the session's latest row mask."""
+    spec = KINDS[kind]
     own = [spec.own(p, Prg(keys[p], seq), params) for p in (0, 1)]
-    correction = spec.correction(own[0], own[1], params)
+    correction = spec.dealer_correction(keys, seq, params, mask)
     receiver = spec.receiver(params)
     return [spec.assemble(p, own[p], correction if p == receiver else []) for p in (0, 1)]
 
@@ -33,8 +34,12 @@ def test_every_kind_is_covered():
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_correlations_hold(kind):
+    keys = (fresh_key(), fresh_key())
+    mask = None
+    if kind in MASK_FIRST:  # made as correlation 2, just before
+        mask = [share for (share,) in correlation("row_mask", MASK_FIRST[kind], keys, 2)]
     for params in PARAMS[kind]:
-        check(kind, params, *correlation(kind, params))
+        check(kind, params, *correlation(kind, params, keys, 3, 2 if mask else None), mask=mask)
 
 
 def test_streams_differ_by_key_and_by_sequence_number():
@@ -123,6 +128,23 @@ def test_dealer_refuses_oversized_and_malformed_requests():
     asyncio.run(with_dealer(body))
 
 
+def test_dealer_refuses_masked_products_without_a_fitting_row_mask():
+    async def body(source, keys):
+        party1 = await source(keys[1], 1)
+        await party1.open()
+        with pytest.raises(DealerError, match="row mask"):
+            await party1._call(get(0, "masked_products", {"rows": [0], "columns": 2}))
+        await party1._call(get(1, "row_mask", {"rows": 4, "columns": 2}))
+        for params in ({"rows": [4], "columns": 2}, {"rows": [0], "columns": 3}):
+            with pytest.raises(DealerError, match="row mask"):
+                await party1._call(get(2, "masked_products", params))
+        _, (product, product_back) = await party1._call(
+            get(3, "masked_products", {"rows": [3, 0, 3], "columns": 2}))
+        assert product.shape == (3,) and product_back.shape == (2,)
+
+    asyncio.run(with_dealer(body))
+
+
 def test_dealer_ignores_unregistered_keys():
     async def body(source, keys):
         stranger = await source(keypair(), 1)
@@ -130,3 +152,21 @@ def test_dealer_ignores_unregistered_keys():
             await stranger.open()
 
     asyncio.run(with_dealer(body, timeout_s=1.0))
+
+
+def test_large_masked_products_are_split_into_messages_the_dealer_accepts(rng):
+    """Batches of 8,000 rows: each request's header is tens of kilobytes, so a producer batch
+    of them spans several messages."""
+    from tests.harness import run_pair
+
+    plan = [("masked_products", {"rows": rng.integers(0, 70000, 8000).tolist(), "columns": 3})
+            for _ in range(5)]
+
+    async def program(party):
+        mask = await party.corr.row_mask(70000, 3)
+        party.corr.prefetch(plan)
+        return mask, [await party.corr.get(kind, **params) for kind, params in plan]
+
+    (mask0, made0), (mask1, made1) = run_pair(program, timeout_s=60)
+    for (kind, params), part0, part1 in zip(plan, made0, made1):
+        check(kind, params, part0, part1, mask=(mask0, mask1))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
+from bench.cluster import LocalCluster
 from mpc import wire
 from mpc.dealer import Dealer
 from mpc.errors import (
@@ -24,7 +25,6 @@ from mpc.link import MAX_FRAME_BYTES
 from mpc.protocols.arithmetic import mul
 from mpc.session import Endpoints, open_party
 from servers.config import load_dealer_config
-from servers.local_cluster import LocalCluster
 from tests.harness import free_address, keypair, run_pair
 
 U64 = np.uint64

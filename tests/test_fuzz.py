@@ -7,10 +7,10 @@ import tomllib
 import msgpack
 import pytest
 
+from bench.cluster import LocalCluster
 from mpc.curve import load_keypair, load_public_key
 from owners.schema import parse_schema
 from servers.config import load_dealer_config
-from servers.local_cluster import LocalCluster
 from servers.server import MAX_FRAME_BYTES
 from tests.fuzzing import Client, fuzz, valid_job_is_right
 from tests.servers_harness import SCHEMA

@@ -192,3 +192,30 @@ noise = { epsilon = 1.0, delta = 1e-6, tau = 3 }
     histogram = values["histogram(customers.region)"]
     assert all(close(histogram[r], (joined.region == r).sum(), "histogram(customers.region)")
                for r in REGIONS)
+
+
+def test_every_second_of_a_job_is_in_a_named_stage(deployment):
+    """On each server the stages' wall seconds add up to the job's (within 5%), from loading
+    the shares to storing the output; nothing is left to an unnamed default stage."""
+    spec = """
+[job]
+recipients = ["carol"]
+[aggregate]
+group_by = ["customers.region"]
+sum = ["orders.amount"]
+"""
+
+    async def scenario():
+        async with running(deployment):
+            await upload_file(deployment, "alice", "customers", pad_to=320, policy=OPEN_POLICY)
+            await upload_file(deployment, "bob", "orders", policy=OPEN_POLICY)
+            config = deployment.client("carol")
+            job_id = await submit_job(config, spec)
+            return await wait_for_job(config, job_id, timeout_s=120)
+
+    for status in asyncio.run(scenario()):
+        stages = status["costs"]
+        assert {"load", "connect", "agree", "sort", "aggregate", "release", "close",
+                "store"} <= set(stages) and "default" not in stages
+        total = sum(cost["wall_s"] for cost in stages.values())
+        assert status["seconds"] > 0 and abs(total - status["seconds"]) <= 0.05 * status["seconds"]

@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mpc.protocols.sort import SortKey
+from owners.keys import KEY_BITS
 from sorting_join.binary import join_binary
 from sorting_join.multiway import run_join
 from sorting_join.plan import PlanError, plan_join
@@ -138,7 +140,7 @@ def test_join_message_sizes_depend_only_on_public_sizes():
             keep = await predicate.evaluate(party, root.columns)
             out = await group_by(party, SharedTable(root.columns, keep), ["t0.c"],
                                  [column_type(schema, "t0.c")], [Aggregate("count")],
-                                 {"t1": root.column("t1.id")})
+                                 {"t1": SortKey(root.column("t1.id"), KEY_BITS, signed=False)})
             released = await release_groups(
                 party, [OutputColumn("t0.c", "categorical"), OutputColumn("count", "count")],
                 {name: out.column(name) for name in ("t0.c", "count")}, out.valid,

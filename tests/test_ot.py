@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from mpc.correlations import KINDS
+from mpc.errors import ProtocolMismatch
 from mpc.ot.base import base_ots
 from mpc.ot.benes import _apply_plain, network_size, route
 from mpc.ot.extension import setup
 from mpc.prg import Prg
-from tests.correlation_checks import PARAMS, check
+from tests.correlation_checks import MASK_FIRST, PARAMS, check
 from tests.harness import run_pair
 
 U64 = np.uint64
@@ -21,11 +22,12 @@ U64 = np.uint64
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_kind_made_by_ot_holds(kind):
     async def program(party):
-        return [await party.corr.get(kind, **params) for params in PARAMS[kind]]
+        mask = await party.corr.row_mask(**MASK_FIRST[kind]) if kind in MASK_FIRST else None
+        return mask, [await party.corr.get(kind, **params) for params in PARAMS[kind]]
 
-    made0, made1 = run_pair(program, source="ot")
+    (mask0, made0), (mask1, made1) = run_pair(program, source="ot")
     for params, part0, part1 in zip(PARAMS[kind], made0, made1):
-        check(kind, params, part0, part1)
+        check(kind, params, part0, part1, mask=(mask0, mask1))
 
 
 def test_large_requests_are_made_in_chunks():
@@ -146,3 +148,26 @@ def test_prefetched_plan_is_made_before_the_run_and_within_budget(source):
     for (kind, params), part0, part1 in zip(plan * 2, made0, made1):
         check(kind, params, part0, part1)
     assert 1 <= ahead0 < len(plan) and 1 <= ahead1 < len(plan)
+
+
+def test_announcing_what_is_already_announced_checks_it_and_adds_the_rest():
+    """A loop that prefetches its own requests inside a run a caller prefetched whole: the
+    overlap is checked, not made twice; a different request is a mismatch."""
+    outer = [("beaver", {"shape": [5]}), ("and", {"shape": [2]})]
+    inner = [("and", {"shape": [2]}), ("dabit", {"shape": [9]})]
+
+    async def program(party):
+        source = party.corr
+        source.prefetch(outer)
+        await source.get("beaver", shape=[5])
+        source.prefetch(inner)
+        announced = [(p.kind, p.params) for p in source._announced]
+        with pytest.raises(ProtocolMismatch):
+            source.prefetch([("beaver", {"shape": [2]})])
+        made = [await source.get(kind, **params) for kind, params in inner]
+        return announced, made
+
+    (announced, made0), (_, made1) = run_pair(program)
+    assert announced == inner
+    for (kind, params), part0, part1 in zip(inner, made0, made1):
+        check(kind, params, part0, part1)

@@ -131,6 +131,22 @@ def test_padding_must_fit(tmp_path, schema):
         prepare(write(tmp_path, GOOD), fixed, "customers", pad_to=8)
 
 
+def test_declared_key_domain_is_checked_and_padding_keys_follow_it(tmp_path, schema):
+    narrow = parse_schema(tomllib.loads(SCHEMA.replace(
+        'id = { type = "key" }', 'id = { type = "key", bits = 3 }', 1).replace(
+        'customer_id = { type = "key" }', 'customer_id = { type = "key", bits = 3 }')))
+    prepared = prepare(write(tmp_path, GOOD), narrow, "customers", pad_to=7)
+    assert prepared.columns["id"].tolist() == [1, 2, 3, 8, 9, 10, 11]  # 2^3 + i
+    with pytest.raises(UploadError, match=re.escape("9 padding rows do not fit the 3-bit key")):
+        prepare(write(tmp_path, GOOD), narrow, "customers", pad_to=12)  # 3 real + at most 8
+    outside = GOOD.replace("3,50,0,1,east", "8,50,0,1,east")
+    with pytest.raises(UploadError, match=re.escape(
+            "row 3 (line 4), column id: key 8 is outside the declared domain [0, 2^3)")):
+        prepare(write(tmp_path, outside), narrow, "customers")
+    with pytest.raises(UploadError, match="outside the declared domain"):
+        prepare(write(tmp_path, GOOD.replace("1,30", "-1,30")), narrow, "customers")
+
+
 def test_keys_encode_identically_for_every_owner():
     assert encode_keys([np.array([0, 7, 2**62 - 1])]).tolist() == [0, 7, 2**62 - 1]
     hashed = encode_keys([np.array([-1, 2**62])])

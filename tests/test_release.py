@@ -155,7 +155,7 @@ histogram = ["customers.region"]
 def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
     """The same checks with `twofold server run` processes, uploads and jobs by the CLI, the
     owners' rules given as a policy file and as flags."""
-    from servers.local_cluster import LocalCluster
+    from bench.cluster import LocalCluster
     from tests.servers_harness import SCHEMA
     from tests.test_cli_jobs import twofold
     from twofold.config import load_client_config

@@ -67,3 +67,26 @@ def test_foreign_key_type_must_match_the_primary_key():
     raw["tables"]["a"]["columns"]["id"] = {"type": "key", "format": "string"}
     with pytest.raises(SchemaError, match="does not match the type"):
         parse_schema(raw)
+
+
+def test_declared_key_widths():
+    """bits = b: keys in [0, 2^b), sorted on b + 1 bits (padding keys start at 2^b); a foreign
+    key declares the same bits as the key it references; keys without bits sort on 63."""
+    from owners.schema import key_sort_bits
+
+    raw = schema("f", table("f", fks=["a"]), table("a"))
+    for column in ("id", "a_id"):
+        raw["tables"]["f" if column == "a_id" else "a"]["columns"][column]["bits"] = 24
+    parsed = parse_schema(raw)
+    assert key_sort_bits(parsed.table("a").column("id")) == 25
+    assert key_sort_bits(parsed.table("f").column("id")) == 63
+    raw["tables"]["f"]["columns"]["a_id"]["bits"] = 23
+    with pytest.raises(SchemaError, match=re.escape("does not match the type (format, bits)")):
+        parse_schema(raw)
+    for bad in (0, 62, True, 2.5, "24"):
+        raw["tables"]["a"]["columns"]["id"]["bits"] = bad
+        with pytest.raises(SchemaError, match="bits .* must be an integer from 1 to 61"):
+            parse_schema(raw)
+    raw["tables"]["a"]["columns"]["id"] = {"type": "key", "format": "string", "bits": 8}
+    with pytest.raises(SchemaError, match="for an integer key"):
+        parse_schema(raw)

@@ -18,7 +18,7 @@ from tests.harness import run_pair, shares_of
 
 U64 = np.uint64
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT_PACKAGES = ["mpc", "owners", "servers", "sorting_join", "ml", "cli"]
+PRODUCT_PACKAGES = ["mpc", "owners", "servers", "sorting_join", "ml", "cli", "twofold", "bench"]
 
 
 async def every_protocol(party, x, y, heads):

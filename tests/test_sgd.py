@@ -82,6 +82,39 @@ def test_noisy_training_with_dummy_rows_and_empty_batches(cancer):
     assert accuracy(scaled_plain(x, scaling), y, w, "logistic") > 0.8
 
 
+def test_training_announces_every_later_iteration_ahead(cancer):
+    """Poisson batches of varying sizes are padded to the longest, so every iteration asks for
+    the same correlations but for its rows: after the first, all are made ahead."""
+    x, y, ranges = cancer
+    hyper = Hyper("logistic", iterations=20, batch_size=40, learning_rate=1.0)
+    scaling = scaling_for(ranges, unit_norm=True, fixed=FIXED)
+    rng = np.random.default_rng(5)
+    columns = [shares_of(FIXED.encode(c), rng) for c in x.T]
+    labels = shares_of(FIXED.encode(y), rng)
+    seed = fresh_key()
+    sizes = {len(b) for b in poisson_batches(Prg(seed), len(y), hyper)}
+
+    async def program(party, cols, ys):
+        features = await scale(party, cols, scaling)
+        source, on_demand = party.corr, []
+        ask = source.get
+
+        async def get(kind, **params):
+            on_demand.append(not source._announced)
+            return await ask(kind, **params)
+
+        source.get = get
+        await train(party, features, ys, hyper, poisson_batches(Prg(seed), len(ys), hyper))
+        return on_demand
+
+    on_demand, _ = run_pair(program, ([c[0] for c in columns], labels[0]),
+                            ([c[1] for c in columns], labels[1]), timeout_s=120)
+    per_iteration = (len(on_demand) - sum(on_demand)) // (hyper.iterations - 1)
+    assert len(sizes) > 1 and per_iteration >= 5
+    assert sum(on_demand) == len(on_demand) - per_iteration * (hyper.iterations - 1) < 30
+    assert all(on_demand[:sum(on_demand)]) and not any(on_demand[sum(on_demand):])
+
+
 @pytest.mark.parametrize("rate, batch, frac_bits", [
     (0.01, 1024, 16),  # a 16-bit scale applied 1 / 2^16: 56% too large
     (1e-4, 1024, 16),  # below 2^-17: a 16-bit scale applied 0, training did nothing

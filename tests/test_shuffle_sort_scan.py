@@ -133,7 +133,7 @@ def scan_reference(heads, values, op):
 
 
 @pytest.mark.parametrize("op", ["copy", "sum", "min", "max"])
-@pytest.mark.parametrize("n", [0, 1, 2, 5, 64, 300])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 6, 64, 129, 300])
 def test_segmented_scan(op, n, rng, source):
     heads = (rng.random(n) < 0.2).astype(np.int64)
     values = rng.integers(-1000, 1000, n)
@@ -161,7 +161,14 @@ def test_segmented_copy_over_long_segments(rng, source):
     v0, v1 = shares_of(values, rng)
 
     async def program(party, h, v):
-        return await segmented_scan(party, h, [v], "copy")
+        before = party.accounting.cost()
+        rounds, sent = before.rounds, before.bytes_sent
+        (copied,) = await segmented_scan(party, h, [v], "copy")
+        after = party.accounting.cost()
+        return copied, after.rounds - rounds, after.bytes_sent - sent
 
-    (got,) = reconstruct(run_pair(program, (h0, v0), (h1, v1), source=source))
-    assert np.array_equal(to_signed(got), scan_reference(heads, values, "copy"))
+    (got, rounds, sent), (other, _, _) = run_pair(program, (h0, v0), (h1, v1), source=source)
+    assert np.array_equal(to_signed(got + other), scan_reference(heads, values, "copy"))
+    # work-efficient: at most 2 ceil(log2 n) - 1 rounds and about 2n combinations of 24 bytes
+    # (a Hillis-Steele scan sends 24 bytes per row on each of its 13 levels)
+    assert rounds <= 2 * 13 - 1 and sent < 2.2 * n * 24

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli import tpch
+from bench import tpch
 from mpc.prg import Prg
 from owners.prepare import prepare
 from owners.upload import upload
@@ -24,7 +24,8 @@ def tpch_world(tmp_path_factory):
 
 
 def run_spec(folder, frames, spec, tmp_path):
-    deployment = make_deployment(tmp_path, tpch.schema_text(frames), owners=("alice", "bob", "carol"))
+    deployment = make_deployment(tmp_path, (folder / "schema.toml").read_text(),
+                                 owners=("alice", "bob", "carol"))
     schema = deployment.schema
 
     async def scenario():

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
+from bench.cluster import LocalCluster
 from mpc.curve import generate_keypair
 from mpc.rpc import HANDSHAKE_TIMEOUT_S
 from owners.policy import Policy
-from servers.local_cluster import LocalCluster
 from servers.storage import Storage
 from tests.servers_harness import SCHEMA
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cluster import LocalCluster
 from mpc.curve import load_keypair
 from owners.policy import Policy
 from owners.prepare import PreparedTable, prepare
 from owners.schema import load_schema
 from owners.upload import content_digest
-from servers.local_cluster import LocalCluster
 from servers.storage import Storage
 from tests.servers_harness import SCHEMA
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from servers.local_cluster import LocalCluster
+from bench.cluster import LocalCluster
 from tests.fuzzing import fuzz, valid_job_is_right
 from tests.servers_harness import SCHEMA
 

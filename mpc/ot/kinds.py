@@ -11,7 +11,9 @@ Costs in COTs per element (both directions together) and correction bytes each w
   344 bytes per entry and per word of the other factor's row or column;
 - and: 2 COTs per bit, no correction (random OT);
 - dabit: 1 COT, 8 bytes; bitmul: 2 COTs, 24 bytes; edabit: 64 COTs, 344 bytes;
-- trunc: 64 COTs, 8 bytes per bit at most, narrowed by its scale.
+- trunc: 64 COTs, 8 bytes per bit at most, narrowed by its scale; trunc_mul: beaver and trunc;
+- row_mask: nothing (each server's share is its own); masked_products for a batch of B rows
+  and d columns: 2 x 64 (B + d) COTs, 344 bytes per word of the other factor.
 """
 
 from __future__ import annotations
@@ -82,6 +84,27 @@ async def _right_decomposed_matmul(mult: Multiplier, prg: Prg, m: int, k: int, n
         np.add.at(cross, entries % n, shares)
     right = right.reshape(k, n)
     return left, right, np.matmul(left, right) + cross.T
+
+
+async def masked_products(mult: Multiplier, mask_rows: np.ndarray):
+    """For shared rows A_b (batch x columns) of a row mask: b and c = A_b b, b' and
+    c' = A_b^T b'. The cross terms are Gilboa products: b's entries decomposed against A_b's
+    columns, then b''s against its rows."""
+    batch, columns = mask_rows.shape
+    forward = np.empty(columns, U64)
+    cross_forward = np.zeros(batch, U64)
+    for start, count in _chunks(columns, 64 * batch):
+        part = slice(start, start + count)
+        forward[part], cross = await _decomposed_products(mult, mask_rows[:, part].T)
+        cross_forward += cross.sum(axis=0, dtype=U64)
+    backward = np.empty(batch, U64)
+    cross_backward = np.zeros(columns, U64)
+    for start, count in _chunks(batch, 64 * columns):
+        part = slice(start, start + count)
+        backward[part], cross = await _decomposed_products(mult, mask_rows[part])
+        cross_backward += cross.sum(axis=0, dtype=U64)
+    return (forward, backward, np.matmul(mask_rows, forward) + cross_forward,
+            np.matmul(mask_rows.T, backward) + cross_backward)
 
 
 async def matrix_triples(mult: Multiplier, prg: Prg, m: int, k: int, n: int):
@@ -170,6 +193,14 @@ async def truncation_pairs(mult: Multiplier, party: int, prg: Prg, shape, frac_b
         r = scaled[:, :f].sum(axis=1, dtype=U64) + (low << U64(f)) + (msb << U64(63))
         out[:, start:start + count] = r, msb, low
     return tuple(row.reshape(shape) for row in out)
+
+
+async def truncated_triples(mult: Multiplier, party: int, prg: Prg, shape, frac_bits: int):
+    """a, b, t = a * b + r, msb(r), (r mod 2^63) >> f: a triple and a truncation pair, r
+    added to the product (nobody keeps a share of it)."""
+    a, b, c = await beaver(mult, prg, shape)
+    r, msb, low = await truncation_pairs(mult, party, prg, shape, frac_bits)
+    return a, b, c + r, msb, low
 
 
 async def bit_triples(mult: Multiplier, party: int, prg: Prg, count: int):

@@ -14,6 +14,8 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from mpc.accounting import Accounting
 from mpc.correlation_source import CorrelationSource, Request
 from mpc.correlations import KINDS
@@ -52,6 +54,7 @@ class OtSource(CorrelationSource):
         self.costs: dict[str, KindCosts] = {}
         self.pool: CotPool | None = None
         self._mult: Multiplier | None = None
+        self._mask: np.ndarray | None = None  # this server's share of the latest row mask
         self._extending: list[asyncio.Task] = []
 
     async def open(self) -> None:
@@ -113,7 +116,17 @@ class OtSource(CorrelationSource):
         if kind == "trunc":
             return await kinds.truncation_pairs(mult, party, prg, tuple(params["shape"]),
                                                 params["frac_bits"])
+        if kind == "trunc_mul":
+            return await kinds.truncated_triples(mult, party, prg, tuple(params["shape"]),
+                                                 params["frac_bits"])
         if kind == "permute":
             return await benes.permutation_masks(mult, party, prg, params["n"],
                                                  params["columns"], params["permuter"])
+        if kind == "row_mask":  # each server's share is its own: nothing to exchange
+            self._mask = prg.words((params["rows"], params["columns"]))
+            return (self._mask,)
+        if kind == "masked_products":
+            if self._mask is None or self._mask.shape[1] != params["columns"]:
+                raise ValueError("masked products need a row mask made before them")
+            return await kinds.masked_products(mult, self._mask[params["rows"]])
         raise ValueError(f"unknown correlation kind {kind!r}")

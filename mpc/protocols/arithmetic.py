@@ -85,18 +85,12 @@ async def matmul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return z
 
 
-async def truncate(party: Party, x: np.ndarray, frac_bits: int | None = None) -> np.ndarray:
-    """x / 2^f for signed x with |x| < 2^62. 1 round, 8 bytes.
-
-    Opens c = (x + 2^62) + r for a dealer-made random r, then removes r >> f and fixes the one
-    possible wrap with shares of msb(r): exact up to stochastic rounding of the last bit
-    (error below 1 ulp, expected error 0), and it cannot fail badly, unlike local truncation.
-    """
-    f = party.fixed.frac_bits if frac_bits is None else frac_bits
-    offset = U64(1 << 62)
-    r, r_msb, r_low = await party.corr.truncation_pairs(x.shape, f)
-    shifted = x + offset if party.id == 0 else x
-    c = await reveal(party, shifted + r)
+def _unmask_truncated(party: Party, c: np.ndarray, r_msb: np.ndarray, r_low: np.ndarray,
+                      f: int) -> np.ndarray:
+    """Shares of x / 2^f (rounded down, or one above) from the opened c = y + r, where
+    y = x + 2^62 lies in [0, 2^63): y >> f = (c' >> f) - (r' >> f) + v 2^(63 - f) (+ 1), the
+    primed values mod 2^63 and v = msb(c) xor msb(r), linear in msb(r)'s shares since msb(c)
+    is public (docs/mpc.md, Truncation)."""
     c_msb = c >> U64(63)
     sign = U64(1) - U64(2) * c_msb  # 1 or -1 in the ring
     wrap = sign * r_msb  # shares of msb(c) xor msb(r), less the public msb(c)
@@ -107,9 +101,35 @@ async def truncate(party: Party, x: np.ndarray, frac_bits: int | None = None) ->
     return result
 
 
+async def truncate(party: Party, x: np.ndarray, frac_bits: int | None = None) -> np.ndarray:
+    """x / 2^f for signed x with |x| < 2^62. 1 round, 8 bytes.
+
+    Opens c = (x + 2^62) + r for a dealer-made random r, then removes r >> f and fixes the one
+    possible wrap with shares of msb(r): exact up to stochastic rounding of the last bit
+    (error below 1 ulp, expected error 0), and it cannot fail badly, unlike local truncation.
+    """
+    f = party.fixed.frac_bits if frac_bits is None else frac_bits
+    r, r_msb, r_low = await party.corr.truncation_pairs(x.shape, f)
+    shifted = x + U64(1 << 62) if party.id == 0 else x
+    c = await reveal(party, shifted + r)
+    return _unmask_truncated(party, c, r_msb, r_low, f)
+
+
 async def fixed_mul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Product of fixed-point values: mul then truncate. 2 rounds, 24 bytes."""
-    return await truncate(party, await mul(party, x, y))
+    """Product of fixed-point values (|x * y| < 2^62 in the ring): a Beaver product truncated
+    as truncate does, from one correlation (trunc_mul) whose triple's product comes masked by
+    the truncation's r, so the product itself is never formed. 2 rounds, 24 bytes."""
+    x, y = np.broadcast_arrays(np.asarray(x, U64), np.asarray(y, U64))
+    f = party.fixed.frac_bits
+    a, b, masked_product, r_msb, r_low = await party.corr.truncated_triples(x.shape, f)
+    d_mine, e_mine = x - a, y - b
+    d_other, e_other = await party.link.exchange(d_mine, e_mine)
+    d, e = d_mine + d_other, e_mine + e_other
+    masked = masked_product + d * b + e * a  # shares of x * y + r (+ 2^62 below)
+    if party.id == 0:
+        masked += d * e + U64(1 << 62)
+    c = await reveal(party, masked)
+    return _unmask_truncated(party, c, r_msb, r_low, f)
 
 
 async def fixed_mul_public(party: Party, x: np.ndarray, value: float,

@@ -1,4 +1,5 @@
-"""Segmented prefix scans in ceil(log2 n) rounds (Hillis-Steele), never a loop over rows.
+"""Segmented prefix scans, work-efficient (Brent and Kung): about 2n combinations in
+2 ceil(log2 n) - 1 rounds, never a loop over rows.
 
 `heads` are additive 0/1 shares marking the first row of each segment.
 - "copy": every row gets the values of the nearest head at or above it (the join's propagate
@@ -6,8 +7,15 @@
 - "sum": every row gets the sum of the values from the nearest head at or above it;
 - "min" / "max": every row gets the least / greatest signed value from the nearest head at or
   above it (values must differ by less than 2^63).
-Per level one row-broadcast multiplication: 8 * (2 + columns) bytes per row; "min" and "max" add a
-comparison and a multiplexer per level (about 80 bytes and 9 rounds).
+
+A row is a pair (head flag, values), and the scan is the inclusive prefix of the associative
+combination (f1, v1) . (f2, v2) = (f1 or f2, v2 if f2 else v1 op v2), where v1 op v2 is v1 for
+"copy", v1 + v2 for "sum", min or max. An up-sweep combines pairs of ever larger blocks (n/2,
+n/4, ... combinations) and a down-sweep hands each block's prefix to the blocks after it, so
+the whole scan makes about 2n combinations where a Hillis-Steele scan makes n log2 n: at a
+million rows a tenth of the bytes, for twice the rounds. One combination is one row-broadcast
+multiplication by f2: 8 (2 + columns) bytes; "min" / "max" add a comparison and a multiplexer
+(about 80 bytes and 9 rounds per level).
 """
 
 from __future__ import annotations
@@ -19,34 +27,43 @@ from mpc.protocols.arithmetic import mul, mul_rows
 from mpc.protocols.boolean import less_than
 
 U64 = np.uint64
+OPS = ("copy", "sum", "min", "max")
+
+
+def _levels(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(left, right) row indices of each level: right becomes left . right, all at once."""
+    steps = []
+    step = 1
+    while step < n:
+        steps.append(step)
+        step *= 2
+    up = [np.arange(2 * step - 1, n, 2 * step) for step in steps]  # block ends
+    down = [np.arange(3 * step - 1, n, 2 * step) for step in reversed(steps)]  # the rest
+    return [(right - step, right) for right, step in
+            zip(up + down, steps + steps[::-1]) if len(right)]
+
+
+async def _combine(party: Party, op: str, flags_left: np.ndarray, left: np.ndarray,
+                   flags_right: np.ndarray, right: np.ndarray):
+    """(f1, v1) . (f2, v2) for columns of pairs: v2 if f2 else v1 op v2, and f1 or f2."""
+    if op in ("min", "max"):  # v1 becomes min(v1, v2) (or max): then as "copy"
+        first, second = (left, right) if op == "min" else (right, left)
+        keep_left = await less_than(party, first, second)
+        left = right + await mul(party, keep_left, left - right)
+    operand = left if op == "sum" else right - left
+    products = await mul_rows(party, flags_right, np.vstack([flags_left[None, :], operand]))
+    values = right + left - products[1:] if op == "sum" else left + products[1:]
+    return flags_right + flags_left - products[0], values
 
 
 async def segmented_scan(party: Party, heads: np.ndarray, values: list[np.ndarray],
                          op: str = "copy") -> list[np.ndarray]:
-    if op not in ("copy", "sum", "min", "max"):
+    if op not in OPS:
         raise ValueError(f"unknown scan {op!r}")
     flags = np.asarray(heads, U64).copy()
     table = (np.stack([np.asarray(v, U64) for v in values]) if values
              else np.zeros((0, len(flags)), U64))
-    n = len(flags)
-    step = 1
-    while step < n:
-        f_hi, f_lo = flags[step:], flags[:-step]
-        lower = table[:, :-step]
-        if op in ("min", "max"):  # lower becomes min(lower, upper): then "copy" semantics
-            upper = table[:, step:]
-            first, second = (lower, upper) if op == "min" else (upper, lower)
-            keep_lower = await less_than(party, first, second)  # lower wins the comparison
-            lower = upper + await mul(party, keep_lower, lower - upper)
-        operand = lower if op == "sum" else table[:, step:] - lower
-        products = await mul_rows(party, f_hi, np.vstack([f_lo[None, :], operand]))
-        new_table = table.copy()
-        if op != "sum":  # f_hi ? v_hi : v_lo
-            new_table[:, step:] = lower + products[1:]
-        else:  # v_hi + (1 - f_hi) v_lo
-            new_table[:, step:] = table[:, step:] + lower - products[1:]
-        flags = flags.copy()
-        flags[step:] = f_hi + f_lo - products[0]  # f_hi or f_lo
-        table = new_table
-        step *= 2
+    for left, right in _levels(len(flags)):
+        flags[right], table[:, right] = await _combine(
+            party, op, flags[left], table[:, left], flags[right], table[:, right])
     return list(table)

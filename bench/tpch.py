@@ -1,74 +1,19 @@
 """TPC-H data (tpchgen-cli) shaped for Twofold, for benchmarks and tests: the Q3/Q5 tables,
 dates as yyyymmdd integers, revenue = extendedprice * (1 - discount) precomputed by lineitem's
-owner (a local, type-1 computation)."""
+owner (a local, type-1 computation), and their schema (data/tpch.toml, completed for the scale
+factor) as schema.toml beside the CSV files."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pandas as pd
+import tomli_w
 
-SCHEMA = """
-[schema]
-fact = "lineitem"
-
-[tables.lineitem]
-owner = "alice"
-primary_key = ["l_orderkey", "l_linenumber"]
-foreign_keys = [{ columns = ["l_orderkey"], references = "orders" },
-                { columns = ["l_suppkey"], references = "supplier" }]
-[tables.lineitem.columns]
-l_orderkey = { type = "key" }
-l_linenumber = { type = "key" }
-l_suppkey = { type = "key" }
-l_shipdate = { type = "integer", min = 19900101, max = 20001231 }
-l_revenue = { type = "decimal", min = 0, max = 200000 }
-
-[tables.orders]
-owner = "bob"
-primary_key = "o_orderkey"
-foreign_keys = [{ columns = ["o_custkey"], references = "customer" }]
-[tables.orders.columns]
-o_orderkey = { type = "key" }
-o_custkey = { type = "key" }
-o_orderdate = { type = "integer", min = 19900101, max = 20001231 }
-o_shippriority = { type = "integer", min = 0, max = 10 }
-
-[tables.customer]
-owner = "bob"
-primary_key = "c_custkey"
-foreign_keys = [{ columns = ["c_nationkey"], references = "nation" }]
-[tables.customer.columns]
-c_custkey = { type = "key" }
-c_nationkey = { type = "key" }
-c_mktsegment = { type = "categorical", values = ["AUTOMOBILE", "BUILDING", "FURNITURE", "HOUSEHOLD", "MACHINERY"] }
-
-[tables.supplier]
-owner = "alice"
-primary_key = "s_suppkey"
-foreign_keys = [{ columns = ["s_nationkey"], references = "nation" }]
-[tables.supplier.columns]
-s_suppkey = { type = "key" }
-s_nationkey = { type = "key" }
-
-[tables.nation]
-owner = "alice"
-primary_key = "n_nationkey"
-foreign_keys = [{ columns = ["n_regionkey"], references = "region" }]
-[tables.nation.columns]
-n_nationkey = { type = "key" }
-n_regionkey = { type = "key" }
-n_name = { type = "categorical", values = [NATIONS] }
-
-[tables.region]
-owner = "alice"
-primary_key = "r_regionkey"
-[tables.region.columns]
-r_regionkey = { type = "key" }
-r_name = { type = "categorical", values = ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"] }
-"""
+TEMPLATE = Path(__file__).parent / "data" / "tpch.toml"
 
 COLUMNS = {
     "lineitem": ["l_orderkey", "l_linenumber", "l_suppkey", "l_shipdate", "l_revenue"],
@@ -117,8 +62,36 @@ class TpchUnavailable(RuntimeError):
     """tpchgen-cli is not installed."""
 
 
+def key_domains(scale: float) -> dict[tuple[str, str], int]:
+    """Bits of each integer key's domain at this scale factor, from the TPC-H specification:
+    order keys up to 6,000,000 SF, customer keys up to 150,000 SF, supplier keys up to
+    10,000 SF, 25 nations, 5 regions, 7 lines per order."""
+    def bits(largest: float) -> int:
+        return max(1, int(largest).bit_length())
+
+    orders, customers, suppliers = (bits(n * scale) for n in (6_000_000, 150_000, 10_000))
+    return {("lineitem", "l_orderkey"): orders, ("orders", "o_orderkey"): orders,
+            ("lineitem", "l_linenumber"): bits(7), ("lineitem", "l_suppkey"): suppliers,
+            ("supplier", "s_suppkey"): suppliers, ("orders", "o_custkey"): customers,
+            ("customer", "c_custkey"): customers, ("customer", "c_nationkey"): bits(24),
+            ("supplier", "s_nationkey"): bits(24), ("nation", "n_nationkey"): bits(24),
+            ("nation", "n_regionkey"): bits(4), ("region", "r_regionkey"): bits(4)}
+
+
+def write_schema(folder: Path, scale: float, nations: list[str]) -> Path:
+    """schema.toml for this scale factor: the template with the nations' names and the keys'
+    domains."""
+    raw = tomllib.loads(TEMPLATE.read_text())
+    raw["tables"]["nation"]["columns"]["n_name"]["values"] = nations
+    for (table, column), bits in key_domains(scale).items():
+        raw["tables"][table]["columns"][column]["bits"] = bits
+    path = folder / "schema.toml"
+    path.write_text(tomli_w.dumps(raw))
+    return path
+
+
 def generate(folder: Path, scale: float) -> dict[str, pd.DataFrame]:
-    """Write <table>.csv in the shape of SCHEMA; returns the frames."""
+    """Write <table>.csv and schema.toml; returns the frames."""
     raw = folder / "raw"
     tool = Path(sys.executable).parent / "tpchgen-cli"
     if not tool.exists():
@@ -133,9 +106,5 @@ def generate(folder: Path, scale: float) -> dict[str, pd.DataFrame]:
     for name, columns in COLUMNS.items():
         frames[name] = frames[name][columns]
         frames[name].to_csv(folder / f"{name}.csv", index=False)
+    write_schema(folder, scale, frames["nation"]["n_name"].tolist())
     return frames
-
-
-def schema_text(frames) -> str:
-    names = ", ".join(f'"{n}"' for n in frames["nation"]["n_name"])
-    return SCHEMA.replace("NATIONS", names)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.timing import timed_runs
 from mpc.party import Party
-from mpc.preprocessing import timed_runs
-from mpc.protocols.arithmetic import fixed_matmul, mul, share_input, truncate
+from mpc.protocols.arithmetic import fixed_matmul, fixed_mul, mul, share_input, truncate
 from mpc.protocols.boolean import arith_to_bool, equal, less_than
 from mpc.protocols.shuffle import shuffle
 from mpc.protocols.sort import SortKey, sort
 
-OPS = ("mul", "matmul", "trunc", "lt", "eq", "a2b", "shuffle", "sort")
+OPS = ("mul", "fixed_mul", "matmul", "trunc", "lt", "eq", "a2b", "shuffle", "sort", "sort32")
 MATMUL_WIDTH = 128  # matmul benchmark: (n / 128 x 128) @ (128 x 1), SGD's forward shape
 
 
@@ -27,11 +27,14 @@ async def _random_input(party: Party, shape, bits: int = 40) -> np.ndarray:
     return await share_input(party, 0, values, shape)
 
 
-async def _run_op(party: Party, op: str, x, y, key, matrix, weights):
+async def _run_op(party: Party, op: str, inputs: dict[str, np.ndarray]):
+    x, y = inputs["x"], inputs["y"]
     if op == "mul":
         await mul(party, x, y)
+    elif op == "fixed_mul":
+        await fixed_mul(party, inputs["small_x"], inputs["small_y"])
     elif op == "matmul":
-        await fixed_matmul(party, matrix, weights)
+        await fixed_matmul(party, inputs["matrix"], inputs["weights"])
     elif op == "trunc":
         await truncate(party, x)
     elif op == "lt":
@@ -43,26 +46,31 @@ async def _run_op(party: Party, op: str, x, y, key, matrix, weights):
     elif op == "shuffle":
         await shuffle(party, [x, y])
     elif op == "sort":
-        await sort(party, [key, y], [SortKey(key, bits=64)])
+        await sort(party, [inputs["key"], y], [SortKey(inputs["key"], bits=64)])
+    elif op == "sort32":  # a key declared 32 bits wide
+        await sort(party, [inputs["key32"], y], [SortKey(inputs["key32"], bits=32)])
     else:
         raise ValueError(f"unknown benchmark op {op!r}; choose from {', '.join(OPS)}")
 
 
-ON_DEMAND_OPS = {"sort"}  # plans too large to hold (gigabytes at a million rows)
+ON_DEMAND_OPS = {"sort", "sort32"}  # plans too large to hold (gigabytes at a million rows)
 
 
 async def run_mpc_bench(party: Party, n: int, repeat: int = 3, ops=OPS) -> dict:
     """{"stages": {stage: StageCost dict}, "correlations": {kind: costs}}; the second is what
     making each kind of correlation cost this server (OT mode only, else empty)."""
+    rows = max(n // MATMUL_WIDTH, 1)
     with party.stage("inputs"):
-        x = await _random_input(party, n)
-        y = await _random_input(party, n)
-        key = await _random_input(party, n, bits=64)
-        rows = max(n // MATMUL_WIDTH, 1)
-        matrix = await _random_input(party, (rows, MATMUL_WIDTH), bits=20)
-        weights = await _random_input(party, (MATMUL_WIDTH, 1), bits=20)
+        inputs = {"x": await _random_input(party, n), "y": await _random_input(party, n),
+                  # fixed point with products below 2^30 (real units), as truncation needs
+                  "small_x": await _random_input(party, n, bits=24),
+                  "small_y": await _random_input(party, n, bits=24),
+                  "key": await _random_input(party, n, bits=64),
+                  "key32": await _random_input(party, n, bits=32),
+                  "matrix": await _random_input(party, (rows, MATMUL_WIDTH), bits=20),
+                  "weights": await _random_input(party, (MATMUL_WIDTH, 1), bits=20)}
     for op in ops:
-        await timed_runs(party, op, repeat, lambda: _run_op(party, op, x, y, key, matrix, weights),
+        await timed_runs(party, op, repeat, lambda: _run_op(party, op, inputs),
                          prefetch=op not in ON_DEMAND_OPS)
     stages = {name: cost.as_dict() for name, cost in party.accounting.stages.items()}
     report = getattr(party.corr, "cost_report", dict)

@@ -1,7 +1,7 @@
 """Run one named program as one server for one job, and print its result as a JSON line.
 
 Used by the local cluster (benchmarks, demos, tests with real processes):
-    python -m servers.worker --config server.toml --job JOB --program NAME --params JSON
+    python -m bench.worker --config server.toml --job JOB --program NAME --params JSON
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import json
 import sys
 from pathlib import Path
 
-from ml.bench import run_ml_bench
-from mpc.bench import run_mpc_bench
+from bench.joins import run_join_bench
+from bench.protocols import run_mpc_bench
+from bench.training import run_ml_bench
 from mpc.errors import MpcError
 from mpc.session import open_party
 from servers.config import ConfigError, load_server_endpoints
-from sorting_join.bench import run_join_bench
 
 PROGRAMS = {"bench_mpc": run_mpc_bench, "bench_join": run_join_bench,
             "bench_ml": run_ml_bench}
@@ -30,7 +30,7 @@ async def run_program(config: Path, job: str, program: str, params: dict):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m servers.worker")
+    parser = argparse.ArgumentParser(prog="python -m bench.worker")
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--job", required=True)
     parser.add_argument("--program", choices=sorted(PROGRAMS), required=True)

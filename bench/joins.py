@@ -1,7 +1,8 @@
 """Benchmark program for the binary join, run by both servers on random secret inputs.
 
-Server 0 makes the plaintext inputs (distinct random 63-bit primary keys; foreign keys drawn
-from them, one in eight dangling) and secret-shares them, untimed; then the join runs `repeat`
+Server 0 makes the plaintext inputs (distinct random primary keys below 2^(key_bits - 1), as a
+key declared key_bits - 1 bits wide; foreign keys drawn from them, one in eight dangling, above
+them) and secret-shares them, untimed; then the join, sorting on key_bits bits, runs `repeat`
 times, and the costs of each run are reported per stage (sort, propagate, compact).
 """
 
@@ -17,19 +18,25 @@ from sorting_join.table import SharedTable
 U64 = np.uint64
 
 
-def _plain_inputs(party: Party, left_rows: int, right_rows: int):
-    prg = party.rng
-    keys = np.unique(prg.words(right_rows + 64) >> U64(1))[:right_rows]
-    keys = keys[prg.permutation(len(keys))]
+def _plain_inputs(party: Party, left_rows: int, right_rows: int, key_bits: int):
+    prg, domain = party.rng, key_bits - 1
+    if right_rows > 1 << domain:
+        raise ValueError(f"{right_rows} distinct keys do not fit in {domain} bits")
+    keys = np.unique(prg.words(2 * right_rows + 64) >> U64(64 - domain))
+    while len(keys) < right_rows:  # a small domain: draw until there are enough
+        keys = np.unique(np.concatenate([keys, prg.words(right_rows) >> U64(64 - domain)]))
+    keys = keys[prg.permutation(len(keys))][:right_rows]
     picks = (prg.words(left_rows) % U64(right_rows)).astype(np.int64)
     foreign = keys[picks]
     dangling = (prg.words(left_rows) & U64(7)) == 0
-    foreign[dangling] = foreign[dangling] ^ U64(1 << 62)
+    foreign[dangling] = foreign[dangling] + U64(1 << domain)  # outside the key set
     return foreign, keys, prg.words(right_rows) >> U64(20)
 
 
-async def run_join_bench(party: Party, left_rows: int, right_rows: int, repeat: int = 1):
-    plain = _plain_inputs(party, left_rows, right_rows) if party.id == 0 else (None,) * 3
+async def run_join_bench(party: Party, left_rows: int, right_rows: int, key_bits: int = 63,
+                         repeat: int = 1):
+    plain = (_plain_inputs(party, left_rows, right_rows, key_bits) if party.id == 0
+             else (None,) * 3)
     with party.stage("inputs"):
         foreign = await share_input(party, 0, plain[0], left_rows)
         keys = await share_input(party, 0, plain[1], right_rows)
@@ -40,6 +47,6 @@ async def run_join_bench(party: Party, left_rows: int, right_rows: int, repeat: 
     runs = []
     for _ in range(repeat):
         party.accounting.stages = {}
-        await join_binary(party, left, "r.fk", right, "s.pk", ["s.payload"])
+        await join_binary(party, left, "r.fk", right, "s.pk", ["s.payload"], key_bits)
         runs.append({name: cost.as_dict() for name, cost in party.accounting.stages.items()})
     return runs

@@ -1,6 +1,7 @@
 """A dealer and two servers as separate processes on loopback, with fresh keys in a temporary
 folder; or, with correlations = "ot", the two servers alone. Used by `twofold bench`, the
-demo, and tests that need real processes."""
+demo, and tests that need real processes. Servers run `twofold server run`, or a benchmark
+program as one job (bench/worker.py)."""
 
 from __future__ import annotations
 
@@ -140,6 +141,16 @@ class LocalCluster:
             process.wait(timeout=10)
             self.servers[party] = None
 
+    def peak_memory(self) -> list[int]:
+        """Each running server's peak resident memory so far, in bytes (VmHWM, Linux)."""
+        peaks = []
+        for process in self.servers:
+            status = Path(f"/proc/{process.pid}/status").read_text() if process else ""
+            kilobytes = [line.split()[1] for line in status.splitlines()
+                         if line.startswith("VmHWM:")]
+            peaks.append(int(kilobytes[0]) * 1024 if kilobytes else 0)
+        return peaks
+
     def owner_config(self, name: str) -> Path:
         return self.folder / f"{name}.toml"
 
@@ -149,7 +160,7 @@ class LocalCluster:
             self.start_dealer()  # a no-op in OT mode
         job = uuid.uuid4().hex
         return [subprocess.Popen(
-            [sys.executable, "-m", "servers.worker", "--config",
+            [sys.executable, "-m", "bench.worker", "--config",
              str(self.folder / f"server{party}.toml"), "--job", job, "--program", program,
              "--params", json.dumps(params)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for party in (0, 1)]

@@ -17,51 +17,7 @@ from ml.sgd import Hyper, poisson_batches, sequential_batches
 from mpc.prg import Prg
 from twofold.models import predict
 
-SCHEMA = """
-[schema]
-fact = "enrolments"
-primary_private = "students"
-
-[tables.enrolments]
-owner = "university"
-primary_key = "id"
-foreign_keys = [{ columns = ["student"], references = "students" },
-                { columns = ["course"], references = "courses" }]
-[tables.enrolments.columns]
-id = { type = "key" }
-student = { type = "key" }
-course = { type = "key" }
-credits = { type = "integer", min = 30, max = 240 }
-attempts = { type = "integer", min = 0, max = 6 }
-clicks = { type = "decimal", min = 0, max = 10000 }
-passed = { type = "boolean" }
-
-[tables.courses]
-owner = "university"
-primary_key = "id"
-[tables.courses.columns]
-id = { type = "key" }
-length = { type = "integer", min = 200, max = 300 }
-difficulty = { type = "decimal", min = 0, max = 1 }
-
-[tables.students]
-owner = "agency"
-primary_key = "id"
-foreign_keys = [{ columns = ["region"], references = "regions" }]
-[tables.students.columns]
-id = { type = "key" }
-region = { type = "key" }
-age = { type = "integer", min = 17, max = 90 }
-deprivation = { type = "decimal", min = 0, max = 100 }
-disability = { type = "boolean" }
-
-[tables.regions]
-owner = "agency"
-primary_key = "id"
-[tables.regions.columns]
-id = { type = "key" }
-income = { type = "decimal", min = 0, max = 100 }
-"""
+SCHEMA = Path(__file__).parent / "data" / "oulad.toml"  # written beside the CSV files
 
 FEATURES = ["enrolments.credits", "enrolments.attempts", "enrolments.clicks", "courses.length",
             "courses.difficulty", "students.age", "students.deprivation",
@@ -83,7 +39,10 @@ def load_joined(folder: Path) -> pd.DataFrame:
 
 
 def generate(folder: Path, students: int = 20_000, enrolments: int = 25_000) -> dict:
-    """Write the four CSV files; returns the plaintext joined frame (features, label)."""
+    """Write the four CSV files and schema.toml; returns the plaintext joined frame (features,
+    label). The schema's keys are below 2^15."""
+    if max(students, enrolments) > 1 << 15:
+        raise ValueError("the OULAD-shaped schema declares ids below 2^15")
     prg = Prg.fresh()
 
     def uniform(count, low, high):
@@ -121,6 +80,7 @@ def generate(folder: Path, students: int = 20_000, enrolments: int = 25_000) -> 
     for name, frame in (("enrolments", enrol), ("courses", courses), ("students", people),
                         ("regions", regions)):
         frame.to_csv(folder / f"{name}.csv", index=False)
+    (folder / "schema.toml").write_text(SCHEMA.read_text())
     joined["passed"] = enrol.set_index("id").loc[joined["id"], "passed"].to_numpy()
     return {"joined": joined, "rows": n + len(people) + 22 + 13}
 
