@@ -50,9 +50,20 @@ async def mul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     d_mine, e_mine = x - a, y - b
     d_other, e_other = await party.link.exchange(d_mine, e_mine)
     d, e = d_mine + d_other, e_mine + e_other
-    z = c + d * b + e * a
+    return _beaver_product(party, c, a, b, d, e)
+
+
+def _beaver_product(party: Party, c: np.ndarray, a: np.ndarray, b: np.ndarray, d: np.ndarray,
+                    e: np.ndarray) -> np.ndarray:
+    """Shares of x * y from a triple (a, b, c = a b) and the opened d = x - a, e = y - b:
+    c + d b + e a, plus d e on server 0. d and e must be the caller's own buffers (they are
+    overwritten); a, b and c may be read-only. In place, because at 2^20 elements each
+    temporary costs a millisecond."""
+    z = np.multiply(d, b)
+    z += c
     if party.id == 0:
-        z += d * e
+        z += np.multiply(d, e, out=d)
+    z += np.multiply(e, a, out=e)
     return z
 
 
@@ -89,15 +100,18 @@ def _unmask_truncated(party: Party, c: np.ndarray, r_msb: np.ndarray, r_low: np.
                       f: int) -> np.ndarray:
     """Shares of x / 2^f (rounded down, or one above) from the opened c = y + r, where
     y = x + 2^62 lies in [0, 2^63): y >> f = (c' >> f) - (r' >> f) + v 2^(63 - f) (+ 1), the
-    primed values mod 2^63 and v = msb(c) xor msb(r), linear in msb(r)'s shares since msb(c)
-    is public (docs/mpc.md, Truncation)."""
-    c_msb = c >> U64(63)
-    sign = U64(1) - U64(2) * c_msb  # 1 or -1 in the ring
-    wrap = sign * r_msb  # shares of msb(c) xor msb(r), less the public msb(c)
-    result = wrap * U64(1 << (63 - f)) - r_low
+    primed values mod 2^63 and v = msb(c) xor msb(r) = msb(c) + (1 - 2 msb(c)) msb(r), linear
+    in msb(r)'s shares since msb(c) is public (docs/mpc.md, Truncation). Server 0's public part
+    (c' >> f) + msb(c) 2^(63 - f) is c >> f. c is overwritten."""
+    wrap = c >> U64(63)
+    wrap *= U64((1 << 64) - (1 << (64 - f)))  # (1 - 2 msb(c)) 2^(63 - f), in the ring
+    wrap += U64(1 << (63 - f))
+    result = np.multiply(wrap, r_msb, out=wrap)
+    result -= r_low
     if party.id == 0:
-        c_low = c & U64((1 << 63) - 1)
-        result += (c_low >> U64(f)) + c_msb * U64(1 << (63 - f)) - U64(1 << (62 - f))
+        c >>= U64(f)
+        result += c
+        result -= U64(1 << (62 - f))
     return result
 
 
@@ -124,10 +138,9 @@ async def fixed_mul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     a, b, masked_product, r_msb, r_low = await party.corr.truncated_triples(x.shape, f)
     d_mine, e_mine = x - a, y - b
     d_other, e_other = await party.link.exchange(d_mine, e_mine)
-    d, e = d_mine + d_other, e_mine + e_other
-    masked = masked_product + d * b + e * a  # shares of x * y + r (+ 2^62 below)
-    if party.id == 0:
-        masked += d * e + U64(1 << 62)
+    masked = _beaver_product(party, masked_product, a, b, d_mine + d_other, e_mine + e_other)
+    if party.id == 0:  # shares of x * y + 2^62 + r
+        masked += U64(1 << 62)
     c = await reveal(party, masked)
     return _unmask_truncated(party, c, r_msb, r_low, f)
 
