@@ -233,6 +233,20 @@ class DealerSource(CorrelationSource):
         self._seq += len(batch)
         mine = [[seq, kind, params] for seq, (kind, params) in numbered
                 if KINDS[kind].receiver(params) == self.party_id]
+        fetching = asyncio.ensure_future(self._fetch(mine))
+        try:
+            await asyncio.sleep(0)  # the first request leaves before our seeds are expanded,
+            # so the dealer makes the corrections while this server makes its own part
+            own = [KINDS[kind].own(self.party_id, Prg(self._key, seq), params)
+                   for seq, (kind, params) in numbered]
+            corrections = await fetching
+        finally:
+            fetching.cancel()
+        return [KINDS[kind].assemble(self.party_id, part, corrections.get(seq, []))
+                for part, (seq, (kind, _)) in zip(own, numbered)]
+
+    async def _fetch(self, mine: list[list]) -> dict[int, list[np.ndarray]]:
+        """This server's corrections for its requests [seq, kind, params], by seq."""
         corrections: dict[int, list[np.ndarray]] = {}
         for requests in _messages(mine):
             reply, arrays = await self._call({"action": "get", "requests": requests})
@@ -241,10 +255,7 @@ class DealerSource(CorrelationSource):
                 raise DealerError(f"server {self.party_id}: malformed reply from the dealer")
             for (seq, _, _), count in zip(requests, counts):
                 corrections[seq], arrays = arrays[:count], arrays[count:]
-        return [KINDS[kind].assemble(self.party_id, KINDS[kind].own(self.party_id,
-                                                                    Prg(self._key, seq), params),
-                                     corrections.get(seq, []))
-                for seq, (kind, params) in numbered]
+        return corrections
 
 
 def _messages(requests: list[list]):
