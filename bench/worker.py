@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.joins import run_join_bench
 from bench.protocols import run_mpc_bench
 from bench.training import run_ml_bench
+from mpc.allocator import keep_large_blocks
 from mpc.errors import MpcError
 from mpc.session import open_party
 from servers.config import ConfigError, load_server_endpoints
@@ -36,6 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--program", choices=sorted(PROGRAMS), required=True)
     parser.add_argument("--params", default="{}")
     args = parser.parse_args(argv)
+    keep_large_blocks()
     try:
         result = asyncio.run(run_program(args.config, args.job, args.program,
                                          json.loads(args.params)))

@@ -14,6 +14,7 @@ from cli.demo import demo
 from cli.job import job_app, reveal_command
 from cli.owner import owner_app
 from cli.server import server_app
+from mpc.allocator import keep_large_blocks
 from mpc.curve import generate_keypair
 from mpc.dealer import Dealer
 from mpc.errors import MpcError
@@ -60,6 +61,7 @@ def dealer_run(config: Path = typer.Option(..., help="dealer.toml")):
 
 def main() -> None:
     """Entry point: known failures become one line on stderr and exit code 1."""
+    keep_large_blocks()
     try:
         app()
     except (MpcError, ConfigError, ClientConfigError, ProcessError, SchemaError, UploadError,

@@ -26,8 +26,11 @@ import numpy as np
 
 from mpc.prg import Prg, stream_rows
 
+U64 = np.uint64
+
 MAX_ELEMENTS = 1 << 28  # a request larger than this is refused (2 GiB of words)
 MAX_MASKED_ROWS = 8192  # a batch's rows travel in a dealer request's header, 5 bytes each
+LOW_HALF = (1 << 32) - 1
 
 
 class CorrelationError(ValueError):
@@ -295,32 +298,62 @@ class MaskedProducts(Kind):
 
 
 class TruncatedProducts(Kind):
-    """A Beaver triple whose product comes masked for truncation: a, b, t = a * b + r, msb(r)
-    and (r mod 2^63) >> f for a random r = r0 + r1 that no server holds (each expands its
-    share from its seed; the correlation leaves them out). A fixed-point product x * y opens
-    x - a and y - b, then x * y + 2^62 + r = t + (x - a) b + (y - b) a + (x - a)(y - b)
-    + 2^62, and truncates as truncate does: one request, one dealer message, for both rounds
-    (a triple and a truncation pair, with c and r's shares folded into t)."""
+    """A Beaver triple whose product comes masked for truncation: a, b, t = a * b + r, and
+    shares of msb(r) and of (r mod 2^63) >> f for a random r that no server holds. A
+    fixed-point product x * y opens x - a and y - b, then x * y + 2^62 + r = t + (x - a) b
+    + (y - b) a + (x - a)(y - b) + 2^62, and truncates as truncate does: one request, one
+    dealer message, for both rounds.
+
+    16 bytes per element from the dealer (t and one packed word), not 24, because r is built
+    around the servers' seeds: each server p draws L_p, and r's bits f to 62 are
+    low = (L0 + L1) mod 2^(63 - f), so L_p is already a share of low up to k 2^(63 - f),
+    k = (L0 + L1) >> (63 - f). k is independent of low and r (L0 is uniform), so server 1 may
+    learn it; msb(r)'s shares only matter modulo 2^(f + 1), as truncation multiplies them by
+    2^(63 - f). Server 1's word is (msb(r) - m0) mod 2^32 + k 2^(63 - f), the two in disjoint
+    bits as f < 32: as it stands it is server 1's share of msb(r) (k 2^(63 - f) times
+    2^(63 - f) vanishes), and its upper 32 bits are what L1 lacks. r's other bits come from
+    a stream under K0 xor K1, a key neither server knows."""
 
     name = "trunc_mul"
 
     def validate(self, params):
         TruncationPairs().validate(params)
+        if params["frac_bits"] >= 32:
+            raise CorrelationError("trunc_mul needs frac_bits in 1..31")
 
     def own(self, party, prg, params):
         shape = tuple(params["shape"])
-        parts = [prg.words(shape), prg.words(shape), prg.words(shape)]  # a, b, r's share
-        return parts + [prg.words(shape) for _ in range(3)] if party == 0 else parts
+        parts = [prg.words(shape), prg.words(shape), prg.words(shape)]  # a, b, L
+        return parts + [prg.words(shape), prg.words(shape)] if party == 0 else parts  # t, m
 
-    def correction(self, own0, own1, params):
-        (a0, b0, r0, t0, msb0, low0), (a1, b1, r1) = own0, own1
-        r = r0 + r1
-        low = (r & np.uint64((1 << 63) - 1)) >> np.uint64(params["frac_bits"])
-        return [(a0 + a1) * (b0 + b1) + r - t0, (r >> np.uint64(63)) - msb0, low - low0]
+    def dealer_correction(self, keys, seq, params, mask=None):
+        (a0, b0, low0, t0, msb0), (a1, b1, low1) = (self.own(p, Prg(keys[p], seq), params)
+                                                    for p in (0, 1))
+        shape, f = tuple(params["shape"]), U64(params["frac_bits"])
+        bits = Prg(bytes(x ^ y for x, y in zip(*keys)), seq).words(shape)  # msb(r), r's low f
+        # in place, reusing the seed-derived arrays: each 2^20-word temporary costs about 1 ms
+        product = np.multiply(np.add(a0, a1, out=a0), np.add(b0, b1, out=b0), out=a0)
+        shares_sum = np.add(low0, low1, out=low0)
+        low_bits = np.left_shift(shares_sum, U64(1) + f, out=low1)
+        low_bits >>= U64(1)  # low = (L0 + L1) mod 2^(63 - f), at bits f to 62
+        product += low_bits
+        product += np.bitwise_and(bits, U64((1 << 63) | ((1 << int(f)) - 1)), out=b0)
+        t1 = np.subtract(product, t0, out=product)  # a b + r - t0
+        word = np.right_shift(bits, U64(63), out=bits)
+        word -= msb0
+        word &= U64(LOW_HALF)
+        shares_sum >>= U64(63) - f  # k
+        shares_sum <<= U64(63) - f
+        word |= shares_sum
+        return [t1, word]
 
     def assemble(self, party, own, correction):
-        a, b, _, *rest = own  # the share of r is not part of the correlation
-        return (a, b, *rest, *correction)
+        if party == 0:
+            a, b, low, t, msb = own
+            return a, b, t, msb, low
+        (a, b, low), (t, word) = own, correction
+        low -= word & U64(~LOW_HALF & (2**64 - 1))
+        return a, b, t, word, low
 
 
 class PermutationMasks(Kind):

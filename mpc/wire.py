@@ -1,8 +1,12 @@
 """Message framing: a msgpack header followed by raw array frames. Nothing is pickled.
 
-A message is [header, frame_1, ..., frame_k]. The header is a msgpack map whose "arrays" entry
-lists [dtype, shape] for each frame. Received dtypes must be on the allowlist and every frame
-must have exactly the announced size, or the message is rejected.
+A message is [header, frames of array 1, ..., frames of array k]. The header is a msgpack map
+whose "arrays" entry lists [dtype, shape] for each array. An array travels in frames of
+FRAME_BYTES (the last one shorter), because CurveZMQ encrypts and decrypts frame by frame: the
+sender's encryption of one frame overlaps the receiver's decryption of the one before, where a
+single 8 MB frame is encrypted whole, then sent, then decrypted whole (8 MB on loopback: 13 ms
+in 1 MiB frames, 28 ms as one). Received dtypes must be on the allowlist and every frame must
+have exactly the size its array's description implies, or the message is rejected.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 ALLOWED_DTYPES = {"uint64": np.uint64, "uint8": np.uint8, "int64": np.int64}
 MAX_HEADER_BYTES = 1 << 16
 MAX_DIMENSIONS = 8
+FRAME_BYTES = 1 << 20
 
 
 class WireError(Exception):
@@ -31,7 +36,9 @@ def encode(header: dict[str, Any], arrays=()) -> list:
         if name not in ALLOWED_DTYPES:
             raise WireError(f"dtype {name} may not be sent")
         meta.append([name, list(array.shape)])
-        frames.append(memoryview(array).cast("B") if array.size else b"")
+        data = memoryview(array).cast("B") if array.size else b""
+        frames.extend(data[start:start + FRAME_BYTES]
+                      for start in range(0, max(len(data), 1), FRAME_BYTES))
     packed = msgpack.packb({**header, "arrays": meta}, use_bin_type=True)
     return [packed, *frames]
 
@@ -50,23 +57,36 @@ def decode(frames: list) -> tuple[dict[str, Any], list[np.ndarray]]:
     if not isinstance(header, dict) or not isinstance(header.get("arrays"), list):
         raise WireError("header is not a map with an 'arrays' list")
     meta = header["arrays"]
-    if len(meta) != len(frames) - 1:
-        raise WireError(f"header announces {len(meta)} arrays, message has {len(frames) - 1}")
-    arrays = []
-    for entry, frame in zip(meta, frames[1:]):
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                and entry[0] in ALLOWED_DTYPES):
-            raise WireError(f"array description {entry!r:.100} not allowed")
-        dtype = np.dtype(ALLOWED_DTYPES[entry[0]])
-        shape = entry[1]
-        if not (isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS
-                and all(isinstance(d, int) and d >= 0 for d in shape)):
-            raise WireError(f"bad shape {shape!r:.100}")
-        buffer = frame.buffer if hasattr(frame, "buffer") else frame
-        expected = math.prod(shape) * dtype.itemsize  # exact: a huge shape cannot wrap around
-        if len(buffer) != expected:
-            raise WireError(f"frame of {len(buffer)} bytes, header announces {expected}")
-        arrays.append(np.frombuffer(buffer, dtype=dtype).reshape(shape))
+    if not all(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+               and entry[0] in ALLOWED_DTYPES for entry in meta):
+        raise WireError(f"array description in {meta!r:.100} not allowed")
+    if not all(isinstance(shape, list) and len(shape) <= MAX_DIMENSIONS
+               and all(isinstance(d, int) and d >= 0 for d in shape) for _, shape in meta):
+        raise WireError(f"bad shape in {meta!r:.100}")
+    # exact: a huge shape cannot wrap around
+    sizes = [math.prod(shape) * np.dtype(ALLOWED_DTYPES[name]).itemsize for name, shape in meta]
+    counts = [max(-(-size // FRAME_BYTES), 1) for size in sizes]
+    if sum(counts) != len(frames) - 1:
+        raise WireError(f"header announces {len(meta)} arrays in {sum(counts)} frames, message "
+                        f"has {len(frames) - 1}")
+    arrays, position = [], 1
+    for (name, shape), size, count in zip(meta, sizes, counts):
+        parts = [frame.buffer if hasattr(frame, "buffer") else frame
+                 for frame in frames[position:position + count]]
+        position += count
+        expected = [FRAME_BYTES] * (count - 1) + [size - FRAME_BYTES * (count - 1)]
+        if [len(part) for part in parts] != expected:
+            raise WireError(f"frames of {sum(map(len, parts))} bytes in all, header "
+                            f"announces {size} in frames of {FRAME_BYTES}")
+        dtype = np.dtype(ALLOWED_DTYPES[name])
+        if count == 1:
+            arrays.append(np.frombuffer(parts[0], dtype=dtype).reshape(shape))
+            continue
+        array = np.empty(shape, dtype=dtype)
+        flat = array.reshape(-1).view(np.uint8)
+        for start, part in zip(range(0, size, FRAME_BYTES), parts):
+            flat[start:start + len(part)] = np.frombuffer(part, np.uint8)
+        arrays.append(array)
     return header, arrays
 
 

@@ -14,7 +14,8 @@ PARAMS = {  # sizes chosen off word and power-of-two boundaries
     "bitmul": [{"shape": [70]}],
     "edabit": [{"shape": [40]}],
     "trunc": [{"shape": [60], "frac_bits": 16}, {"shape": [5], "frac_bits": 40}],
-    "trunc_mul": [{"shape": [60], "frac_bits": 16}, {"shape": [3, 5], "frac_bits": 40}],
+    "trunc_mul": [{"shape": [60], "frac_bits": 16}, {"shape": [3, 5], "frac_bits": 31},
+                  {"shape": [7], "frac_bits": 1}],
     "permute": [{"n": 30, "columns": "axa", "permuter": 1}, {"n": 1, "columns": "x", "permuter": 0},
                 {"n": 64, "columns": "a", "permuter": 0}],
     "row_mask": [{"rows": 9, "columns": 5}, {"rows": 3, "columns": 2}],
@@ -64,11 +65,11 @@ def check(kind: str, params: dict, part0: tuple, part1: tuple, mask=None) -> Non
         r, f = r0 + r1, params["frac_bits"]
         assert np.array_equal(m0 + m1, r >> U64(63))
         assert np.array_equal(l0 + l1, (r & U64(2**63 - 1)) >> U64(f))
-    elif kind == "trunc_mul":  # t - a * b is a truncation pair's r
-        (a0, b0, t0, m0, l0), (a1, b1, t1, m1, l1) = part0, part1
+    elif kind == "trunc_mul":  # t - a * b is a truncation pair's r, whose msb is shared
+        (a0, b0, t0, m0, l0), (a1, b1, t1, m1, l1) = part0, part1  # modulo 2^(f + 1) only
         r, f = t0 + t1 - (a0 + a1) * (b0 + b1), params["frac_bits"]
         assert a0.shape == tuple(params["shape"])
-        assert np.array_equal(m0 + m1, r >> U64(63))
+        assert np.array_equal((m0 + m1) << U64(63 - f), (r >> U64(63)) << U64(63 - f))
         assert np.array_equal(l0 + l1, (r & U64(2**63 - 1)) >> U64(f))
     elif kind == "permute":
         n, columns = params["n"], params["columns"]

@@ -1,11 +1,14 @@
 """Arithmetic protocols against numpy, over real sockets, once per source of correlations."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpc.protocols.arithmetic import (
+    ONE_WAY_OPENING,
     fixed_matmul,
     fixed_mul,
     fixed_mul_public,
@@ -109,6 +112,39 @@ def test_fixed_point_multiplication(frac_bits, fused, rng, source):
     exact = [(int(p) * int(q)) >> frac_bits for p, q in zip(to_signed(a_enc), to_signed(b_enc))]
     assert all(int(g) - e in (0, 1) for g, e in zip(got, exact))  # floor or one ulp above
     assert rounds == 2
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_large_truncations_open_to_server_0_only(fused, rng, source):
+    """From ONE_WAY_OPENING elements on, server 1 sends its share of c and server 0 answers
+    with msb(c) as bits: still the floor or one above, with one round more and, for that
+    step, 8 bytes from server 1 and 1 bit from server 0 per value (public sizes only)."""
+    n = ONE_WAY_OPENING + 3
+    fixed = FixedPoint()
+    bound = np.sqrt(fixed.max_product) * 0.99
+    a = np.concatenate([rng.uniform(-bound, bound, n - 2), [bound, -bound]])
+    b = np.concatenate([rng.uniform(-bound, bound, n - 2), [-bound, -bound]])
+    a_enc, b_enc = fixed.encode(a), fixed.encode(b)
+    x0, x1 = shares_of(a_enc, rng)
+    y0, y1 = shares_of(b_enc, rng)
+
+    async def program(party, x, y):
+        product = None if fused else await mul(party, x, y)
+        before = dataclasses.replace(party.accounting.cost())
+        result = await (fixed_mul(party, x, y) if fused else truncate(party, product))
+        after = party.accounting.cost()
+        return result, after.rounds - before.rounds, after.bytes_sent - before.bytes_sent
+
+    (got0, rounds0, sent0), (got1, rounds1, sent1) = run_pair(program, (x0, y0), (x1, y1),
+                                                              source=source)
+    got = to_signed(got0 + got1)
+    exact = np.array([(int(p) * int(q)) >> fixed.frac_bits
+                      for p, q in zip(to_signed(a_enc), to_signed(b_enc))], dtype=object)
+    assert all(int(g) - e in (0, 1) for g, e in zip(got, exact))
+    opening = 16 * n if fused else 0  # fixed_mul's first round: d and e from each server
+    assert rounds0 == rounds1 == (3 if fused else 2)
+    assert 0 < sent1 - opening - 8 * n < 200  # a header
+    assert 0 < sent0 - opening - (n + 7) // 8 < 200
 
 
 def test_fused_fixed_point_product_is_unbiased(rng, source):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpc.errors import ProtocolMismatch
 from mpc.party import Party
 from mpc.ring import as_ring, public_factor
 
@@ -96,17 +97,38 @@ async def matmul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return z
 
 
-def _unmask_truncated(party: Party, c: np.ndarray, r_msb: np.ndarray, r_low: np.ndarray,
-                      f: int) -> np.ndarray:
-    """Shares of x / 2^f (rounded down, or one above) from the opened c = y + r, where
-    y = x + 2^62 lies in [0, 2^63): y >> f = (c' >> f) - (r' >> f) + v 2^(63 - f) (+ 1), the
-    primed values mod 2^63 and v = msb(c) xor msb(r) = msb(c) + (1 - 2 msb(c)) msb(r), linear
-    in msb(r)'s shares since msb(c) is public (docs/mpc.md, Truncation). Server 0's public part
-    (c' >> f) + msb(c) 2^(63 - f) is c >> f. c is overwritten."""
-    wrap = c >> U64(63)
-    wrap *= U64((1 << 64) - (1 << (64 - f)))  # (1 - 2 msb(c)) 2^(63 - f), in the ring
-    wrap += U64(1 << (63 - f))
-    result = np.multiply(wrap, r_msb, out=wrap)
+ONE_WAY_OPENING = 1 << 15  # elements from which a truncation opens c to server 0 only
+
+
+async def _open_truncated(party: Party, masked: np.ndarray, r_msb: np.ndarray,
+                          r_low: np.ndarray, f: int) -> np.ndarray:
+    """Shares of y >> f from shares of c = y + r (masked, overwritten), where y = x + 2^62 lies
+    in [0, 2^63): y >> f = (c' >> f) - (r' >> f) + v 2^(63 - f) (+ 1), the primed values mod
+    2^63 and v = msb(c) xor msb(r) = msb(c) + (1 - 2 msb(c)) msb(r), linear in msb(r)'s
+    shares since msb(c) is public (docs/mpc.md, Truncation). Server 0's public part
+    (c' >> f) + msb(c) 2^(63 - f) is c >> f, and server 1 needs only msb(c): from
+    ONE_WAY_OPENING elements on, server 1 sends its share and server 0 answers with the bits
+    of msb(c) (8 bytes one way and 1 bit back, two rounds), below it both exchange shares (one
+    round, 8 bytes each way)."""
+    if masked.size < ONE_WAY_OPENING:
+        c = await reveal(party, masked)
+        wraps = c.view(np.int64) < 0
+    elif party.id == 0:
+        (other,) = await party.link.recv()
+        c = np.add(masked, other, out=masked)
+        wraps = c.view(np.int64) < 0
+        await party.link.send(np.packbits(wraps, bitorder="little"))
+    else:
+        await party.link.send(masked)
+        (packed,) = await party.link.recv()
+        if packed.shape != ((masked.size + 7) // 8,):
+            raise ProtocolMismatch(f"server 1: got {packed.shape} bits of msb(c) for "
+                                   f"{masked.size} elements")
+        wraps = np.unpackbits(packed, count=masked.size, bitorder="little").view(bool)
+        wraps = wraps.reshape(masked.shape)
+    # (1 - 2 msb(c)) 2^(63 - f), in the ring
+    result = np.where(wraps, U64((1 << 64) - (1 << (63 - f))), U64(1 << (63 - f)))
+    result *= r_msb
     result -= r_low
     if party.id == 0:
         c >>= U64(f)
@@ -116,7 +138,8 @@ def _unmask_truncated(party: Party, c: np.ndarray, r_msb: np.ndarray, r_low: np.
 
 
 async def truncate(party: Party, x: np.ndarray, frac_bits: int | None = None) -> np.ndarray:
-    """x / 2^f for signed x with |x| < 2^62. 1 round, 8 bytes.
+    """x / 2^f for signed x with |x| < 2^62. 1 round, 8 bytes (from ONE_WAY_OPENING elements
+    on: 2 rounds, 8 bytes from server 1 and 1 bit back).
 
     Opens c = (x + 2^62) + r for a dealer-made random r, then removes r >> f and fixes the one
     possible wrap with shares of msb(r): exact up to stochastic rounding of the last bit
@@ -124,15 +147,18 @@ async def truncate(party: Party, x: np.ndarray, frac_bits: int | None = None) ->
     """
     f = party.fixed.frac_bits if frac_bits is None else frac_bits
     r, r_msb, r_low = await party.corr.truncation_pairs(x.shape, f)
-    shifted = x + U64(1 << 62) if party.id == 0 else x
-    c = await reveal(party, shifted + r)
-    return _unmask_truncated(party, c, r_msb, r_low, f)
+    masked = x + r
+    if party.id == 0:
+        masked += U64(1 << 62)
+    return await _open_truncated(party, masked, r_msb, r_low, f)
 
 
 async def fixed_mul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Product of fixed-point values (|x * y| < 2^62 in the ring): a Beaver product truncated
     as truncate does, from one correlation (trunc_mul) whose triple's product comes masked by
-    the truncation's r, so the product itself is never formed. 2 rounds, 24 bytes."""
+    the truncation's r, so the product itself is never formed. 2 rounds, 24 bytes (from
+    ONE_WAY_OPENING elements on: 3 rounds, 16 bytes each way, then 8 from server 1 and 1 bit
+    back)."""
     x, y = np.broadcast_arrays(np.asarray(x, U64), np.asarray(y, U64))
     f = party.fixed.frac_bits
     a, b, masked_product, r_msb, r_low = await party.corr.truncated_triples(x.shape, f)
@@ -141,8 +167,7 @@ async def fixed_mul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     masked = _beaver_product(party, masked_product, a, b, d_mine + d_other, e_mine + e_other)
     if party.id == 0:  # shares of x * y + 2^62 + r
         masked += U64(1 << 62)
-    c = await reveal(party, masked)
-    return _unmask_truncated(party, c, r_msb, r_low, f)
+    return await _open_truncated(party, masked, r_msb, r_low, f)
 
 
 async def fixed_mul_public(party: Party, x: np.ndarray, value: float,
