@@ -81,16 +81,9 @@ class Prg:
         return np.unpackbits(packed, count=count, bitorder="little")
 
     def permutation(self, count: int) -> np.ndarray:
-        """A random permutation of range(count) as int64 indices.
+        """A random permutation of range(count) as int64 indices (mpc.fisher_yates: within
+        count^2 / 2^65 of uniform). The dealer and a server derive the same permutation from
+        the same stream."""
+        from mpc.fisher_yates import shuffled_range  # numba: only where permutations are made
 
-        Sorting 64-bit random keys: uniform up to the chance of a repeated key, which is below
-        count^2 / 2^65 (3e-8 at a million rows). The dealer and a server must derive the same
-        permutation from the same keys, so repeated keys (which an unstable sort may order
-        either way) fall back to the stable sort, whose order is fully determined.
-        """
-        keys = self.words(count)
-        order = np.argsort(keys)
-        ordered = keys[order]
-        if count > 1 and np.any(ordered[1:] == ordered[:-1]):
-            return np.argsort(keys, kind="stable")
-        return order
+        return shuffled_range(self.words(count))
