@@ -19,6 +19,7 @@ _CHUNK = 1 << 22
 _ZEROS = bytes(_CHUNK)
 _SLACK = 16  # update_into wants len(data) + block size - 1 bytes of room
 SLACK_WORDS = _SLACK // 8
+SHUFFLE_FROM = 1 << 14  # elements from which permutations are made by a compiled shuffle
 
 
 def fresh_key() -> bytes:
@@ -81,9 +82,18 @@ class Prg:
         return np.unpackbits(packed, count=count, bitorder="little")
 
     def permutation(self, count: int) -> np.ndarray:
-        """A random permutation of range(count) as int64 indices (mpc.fisher_yates: within
-        count^2 / 2^65 of uniform). The dealer and a server derive the same permutation from
-        the same stream."""
-        from mpc.fisher_yates import shuffled_range  # numba: only where permutations are made
+        """A random permutation of range(count) as int64 indices, within count^2 / 2^65 of
+        uniform; the dealer and a server derive the same one from the same stream. Large ones
+        by a Fisher-Yates shuffle (mpc.fisher_yates, compiled by numba); below SHUFFLE_FROM
+        elements by sorting random 64-bit keys, which is as fast there and spares a process
+        that never permutes much numba's half-second import."""
+        if count < SHUFFLE_FROM:
+            keys = self.words(count)
+            order = np.argsort(keys)
+            ordered = keys[order]
+            if count > 1 and np.any(ordered[1:] == ordered[:-1]):
+                return np.argsort(keys, kind="stable")  # repeated keys: a determined order
+            return order
+        from mpc.fisher_yates import shuffled_range  # numba: only where permutations are large
 
         return shuffled_range(self.words(count))

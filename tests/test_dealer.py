@@ -12,7 +12,7 @@ from mpc.correlations import KINDS, CorrelationError
 from mpc.dealer import Dealer, DealerSource, connect_dealer
 from mpc.errors import DealerError
 from mpc.fisher_yates import shuffled_range
-from mpc.prg import Prg, fresh_key
+from mpc.prg import SHUFFLE_FROM, Prg, fresh_key
 from tests.correlation_checks import MASK_FIRST, PARAMS, check
 from tests.harness import keypair
 
@@ -50,7 +50,7 @@ def test_streams_differ_by_key_and_by_sequence_number():
     assert np.array_equal(Prg(key, 5).words(4), Prg(key, 5).words(4))
 
 
-@pytest.mark.parametrize("count", [0, 1, 2, 5, 1000, 65537])
+@pytest.mark.parametrize("count", [0, 1, 2, 5, 1000, SHUFFLE_FROM - 1, SHUFFLE_FROM, 65537])
 def test_permutations_are_permutations_and_follow_the_stream(count):
     key = fresh_key()
     perm = Prg(key, 7).permutation(count)
@@ -58,11 +58,14 @@ def test_permutations_are_permutations_and_follow_the_stream(count):
     assert np.array_equal(perm, Prg(key, 7).permutation(count))  # the dealer's = the server's
 
 
-def test_permutations_are_uniform():
-    """All 24 orders of 4 elements, 24,000 draws: a chi-square test at the 0.1% level (23
-    degrees of freedom: 49.7), and each element's position uniform."""
+@pytest.mark.parametrize("permute", [lambda prg: prg.permutation(4),
+                                     lambda prg: shuffled_range(prg.words(4))])
+def test_permutations_are_uniform(permute):
+    """All 24 orders of 4 elements, 24,000 draws, by sorting keys and by the shuffle: a
+    chi-square test at the 0.1% level (23 degrees of freedom: 49.7), and each element's
+    position uniform."""
     key = fresh_key()
-    draws = np.array([Prg(key, seq).permutation(4) for seq in range(24000)])
+    draws = np.array([permute(Prg(key, seq)) for seq in range(24000)])
     _, counts = np.unique(draws, axis=0, return_counts=True)
     assert len(counts) == 24
     assert ((counts - 1000.0) ** 2 / 1000.0).sum() < 49.7
