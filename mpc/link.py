@@ -2,9 +2,10 @@
 
 The socket carries independent message streams (channels): "online" for the protocols, and
 the streams in which the servers make correlated randomness between themselves (OT mode).
-One reader task takes every message off the socket and queues it for its channel, so a
-background producer can talk to its peer while the online protocol runs, without either ever
-reading the other's messages. Every message carries the job id, its channel and a per-channel,
+Once there is more than one channel, one reader task takes every message off the socket and
+queues it for its channel, so a background producer can talk to its peer while the online
+protocol runs, without either ever reading the other's messages (with the online channel
+alone, the protocol reads the socket itself). Every message carries the job id, its channel and a per-channel,
 per-direction sequence number; the receiver checks all three, so a stale or foreign message
 stops the run instead of corrupting it. Every receive has a timeout, and a party that fails
 sends an abort message so that its peer fails fast with the reason instead of waiting out its
@@ -60,7 +61,13 @@ def _settled(future: asyncio.Future) -> None:
 
 
 class _Transport:
-    """The socket shared by all channels, and the reader that sorts incoming messages."""
+    """The socket shared by all channels, and the reader that sorts incoming messages.
+
+    While the online channel is the only one (always with a dealer), the protocol reads the
+    socket itself: a reader task would add a hop through the event loop to every round (about
+    60 us of a 300 us round here, and training is bound by rounds). The first other channel
+    (OT mode, opened before any protocol runs) starts the reader task, which from then on
+    takes every message off the socket and queues it for its channel."""
 
     def __init__(self, socket: zmq.asyncio.Socket, party_id: int, job_id: str,
                  accounting: Accounting, timeout_s: float, cancel: threading.Event | None):
@@ -73,16 +80,13 @@ class _Transport:
         self.cancel = cancel  # set from another thread to stop the job at its next message
         self.queues = {name: asyncio.Queue() for name in CHANNELS}
         self.failure: MpcError | None = None
+        self.shared = False  # True once a channel besides the online one is open
         self._reader: asyncio.Task | None = None
 
     def lost(self, what: str) -> str:
         return (f"server {self.party_id}: {what} server {self.peer_id} within "
                 f"{self.timeout_s:g} s (job {self.job_id}, stage {self.accounting.current}); "
                 "the peer is down or unreachable")
-
-    def start(self) -> None:
-        if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -94,24 +98,30 @@ class _Transport:
         for queue in self.queues.values():
             queue.put_nowait(None)  # wakes a waiting receiver, which raises self.failure
 
+    async def _receive(self) -> tuple[str, dict, list[np.ndarray]] | None:
+        """The next message off the socket and its channel, or None after failing the link
+        (unreadable, an abort, or an unknown channel)."""
+        try:
+            frames = await self.socket.recv_multipart(copy=False)
+            header, arrays = wire.decode(frames)
+        except (zmq.ZMQError, wire.WireError) as error:
+            self._fail(ProtocolMismatch(f"server {self.party_id}: unreadable message from "
+                                        f"server {self.peer_id}: {error}"))
+            return None
+        if header.get("kind") == "abort":
+            self._fail(PeerAborted(f"server {self.peer_id} stopped job {header.get('job')}: "
+                                   f"{header.get('reason', 'no reason given')}"))
+            return None
+        channel = header.get("channel", ONLINE)
+        if channel not in self.queues or (channel != ONLINE and not self.shared):
+            self._fail(ProtocolMismatch(f"server {self.party_id}: message on unknown "
+                                        f"channel {channel!r} from server {self.peer_id}"))
+            return None
+        return channel, header, arrays
+
     async def _read(self) -> None:
-        while True:
-            try:
-                frames = await self.socket.recv_multipart(copy=False)
-                header, arrays = wire.decode(frames)
-            except (zmq.ZMQError, wire.WireError) as error:
-                self._fail(ProtocolMismatch(f"server {self.party_id}: unreadable message from "
-                                            f"server {self.peer_id}: {error}"))
-                return
-            if header.get("kind") == "abort":
-                self._fail(PeerAborted(f"server {self.peer_id} stopped job {header.get('job')}: "
-                                       f"{header.get('reason', 'no reason given')}"))
-                return
-            channel = header.get("channel", ONLINE)
-            if channel not in self.queues:
-                self._fail(ProtocolMismatch(f"server {self.party_id}: message on unknown "
-                                            f"channel {channel!r} from server {self.peer_id}"))
-                return
+        while (received := await self._receive()) is not None:
+            channel, header, arrays = received
             self.queues[channel].put_nowait((header, arrays))
 
     async def next(self, channel: str) -> tuple[dict, list[np.ndarray]]:
@@ -119,10 +129,15 @@ class _Transport:
             raise JobCancelled(f"server {self.party_id}: job {self.job_id} was cancelled")
         if self.failure is not None:
             raise self.failure
-        self.start()
+        if self.shared and self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
         try:
             async with asyncio.timeout(self.timeout_s):
-                item = await self.queues[channel].get()
+                if self.shared:
+                    item = await self.queues[channel].get()
+                else:
+                    received = await self._receive()
+                    item = None if received is None else received[1:]
         except TimeoutError:
             raise PeerTimeout(self.lost("no message from")) from None
         if item is None:
@@ -207,6 +222,7 @@ class PeerLink(Channel):
         """The stream `name` (one of CHANNELS other than the online one)."""
         if name not in CHANNELS or name == ONLINE:
             raise ValueError(f"no channel {name!r}")
+        self.transport.shared = True
         return self._channels.setdefault(name, Channel(self.transport, name))
 
     async def finish(self) -> None:
