@@ -5,11 +5,11 @@ the streams in which the servers make correlated randomness between themselves (
 Once there is more than one channel, one reader task takes every message off the socket and
 queues it for its channel, so a background producer can talk to its peer while the online
 protocol runs, without either ever reading the other's messages (with the online channel
-alone, the protocol reads the socket itself). Every message carries the job id, its channel and a per-channel,
-per-direction sequence number; the receiver checks all three, so a stale or foreign message
-stops the run instead of corrupting it. Every receive has a timeout, and a party that fails
-sends an abort message so that its peer fails fast with the reason instead of waiting out its
-timeout.
+alone, the protocol reads the socket itself). Every message carries the job id, its channel
+and a per-channel, per-direction sequence number; the receiver checks all three, so a stale
+or foreign message stops the run instead of corrupting it. Every receive has a timeout, and a
+party that fails sends an abort message so that its peer fails fast with the reason instead of
+waiting out its timeout.
 """
 
 from __future__ import annotations

@@ -115,6 +115,9 @@ async def _open_truncated(party: Party, masked: np.ndarray, r_msb: np.ndarray,
         wraps = c.view(np.int64) < 0
     elif party.id == 0:
         (other,) = await party.link.recv()
+        if other.shape != masked.shape or other.dtype != masked.dtype:
+            raise ProtocolMismatch(f"server 0: got a {other.dtype} {other.shape} share of c "
+                                   f"for {masked.shape}")
         c = np.add(masked, other, out=masked)
         wraps = c.view(np.int64) < 0
         await party.link.send(np.packbits(wraps, bitorder="little"))
