@@ -31,6 +31,7 @@ U64 = np.uint64
 MAX_ELEMENTS = 1 << 28  # a request larger than this is refused (2 GiB of words)
 MAX_MASKED_ROWS = 8192  # a batch's rows travel in a dealer request's header, 5 bytes each
 LOW_HALF = (1 << 32) - 1
+HIGH_HALF = LOW_HALF << 32
 
 
 class CorrelationError(ValueError):
@@ -352,7 +353,7 @@ class TruncatedProducts(Kind):
             a, b, low, t, msb = own
             return a, b, t, msb, low
         (a, b, low), (t, word) = own, correction
-        low -= word & U64(~LOW_HALF & (2**64 - 1))
+        low -= word & U64(HIGH_HALF)
         return a, b, t, word, low
 
 

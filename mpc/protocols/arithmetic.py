@@ -39,6 +39,9 @@ async def reveal_to(party: Party, x: np.ndarray, receiver: int) -> np.ndarray | 
     """Open x to one server only; the other gets None. 1 round, 8 bytes (sender)."""
     if party.id == receiver:
         (other,) = await party.link.recv()
+        if other.shape != x.shape or other.dtype != x.dtype:  # exchange checks this; recv not
+            raise ProtocolMismatch(f"server {party.id}: got a {other.dtype} {other.shape} "
+                                   f"share to open, expected {x.dtype} {x.shape}")
         return x + other
     await party.link.send(x)
     return None
@@ -102,7 +105,7 @@ ONE_WAY_OPENING = 1 << 15  # elements from which a truncation opens c to server 
 
 async def _open_truncated(party: Party, masked: np.ndarray, r_msb: np.ndarray,
                           r_low: np.ndarray, f: int) -> np.ndarray:
-    """Shares of y >> f from shares of c = y + r (masked, overwritten), where y = x + 2^62 lies
+    """Shares of y >> f from shares of c = y + r (masked), where y = x + 2^62 lies
     in [0, 2^63): y >> f = (c' >> f) - (r' >> f) + v 2^(63 - f) (+ 1), the primed values mod
     2^63 and v = msb(c) xor msb(r) = msb(c) + (1 - 2 msb(c)) msb(r), linear in msb(r)'s
     shares since msb(c) is public (docs/mpc.md, Truncation). Server 0's public part
@@ -114,15 +117,11 @@ async def _open_truncated(party: Party, masked: np.ndarray, r_msb: np.ndarray,
         c = await reveal(party, masked)
         wraps = c.view(np.int64) < 0
     elif party.id == 0:
-        (other,) = await party.link.recv()
-        if other.shape != masked.shape or other.dtype != masked.dtype:
-            raise ProtocolMismatch(f"server 0: got a {other.dtype} {other.shape} share of c "
-                                   f"for {masked.shape}")
-        c = np.add(masked, other, out=masked)
+        c = await reveal_to(party, masked, 0)
         wraps = c.view(np.int64) < 0
         await party.link.send(np.packbits(wraps, bitorder="little"))
     else:
-        await party.link.send(masked)
+        await reveal_to(party, masked, 0)
         (packed,) = await party.link.recv()
         if packed.shape != ((masked.size + 7) // 8,):
             raise ProtocolMismatch(f"server 1: got {packed.shape} bits of msb(c) for "
