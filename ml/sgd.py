@@ -8,12 +8,13 @@ for nothing else. A batch's products X_b w and X_b^T e then open only w and e, m
 Per iteration, for the batch's public row indices b:
     u = X_b w                         opens w - b (d words)
     v = u / 4 + 1/2 (logistic) or u   one truncation (by f + 2, or f)
-    e = clamp(v - y_b, lo_b, hi_b)    two comparisons and one bit-times-value round
+    e = clamp(v - y_b, lo_b, hi_b)    two comparisons and one bit-times-value round (5 rounds
+                                      with a dealer's fan-in-4 ANDs, 8 with OT)
     g = X_b^T e                       opens e - b' (batch words); exact (2f fractional bits)
     [+ each server's own discrete Gaussian noise, on the 2^-f grid, under DP]
     w = w - (lr / batch) g            one truncation; lr / batch gets every bit the gradient
                                       leaves (step_constant), refused if fewer than 12
-12 rounds. The per-row bounds are computed once: lo = -R and hi = R (linear), lo = max(-y, -R)
+9 rounds with a dealer, 12 with OT. The per-row bounds are computed once: lo = -R and hi = R (linear), lo = max(-y, -R)
 and hi = min(1 - y, R) (logistic), both times the row's indicator, so that dummy rows give
 e = 0. For logistic regression this is the clamped residual of the clamped model:
 clamp(v, 0, 1) - y = clamp(v - y, -y, 1 - y), and two clamps whose intervals meet ([-y, 1 - y]
@@ -72,7 +73,7 @@ def _constant(party: Party, value: float, n: int) -> np.ndarray:
 
 
 async def sigmoid(party: Party, u: np.ndarray) -> np.ndarray:
-    """s(u) = clamp(u / 4 + 1/2, 0, 1) for u with f fractional bits. 9 rounds."""
+    """s(u) = clamp(u / 4 + 1/2, 0, 1) for u with f fractional bits. 1 round and clamp's."""
     n = len(u)
     quarter = await truncate(party, u, 2)
     return await clamp(party, quarter + _constant(party, 0.5, n), _constant(party, 0.0, n),
@@ -82,7 +83,7 @@ async def sigmoid(party: Party, u: np.ndarray) -> np.ndarray:
 async def residual_bounds(party: Party, y: np.ndarray, valid: np.ndarray,
                           hyper: Hyper) -> tuple[np.ndarray, np.ndarray]:
     """Shares of each row's bounds (lo, hi) on the residual v - y (module docstring); both 0
-    where valid is 0. Linear: local; logistic: 9 rounds, once per training."""
+    where valid is 0. Linear: local; logistic: a comparison and 2 rounds, once per training."""
     n = len(y)
     if hyper.model == "linear":
         high = valid * party.fixed.encode(hyper.residual_bound)
@@ -121,7 +122,7 @@ class _Rows:
 
 async def _iteration(party: Party, data: _Rows, rows: np.ndarray, w: np.ndarray,
                      hyper: Hyper, step: tuple[int, int], noise_sigma: float) -> np.ndarray:
-    """One step on the batch `rows` (padded); returns the new weights. 12 rounds."""
+    """One step on the batch `rows` (padded); returns the new weights. 9 or 12 rounds."""
     f = party.fixed.frac_bits
     forward, backward, product, product_back = await party.corr.masked_products(
         rows.tolist(), len(w))

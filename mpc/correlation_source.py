@@ -48,6 +48,11 @@ def _elements(value: tuple) -> int:
 class CorrelationSource(ABC):
     """Correlations in request order, made on demand or ahead by a background producer."""
 
+    # The most inputs an AND gate of the protocols takes in one round. Up to 4 needs
+    # and_monomials, a mask product per set of inputs: one word each from a dealer, but about
+    # as many AND triples each from OT, so an OT source keeps binary trees (twice the rounds).
+    and_fan_in = 2
+
     def __init__(self, accounting: Accounting, budget_elements: int = DEFAULT_BUDGET_ELEMENTS):
         self.accounting = accounting
         self.budget_elements = budget_elements
@@ -207,6 +212,10 @@ class CorrelationSource(ABC):
 
     async def and_triples(self, shape):
         return await self.get("and", shape=list(np.atleast_1d(shape).tolist()))
+
+    async def and_monomials(self, shape, monomials: list[list[int]]):
+        return await self.get("and_monomials", shape=list(np.atleast_1d(shape).tolist()),
+                              monomials=monomials)
 
     async def matmul_triple(self, m: int, k: int, n: int):
         return await self.get("matmul", dims=[m, k, n])

@@ -130,6 +130,83 @@ class AndTriples(Kind):
         return [((a0 ^ a1) & (b0 ^ b1)) ^ c0]
 
 
+MAX_AND_INPUTS = 4  # a monomial of k inputs costs 2^k terms online and 2^k - k - 1 products
+MAX_AND_VARIABLES = 8
+MAX_MONOMIALS = 8
+
+
+def submasks(mask: int):
+    """Every subset of the bit mask, itself first and the empty set last."""
+    subset = mask
+    while True:
+        yield subset
+        if not subset:
+            return
+        subset = (subset - 1) & mask
+
+
+def monomial_mask(monomial) -> int:
+    return sum(1 << i for i in monomial)
+
+
+def product_subsets(monomials: list[list[int]]) -> list[int]:
+    """The variable sets (as bit masks) of at least two variables inside some monomial, in
+    increasing order: the mask products a multi-input AND of these monomials needs."""
+    return sorted({subset for monomial in monomials for subset in submasks(monomial_mask(monomial))
+                   if subset.bit_count() >= 2})
+
+
+def _variables(monomials) -> int:
+    return 1 + max(max(monomial) for monomial in monomials)
+
+
+class AndMonomials(Kind):
+    """Masks a_0 .. a_{k-1} (XOR-shared words) and XOR shares of a_S = AND of a_i over i in S,
+    for every set S of two or more variables inside one of the monomials (product_subsets):
+    with d_i = x_i ^ a_i opened, the AND of a monomial's x_i is the XOR over S inside it of
+    (AND of d_i outside S) & a_S, so monomials of up to MAX_AND_INPUTS inputs take one round.
+    The dealer sends one word per product; a fan-in-4 carry node needs 22."""
+
+    name = "and_monomials"
+
+    def validate(self, params):
+        _count(params["shape"])
+        monomials = params["monomials"]
+        if not (isinstance(monomials, list) and 0 < len(monomials) <= MAX_MONOMIALS and all(
+                isinstance(m, list) and 2 <= len(m) <= MAX_AND_INPUTS and len(set(m)) == len(m)
+                and all(isinstance(i, int) and not isinstance(i, bool)
+                        and 0 <= i < MAX_AND_VARIABLES for i in m) for m in monomials)):
+            raise CorrelationError(f"monomials must be 1 to {MAX_MONOMIALS} lists of 2 to "
+                                   f"{MAX_AND_INPUTS} distinct variables below "
+                                   f"{MAX_AND_VARIABLES}")
+        _count([_variables(monomials) + len(product_subsets(monomials)), *params["shape"]])
+
+    def elements(self, params):
+        monomials = params["monomials"]
+        return ((_variables(monomials) + len(product_subsets(monomials)))
+                * _count(params["shape"]))
+
+    def own(self, party, prg, params):
+        monomials, shape = params["monomials"], tuple(params["shape"])
+        parts = [prg.words((_variables(monomials), *shape))]
+        if party == 0:
+            parts.append(prg.words((len(product_subsets(monomials)), *shape)))
+        return parts
+
+    def correction(self, own0, own1, params):
+        (a0, products0), (a1,) = own0, own1
+        masks = np.bitwise_xor(a0, a1, out=a1)
+        made: dict[int, np.ndarray] = {1 << i: masks[i] for i in range(len(masks))}
+        for row, subset in enumerate(product_subsets(params["monomials"])):
+            high = 1 << (subset.bit_length() - 1)  # every smaller subset is made before
+            made[subset] = made[subset ^ high] & made[high]
+            products0[row] ^= made[subset]
+        return [products0]
+
+    def assemble(self, party, own, correction):
+        return (own[0], own[1] if party == 0 else correction[0])
+
+
 class MatrixTriples(Kind):
     """A (m x k), B (k x n), C = A @ B in Z_2^64."""
 
@@ -396,5 +473,5 @@ class PermutationMasks(Kind):
 
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    BeaverTriples(), RowTriples(), AndTriples(), MatrixTriples(), DaBits(), BitTriples(), EdaBits(),
-    TruncationPairs(), TruncatedProducts(), PermutationMasks(), RowMask(), MaskedProducts())}
+    BeaverTriples(), RowTriples(), AndTriples(), AndMonomials(), MatrixTriples(), DaBits(),
+    BitTriples(), EdaBits(), TruncationPairs(), TruncatedProducts(), PermutationMasks(), RowMask(), MaskedProducts())}

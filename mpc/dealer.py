@@ -185,6 +185,8 @@ class DealerSource(CorrelationSource):
     """A server's view of the dealer: expands its own seeds, fetches its corrections, one
     message per producer batch."""
 
+    and_fan_in = 4
+
     def __init__(self, socket: zmq.asyncio.Socket, party_id: int, job_id: str,
                  accounting: Accounting, timeout_s: float):
         super().__init__(accounting)

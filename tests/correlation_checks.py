@@ -2,6 +2,8 @@
 may put the two halves together; no server ever does). Shared by the dealer's and the OT
 source's tests."""
 
+import itertools
+
 import numpy as np
 
 U64 = np.uint64
@@ -9,6 +11,8 @@ PARAMS = {  # sizes chosen off word and power-of-two boundaries
     "beaver": [{"shape": [50]}, {"shape": [3, 7]}],
     "beaver_rows": [{"rows": 3, "n": 20}],
     "and": [{"shape": [3, 7]}],
+    "and_monomials": [{"shape": [3, 5], "monomials": [[5, 2], [5, 4, 1], [5, 4, 3, 0], [5, 4, 3, 6]]},
+                      {"shape": [1], "monomials": [[0, 1]]}],
     "matmul": [{"dims": [4, 5, 3]}, {"dims": [2, 30, 40]}],
     "dabit": [{"shape": [70]}],
     "bitmul": [{"shape": [70]}],
@@ -50,6 +54,20 @@ def check(kind: str, params: dict, part0: tuple, part1: tuple, mask=None) -> Non
         (a0, b0, c0), (a1, b1, c1) = part0, part1
         assert a0.shape == tuple(params["shape"])
         assert np.array_equal((a0 ^ a1) & (b0 ^ b1), c0 ^ c1)
+    elif kind == "and_monomials":
+        (a0, c0), (a1, c1) = part0, part1
+        masks, monomials = a0 ^ a1, params["monomials"]
+        assert masks.shape == (1 + max(map(max, monomials)), *params["shape"])
+        subsets = sorted({sum(1 << i for i in chosen) for m in monomials
+                          for size in range(2, len(m) + 1)
+                          for chosen in itertools.combinations(m, size)})
+        assert len(subsets) == len(c0)
+        for subset, product in zip(subsets, c0 ^ c1):
+            expected = ~np.zeros_like(masks[0])
+            for i in range(len(masks)):
+                if subset >> i & 1:
+                    expected &= masks[i]
+            assert np.array_equal(product, expected)
     elif kind == "dabit":
         (r0, ra0), (r1, ra1) = part0, part1
         assert np.array_equal((_bits(r0) ^ _bits(r1)).astype(U64), ra0 + ra1)

@@ -113,6 +113,8 @@ class Generator:
     def params(self, kind: str) -> dict:
         rng, small = self.rng, lambda: rng.randint(0, 64)
         return {"beaver": {"shape": [small()]}, "and": {"shape": [small(), small()]},
+                "and_monomials": {"shape": [small()], "monomials": [[rng.randint(0, 9),
+                                                                     rng.randint(0, 3)]]},
                 "beaver_rows": {"rows": small(), "n": small()},
                 "matmul": {"dims": [small(), small(), small()]},
                 "dabit": {"shape": [small()]}, "bitmul": {"shape": [small()]},

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from mpc.protocols.boolean import (
     and_bits,
+    and_monomials,
     arith_to_bool,
     bits_times,
     bits_to_arith,
@@ -35,6 +36,18 @@ def run_on_shares(protocol, *plain, rng, source, xor=False):
     return run_pair(program, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), source=source)
 
 
+@pytest.mark.parametrize("source", ["dealer", "prefetched"])  # with OT, trees stay binary
+def test_and_monomials_match_numpy(rng, source):
+    monomials = [[5, 2], [5, 4, 1], [5, 4, 3, 0], [5, 4, 3, 6], [0, 6], [1, 2, 3]]
+    words = rng.integers(0, 2**64, (7, 3, 5), dtype=U64, endpoint=False)
+    words[:, 0, 0] = 2**64 - 1  # all ones and all zeros among the inputs
+    words[:, 0, 1] = 0
+    made0, made1 = run_on_shares(lambda party, x: and_monomials(party, x, monomials), words,
+                                 rng=rng, source=source, xor=True)
+    for monomial, share0, share1 in zip(monomials, made0, made1):
+        assert np.array_equal(share0 ^ share1, np.bitwise_and.reduce(words[monomial], axis=0))
+
+
 def test_bit_planes_round_trip(rng):
     for n in (0, 1, 63, 64, 65, 1000):
         words = rng.integers(0, 2**64, n, dtype=U64)
@@ -43,7 +56,7 @@ def test_bit_planes_round_trip(rng):
         assert np.array_equal(rebuilt, words) if n else planes.shape == (64, 0)
 
 
-@pytest.mark.parametrize("n", [0, 1, 5, 130])
+@pytest.mark.parametrize("n", [0, 1, 5, 130, 1024, 1025])  # fan-in 4 up to 1,024 (a dealer)
 def test_comparisons_match_numpy(n, rng, source):
     x = rng.integers(-LIMIT, LIMIT, n, dtype=np.int64)
     y = np.where(rng.random(n) < 0.3, x, rng.integers(-LIMIT, LIMIT, n, dtype=np.int64))

@@ -19,7 +19,8 @@ from tests.harness import run_pair
 U64 = np.uint64
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+# and_monomials is the dealer's alone: with OT, AND trees stay binary (and_fan_in = 2)
+@pytest.mark.parametrize("kind", sorted(set(KINDS) - {"and_monomials"}))
 def test_every_kind_made_by_ot_holds(kind):
     async def program(party):
         mask = await party.corr.row_mask(**MASK_FIRST[kind]) if kind in MASK_FIRST else None

@@ -10,8 +10,13 @@ Single bits (comparison results) are uint8 0/1 arrays, packed 8 to a byte on the
 
 from __future__ import annotations
 
+import bisect
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 
+from mpc.correlations import monomial_mask, product_subsets, submasks
 from mpc.party import Party
 from mpc.protocols.arithmetic import mul
 
@@ -45,6 +50,71 @@ async def and_many(party: Party, pairs: list[tuple[np.ndarray, np.ndarray]]) -> 
 async def and_words(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     (z,) = await and_many(party, [(x, y)])
     return z
+
+
+@dataclass(frozen=True)
+class _MonomialPlan:
+    """Index tables that evaluate and_monomials' terms with a few whole-array operations.
+    `public` lists every set of variables inside a monomial (bit masks, by size, the empty set
+    first); set j > 0 is set parents[j - 1] plus variable adds[j - 1], so each size is one AND.
+    Term t is public[term_public[t]] & share[term_share[t]], where share stacks the empty set
+    (all ones on server 0), the masks and the mask products; monomial m XORs terms
+    starts[m] up to the next start."""
+
+    layers: list[tuple[int, int]]  # (first, end) positions in public of each size >= 1
+    parents: np.ndarray
+    adds: np.ndarray
+    term_public: np.ndarray
+    term_share: np.ndarray
+    starts: np.ndarray
+
+
+@functools.cache
+def _monomial_plan(monomials: tuple[tuple[int, ...], ...], variables: int) -> _MonomialPlan:
+    masks = [monomial_mask(monomial) for monomial in monomials]
+    products = product_subsets([list(m) for m in monomials])
+    share_of = {0: 0, **{1 << i: 1 + i for i in range(variables)},
+                **{subset: 1 + variables + row for row, subset in enumerate(products)}}
+    public = sorted({subset for mask in masks for subset in submasks(mask)},
+                    key=lambda subset: (subset.bit_count(), subset))
+    position = {subset: j for j, subset in enumerate(public)}
+    sizes = [subset.bit_count() for subset in public]
+    layers = [(bisect.bisect_left(sizes, size), bisect.bisect_right(sizes, size))
+              for size in range(1, sizes[-1] + 1)]
+    highs = [1 << (subset.bit_length() - 1) for subset in public[1:]]
+    parents = [position[subset ^ high] for subset, high in zip(public[1:], highs)]
+    adds = [high.bit_length() - 1 for high in highs]
+    terms = [[(position[mask ^ subset], share_of[subset]) for subset in submasks(mask)]
+             for mask in masks]
+    starts = np.cumsum([0] + [len(of_monomial) for of_monomial in terms[:-1]])
+    term_public, term_share = zip(*(term for of_monomial in terms for term in of_monomial))
+    indices = [np.asarray(values, np.intp)
+               for values in (parents, adds, term_public, term_share, starts)]
+    return _MonomialPlan(layers, *indices)
+
+
+async def and_monomials(party: Party, variables: np.ndarray,
+                        monomials: list[list[int]]) -> list[np.ndarray]:
+    """For XOR-shared words variables[i] (all of one shape), the AND of variables[i] over i in
+    each monomial (2 to 4 inputs), in one round: d_i = x_i ^ a_i is opened for the masks a_i of
+    an and_monomials correlation, and a monomial M is the XOR over S inside M of
+    (AND of d_i, i in M - S) & a_S, where a_S is shared (a_{} = 1: server 0's term only).
+
+    1 round; each server sends one word per variable (a binary AND sends two)."""
+    masks, products = await party.corr.and_monomials(variables.shape[1:], monomials)
+    plan = _monomial_plan(tuple(map(tuple, monomials)), len(variables))
+    mine = variables ^ masks
+    (other,) = await party.link.exchange(mine)
+    opened = mine ^ other
+    public = np.empty((1 + len(plan.parents), *opened.shape[1:]), U64)
+    public[0] = ALL_ONES
+    for first, end in plan.layers:
+        np.bitwise_and(public[plan.parents[first - 1:end - 1]], opened[plan.adds[first - 1:end - 1]],
+                       out=public[first:end])
+    empty = np.full((1, *opened.shape[1:]), ALL_ONES if party.id == 0 else 0, U64)
+    shares = np.concatenate([empty, masks, products])
+    terms = public[plan.term_public] & shares[plan.term_share]
+    return list(np.bitwise_xor.reduceat(terms, plan.starts, axis=0))
 
 
 # ---- layouts -----------------------------------------------------------------------------
@@ -208,38 +278,82 @@ def _owner_split_planes(party: Party, x: np.ndarray):
     return planes, ((planes, zero) if party.id == 0 else (zero, planes))
 
 
+FAN_IN_4_WORDS = 16  # plane words (1,024 values) up to which AND trees take fan-in 4
+
+
+def _ones(party: Party, shape) -> np.ndarray:
+    """XOR shares of all-one words."""
+    return np.full(shape, ALL_ONES if party.id == 0 else 0, U64)
+
+
+def _groups(party: Party, planes: np.ndarray, size: int, fill_one: bool) -> np.ndarray:
+    """(count, w) planes -> (size, ceil(count / size), w): plane j of group i at [j, i], the
+    last group completed with XOR-shared ones (fill_one) or zeros."""
+    short = -len(planes) % size
+    if short:
+        filler = _ones(party, (short, planes.shape[1])) if fill_one else np.zeros(
+            (short, planes.shape[1]), U64)
+        planes = np.vstack([planes, filler])
+    return planes.reshape(len(planes) // size, size, planes.shape[1]).transpose(1, 0, 2)
+
+
+# A fan-in-4 carry node, groups (g_j, p_j) low to high: G = g3 ^ p3 g2 ^ p3 p2 g1 ^ p3 p2 p1 g0
+# and P = p3 p2 p1 p0 (XOR for OR: a group cannot both generate and propagate). Its variables
+# are g0, g1, g2, p1, p2, p3, p0 in this order.
+_CARRY4 = [[5, 2], [5, 4, 1], [5, 4, 3, 0]]
+_PROPAGATE4 = [5, 4, 3, 6]
+
+
+def _fan_in(party: Party, words: int) -> int:
+    """Fan-in 4 where the source makes it cheaply and rounds dominate: it saves half the
+    rounds of a tree but makes about 4 times the mask products (dealer bytes and local work),
+    so at 4,096 values and more a binary tree was as fast or faster (bench mpc, lt and eq)."""
+    return party.corr.and_fan_in if words <= FAN_IN_4_WORDS else 2
+
+
+async def _carry_out(party: Party, generate: np.ndarray, propagate: np.ndarray) -> np.ndarray:
+    """The carry out of the top of (count, w) planes of generate and propagate bits, low plane
+    first: a tree of fan-in 4 (and_monomials) or 2 (_fan_in). ceil(log_4 count) or
+    ceil(log_2 count) rounds."""
+    fan_in = _fan_in(party, generate.shape[1])
+    while len(generate) > 1:
+        last = len(generate) <= fan_in
+        g, p = _groups(party, generate, fan_in, False), _groups(party, propagate, fan_in, True)
+        if fan_in == 4:
+            variables = np.stack([g[0], g[1], g[2], p[1], p[2], p[3]] + ([] if last else [p[0]]))
+            made = await and_monomials(party, variables, _CARRY4 + ([] if last else [_PROPAGATE4]))
+            generate = g[3] ^ made[0] ^ made[1] ^ made[2]
+            propagate = None if last else made[3]
+        elif last:
+            generate = g[1] ^ await and_words(party, p[1], g[0])
+        else:
+            carried, propagate = await and_many(party, [(p[1], g[0]), (p[1], p[0])])
+            generate = g[1] ^ carried
+    return generate[0]
+
+
 async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
     """XOR-shared msb of additively shared x, as (n,) uint8 bits.
 
     msb(x0 + x1) = x0[63] ^ x1[63] ^ carry into bit 63, the carry found by a tree over the 63
-    low bit planes. 7 rounds; about 190 bits ANDed per value, 48 bytes per value.
-    """
+    low bit planes. Up to 1,024 values with a dealer (fan-in-4 ANDs): 4 rounds, 34 bytes per
+    value sent, 65 from the dealer; otherwise 7 rounds, about 190 bits ANDed per value, 48
+    bytes."""
     n = x.size
     planes, (u, v) = _owner_split_planes(party, x)
     generate = await and_words(party, u[:63], v[:63])
-    propagate = planes[:63]
-    # pad to 64 groups with the identity of the carry operator: generate 0, propagate 1
-    identity_p = np.full((1, planes.shape[1]), ALL_ONES if party.id == 0 else 0, U64)
-    generate = np.vstack([generate, np.zeros_like(identity_p)])
-    propagate = np.vstack([propagate, identity_p])
-    while len(generate) > 1:
-        g_lo, g_hi, p_lo, p_hi = generate[0::2], generate[1::2], propagate[0::2], propagate[1::2]
-        if len(generate) == 2:
-            generate = g_hi ^ await and_words(party, p_hi, g_lo)
-            break
-        carried, both = await and_many(party, [(p_hi, g_lo), (p_hi, p_lo)])
-        generate, propagate = g_hi ^ carried, both
-    top = planes[63] ^ generate[0]
+    top = planes[63] ^ await _carry_out(party, generate, planes[:63])
     return plane_to_bits(top, n).reshape(np.shape(x))
 
 
 async def less_than_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """XOR-shared [x < y] for signed x, y with |x - y| < 2^63. 7 rounds, 48 bytes."""
+    """XOR-shared [x < y] for signed x, y with |x - y| < 2^63. Rounds and bytes of msb_bits
+    (4 or 7 rounds)."""
     return await msb_bits(party, np.asarray(x, U64) - np.asarray(y, U64))
 
 
 async def less_than(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Additive 0/1 shares of [x < y]. 8 rounds, 48 bytes."""
+    """Additive 0/1 shares of [x < y]. msb_bits and 1 round (5 or 8 rounds)."""
     return await bits_to_arith(party, await less_than_bits(party, x, y))
 
 
@@ -251,26 +365,32 @@ async def equal_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """XOR-shared [x == y] for any x, y in Z_2^64.
 
     x == y iff z0 == -z1 for z = x - y, i.e. iff every bit of ~z0 ^ (-z1) is set: an AND tree
-    over 64 planes. 6 rounds, 63 bits ANDed per value, 16 bytes per value.
+    over 64 planes. 6 rounds, 63 bits ANDed per value, 16 bytes per value; up to 1,024 values
+    with a dealer, fan-in-4 ANDs: 3 rounds, 11 bytes per value, 29 from the dealer.
     """
     difference = np.asarray(x, U64) - np.asarray(y, U64)
     diff = np.ravel(difference)
     own = ~diff if party.id == 0 else U64(0) - diff
     planes = to_planes(own)
     while len(planes) > 1:
-        planes = await and_words(party, planes[0::2], planes[1::2])
+        if _fan_in(party, planes.shape[1]) == 4:
+            (planes,) = await and_monomials(party, _groups(party, planes, 4, True),
+                                            [[0, 1, 2, 3]])
+        else:
+            planes = await and_words(party, planes[0::2], planes[1::2])
     return plane_to_bits(planes[0], diff.size).reshape(difference.shape)
 
 
 async def equal(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Additive 0/1 shares of [x == y]. 7 rounds."""
+    """Additive 0/1 shares of [x == y]. equal_bits and 1 round (4 or 7 rounds)."""
     return await bits_to_arith(party, await equal_bits(party, x, y))
 
 
 async def clamp(party: Party, x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """min(max(x, low), high) elementwise, for shared bounds with low <= high (public ones as
     Party.public shares): x + [x < low](low - x) + [x > high](high - x), the two comparisons
-    side by side and both products in one round. 8 rounds, 64 bytes per value."""
+    side by side and both products in one round. less_than_bits and 1 round (5 or 8 rounds),
+    64 bytes per value."""
     outside = await less_than_bits(party, np.stack([x, high]), np.stack([low, x]))
     return x + (await bits_times(party, outside, np.stack([low - x, high - x]))).sum(
         axis=0, dtype=U64)
