@@ -158,6 +158,11 @@ def test_dealer_refuses_oversized_and_malformed_requests():
             await party1._call(get(99, "nonsense", {}))
         with pytest.raises(DealerError, match="a batch holds"):
             await party1._call({"action": "get", "requests": []})
+        for monomials in ([], [[0]], [[0, 0]], [[0, 8]], [[0, 1, 2, 3, 4]], [[True, 1]],
+                          [[0, 1]] * 9, "01", [[0, "1"]]):
+            with pytest.raises(DealerError, match="monomials"):
+                await party1._call(get(100, "and_monomials", {"shape": [4],
+                                                              "monomials": monomials}))
 
     asyncio.run(with_dealer(body))
 
