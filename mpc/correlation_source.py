@@ -48,10 +48,11 @@ def _elements(value: tuple) -> int:
 class CorrelationSource(ABC):
     """Correlations in request order, made on demand or ahead by a background producer."""
 
-    # The most inputs an AND gate of the protocols takes in one round. Up to 4 needs
-    # and_monomials, a mask product per set of inputs: one word each from a dealer, but about
-    # as many AND triples each from OT, so an OT source keeps binary trees (twice the rounds).
-    and_fan_in = 2
+    # Whether AND gates come cheaply (a dealer: one word per triple, and_monomials' mask
+    # products alike), so that protocols may spend ANDs to save rounds: fan-in-4 trees and
+    # Kogge-Stone adders. From OT an AND bit costs two COTs; then trees stay binary and
+    # adders ripple (a twelfth of the ANDs, 63 rounds instead of 7).
+    cheap_ands = False
 
     def __init__(self, accounting: Accounting, budget_elements: int = DEFAULT_BUDGET_ELEMENTS):
         self.accounting = accounting

@@ -185,7 +185,7 @@ class DealerSource(CorrelationSource):
     """A server's view of the dealer: expands its own seeds, fetches its corrections, one
     message per producer batch."""
 
-    and_fan_in = 4
+    cheap_ands = True
 
     def __init__(self, socket: zmq.asyncio.Socket, party_id: int, job_id: str,
                  accounting: Accounting, timeout_s: float):

@@ -19,7 +19,7 @@ from tests.harness import run_pair
 U64 = np.uint64
 
 
-# and_monomials is the dealer's alone: with OT, AND trees stay binary (and_fan_in = 2)
+# and_monomials is the dealer's alone: with OT, AND trees stay binary (cheap_ands is False)
 @pytest.mark.parametrize("kind", sorted(set(KINDS) - {"and_monomials"}))
 def test_every_kind_made_by_ot_holds(kind):
     async def program(party):

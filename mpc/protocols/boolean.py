@@ -123,24 +123,39 @@ _TRANSPOSE_STEPS = [(32, 0x00000000FFFFFFFF), (16, 0x0000FFFF0000FFFF), (8, 0x00
                     (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333), (1, 0x5555555555555555)]
 
 
-def to_planes(words: np.ndarray, bits: int = 64) -> np.ndarray:
-    """(n,) uint64 words -> (bits, ceil(n/64)) planes of their low `bits` bits.
-
-    Each block of 64 words is a 64 x 64 bit matrix whose transpose holds the block's planes;
-    it is transposed in place by six swaps of ever smaller sub-blocks (Hacker's Delight 7-3),
-    every block at once: six passes over the words instead of unpacking 64 bytes per word."""
-    n = len(words)
-    width = (n + 63) // 64
-    blocks = np.zeros(width * 64, U64)
-    blocks[:n] = words
-    blocks = blocks.reshape(width, 64)
+def _transpose_blocks(blocks: np.ndarray) -> None:
+    """Transposes every 64 x 64 bit block (a row of 64 words) in place, by six swaps of ever
+    smaller sub-blocks (Hacker's Delight 7-3), every block at once."""
+    width = len(blocks)
     for step, mask in _TRANSPOSE_STEPS:
         pairs = blocks.reshape(width, 32 // step, 2, step)
         low, high = pairs[:, :, 0, :], pairs[:, :, 1, :]
         swapped = ((low >> U64(step)) ^ high) & U64(mask)
         high ^= swapped
         low ^= swapped << U64(step)
+
+
+def to_planes(words: np.ndarray, bits: int = 64) -> np.ndarray:
+    """(n,) uint64 words -> (bits, ceil(n/64)) planes of their low `bits` bits.
+
+    Each block of 64 words is a 64 x 64 bit matrix whose transpose holds the block's planes:
+    six passes over the words instead of unpacking 64 bytes per word."""
+    n = len(words)
+    width = (n + 63) // 64
+    blocks = np.zeros(width * 64, U64)
+    blocks[:n] = words
+    blocks = blocks.reshape(width, 64)
+    _transpose_blocks(blocks)
     return np.ascontiguousarray(blocks.T[:bits])
+
+
+def from_planes(planes: np.ndarray, n: int) -> np.ndarray:
+    """(bits, ceil(n/64)) planes -> (n,) words whose bits above `bits` are zero: to_planes'
+    inverse (a bit transpose undoes itself)."""
+    blocks = np.zeros((planes.shape[1], 64), U64)
+    blocks[:, :len(planes)] = planes.T
+    _transpose_blocks(blocks)
+    return blocks.reshape(-1)[:n]
 
 
 def plane_to_bits(plane: np.ndarray, n: int) -> np.ndarray:
@@ -224,12 +239,54 @@ async def and_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.unpackbits(product.view(np.uint8), count=n, bitorder="little")
 
 
-async def add_words(party: Party, u: np.ndarray, v: np.ndarray, bits: int = 64) -> np.ndarray:
-    """XOR shares of the low `bits` bits of u + v (mod 2^bits), for XOR-shared words u, v.
+# Values from which a carry ripples bit by bit (one AND per bit, a round per bit) instead of
+# going up a log-depth tree (3 to 12 ANDs per bit, 7 rounds): with a dealer, where a round
+# costs what about 2^15 values' extra ANDs do (bench mpc, a2b); with OT, where an AND bit
+# costs two COTs, from 2^11.
+RIPPLE_FROM = 1 << 15
+RIPPLE_FROM_OT = 1 << 11
 
-    Kogge-Stone carry prefix: 1 + ceil(log2 bits) rounds; at 64 bits, 12 ANDed words,
-    192 bytes per value.
-    """
+
+def _ripples(party: Party, n: int) -> bool:
+    return n >= (RIPPLE_FROM if party.corr.cheap_ands else RIPPLE_FROM_OT)
+
+
+async def add_words(party: Party, u: np.ndarray, v: np.ndarray, bits: int = 64) -> np.ndarray:
+    """XOR shares of the low `bits` bits of u + v (mod 2^bits), for XOR-shared words u, v:
+    ripple-carry for many values (_ripples), Kogge-Stone for few."""
+    if _ripples(party, np.size(u)):
+        return await _ripple_add(party, u, v, bits)
+    return await _kogge_stone_add(party, u, v, bits)
+
+
+async def _ripple_carries(party: Party, u_planes: np.ndarray, half_sums: np.ndarray):
+    """Yields the carry into each bit of u + v, bit 0 first, from XOR-shared planes of u and
+    of u ^ v: c_{i+1} = maj(u_i, v_i, c_i) = u_i ^ ((u_i ^ v_i) & (u_i ^ c_i)), one AND and
+    one round per bit after the first."""
+    carry = np.zeros_like(half_sums[0])
+    for bit in range(len(half_sums)):
+        yield carry
+        if bit + 1 < len(half_sums):
+            carry = u_planes[bit] ^ await and_words(party, half_sums[bit], u_planes[bit] ^ carry)
+
+
+async def _ripple_add(party: Party, u: np.ndarray, v: np.ndarray, bits: int) -> np.ndarray:
+    """Bit by bit on planes, with carry c_{i+1} = maj(u_i, v_i, c_i) = u_i ^ ((u_i ^ v_i) &
+    (u_i ^ c_i)): one AND per bit. bits - 1 rounds; at 64 bits, 63 bits ANDed per value (a
+    twelfth of Kogge-Stone's), 16 bytes per value."""
+    u_planes, v_planes = to_planes(np.ravel(u), bits), to_planes(np.ravel(v), bits)
+    half_sums = u_planes ^ v_planes
+    total = np.empty_like(half_sums)
+    bit = 0
+    async for carry in _ripple_carries(party, u_planes, half_sums):
+        total[bit] = half_sums[bit] ^ carry
+        bit += 1
+    return from_planes(total, np.size(u)).reshape(np.shape(u))
+
+
+async def _kogge_stone_add(party: Party, u: np.ndarray, v: np.ndarray, bits: int) -> np.ndarray:
+    """Kogge-Stone carry prefix: 1 + ceil(log2 bits) rounds; at 64 bits, 12 ANDed words,
+    192 bytes per value."""
     generate = await and_words(party, u, v)
     propagate = u ^ v
     carry_g, carry_p = generate, propagate
@@ -305,10 +362,10 @@ _PROPAGATE4 = [5, 4, 3, 6]
 
 
 def _fan_in(party: Party, words: int) -> int:
-    """Fan-in 4 where the source makes it cheaply and rounds dominate: it saves half the
+    """Fan-in 4 where ANDs are cheap (a dealer) and rounds dominate: it saves half the
     rounds of a tree but makes about 4 times the mask products (dealer bytes and local work),
     so at 4,096 values and more a binary tree was as fast or faster (bench mpc, lt and eq)."""
-    return party.corr.and_fan_in if words <= FAN_IN_4_WORDS else 2
+    return 4 if party.corr.cheap_ands and words <= FAN_IN_4_WORDS else 2
 
 
 async def _carry_out(party: Party, generate: np.ndarray, propagate: np.ndarray) -> np.ndarray:
@@ -341,6 +398,10 @@ async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
     bytes."""
     n = x.size
     planes, (u, v) = _owner_split_planes(party, x)
+    if _ripples(party, n):  # the carry out of bit 62 is the carry into bit 63
+        async for carry in _ripple_carries(party, u, planes):
+            pass
+        return plane_to_bits(planes[63] ^ carry, n).reshape(np.shape(x))
     generate = await and_words(party, u[:63], v[:63])
     top = planes[63] ^ await _carry_out(party, generate, planes[:63])
     return plane_to_bits(top, n).reshape(np.shape(x))
