@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpc.protocols.boolean import (
-    RIPPLE_FROM,
+    RIPPLE_ADDERS_FROM,
+    RIPPLE_COMPARISONS_FROM,
     RIPPLE_FROM_OT,
     and_bits,
     and_monomials,
@@ -58,8 +59,9 @@ def test_bit_planes_round_trip(rng):
         assert np.array_equal(rebuilt, words) if n else planes.shape == (64, 0)
 
 
-@pytest.mark.parametrize("n", [0, 1, 5, 130, 1024, 1025, RIPPLE_FROM_OT, RIPPLE_FROM])  # fan-in 4 up
-# to 1,024 values (a dealer); carries ripple from RIPPLE_FROM_OT (OT) or RIPPLE_FROM (a dealer)
+@pytest.mark.parametrize("n", [0, 1, 5, 130, 1024, 1025, RIPPLE_FROM_OT, RIPPLE_COMPARISONS_FROM])
+# fan-in 4 up to 1,024 values (a dealer); carries ripple from RIPPLE_FROM_OT (OT) or
+# RIPPLE_COMPARISONS_FROM (a dealer)
 def test_comparisons_match_numpy(n, rng, source):
     x = rng.integers(-LIMIT, LIMIT, n, dtype=np.int64)
     y = np.where(rng.random(n) < 0.3, x, rng.integers(-LIMIT, LIMIT, n, dtype=np.int64))
@@ -99,8 +101,8 @@ def test_less_than_property(source, pairs):
     assert np.array_equal(got, (x < y).astype(U64))
 
 
-@pytest.mark.parametrize("bits, n", [(64, 300), (20, 300), (1, 300), (64, RIPPLE_FROM + 5),
-                                     (33, RIPPLE_FROM)])  # ripple-carry from RIPPLE_FROM
+@pytest.mark.parametrize("bits, n", [(64, 300), (20, 300), (1, 300), (64, RIPPLE_ADDERS_FROM + 5),
+                                     (33, RIPPLE_ADDERS_FROM)])  # ripple-carry from there
 def test_a2b_and_b2a_round_trip(bits, n, rng, source):
     x = np.concatenate([rng.integers(0, 2**64, n, dtype=U64),
                         np.array([0, 2**64 - 1, 2**63], dtype=U64)])

@@ -240,21 +240,23 @@ async def and_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 # Values from which a carry ripples bit by bit (one AND per bit, a round per bit) instead of
-# going up a log-depth tree (3 to 12 ANDs per bit, 7 rounds): with a dealer, where a round
-# costs what about 2^15 values' extra ANDs do (bench mpc, a2b); with OT, where an AND bit
-# costs two COTs, from 2^11.
-RIPPLE_FROM = 1 << 15
+# going up a log-depth tree, where the ANDs saved outweigh the rounds added (bench mpc,
+# crossovers measured): with a dealer, adders from 2^15 values (Kogge-Stone ANDs 12 words
+# per value) and comparisons from 2^17 (their tree about 3 bits per bit); with OT, where an
+# ANDed bit costs two COTs, both from 2^11.
+RIPPLE_ADDERS_FROM = 1 << 15
+RIPPLE_COMPARISONS_FROM = 1 << 17
 RIPPLE_FROM_OT = 1 << 11
 
 
-def _ripples(party: Party, n: int) -> bool:
-    return n >= (RIPPLE_FROM if party.corr.cheap_ands else RIPPLE_FROM_OT)
+def _ripples(party: Party, n: int, with_dealer_from: int) -> bool:
+    return n >= (with_dealer_from if party.corr.cheap_ands else RIPPLE_FROM_OT)
 
 
 async def add_words(party: Party, u: np.ndarray, v: np.ndarray, bits: int = 64) -> np.ndarray:
     """XOR shares of the low `bits` bits of u + v (mod 2^bits), for XOR-shared words u, v:
     ripple-carry for many values (_ripples), Kogge-Stone for few."""
-    if _ripples(party, np.size(u)):
+    if _ripples(party, np.size(u), RIPPLE_ADDERS_FROM):
         return await _ripple_add(party, u, v, bits)
     return await _kogge_stone_add(party, u, v, bits)
 
@@ -394,11 +396,11 @@ async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
 
     msb(x0 + x1) = x0[63] ^ x1[63] ^ carry into bit 63, the carry found by a tree over the 63
     low bit planes. Up to 1,024 values with a dealer (fan-in-4 ANDs): 4 rounds, 34 bytes per
-    value sent, 65 from the dealer; otherwise 7 rounds, about 190 bits ANDed per value, 48
-    bytes."""
+    value sent, 65 from the dealer; for many values (_ripples) the carry ripples: 63 rounds, 63
+    bits ANDed per value, 16 bytes; otherwise 7 rounds, about 190 bits ANDed, 48 bytes."""
     n = x.size
     planes, (u, v) = _owner_split_planes(party, x)
-    if _ripples(party, n):  # the carry out of bit 62 is the carry into bit 63
+    if _ripples(party, n, RIPPLE_COMPARISONS_FROM):  # the carry into bit 63
         async for carry in _ripple_carries(party, u, planes):
             pass
         return plane_to_bits(planes[63] ^ carry, n).reshape(np.shape(x))
@@ -409,12 +411,12 @@ async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
 
 async def less_than_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """XOR-shared [x < y] for signed x, y with |x - y| < 2^63. Rounds and bytes of msb_bits
-    (4 or 7 rounds)."""
+    (4, 7 or 63 rounds)."""
     return await msb_bits(party, np.asarray(x, U64) - np.asarray(y, U64))
 
 
 async def less_than(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Additive 0/1 shares of [x < y]. msb_bits and 1 round (5 or 8 rounds)."""
+    """Additive 0/1 shares of [x < y]. msb_bits and 1 round (5, 8 or 64 rounds)."""
     return await bits_to_arith(party, await less_than_bits(party, x, y))
 
 
@@ -450,8 +452,7 @@ async def equal(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 async def clamp(party: Party, x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """min(max(x, low), high) elementwise, for shared bounds with low <= high (public ones as
     Party.public shares): x + [x < low](low - x) + [x > high](high - x), the two comparisons
-    side by side and both products in one round. less_than_bits and 1 round (5 or 8 rounds),
-    64 bytes per value."""
+    side by side and both products in one round. less_than_bits and 1 round."""
     outside = await less_than_bits(party, np.stack([x, high]), np.stack([low, x]))
     return x + (await bits_times(party, outside, np.stack([low - x, high - x]))).sum(
         axis=0, dtype=U64)
