@@ -14,11 +14,11 @@ Per iteration, for the batch's public row indices b:
     [+ each server's own discrete Gaussian noise, on the 2^-f grid, under DP]
     w = w - (lr / batch) g            one truncation; lr / batch gets every bit the gradient
                                       leaves (step_constant), refused if fewer than 12
-9 rounds with a dealer, 12 with OT. The per-row bounds are computed once: lo = -R and hi = R (linear), lo = max(-y, -R)
-and hi = min(1 - y, R) (logistic), both times the row's indicator, so that dummy rows give
-e = 0. For logistic regression this is the clamped residual of the clamped model:
-clamp(v, 0, 1) - y = clamp(v - y, -y, 1 - y), and two clamps whose intervals meet ([-y, 1 - y]
-and [-R, R] share 0) make one clamp to their intersection.
+9 rounds with a dealer, 12 with OT. The per-row bounds are computed once: lo = -R and hi = R
+(linear), lo = max(-y, -R) and hi = min(1 - y, R) (logistic), both times the row's indicator,
+so that dummy rows give e = 0. For logistic regression this is the clamped residual of the
+clamped model: clamp(v, 0, 1) - y = clamp(v - y, -y, 1 - y), and two clamps whose intervals
+meet ([-y, 1 - y] and [-R, R] share 0) make one clamp to their intersection.
 
 The logistic approximation s(u) = clamp(u / 4 + 1/2, 0, 1) is the tangent of the sigmoid at 0
 clamped to [0, 1]: its largest error is 0.119 (at u = +-2); it is what SecureML's piecewise

@@ -49,9 +49,9 @@ class CorrelationSource(ABC):
     """Correlations in request order, made on demand or ahead by a background producer."""
 
     # Whether AND gates come cheaply (a dealer: one word per triple, and_monomials' mask
-    # products alike), so that protocols may spend ANDs to save rounds: fan-in-4 trees and
-    # Kogge-Stone adders. From OT an AND bit costs two COTs; then trees stay binary and
-    # adders ripple (a twelfth of the ANDs, 63 rounds instead of 7).
+    # products alike), so that protocols may spend ANDs to save rounds: fan-in-4 trees for
+    # few values, log-depth carries up to many (mpc.protocols.boolean). From OT an ANDed bit
+    # costs two COTs: trees stay binary and carries ripple (one AND per bit) from 2^11 values.
     cheap_ands = False
 
     def __init__(self, accounting: Accounting, budget_elements: int = DEFAULT_BUDGET_ELEMENTS):

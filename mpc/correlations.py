@@ -152,8 +152,8 @@ def monomial_mask(monomial) -> int:
 def product_subsets(monomials: list[list[int]]) -> list[int]:
     """The variable sets (as bit masks) of at least two variables inside some monomial, in
     increasing order: the mask products a multi-input AND of these monomials needs."""
-    return sorted({subset for monomial in monomials for subset in submasks(monomial_mask(monomial))
-                   if subset.bit_count() >= 2})
+    return sorted({subset for monomial in monomials
+                   for subset in submasks(monomial_mask(monomial)) if subset.bit_count() >= 2})
 
 
 def _variables(monomials) -> int:
@@ -474,4 +474,5 @@ class PermutationMasks(Kind):
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     BeaverTriples(), RowTriples(), AndTriples(), AndMonomials(), MatrixTriples(), DaBits(),
-    BitTriples(), EdaBits(), TruncationPairs(), TruncatedProducts(), PermutationMasks(), RowMask(), MaskedProducts())}
+    BitTriples(), EdaBits(), TruncationPairs(), TruncatedProducts(), PermutationMasks(),
+    RowMask(), MaskedProducts())}

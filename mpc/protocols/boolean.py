@@ -109,7 +109,8 @@ async def and_monomials(party: Party, variables: np.ndarray,
     public = np.empty((1 + len(plan.parents), *opened.shape[1:]), U64)
     public[0] = ALL_ONES
     for first, end in plan.layers:
-        np.bitwise_and(public[plan.parents[first - 1:end - 1]], opened[plan.adds[first - 1:end - 1]],
+        layer = slice(first - 1, end - 1)  # sets first .. end - 1: parents and added variables
+        np.bitwise_and(public[plan.parents[layer]], opened[plan.adds[layer]],
                        out=public[first:end])
     empty = np.full((1, *opened.shape[1:]), ALL_ONES if party.id == 0 else 0, U64)
     shares = np.concatenate([empty, masks, products])
