@@ -64,16 +64,11 @@ def message_trace(x, y, heads, seed, source, program=every_protocol):
     return streams
 
 
-@pytest.mark.parametrize("program", [every_protocol, carry_protocols])
-def test_message_sizes_depend_only_on_shapes(source, program):
+def assert_same_messages(n, source, program):
     """Two runs on different data, each with fresh correlations (dealer keys or OTs): the same
     messages, size for size, on every stream. OT extension batches follow a fixed schedule;
     where the job ends may cut it at a different batch, so those streams agree up to the
-    shorter one. With many values (carry_protocols), carries ripple bit by bit."""
-    if source == "prefetched" and program is carry_protocols:
-        pytest.skip("the dealer's run covers it: prefetching changes no message size")
-    n = 48 if program is every_protocol else (
-        RIPPLE_FROM_OT if source == "ot" else RIPPLE_COMPARISONS_FROM)
+    shorter one."""
     first = message_trace(np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64), 1,
                           source, program)
     rng = np.random.default_rng(99)
@@ -88,6 +83,17 @@ def test_message_sizes_depend_only_on_shapes(source, program):
                 assert common > 0 and sizes[:common] == other[:common]
             else:
                 assert sizes == other, stream
+
+
+def test_message_sizes_depend_only_on_shapes(source):
+    assert_same_messages(48, source, every_protocol)
+
+
+@pytest.mark.parametrize("source, n", [("dealer", RIPPLE_COMPARISONS_FROM),
+                                       ("ot", RIPPLE_FROM_OT)])
+def test_message_sizes_of_rippling_carries_depend_only_on_shapes(source, n):
+    """Comparisons and adders over as many values as make their carries ripple bit by bit."""
+    assert_same_messages(n, source, carry_protocols)
 
 
 def uniformity_statistic(words: np.ndarray, shift: int) -> float:
