@@ -149,7 +149,7 @@ def monomial_mask(monomial) -> int:
     return sum(1 << i for i in monomial)
 
 
-def product_subsets(monomials: list[list[int]]) -> list[int]:
+def product_subsets(monomials) -> list[int]:
     """The variable sets (as bit masks) of at least two variables inside some monomial, in
     increasing order: the mask products a multi-input AND of these monomials needs."""
     return sorted({subset for monomial in monomials

@@ -72,7 +72,7 @@ class _MonomialPlan:
 @functools.cache
 def _monomial_plan(monomials: tuple[tuple[int, ...], ...], variables: int) -> _MonomialPlan:
     masks = [monomial_mask(monomial) for monomial in monomials]
-    products = product_subsets([list(m) for m in monomials])
+    products = product_subsets(monomials)
     share_of = {0: 0, **{1 << i: 1 + i for i in range(variables)},
                 **{subset: 1 + variables + row for row, subset in enumerate(products)}}
     public = sorted({subset for mask in masks for subset in submasks(mask)},
@@ -263,27 +263,22 @@ async def add_words(party: Party, u: np.ndarray, v: np.ndarray, bits: int = 64) 
 
 
 async def _ripple_carries(party: Party, u_planes: np.ndarray, half_sums: np.ndarray):
-    """Yields the carry into each bit of u + v, bit 0 first, from XOR-shared planes of u and
+    """The carries into each bit of u + v (planes, bit 0 first), from XOR-shared planes of u and
     of u ^ v: c_{i+1} = maj(u_i, v_i, c_i) = u_i ^ ((u_i ^ v_i) & (u_i ^ c_i)), one AND and
     one round per bit after the first."""
-    carry = np.zeros_like(half_sums[0])
-    for bit in range(len(half_sums)):
-        yield carry
-        if bit + 1 < len(half_sums):
-            carry = u_planes[bit] ^ await and_words(party, half_sums[bit], u_planes[bit] ^ carry)
+    carries = np.zeros_like(half_sums)
+    for bit in range(len(half_sums) - 1):
+        carries[bit + 1] = u_planes[bit] ^ await and_words(
+            party, half_sums[bit], u_planes[bit] ^ carries[bit])
+    return carries
 
 
 async def _ripple_add(party: Party, u: np.ndarray, v: np.ndarray, bits: int) -> np.ndarray:
-    """Bit by bit on planes, with carry c_{i+1} = maj(u_i, v_i, c_i) = u_i ^ ((u_i ^ v_i) &
-    (u_i ^ c_i)): one AND per bit. bits - 1 rounds; at 64 bits, 63 bits ANDed per value (a
-    twelfth of Kogge-Stone's), 16 bytes per value."""
+    """Bit by bit on planes (_ripple_carries): bits - 1 rounds; at 64 bits, 63 bits ANDed per
+    value (a twelfth of Kogge-Stone's), 16 bytes per value."""
     u_planes, v_planes = to_planes(np.ravel(u), bits), to_planes(np.ravel(v), bits)
     half_sums = u_planes ^ v_planes
-    total = np.empty_like(half_sums)
-    bit = 0
-    async for carry in _ripple_carries(party, u_planes, half_sums):
-        total[bit] = half_sums[bit] ^ carry
-        bit += 1
+    total = half_sums ^ await _ripple_carries(party, u_planes, half_sums)
     return from_planes(total, np.size(u)).reshape(np.shape(u))
 
 
@@ -402,8 +397,7 @@ async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
     n = x.size
     planes, (u, v) = _owner_split_planes(party, x)
     if _ripples(party, n, RIPPLE_COMPARISONS_FROM):  # the carry into bit 63
-        async for carry in _ripple_carries(party, u, planes):
-            pass
+        carry = (await _ripple_carries(party, u, planes))[63]
         return plane_to_bits(planes[63] ^ carry, n).reshape(np.shape(x))
     generate = await and_words(party, u[:63], v[:63])
     top = planes[63] ^ await _carry_out(party, generate, planes[:63])
