@@ -24,6 +24,7 @@ from mpc.ot.extension import PadHash
 from mpc.ot.pool import CotPool, Cots
 
 U64 = np.uint64
+BITS_AT_ONCE = 1 << 16  # random bit OTs hashed per slice
 WIDTH_CLASSES = ((32, U64), (48, np.uint32), (56, np.uint16), (64, np.uint8))  # shift below
 
 
@@ -140,9 +141,12 @@ class Multiplier:
         choices c and shares r, with s ^ r = x * c across the two servers' directions.
         Returns (x, s, c, r) as uint8 0/1 arrays."""
         send_cots, receive_cots = await self.pool.take(count, count)
-        pad0 = self._pads(send_cots, 1)[:, 0]
-        pad1 = self._pads(send_cots, 1, flip=True)[:, 0]
-        pad = self._pads(receive_cots, 1)[:, 0]
-        one = U64(1)
-        return (((pad0 ^ pad1) & one).astype(np.uint8), (pad0 & one).astype(np.uint8),
-                receive_cots.choices, (pad & one).astype(np.uint8))
+        x, s, r = (np.empty(count, np.uint8) for _ in range(3))
+        for start in range(0, count, BITS_AT_ONCE):  # each slice's pads stay in cache
+            part = slice(start, start + BITS_AT_ONCE)
+            pad0, pad1 = (pads[:, 0] for pads in self.sender_pads(send_cots[part], 1))
+            pad = self.receiver_pads(receive_cots[part], 1)[:, 0]
+            np.bitwise_and(pad0 ^ pad1, 1, out=x[part], casting="unsafe")
+            np.bitwise_and(pad0, 1, out=s[part], casting="unsafe")
+            np.bitwise_and(pad, 1, out=r[part], casting="unsafe")
+        return x, s, receive_cots.choices, r

@@ -27,7 +27,8 @@ from mpc.ot.store import CotStore, direction_of
 
 U64 = np.uint64
 FIRST_BATCH_WORDS = 1 << 6  # 4,096 COTs: small jobs start quickly...
-LAST_BATCH_WORDS = 1 << 13  # ...then batches double up to 524,288 COTs (arrays under 32 MiB)
+LAST_BATCH_WORDS = 1 << 11  # ...then batches double up to 131,072 COTs (2 MiB of rows: the
+# extension's transposes and sums run in cache; at 2^19 COTs they ran a fifth slower)
 DEFAULT_CAPACITY = 1 << 22  # unused COTs kept ahead per direction (about 70 MB)
 
 
@@ -44,6 +45,15 @@ class Cots:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def __getitem__(self, part: slice) -> "Cots":
+        """COTs start, ..., stop - 1 of these (a slice with no step), as views."""
+        start, stop, _ = part.indices(len(self))
+        delta = self.delta
+        if delta is not None and delta.ndim == 2:
+            delta = delta[start:stop]
+        choices = None if self.choices is None else self.choices[start:stop]
+        return Cots(self.rows[start:stop], choices, self.first + start, self.sender, delta)
 
 
 @dataclass
