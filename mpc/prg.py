@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 KEY_BYTES = 16
 _CHUNK = 1 << 22
-_ZEROS = bytes(_CHUNK)
+_ZEROS = memoryview(bytes(_CHUNK))  # sliced without copying (a bytes slice is a copy)
 _SLACK = 16  # update_into wants len(data) + block size - 1 bytes of room
 SLACK_WORDS = _SLACK // 8
 SHUFFLE_FROM = 1 << 14  # elements from which permutations are made by a compiled shuffle
@@ -70,6 +70,11 @@ class Prg:
         for start in range(0, nbytes, _CHUNK):
             length = min(_CHUNK, nbytes - start)
             self._encryptor.update_into(_ZEROS[:length], view[start : start + length + _SLACK])
+
+    def bytes_into(self, view: memoryview) -> None:
+        """Fill all but the last 16 bytes of a writable byte view (at most 4 MiB + 16 long)
+        with the next bytes of the stream; the last 16 are room update_into needs."""
+        self._encryptor.update_into(_ZEROS[:len(view) - _SLACK], view)
 
     def words(self, shape) -> np.ndarray:
         """Uniform uint64 array of the given shape."""

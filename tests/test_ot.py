@@ -12,6 +12,7 @@ from mpc.errors import ProtocolMismatch
 from mpc.ot.base import base_ots
 from mpc.ot.benes import _apply_plain, network_size, route
 from mpc.ot.extension import setup
+from mpc.ot.kernels import transpose_rows
 from mpc.prg import Prg
 from tests.correlation_checks import MASK_FIRST, PARAMS, check
 from tests.harness import run_pair
@@ -83,6 +84,19 @@ def test_extension_gives_correlated_ots_with_a_secret_delta():
     choices = np.concatenate([c for _, c in received])
     assert 0.45 < choices.mean() < 0.55 and len(choices) == 64 * 260
     assert not (np.concatenate(sent) == delta0).all(axis=1).any()
+
+
+@pytest.mark.parametrize("words", [1, 31, 32, 33, 100])
+def test_bit_transpose_matches_numpy(words):
+    """transpose_rows against unpackbits/packbits, on padded (strided) rows as the extension
+    passes them and on lengths around its lane count."""
+    padded = Prg.fresh().words((128, words + 8))
+    rows = padded[:, :words]
+    out = np.empty((64 * words, 2), U64)
+    transpose_rows(rows, out)
+    bits = np.unpackbits(rows.copy().view(np.uint8), axis=1, bitorder="little")  # (128, m)
+    expected = np.ascontiguousarray(np.packbits(bits.T, axis=1, bitorder="little")).view(U64)
+    assert np.array_equal(out, expected)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 100, 1000])
