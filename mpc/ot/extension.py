@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpc.link import Channel
 from mpc.ot.base import base_ots
-from mpc.ot.kernels import leaf_sums, transpose_rows
+from mpc.ot.kernels import add_digit_corrections, leaf_sums, transpose_rows
 from mpc.prg import SLACK_WORDS, Prg
 
 U64 = np.uint64
@@ -185,6 +185,8 @@ class CotSender:
         self.delta = np.asarray(delta, U64)  # (2,): bit b * k + i is bit i of digit b
         value = int(self.delta[0]) | int(self.delta[1]) << 64
         self.digits = [(value >> (BLOCK_BITS * b)) & (LEAVES - 1) for b in range(BLOCKS)]
+        self.digit_bits = np.array([[(digit >> i) & 1 for i in range(BLOCK_BITS)]
+                                    for digit in self.digits], np.uint8)  # (BLOCKS, k)
         self.leaves: _Leaves | None = None
 
     def base_ot_choices(self) -> list[int]:
@@ -201,10 +203,7 @@ class CotSender:
         """Rows q = t + c * Delta of the COTs whose receiver sent `message`."""
         words = message.shape[1]
         total, weighted = _sums(self.leaves.stretch(words), self.leaves.scratch)
-        corrected = np.vstack([np.zeros((1, words), U64), message]) ^ total
-        digit_bits = np.array([[(digit >> i) & 1 for i in range(BLOCK_BITS)]
-                               for digit in self.digits], U64)  # (BLOCKS, k)
-        weighted ^= corrected[:, None, :] * digit_bits[:, :, None]  # in place: keeps the pad
+        add_digit_corrections(weighted, total, message, self.digit_bits)
         return _rows_to_cots(weighted.reshape(128, words))
 
 

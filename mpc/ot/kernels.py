@@ -68,3 +68,22 @@ def leaf_sums(leaves, bits, total, weighted):
                 if (x >> i) & 1:
                     part = weighted[b, i]
                     part ^= row
+
+
+@njit(cache=True, nogil=True)
+def add_digit_corrections(weighted, total, message, digit_bits):
+    """The SoftSpokenOT sender's last step, in place: weighted[b, i] ^= total[b] ^ d_b for
+    every block b whose digit has bit i set (d_0 = 0, d_b = message[b - 1])."""
+    blocks, bits, words = weighted.shape
+    for b in range(blocks):
+        whole = total[b]
+        for i in range(bits):
+            if digit_bits[b, i]:
+                target = weighted[b, i]
+                if b == 0:
+                    for v in range(words):
+                        target[v] ^= whole[v]
+                else:
+                    sent = message[b - 1]
+                    for v in range(words):
+                        target[v] ^= whole[v] ^ sent[v]

@@ -140,13 +140,15 @@ class Multiplier:
         """Random OTs on bits, no message: as sender, random bits x and shares s; as receiver,
         choices c and shares r, with s ^ r = x * c across the two servers' directions.
         Returns (x, s, c, r) as uint8 0/1 arrays."""
-        send_cots, receive_cots = await self.pool.take(count, count)
-        x, s, r = (np.empty(count, np.uint8) for _ in range(3))
-        for start in range(0, count, BITS_AT_ONCE):  # each slice's pads stay in cache
-            part = slice(start, start + BITS_AT_ONCE)
-            pad0, pad1 = (pads[:, 0] for pads in self.sender_pads(send_cots[part], 1))
-            pad = self.receiver_pads(receive_cots[part], 1)[:, 0]
+        x, s, c, r = (np.empty(count, np.uint8) for _ in range(4))
+        for start in range(0, count, BITS_AT_ONCE):  # taken and hashed while in cache
+            part = slice(start, min(count, start + BITS_AT_ONCE))
+            size = part.stop - start
+            send_cots, receive_cots = await self.pool.take(size, size)
+            pad0, pad1 = (pads[:, 0] for pads in self.sender_pads(send_cots, 1))
+            pad = self.receiver_pads(receive_cots, 1)[:, 0]
             np.bitwise_and(pad0 ^ pad1, 1, out=x[part], casting="unsafe")
             np.bitwise_and(pad0, 1, out=s[part], casting="unsafe")
+            c[part] = receive_cots.choices
             np.bitwise_and(pad, 1, out=r[part], casting="unsafe")
-        return x, s, receive_cots.choices, r
+        return x, s, c, r

@@ -46,15 +46,6 @@ class Cots:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, part: slice) -> "Cots":
-        """COTs start, ..., stop - 1 of these (a slice with no step), as views."""
-        start, stop, _ = part.indices(len(self))
-        delta = self.delta
-        if delta is not None and delta.ndim == 2:
-            delta = delta[start:stop]
-        choices = None if self.choices is None else self.choices[start:stop]
-        return Cots(self.rows[start:stop], choices, self.first + start, self.sender, delta)
-
 
 @dataclass
 class _Segment:
