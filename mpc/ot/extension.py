@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpc.link import Channel
 from mpc.ot.base import base_ots
-from mpc.ot.kernels import add_digit_corrections, leaf_sums, transpose_rows
+from mpc.ot.kernels import (add_digit_corrections, finish_pads, flip_rows, leaf_sums,
+                            transpose_rows, tweak_blocks)
 from mpc.prg import SLACK_WORDS, Prg
 
 U64 = np.uint64
@@ -232,26 +233,33 @@ class PadHash:
         self._aes.update_into(np.ascontiguousarray(blocks).view(np.uint8), out.view(np.uint8))
         return out[:-1]
 
-    def pads(self, rows: np.ndarray, first: int, sender: int, words: int) -> np.ndarray:
-        """(m, words) uint64 pads of (m, 2) rows: COTs number first, first + 1, ... of the
-        direction whose sender is `sender`; the tweak (number, sender, block) is never
-        repeated within a session. Hashed PAD_BLOCK_ROWS rows at a time, so that the AES
-        passes and the XORs between them stay in cache (twice as fast as whole arrays)."""
+    def pads(self, rows: np.ndarray, first: int, sender: int, words: int,
+             delta: np.ndarray | None = None) -> np.ndarray:
+        """(m, words) uint64 pads of (m, 2) rows, or of rows ^ delta (delta (2,) or one row per
+        COT): COTs number first, first + 1, ... of the direction whose sender is `sender`;
+        the tweak (number, sender, block) is never repeated within a session. Hashed
+        PAD_BLOCK_ROWS rows at a time, so that the AES passes and the compiled passes between
+        them stay in cache (twice as fast as whole arrays)."""
         blocks = -(-words // 2)
-        out = np.empty((len(rows), 2 * blocks), U64)
+        high = np.arange(blocks, dtype=U64) | U64(sender << 32)
+        if delta is not None:
+            delta = np.atleast_2d(delta)
+        out = np.empty((len(rows), words), U64)
         step = max(1, PAD_BLOCK_ROWS // blocks)
         for start in range(0, len(rows), step):
             part = rows[start:start + step]
-            self._hash(part, first + start, sender, out[start:start + len(part)])
-        return out if words == 2 * blocks else np.ascontiguousarray(out[:, :words])
+            if delta is not None:
+                flipped = self.scratch.get("flipped", part.shape)
+                flip_rows(part, delta if len(delta) == 1 else delta[start:start + step], flipped)
+                part = flipped
+            self._hash(part, first + start, high, out[start:start + len(part)])
+        return out
 
-    def _hash(self, rows: np.ndarray, first: int, sender: int, out: np.ndarray) -> None:
-        count, blocks = len(rows), out.shape[1] // 2
+    def _hash(self, rows: np.ndarray, first: int, high: np.ndarray, out: np.ndarray) -> None:
+        count, blocks = len(rows), len(high)
         permuted = self._permute(rows, self.scratch.get("permuted", (count + 1, 2)))
-        tweaked = self.scratch.get("tweaked", (count + 1, blocks, 2))
-        tweaked[:count] = permuted[:, None, :]
-        tweaked[:count, :, 0] ^= np.arange(first, first + count, dtype=U64)[:, None]
-        tweaked[:count, :, 1] ^= (np.arange(blocks, dtype=U64) | U64(sender << 32))[None, :]
-        hashed = self.scratch.get("hashed", (count * blocks + 1, 2))
-        hashed = self._permute(tweaked[:count].reshape(-1, 2), hashed).reshape(count, blocks, 2)
-        np.bitwise_xor(hashed, permuted[:, None, :], out=out.reshape(count, blocks, 2))
+        tweaked = self.scratch.get("tweaked", (count, blocks, 2))
+        tweak_blocks(permuted, first, high, tweaked)
+        hashed = self._permute(tweaked.reshape(-1, 2),
+                               self.scratch.get("hashed", (count * blocks + 1, 2)))
+        finish_pads(hashed.reshape(count, 2 * blocks), permuted, out)

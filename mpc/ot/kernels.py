@@ -87,3 +87,36 @@ def add_digit_corrections(weighted, total, message, digit_bits):
                     sent = message[b - 1]
                     for v in range(words):
                         target[v] ^= whole[v] ^ sent[v]
+
+
+@njit(cache=True, nogil=True)
+def flip_rows(rows, delta, out):
+    """out[j] = rows[j] ^ delta[j] (delta has one row per COT) or ^ delta[0] (one row)."""
+    many = delta.shape[0] > 1
+    for j in range(rows.shape[0]):
+        d = j if many else 0
+        out[j, 0] = rows[j, 0] ^ delta[d, 0]
+        out[j, 1] = rows[j, 1] ^ delta[d, 1]
+
+
+@njit(cache=True, nogil=True)
+def tweak_blocks(permuted, first, high, out):
+    """The pad hash's second AES input: out[j, k] = permuted[j] ^ (first + j, high[k]).
+    Loops run over rows innermost, which the compiler vectorises."""
+    count, blocks = permuted.shape[0], high.shape[0]
+    flat = out.reshape(count * blocks, 2)
+    base = U64(first)
+    for k in range(blocks):
+        word = high[k]
+        for j in range(count):
+            flat[j * blocks + k, 0] = permuted[j, 0] ^ (base + U64(j))
+            flat[j * blocks + k, 1] = permuted[j, 1] ^ word
+
+
+@njit(cache=True, nogil=True)
+def finish_pads(hashed, permuted, out):
+    """out[j, w] = hashed[j, w] ^ permuted[j, w % 2] for the out.shape[1] words wanted."""
+    for w in range(out.shape[1]):
+        half = w & 1
+        for j in range(out.shape[0]):
+            out[j, w] = hashed[j, w] ^ permuted[j, half]

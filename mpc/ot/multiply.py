@@ -93,8 +93,8 @@ class Multiplier:
         self.pad_hash = pad_hash
 
     def _pads(self, cots: Cots, width: int, flip: bool = False) -> np.ndarray:
-        rows = cots.rows ^ cots.delta if flip else cots.rows
-        return self.pad_hash.pads(rows, cots.first, cots.sender, width)
+        return self.pad_hash.pads(cots.rows, cots.first, cots.sender, width,
+                                  cots.delta if flip else None)
 
     async def take(self, sending: int, receiving: int) -> tuple[Cots, Cots]:
         return await self.pool.take(sending, receiving)
