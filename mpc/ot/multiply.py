@@ -50,10 +50,14 @@ class Side:
 
 
 def _classes(shifts: np.ndarray):
-    """Positions grouped by the bytes their corrections need: (positions, dtype)."""
+    """Positions grouped by the bytes their corrections need: (positions, dtype); a run of
+    consecutive positions is a slice (views and plain copies instead of fancy indexing)."""
     lower = 0
     for upper, dtype in WIDTH_CLASSES:
-        yield np.flatnonzero((shifts >= lower) & (shifts < upper)), dtype
+        positions = np.flatnonzero((shifts >= lower) & (shifts < upper))
+        if len(positions) and positions[-1] - positions[0] == len(positions) - 1:
+            positions = slice(int(positions[0]), int(positions[-1]) + 1)
+        yield positions, dtype
         lower = upper
 
 
@@ -71,7 +75,8 @@ def widen(parts: list[np.ndarray], side: Side) -> np.ndarray:
         return tau.reshape(side.shape)
     tau = np.empty(side.shape, U64)
     for part, (columns, dtype) in zip(parts, _classes(side.shifts)):
-        tau[:, columns] = part.view(dtype).reshape(side.items, len(columns), side.width)
+        count = len(range(side.positions)[columns]) if isinstance(columns, slice) else len(columns)
+        tau[:, columns] = part.view(dtype).reshape(side.items, count, side.width)
     return tau
 
 
