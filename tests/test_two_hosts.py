@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mpc.ot.pool import CotPool
 from tests.test_walkthrough import RULES
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "walkthrough"
@@ -78,7 +79,8 @@ def test_servers_on_two_hosts(namespaces, tmp_path):
                              "--cots", 600000, wait=False)
                      for host, config in ((first, "server0.toml"), (second, "server1.toml"))]
     assert [process.wait(timeout=120) for process in preprocessing] == [0, 0]
-    assert len(list((folder / "data1" / "correlations").glob("*.cots"))) == 4
+    batches = -(-600000 // CotPool.batch_size())  # per direction
+    assert len(list((folder / "data1" / "correlations").glob("*.cots"))) == 2 * batches
     services = [in_host(first, folder, "server", "run", "--config", "server0.toml", wait=False),
                 in_host(second, folder, "server", "run", "--config", "server1.toml", wait=False)]
     try:
