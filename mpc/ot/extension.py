@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpc.link import Channel
 from mpc.ot.base import base_ots
-from mpc.ot.kernels import (add_digit_corrections, finish_pads, flip_rows, leaf_sums,
-                            transpose_rows, tweak_blocks)
+from mpc.ot.kernels import (add_digit_corrections, finish_pads, leaf_sums, transpose_rows,
+                            tweak_blocks, xor_delta)
 from mpc.prg import SLACK_WORDS, Prg
 
 U64 = np.uint64
@@ -40,6 +40,7 @@ LEAVES = 1 << BLOCK_BITS
 BLOCKS = 128 // BLOCK_BITS
 TREE_STREAM = 1  # Prg stream that splits a GGM node; leaves are stretched on stream 0
 BYTES_PER_COT = (BLOCKS - 1) / 8  # the receiver's message, per COT of a batch
+EVERY_ROW = np.ones(1, np.uint8)  # xor_delta's selection when all rows are flipped
 PAD_BLOCK_ROWS = 1 << 15  # 128-bit blocks hashed at a time (512 KiB per pass)
 # Room after each of the 128 bit rows that are transposed into COTs. Batches are powers of two
 # words long, so unpadded rows would lie a power of two bytes apart, all in the same few cache
@@ -221,7 +222,7 @@ async def setup(channel: Channel, prg: Prg) -> tuple[CotSender, CotReceiver]:
 class PadHash:
     """Turns COT rows into independent pads: the tweakable correlation-robust hash
     H(i, x) = pi(pi(x) + i) + pi(x) with pi fixed-key AES (Guo, Katz, Wang, Yu, S&P 2020),
-    over whole buffers with AES-ECB. The key is public (both servers know it)."""
+    with AES-ECB over blocks of rows. The key is public (both servers know it)."""
 
     def __init__(self, key: bytes):
         self._aes = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
@@ -250,7 +251,8 @@ class PadHash:
             part = rows[start:start + step]
             if delta is not None:
                 flipped = self.scratch.get("flipped", part.shape)
-                flip_rows(part, delta if len(delta) == 1 else delta[start:start + step], flipped)
+                xor_delta(part, delta if len(delta) == 1 else delta[start:start + step], EVERY_ROW,
+                          flipped)
                 part = flipped
             self._hash(part, first + start, high, out[start:start + len(part)])
         return out

@@ -90,13 +90,15 @@ def add_digit_corrections(weighted, total, message, digit_bits):
 
 
 @njit(cache=True, nogil=True)
-def flip_rows(rows, delta, out):
-    """out[j] = rows[j] ^ delta[j] (delta has one row per COT) or ^ delta[0] (one row)."""
-    many = delta.shape[0] > 1
+def xor_delta(rows, delta, selected, out):
+    """out[j] = rows[j] ^ delta[j], or rows[j] where selected[j] is 0. delta and selected hold
+    one row per COT or a single one for all (a stored batch has its own Delta)."""
+    many_deltas, many_selected = delta.shape[0] > 1, selected.shape[0] > 1
     for j in range(rows.shape[0]):
-        d = j if many else 0
-        out[j, 0] = rows[j, 0] ^ delta[d, 0]
-        out[j, 1] = rows[j, 1] ^ delta[d, 1]
+        d = j if many_deltas else 0
+        mask = U64(0) - U64(selected[j if many_selected else 0])
+        out[j, 0] = rows[j, 0] ^ (delta[d, 0] & mask)
+        out[j, 1] = rows[j, 1] ^ (delta[d, 1] & mask)
 
 
 @njit(cache=True, nogil=True)

@@ -21,6 +21,7 @@ import numpy as np
 
 from mpc.link import Channel
 from mpc.ot.extension import PadHash
+from mpc.ot.kernels import xor_delta
 from mpc.ot.pool import CotPool, Cots
 
 U64 = np.uint64
@@ -113,7 +114,8 @@ class Multiplier:
     def chosen(self, cots: Cots, flips: np.ndarray) -> Cots:
         """The sender's COTs after the receiver asked for choices c ^ flips instead of its
         random c (it sends flips = wanted ^ c, which reveal nothing: c is uniform)."""
-        rows = cots.rows ^ (flips.astype(U64)[:, None] * np.atleast_2d(cots.delta))
+        rows = np.empty_like(cots.rows)
+        xor_delta(cots.rows, np.atleast_2d(cots.delta), flips, rows)
         return Cots(rows, None, cots.first, cots.sender, cots.delta)
 
     async def products(self, send_cots: Cots, sending: Side, correlation, offset,
