@@ -6,12 +6,13 @@ import asyncio
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpc.correlations import KINDS
 from mpc.errors import ProtocolMismatch
 from mpc.ot.base import base_ots
 from mpc.ot.benes import _apply_plain, network_size, route
-from mpc.ot.extension import setup
+from mpc.ot.extension import PAD_BLOCK_ROWS, PadHash, setup
 from mpc.ot.kernels import transpose_rows
 from mpc.prg import Prg
 from tests.correlation_checks import MASK_FIRST, PARAMS, check
@@ -97,6 +98,32 @@ def test_bit_transpose_matches_numpy(words):
     bits = np.unpackbits(rows.copy().view(np.uint8), axis=1, bitorder="little")  # (128, m)
     expected = np.ascontiguousarray(np.packbits(bits.T, axis=1, bitorder="little")).view(U64)
     assert np.array_equal(out, expected)
+
+
+def _aes(key: bytes, blocks: np.ndarray) -> np.ndarray:
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return np.frombuffer(encryptor.update(blocks.tobytes()), U64).reshape(-1, 2)
+
+
+@pytest.mark.parametrize("words", [1, 2, 3])
+def test_pads_are_the_tweakable_hash_of_each_row(words):
+    """PadHash against H(i, x) = pi(pi(x) ^ i) ^ pi(x) written out row by row: pads that both
+    servers compute alike but wrongly (a lost tweak, a block computed twice) would pass every
+    correlation check and still break the OTs. Rows span several of the hash's blocks; Delta
+    is one for all rows or one per row (stored COTs)."""
+    prg, key = Prg.fresh(), bytes(range(16))
+    count, first, sender = 3 * PAD_BLOCK_ROWS // 2 + 7, 1000, 1
+    rows = prg.words((count, 2))
+    for delta in (None, prg.words(2), prg.words((count, 2))):
+        flipped = rows if delta is None else rows ^ delta
+        permuted = _aes(key, flipped)
+        expected = np.empty((count, 2 * (-(-words // 2))), U64)
+        for block in range(expected.shape[1] // 2):
+            tweak = np.stack([np.arange(first, first + count, dtype=U64),
+                              np.full(count, block | sender << 32, U64)], axis=1)
+            expected[:, 2 * block:2 * block + 2] = _aes(key, permuted ^ tweak) ^ permuted
+        got = PadHash(key).pads(rows, first, sender, words, delta)
+        assert np.array_equal(got, expected[:, :words])
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 100, 1000])
