@@ -30,8 +30,14 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpc.link import Channel
 from mpc.ot.base import base_ots
-from mpc.ot.kernels import (add_digit_corrections, finish_pads, leaf_sums, transpose_rows,
-                            tweak_blocks, xor_delta)
+from mpc.ot.kernels import (
+    add_digit_corrections,
+    finish_pads,
+    leaf_sums,
+    transpose_rows,
+    tweak_blocks,
+    xor_delta,
+)
 from mpc.prg import SLACK_WORDS, Prg
 
 U64 = np.uint64
