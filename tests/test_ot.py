@@ -69,7 +69,7 @@ def test_extension_gives_correlated_ots_with_a_secret_delta():
         sender, receiver = await setup(party.link.channel("ot-correlate"), Prg.fresh())
         channel = party.link.channel("ot-extend-0")
         batches = []
-        for words in (1, 3, 256):
+        for words in (1, 3, 3, 256, 256):  # a repeated length reuses the leaves' layout
             if party.id == 1:
                 message, rows, choices = receiver.extend(words)
                 await channel.send(message)
@@ -83,7 +83,7 @@ def test_extension_gives_correlated_ots_with_a_secret_delta():
     for q, (t, choices) in zip(sent, received):
         assert np.array_equal(q, t ^ (choices.astype(U64)[:, None] * delta0[None, :]))
     choices = np.concatenate([c for _, c in received])
-    assert 0.45 < choices.mean() < 0.55 and len(choices) == 64 * 260
+    assert 0.45 < choices.mean() < 0.55 and len(choices) == 64 * 519
     assert not (np.concatenate(sent) == delta0).all(axis=1).any()
 
 

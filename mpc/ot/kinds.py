@@ -25,7 +25,7 @@ from mpc.ot.multiply import Multiplier, Side
 from mpc.prg import Prg
 
 U64 = np.uint64
-CHUNK_WORDS = 1 << 18  # pad words per products call (2 MiB: passes stay in cache, yet few messages)
+CHUNK_WORDS = 1 << 18  # pad words per products call (2 MiB: in cache, yet few messages)
 WORD_BITS = np.arange(64)
 
 

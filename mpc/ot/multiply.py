@@ -76,7 +76,7 @@ def widen(parts: list[np.ndarray], side: Side) -> np.ndarray:
         return tau.reshape(side.shape)
     tau = np.empty(side.shape, U64)
     for part, (columns, dtype) in zip(parts, _classes(side.shifts)):
-        count = len(range(side.positions)[columns]) if isinstance(columns, slice) else len(columns)
+        count = np.arange(side.positions)[columns].size
         tau[:, columns] = part.view(dtype).reshape(side.items, count, side.width)
     return tau
 
