@@ -62,18 +62,11 @@ class Prg:
             self._encryptor.update_into(_ZEROS[:length], view[start : start + length + _SLACK])
         return out[:nbytes]
 
-    def words_into(self, buffer: np.ndarray) -> None:
-        """Fill buffer[:-SLACK_WORDS] (a contiguous 1-D uint64 array) with the next words of
-        the stream, in place; the last SLACK_WORDS words are room update_into needs."""
-        view = memoryview(buffer.view(np.uint8))
-        nbytes = len(view) - _SLACK
-        for start in range(0, nbytes, _CHUNK):
-            length = min(_CHUNK, nbytes - start)
-            self._encryptor.update_into(_ZEROS[:length], view[start : start + length + _SLACK])
-
     def bytes_into(self, view: memoryview) -> None:
         """Fill all but the last 16 bytes of a writable byte view (at most 4 MiB + 16 long)
         with the next bytes of the stream; the last 16 are room update_into needs."""
+        if not _SLACK <= len(view) <= _CHUNK + _SLACK:
+            raise ValueError(f"bytes_into fills 0 to {_CHUNK} bytes plus {_SLACK} of room")
         self._encryptor.update_into(_ZEROS[:len(view) - _SLACK], view)
 
     def words(self, shape) -> np.ndarray:

@@ -234,9 +234,8 @@ class PadHash:
         self._aes = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
         self.scratch = Scratch()
 
-    def _permute(self, blocks: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        if out is None:
-            out = np.empty((len(blocks) + 1, 2), U64)  # one block of room for update_into
+    def _permute(self, blocks: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """pi of each block into out, which has one block of room more (update_into's)."""
         self._aes.update_into(np.ascontiguousarray(blocks).view(np.uint8), out.view(np.uint8))
         return out[:-1]
 
