@@ -120,33 +120,30 @@ class _Leaves:
     def __init__(self, seeds: list[list[bytes | None]]):
         self.streams = [[Prg(seed) if seed is not None else None for seed in block]
                         for block in seeds]
-        self.scratch = Scratch()
-        self._words = -1
-        self._fills: list = []  # (stream, its row's bytes) for the current batch length
+        self.scratch = Scratch()  # the XOR sums' buffers (_sums)
+        self._leaves = np.zeros((BLOCKS, LEAVES, 0), U64)
+        self._fills: list = []  # (stream, its row's bytes) in self._leaves
 
     def _layout(self, words: int) -> None:
-        """Views of each known leaf's row in the leaves buffer; the rows of unknown leaves are
-        zeroed once (streams write exactly their row, so they stay zero)."""
-        flat = self.scratch.get("leaves", BLOCKS * LEAVES * words + SLACK_WORDS)
-        flat[:] = 0
+        """A zeroed leaves buffer for batches of `words` and a view of each known leaf's row;
+        the rows of unknown leaves stay zero (streams write exactly their row)."""
+        flat = np.zeros(BLOCKS * LEAVES * words + SLACK_WORDS, U64)
         data = memoryview(flat.view(np.uint8))
         row_bytes = 8 * words
         self._fills = [(stream, data[row * row_bytes:(row + 1) * row_bytes + 8 * SLACK_WORDS])
                        for row, stream in enumerate(s for block in self.streams for s in block)
                        if stream is not None]  # the room past a row is the next row
-        self._words = words
+        self._leaves = flat[:-SLACK_WORDS].reshape(BLOCKS, LEAVES, words)
 
     def stretch(self, words: int) -> np.ndarray:
         """(BLOCKS, LEAVES, words) uint64, valid until the next call; zero for a leaf this
         party does not know. Streams fill their rows in place: per-call overhead is a fifth
         of the work at these lengths."""
-        if words != self._words:
+        if self._leaves.shape[2] != words:
             self._layout(words)
         for stream, row in self._fills:
             stream.bytes_into(row)
-        size = BLOCKS * LEAVES * words
-        return self.scratch.get("leaves", size + SLACK_WORDS)[:size].reshape(BLOCKS, LEAVES,
-                                                                            words)
+        return self._leaves
 
 
 def _sums(leaves: np.ndarray, scratch: Scratch) -> tuple[np.ndarray, np.ndarray]:
