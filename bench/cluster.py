@@ -39,9 +39,11 @@ class LocalCluster:
     """Keys and configs for a dealer, two servers and some owners; starts what is asked for."""
 
     def __init__(self, timeout_s: float = 120.0, schema_text: str | None = None,
-                 owners: tuple[str, ...] = (), correlations: str = "dealer"):
+                 owners: tuple[str, ...] = (), correlations: str = "dealer",
+                 idle_cots: int = 0):
         self.timeout_s = timeout_s
         self.correlations = correlations
+        self.idle_cots = idle_cots
         self.schema_text = schema_text
         self.owners = owners
         self.folder = Path(tempfile.mkdtemp(prefix="twofold-"))
@@ -74,7 +76,8 @@ class LocalCluster:
                 f'peer_service_address = "{self.listen[1 - party]}"\n'
                 f'peer_address = "{peer_address}"\n'
                 f'correlations = "{self.correlations}"\n'
-                + dealer_lines +
+                + dealer_lines
+                + (f"idle_cots = {self.idle_cots}\n" if self.idle_cots else "") +
                 'schema = "schema.toml"\n'
                 f'data_dir = "data{party}"\n'
                 f"timeout_s = {self.timeout_s}\n"

@@ -4,15 +4,14 @@ made ahead, in idle time (OT mode)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from pathlib import Path
 
 import typer
 
-from mpc.ot.store import CotStore, fill
-from mpc.session import Endpoints, open_party
+from mpc.ot.store import exclusive
 from servers.config import ConfigError, load_server_config, load_server_endpoints
+from servers.preprocessing import preprocess
 from servers.server import Server
 
 server_app = typer.Typer(help="Run a compute server.", no_args_is_help=True)
@@ -30,13 +29,6 @@ def server_run(config: Path = typer.Option(..., help="server.toml")):
         pass
 
 
-async def preprocess(endpoints: Endpoints, target: int) -> int:
-    """One preprocessing session with the peer; returns the COTs made per direction."""
-    fresh_only = dataclasses.replace(endpoints, cot_store=None)  # never consumes the store
-    async with open_party(fresh_only, "twofold-preprocess") as party:
-        return await fill(party.corr, CotStore(endpoints.cot_store), target)
-
-
 @server_app.command("preprocess")
 def server_preprocess(
     config: Path = typer.Option(..., help="server.toml (with correlations = \"ot\")"),
@@ -45,9 +37,11 @@ def server_preprocess(
                                            "servers' values counts)."),
 ):
     """Make random correlated OTs with the other server now, for later jobs to use first. Run
-    it on both servers at once, while no job runs (it uses the job link)."""
+    it on both hosts at once while their servers are stopped (it uses the job link); running
+    servers do the same by themselves while idle, with idle_cots in their configs."""
     endpoints = load_server_endpoints(config)
     if endpoints.correlations != "ot":
         raise ConfigError(f"{config}: preprocessing needs correlations = \"ot\"")
-    made = asyncio.run(preprocess(endpoints, cots))
+    with exclusive(endpoints.cot_store):
+        made = asyncio.run(preprocess(endpoints, cots))
     typer.echo(f"made {made} COTs per direction; store: {endpoints.cot_store}", err=True)

@@ -4,6 +4,10 @@ A server's `correlations` says where correlated randomness comes from: "dealer" 
 the config names the dealer's address and key) or "ot" (the two servers make it between
 themselves; no dealer). Both servers must say the same, which they check at every job.
 
+With "ot", `idle_cots = N` has the running servers make N COTs per direction whenever no job
+runs and keep them for later jobs (servers.preprocessing); the smaller of the two servers'
+values counts, and 0 (the default) on either turns it off.
+
 Relative paths in a config file are resolved against the file's folder.
 """
 
@@ -16,6 +20,8 @@ from pathlib import Path
 from mpc.curve import KeyPair, load_keypair, load_public_key
 from mpc.link import DEFAULT_TIMEOUT_S
 from mpc.session import CORRELATIONS, Endpoints
+
+MAX_IDLE_COTS = 1 << 28  # per direction; at 17 bytes each way, 9 GB on each server
 
 
 class ConfigError(ValueError):
@@ -83,6 +89,7 @@ class ServerConfig:
     schema_path: Path
     data_dir: Path
     clients: dict[str, bytes]  # owners' and recipients' names -> public keys
+    idle_cots: int = 0  # OT mode: COTs per direction to make while idle and keep (0: none)
 
 
 def load_server_config(path: Path) -> ServerConfig:
@@ -97,10 +104,18 @@ def load_server_config(path: Path) -> ServerConfig:
                             for name, key_file in raw.get(section, {}).items()})
         except (OSError, ValueError) as error:
             raise ConfigError(f"{path}: [{section}] {error}") from None
+    idle_cots = table.get("idle_cots", 0)
+    if not isinstance(idle_cots, int) or isinstance(idle_cots, bool) or not (
+            0 <= idle_cots <= MAX_IDLE_COTS):
+        raise ConfigError(f"{path}: [server] 'idle_cots' must be a whole number from 0 to "
+                          f"{MAX_IDLE_COTS}")
+    if idle_cots and endpoints.correlations != "ot":
+        raise ConfigError(f"{path}: [server] 'idle_cots' needs correlations = \"ot\"")
     return ServerConfig(endpoints=endpoints, listen=get("listen"),
                         peer_service_address=get("peer_service_address"),
                         schema_path=_key_path(path, get("schema")),
-                        data_dir=_key_path(path, get("data_dir")), clients=clients)
+                        data_dir=_key_path(path, get("data_dir")), clients=clients,
+                        idle_cots=idle_cots)
 
 
 @dataclass(frozen=True)

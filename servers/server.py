@@ -7,7 +7,8 @@ submit jobs, ask their status and fetch outputs; the peer confirms uploads and s
 A table version becomes ready (usable) only when both servers hold it durably with the same
 upload id, table, row count, schema hash and content digest; activating it (again) makes it the
 table's live version on both. Jobs run one at a time, in the order server 0 starts them; each
-runs in a thread of its own so this loop keeps answering.
+runs in a thread of its own so this loop keeps answering. In OT mode with idle_cots, the two
+servers make COTs for later jobs whenever no job runs (servers.preprocessing).
 
 Every request is refused with an error reply, never a crash, whatever it holds: fields are
 checked before use, and anything no check foresaw is logged and refused too.
@@ -18,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import uuid
+from contextlib import nullcontext
 
 import zmq
 import zmq.asyncio
@@ -25,6 +28,8 @@ import zmq.asyncio
 from mpc import wire
 from mpc.accounting import Accounting
 from mpc.curve import KeyAuthenticator, make_server_socket
+from mpc.errors import PeerAborted
+from mpc.ot.store import exclusive
 from mpc.rpc import ServiceClient, ServiceError
 from owners.keys import EXACT_LIMIT
 from owners.policy import Policy, PolicyError
@@ -34,6 +39,7 @@ from servers.config import ServerConfig
 from servers.jobs import JobState, JobStore, run_job_blocking
 from servers.jobspec import JobSpec, check_sizes, parse_job_spec
 from servers.outputs import Output
+from servers.preprocessing import preprocess_blocking
 from servers.rules import check_job
 from servers.storage import StagedUpload, Storage, UploadRecord, check_id
 
@@ -41,6 +47,7 @@ log = logging.getLogger("twofold.server")
 MAX_FRAME_BYTES = 1 << 24  # inbound frames above this drop the client (upload chunks are 1 MiB)
 MAX_ERROR_CHARS = 2000  # error replies stay far below the clients' header limit
 MAX_UPLOADS_IN_PROGRESS = 4  # per owner; a newer begin abandons the oldest
+IDLE_RETRY_S = 60.0  # a failed idle-time preprocessing session is tried again after this
 
 
 class RequestError(Exception):
@@ -64,6 +71,7 @@ class Server:
         self.staged: dict[tuple[str, str], StagedUpload] = {}  # by (owner, upload id)
         self.jobs = JobStore(config.data_dir)
         self.running: dict[str, tuple[Accounting, threading.Event]] = {}
+        self.preprocessing: threading.Event | None = None  # idle-time session's cancel
         self.address: str | None = None
         self._tasks: set[asyncio.Task] = set()
         self._queued = asyncio.Event()
@@ -71,6 +79,11 @@ class Server:
     # ---- the service loop ------------------------------------------------------------------
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
+        store = self.config.endpoints.cot_store
+        with exclusive(store) if store is not None else nullcontext():
+            await self._serve(ready)
+
+    async def _serve(self, ready: asyncio.Event | None) -> None:
         context = zmq.asyncio.Context()
         names = {key: f"client:{name}" for name, key in self.config.clients.items()}
         names[self.config.endpoints.peer_public] = f"server{1 - self.party}"
@@ -111,6 +124,8 @@ class Server:
         finally:
             for _, cancel in self.running.values():  # a job thread stops at its next message
                 cancel.set()
+            if self.preprocessing is not None:
+                self.preprocessing.set()
             for task in self._tasks:
                 task.cancel()
             self.peer.close()
@@ -155,6 +170,9 @@ class Server:
             if action == "job_start":
                 return {"status": self._start_as_follower(check_id("job id", header.get("job_id")),
                                                           _text(header, "spec_hash"))}
+            if action == "preprocess_start":
+                return {"status": self._preprocess_as_follower(
+                    check_id("session id", header.get("session_id")))}
             raise RequestError(f"{client} may not {action!r:.40}")
         owner = client.removeprefix("client:")
         if action in ("job_submit", "job_status", "job_cancel", "fetch_output"):
@@ -375,6 +393,9 @@ class Server:
             state.state, state.error = "failed", "the servers received different specs"
             self.jobs.save(state)
             return "mismatch"
+        if self.preprocessing is not None:  # server 0 has stopped its side: stop ours too
+            self.preprocessing.set()
+            return "busy"
         if self.running:
             return "busy"
         if state.state == "queued":
@@ -393,13 +414,98 @@ class Server:
             del self.running[state.job_id]
 
     async def _schedule(self) -> None:
-        """Server 0 starts queued jobs in submission order, each once server 1 agrees."""
+        """Server 0 starts queued jobs in submission order, each once server 1 agrees. With
+        idle_cots, it fills the COT stores with server 1 at start and after jobs, whenever no
+        job is queued (again after IDLE_RETRY_S if that failed)."""
+        refill = self.config.idle_cots > 0
         while True:
-            await self._queued.wait()
             self._queued.clear()
-            for state in [s for s in list(self.jobs.states.values()) if s.state == "queued"]:
+            queued = [s for s in list(self.jobs.states.values()) if s.state == "queued"]
+            for state in queued:
                 if await self._follower_started(state):
                     await self._run(state)
+            if queued:
+                refill = self.config.idle_cots > 0
+                continue  # jobs submitted meanwhile go before preprocessing
+            if refill:
+                refill = not await self._preprocess_idle()
+            try:
+                async with asyncio.timeout(IDLE_RETRY_S if refill else None):
+                    await self._queued.wait()
+            except TimeoutError:
+                pass
+
+    async def _preprocess_idle(self) -> bool:
+        """One idle-time session with server 1, stopped when a job is queued. False if it
+        failed (to be retried)."""
+        session_id = f"idle-{uuid.uuid4().hex}"
+        status = await self._ask_to_follow(session_id)
+        if status != "started":
+            if status == "off":
+                log.warning("server 1 makes no COTs while idle (idle_cots = 0 in its config)")
+                return True
+            log.warning("idle preprocessing not started: server 1 answered %.200s", status)
+            return False
+        cancel = self._begin_preprocessing()
+        stop_for_jobs = asyncio.create_task(self._queued.wait())
+        stop_for_jobs.add_done_callback(lambda _: cancel.set())
+        try:
+            return await self._preprocess(cancel, session_id)
+        finally:
+            stop_for_jobs.cancel()
+
+    async def _ask_to_follow(self, session_id: str) -> str:
+        """Server 1's answer to a new session; while it is busy ending a stale one (this
+        server restarted), asked again until the timeout or a job arrives."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.endpoints.timeout_s
+        while True:
+            try:
+                response, _ = await self.peer.call({"action": "preprocess_start",
+                                                    "session_id": session_id})
+                status = response.get("status")
+            except ServiceError as error:
+                status = str(error)
+            if status != "busy" or loop.time() >= deadline or self._queued.is_set():
+                return status
+            await asyncio.sleep(0.2)
+
+    def _preprocess_as_follower(self, session_id: str) -> str:
+        if self.party != 1:
+            raise RequestError("server 0 starts idle preprocessing; it follows no one")
+        if not self.config.idle_cots:
+            return "off"
+        if self.preprocessing is not None:  # a stale session: server 0 has moved on
+            self.preprocessing.set()
+            return "busy"
+        if self.running:
+            return "busy"
+        self._spawn(self._preprocess(self._begin_preprocessing(), session_id))
+        return "started"
+
+    def _begin_preprocessing(self) -> threading.Event:
+        self.preprocessing = threading.Event()
+        return self.preprocessing
+
+    async def _preprocess(self, cancel: threading.Event, session_id: str) -> bool:
+        """This server's side of an idle-time session, in a thread like a job's. False if it
+        failed for another reason than a job arriving."""
+        try:
+            made = await asyncio.to_thread(preprocess_blocking, self.config.endpoints,
+                                           self.config.idle_cots, cancel, session_id)
+            log.info("made %d COTs per direction while idle", made)
+            return True
+        except Exception as error:  # the session is over; whole batches stay stored
+            if cancel.is_set():
+                log.info("idle preprocessing stopped for a job")
+                return True
+            if self.party == 1 and isinstance(error, PeerAborted):  # server 0 logs why
+                log.info("idle preprocessing ended by server 0: %s", error)
+                return True
+            log.warning("idle preprocessing failed: %s", error)
+            return False
+        finally:
+            self.preprocessing = None
 
     async def _follower_started(self, state: JobState) -> bool:
         deadline = asyncio.get_running_loop().time() + self.config.endpoints.timeout_s

@@ -27,7 +27,7 @@ from servers.server import MAX_FRAME_BYTES
 
 OWNER_ACTIONS = ("hello", "begin", "chunk", "commit", "activate", "status", "job_submit",
                  "job_status", "job_cancel", "fetch_output", "budget")
-PEER_ACTIONS = ("peer_check", "job_start")
+PEER_ACTIONS = ("peer_check", "job_start", "preprocess_start")
 DEALER_ACTIONS = ("open", "get", "close")
 STATISTICS = ('[job]\nrecipients = ["alice"]\ntables = ["customers"]\n'
               '[statistics]\ncolumns = ["customers.age"]\n')
@@ -99,6 +99,8 @@ class Generator:
                 "owner": "alice", "rows": rng.randint(1, 64), "schema_hash": self.schema_hash,
                 "digest": self.ident(), "columns": list(self.columns), "policy": "{}",
                 "state": "stored"}}, []
+        if action == "preprocess_start":
+            return {"action": action, "session_id": self.ident()}, []
         if action == "open":
             return {"action": "open", "job": rng.choice(self.job_ids)}, []
         if action == "close":

@@ -16,17 +16,22 @@ def twofold(*args, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def upload_customers(cluster, tmp_path) -> None:
+    """alice uploads the customers table through the CLI, for carol to receive rows of."""
+    data = tmp_path / "customers.csv"
+    data.write_text(CUSTOMERS)
+    upload = twofold("owner", "upload", data, "--table", "customers", "--schema",
+                     cluster.folder / "schema.toml", "--config", cluster.owner_config("alice"),
+                     "--recipients", "carol", "--outputs", "rows")
+    assert upload.returncode == 0, upload.stderr
+
+
 def test_upload_submit_and_reveal_through_the_cli(tmp_path):
     with LocalCluster(timeout_s=30, schema_text=SCHEMA, owners=("alice", "bob", "carol")) as cluster:
         cluster.start_dealer()
         cluster.start_server(0)
         cluster.start_server(1)
-        data = tmp_path / "customers.csv"
-        data.write_text(CUSTOMERS)
-        upload = twofold("owner", "upload", data, "--table", "customers", "--schema",
-                         cluster.folder / "schema.toml", "--config", cluster.owner_config("alice"),
-                         "--recipients", "carol", "--outputs", "rows")
-        assert upload.returncode == 0, upload.stderr
+        upload_customers(cluster, tmp_path)
         spec = tmp_path / "job.toml"
         spec.write_text('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
                         'where = "customers.age >= 60"\n'

@@ -6,10 +6,10 @@ import asyncio
 import os
 import stat
 
-from cli.server import preprocess
 from mpc.ot.pool import CotPool
 from mpc.ot.store import CotStore, direction_of
 from mpc.session import Endpoints
+from servers.preprocessing import preprocess
 from tests.correlation_checks import check
 from tests.harness import free_address, keypair, run_pair
 

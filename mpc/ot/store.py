@@ -15,11 +15,14 @@ left behind (the other server deleted or never finished its half) and is deleted
 
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from mpc.errors import MpcError
 from mpc.files import fsync_dir
 
 U64 = np.uint64
@@ -34,6 +37,29 @@ def batch_id(session: int, direction: int, number: int) -> int:
 def direction_of(identifier: int) -> int:
     return (identifier >> NUMBER_BITS) & 1
 
+
+class StoreInUse(MpcError):
+    """Another process uses this server's COT store."""
+
+
+@contextmanager
+def exclusive(folder: Path):
+    """Hold the store for this process: a running server (whose jobs and idle-time
+    preprocessing use it) or `twofold server preprocess`, never both (they would also contend
+    for the job link, and one could delete the other's half-written batch)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreInUse(f"{folder} is in use by another process: a running `twofold "
+                             "server run` (which makes COTs itself while idle, with idle_cots "
+                             "in its config) or `twofold server preprocess`") from None
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 class CotStore:
