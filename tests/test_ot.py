@@ -13,7 +13,8 @@ from mpc.errors import ProtocolMismatch
 from mpc.ot.base import base_ots
 from mpc.ot.benes import _apply_plain, network_size, route
 from mpc.ot.extension import PAD_BLOCK_ROWS, PadHash, setup
-from mpc.ot.kernels import transpose_rows
+from mpc.ot.kernels import receiver_products, sender_products, transpose_rows
+from mpc.ot.multiply import _operand
 from mpc.prg import Prg
 from tests.correlation_checks import MASK_FIRST, PARAMS, check
 from tests.harness import run_pair
@@ -124,6 +125,25 @@ def test_pads_are_the_tweakable_hash_of_each_row(words):
             expected[:, 2 * block:2 * block + 2] = _aes(key, permuted ^ tweak) ^ permuted
         got = PadHash(key).pads(rows, first, sender, words, delta)
         assert np.array_equal(got, expected[:, :words])
+
+
+@pytest.mark.parametrize("correlation_shape", [(), (5, 1, 3), (5, 7, 3), (1, 7, 1)])
+def test_product_kernels_match_the_formulas(correlation_shape):
+    """The compiled product steps against numpy, with broadcast operands and scalings: a
+    slip here would give both servers consistent but wrong shares."""
+    rng = np.random.default_rng(5)
+    shape, shifts = (5, 7, 3), rng.integers(0, 64, 7).astype(np.uint64)
+    pad0, pad1, pad, theirs = (rng.integers(0, 2**64, shape, dtype=np.uint64) for _ in range(4))
+    correlation = rng.integers(0, 2**64, correlation_shape, dtype=np.uint64)
+    offset = rng.integers(0, 2**64, (5, 7, 1), dtype=np.uint64)
+    choices = rng.integers(0, 2, 35, dtype=np.uint8)
+    scale = shifts[None, :, None]
+    expected_tau, expected_mine = pad0 - pad1 + correlation, (offset - pad0) << scale
+    expected_got = (pad + choices.reshape(5, 7, 1) * theirs) << scale
+    sender_products(pad0, pad1, _operand(correlation, shape), _operand(offset, shape), shifts)
+    receiver_products(pad, choices, theirs, shifts)
+    assert np.array_equal(pad1, expected_tau) and np.array_equal(pad0, expected_mine)
+    assert np.array_equal(pad, expected_got)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 100, 1000])

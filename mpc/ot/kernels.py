@@ -1,5 +1,5 @@
-"""Compiled loops numpy cannot vectorise well: bit-matrix transposition, and the XOR sums of
-OT extension. Compiled once by numba and cached on disk (the first use in a fresh install
+"""Compiled loops numpy cannot vectorise well: bit-matrix transposition, the XOR sums of OT
+extension, the pad hash's row steps and the OT products' per-word steps. Compiled once by numba and cached on disk (the first use in a fresh install
 takes a second or so)."""
 
 from __future__ import annotations
@@ -128,3 +128,36 @@ def finish_pads(hashed, permuted, out):
         half = w & 1
         for j in range(out.shape[0]):
             out[j, w] = hashed[j, w] ^ permuted[j, half]
+
+
+@njit(cache=True, nogil=True)
+def sender_products(pad0, pad1, correlation, offset, shifts):
+    """The OT product sender's step, in place over (items, positions, width) arrays: pad1
+    becomes the corrections tau = p0 - p1 + D and pad0 its shares (M - p0) << shift. D and M
+    are 3-d with each axis full or of length 1 (broadcast here: numpy's broadcasting runs its
+    inner loop once per word when the width is 1). Positions run innermost."""
+    items, positions, width = pad0.shape
+    many_c, many_o = correlation.shape[1] > 1, offset.shape[1] > 1
+    for i in range(items):
+        ci = i if correlation.shape[0] > 1 else 0
+        oi = i if offset.shape[0] > 1 else 0
+        for k in range(width):
+            ck = k if correlation.shape[2] > 1 else 0
+            ok = k if offset.shape[2] > 1 else 0
+            for p in range(positions):
+                p0 = pad0[i, p, k]
+                pad1[i, p, k] = p0 - pad1[i, p, k] + correlation[ci, p if many_c else 0, ck]
+                pad0[i, p, k] = (offset[oi, p if many_o else 0, ok] - p0) << shifts[p]
+
+
+@njit(cache=True, nogil=True)
+def receiver_products(pad, choices, theirs, shifts):
+    """The receiver's step, in place: pad becomes (p_c + c * tau) << shift, c the choice of
+    each (item, position), in one pass instead of numpy's four."""
+    items, positions, width = pad.shape
+    for i in range(items):
+        base = i * positions
+        for k in range(width):
+            for p in range(positions):
+                chosen = theirs[i, p, k] & (U64(0) - U64(choices[base + p]))
+                pad[i, p, k] = (pad[i, p, k] + chosen) << shifts[p]

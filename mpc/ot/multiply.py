@@ -5,7 +5,7 @@ p0 = H(q), p1 = H(q + Delta) (sender) and H(t) = p_c (receiver) are independent 
 (PadHash). To share c * D for a vector D of the sender's, plus an offset M of the sender's,
 the sender sends tau = p0 - p1 + D and keeps M - p0; the receiver takes p_c + c * tau, which is
 p0 (c = 0) or p0 + D (c = 1). tau hides D behind p1, which the receiver cannot compute; the
-sender learns nothing of c. Columns may be XOR shares instead (tau = p0 ^ p1 ^ D, and so on).
+sender learns nothing of c.
 
 Gilboa's product of a word y (the receiver's, bit i = choice i) by a vector x (the sender's)
 is 64 such products with D = x, each scaled by 2^i; a correction scaled by 2^s is only needed
@@ -21,7 +21,7 @@ import numpy as np
 
 from mpc.link import Channel
 from mpc.ot.extension import PadHash
-from mpc.ot.kernels import xor_delta
+from mpc.ot.kernels import receiver_products, sender_products, xor_delta
 from mpc.ot.pool import CotPool, Cots
 
 U64 = np.uint64
@@ -32,14 +32,12 @@ WIDTH_CLASSES = ((32, U64), (48, np.uint32), (56, np.uint16), (64, np.uint8))  #
 @dataclass(frozen=True)
 class Side:
     """One direction of a batch of products, laid out (items, positions, width): `width`
-    words per product, each position scaled by 2^shifts[position] (None: no scaling), and
-    which of the width columns hold XOR shares (None: all additive)."""
+    words per product, each position scaled by 2^shifts[position] (None: no scaling)."""
 
     items: int
     positions: int
     width: int
     shifts: np.ndarray | None = None  # (positions,)
-    xor: np.ndarray | None = None  # (width,) bool
 
     @property
     def count(self) -> int:
@@ -81,13 +79,18 @@ def widen(parts: list[np.ndarray], side: Side) -> np.ndarray:
     return tau
 
 
-def _split(xor: np.ndarray | None, additive, boolean) -> np.ndarray:
-    """additive() on additive columns (the last axis), boolean() on XOR columns."""
-    if xor is None or not xor.any():
-        return additive()
-    out = additive()
-    out[..., xor] = boolean()[..., xor]
-    return out
+def _operand(values, shape) -> np.ndarray:
+    """A product's correlation or offset (None for zero), broadcastable to `shape`, as a
+    contiguous 3-d array whose axes are full or of length 1 (the kernel broadcasts)."""
+    values = np.asarray(U64(0) if values is None else values, U64)
+    values = values.reshape((1,) * (3 - values.ndim) + values.shape)
+    np.broadcast_shapes(values.shape, shape)  # raises if it does not broadcast
+    return np.ascontiguousarray(values)
+
+
+def _shifts(side: Side) -> np.ndarray:
+    """The side's scalings, spelled out for the compiled loops."""
+    return np.zeros(side.positions, U64) if side.shifts is None else side.shifts.astype(U64)
 
 
 class Multiplier:
@@ -125,22 +128,14 @@ class Multiplier:
         a caller may have used to build its correlation). correlation and offset (or None for
         zero) broadcast to sending.shape. Returns (shares as sender, shares as receiver),
         shaped like their sides. The peer calls this with the two sides swapped."""
-        pad0 = self._pads(send_cots, sending.width).reshape(sending.shape)
-        pad1 = self._pads(send_cots, sending.width, flip=True).reshape(sending.shape)
-        correlation = U64(0) if correlation is None else correlation
-        offset = U64(0) if offset is None else offset
-        tau = _split(sending.xor, lambda: pad0 - pad1 + correlation,
-                     lambda: pad0 ^ pad1 ^ correlation)
-        mine = _split(sending.xor, lambda: offset - pad0, lambda: offset ^ pad0)
+        mine = self._pads(send_cots, sending.width).reshape(sending.shape)
+        tau = self._pads(send_cots, sending.width, flip=True).reshape(sending.shape)
+        sender_products(mine, tau, _operand(correlation, sending.shape),
+                        _operand(offset, sending.shape), _shifts(sending))
         await self.channel.send(*narrow(tau, sending.shifts))
         theirs = widen(await self.channel.recv(), receiving)
-        pad = self._pads(receive_cots, receiving.width).reshape(receiving.shape)
-        chosen = receive_cots.choices.astype(U64).reshape(receiving.shape[:2] + (1,)) * theirs
-        got = _split(receiving.xor, lambda: pad + chosen, lambda: pad ^ chosen)
-        if sending.shifts is not None:
-            mine <<= sending.shifts.astype(U64)[None, :, None]
-        if receiving.shifts is not None:
-            got <<= receiving.shifts.astype(U64)[None, :, None]
+        got = self._pads(receive_cots, receiving.width).reshape(receiving.shape)
+        receiver_products(got, receive_cots.choices, theirs, _shifts(receiving))
         return mine, got
 
     async def random_bits(self, count: int):
