@@ -8,6 +8,8 @@ import json
 import time
 from contextlib import contextmanager
 
+import pytest
+
 from bench.cluster import LocalCluster, ProcessError
 from mpc.ot.pool import CotPool
 from mpc.ot.store import CotStore, exclusive
@@ -118,12 +120,9 @@ def test_one_process_at_a_time_per_store(tmp_path):
         assert len(run.stderr.strip().splitlines()) == 1
         assert "in use by another process" in run.stderr and "idle_cots" in run.stderr
         cluster.kill_server(0)
-        with exclusive(cluster.folder / "data0" / "correlations"):  # preprocessing by hand
-            try:
-                cluster.start_server(0)
-                raise AssertionError("a server started on a store in use")
-            except ProcessError as error:
-                assert "in use by another process" in str(error)
+        with exclusive(cluster.folder / "data0" / "correlations"), pytest.raises(
+                ProcessError, match="in use by another process"):  # while preprocessing by hand
+            cluster.start_server(0)
         assert stores(cluster)[0].ids() == []
 
 
