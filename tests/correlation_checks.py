@@ -22,7 +22,8 @@ PARAMS = {  # sizes chosen off word and power-of-two boundaries
     "trunc_mul": [{"shape": [60], "frac_bits": 16}, {"shape": [3, 5], "frac_bits": 31},
                   {"shape": [7], "frac_bits": 1}],
     "permute": [{"n": 30, "columns": "axa", "permuter": 1}, {"n": 1, "columns": "x", "permuter": 0},
-                {"n": 64, "columns": "a", "permuter": 0}],
+                {"n": 64, "columns": "a", "permuter": 0}, {"n": 0, "columns": "a", "permuter": 1},
+                {"n": 7, "columns": "xa", "permuter": 1}],
     "row_mask": [{"rows": 9, "columns": 5}, {"rows": 3, "columns": 2}],
     "masked_products": [{"rows": [0, 8, 8, 3], "columns": 5}],
 }

@@ -3,6 +3,7 @@ both servers' parts; the building blocks (base OTs, extension, switching network
 their definitions; and nothing is reused, within a job or across jobs."""
 
 import asyncio
+import itertools
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from mpc.correlations import KINDS
 from mpc.errors import ProtocolMismatch
 from mpc.ot.base import base_ots
-from mpc.ot.benes import _apply_plain, network_size, route
+from mpc.ot.benes import apply_plain, network
 from mpc.ot.extension import PAD_BLOCK_ROWS, PadHash, setup
 from mpc.ot.kernels import receiver_products, sender_products, transpose_rows
 from mpc.ot.multiply import _operand
@@ -146,15 +147,36 @@ def test_product_kernels_match_the_formulas(correlation_shape):
     assert np.array_equal(pad, expected_got)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 100, 1000])
-def test_benes_network_routes_every_permutation(n):
+def _same_layout(one, other) -> bool:
+    return np.array_equal(one.at, other.at) and len(one.ops) == len(other.ops) and all(
+        a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1:], b[1:]))
+        for a, b in zip(one.ops, other.ops))
+
+
+@pytest.mark.parametrize("n", range(9))
+def test_switching_network_routes_every_permutation_of_few_wires(n):
+    values = np.arange(100, 100 + n, dtype=np.uint64)
+    helper = network(np.arange(n), routing=False)  # the helper's view, from n alone
+    for perm in itertools.permutations(range(n)):
+        net = network(np.array(perm, np.int64))
+        assert _same_layout(net, helper)
+        assert np.array_equal(apply_plain(values, net), values[list(perm)])
+
+
+@pytest.mark.parametrize("n", [9, 13, 100, 127, 128, 129, 1000, 1024, 1025, 4097])
+def test_switching_network_routes_random_permutations_of_any_size(n):
     prg = Prg.fresh()
-    size, depth = network_size(n)
     perms = [prg.permutation(n) for _ in range(5)] + [np.arange(n), np.arange(n)[::-1]]
-    values = prg.words(size)
+    values = prg.words(n)
     for perm in perms:
-        padded = np.concatenate([perm, np.arange(n, size)])
-        assert np.array_equal(_apply_plain(values, route(padded, depth), depth), values[padded])
+        assert np.array_equal(apply_plain(values, network(perm)), values[perm])
+    # n log2 n - n + 1 switches at powers of two; a Benes network padded to the next power of
+    # two has (2 log2 N - 1) N / 2 (up to twice as many for n just above one)
+    switches = network(perms[0]).switches
+    padded = 1 << (n - 1).bit_length()
+    assert switches <= (2 * padded.bit_length() - 3) * padded // 2
+    if n & (n - 1) == 0:
+        assert switches == n * (n.bit_length() - 1) - n + 1
 
 
 def test_consecutive_correlations_use_disjoint_ots():

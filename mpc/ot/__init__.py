@@ -5,7 +5,8 @@
   and the fixed-key AES hash that turns COTs into independent pads;
 - multiply.py: OT multiplication (Gilboa): shares of c * x for a choice bit c and vectors x;
 - kinds.py: every correlation kind of mpc.correlations from those;
-- benes.py: the shuffle's permutation correlation by an oblivious switching network;
+- benes.py: the shuffle's permutation correlation by an oblivious switching network (an
+  arbitrary-size Benes network);
 - pool.py: COTs made ahead in the background, in fixed batches;
 - source.py: OtSource, the CorrelationSource of OT mode.
 See docs/mpc.md, "Correlations without a dealer", for the protocols, costs and security.

@@ -1,25 +1,38 @@
 """The shuffle's permutation correlation without a dealer: an oblivious switching network
-(Mohassel and Sadeghian, EUROCRYPT 2013) over a Benes network, one OT product per switch.
+(Mohassel and Sadeghian, EUROCRYPT 2013) over a Benes network of any size, one OT product per
+switch.
 
 Correlation (mpc.correlations.PermutationMasks): the permuter P ends with a uniformly random
 permutation pi of its own and delta = pi(a) - b, the helper H with masks a, b; delta[j] pairs
 output j with input pi[j]. Additive columns use -, XOR columns use ^.
 
-A Benes network on N = 2^L wires has 2L - 1 layers of N/2 two-wire switches and realises any
-permutation; P routes pi (padded to N) and so knows every switch's bit, H knows none. Each wire
-value is shared: P holds y, H holds a mask t (initially y = 0, t = a). At a switch with inputs
-(u0, u1), bit c and fresh OT pads, H offers d = t(u1) - t(u0) in an OT product; P receives
-e = p0 + c * d and H keeps p0. Then P sets y(out0) = y(u_c) + e and y(out1) = y(u_(1-c)) - e,
-and H sets t(out0) = t(u0) - p0 and t(out1) = t(u1) + p0, which keeps y + t equal to the value
-routed through the switch. At the end P's y is pi(a) - t and H's t is b. Each e is masked by a
-fresh pad p0 that only H knows, and H learns nothing of the bits (OT), so neither learns
-anything beyond its own part of the correlation.
+The network is the arbitrary-size Benes (AS-Waksman) network on the n wires themselves (Beauquier
+and Darrot, 2002): for n > 2, floor(n/2) input switches split the wires between an upper network
+of floor(n/2) wires and a lower one of ceil(n/2) (an odd last wire goes straight down), and
+output switches merge them back, one fewer than floor(n/2) when n is even (the last two outputs
+come straight from the two halves). It has about n log2 n - n + 1 switches and realises any
+permutation; padding n to a power of two N instead costs (log2 N - 1/2) N, up to twice as many.
+P routes pi (the looping algorithm; the wires whose switch is missing fix where their cycle
+starts) and so knows every switch's bit; H knows none.
 
-Costs for n rows (N the next power of two) and w columns: (2 log2 N - 1) N / 2 COTs in H's
-direction; P sends one bit per switch (its chosen choice bits), H sends w words per switch.
+Switches act in place on wire slots, in an order both servers derive from n alone (a network's
+input switches, its upper network, its lower one, its output switches), so the slots hold the
+inputs at the start and the outputs at the end. Each slot's value is shared: P holds y, H holds
+a mask t (initially y = 0, t = a). At a switch on slots (u0, u1) with bit c and fresh OT pads,
+H offers d = t(u1) - t(u0) in an OT product; P receives e = p0 + c * d and H keeps p0. Then P
+sets y(u0), y(u1) = y(u_c) + e, y(u_(1-c)) - e, and H sets t(u0), t(u1) = t(u0) - p0,
+t(u1) + p0, which keeps y + t equal to the values routed through the switch. At the end P's y is
+pi(a) - t and H's t is b. Each e is masked by a fresh pad p0 that only H knows, and H learns
+nothing of the bits (OT), so neither learns anything beyond its own part of the correlation.
+
+Costs for n rows and w columns: one COT per switch in H's direction; P sends one bit per switch
+(its chosen choice bits), H sends w words per switch.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numba import njit
@@ -32,131 +45,241 @@ CHUNK_WORDS = 1 << 21  # pad words per message
 
 
 @njit(cache=True, nogil=True)
-def _source(layer, depth, size, position):
-    """Which wire of the previous layer's outputs feeds `position` of `layer`'s inputs:
-    layers 1 .. depth-1 split each block into its even and odd wires (two sub-networks),
-    layers depth .. 2 depth - 2 merge two sub-networks' outputs pairwise."""
-    if layer == 0:
-        return position
-    if layer < depth:
-        block = size >> (layer - 1)
-    else:
-        block = 1 << (layer - depth + 2)
-    start = position - position % block
-    offset = position - start
-    half = block // 2
-    if layer < depth:
-        return start + (2 * offset if offset < half else 2 * (offset - half) + 1)
-    return start + (offset // 2 if offset % 2 == 0 else half + offset // 2)
-
-
-@njit(cache=True, nogil=True)
-def route(perm, depth):
-    """Switch bits (2 depth - 1, N / 2) that make the network send input perm[j] to output j
-    (the looping algorithm, level by level: a sub-network's two halves get alternate inputs
-    of every cycle)."""
-    size = perm.shape[0]
-    layers = 2 * depth - 1
-    bits = np.zeros((layers, size // 2), np.uint8)
-    # 32-bit indices: the top levels jump around arrays larger than the cache, and halving
-    # them made routing 2^20 wires a quarter faster
-    current = perm.astype(np.int32)  # per block of the level, local indices
-    inverse = np.empty(size, np.int32)
-    side = np.empty(size, np.int8)  # per output of the block: 0 upper, 1 lower sub-network
-    following = np.empty(size, np.int32)
-    for level in range(depth - 1):
-        block = size >> level
-        half = block // 2
-        for start in range(0, size, block):
-            for j in range(block):
-                inverse[start + current[start + j]] = j
+def _level(starts, sizes, local, routing):
+    """One level of the recursion. The level's networks lie side by side in the wire array,
+    network k on positions starts[k] .. starts[k] + sizes[k] (local: each one's permutation,
+    in its own positions). Returns the level's first switches (input switches, and the single
+    switch of 2-wire networks) and last switches (output switches) as (left position, bit),
+    the gather that then puts every network's upper half before its lower half, the halves'
+    permutations, and the next level's networks."""
+    firsts = lasts = children = 0
+    for k in range(starts.shape[0]):
+        m = sizes[k]
+        if m == 2:
+            firsts += 1
+        elif m > 2:
+            firsts += m // 2
+            lasts += m // 2 - 1 if m % 2 == 0 else m // 2
+            children += 2
+    first_at, first_bits = np.empty(firsts, np.int32), np.zeros(firsts, np.uint8)
+    last_at, last_bits = np.empty(lasts, np.int32), np.zeros(lasts, np.uint8)
+    n = local.shape[0]
+    gather = np.arange(n).astype(np.int32)
+    next_local = local.copy()
+    child_starts, child_sizes = np.empty(children, np.int64), np.empty(children, np.int64)
+    inverse = np.empty(n, np.int32)
+    side = np.empty(n, np.int8)  # per output: 0 from the upper half, 1 from the lower
+    f = l = c = 0
+    for k in range(starts.shape[0]):
+        start, m = starts[k], sizes[k]
+        if m == 2:
+            first_at[f] = start
+            first_bits[f] = local[start] if routing else 0
+            f += 1
+        if m <= 2:
+            continue
+        half = m // 2
+        outputs = half - 1 if m % 2 == 0 else half
+        if routing:
+            for j in range(m):
+                inverse[start + local[start + j]] = j
                 side[start + j] = -1
-            for first in range(0, block, 2):
-                if side[start + first] != -1:
+            # the outputs whose switch is missing fix where their cycle or path starts: with m
+            # even output m - 2 comes from the upper half (m - 1 from the lower); with m odd
+            # output m - 1 comes from the lower half, as does input m - 1
+            forced = m - 2 if m % 2 == 0 else m - 1
+            for origin in range(-1, m):
+                j = forced if origin == -1 else origin
+                if side[start + j] != -1:
                     continue
-                j = first
+                s = 1 if origin == -1 and m % 2 == 1 else 0
                 while side[start + j] == -1:
-                    side[start + j] = 0  # output j through the upper half
-                    i = current[start + j]
-                    partner_out = inverse[start + (i ^ 1)]  # the input beside i goes lower
-                    side[start + partner_out] = 1
-                    j = partner_out ^ 1  # and the output beside that one goes upper
-            for j in range(block):
-                i = current[start + j]
-                lower = side[start + j]
-                bits[level, (start + i - i % 2) // 2] = (i % 2) ^ lower
-                bits[layers - 1 - level, (start + j - j % 2) // 2] = (j % 2) ^ lower
-                # sub-network input i // 2 feeds sub-network output j // 2
-                following[start + lower * half + j // 2] = i // 2
-        current[:] = following
-    for start in range(0, size, 2):
-        bits[depth - 1, start // 2] = current[start]
-    return bits
+                    side[start + j] = s
+                    i = local[start + j]
+                    if i >= 2 * half:  # the unpaired input: the path ends
+                        break
+                    partner = inverse[start + (i ^ 1)]  # beside i at the input: other half
+                    if side[start + partner] != -1:
+                        break
+                    side[start + partner] = 1 - s
+                    if m % 2 == 1 and partner == m - 1:  # no output switch: the path ends
+                        break
+                    j = partner ^ 1  # beside it at the output: this half again
+            for j in range(m):
+                next_local[start + side[start + j] * half + j // 2] = local[start + j] // 2
+        for i in range(half):
+            first_at[f] = start + 2 * i
+            if routing:
+                first_bits[f] = side[start + inverse[start + 2 * i]]  # 1: input 2i goes lower
+            f += 1
+        for t in range(outputs):
+            last_at[l] = start + 2 * t
+            if routing:
+                last_bits[l] = side[start + 2 * t]  # 1: output 2t comes from the lower half
+            l += 1
+        for i in range(half):
+            gather[start + i] = start + 2 * i
+        for i in range(m - half):
+            gather[start + half + i] = start + min(2 * i + 1, m - 1)
+        child_starts[c], child_sizes[c] = start, half
+        child_starts[c + 1], child_sizes[c + 1] = start + half, m - half
+        c += 2
+    return (first_at, first_bits, last_at, last_bits, gather, next_local, child_starts,
+            child_sizes)
+
+
+@dataclass
+class Network:
+    """The network on n wires, as both servers apply it: `ops` in order, each ("switches",
+    lo, hi), switches lo .. hi - 1 of `at` (left positions of adjacent pairs) and `bits`, or
+    ("gather", index) / ("scatter", index), a local move of every wire (values = values[:,
+    index], or its inverse). Routed, `bits` send input perm[j] to output j; unrouted (the
+    helper's view) they are all 0."""
+
+    at: np.ndarray
+    bits: np.ndarray
+    ops: list
+
+    @property
+    def switches(self) -> int:
+        return len(self.at)
+
+
+def network(perm: np.ndarray, routing: bool = True) -> Network:
+    """The network for perm (or, unrouted, for any permutation of len(perm) wires): each level
+    of input switches is followed by the gather that makes its halves contiguous, and each
+    level of output switches preceded by the scatter that interleaves them again, so that
+    every switch acts on adjacent wires."""
+    n = len(perm)
+    local = np.asarray(perm, np.int32)
+    starts, sizes = np.zeros(1, np.int64), np.full(1, n, np.int64)
+    forward, backward = [], []
+    while len(starts):
+        (first_at, first_bits, last_at, last_bits, gather, local, starts,
+         sizes) = _level(starts, sizes, local, routing)
+        forward.append((first_at, first_bits, gather if len(starts) else None))
+        backward.append((last_at, last_bits, gather if len(starts) else None))
+    at, bits, ops = [], [], []
+    count = 0
+
+    def add(positions, values):
+        nonlocal count
+        if len(positions):
+            at.append(positions)
+            bits.append(values)
+            ops.append(("switches", count, count + len(positions)))
+            count += len(positions)
+
+    for positions, values, gather in forward:
+        add(positions, values)
+        if gather is not None:
+            ops.append(("gather", gather))
+    for positions, values, gather in reversed(backward):
+        if gather is not None:
+            ops.append(("scatter", gather))
+        add(positions, values)
+    join = (lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype))
+    return Network(join(at, np.int32), join(bits, np.uint8), ops)
+
+
+@lru_cache(maxsize=4)
+def _layout(n: int) -> Network:
+    """The helper's view of the network on n wires (a sort shuffles the same n many times)."""
+    return network(np.arange(n), routing=False)
 
 
 @njit(cache=True, nogil=True)
-def _apply_plain(values, bits, depth):
+def _moved(rows, index, gather, out):
+    """out[:, j] = rows[:, index[j]] (gather) or out[:, index[j]] = rows[:, j] (scatter)."""
+    for k in range(rows.shape[0]):
+        source, target = rows[k], out[k]
+        if gather:
+            for j in range(index.shape[0]):
+                target[j] = source[index[j]]
+        else:
+            for j in range(index.shape[0]):
+                target[index[j]] = source[j]
+
+
+class _Wires:
+    """A party's (w, n) wire values and a second buffer for the moves between levels."""
+
+    def __init__(self, values: np.ndarray):
+        self.values, self._spare = values, np.empty_like(values)
+
+    def move(self, op) -> None:
+        _moved(self.values, op[1], op[0] == "gather", self._spare)
+        self.values, self._spare = self._spare, self.values
+
+
+def apply_plain(values: np.ndarray, net: Network) -> np.ndarray:
     """The network on plaintext values (tests): output j = values[perm[j]]."""
-    size = values.shape[0]
-    current = values.copy()
-    nxt = np.empty_like(current)
-    for layer in range(2 * depth - 1):
-        for s in range(size // 2):
-            v0 = current[_source(layer, depth, size, 2 * s)]
-            v1 = current[_source(layer, depth, size, 2 * s + 1)]
-            if bits[layer, s]:
-                v0, v1 = v1, v0
-            nxt[2 * s], nxt[2 * s + 1] = v0, v1
-        current, nxt = nxt, current
-    return current
+    wires = _Wires(values.reshape(1, -1).copy())
+    for op in net.ops:
+        if op[0] == "switches":
+            for s in range(op[1], op[2]):
+                if net.bits[s]:
+                    row, a = wires.values[0], net.at[s]
+                    row[a], row[a + 1] = row[a + 1], row[a]
+        else:
+            wires.move(op)
+    return wires.values[0]
+
+
+def _messages(net: Network, limit: int):
+    """The ops in messages of at most `limit` switches each: (ops, switches) per message; a
+    long run of switches is split, moves stay between the switches they separate."""
+    chunk, size = [], 0
+    for op in net.ops:
+        if op[0] != "switches":
+            chunk.append(op)
+            continue
+        lo, hi = op[1], op[2]
+        while lo < hi:
+            take = min(hi - lo, limit - size)
+            chunk.append(("switches", lo, lo + take))
+            size, lo = size + take, lo + take
+            if size == limit:
+                yield chunk, size
+                chunk, size = [], 0
+    if chunk:
+        yield chunk, size
 
 
 @njit(cache=True, nogil=True)
-def _helper_layer(masks, out, pad0, pad1, tau, xor, layer, depth):
-    """H's side of one layer: corrections tau and the masks t of the layer's outputs."""
-    width, size = masks.shape
-    for s in range(size // 2):
-        a = _source(layer, depth, size, 2 * s)
-        b = _source(layer, depth, size, 2 * s + 1)
+def _helper_switches(masks, at, pad0, pad1, tau, xor):
+    """H's side of consecutive switches (on wires at[s] and at[s] + 1), in place: corrections
+    tau and the masks t."""
+    width = masks.shape[0]
+    for s in range(at.shape[0]):
+        a, b = at[s], at[s] + 1
         for k in range(width):
             u0, u1, p0 = masks[k, a], masks[k, b], pad0[s, k]
             if xor[k]:
                 tau[s, k] = p0 ^ pad1[s, k] ^ u0 ^ u1
-                out[k, 2 * s], out[k, 2 * s + 1] = u0 ^ p0, u1 ^ p0
+                masks[k, a], masks[k, b] = u0 ^ p0, u1 ^ p0
             else:
                 tau[s, k] = p0 - pad1[s, k] + u1 - u0
-                out[k, 2 * s], out[k, 2 * s + 1] = u0 - p0, u1 + p0
+                masks[k, a], masks[k, b] = u0 - p0, u1 + p0
 
 
 @njit(cache=True, nogil=True)
-def _permuter_layer(values, out, pad, tau, bits, xor, layer, depth):
-    """P's side of one layer: e = pad + c * tau moves the shares through switch bit c."""
-    width, size = values.shape
-    for s in range(size // 2):
-        a = _source(layer, depth, size, 2 * s)
-        b = _source(layer, depth, size, 2 * s + 1)
-        if bits[s]:
-            a, b = b, a
+def _permuter_switches(values, at, pad, tau, bits, xor):
+    """P's side of consecutive switches, in place: e = pad + c * tau moves the shares through
+    switch bit c."""
+    width = values.shape[0]
+    for s in range(at.shape[0]):
+        a, b = at[s], at[s] + 1
+        c = bits[s]
         for k in range(width):
             e = pad[s, k]
-            if bits[s]:
+            if c:
                 e = e ^ tau[s, k] if xor[k] else e + tau[s, k]
+            first, second = (values[k, b], values[k, a]) if c else (values[k, a], values[k, b])
             if xor[k]:
-                out[k, 2 * s], out[k, 2 * s + 1] = values[k, a] ^ e, values[k, b] ^ e
+                values[k, a], values[k, b] = first ^ e, second ^ e
             else:
-                out[k, 2 * s], out[k, 2 * s + 1] = values[k, a] + e, values[k, b] - e
-
-
-def network_size(n: int) -> tuple[int, int]:
-    """(N, log2 N): the smallest power of two >= max(n, 2)."""
-    depth = max(1, (max(n, 2) - 1).bit_length())
-    return 1 << depth, depth
-
-
-def _layer_groups(depth: int, size: int, width: int):
-    per_layer = max(1, CHUNK_WORDS // max(size // 2 * width, 1))
-    layers = list(range(2 * depth - 1))
-    return [layers[i:i + per_layer] for i in range(0, len(layers), per_layer)]
+                values[k, a], values[k, b] = first + e, second - e
 
 
 async def permutation_masks(mult: Multiplier, party: int, prg: Prg, n: int, columns: str,
@@ -164,43 +287,48 @@ async def permutation_masks(mult: Multiplier, party: int, prg: Prg, n: int, colu
     """This server's part: (pi, delta) as permuter, (a, b) as helper; both (w, n) uint64."""
     width = len(columns)
     xor = np.array([kind == "x" for kind in columns], np.bool_)
-    if n == 0:
-        empty = np.zeros((width, 0), U64)
-        return (np.zeros(0, np.int64), empty) if party == permuter else (empty, empty.copy())
-    size, depth = network_size(n)
-    switches = size // 2
-    groups = _layer_groups(depth, size, width)
+    limit = max(1, CHUNK_WORDS // max(width, 1))  # switches per message
     if party == permuter:
         perm = prg.permutation(n)
-        bits = route(np.concatenate([perm, np.arange(n, size)]), depth)
-        values = np.zeros((width, size), U64)
-        for group in groups:
-            _, cots = await mult.take(0, switches * len(group))
-            wanted = bits[group].reshape(-1)
-            await mult.channel.send(np.packbits(wanted ^ cots.choices, bitorder="little"))
-            (tau,) = await mult.channel.recv()
-            pads = mult.receiver_pads(cots, width).reshape(len(group), switches, width)
-            tau = tau.reshape(len(group), switches, width)
-            for index, layer in enumerate(group):
-                out = np.empty_like(values)
-                _permuter_layer(values, out, pads[index], tau[index], bits[layer], xor, layer,
-                                depth)
-                values = out
-        return perm, np.ascontiguousarray(values[:, :n])
-    masks = prg.words((width, size))
-    first = masks[:, :n].copy()
-    for group in groups:
-        cots, _ = await mult.take(switches * len(group), 0)
-        (flips,) = await mult.channel.recv()
-        count = switches * len(group)
-        cots = mult.chosen(cots, np.unpackbits(flips, count=count, bitorder="little"))
-        pad0, pad1 = mult.sender_pads(cots, width)
-        pad0 = pad0.reshape(len(group), switches, width)
-        pad1 = pad1.reshape(len(group), switches, width)
-        tau = np.empty((len(group), switches, width), U64)
-        for index, layer in enumerate(group):
-            out = np.empty_like(masks)
-            _helper_layer(masks, out, pad0[index], pad1[index], tau[index], xor, layer, depth)
-            masks = out
-        await mult.channel.send(tau.reshape(count, width))
-    return first, np.ascontiguousarray(masks[:, :n])
+        net = network(perm)
+        wires = _Wires(np.zeros((width, n), U64))
+        for ops, count in _messages(net, limit):
+            if count:
+                _, cots = await mult.take(0, count)
+                wanted = np.concatenate([net.bits[op[1]:op[2]] for op in ops
+                                         if op[0] == "switches"])
+                await mult.channel.send(np.packbits(wanted ^ cots.choices, bitorder="little"))
+                (tau,) = await mult.channel.recv()
+                pads, tau = mult.receiver_pads(cots, width), tau.reshape(count, width)
+            done = 0
+            for op in ops:
+                if op[0] != "switches":
+                    wires.move(op)
+                    continue
+                part, mine = slice(op[1], op[2]), slice(done, done + op[2] - op[1])
+                _permuter_switches(wires.values, net.at[part], pads[mine], tau[mine],
+                                   net.bits[part], xor)
+                done = mine.stop
+        return perm, wires.values
+    first = prg.words((width, n))
+    wires = _Wires(first.copy())
+    net = _layout(n)
+    for ops, count in _messages(net, limit):
+        if count:
+            cots, _ = await mult.take(count, 0)
+            (flips,) = await mult.channel.recv()
+            cots = mult.chosen(cots, np.unpackbits(flips, count=count, bitorder="little"))
+            pad0, pad1 = mult.sender_pads(cots, width)
+            tau = np.empty((count, width), U64)
+        done = 0
+        for op in ops:
+            if op[0] != "switches":
+                wires.move(op)
+                continue
+            part, mine = slice(op[1], op[2]), slice(done, done + op[2] - op[1])
+            _helper_switches(wires.values, net.at[part], pad0[mine], pad1[mine], tau[mine],
+                             xor)
+            done = mine.stop
+        if count:
+            await mult.channel.send(tau)
+    return first, wires.values
