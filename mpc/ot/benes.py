@@ -211,6 +211,17 @@ class _Wires:
         _moved(self.values, op[1], op[0] == "gather", self._spare)
         self.values, self._spare = self._spare, self.values
 
+    def runs(self, ops):
+        """A message's runs of switches as (their indices in the network, their rows in the
+        message), the moves between them applied in turn."""
+        done = 0
+        for op in ops:
+            if op[0] != "switches":
+                self.move(op)
+                continue
+            yield slice(op[1], op[2]), slice(done, done + op[2] - op[1])
+            done += op[2] - op[1]
+
 
 def apply_plain(values: np.ndarray, net: Network) -> np.ndarray:
     """The network on plaintext values (tests): output j = values[perm[j]]."""
@@ -300,15 +311,9 @@ async def permutation_masks(mult: Multiplier, party: int, prg: Prg, n: int, colu
                 await mult.channel.send(np.packbits(wanted ^ cots.choices, bitorder="little"))
                 (tau,) = await mult.channel.recv()
                 pads, tau = mult.receiver_pads(cots, width), tau.reshape(count, width)
-            done = 0
-            for op in ops:
-                if op[0] != "switches":
-                    wires.move(op)
-                    continue
-                part, mine = slice(op[1], op[2]), slice(done, done + op[2] - op[1])
+            for part, mine in wires.runs(ops):
                 _permuter_switches(wires.values, net.at[part], pads[mine], tau[mine],
                                    net.bits[part], xor)
-                done = mine.stop
         return perm, wires.values
     first = prg.words((width, n))
     wires = _Wires(first.copy())
@@ -320,15 +325,9 @@ async def permutation_masks(mult: Multiplier, party: int, prg: Prg, n: int, colu
             cots = mult.chosen(cots, np.unpackbits(flips, count=count, bitorder="little"))
             pad0, pad1 = mult.sender_pads(cots, width)
             tau = np.empty((count, width), U64)
-        done = 0
-        for op in ops:
-            if op[0] != "switches":
-                wires.move(op)
-                continue
-            part, mine = slice(op[1], op[2]), slice(done, done + op[2] - op[1])
+        for part, mine in wires.runs(ops):
             _helper_switches(wires.values, net.at[part], pad0[mine], pad1[mine], tau[mine],
                              xor)
-            done = mine.stop
         if count:
             await mult.channel.send(tau)
     return first, wires.values
