@@ -15,10 +15,11 @@ permutation; padding n to a power of two N instead costs (log2 N - 1/2) N, up to
 P routes pi (the looping algorithm; the wires whose switch is missing fix where their cycle
 starts) and so knows every switch's bit; H knows none.
 
-Switches act in place on wire slots, in an order both servers derive from n alone (a network's
-input switches, its upper network, its lower one, its output switches), so the slots hold the
-inputs at the start and the outputs at the end. Each slot's value is shared: P holds y, H holds
-a mask t (initially y = 0, t = a). At a switch on slots (u0, u1) with bit c and fresh OT pads,
+Both servers derive the schedule from n alone: level by level, each level's input switches and
+then a local gather that puts every sub-network's upper half before its lower half; at the
+bottom, back up, a scatter that interleaves the halves again and each level's output switches.
+So every switch acts in place on two adjacent wires. Each wire's value is shared: P holds y, H
+holds a mask t (initially y = 0, t = a). At a switch on wires (u0, u1) with bit c and OT pads,
 H offers d = t(u1) - t(u0) in an OT product; P receives e = p0 + c * d and H keeps p0. Then P
 sets y(u0), y(u1) = y(u_c) + e, y(u_(1-c)) - e, and H sets t(u0), t(u1) = t(u0) - p0,
 t(u1) + p0, which keeps y + t equal to the values routed through the switch. At the end P's y is
@@ -32,7 +33,6 @@ Costs for n rows and w columns: one COT per switch in H's direction; P sends one
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from numba import njit
@@ -182,10 +182,17 @@ def network(perm: np.ndarray, routing: bool = True) -> Network:
     return Network(join(at, np.int32), join(bits, np.uint8), ops)
 
 
-@lru_cache(maxsize=4)
-def _layout(n: int) -> Network:
-    """The helper's view of the network on n wires (a sort shuffles the same n many times)."""
-    return network(np.arange(n), routing=False)
+class Layouts:
+    """The helper's view of the latest network it used: a sort shuffles the same n rows many
+    times. Held per job (by its source), so no large network outlives the job."""
+
+    def __init__(self):
+        self._latest: tuple[int, Network] | None = None
+
+    def get(self, n: int) -> Network:
+        if self._latest is None or self._latest[0] != n:
+            self._latest = (n, network(np.arange(n), routing=False))
+        return self._latest[1]
 
 
 @njit(cache=True, nogil=True)
@@ -294,7 +301,7 @@ def _permuter_switches(values, at, pad, tau, bits, xor):
 
 
 async def permutation_masks(mult: Multiplier, party: int, prg: Prg, n: int, columns: str,
-                            permuter: int):
+                            permuter: int, layouts: Layouts):
     """This server's part: (pi, delta) as permuter, (a, b) as helper; both (w, n) uint64."""
     width = len(columns)
     xor = np.array([kind == "x" for kind in columns], np.bool_)
@@ -317,7 +324,7 @@ async def permutation_masks(mult: Multiplier, party: int, prg: Prg, n: int, colu
         return perm, wires.values
     first = prg.words((width, n))
     wires = _Wires(first.copy())
-    net = _layout(n)
+    net = layouts.get(n)
     for ops, count in _messages(net, limit):
         if count:
             cots, _ = await mult.take(count, 0)

@@ -55,6 +55,7 @@ class OtSource(CorrelationSource):
         self.pool: CotPool | None = None
         self._mult: Multiplier | None = None
         self._mask: np.ndarray | None = None  # this server's share of the latest row mask
+        self._layouts = benes.Layouts()  # the helper's networks, for this job only
         self._extending: list[asyncio.Task] = []
 
     async def open(self) -> None:
@@ -121,7 +122,8 @@ class OtSource(CorrelationSource):
                                                  params["frac_bits"])
         if kind == "permute":
             return await benes.permutation_masks(mult, party, prg, params["n"],
-                                                 params["columns"], params["permuter"])
+                                                 params["columns"], params["permuter"],
+                                                 self._layouts)
         if kind == "row_mask":  # each server's share is its own: nothing to exchange
             self._mask = prg.words((params["rows"], params["columns"]))
             return (self._mask,)
