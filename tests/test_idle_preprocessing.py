@@ -43,6 +43,10 @@ def wait_until(condition, what: str, timeout_s: float = 120.0):
 
 def upload_and_run_job(cluster, tmp_path) -> str:
     upload_customers(cluster, tmp_path)
+    return run_job(cluster, tmp_path)
+
+
+def run_job(cluster, tmp_path) -> str:
     spec = tmp_path / "job.toml"
     spec.write_text(JOB)
     submitted = twofold("job", "submit", spec, "--config", cluster.owner_config("alice"),
@@ -79,10 +83,18 @@ def test_idle_servers_fill_their_stores_jobs_use_them_first_and_they_refill(tmp_
 
 
 @contextmanager
-def preprocessing_midway(timeout_s: float):
-    """Two servers with a store target of several seconds' work, once they are midway."""
+def preprocessing_midway(tmp_path, timeout_s: float):
+    """Two servers holding alice's table, restarted with a store target of several seconds'
+    work, once they are midway (the upload comes first, so that a job can follow at once)."""
     with LocalCluster(timeout_s=timeout_s, schema_text=SCHEMA, owners=("alice", "carol"),
-                      correlations="ot", idle_cots=LARGE_TARGET) as cluster:
+                      correlations="ot") as cluster:
+        cluster.start_all()
+        upload_customers(cluster, tmp_path)
+        for party in (0, 1):
+            cluster.kill_server(party)
+            config = cluster.folder / f"server{party}.toml"
+            config.write_text(config.read_text().replace(
+                "[owners]", f"idle_cots = {LARGE_TARGET}\n[owners]"))
         cluster.start_all()
         held = stores(cluster)
         batches = 2 * LARGE_TARGET // BATCH
@@ -92,8 +104,8 @@ def preprocessing_midway(timeout_s: float):
 
 
 def test_a_job_stops_idle_preprocessing_and_runs_at_once(tmp_path):
-    with preprocessing_midway(timeout_s=30) as (cluster, held):
-        upload_and_run_job(cluster, tmp_path)
+    with preprocessing_midway(tmp_path, timeout_s=30) as (cluster, held):
+        run_job(cluster, tmp_path)
         logs = [(cluster.folder / f"server{party}.log").read_text() for party in (0, 1)]
         assert "idle preprocessing stopped for a job" in logs[0], logs[0][-2000:]
         assert ("idle preprocessing stopped for a job" in logs[1]
@@ -104,10 +116,10 @@ def test_a_job_stops_idle_preprocessing_and_runs_at_once(tmp_path):
 
 
 def test_a_server_killed_during_idle_preprocessing_leaves_consistent_stores(tmp_path):
-    with preprocessing_midway(timeout_s=15) as (cluster, held):
+    with preprocessing_midway(tmp_path, timeout_s=15) as (cluster, held):
         cluster.kill_server(1)  # no goodbye: server 0 waits out its timeout
         cluster.start_server(1)
-        upload_and_run_job(cluster, tmp_path)  # batches only one server holds are discarded
+        run_job(cluster, tmp_path)  # batches only one server holds are discarded
         wait_until(lambda: filled(held, LARGE_TARGET), "the stores to fill after the job")
 
 
