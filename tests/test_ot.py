@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from mpc.correlations import KINDS
 from mpc.errors import ProtocolMismatch
 from mpc.ot.base import base_ots
-from mpc.ot.benes import apply_plain, network
+from mpc.ot.benes import _messages, _Wires, apply_plain, network
 from mpc.ot.extension import PAD_BLOCK_ROWS, PadHash, setup
 from mpc.ot.kernels import receiver_products, sender_products, transpose_rows
 from mpc.ot.multiply import _operand
@@ -177,6 +177,25 @@ def test_switching_network_routes_random_permutations_of_any_size(n):
     assert switches <= (2 * padded.bit_length() - 3) * padded // 2
     if n & (n - 1) == 0:
         assert switches == n * (n.bit_length() - 1) - n + 1
+
+
+@pytest.mark.parametrize("limit", [1, 3, 50, 10**6])
+def test_switch_messages_split_anywhere_still_apply_the_network(limit):
+    """Messages of at most `limit` switches, moves kept between the switches they separate
+    (large shuffles are split; the tests' own sizes fit in one message)."""
+    prg = Prg.fresh()
+    perm = prg.permutation(100)
+    net, values = network(perm), prg.words(100)
+    wires, following = _Wires(values.reshape(1, -1).copy()), 0
+    for ops, switches in _messages(net, limit):
+        assert switches.start == following and switches.stop - switches.start <= limit
+        following = switches.stop
+        for part, _ in wires.runs(ops, switches.start):
+            for s in np.flatnonzero(net.bits[part]) + part.start:
+                row, a = wires.values[0], net.at[s]
+                row[a], row[a + 1] = row[a + 1], row[a]
+    assert following == net.switches
+    assert np.array_equal(wires.values[0], values[perm])
 
 
 def test_consecutive_correlations_use_disjoint_ots():

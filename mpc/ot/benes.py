@@ -218,16 +218,14 @@ class _Wires:
         _moved(self.values, op[1], op[0] == "gather", self._spare)
         self.values, self._spare = self._spare, self.values
 
-    def runs(self, ops):
-        """A message's runs of switches as (their indices in the network, their rows in the
-        message), the moves between them applied in turn."""
-        done = 0
+    def runs(self, ops, first: int):
+        """A message's runs of switches (its switches start at `first`) as (their indices in
+        the network, their rows in the message), the moves between them applied in turn."""
         for op in ops:
-            if op[0] != "switches":
+            if op[0] == "switches":
+                yield slice(op[1], op[2]), slice(op[1] - first, op[2] - first)
+            else:
                 self.move(op)
-                continue
-            yield slice(op[1], op[2]), slice(done, done + op[2] - op[1])
-            done += op[2] - op[1]
 
 
 def apply_plain(values: np.ndarray, net: Network) -> np.ndarray:
@@ -245,23 +243,24 @@ def apply_plain(values: np.ndarray, net: Network) -> np.ndarray:
 
 
 def _messages(net: Network, limit: int):
-    """The ops in messages of at most `limit` switches each: (ops, switches) per message; a
-    long run of switches is split, moves stay between the switches they separate."""
-    chunk, size = [], 0
+    """The ops in messages of at most `limit` switches each: (ops, the message's switches as
+    a slice of the network's, which are consecutive) per message; a long run of switches is
+    split, moves stay between the switches they separate."""
+    chunk, first, done = [], 0, 0
     for op in net.ops:
         if op[0] != "switches":
             chunk.append(op)
             continue
         lo, hi = op[1], op[2]
         while lo < hi:
-            take = min(hi - lo, limit - size)
+            take = min(hi - lo, limit - (done - first))
             chunk.append(("switches", lo, lo + take))
-            size, lo = size + take, lo + take
-            if size == limit:
-                yield chunk, size
-                chunk, size = [], 0
+            lo, done = lo + take, lo + take
+            if done - first == limit:
+                yield chunk, slice(first, done)
+                chunk, first = [], done
     if chunk:
-        yield chunk, size
+        yield chunk, slice(first, done)
 
 
 @njit(cache=True, nogil=True)
@@ -310,29 +309,30 @@ async def permutation_masks(mult: Multiplier, party: int, prg: Prg, n: int, colu
         perm = prg.permutation(n)
         net = network(perm)
         wires = _Wires(np.zeros((width, n), U64))
-        for ops, count in _messages(net, limit):
+        for ops, switches in _messages(net, limit):
+            count = switches.stop - switches.start
             if count:
                 _, cots = await mult.take(0, count)
-                wanted = np.concatenate([net.bits[op[1]:op[2]] for op in ops
-                                         if op[0] == "switches"])
+                wanted = net.bits[switches]
                 await mult.channel.send(np.packbits(wanted ^ cots.choices, bitorder="little"))
                 (tau,) = await mult.channel.recv()
                 pads, tau = mult.receiver_pads(cots, width), tau.reshape(count, width)
-            for part, mine in wires.runs(ops):
+            for part, mine in wires.runs(ops, switches.start):
                 _permuter_switches(wires.values, net.at[part], pads[mine], tau[mine],
                                    net.bits[part], xor)
         return perm, wires.values
     first = prg.words((width, n))
     wires = _Wires(first.copy())
     net = layouts.get(n)
-    for ops, count in _messages(net, limit):
+    for ops, switches in _messages(net, limit):
+        count = switches.stop - switches.start
         if count:
             cots, _ = await mult.take(count, 0)
             (flips,) = await mult.channel.recv()
             cots = mult.chosen(cots, np.unpackbits(flips, count=count, bitorder="little"))
             pad0, pad1 = mult.sender_pads(cots, width)
             tau = np.empty((count, width), U64)
-        for part, mine in wires.runs(ops):
+        for part, mine in wires.runs(ops, switches.start):
             _helper_switches(wires.values, net.at[part], pad0[mine], pad1[mine], tau[mine],
                              xor)
         if count:

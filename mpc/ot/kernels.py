@@ -1,6 +1,6 @@
 """Compiled loops numpy cannot vectorise well: bit-matrix transposition, the XOR sums of OT
-extension, the pad hash's row steps and the OT products' per-word steps. Compiled once by numba and cached on disk (the first use in a fresh install
-takes a second or so)."""
+extension, the pad hash's row steps and the OT products' per-word steps. Compiled once by
+numba and cached on disk (the first use in a fresh install takes a second or so)."""
 
 from __future__ import annotations
 
