@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +55,43 @@ async def send_within(socket: zmq.asyncio.Socket, frames: list, timeout_s: float
         raise PeerTimeout(failure) from None
 
 
+class StopSignal:
+    """Asks a job (or a preprocessing session) that runs in another thread's event loop to
+    stop. set() may be called from any thread: the job's link raises JobCancelled at its next
+    message, and a wait for the peer already under way ends at once (a peer that is down
+    would otherwise hold the job, and whatever is queued behind it, for the link's timeout)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._set = False
+        self._listeners: dict[object, tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = {}
+
+    def set(self) -> None:
+        with self._lock:
+            self._set = True
+            listeners = list(self._listeners.values())
+        for loop, callback in listeners:
+            try:
+                loop.call_soon_threadsafe(callback)
+            except RuntimeError:  # that loop has closed: nothing waits there any more
+                pass
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def listen(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run callback in the calling event loop once set() is called (from then on, not
+        for an earlier set(): check is_set() first). Returns what stops listening."""
+        key, loop = object(), asyncio.get_running_loop()
+        with self._lock:
+            self._listeners[key] = (loop, callback)
+
+        def stop_listening() -> None:
+            with self._lock:
+                self._listeners.pop(key, None)
+        return stop_listening
+
+
 def _settled(future: asyncio.Future) -> None:
     """Mark a send's error as seen: a send abandoned by a cancelled task (its job over) may
     fail later, when its socket closes, and nobody is left to read that error."""
@@ -70,14 +109,17 @@ class _Transport:
     takes every message off the socket and queues it for its channel."""
 
     def __init__(self, socket: zmq.asyncio.Socket, party_id: int, job_id: str,
-                 accounting: Accounting, timeout_s: float, cancel: threading.Event | None):
+                 accounting: Accounting, timeout_s: float, cancel: StopSignal | None):
         self.socket = socket
         self.party_id = party_id
         self.peer_id = 1 - party_id
         self.job_id = job_id
         self.accounting = accounting
         self.timeout_s = timeout_s
-        self.cancel = cancel  # set from another thread to stop the job at its next message
+        self.cancel = cancel  # set from another thread to stop the job
+        self._waiting: set[asyncio.Task] = set()  # tasks now waiting for the peer
+        self._woken: set[asyncio.Task] = set()  # of those, the ones this link cancelled
+        self._stop_listening = cancel.listen(self._wake) if cancel is not None else None
         self.queues = {name: asyncio.Queue() for name in CHANNELS}
         self.failure: MpcError | None = None
         self.shared = False  # True once a channel besides the online one is open
@@ -88,7 +130,37 @@ class _Transport:
                 f"{self.timeout_s:g} s (job {self.job_id}, stage {self.accounting.current}); "
                 "the peer is down or unreachable")
 
+    def cancelled(self) -> JobCancelled:
+        return JobCancelled(f"server {self.party_id}: job {self.job_id} was cancelled")
+
+    def _wake(self) -> None:
+        """(In this link's loop, once cancel is set.) Ends every wait for the peer now."""
+        for task in self._waiting - self._woken:
+            self._woken.add(task)
+            task.cancel()
+
+    @contextmanager
+    def waiting_for_peer(self):
+        """Around an await on the peer: raises JobCancelled if cancel is set, before or
+        while it waits."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise self.cancelled()
+        task = asyncio.current_task()
+        self._waiting.add(task)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if task not in self._woken:  # somebody else's cancellation: theirs to handle
+                raise
+            task.uncancel()
+            raise self.cancelled() from None
+        finally:
+            self._waiting.discard(task)
+            self._woken.discard(task)
+
     async def stop(self) -> None:
+        if self._stop_listening is not None:
+            self._stop_listening()
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
@@ -125,19 +197,18 @@ class _Transport:
             self.queues[channel].put_nowait((header, arrays))
 
     async def next(self, channel: str) -> tuple[dict, list[np.ndarray]]:
-        if self.cancel is not None and self.cancel.is_set():
-            raise JobCancelled(f"server {self.party_id}: job {self.job_id} was cancelled")
         if self.failure is not None:
             raise self.failure
         if self.shared and self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read())
         try:
-            async with asyncio.timeout(self.timeout_s):
-                if self.shared:
-                    item = await self.queues[channel].get()
-                else:
-                    received = await self._receive()
-                    item = None if received is None else received[1:]
+            with self.waiting_for_peer():
+                async with asyncio.timeout(self.timeout_s):
+                    if self.shared:
+                        item = await self.queues[channel].get()
+                    else:
+                        received = await self._receive()
+                        item = None if received is None else received[1:]
         except TimeoutError:
             raise PeerTimeout(self.lost("no message from")) from None
         if item is None:
@@ -170,8 +241,9 @@ class Channel:
         self._send_seq += 1
         self.bytes_sent += wire.message_bytes(frames)
         transport.accounting.record_send(wire.message_bytes(frames), self.name)
-        await send_within(transport.socket, frames, transport.timeout_s,
-                          transport.lost("could not send to"))
+        with transport.waiting_for_peer():
+            await send_within(transport.socket, frames, transport.timeout_s,
+                              transport.lost("could not send to"))
 
     async def send(self, *arrays: np.ndarray) -> None:
         """One-way message to the peer (one round)."""
@@ -210,7 +282,7 @@ class PeerLink(Channel):
 
     def __init__(self, socket: zmq.asyncio.Socket, party_id: int, job_id: str,
                  accounting: Accounting, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 cancel: threading.Event | None = None):
+                 cancel: StopSignal | None = None):
         super().__init__(_Transport(socket, party_id, job_id, accounting, timeout_s, cancel),
                          ONLINE)
         self.socket = socket

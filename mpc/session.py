@@ -3,7 +3,6 @@ correlated randomness (the dealer, or OT with the peer), and build the Party."""
 
 from __future__ import annotations
 
-import threading
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from mpc.correlation_source import CorrelationSource
 from mpc.curve import KeyPair
 from mpc.dealer import DealerSource, connect_dealer
 from mpc.errors import SettingsMismatch
-from mpc.link import DEFAULT_TIMEOUT_S, PeerLink, connect_peer
+from mpc.link import DEFAULT_TIMEOUT_S, PeerLink, StopSignal, connect_peer
 from mpc.party import Party
 from mpc.prg import Prg
 from mpc.ring import FixedPoint
@@ -84,7 +83,7 @@ async def _open_source(endpoints: Endpoints, context: zmq.asyncio.Context, link:
 @asynccontextmanager
 async def open_party(endpoints: Endpoints, job_id: str, fixed: FixedPoint = FixedPoint(),
                      accounting: Accounting | None = None,
-                     cancel: threading.Event | None = None):
+                     cancel: StopSignal | None = None):
     """A connected Party for one job. If the body raises, the peer is told and fails fast.
     Its own costs go to the stages "connect" (link, settings, correlation source) and
     "close"."""

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 
 from mpc.accounting import Accounting
 from mpc.errors import ProtocolMismatch
+from mpc.link import StopSignal
 from mpc.party import Party
 from mpc.ring import FixedPoint
 from mpc.session import Endpoints, open_party
@@ -114,10 +114,11 @@ async def agree(party: Party, spec: JobSpec, versions: dict[str, str]) -> None:
 
 def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec: JobSpec,
                      clients: set[str], state: JobState, store: JobStore,
-                     accounting: Accounting, cancel: threading.Event) -> None:
+                     accounting: Accounting, cancel: StopSignal) -> None:
     """One server's whole job, in its own thread and event loop; `accounting.current` tells
-    the job's stage meanwhile, and setting `cancel` stops it at its next message. Every step
-    is in a stage: load, connect, agree, the computation's own, release, close, store.
+    the job's stage meanwhile, and setting `cancel` stops it at its next message or wait for
+    the peer. Every step is in a stage: load, connect, agree, the computation's own, release,
+    close, store.
 
     The owners' rules are checked again against the exact versions the job reads, and both
     servers agree on those versions and record any privacy spend before any work."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import uuid
 from contextlib import nullcontext
 
@@ -29,6 +28,7 @@ from mpc import wire
 from mpc.accounting import Accounting
 from mpc.curve import KeyAuthenticator, make_server_socket
 from mpc.errors import PeerAborted
+from mpc.link import StopSignal
 from mpc.ot.store import exclusive
 from mpc.rpc import ServiceClient, ServiceError
 from owners.keys import EXACT_LIMIT
@@ -70,8 +70,8 @@ class Server:
         self.storage.remove_leftovers()
         self.staged: dict[tuple[str, str], StagedUpload] = {}  # by (owner, upload id)
         self.jobs = JobStore(config.data_dir)
-        self.running: dict[str, tuple[Accounting, threading.Event]] = {}
-        self.preprocessing: threading.Event | None = None  # idle-time session's cancel
+        self.running: dict[str, tuple[Accounting, StopSignal]] = {}
+        self.preprocessing: StopSignal | None = None  # idle-time session's cancel
         self.address: str | None = None
         self._tasks: set[asyncio.Task] = set()
         self._queued = asyncio.Event()
@@ -122,7 +122,7 @@ class Server:
                 else:
                     await self._reply(identity, client, header, arrays)
         finally:
-            for _, cancel in self.running.values():  # a job thread stops at its next message
+            for _, cancel in self.running.values():  # a job thread stops at once
                 cancel.set()
             if self.preprocessing is not None:
                 self.preprocessing.set()
@@ -403,7 +403,7 @@ class Server:
         return "started"
 
     async def _run(self, state: JobState) -> None:
-        accounting, cancel = Accounting(), threading.Event()
+        accounting, cancel = Accounting(), StopSignal()
         self.running[state.job_id] = (accounting, cancel)
         try:
             await asyncio.to_thread(run_job_blocking, self.config.endpoints, self.config.data_dir,
@@ -483,11 +483,11 @@ class Server:
         self._spawn(self._preprocess(self._begin_preprocessing(), session_id))
         return "started"
 
-    def _begin_preprocessing(self) -> threading.Event:
-        self.preprocessing = threading.Event()
+    def _begin_preprocessing(self) -> StopSignal:
+        self.preprocessing = StopSignal()
         return self.preprocessing
 
-    async def _preprocess(self, cancel: threading.Event, session_id: str) -> bool:
+    async def _preprocess(self, cancel: StopSignal, session_id: str) -> bool:
         """This server's side of an idle-time session, in a thread like a job's. False if it
         failed for another reason than a job arriving."""
         try:

@@ -2,6 +2,7 @@
 
 import asyncio
 import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -15,13 +16,14 @@ from mpc import wire
 from mpc.dealer import Dealer
 from mpc.errors import (
     DealerError,
+    JobCancelled,
     MpcError,
     PeerAborted,
     PeerTimeout,
     ProtocolMismatch,
     SettingsMismatch,
 )
-from mpc.link import MAX_FRAME_BYTES
+from mpc.link import MAX_FRAME_BYTES, StopSignal
 from mpc.protocols.arithmetic import mul
 from mpc.session import Endpoints, open_party
 from servers.config import load_dealer_config
@@ -32,7 +34,7 @@ TIMEOUT = 1.5
 
 
 async def two_parties(program0, program1, *, keys1_override=None, jobs=None, dealer_up=True,
-                      correlations=("dealer", "dealer")):
+                      correlations=("dealer", "dealer"), timeout_s=TIMEOUT, stop0=None):
     """Run one program per server; returns each side's result or exception."""
     dealer_keys, keys0, keys1 = keypair(), keypair(), keypair()
     dealer = Dealer(dealer_keys, (keys0.public, keys1.public), "tcp://127.0.0.1:*")
@@ -50,8 +52,9 @@ async def two_parties(program0, program1, *, keys1_override=None, jobs=None, dea
 
     async def one(party_id, program):
         ends = Endpoints(party_id, own_keys[party_id], publics[party_id], peer,
-                         dealer_keys.public, dealer.address, TIMEOUT, correlations[party_id])
-        async with open_party(ends, jobs[party_id]) as party:
+                         dealer_keys.public, dealer.address, timeout_s, correlations[party_id])
+        async with open_party(ends, jobs[party_id],
+                              cancel=stop0 if party_id == 0 else None) as party:
             return await program(party)
 
     try:
@@ -133,6 +136,29 @@ def test_silent_peer_death_times_out():
     (first, _), elapsed = run_timed(two_parties(multiply, vanish))
     assert isinstance(first, PeerTimeout) and "server 1" in str(first)
     assert elapsed < 4 * TIMEOUT
+
+
+@pytest.mark.parametrize("correlations", ["dealer", "ot"])
+def test_a_cancel_ends_a_wait_for_the_peer_at_once(correlations):
+    """A job stopped (by a client or its server) while it waits for a peer that stays silent
+    ends at once with JobCancelled, not after the link's timeout, and the peer is told."""
+    stop = StopSignal()
+
+    async def waits(party):
+        if correlations == "ot":  # producers waiting on the offline channels too
+            party.corr.prefetch(PLAN)
+        return await party.link.recv()
+
+    async def cancel_soon(party):
+        await asyncio.sleep(0.5)
+        threading.Thread(target=stop.set).start()  # as the server's loop does, from elsewhere
+        return await party.link.recv()
+
+    (first, second), elapsed = run_timed(two_parties(
+        waits, cancel_soon, correlations=(correlations,) * 2, timeout_s=60, stop0=stop))
+    assert isinstance(first, JobCancelled), first
+    assert isinstance(second, PeerAborted) and "JobCancelled" in str(second), second
+    assert elapsed < 20
 
 
 def connections_to(port: int) -> int:

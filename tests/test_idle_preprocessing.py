@@ -116,10 +116,15 @@ def test_a_job_stops_idle_preprocessing_and_runs_at_once(tmp_path):
 
 
 def test_a_server_killed_during_idle_preprocessing_leaves_consistent_stores(tmp_path):
-    with preprocessing_midway(tmp_path, timeout_s=15) as (cluster, held):
-        cluster.kill_server(1)  # no goodbye: server 0 waits out its timeout
+    timeout_s = 120  # server 0's session waits this long for the killed server, unless a job comes
+    with preprocessing_midway(tmp_path, timeout_s) as (cluster, held):
+        cluster.kill_server(1)  # no goodbye
         cluster.start_server(1)
+        started = time.monotonic()
         run_job(cluster, tmp_path)  # batches only one server holds are discarded
+        assert time.monotonic() - started < timeout_s / 2  # the job did not wait out the session
+        log = (cluster.folder / "server0.log").read_text()
+        assert "idle preprocessing stopped for a job" in log, log[-2000:]
         wait_until(lambda: filled(held, LARGE_TARGET), "the stores to fill after the job")
 
 
