@@ -51,7 +51,8 @@ class CorrelationSource(ABC):
     # Whether AND gates come cheaply (a dealer: one word per triple, and_monomials' mask
     # products alike), so that protocols may spend ANDs to save rounds: fan-in-4 trees for
     # few values, log-depth carries up to many (mpc.protocols.boolean). From OT an ANDed bit
-    # costs two COTs: trees stay binary and carries ripple (one AND per bit) from 2^11 values.
+    # costs two COTs: trees stay binary, adders ripple (one AND per bit) and comparisons go
+    # through 1-out-of-N OTs (mpc.protocols.choices) from 2^11 values.
     cheap_ands = False
 
     def __init__(self, accounting: Accounting, budget_elements: int = DEFAULT_BUDGET_ELEMENTS):
@@ -226,6 +227,10 @@ class CorrelationSource(ABC):
 
     async def bit_triples(self, count: int):
         return await self.get("bitmul", shape=[count])
+
+    async def one_of_n(self, count: int, entries: int, sender: int):
+        """The sender's (bits,), or the receiver's (index, bit)."""
+        return await self.get("one_of_n", shape=[count], entries=entries, sender=sender)
 
     async def edabits(self, shape):
         return await self.get("edabit", shape=list(np.atleast_1d(shape).tolist()))

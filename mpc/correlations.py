@@ -267,6 +267,45 @@ class BitTriples(Kind):
         return (own[0], own[1], *correction)
 
 
+MAX_CHOICE_ENTRIES = 64  # a one_of_n sender's bits fill one word
+
+
+def low_bits(count: int) -> np.uint64:
+    """The word whose low `count` bits are set (count <= 64)."""
+    return U64((1 << count) - 1)
+
+
+class OneOfN(Kind):
+    """Random 1-out-of-N OTs on bits: the sender gets N random bits (bit k of a word, k < N),
+    the receiver a random index below N (uint8) and the sender's bit at that index (uint8).
+    N is a power of two up to 64."""
+
+    name = "one_of_n"
+
+    def validate(self, params):
+        if len(params["shape"]) != 1:
+            raise CorrelationError("one_of_n takes a 1-d shape")
+        _count(params["shape"])
+        entries = params["entries"]
+        if not (isinstance(entries, int) and 2 <= entries <= MAX_CHOICE_ENTRIES
+                and entries & (entries - 1) == 0) or params["sender"] not in (0, 1):
+            raise CorrelationError("one_of_n takes a power of two from 2 to 64 entries and a "
+                                   "sender 0 or 1")
+
+    def receiver(self, params):
+        return 1 - params["sender"]
+
+    def own(self, party, prg, params):
+        (count,), entries = params["shape"], params["entries"]
+        if party == params["sender"]:
+            return [prg.words(count) & low_bits(entries)]
+        return [(prg.words(count) % U64(entries)).astype(np.uint8)]  # a power of two: uniform
+
+    def correction(self, own0, own1, params):
+        (bits,), (index,) = (own0, own1) if params["sender"] == 0 else (own1, own0)
+        return [((bits >> index.astype(U64)) & U64(1)).astype(np.uint8)]
+
+
 class EdaBits(Kind):
     """Random words r held both as XOR shares and as additive shares (uint64 each)."""
 
@@ -474,5 +513,5 @@ class PermutationMasks(Kind):
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     BeaverTriples(), RowTriples(), AndTriples(), AndMonomials(), MatrixTriples(), DaBits(),
-    BitTriples(), EdaBits(), TruncationPairs(), TruncatedProducts(), PermutationMasks(),
+    BitTriples(), OneOfN(), EdaBits(), TruncationPairs(), TruncatedProducts(), PermutationMasks(),
     RowMask(), MaskedProducts())}

@@ -76,10 +76,16 @@ def test_comparisons_match_numpy(n, rng, source):
     assert np.array_equal(eq, (x == y).astype(U64))
 
 
-def test_comparisons_on_edge_values(rng, source):
-    x, y = (g.ravel() for g in np.meshgrid(EDGES, EDGES))
-    got = reconstruct(run_on_shares(less_than, x, y, rng=rng, source=source))
-    assert np.array_equal(got, (x < y).astype(U64))
+@pytest.mark.parametrize("copies", [1, RIPPLE_FROM_OT // len(EDGES) ** 2 + 1])  # a tree; blocks
+def test_comparisons_on_edge_values(copies, rng, source):
+    x, y = (np.tile(g.ravel(), copies) for g in np.meshgrid(EDGES, EDGES))
+
+    async def compare(party, a, b):
+        return [await less_than(party, a, b), await equal(party, a, b)]
+
+    lt, eq = reconstruct(run_on_shares(compare, x, y, rng=rng, source=source))
+    assert np.array_equal(lt, (x < y).astype(U64))
+    assert np.array_equal(eq, (x == y).astype(U64))
 
 
 def test_equality_on_the_whole_ring(rng, source):

@@ -44,9 +44,11 @@ async def every_protocol(party, x, y, heads):
 
 
 async def carry_protocols(party, x, y, heads):
-    """The protocols whose carries ripple for many values (comparisons and adders)."""
+    """The protocols whose carries ripple (or go block by block) for many values: comparisons
+    and adders."""
     words = await arith_to_bool(party, x)
-    return [await less_than(party, x, y), await bool_to_arith(party, words)]
+    return [await less_than(party, x, y), await equal(party, x, y),
+            await bool_to_arith(party, words)]
 
 
 def message_trace(x, y, heads, seed, source, program=every_protocol):

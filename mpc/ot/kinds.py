@@ -11,6 +11,7 @@ Costs in COTs per element (both directions together) and correction bytes each w
   344 bytes per entry and per word of the other factor's row or column;
 - and: 2 COTs per bit, no correction (random OT);
 - dabit: 1 COT, 8 bytes; bitmul: 2 COTs, 24 bytes; edabit: 64 COTs, 344 bytes;
+- one_of_n: log2 N COTs, no correction (random OTs);
 - trunc: 64 COTs, 8 bytes per bit at most, narrowed by its scale; trunc_mul: beaver and trunc;
 - row_mask: nothing (each server's share is its own); masked_products for a batch of B rows
   and d columns: 2 x 64 (B + d) COTs, 344 bytes per word of the other factor.
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpc.correlations import low_bits
 from mpc.ot.extension import BYTES_PER_COT
-from mpc.ot.multiply import Multiplier, Side
+from mpc.ot.multiply import BITS_AT_ONCE, Multiplier, Side
 from mpc.prg import Prg
 
 U64 = np.uint64
@@ -34,8 +36,8 @@ def _pack_words(bits: np.ndarray) -> np.ndarray:
     return np.packbits(bits, axis=1, bitorder="little").view(U64)[:, 0]
 
 
-def _chunks(total: int, per_item: int):
-    step = max(1, CHUNK_WORDS // max(per_item, 1))
+def _chunks(total: int, per_item: int, words: int = CHUNK_WORDS):
+    step = max(1, words // max(per_item, 1))
     for start in range(0, total, step):
         yield start, min(step, total - start)
 
@@ -129,6 +131,42 @@ async def and_triples(mult: Multiplier, shape):
         for row, bits in enumerate(triple):
             out[row, start:start + count] = _pack_words(bits.reshape(count, 64))
     return tuple(row.reshape(shape) for row in out)
+
+
+# bit k of CHOICE_SELECTS[j] is bit j of k: the positions an OT's second message masks
+CHOICE_SELECTS = [U64(sum(1 << k for k in range(64) if k >> j & 1)) for j in range(6)]
+
+
+async def one_of_n(mult: Multiplier, party: int, count: int, entries: int, sender: int):
+    """Random 1-out-of-N OTs on bits from log2 N random OTs each (Naor and Pinkas): bit k of
+    the sender's word is the XOR over j of bit k of OT j's pad for bit j of k; the receiver,
+    whose choices c spell its index, holds the pads of c and so learns bit c only (any other
+    k differs from c in some j, where bit k of the pad it lacks is used for k alone)."""
+    levels = entries.bit_length() - 1
+    bits, index, bit = np.empty(count, U64), np.empty(count, np.uint8), np.empty(count, np.uint8)
+    for start, size in _chunks(count, levels, BITS_AT_ONCE):  # pads hashed while in cache
+        part = slice(start, start + size)
+        cots = size * levels
+        send_cots, receive_cots = await mult.take(cots if party == sender else 0,
+                                                  0 if party == sender else cots)
+        if party == sender:
+            pad0, pad1 = (pads.reshape(size, levels) for pads in mult.sender_pads(send_cots, 1))
+            mixed = np.zeros(size, U64)
+            for j in range(levels):
+                mixed ^= (pad0[:, j] & ~CHOICE_SELECTS[j]) | (pad1[:, j] & CHOICE_SELECTS[j])
+            bits[part] = mixed & low_bits(entries)
+        else:
+            pads = mult.receiver_pads(receive_cots, 1).reshape(size, levels)
+            choices = receive_cots.choices.reshape(size, levels)
+            chosen = choices[:, 0].copy()  # column by column: numpy reduces short rows slowly
+            for j in range(1, levels):
+                chosen |= choices[:, j] << np.uint8(j)
+            shift = chosen.astype(U64)
+            mixed = pads[:, 0] >> shift
+            for j in range(1, levels):
+                mixed ^= pads[:, j] >> shift
+            index[part], bit[part] = chosen, mixed & U64(1)
+    return (bits,) if party == sender else (index, bit)
 
 
 async def _shared_bits(mult: Multiplier, party: int, prg: Prg, count: int, shifts: np.ndarray):

@@ -112,6 +112,9 @@ class OtSource(CorrelationSource):
             return await kinds.dabits(mult, party, prg, params["shape"][0])
         if kind == "bitmul":
             return await kinds.bit_triples(mult, party, prg, params["shape"][0])
+        if kind == "one_of_n":
+            return await kinds.one_of_n(mult, party, params["shape"][0], params["entries"],
+                                        params["sender"])
         if kind == "edabit":
             return await kinds.edabits(mult, party, prg, tuple(params["shape"]))
         if kind == "trunc":

@@ -19,6 +19,7 @@ import numpy as np
 from mpc.correlations import monomial_mask, product_subsets, submasks
 from mpc.party import Party
 from mpc.protocols.arithmetic import mul
+from mpc.protocols.choices import CARRY, EQUAL, through_blocks
 
 U64 = np.uint64
 ALL_ONES = U64(0xFFFF_FFFF_FFFF_FFFF)
@@ -254,6 +255,11 @@ def _ripples(party: Party, n: int, with_dealer_from: int) -> bool:
     return n >= (with_dealer_from if party.corr.cheap_ands else RIPPLE_FROM_OT)
 
 
+def _by_choices(party: Party, n: int) -> bool:
+    """Comparisons by 1-out-of-N OTs (mpc.protocols.choices) where ANDs cost COTs."""
+    return not party.corr.cheap_ands and n >= RIPPLE_FROM_OT
+
+
 async def add_words(party: Party, u: np.ndarray, v: np.ndarray, bits: int = 64) -> np.ndarray:
     """XOR shares of the low `bits` bits of u + v (mod 2^bits), for XOR-shared words u, v:
     ripple-carry for many values (_ripples), Kogge-Stone for few."""
@@ -393,8 +399,14 @@ async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
     msb(x0 + x1) = x0[63] ^ x1[63] ^ carry into bit 63, the carry found by a tree over the 63
     low bit planes. Up to 1,024 values with a dealer (fan-in-4 ANDs): 4 rounds, 34 bytes per
     value sent, 65 from the dealer; for many values (_ripples) the carry ripples: 63 rounds, 63
-    bits ANDed per value, 16 bytes; otherwise 7 rounds, about 190 bits ANDed, 48 bytes."""
+    bits ANDed per value, 16 bytes; otherwise 7 rounds, about 190 bits ANDed, 48 bytes. From
+    OT, for many values (_by_choices), block by block through 1-out-of-N OTs: 14 messages,
+    75 COTs and 107 bytes per value."""
     n = x.size
+    if _by_choices(party, n):
+        own = np.ravel(np.asarray(x, U64))
+        carry = await through_blocks(party, own, 63, CARRY)
+        return ((own >> U64(63)).astype(np.uint8) ^ carry).reshape(np.shape(x))
     planes, (u, v) = _owner_split_planes(party, x)
     if _ripples(party, n, RIPPLE_COMPARISONS_FROM):  # the carry into bit 63
         carry = (await _ripple_carries(party, u, planes))[63]
@@ -424,10 +436,15 @@ async def equal_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     x == y iff z0 == -z1 for z = x - y, i.e. iff every bit of ~z0 ^ (-z1) is set: an AND tree
     over 64 planes. 6 rounds, 63 bits ANDed per value, 16 bytes per value; up to 1,024 values
-    with a dealer, fan-in-4 ANDs: 3 rounds, 11 bytes per value, 29 from the dealer.
+    with a dealer, fan-in-4 ANDs: 3 rounds, 11 bytes per value, 29 from the dealer. From OT,
+    for many values (_by_choices), block by block through 1-out-of-N OTs: 14 messages, 76 COTs
+    and 108 bytes per value.
     """
     difference = np.asarray(x, U64) - np.asarray(y, U64)
     diff = np.ravel(difference)
+    if _by_choices(party, diff.size):
+        own = diff if party.id == 0 else U64(0) - diff
+        return (await through_blocks(party, own, 64, EQUAL)).reshape(difference.shape)
     own = ~diff if party.id == 0 else U64(0) - diff
     planes = to_planes(own)
     while len(planes) > 1:
