@@ -161,3 +161,32 @@ def receiver_products(pad, choices, theirs, shifts):
             for p in range(positions):
                 chosen = theirs[i, p, k] & (U64(0) - U64(choices[base + p]))
                 pad[i, p, k] = (pad[i, p, k] + chosen) << shifts[p]
+
+
+@njit(cache=True, nogil=True)
+def choice_masks(pad0, pad1, selects, keep, out):
+    """A 1-out-of-N sender's bits: out[i] = the XOR over OTs j of row i of (pad0[i, j] where
+    bit j of a position is 0, pad1[i, j] where it is 1), the positions of selects[j]; `keep`
+    masks the N positions."""
+    items, levels = pad0.shape
+    for i in range(items):
+        word = U64(0)
+        for j in range(levels):
+            word ^= (pad0[i, j] & ~selects[j]) | (pad1[i, j] & selects[j])
+        out[i] = word & keep
+
+
+@njit(cache=True, nogil=True)
+def chosen_masks(pads, choices, index, bit):
+    """A 1-out-of-N receiver's index (its choices, bit j from OT j) and its bit there: the
+    XOR of bit `index` of its pads."""
+    items, levels = pads.shape
+    for i in range(items):
+        chosen = U64(0)
+        for j in range(levels):
+            chosen |= U64(choices[i * levels + j]) << U64(j)
+        word = U64(0)
+        for j in range(levels):
+            word ^= pads[i, j] >> chosen
+        index[i] = chosen
+        bit[i] = word & U64(1)

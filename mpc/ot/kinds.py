@@ -23,6 +23,7 @@ import numpy as np
 
 from mpc.correlations import low_bits
 from mpc.ot.extension import BYTES_PER_COT
+from mpc.ot.kernels import choice_masks, chosen_masks
 from mpc.ot.multiply import BITS_AT_ONCE, Multiplier, Side
 from mpc.prg import Prg
 
@@ -134,7 +135,7 @@ async def and_triples(mult: Multiplier, shape):
 
 
 # bit k of CHOICE_SELECTS[j] is bit j of k: the positions an OT's second message masks
-CHOICE_SELECTS = [U64(sum(1 << k for k in range(64) if k >> j & 1)) for j in range(6)]
+CHOICE_SELECTS = np.array([sum(1 << k for k in range(64) if k >> j & 1) for j in range(6)], U64)
 
 
 async def one_of_n(mult: Multiplier, party: int, count: int, entries: int, sender: int):
@@ -151,21 +152,10 @@ async def one_of_n(mult: Multiplier, party: int, count: int, entries: int, sende
                                                   0 if party == sender else cots)
         if party == sender:
             pad0, pad1 = (pads.reshape(size, levels) for pads in mult.sender_pads(send_cots, 1))
-            mixed = np.zeros(size, U64)
-            for j in range(levels):
-                mixed ^= (pad0[:, j] & ~CHOICE_SELECTS[j]) | (pad1[:, j] & CHOICE_SELECTS[j])
-            bits[part] = mixed & low_bits(entries)
+            choice_masks(pad0, pad1, CHOICE_SELECTS, low_bits(entries), bits[part])
         else:
             pads = mult.receiver_pads(receive_cots, 1).reshape(size, levels)
-            choices = receive_cots.choices.reshape(size, levels)
-            chosen = choices[:, 0].copy()  # column by column: numpy reduces short rows slowly
-            for j in range(1, levels):
-                chosen |= choices[:, j] << np.uint8(j)
-            shift = chosen.astype(U64)
-            mixed = pads[:, 0] >> shift
-            for j in range(1, levels):
-                mixed ^= pads[:, j] >> shift
-            index[part], bit[part] = chosen, mixed & U64(1)
+            chosen_masks(pads, receive_cots.choices, index[part], bit[part])
     return (bits,) if party == sender else (index, bit)
 
 

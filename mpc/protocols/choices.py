@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.correlations import low_bits
 from mpc.party import Party
 
 U64 = np.uint64
@@ -103,13 +102,6 @@ def permuted(words: np.ndarray, by: np.ndarray, levels: int) -> np.ndarray:
     return out
 
 
-def _input(own: np.ndarray, block: tuple[int, int, bool], share: np.ndarray) -> np.ndarray:
-    """This server's input to a block: its block bits, and its state share above them."""
-    low, size, with_state = block
-    key = (own >> U64(low)) & low_bits(size)
-    return key | (share.astype(U64) << U64(size)) if with_state else key
-
-
 def _wire(entries: int) -> np.dtype:
     """The narrowest unsigned type of a list of `entries` bits (sent as its bytes)."""
     return np.dtype(f"uint{max(8, entries)}")
@@ -132,31 +124,39 @@ async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -
             taken.append(await party.corr.get(kind, **params))
         return taken[block]
 
+    # compiled steps (numba), imported here: only processes that compare this way pay for it
+    from mpc.protocols import choice_kernels as kernels
+
+    def d_for(block: int, share: np.ndarray, index: np.ndarray) -> np.ndarray:
+        d = np.empty(n, np.uint8)
+        kernels.block_inputs(own, *layout[block], share, index, d)
+        return d
+
     share = np.zeros(n, np.uint8)  # of the state going into the current block
     if party.id != _sender(0):
         index, _ = await correlation(0)
-        await party.link.send(_input(own, layout[0], share).astype(np.uint8) ^ index)
+        await party.link.send(d_for(0, share, index))
     d = None  # the receiver's d for the block this server sends next
-    for block, (_, size, with_state) in enumerate(layout):
+    for block, (low, size, with_state) in enumerate(layout):
         last = block + 1 == len(layout)
+        wire = _wire(1 << (size + with_state))
         if party.id == _sender(block):
             (masks,) = await correlation(block)
             if block == 0:
                 (d,) = await party.link.recv()
-            width = size + with_state
-            slot = _input(own, layout[block], share) << U64(width) | (d.astype(U64) & low_bits(width))
-            share = party.rng.bits(n)
-            offer = offers(rule, size, with_state)[slot]
-            offer ^= masks ^ (low_bits(1 << width) * share.astype(U64))
-            outgoing = [offer.astype(_wire(1 << width)).view(np.uint8)]
+            fresh = party.rng.bits(n)
+            offer = np.empty(n, wire)
+            kernels.offer_lists(own, low, size, with_state, share, d,
+                                offers(rule, size, with_state), masks, fresh, offer)
+            share = fresh
+            outgoing = [offer.view(np.uint8)]
             if not last:  # this server receives the next block: its d goes along
                 index, _ = await correlation(block + 1)
-                outgoing.append(_input(own, layout[block + 1], share).astype(np.uint8) ^ index)
+                outgoing.append(d_for(block + 1, share, index))
             await party.link.send(*outgoing)
         else:
             index, bit = await correlation(block)
             received = await party.link.recv()
-            offered = received[0].view(_wire(1 << (size + with_state))).astype(U64)
-            share = ((offered >> index.astype(U64)) & U64(1)).astype(np.uint8) ^ bit
+            kernels.read_lists(received[0].view(wire), index, bit, share)
             d = None if last else received[1]
     return share
