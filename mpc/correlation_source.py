@@ -228,9 +228,10 @@ class CorrelationSource(ABC):
     async def bit_triples(self, count: int):
         return await self.get("bitmul", shape=[count])
 
-    async def one_of_n(self, count: int, entries: int, sender: int):
-        """The sender's (bits,), or the receiver's (index, bit)."""
-        return await self.get("one_of_n", shape=[count], entries=entries, sender=sender)
+    async def one_of_n(self, count: int, entries: int, sender: int, width: int = 1):
+        """The sender's (entries,), or the receiver's (index, entry)."""
+        return await self.get("one_of_n", shape=[count], entries=entries, sender=sender,
+                              width=width)
 
     async def edabits(self, shape):
         return await self.get("edabit", shape=list(np.atleast_1d(shape).tolist()))

@@ -267,7 +267,7 @@ class BitTriples(Kind):
         return (own[0], own[1], *correction)
 
 
-MAX_CHOICE_ENTRIES = 64  # a one_of_n sender's bits fill one word
+CHOICE_WORD_BITS = 64  # a one_of_n sender's entries fill at most one word
 
 
 def low_bits(count: int) -> np.uint64:
@@ -276,9 +276,9 @@ def low_bits(count: int) -> np.uint64:
 
 
 class OneOfN(Kind):
-    """Random 1-out-of-N OTs on bits: the sender gets N random bits (bit k of a word, k < N),
-    the receiver a random index below N (uint8) and the sender's bit at that index (uint8).
-    N is a power of two up to 64."""
+    """Random 1-out-of-N OTs on entries of `width` bits (1 or 2): the sender gets N random
+    entries, entry k in bits k * width onwards of a word; the receiver a random index below N
+    (uint8) and the sender's entry there (uint8). N is a power of two, N * width <= 64."""
 
     name = "one_of_n"
 
@@ -286,11 +286,12 @@ class OneOfN(Kind):
         if len(params["shape"]) != 1:
             raise CorrelationError("one_of_n takes a 1-d shape")
         _count(params["shape"])
-        entries = params["entries"]
-        if not (isinstance(entries, int) and 2 <= entries <= MAX_CHOICE_ENTRIES
-                and entries & (entries - 1) == 0) or params["sender"] not in (0, 1):
-            raise CorrelationError("one_of_n takes a power of two from 2 to 64 entries and a "
-                                   "sender 0 or 1")
+        entries, width = params["entries"], params["width"]
+        if (not (isinstance(entries, int) and entries >= 2 and entries & (entries - 1) == 0)
+                or width not in (1, 2) or entries * width > CHOICE_WORD_BITS
+                or params["sender"] not in (0, 1)):
+            raise CorrelationError("one_of_n takes a power of two of at least 2 entries of 1 "
+                                   "or 2 bits, 64 bits in all at most, and a sender 0 or 1")
 
     def receiver(self, params):
         return 1 - params["sender"]
@@ -298,12 +299,13 @@ class OneOfN(Kind):
     def own(self, party, prg, params):
         (count,), entries = params["shape"], params["entries"]
         if party == params["sender"]:
-            return [prg.words(count) & low_bits(entries)]
+            return [prg.words(count) & low_bits(entries * params["width"])]
         return [(prg.words(count) % U64(entries)).astype(np.uint8)]  # a power of two: uniform
 
     def correction(self, own0, own1, params):
         (bits,), (index,) = (own0, own1) if params["sender"] == 0 else (own1, own0)
-        return [((bits >> index.astype(U64)) & U64(1)).astype(np.uint8)]
+        width = params["width"]
+        return [((bits >> (index.astype(U64) * U64(width))) & low_bits(width)).astype(np.uint8)]
 
 
 class EdaBits(Kind):

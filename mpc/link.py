@@ -264,16 +264,18 @@ class Channel:
             self.transport.accounting.record_round()
         return arrays
 
-    async def exchange(self, *arrays: np.ndarray) -> list[np.ndarray]:
-        """Both parties send at once and receive the other's arrays (one round)."""
+    async def exchange(self, *arrays: np.ndarray, expect=None) -> list[np.ndarray]:
+        """Both parties send at once and receive the other's arrays (one round). The peer's
+        must have the dtypes and shapes of ours, or `expect`: a list of (dtype, shape)."""
         await self._send_frames(*arrays)
         received = await self.recv()
-        mine = [(a.dtype, a.shape) for a in arrays]
+        mine = [(a.dtype, a.shape) for a in arrays] if expect is None else [
+            (np.dtype(dtype), tuple(shape)) for dtype, shape in expect]
         theirs = [(a.dtype, a.shape) for a in received]
         if mine != theirs:
             raise ProtocolMismatch(
-                f"server {self.party_id}: exchanged arrays {mine} on {self.name}, server "
-                f"{self.peer_id} sent {theirs}")
+                f"server {self.party_id}: exchanged arrays, expecting {mine} on {self.name}, "
+                f"server {self.peer_id} sent {theirs}")
         return received
 
 

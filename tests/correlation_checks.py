@@ -20,9 +20,10 @@ PARAMS = {  # sizes chosen off word and power-of-two boundaries
     "dabit": [{"shape": [70]}],
     "bitmul": [{"shape": [70]}],
     "edabit": [{"shape": [40]}],
-    "one_of_n": [{"shape": [2000], "entries": 64, "sender": 0},
-                 {"shape": [70], "entries": 2, "sender": 1},
-                 {"shape": [0], "entries": 16, "sender": 1}],
+    "one_of_n": [{"shape": [2000], "entries": 64, "sender": 0, "width": 1},
+                 {"shape": [2000], "entries": 32, "sender": 1, "width": 2},
+                 {"shape": [70], "entries": 2, "sender": 1, "width": 1},
+                 {"shape": [0], "entries": 16, "sender": 1, "width": 2}],
     "trunc": [{"shape": [60], "frac_bits": 16}, {"shape": [5], "frac_bits": 40}],
     "trunc_mul": [{"shape": [60], "frac_bits": 16}, {"shape": [3, 5], "frac_bits": 31},
                   {"shape": [7], "frac_bits": 1}],
@@ -83,15 +84,17 @@ def check(kind: str, params: dict, part0: tuple, part1: tuple, mask=None) -> Non
         r = (_bits(r0) ^ _bits(r1)).astype(U64)
         assert np.array_equal(r, ra0 + ra1) and np.array_equal(r * (beta0 + beta1), g0 + g1)
     elif kind == "one_of_n":
-        entries, (count,) = params["entries"], params["shape"]
-        ((bits,), (index, bit)) = (part0, part1) if params["sender"] == 0 else (part1, part0)
-        assert bits.dtype == U64 and bits.shape == index.shape == (count,)
-        assert np.all(bits <= low_bits(entries)) and np.all(index < entries)
-        assert np.array_equal(_bits(bit), ((bits >> index.astype(U64)) & U64(1)).astype(np.uint8))
+        entries, width, (count,) = params["entries"], params["width"], params["shape"]
+        ((bits,), (index, entry)) = (part0, part1) if params["sender"] == 0 else (part1, part0)
+        assert bits.dtype == U64 and bits.shape == index.shape == entry.shape == (count,)
+        assert np.all(bits <= low_bits(entries * width)) and np.all(index < entries)
+        shift = index.astype(U64) * U64(width)
+        assert entry.dtype == np.uint8
+        assert np.array_equal(entry, ((bits >> shift) & low_bits(width)).astype(np.uint8))
         if count >= 2000:  # random: every index drawn, bits balanced
             assert len(np.unique(index)) == entries
             ones = np.unpackbits(bits.view(np.uint8)).mean()
-            assert abs(ones - entries / 128) < 0.05
+            assert abs(ones - entries * width / 128) < 0.05
     elif kind == "edabit":
         (r0, ra0), (r1, ra1) = part0, part1
         assert np.array_equal(r0 ^ r1, ra0 + ra1)

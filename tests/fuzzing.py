@@ -123,7 +123,7 @@ class Generator:
                 "edabit": {"shape": [small()]}, "trunc": {"shape": [small()], "frac_bits": 16},
                 # entries that are no power of two up to 64, or no such sender: refused
                 "one_of_n": {"shape": [small()], "entries": rng.choice([1, 2, 3, 64, 128]),
-                             "sender": rng.randint(0, 2)},
+                             "sender": rng.randint(0, 2), "width": rng.randint(0, 3)},
                 "trunc_mul": {"shape": [small()], "frac_bits": 16},
                 "permute": {"n": small(), "columns": "ax", "permuter": rng.randint(0, 1)},
                 "row_mask": {"rows": small() + 1, "columns": small() + 1},

@@ -4,7 +4,18 @@ correlations, against plaintext; and what each server sees of the other's values
 import numpy as np
 import pytest
 
-from mpc.protocols.choices import CARRY, EQUAL, blocks, offers, permuted, through_blocks
+from mpc.protocols.choices import (
+    CARRY,
+    CARRY_LEAF,
+    EQUAL,
+    EQUAL_LEAF,
+    block_leaves,
+    blocks,
+    leaf_blocks,
+    leaf_offers,
+    offers,
+    through_blocks,
+)
 from tests.harness import run_pair
 from tests.test_security import CHI2_LIMIT, two_sample_statistic
 
@@ -57,16 +68,31 @@ def test_no_values_and_one_value(source):
     assert (one0 ^ one1).tolist() == [1]
 
 
-def test_block_layout_and_offers():
+@pytest.mark.parametrize("bits", [1, 5, 6, 7, 13, 63, 64])
+def test_block_outcomes_match_plaintext(bits, rng, source):
+    a, b = operands(rng, 300)
+
+    async def both(party, own):
+        return [await block_leaves(party, own, bits, leaf) for leaf in (CARRY_LEAF, EQUAL_LEAF)]
+
+    first, second = run_pair(both, (a,), (b,), source=source)
+    for leaf, share0, share1 in zip((CARRY_LEAF, EQUAL_LEAF), first, second):
+        layout = leaf_blocks(bits, leaf)
+        assert share0.shape == (len(layout), len(a)) and share0.dtype == np.uint8
+        for row, (low, size) in enumerate(layout):
+            mine, theirs = ((v >> U64(low)) & U64((1 << size) - 1) for v in (a, b))
+            total = mine + theirs
+            want = (total >> U64(size)) | ((total == U64((1 << size) - 1)).astype(U64) << U64(1)) \
+                if leaf is CARRY_LEAF else (mine == theirs)
+            assert np.array_equal(share0[row] ^ share1[row], want.astype(np.uint8)), (leaf, row)
+
+
+def test_block_layouts_and_lists():
     assert blocks(63) == [(0, 6, False)] + [(6 + 5 * i, 5, True) for i in range(11)] + [
         (61, 2, True)]
     assert blocks(1) == [(0, 1, False)]
-    rng = np.random.default_rng(3)
-    words = rng.integers(0, 2**64, 200, dtype=U64, endpoint=False)
-    by = rng.integers(0, 64, 200).astype(np.uint8)
-    moved = permuted(words, by, 6)
-    for word, shift, out in zip(words, by, moved):
-        assert all((int(out) >> k & 1) == (int(word) >> (k ^ int(shift)) & 1) for k in range(64))
+    assert leaf_blocks(63, CARRY_LEAF) == [(5 * i, 5) for i in range(12)] + [(60, 3)]
+    assert leaf_blocks(64, EQUAL_LEAF) == [(6 * i, 6) for i in range(10)] + [(60, 4)]
     # a carry list: bit k of the sender's key 0b1_00101 (value 5, state share 1) offered
     # under d is the carry out of 5 + (k ^ d) & 31 + (1 ^ (k ^ d) >> 5)
     table = offers(CARRY, 5, True)
@@ -75,23 +101,39 @@ def test_block_layout_and_offers():
         for k in range(64):
             entry = k ^ d
             assert word >> k & 1 == (5 + (entry & 31) + (1 ^ entry >> 5)) >> 5
+    # a generate/propagate list: entry k (2 bits) of key 7 under d is for 7 + (k ^ d)
+    table = leaf_offers(CARRY_LEAF, 5)
+    for d in (0, 17, 31):
+        word = int(table[(7 << 5) | d])
+        for k in range(32):
+            total = 7 + (k ^ d)
+            assert word >> (2 * k) & 3 == (total >> 5) | (total == 31) << 1
 
 
-def test_what_each_server_receives_does_not_depend_on_the_values():
+@pytest.mark.parametrize("protocol", [
+    lambda party, own: through_blocks(party, own, 63, CARRY),
+    lambda party, own: block_leaves(party, own, 63, CARRY_LEAF),
+    lambda party, own: block_leaves(party, own, 64, EQUAL_LEAF)], ids=["blocks", "carry", "eq"])
+def test_what_each_server_receives_does_not_depend_on_the_values(protocol):
     """Every message of the protocol (the d of the receiver, the masked lists of the sender),
     for all-zero values and for random ones: the same distribution, byte by byte."""
     n = 1 << 14
 
     async def recorded(party, own):
         sent = []
-        send = party.link.send
+        link = party.link
+        send, exchange = link.send, link.exchange
 
-        async def keep(*arrays):
+        async def keep_sent(*arrays):
             sent.append([np.array(a) for a in arrays])
             await send(*arrays)
 
-        party.link.send = keep
-        await through_blocks(party, own, 63, CARRY)
+        async def keep_exchanged(*arrays, **options):
+            sent.append([np.array(a) for a in arrays])
+            return await exchange(*arrays, **options)
+
+        link.send, link.exchange = keep_sent, keep_exchanged
+        await protocol(party, own)
         return sent
 
     rng = np.random.default_rng(5)
@@ -99,10 +141,10 @@ def test_what_each_server_receives_does_not_depend_on_the_values():
     values = run_pair(recorded, *[(rng.integers(0, 2**64, n, dtype=U64, endpoint=False),)
                                   for _ in range(2)], source="ot")
     for server in (0, 1):
-        assert len(zeros[server]) == len(values[server]) >= 6
+        assert len(zeros[server]) == len(values[server]) >= 2
         for message_z, message_v in zip(zeros[server], values[server]):
             for part_z, part_v in zip(message_z, message_v):
-                bytes_z, bytes_v = part_z.view(np.uint8), part_v.view(np.uint8)
+                bytes_z, bytes_v = (part.view(np.uint8).ravel() for part in (part_z, part_v))
                 assert bytes_z.shape == bytes_v.shape
                 statistic = two_sample_statistic(bytes_z.astype(U64), bytes_v.astype(U64), 0)
                 assert statistic < CHI2_LIMIT

@@ -177,16 +177,18 @@ def choice_masks(pad0, pad1, selects, keep, out):
 
 
 @njit(cache=True, nogil=True)
-def chosen_masks(pads, choices, index, bit):
-    """A 1-out-of-N receiver's index (its choices, bit j from OT j) and its bit there: the
-    XOR of bit `index` of its pads."""
+def chosen_masks(pads, choices, width, index, entry):
+    """A 1-out-of-N receiver's index (its choices, bit j from OT j) and its entry (`width`
+    bits) there: the XOR of that entry of its pads."""
     items, levels = pads.shape
+    keep = (U64(1) << U64(width)) - U64(1)
     for i in range(items):
         chosen = U64(0)
         for j in range(levels):
             chosen |= U64(choices[i * levels + j]) << U64(j)
+        shift = chosen * U64(width)
         word = U64(0)
         for j in range(levels):
-            word ^= pads[i, j] >> chosen
+            word ^= pads[i, j] >> shift
         index[i] = chosen
-        bit[i] = word & U64(1)
+        entry[i] = word & keep

@@ -134,15 +134,23 @@ async def and_triples(mult: Multiplier, shape):
     return tuple(row.reshape(shape) for row in out)
 
 
-# bit k of CHOICE_SELECTS[j] is bit j of k: the positions an OT's second message masks
-CHOICE_SELECTS = np.array([sum(1 << k for k in range(64) if k >> j & 1) for j in range(6)], U64)
+def choice_selects(width: int) -> np.ndarray:
+    """Word j: the bit positions of the entries (of `width` bits) whose index has bit j set,
+    the positions an OT's second pad masks."""
+    return np.array([sum(1 << p for p in range(64) if (p // width) >> j & 1) for j in range(6)],
+                    U64)
 
 
-async def one_of_n(mult: Multiplier, party: int, count: int, entries: int, sender: int):
-    """Random 1-out-of-N OTs on bits from log2 N random OTs each (Naor and Pinkas): bit k of
-    the sender's word is the XOR over j of bit k of OT j's pad for bit j of k; the receiver,
-    whose choices c spell its index, holds the pads of c and so learns bit c only (any other
-    k differs from c in some j, where bit k of the pad it lacks is used for k alone)."""
+CHOICE_SELECTS = {width: choice_selects(width) for width in (1, 2)}
+
+
+async def one_of_n(mult: Multiplier, party: int, count: int, entries: int, sender: int,
+                   width: int = 1):
+    """Random 1-out-of-N OTs on entries of `width` bits from log2 N random OTs each (Naor and
+    Pinkas): the sender's entry k is the XOR over j of entry k of OT j's pad for bit j of k;
+    the receiver, whose choices c spell its index, holds the pads of c and so learns entry c
+    only (any other k differs from c in some j, where entry k of the pad it lacks is used for
+    k alone)."""
     levels = entries.bit_length() - 1
     bits, index, bit = np.empty(count, U64), np.empty(count, np.uint8), np.empty(count, np.uint8)
     for start, size in _chunks(count, levels, BITS_AT_ONCE):  # pads hashed while in cache
@@ -152,10 +160,11 @@ async def one_of_n(mult: Multiplier, party: int, count: int, entries: int, sende
                                                   0 if party == sender else cots)
         if party == sender:
             pad0, pad1 = (pads.reshape(size, levels) for pads in mult.sender_pads(send_cots, 1))
-            choice_masks(pad0, pad1, CHOICE_SELECTS, low_bits(entries), bits[part])
+            choice_masks(pad0, pad1, CHOICE_SELECTS[width], low_bits(entries * width),
+                         bits[part])
         else:
             pads = mult.receiver_pads(receive_cots, 1).reshape(size, levels)
-            chosen_masks(pads, receive_cots.choices, index[part], bit[part])
+            chosen_masks(pads, receive_cots.choices, width, index[part], bit[part])
     return (bits,) if party == sender else (index, bit)
 
 

@@ -114,7 +114,7 @@ class OtSource(CorrelationSource):
             return await kinds.bit_triples(mult, party, prg, params["shape"][0])
         if kind == "one_of_n":
             return await kinds.one_of_n(mult, party, params["shape"][0], params["entries"],
-                                        params["sender"])
+                                        params["sender"], params["width"])
         if kind == "edabit":
             return await kinds.edabits(mult, party, prg, tuple(params["shape"]))
         if kind == "trunc":

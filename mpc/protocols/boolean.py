@@ -19,7 +19,14 @@ import numpy as np
 from mpc.correlations import monomial_mask, product_subsets, submasks
 from mpc.party import Party
 from mpc.protocols.arithmetic import mul
-from mpc.protocols.choices import CARRY, EQUAL, through_blocks
+from mpc.protocols.choices import (
+    CARRY,
+    CARRY_LEAF,
+    EQUAL,
+    EQUAL_LEAF,
+    block_leaves,
+    through_blocks,
+)
 
 U64 = np.uint64
 ALL_ONES = U64(0xFFFF_FFFF_FFFF_FFFF)
@@ -167,6 +174,14 @@ def plane_to_bits(plane: np.ndarray, n: int) -> np.ndarray:
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
     return np.packbits(bits, bitorder="little")
+
+
+def _bit_planes(bits: np.ndarray) -> np.ndarray:
+    """(rows, n) uint8 0/1 -> (rows, ceil(n/64)) planes."""
+    rows, n = bits.shape
+    packed = np.zeros((rows, 8 * ((n + 63) // 64)), np.uint8)
+    packed[:, :(n + 7) // 8] = np.packbits(bits, axis=1, bitorder="little")
+    return packed.view(U64)
 
 
 # ---- conversions -------------------------------------------------------------------------
@@ -403,9 +418,14 @@ async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
     OT, for many values (_by_choices), block by block through 1-out-of-N OTs: 14 messages,
     75 COTs and 107 bytes per value."""
     n = x.size
-    if _by_choices(party, n):
+    if not party.corr.cheap_ands:
         own = np.ravel(np.asarray(x, U64))
-        carry = await through_blocks(party, own, 63, CARRY)
+        if _by_choices(party, n):
+            carry = await through_blocks(party, own, 63, CARRY)
+        else:  # each block's generate and propagate bits, then a tree over the blocks
+            leaves = await block_leaves(party, own, 63, CARRY_LEAF)
+            carry = plane_to_bits(await _carry_out(party, _bit_planes(leaves & 1),
+                                                   _bit_planes(leaves >> 1)), n)
         return ((own >> U64(63)).astype(np.uint8) ^ carry).reshape(np.shape(x))
     planes, (u, v) = _owner_split_planes(party, x)
     if _ripples(party, n, RIPPLE_COMPARISONS_FROM):  # the carry into bit 63
@@ -442,17 +462,20 @@ async def equal_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """
     difference = np.asarray(x, U64) - np.asarray(y, U64)
     diff = np.ravel(difference)
-    if _by_choices(party, diff.size):
+    if not party.corr.cheap_ands:
         own = diff if party.id == 0 else U64(0) - diff
-        return (await through_blocks(party, own, 64, EQUAL)).reshape(difference.shape)
-    own = ~diff if party.id == 0 else U64(0) - diff
-    planes = to_planes(own)
+        if _by_choices(party, diff.size):
+            return (await through_blocks(party, own, 64, EQUAL)).reshape(difference.shape)
+        planes = _bit_planes(await block_leaves(party, own, 64, EQUAL_LEAF))  # equal blocks
+    else:
+        planes = to_planes(~diff if party.id == 0 else U64(0) - diff)
     while len(planes) > 1:
         if _fan_in(party, planes.shape[1]) == 4:
             (planes,) = await and_monomials(party, _groups(party, planes, 4, True),
                                             [[0, 1, 2, 3]])
         else:
-            planes = await and_words(party, planes[0::2], planes[1::2])
+            pairs = _groups(party, planes, 2, True)
+            planes = await and_words(party, pairs[0], pairs[1])
     return plane_to_bits(planes[0], diff.size).reshape(difference.shape)
 
 

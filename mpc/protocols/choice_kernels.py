@@ -23,26 +23,24 @@ def block_inputs(own, low, size, with_state, shares, index, out):
 
 
 @njit(cache=True, nogil=True)
-def offer_lists(own, low, size, with_state, shares, d, table, masks, fresh, out):
+def offer_lists(own, low, size, with_state, shares, d, levels, table, masks, fresh, repeat,
+                out):
     """out[e]: the sender's list for value e, from its block bits and state share (the key),
-    the receiver's d (the table holds every key's list permuted by every d), masked by its
-    OT bits and XORed with its fresh share (all ones in the list's width when set)."""
+    the receiver's d (the table holds every key's lists permuted by every d, 2^levels
+    entries each), masked by its OT entries and XORed with its fresh share in every entry."""
     shift, mask = U64(low), (U64(1) << U64(size)) - U64(1)
-    width = U64(size + with_state)
-    d_mask = (U64(1) << width) - U64(1)
-    ones = U64(0xFFFFFFFFFFFFFFFF) >> (U64(64) - (U64(1) << width))
+    d_mask = (U64(1) << U64(levels)) - U64(1)
     for e in range(own.size):
         key = (own[e] >> shift) & mask
         if with_state:
             key |= U64(shares[e]) << U64(size)
-        word = table[(key << width) | (U64(d[e]) & d_mask)] ^ masks[e]
-        if fresh[e]:
-            word ^= ones
-        out[e] = word
+        word = table[(key << U64(levels)) | (U64(d[e]) & d_mask)] ^ masks[e]
+        out[e] = word ^ (U64(fresh[e]) * repeat)
 
 
 @njit(cache=True, nogil=True)
-def read_lists(offered, index, bit, out):
-    """out[e]: the receiver's share of the next state, entry index[e] of its list unmasked."""
+def read_lists(offered, index, width, entry, out):
+    """out[e]: the receiver's share, entry index[e] (`width` bits) of its list unmasked."""
+    keep = (U64(1) << U64(width)) - U64(1)
     for e in range(offered.size):
-        out[e] = ((U64(offered[e]) >> U64(index[e])) & U64(1)) ^ U64(bit[e])
+        out[e] = ((U64(offered[e]) >> (U64(index[e]) * U64(width))) & keep) ^ U64(entry[e])

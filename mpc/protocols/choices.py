@@ -17,6 +17,12 @@ block's receiver, its d (its share of the state being the r it drew): one messag
 no AND triples. Blocks of BLOCK_BITS bits (the first, which has no state to take in, of one
 more) make 75 COTs for a 63-bit carry where a ripple of ANDs makes 126 (two per bit), in 14
 messages instead of 63 rounds; the lists cost 107 bytes per value.
+
+For few values, where rounds count more, `block_leaves` gives every block's own outcome at
+once (for a carry, whether the block generates one and whether it propagates one; for
+equality, whether the blocks are equal) from the same lists without a state, in two rounds
+(all d, then all lists), for an AND tree over the blocks to combine: 63 COTs and 2 x 12 ANDed
+bits for a carry, where a tree over bits ANDs about 190.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpc.correlations import low_bits
 from mpc.party import Party
 
 U64 = np.uint64
@@ -46,6 +53,26 @@ CARRY = Rule("carry", 0, lambda mine, theirs, carry, bits: (mine + theirs + carr
 EQUAL = Rule("equal", 1, lambda mine, theirs, equal, bits: equal & (mine == theirs))
 
 
+@dataclass(frozen=True)
+class Leaf:
+    """A block's own outcome: value(mine, theirs, bits), `width` bits, for blocks of
+    `block_bits` bits (entries * width <= 64)."""
+
+    name: str
+    width: int
+    block_bits: int
+    value: object
+
+
+def _generate_propagate(mine, theirs, bits):
+    total = mine + theirs
+    return (total >> bits) | ((total == (1 << bits) - 1) << 1)
+
+
+CARRY_LEAF = Leaf("carry", 2, 5, _generate_propagate)  # bit 0 generates, bit 1 propagates
+EQUAL_LEAF = Leaf("equal", 1, 6, lambda mine, theirs, bits: mine == theirs)
+
+
 def blocks(bits: int) -> list[tuple[int, int, bool]]:
     """(lowest bit, bits, whether the state goes in) of each block, low to high."""
     first = min(bits, BLOCK_BITS + 1)
@@ -57,8 +84,9 @@ def blocks(bits: int) -> list[tuple[int, int, bool]]:
     return out
 
 
-def _entries(size: int, with_state: bool) -> int:
-    return 1 << (size + with_state)
+def leaf_blocks(bits: int, leaf: Leaf) -> list[tuple[int, int]]:
+    """(lowest bit, bits) of each block of block_leaves, low to high."""
+    return [(low, min(leaf.block_bits, bits - low)) for low in range(0, bits, leaf.block_bits)]
 
 
 def _sender(block: int) -> int:
@@ -67,44 +95,68 @@ def _sender(block: int) -> int:
 
 
 def plan(count: int, bits: int) -> list[tuple[str, dict]]:
-    """The correlations a comparison of `count` values over `bits` bits asks for."""
-    return [("one_of_n", {"shape": [count], "entries": _entries(size, with_state),
-                          "sender": _sender(block)})
+    """The correlations through_blocks asks for, for `count` values over `bits` bits."""
+    return [("one_of_n", {"shape": [count], "entries": 1 << (size + with_state),
+                          "sender": _sender(block), "width": 1})
             for block, (_, size, with_state) in enumerate(blocks(bits))]
+
+
+def leaf_plan(count: int, bits: int, leaf: Leaf) -> list[tuple[str, dict]]:
+    """The correlations block_leaves asks for."""
+    return [("one_of_n", {"shape": [count], "entries": 1 << size, "sender": _sender(block),
+                          "width": leaf.width})
+            for block, (_, size) in enumerate(leaf_blocks(bits, leaf))]
+
+
+def _table(value_of, key_bits: int, input_bits: int, width: int) -> np.ndarray:
+    """The sender's lists for every key and d, at (key << input_bits) | d: entry k (`width`
+    bits from k * width) holds value_of(key, k ^ d), the outcome for the receiver's input
+    k ^ d. At most 4,096 words, so that a list is one gather."""
+    keys = np.arange(1 << key_bits)[:, None, None]
+    d, k = np.arange(1 << input_bits)[None, :, None], np.arange(1 << input_bits)[None, None, :]
+    values = np.asarray(value_of(keys, k ^ d)).astype(U64) & low_bits(width)
+    return np.bitwise_or.reduce(values << (k.astype(U64) * U64(width)), axis=2).reshape(-1)
 
 
 @functools.cache
 def offers(rule: Rule, size: int, with_state: bool) -> np.ndarray:
-    """The sender's lists, already permuted: entry (key << width) | d, for its key (its block
-    value, and its state share in bit `size`) and the receiver's d, is the word whose bit k
-    is the next state for the receiver's input k ^ d. At most 4,096 words: one gather."""
-    width = size + with_state
-    keys, inputs = np.arange(1 << width)[:, None], np.arange(1 << width)[None, :]
-    value_mask = (1 << size) - 1
-    state = ((keys ^ inputs) >> size) & 1 if with_state else rule.start
-    nexts = rule.next(keys & value_mask, inputs & value_mask, state, size).astype(U64) & U64(1)
-    lists = np.bitwise_or.reduce(nexts << np.arange(1 << width, dtype=U64)[None, :], axis=1)
-    d = np.arange(1 << width)
-    return permuted(np.repeat(lists, len(d)), np.tile(d, len(lists)), width)
+    """through_blocks' lists: keys and inputs are a block value with a state share above."""
+    mask, width = (1 << size) - 1, size + with_state
+
+    def next_state(key, inputs):
+        state = ((key ^ inputs) >> size) & 1 if with_state else rule.start
+        return rule.next(key & mask, inputs & mask, state, size)
+    return _table(next_state, width, width, 1)
 
 
-SWAPS = [U64(sum(1 << k for k in range(64) if not k >> j & 1)) for j in range(6)]
+@functools.cache
+def leaf_offers(leaf: Leaf, size: int) -> np.ndarray:
+    return _table(lambda key, inputs: leaf.value(key, inputs, size), size, size, leaf.width)
 
 
-def permuted(words: np.ndarray, by: np.ndarray, levels: int) -> np.ndarray:
-    """Bit k of the result is bit k ^ by of words (elementwise): one butterfly level per bit
-    of `by`, swapping neighbouring runs of 2^j bits where bit j is set."""
-    out = words.copy()
-    for j in range(levels):
-        shift, low = U64(1 << j), SWAPS[j]
-        swapped = ((out >> shift) & low) | ((out & low) << shift)
-        np.copyto(out, swapped, where=((by >> j) & 1).astype(bool))
-    return out
+def _repeat(entries: int, width: int) -> np.uint64:
+    """The word with a 1 at the start of each entry: r times it puts r in every entry."""
+    return U64(sum(1 << (k * width) for k in range(entries)))
 
 
-def _wire(entries: int) -> np.dtype:
-    """The narrowest unsigned type of a list of `entries` bits (sent as its bytes)."""
-    return np.dtype(f"uint{max(8, entries)}")
+def _wire(entries: int, width: int = 1) -> np.dtype:
+    """The narrowest unsigned type of a list of entries (sent as its bytes)."""
+    return np.dtype(f"uint{max(8, entries * width)}")
+
+
+def _kernels():
+    """Compiled steps (numba), imported when first used: only processes that compare this
+    way pay for numba's import."""
+    from mpc.protocols import choice_kernels
+    return choice_kernels
+
+
+async def _taken(party: Party, requests: list[tuple[str, dict]]):
+    """The correlations of `requests`, announced ahead and then taken one by one, in order on
+    both servers."""
+    party.corr.prefetch(requests)
+    for kind, params in requests:
+        yield await party.corr.get(kind, **params)
 
 
 async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -> np.ndarray:
@@ -114,49 +166,74 @@ async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -
     n = own.size
     if n == 0:
         return np.zeros(0, np.uint8)
-    layout, requests = blocks(bits), plan(n, bits)
-    party.corr.prefetch(requests)
-    taken: list[tuple] = []
-
-    async def correlation(block: int) -> tuple:  # in block order on both servers
-        while len(taken) <= block:
-            kind, params = requests[len(taken)]
-            taken.append(await party.corr.get(kind, **params))
-        return taken[block]
-
-    # compiled steps (numba), imported here: only processes that compare this way pay for it
-    from mpc.protocols import choice_kernels as kernels
+    kernels, layout = _kernels(), blocks(bits)
+    correlations = _taken(party, plan(n, bits))
+    zero = np.zeros(n, np.uint8)
 
     def d_for(block: int, share: np.ndarray, index: np.ndarray) -> np.ndarray:
         d = np.empty(n, np.uint8)
         kernels.block_inputs(own, *layout[block], share, index, d)
         return d
 
-    share = np.zeros(n, np.uint8)  # of the state going into the current block
+    share = zero  # of the state going into the current block
+    ahead = None  # the next block's correlation, when this server took it early
     if party.id != _sender(0):
-        index, _ = await correlation(0)
-        await party.link.send(d_for(0, share, index))
+        ahead = await anext(correlations)
+        await party.link.send(d_for(0, share, ahead[0]))
     d = None  # the receiver's d for the block this server sends next
     for block, (low, size, with_state) in enumerate(layout):
         last = block + 1 == len(layout)
-        wire = _wire(1 << (size + with_state))
+        levels = size + with_state
+        correlation = ahead if ahead is not None else await anext(correlations)
+        ahead = None
         if party.id == _sender(block):
-            (masks,) = await correlation(block)
+            (masks,) = correlation
             if block == 0:
                 (d,) = await party.link.recv()
             fresh = party.rng.bits(n)
-            offer = np.empty(n, wire)
-            kernels.offer_lists(own, low, size, with_state, share, d,
-                                offers(rule, size, with_state), masks, fresh, offer)
+            offer = np.empty(n, _wire(1 << levels))
+            kernels.offer_lists(own, low, size, with_state, share, d, levels,
+                                offers(rule, size, with_state), masks, fresh,
+                                _repeat(1 << levels, 1), offer)
             share = fresh
             outgoing = [offer.view(np.uint8)]
             if not last:  # this server receives the next block: its d goes along
-                index, _ = await correlation(block + 1)
-                outgoing.append(d_for(block + 1, share, index))
+                ahead = await anext(correlations)
+                outgoing.append(d_for(block + 1, share, ahead[0]))
             await party.link.send(*outgoing)
         else:
-            index, bit = await correlation(block)
+            index, bit = correlation
             received = await party.link.recv()
-            kernels.read_lists(received[0].view(wire), index, bit, share)
+            share = np.empty(n, np.uint8)
+            kernels.read_lists(received[0].view(_wire(1 << levels)), index, 1, bit, share)
             d = None if last else received[1]
     return share
+
+
+async def block_leaves(party: Party, own: np.ndarray, bits: int, leaf: Leaf) -> np.ndarray:
+    """XOR shares (blocks, n) uint8 of each block's outcome under `leaf`, for the low `bits`
+    bits of this server's own values and the peer's. 2 rounds: every d, then every list."""
+    n = own.size
+    kernels, layout = _kernels(), leaf_blocks(bits, leaf)
+    correlations = [c async for c in _taken(party, leaf_plan(n, bits, leaf))]
+    sending = [b for b in range(len(layout)) if _sender(b) == party.id]
+    receiving = [b for b in range(len(layout)) if _sender(b) != party.id]
+    zero = np.zeros(n, np.uint8)
+    ds = np.empty((len(receiving), n), np.uint8)
+    for row, block in enumerate(receiving):
+        kernels.block_inputs(own, *layout[block], False, zero, correlations[block][0], ds[row])
+    (their_ds,) = await party.link.exchange(ds, expect=[(np.uint8, (len(sending), n))])
+    shares = np.empty((len(layout), n), np.uint8)
+    lists = np.empty((len(sending), n), U64)
+    for row, block in enumerate(sending):
+        low, size = layout[block]
+        np.bitwise_and(party.rng.words(n), low_bits(leaf.width), out=shares[block],
+                       casting="unsafe")
+        kernels.offer_lists(own, low, size, False, zero, their_ds[row], size,
+                            leaf_offers(leaf, size), correlations[block][0], shares[block],
+                            _repeat(1 << size, leaf.width), lists[row])
+    (their_lists,) = await party.link.exchange(lists, expect=[(U64, (len(receiving), n))])
+    for row, block in enumerate(receiving):
+        index, entry = correlations[block]
+        kernels.read_lists(their_lists[row], index, leaf.width, entry, shares[block])
+    return shares
