@@ -4,6 +4,7 @@ correlations, against plaintext; and what each server sees of the other's values
 import numpy as np
 import pytest
 
+from mpc.errors import PeerAborted, ProtocolMismatch
 from mpc.protocols.choices import (
     CARRY,
     CARRY_LEAF,
@@ -17,6 +18,7 @@ from mpc.protocols.choices import (
     through_blocks,
 )
 from tests.harness import run_pair
+from tests.test_faults import run_timed, two_parties
 from tests.test_security import CHI2_LIMIT, two_sample_statistic
 
 U64 = np.uint64
@@ -148,3 +150,27 @@ def test_what_each_server_receives_does_not_depend_on_the_values(protocol):
                 assert bytes_z.shape == bytes_v.shape
                 statistic = two_sample_statistic(bytes_z.astype(U64), bytes_v.astype(U64), 0)
                 assert statistic < CHI2_LIMIT
+
+
+def test_a_malformed_list_or_d_stops_the_comparison():
+    """The compiled steps index by the peer's arrays: a d or a list of the wrong length ends
+    the job with ProtocolMismatch on the server that got it (and the peer is told)."""
+    n = 100
+    own = np.arange(n, dtype=U64)
+
+    async def honest(party):
+        return await through_blocks(party, own, 63, CARRY)
+
+    async def long_d(party):  # server 0 opens with its d for the first block
+        await party.link.send(np.zeros(n + 5, np.uint8))
+        return await party.link.recv()
+
+    async def short_list(party):  # server 1 sends the first block's list, and server 0's d
+        await party.link.recv()
+        await party.link.send(np.zeros(8 * n - 8, np.uint8), np.zeros(n, np.uint8))
+        return await party.link.recv()
+
+    for program0, program1, victim in ((long_d, honest, 1), (honest, short_list, 0)):
+        results, _ = run_timed(two_parties(program0, program1, timeout_s=30))
+        assert isinstance(results[victim], ProtocolMismatch), results
+        assert isinstance(results[1 - victim], PeerAborted), results

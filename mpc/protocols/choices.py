@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpc.correlations import low_bits
+from mpc.errors import ProtocolMismatch
 from mpc.party import Party
 
 U64 = np.uint64
@@ -139,9 +140,19 @@ def _repeat(entries: int, width: int) -> np.uint64:
     return U64(sum(1 << (k * width) for k in range(entries)))
 
 
-def _wire(entries: int, width: int = 1) -> np.dtype:
-    """The narrowest unsigned type of a list of entries (sent as its bytes)."""
-    return np.dtype(f"uint{max(8, entries * width)}")
+def _wire(entries: int) -> np.dtype:
+    """The narrowest unsigned type of a list of one-bit entries (sent as its bytes)."""
+    return np.dtype(f"uint{max(8, entries)}")
+
+
+def _checked(received: list[np.ndarray], *expected: tuple[np.dtype, int]) -> list[np.ndarray]:
+    """The peer's message, if its arrays have the expected dtypes and lengths (the compiled
+    steps index by them)."""
+    got = [(array.dtype, array.shape) for array in received]
+    want = [(np.dtype(dtype), (length,)) for dtype, length in expected]
+    if got != want:
+        raise ProtocolMismatch(f"expected arrays {want} from the peer, got {got}")
+    return received
 
 
 def _kernels():
@@ -168,14 +179,13 @@ async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -
         return np.zeros(0, np.uint8)
     kernels, layout = _kernels(), blocks(bits)
     correlations = _taken(party, plan(n, bits))
-    zero = np.zeros(n, np.uint8)
 
     def d_for(block: int, share: np.ndarray, index: np.ndarray) -> np.ndarray:
         d = np.empty(n, np.uint8)
         kernels.block_inputs(own, *layout[block], share, index, d)
         return d
 
-    share = zero  # of the state going into the current block
+    share = np.zeros(n, np.uint8)  # of the state going into the current block
     ahead = None  # the next block's correlation, when this server took it early
     if party.id != _sender(0):
         ahead = await anext(correlations)
@@ -189,7 +199,7 @@ async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -
         if party.id == _sender(block):
             (masks,) = correlation
             if block == 0:
-                (d,) = await party.link.recv()
+                (d,) = _checked(await party.link.recv(), (np.uint8, n))
             fresh = party.rng.bits(n)
             offer = np.empty(n, _wire(1 << levels))
             kernels.offer_lists(own, low, size, with_state, share, d, levels,
@@ -203,9 +213,11 @@ async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -
             await party.link.send(*outgoing)
         else:
             index, bit = correlation
-            received = await party.link.recv()
+            wire = _wire(1 << levels)
+            received = _checked(await party.link.recv(), (np.uint8, n * wire.itemsize),
+                                *([] if last else [(np.uint8, n)]))
             share = np.empty(n, np.uint8)
-            kernels.read_lists(received[0].view(_wire(1 << levels)), index, 1, bit, share)
+            kernels.read_lists(received[0].view(wire), index, 1, bit, share)
             d = None if last else received[1]
     return share
 
