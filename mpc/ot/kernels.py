@@ -165,9 +165,9 @@ def receiver_products(pad, choices, theirs, shifts):
 
 @njit(cache=True, nogil=True)
 def choice_masks(pad0, pad1, selects, keep, out):
-    """A 1-out-of-N sender's bits: out[i] = the XOR over OTs j of row i of (pad0[i, j] where
-    bit j of a position is 0, pad1[i, j] where it is 1), the positions of selects[j]; `keep`
-    masks the N positions."""
+    """A 1-out-of-N sender's entries: out[i] = the XOR over OTs j of (pad0[i, j] at the
+    positions of entries whose index has bit j clear, pad1[i, j] where it is set: selects[j]);
+    `keep` masks the N entries' positions."""
     items, levels = pad0.shape
     for i in range(items):
         word = U64(0)

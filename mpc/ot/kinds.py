@@ -152,7 +152,8 @@ async def one_of_n(mult: Multiplier, party: int, count: int, entries: int, sende
     only (any other k differs from c in some j, where entry k of the pad it lacks is used for
     k alone)."""
     levels = entries.bit_length() - 1
-    bits, index, bit = np.empty(count, U64), np.empty(count, np.uint8), np.empty(count, np.uint8)
+    offered = np.empty(count, U64)  # the sender's entries, one word per OT
+    index, entry = np.empty(count, np.uint8), np.empty(count, np.uint8)  # the receiver's
     for start, size in _chunks(count, levels, BITS_AT_ONCE):  # pads hashed while in cache
         part = slice(start, start + size)
         cots = size * levels
@@ -161,11 +162,11 @@ async def one_of_n(mult: Multiplier, party: int, count: int, entries: int, sende
         if party == sender:
             pad0, pad1 = (pads.reshape(size, levels) for pads in mult.sender_pads(send_cots, 1))
             choice_masks(pad0, pad1, CHOICE_SELECTS[width], low_bits(entries * width),
-                         bits[part])
+                         offered[part])
         else:
             pads = mult.receiver_pads(receive_cots, 1).reshape(size, levels)
-            chosen_masks(pads, receive_cots.choices, width, index[part], bit[part])
-    return (bits,) if party == sender else (index, bit)
+            chosen_masks(pads, receive_cots.choices, width, index[part], entry[part])
+    return (offered,) if party == sender else (index, entry)
 
 
 async def _shared_bits(mult: Multiplier, party: int, prg: Prg, count: int, shifts: np.ndarray):
