@@ -411,12 +411,13 @@ async def _carry_out(party: Party, generate: np.ndarray, propagate: np.ndarray) 
 async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
     """XOR-shared msb of additively shared x, as (n,) uint8 bits.
 
-    msb(x0 + x1) = x0[63] ^ x1[63] ^ carry into bit 63, the carry found by a tree over the 63
-    low bit planes. Up to 1,024 values with a dealer (fan-in-4 ANDs): 4 rounds, 34 bytes per
-    value sent, 65 from the dealer; for many values (_ripples) the carry ripples: 63 rounds, 63
-    bits ANDed per value, 16 bytes; otherwise 7 rounds, about 190 bits ANDed, 48 bytes. From
-    OT, for many values (_by_choices), block by block through 1-out-of-N OTs: 14 messages,
-    75 COTs and 107 bytes per value."""
+    msb(x0 + x1) = x0[63] ^ x1[63] ^ carry into bit 63. With a dealer, the carry comes from a
+    tree over the 63 low bit planes: up to 1,024 values fan-in-4 ANDs, 4 rounds, 34 bytes per
+    value sent, 65 from the dealer; for many values (_ripples) it ripples: 63 rounds, 63 bits
+    ANDed per value, 16 bytes; otherwise 7 rounds, about 190 bits ANDed, 48 bytes. From OT,
+    through 1-out-of-N OTs (mpc.protocols.choices): for few values every block's generate and
+    propagate bits, then a tree over the 13 blocks (6 rounds, 111 COTs); for many
+    (_by_choices) block by block (14 messages, 75 COTs, 107 bytes per value)."""
     n = x.size
     if not party.corr.cheap_ands:
         own = np.ravel(np.asarray(x, U64))
@@ -454,11 +455,12 @@ async def greater_than(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray
 async def equal_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """XOR-shared [x == y] for any x, y in Z_2^64.
 
-    x == y iff z0 == -z1 for z = x - y, i.e. iff every bit of ~z0 ^ (-z1) is set: an AND tree
-    over 64 planes. 6 rounds, 63 bits ANDed per value, 16 bytes per value; up to 1,024 values
-    with a dealer, fan-in-4 ANDs: 3 rounds, 11 bytes per value, 29 from the dealer. From OT,
-    for many values (_by_choices), block by block through 1-out-of-N OTs: 14 messages, 76 COTs
-    and 108 bytes per value.
+    x == y iff z0 == -z1 for z = x - y. With a dealer, iff every bit of ~z0 ^ (-z1) is set:
+    an AND tree over 64 planes, 6 rounds, 63 bits ANDed per value, 16 bytes per value; up to
+    1,024 values fan-in-4 ANDs: 3 rounds, 11 bytes per value, 29 from the dealer. From OT,
+    through 1-out-of-N OTs (mpc.protocols.choices): for few values whether each block of 6
+    bits is equal, then an AND tree over the 11 blocks (6 rounds, 84 COTs); for many
+    (_by_choices) block by block (14 messages, 76 COTs, 108 bytes per value).
     """
     difference = np.asarray(x, U64) - np.asarray(y, U64)
     diff = np.ravel(difference)
