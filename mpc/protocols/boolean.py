@@ -416,7 +416,7 @@ async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
     value sent, 65 from the dealer; for many values (_ripples) it ripples: 63 rounds, 63 bits
     ANDed per value, 16 bytes; otherwise 7 rounds, about 190 bits ANDed, 48 bytes. From OT,
     through 1-out-of-N OTs (mpc.protocols.choices): for few values every block's generate and
-    propagate bits, then a tree over the 13 blocks (6 rounds, 111 COTs); for many
+    propagate bits, then a tree over the 13 blocks (6 rounds, 117 COTs); for many
     (_by_choices) block by block (14 messages, 75 COTs, 107 bytes per value)."""
     n = x.size
     if not party.corr.cheap_ands:
@@ -459,7 +459,7 @@ async def equal_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     an AND tree over 64 planes, 6 rounds, 63 bits ANDed per value, 16 bytes per value; up to
     1,024 values fan-in-4 ANDs: 3 rounds, 11 bytes per value, 29 from the dealer. From OT,
     through 1-out-of-N OTs (mpc.protocols.choices): for few values whether each block of 6
-    bits is equal, then an AND tree over the 11 blocks (6 rounds, 84 COTs); for many
+    bits is equal, then an AND tree over the 11 blocks (6 rounds, 88 COTs); for many
     (_by_choices) block by block (14 messages, 76 COTs, 108 bytes per value).
     """
     difference = np.asarray(x, U64) - np.asarray(y, U64)

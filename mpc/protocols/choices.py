@@ -21,8 +21,8 @@ messages instead of 63 rounds; the lists cost 107 bytes per value.
 For few values, where rounds count more, `block_leaves` gives every block's own outcome at
 once (for a carry, whether the block generates one and whether it propagates one; for
 equality, whether the blocks are equal) from the same lists without a state, in two rounds
-(all d, then all lists), for an AND tree over the blocks to combine: 63 COTs and 2 x 12 ANDed
-bits for a carry, where a tree over bits ANDs about 190.
+(all d, then all lists), for an AND tree over the blocks to combine: 63 COTs and 27 ANDed
+bits (54 COTs) for a carry, where a tree over bits ANDs about 190 (380 COTs).
 """
 
 from __future__ import annotations
