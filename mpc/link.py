@@ -251,8 +251,9 @@ class Channel:
         if self.online:
             self.transport.accounting.record_round()
 
-    async def recv(self) -> list[np.ndarray]:
-        """The peer's next message on this channel (one round). Arrays are read-only views."""
+    async def recv(self, expect=None) -> list[np.ndarray]:
+        """The peer's next message on this channel (one round). Arrays are read-only views.
+        `expect`: the (dtype, shape) of each array, checked (callers that index by them)."""
         header, arrays = await self.transport.next(self.name)
         if (header.get("kind") != "data" or header.get("job") != self.job_id
                 or header.get("seq") != self._recv_seq):
@@ -262,21 +263,21 @@ class Channel:
         self._recv_seq += 1
         if self.online:
             self.transport.accounting.record_round()
+        if expect is not None:
+            wanted = [(np.dtype(dtype), tuple(shape)) for dtype, shape in expect]
+            got = [(a.dtype, a.shape) for a in arrays]
+            if wanted != got:
+                raise ProtocolMismatch(
+                    f"server {self.party_id}: expected arrays {wanted} on {self.name}, server "
+                    f"{self.peer_id} sent {got}")
         return arrays
 
     async def exchange(self, *arrays: np.ndarray, expect=None) -> list[np.ndarray]:
         """Both parties send at once and receive the other's arrays (one round). The peer's
         must have the dtypes and shapes of ours, or `expect`: a list of (dtype, shape)."""
         await self._send_frames(*arrays)
-        received = await self.recv()
-        mine = [(a.dtype, a.shape) for a in arrays] if expect is None else [
-            (np.dtype(dtype), tuple(shape)) for dtype, shape in expect]
-        theirs = [(a.dtype, a.shape) for a in received]
-        if mine != theirs:
-            raise ProtocolMismatch(
-                f"server {self.party_id}: exchanged arrays, expecting {mine} on {self.name}, "
-                f"server {self.peer_id} sent {theirs}")
-        return received
+        return await self.recv([(a.dtype, a.shape) for a in arrays] if expect is None
+                               else expect)
 
 
 class PeerLink(Channel):

@@ -47,14 +47,19 @@ def expected(rule, a, b, bits: int) -> np.ndarray:
     return ((total < a) if bits == 64 else (total >> U64(bits)) & U64(1)).astype(np.uint8)
 
 
+def each_way(protocol, ways, bits: int, a, b, source):
+    """Both servers' shares from protocol(party, own, bits, way) for each way, server 0
+    holding a and server 1 b."""
+    async def all_ways(party, own):
+        return [await protocol(party, own, bits, way) for way in ways]
+
+    return run_pair(all_ways, (a,), (b,), source=source)
+
+
 @pytest.mark.parametrize("bits", [1, 2, 6, 7, 11, 12, 63, 64])
 def test_states_through_blocks_match_plaintext(bits, rng, source):
     a, b = operands(rng, 777)
-
-    async def both(party, own):
-        return [await through_blocks(party, own, bits, rule) for rule in (CARRY, EQUAL)]
-
-    first, second = run_pair(both, (a,), (b,), source=source)
+    first, second = each_way(through_blocks, (CARRY, EQUAL), bits, a, b, source)
     for rule, share0, share1 in zip((CARRY, EQUAL), first, second):
         assert share0.dtype == np.uint8 and set(np.unique(share0)) <= {0, 1}
         assert np.array_equal(share0 ^ share1, expected(rule, a, b, bits)), rule.name
@@ -73,11 +78,7 @@ def test_no_values_and_one_value(source):
 @pytest.mark.parametrize("bits", [1, 5, 6, 7, 13, 63, 64])
 def test_block_outcomes_match_plaintext(bits, rng, source):
     a, b = operands(rng, 300)
-
-    async def both(party, own):
-        return [await block_leaves(party, own, bits, leaf) for leaf in (CARRY_LEAF, EQUAL_LEAF)]
-
-    first, second = run_pair(both, (a,), (b,), source=source)
+    first, second = each_way(block_leaves, (CARRY_LEAF, EQUAL_LEAF), bits, a, b, source)
     for leaf, share0, share1 in zip((CARRY_LEAF, EQUAL_LEAF), first, second):
         layout = leaf_blocks(bits, leaf)
         assert share0.shape == (len(layout), len(a)) and share0.dtype == np.uint8

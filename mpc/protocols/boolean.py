@@ -245,15 +245,9 @@ async def bits_times(party: Party, bits: np.ndarray, values: np.ndarray) -> np.n
 
 async def and_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """x & y for XOR-shared 0/1 uint8 bit vectors, packed 64 to a word. 1 round, n/4 bytes."""
-    n = len(x)
-
-    def words(bits):
-        packed = np.zeros(((n + 63) // 64) * 8, np.uint8)
-        packed[: (n + 7) // 8] = pack_bits(bits)
-        return packed.view(U64)
-
-    product = await and_words(party, words(x), words(y))
-    return np.unpackbits(product.view(np.uint8), count=n, bitorder="little")
+    planes = _bit_planes(np.stack([x, y]))
+    product = await and_words(party, planes[0], planes[1])
+    return np.unpackbits(product.view(np.uint8), count=len(x), bitorder="little")
 
 
 # Values from which a carry ripples bit by bit (one AND per bit, a round per bit) instead of

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpc.correlations import low_bits
-from mpc.errors import ProtocolMismatch
 from mpc.party import Party
 
 U64 = np.uint64
@@ -145,16 +144,6 @@ def _wire(entries: int) -> np.dtype:
     return np.dtype(f"uint{max(8, entries)}")
 
 
-def _checked(received: list[np.ndarray], *expected: tuple[np.dtype, int]) -> list[np.ndarray]:
-    """The peer's message, if its arrays have the expected dtypes and lengths (the compiled
-    steps index by them)."""
-    got = [(array.dtype, array.shape) for array in received]
-    want = [(np.dtype(dtype), (length,)) for dtype, length in expected]
-    if got != want:
-        raise ProtocolMismatch(f"expected arrays {want} from the peer, got {got}")
-    return received
-
-
 def _kernels():
     """Compiled steps (numba), imported when first used: only processes that compare this
     way pay for numba's import."""
@@ -199,7 +188,7 @@ async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -
         if party.id == _sender(block):
             (masks,) = correlation
             if block == 0:
-                (d,) = _checked(await party.link.recv(), (np.uint8, n))
+                (d,) = await party.link.recv(expect=[(np.uint8, (n,))])
             fresh = party.rng.bits(n)
             offer = np.empty(n, _wire(1 << levels))
             kernels.offer_lists(own, low, size, with_state, share, d, levels,
@@ -214,8 +203,8 @@ async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -
         else:
             index, bit = correlation
             wire = _wire(1 << levels)
-            received = _checked(await party.link.recv(), (np.uint8, n * wire.itemsize),
-                                *([] if last else [(np.uint8, n)]))
+            received = await party.link.recv(expect=[(np.uint8, (n * wire.itemsize,))]
+                                             + ([] if last else [(np.uint8, (n,))]))
             share = np.empty(n, np.uint8)
             kernels.read_lists(received[0].view(wire), index, 1, bit, share)
             d = None if last else received[1]
