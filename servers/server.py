@@ -170,6 +170,9 @@ class Server:
             if action == "job_start":
                 return {"status": self._start_as_follower(check_id("job id", header.get("job_id")),
                                                           _text(header, "spec_hash"))}
+            if action == "job_abandon":
+                return {"status": self._abandon(check_id("job id", header.get("job_id")),
+                                                _text(header, "error"))}
             if action == "preprocess_start":
                 return {"status": self._preprocess_as_follower(
                     check_id("session id", header.get("session_id")))}
@@ -385,7 +388,8 @@ class Server:
         return {"meta": output.meta()}, output.shares
 
     def _start_as_follower(self, job_id: str, spec_hash: str) -> str:
-        """Server 1 starts a job when server 0 says so, if it holds the same spec."""
+        """Server 1 starts a job when server 0 says so, if it holds the same spec and has not
+        ended it (cancelled, or failed at an earlier try)."""
         state = self.jobs.states.get(job_id)
         if state is None:
             return "missing"
@@ -393,14 +397,29 @@ class Server:
             state.state, state.error = "failed", "the servers received different specs"
             self.jobs.save(state)
             return "mismatch"
+        if job_id in self.running:  # server 0 asks again: its first answer was lost
+            return "started"
+        if state.state != "queued":
+            return f"its copy is {state.state}" + (f": {state.error}" if state.error else "")
         if self.preprocessing is not None:  # server 0 has stopped its side: stop ours too
             self.preprocessing.set()
             return "busy"
         if self.running:
             return "busy"
-        if state.state == "queued":
-            self._spawn(self._run(state))
+        self._spawn(self._run(state))
         return "started"
+
+    def _abandon(self, job_id: str, error: str) -> str:
+        """Server 0 could not start a job: server 1's queued copy fails too, so that no
+        client waits for a job that nobody will start."""
+        if self.party != 1:
+            raise RequestError("server 1 follows server 0's jobs; it fails none of server 0's")
+        state = self.jobs.states.get(job_id)
+        if state is None or state.state != "queued":
+            return "missing" if state is None else state.state
+        state.state, state.error = "failed", f"server 0 could not start it: {error}"[:500]
+        self.jobs.save(state)
+        return "failed"
 
     async def _run(self, state: JobState) -> None:
         accounting, cancel = Accounting(), StopSignal()
@@ -526,4 +545,14 @@ class Server:
                            "the servers received different specs" if status == "mismatch" else
                            f"server 1 could not start it: {status}")
             self.jobs.save(state)
+            await self._tell_follower_failed(state)
             return False
+
+    async def _tell_follower_failed(self, state: JobState) -> None:
+        """Best effort: if server 1 is unreachable, clients still stop waiting (a job that
+        failed on server 0 is never started, see twofold.client.wait_for_job)."""
+        try:
+            await self.peer.call({"action": "job_abandon", "job_id": state.job_id,
+                                  "error": state.error})
+        except ServiceError as error:
+            log.warning("could not tell server 1 that job %s failed: %s", state.job_id, error)

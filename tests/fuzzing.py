@@ -27,7 +27,7 @@ from servers.server import MAX_FRAME_BYTES
 
 OWNER_ACTIONS = ("hello", "begin", "chunk", "commit", "activate", "status", "job_submit",
                  "job_status", "job_cancel", "fetch_output", "budget")
-PEER_ACTIONS = ("peer_check", "job_start", "preprocess_start")
+PEER_ACTIONS = ("peer_check", "job_start", "job_abandon", "preprocess_start")
 DEALER_ACTIONS = ("open", "get", "close")
 STATISTICS = ('[job]\nrecipients = ["alice"]\ntables = ["customers"]\n'
               '[statistics]\ncolumns = ["customers.age"]\n')
@@ -90,9 +90,9 @@ class Generator:
             job_id = self.ident()
             self.job_ids = (self.job_ids + [job_id])[-8:]
             return {"action": "job_submit", "job_id": job_id, "spec": STATISTICS}, []
-        if action in ("job_status", "job_cancel", "fetch_output", "job_start"):
+        if action in ("job_status", "job_cancel", "fetch_output", "job_start", "job_abandon"):
             return {"action": action, "job_id": rng.choice(self.job_ids),
-                    "spec_hash": self.ident()}, []
+                    "spec_hash": self.ident(), "error": self.ident()}, []
         if action == "peer_check":
             return {"action": "peer_check", "record": {
                 "upload_id": rng.choice(self.upload_ids), "table_name": "customers",

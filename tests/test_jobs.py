@@ -3,16 +3,20 @@ recipient reveals; compared with pandas on the same plaintext."""
 
 import asyncio
 import io
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from mpc.accounting import Accounting
+from mpc.link import StopSignal
 from mpc.rpc import ServiceError
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import CUSTOMERS, ORDERS, upload_file
-from twofold.client import fetch_result, run_job, submit_job, wait_for_job
+from twofold.client import cancel_job, failure, fetch_result, job_status, outcome
+from twofold.client import run_job, submit_job, wait_for_job
 
 REGIONS = ["north", "south", "east"]
 
@@ -219,3 +223,73 @@ sum = ["orders.amount"]
                 "store"} <= set(stages) and "default" not in stages
         total = sum(cost["wall_s"] for cost in stages.values())
         assert status["seconds"] > 0 and abs(total - status["seconds"]) <= 0.05 * status["seconds"]
+
+
+STATISTICS = ('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
+              '[statistics]\ncolumns = ["customers.age"]\n')
+
+
+def test_a_job_server_1_receives_too_late_ends_failed_and_nobody_waits_for_it(deployment):
+    """A submission that reaches server 1 only after server 0 gave up asking for it (server 0
+    waits the peer timeout, 10 s here) stays queued on server 1; no client waits for it."""
+    carol = deployment.client("carol")
+    only = [replace(carol, servers=carol.servers[p:p + 1]) for p in (0, 1)]
+
+    async def scenario():
+        async with running(deployment):
+            await upload_file(deployment, "alice", "customers", policy=OPEN_POLICY)
+            job = await submit_job(only[0], STATISTICS)
+            while (await job_status(only[0], job))[0]["state"] != "failed":
+                await asyncio.sleep(0.2)
+            await submit_job(only[1], STATISTICS, job)
+            statuses = await asyncio.wait_for(wait_for_job(carol, job), 10)
+            return statuses
+
+    statuses = asyncio.run(scenario())
+    assert [s["state"] for s in statuses] == ["failed", "queued"]
+    assert "server 1 never received this job" in failure(statuses)
+    assert outcome(statuses) == "failed"
+
+
+def test_a_job_server_0_cannot_start_fails_on_server_1_too(deployment):
+    """Server 1 still ends a stale job (its peer restarted) past server 0's patience: server 0
+    fails the new job and tells server 1, whose queued copy fails with the reason."""
+    carol = deployment.client("carol")
+
+    async def scenario():
+        async with running(deployment) as servers:
+            await upload_file(deployment, "alice", "customers", policy=OPEN_POLICY)
+            servers[1].running["stale"] = (Accounting(), StopSignal())
+            try:
+                job = await submit_job(carol, STATISTICS)
+                statuses = await asyncio.wait_for(wait_for_job(carol, job), 60)
+            finally:
+                del servers[1].running["stale"]
+            again = await asyncio.wait_for(run_job(carol, STATISTICS, timeout_s=60), 60)
+            return statuses, again
+
+    statuses, (_, result) = asyncio.run(scenario())
+    assert [s["state"] for s in statuses] == ["failed", "failed"]
+    assert statuses[0]["error"] == "server 1 could not start it: busy"
+    assert statuses[1]["error"] == "server 0 could not start it: " + statuses[0]["error"]
+    assert result.data["values"]["count"] == 300  # and the next job runs
+
+
+def test_server_0_does_not_run_a_job_server_1_has_ended(deployment):
+    """A job cancelled on server 1 before server 0 received it fails at once on server 0,
+    which does not run its side alone until the timeout."""
+    carol = deployment.client("carol")
+    only = [replace(carol, servers=carol.servers[p:p + 1]) for p in (0, 1)]
+
+    async def scenario():
+        async with running(deployment):
+            await upload_file(deployment, "alice", "customers", policy=OPEN_POLICY)
+            job = await submit_job(only[1], STATISTICS)
+            await cancel_job(only[1], job)
+            await submit_job(only[0], STATISTICS, job)
+            return await asyncio.wait_for(wait_for_job(carol, job), 8)
+
+    statuses = asyncio.run(scenario())
+    assert [s["state"] for s in statuses] == ["failed", "failed"]
+    assert statuses[0]["error"] == ("server 1 could not start it: its copy is failed: "
+                                    "cancelled by carol")

@@ -74,13 +74,16 @@ async def cancel_job(config: ClientConfig, job_id: str) -> list[dict]:
 
 async def wait_for_job(config: ClientConfig, job_id: str, timeout_s: float = 3600.0,
                        poll_s: float = 0.2, on_status=None) -> list[dict]:
-    """Poll until both servers report the job done or failed (or the timeout passes)."""
+    """Poll until both servers report the job done or failed (or the timeout passes). A job
+    that failed on server 0 while server 1 still holds it queued is over too: server 0 starts
+    every job, and never one it has failed."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         statuses = await job_status(config, job_id)
         if on_status is not None:
             on_status(statuses)
-        if all(s["state"] in FINISHED for s in statuses):
+        if (all(s["state"] in FINISHED for s in statuses)
+                or (statuses[0]["state"] == "failed" and statuses[1]["state"] == "queued")):
             return statuses
         if asyncio.get_running_loop().time() > deadline:
             return statuses
