@@ -15,8 +15,16 @@ from mpc.rpc import ServiceError
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import CUSTOMERS, ORDERS, upload_file
-from twofold.client import cancel_job, failure, fetch_result, job_status, outcome
-from twofold.client import run_job, submit_job, wait_for_job
+from twofold.client import (
+    cancel_job,
+    failure,
+    fetch_result,
+    job_status,
+    outcome,
+    run_job,
+    submit_job,
+    wait_for_job,
+)
 
 REGIONS = ["north", "south", "east"]
 
