@@ -82,7 +82,8 @@ class Deployment:
         return {name: views[0][name] + views[1][name] for name in views[0]}
 
 
-def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "bob")):
+def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "bob"),
+                    timeout_s: float = 10.0):
     schema_path = folder / "schema.toml"
     schema_path.write_text(schema_text)
     server_keys, dealer_keys = [keypair(), keypair()], keypair()
@@ -91,7 +92,7 @@ def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "b
     peer, dealer = free_address(), free_address()
     configs = [ServerConfig(
         endpoints=Endpoints(p, server_keys[p], server_keys[1 - p].public, peer,
-                            dealer_keys.public, dealer, timeout_s=10.0),
+                            dealer_keys.public, dealer, timeout_s=timeout_s),
         listen=listen[p], peer_service_address=listen[1 - p], schema_path=schema_path,
         data_dir=folder / f"data{p}",
         clients={name: key.public for name, key in owner_keys.items()}) for p in (0, 1)]

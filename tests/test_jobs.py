@@ -237,9 +237,12 @@ STATISTICS = ('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
               '[statistics]\ncolumns = ["customers.age"]\n')
 
 
-def test_a_job_server_1_receives_too_late_ends_failed_and_nobody_waits_for_it(deployment):
+def test_a_job_server_1_receives_too_late_ends_failed_and_nobody_waits_for_it(tmp_path):
     """A submission that reaches server 1 only after server 0 gave up asking for it (server 0
-    waits the peer timeout, 10 s here) stays queued on server 1; no client waits for it."""
+    waits the peer timeout, 5 s here: no job runs) stays queued on server 1; no client waits
+    for it."""
+    (tmp_path / "customers.csv").write_text(CUSTOMERS)
+    deployment = make_deployment(tmp_path, owners=("alice", "bob", "carol"), timeout_s=5.0)
     carol = deployment.client("carol")
     only = [replace(carol, servers=carol.servers[p:p + 1]) for p in (0, 1)]
 
