@@ -8,9 +8,11 @@ A source can be told ahead what a run will ask for (`prefetch(plan)`, a list of 
 background producer then makes those correlations before the online phase needs them, in
 order, holding at most `budget_elements` made-but-unused elements in memory; `get` waits only
 when the producer is behind. A request nobody announced joins the same queue, so correlations
-are always made in request order, on both servers alike. Subclasses implement `_produce`,
+are always made in request order, on both servers alike (a group of requests announced
+together, at its first member). Subclasses implement `_produce`,
 which makes a batch of consecutive requests: the dealer source answers a batch with one
-request to the dealer, the OT source makes it together with the peer.
+request to the dealer, the OT source makes it together with the peer, and makes the requests
+of one kind announced together as one (mpc.request_groups).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from mpc.accounting import Accounting
 from mpc.correlations import KINDS
 from mpc.errors import ProtocolMismatch
+from mpc.request_groups import groups, merged, split
 
 Request = tuple[str, dict]  # (kind, params), as in mpc.correlations.KINDS
 DEFAULT_BUDGET_ELEMENTS = 1 << 25  # about 256 MiB of made-but-unused correlations
@@ -39,10 +42,24 @@ class _Pending:
     params: dict
     elements: int
     value: asyncio.Future
+    group: list[_Pending] | None = None  # made together with these (itself first)
 
 
 def _elements(value: tuple) -> int:
     return sum(np.asarray(array).size for array in value)
+
+
+def _request(pending: _Pending) -> Request:
+    if pending.group is None:
+        return pending.kind, pending.params
+    return pending.kind, merged(pending.kind, [member.params for member in pending.group])
+
+
+def _parts(pending: _Pending, value: tuple) -> list[tuple[_Pending, tuple]]:
+    if pending.group is None:
+        return [(pending, value)]
+    members = pending.group
+    return list(zip(members, split(pending.kind, [m.params for m in members], value)))
 
 
 class CorrelationSource(ABC):
@@ -54,6 +71,9 @@ class CorrelationSource(ABC):
     # costs two COTs: trees stay binary, adders ripple (one AND per bit) and comparisons go
     # through 1-out-of-N OTs (mpc.protocols.choices) from 2^11 values.
     cheap_ands = False
+    # Whether requests announced together are made in groups (mpc.request_groups): worth it
+    # when each request costs an exchange with the peer, not for a dealer's one message.
+    merges_announced = False
 
     def __init__(self, accounting: Accounting, budget_elements: int = DEFAULT_BUDGET_ELEMENTS):
         self.accounting = accounting
@@ -92,8 +112,13 @@ class CorrelationSource(ABC):
             if (pending.kind, pending.params) != (kind, params):
                 raise ProtocolMismatch(f"request {position} ahead was announced as "
                                        f"{pending.kind} {pending.params}, now as {kind} {params}")
-        for kind, params in plan[len(self._announced):]:
-            self._announced.append(self._enqueue(kind, params))
+        new = [self._enqueue(kind, params) for kind, params in plan[len(self._announced):]]
+        self._announced.extend(new)
+        if self.merges_announced:
+            for positions in groups([(pending.kind, pending.params) for pending in new]):
+                members = [new[position] for position in positions]
+                for member in members:
+                    member.group = members
 
     async def produced(self) -> None:
         """Wait until every request made so far is made, ignoring the memory budget."""
@@ -191,10 +216,13 @@ class CorrelationSource(ABC):
                 await self._wait_until(
                     lambda: self._ahead < self.budget_elements or self._draining)
                 batch = self._next_batch()
-                values = await self._produce([(p.kind, p.params) for p in batch])
-                for pending, value in zip(batch, values):
-                    self._ahead += _elements(value)
-                    pending.value.set_result(value)
+                # a group is made at its first member, which comes before the others
+                firsts = [p for p in batch if p.group is None or p.group[0] is p]
+                values = await self._produce([_request(p) for p in firsts])
+                for pending, value in zip(firsts, values):
+                    for member, part in _parts(pending, value):
+                        self._ahead += _elements(part)
+                        member.value.set_result(part)
                 batch = []
         except asyncio.CancelledError:
             raise

@@ -274,3 +274,40 @@ def test_announcing_what_is_already_announced_checks_it_and_adds_the_rest():
     assert announced == inner
     for (kind, params), part0, part1 in zip(inner, made0, made1):
         check(kind, params, part0, part1)
+
+
+def test_requests_announced_together_are_made_together_and_each_holds():
+    """A plan of small requests over several iterations (as a training announces): those of
+    one kind and parameters in a window are made as one request (windows end at a row mask;
+    what cannot be merged is made alone), and every part is the correlation it would be
+    made alone."""
+    def iteration(t):
+        return [("beaver", {"shape": [50]}), ("trunc", {"shape": [60], "frac_bits": 16}),
+                ("one_of_n", {"shape": [70], "entries": 64, "sender": t % 2, "width": 1}),
+                ("masked_products", {"rows": [t, 8, 8, 3], "columns": 5}),
+                ("and", {"shape": [3]}), ("dabit", {"shape": [7]}), ("bitmul", {"shape": [9]}),
+                ("edabit", {"shape": [4]}), ("trunc_mul", {"shape": [6], "frac_bits": 16}),
+                ("beaver", {"shape": [3, 7]})]  # not 1-d: made alone
+    plan = [request for t in range(3) for request in iteration(t)]
+    plan += [("row_mask", {"rows": 9, "columns": 5}), ("beaver_rows", {"rows": 2, "n": 5})]
+    plan += [request for t in range(3, 6) for request in iteration(t)]
+
+    async def program(party):
+        first_mask = await party.corr.row_mask(9, 5)
+        party.corr.prefetch(plan)
+        made = [await party.corr.get(kind, **params) for kind, params in plan]
+        return first_mask, made, party.corr.cost_report()
+
+    (first0, made0, costs0), (first1, made1, costs1) = run_pair(program, source="ot")
+    mask = (first0, first1)
+    for (kind, params), part0, part1 in zip(plan, made0, made1):
+        if kind == "row_mask":
+            mask = (part0[0], part1[0])
+        check(kind, params, part0, part1, mask=mask)
+    requests = {kind: cost["requests"] for kind, cost in costs0.items()}
+    assert requests == {kind: cost["requests"] for kind, cost in costs1.items()}
+    # one per window of each merged kind: before and after the row mask; 1-d beavers merged,
+    # the 2-d ones alone, one_of_n in two groups per window (sender 0 and 1)
+    assert requests == {"beaver": 2 + 6, "trunc": 2, "one_of_n": 4, "masked_products": 2,
+                        "and": 2, "dabit": 2, "bitmul": 2, "edabit": 2, "trunc_mul": 2,
+                        "row_mask": 2, "beaver_rows": 1}

@@ -110,24 +110,43 @@ def xor_delta(rows, delta, selected, out):
 @njit(cache=True, nogil=True)
 def tweak_blocks(permuted, first, high, out):
     """The pad hash's second AES input: out[j, k] = permuted[j] ^ (first + j, high[k]).
-    Loops run over rows innermost, which the compiler vectorises."""
+    For one or two blocks per row, loops run over rows innermost, which the compiler
+    vectorises; for more, over blocks (in memory order: rows apart would thrash the cache)."""
     count, blocks = permuted.shape[0], high.shape[0]
-    flat = out.reshape(count * blocks, 2)
     base = U64(first)
-    for k in range(blocks):
-        word = high[k]
+    if blocks <= 2:
+        flat = out.reshape(count * blocks, 2)
+        for k in range(blocks):
+            word = high[k]
+            for j in range(count):
+                flat[j * blocks + k, 0] = permuted[j, 0] ^ (base + U64(j))
+                flat[j * blocks + k, 1] = permuted[j, 1] ^ word
+    else:
         for j in range(count):
-            flat[j * blocks + k, 0] = permuted[j, 0] ^ (base + U64(j))
-            flat[j * blocks + k, 1] = permuted[j, 1] ^ word
+            low, upper = permuted[j, 0] ^ (base + U64(j)), permuted[j, 1]
+            for k in range(blocks):
+                out[j, k, 0] = low
+                out[j, k, 1] = upper ^ high[k]
 
 
 @njit(cache=True, nogil=True)
 def finish_pads(hashed, permuted, out):
-    """out[j, w] = hashed[j, w] ^ permuted[j, w % 2] for the out.shape[1] words wanted."""
-    for w in range(out.shape[1]):
-        half = w & 1
-        for j in range(out.shape[0]):
-            out[j, w] = hashed[j, w] ^ permuted[j, half]
+    """out[j, w] = hashed[j, w] ^ permuted[j, w % 2] for the out.shape[1] words wanted (the
+    loop order as in tweak_blocks)."""
+    count, words = out.shape
+    if words <= 4:
+        for w in range(words):
+            half = w & 1
+            for j in range(count):
+                out[j, w] = hashed[j, w] ^ permuted[j, half]
+    else:
+        for j in range(count):
+            low, upper = permuted[j, 0], permuted[j, 1]
+            for w in range(0, words - 1, 2):
+                out[j, w] = hashed[j, w] ^ low
+                out[j, w + 1] = hashed[j, w + 1] ^ upper
+            if words & 1:
+                out[j, words - 1] = hashed[j, words - 1] ^ low
 
 
 @njit(cache=True, nogil=True)
@@ -135,32 +154,49 @@ def sender_products(pad0, pad1, correlation, offset, shifts):
     """The OT product sender's step, in place over (items, positions, width) arrays: pad1
     becomes the corrections tau = p0 - p1 + D and pad0 its shares (M - p0) << shift. D and M
     are 3-d with each axis full or of length 1 (broadcast here: numpy's broadcasting runs its
-    inner loop once per word when the width is 1). Positions run innermost."""
+    inner loop once per word when the width is 1). Positions run innermost for narrow
+    products, words for wide ones (memory order)."""
     items, positions, width = pad0.shape
     many_c, many_o = correlation.shape[1] > 1, offset.shape[1] > 1
+    wide_c, wide_o = correlation.shape[2] > 1, offset.shape[2] > 1
     for i in range(items):
         ci = i if correlation.shape[0] > 1 else 0
         oi = i if offset.shape[0] > 1 else 0
-        for k in range(width):
-            ck = k if correlation.shape[2] > 1 else 0
-            ok = k if offset.shape[2] > 1 else 0
+        if width <= 2:
+            for k in range(width):
+                ck = k if wide_c else 0
+                ok = k if wide_o else 0
+                for p in range(positions):
+                    p0 = pad0[i, p, k]
+                    pad1[i, p, k] = p0 - pad1[i, p, k] + correlation[ci, p if many_c else 0, ck]
+                    pad0[i, p, k] = (offset[oi, p if many_o else 0, ok] - p0) << shifts[p]
+        else:
             for p in range(positions):
-                p0 = pad0[i, p, k]
-                pad1[i, p, k] = p0 - pad1[i, p, k] + correlation[ci, p if many_c else 0, ck]
-                pad0[i, p, k] = (offset[oi, p if many_o else 0, ok] - p0) << shifts[p]
+                cp, op, shift = p if many_c else 0, p if many_o else 0, shifts[p]
+                for k in range(width):
+                    p0 = pad0[i, p, k]
+                    pad1[i, p, k] = p0 - pad1[i, p, k] + correlation[ci, cp, k if wide_c else 0]
+                    pad0[i, p, k] = (offset[oi, op, k if wide_o else 0] - p0) << shift
 
 
 @njit(cache=True, nogil=True)
 def receiver_products(pad, choices, theirs, shifts):
     """The receiver's step, in place: pad becomes (p_c + c * tau) << shift, c the choice of
-    each (item, position), in one pass instead of numpy's four."""
+    each (item, position), in one pass instead of numpy's four (loop order as for the
+    sender)."""
     items, positions, width = pad.shape
     for i in range(items):
         base = i * positions
-        for k in range(width):
+        if width <= 2:
+            for k in range(width):
+                for p in range(positions):
+                    chosen = theirs[i, p, k] & (U64(0) - U64(choices[base + p]))
+                    pad[i, p, k] = (pad[i, p, k] + chosen) << shifts[p]
+        else:
             for p in range(positions):
-                chosen = theirs[i, p, k] & (U64(0) - U64(choices[base + p]))
-                pad[i, p, k] = (pad[i, p, k] + chosen) << shifts[p]
+                mask, shift = U64(0) - U64(choices[base + p]), shifts[p]
+                for k in range(width):
+                    pad[i, p, k] = (pad[i, p, k] + (theirs[i, p, k] & mask)) << shift
 
 
 @njit(cache=True, nogil=True)

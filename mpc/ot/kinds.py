@@ -89,25 +89,31 @@ async def _right_decomposed_matmul(mult: Multiplier, prg: Prg, m: int, k: int, n
     return left, right, np.matmul(left, right) + cross.T
 
 
+async def _summed_products(mult: Multiplier, operands: np.ndarray):
+    """operands (groups, items, width): per group, this server's random word for each item
+    (its bits are choices) and shares of the sum over items of the products (Gilboa) with
+    the item's operand words, both ways."""
+    groups, items, width = operands.shape
+    flat = operands.reshape(groups * items, width)
+    words, cross = np.empty(groups * items, U64), np.zeros((groups, width), U64)
+    for start, count in _chunks(groups * items, 64 * width):
+        part = slice(start, start + count)
+        words[part], shares = await _decomposed_products(mult, flat[part])
+        np.add.at(cross, np.arange(start, start + count) // items, shares)
+    return words.reshape(groups, items), cross
+
+
 async def masked_products(mult: Multiplier, mask_rows: np.ndarray):
-    """For shared rows A_b (batch x columns) of a row mask: b and c = A_b b, b' and
-    c' = A_b^T b'. The cross terms are Gilboa products: b's entries decomposed against A_b's
-    columns, then b''s against its rows."""
-    batch, columns = mask_rows.shape
-    forward = np.empty(columns, U64)
-    cross_forward = np.zeros(batch, U64)
-    for start, count in _chunks(columns, 64 * batch):
-        part = slice(start, start + count)
-        forward[part], cross = await _decomposed_products(mult, mask_rows[:, part].T)
-        cross_forward += cross.sum(axis=0, dtype=U64)
-    backward = np.empty(batch, U64)
-    cross_backward = np.zeros(columns, U64)
-    for start, count in _chunks(batch, 64 * columns):
-        part = slice(start, start + count)
-        backward[part], cross = await _decomposed_products(mult, mask_rows[part])
-        cross_backward += cross.sum(axis=0, dtype=U64)
-    return (forward, backward, np.matmul(mask_rows, forward) + cross_forward,
-            np.matmul(mask_rows.T, backward) + cross_backward)
+    """For shared rows A_b (batch x columns) of a row mask, in each of `groups` batches
+    (mask_rows: groups x batch x columns): b and c = A_b b, b' and c' = A_b^T b'. The cross
+    terms are Gilboa products: b's entries decomposed against A_b's columns, then b''s
+    against its rows. Returns the four as arrays with one row per group."""
+    forward, cross_forward = await _summed_products(mult, mask_rows.transpose(0, 2, 1))
+    backward, cross_backward = await _summed_products(mult, mask_rows)
+    return (forward, backward,
+            np.matmul(mask_rows, forward[:, :, None])[:, :, 0] + cross_forward,
+            np.matmul(mask_rows.transpose(0, 2, 1), backward[:, :, None])[:, :, 0]
+            + cross_backward)
 
 
 async def matrix_triples(mult: Multiplier, prg: Prg, m: int, k: int, n: int):

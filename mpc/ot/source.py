@@ -4,7 +4,8 @@ Opening a source (once per job) runs fresh base OTs in both directions and agree
 public key for the pad hash, so nothing carries over from one job to the next; then background
 tasks keep extending COTs (pool.py) on the channels "ot-extend-0" and "ot-extend-1" while the
 online protocol runs. Correlations are made in request order (CorrelationSource) on the
-"ot-correlate" channel, from those COTs. Per kind, the source counts what it made and what it
+"ot-correlate" channel, from those COTs; requests announced together are made in groups, one
+exchange for many (mpc.request_groups). Per kind, the source counts what it made and what it
 cost, for `twofold bench mpc --correlations ot`.
 """
 
@@ -16,9 +17,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from mpc import request_groups
 from mpc.accounting import Accounting
 from mpc.correlation_source import CorrelationSource, Request
-from mpc.correlations import KINDS
 from mpc.link import PeerLink
 from mpc.ot import benes, kinds
 from mpc.ot.extension import BYTES_PER_COT, PadHash, setup
@@ -41,6 +42,8 @@ class KindCosts:
 
 class OtSource(CorrelationSource):
     """Correlations from OT with the peer; no third party."""
+
+    merges_announced = True
 
     def __init__(self, link: PeerLink, accounting: Accounting,
                  capacity: int = DEFAULT_CAPACITY, store: CotStore | None = None):
@@ -90,7 +93,7 @@ class OtSource(CorrelationSource):
         bytes_before, start = self.correlate_channel.bytes_sent, time.perf_counter()
         value = await self._dispatch(kind, params)
         cost.requests += 1
-        cost.elements += KINDS[kind].elements(params)
+        cost.elements += request_groups.elements(kind, params)
         cost.cots_sent += self.pool.sending.taken - sent
         cost.cots_received += self.pool.receiving.taken - received
         cost.extension_bytes = cost.cots_received * BYTES_PER_COT
@@ -130,8 +133,10 @@ class OtSource(CorrelationSource):
         if kind == "row_mask":  # each server's share is its own: nothing to exchange
             self._mask = prg.words((params["rows"], params["columns"]))
             return (self._mask,)
-        if kind == "masked_products":
+        if kind == "masked_products":  # for one batch's rows, or for several (merged)
             if self._mask is None or self._mask.shape[1] != params["columns"]:
                 raise ValueError("masked products need a row mask made before them")
-            return await kinds.masked_products(mult, self._mask[params["rows"]])
+            row_groups = params["row_groups"] if "row_groups" in params else [params["rows"]]
+            value = await kinds.masked_products(mult, self._mask[np.array(row_groups)])
+            return value if "row_groups" in params else tuple(array[0] for array in value)
         raise ValueError(f"unknown correlation kind {kind!r}")

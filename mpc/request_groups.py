@@ -1,0 +1,87 @@
+"""Requests announced together, made together: fewer exchanges with the peer in OT mode.
+
+A training announces hundreds of iterations' requests at once, each iteration a score of small
+ones (a few hundred truncation pairs, a batch's masked products, ...). Made one by one from
+OT, each costs the producer at least one exchange with the peer: a round trip each, which
+bounded an OT-mode training by the producer's latency, not by its work. Within a window of
+consecutive announced requests, those of one kind and compatible parameters are made as one
+request and split afterwards, in the same order and layout as if made alone.
+
+Groups are formed from the announced plan alone (`groups`), which both servers hold alike, so
+both make the same groups in the same order: a group when the producer reaches its first
+member. A request that cannot be merged is made alone in its place; a window ends at a row
+mask (the masked products after it are of the new mask) and at WINDOW_ELEMENTS; windows
+double from FIRST_WINDOW_ELEMENTS, so the requests just announced are not held up by later
+ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpc.correlations import KINDS
+
+# Kinds made elementwise over a flat "shape": merged by concatenating shapes
+ELEMENTWISE = ("beaver", "and", "dabit", "bitmul", "edabit", "trunc", "trunc_mul", "one_of_n")
+FIRST_WINDOW_ELEMENTS = 1 << 14
+WINDOW_ELEMENTS = 1 << 20
+
+
+def merge_key(kind: str, params: dict):
+    """Requests with equal keys can be made as one; None: this one cannot."""
+    if kind in ELEMENTWISE and len(params["shape"]) == 1:
+        return kind, tuple(sorted((k, v) for k, v in params.items() if k != "shape"))
+    if kind == "masked_products":
+        return kind, params["columns"], len(params["rows"])
+    return None
+
+
+def groups(plan: list[tuple[str, dict]]) -> list[list[int]]:
+    """Positions in `plan` of the requests to make together (groups of two or more), in the
+    order of their first members."""
+    found, window, size, limit = [], {}, 0, FIRST_WINDOW_ELEMENTS
+
+    def close():
+        found.extend(members for members in window.values() if len(members) > 1)
+        window.clear()
+
+    for position, (kind, params) in enumerate(plan):
+        key = merge_key(kind, params)
+        if key is None:  # made alone, in its place
+            if kind == "row_mask":  # masked products after it are of the new mask
+                close()
+                size, limit = 0, min(2 * limit, WINDOW_ELEMENTS) if size else limit
+            continue
+        elements = KINDS[kind].elements(params)
+        if size + elements > limit:
+            close()
+            size, limit = 0, min(2 * limit, WINDOW_ELEMENTS) if size else limit
+        window.setdefault(key, []).append(position)
+        size += elements
+    close()
+    return found
+
+
+def merged(kind: str, members: list[dict]) -> dict:
+    """The parameters of one request that makes all of `members` (same merge key)."""
+    if kind == "masked_products":
+        return {"row_groups": [params["rows"] for params in members],
+                "columns": members[0]["columns"]}
+    total = sum(params["shape"][0] for params in members)
+    return {**members[0], "shape": [total]}
+
+
+def elements(kind: str, params: dict) -> int:
+    """What a request counts in elements, merged or not."""
+    if "row_groups" in params:
+        return sum(KINDS[kind].elements({**params, "rows": rows}) for rows in params["row_groups"])
+    return KINDS[kind].elements(params)
+
+
+def split(kind: str, members: list[dict], value: tuple) -> list[tuple]:
+    """Each member's part of the merged request's value, as made alone."""
+    if kind == "masked_products":  # every array has one row per group
+        return [tuple(array[g] for array in value) for g in range(len(members))]
+    ends = np.cumsum([params["shape"][0] for params in members])[:-1]
+    parts = [np.split(array, ends) for array in value]
+    return [tuple(part[g] for part in parts) for g in range(len(members))]
