@@ -37,6 +37,8 @@ BENCH_POLICY = Policy(recipients=(ANYONE,), outputs=OUTPUT_KINDS)  # synthetic d
 UPLOAD_SCHEMA = Path(__file__).parent / "data" / "events.toml"
 REPEAT_HELP = "Runs of each measurement; the median, min and max are reported."
 JSON_HELP = "Print JSON ({machine, rows}) instead of tables."
+CORRELATIONS_HELP = ('"dealer", or "ot": the two servers make correlations themselves (also '
+                     "reports their cost).")
 
 
 def phase(text: str):
@@ -47,6 +49,11 @@ def phase(text: str):
 def check_repeat(repeat: int) -> None:
     if repeat < 1:
         raise typer.BadParameter("--repeat must be at least 1")
+
+
+def check_correlations(correlations: str) -> None:
+    if correlations not in CORRELATIONS:
+        raise typer.BadParameter(f"--correlations must be one of {', '.join(CORRELATIONS)}")
 
 
 def op_rows(stages_by_server: list[dict], ops, n: int) -> list[dict]:
@@ -88,8 +95,7 @@ def bench_mpc(
     n: int = typer.Option(1 << 20, help="Elements per operation (rows for shuffle and sort)."),
     repeat: int = typer.Option(3, help=REPEAT_HELP),
     ops: str = typer.Option(",".join(OPS), help="Comma-separated operations to run."),
-    correlations: str = typer.Option("dealer", help='"dealer", or "ot": the two servers make '
-                                     "correlations themselves (also reports their cost)."),
+    correlations: str = typer.Option("dealer", help=CORRELATIONS_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Core protocols on two servers, with a local dealer or with OT: seconds online and
@@ -97,9 +103,9 @@ def bench_mpc(
     check_repeat(repeat)
     chosen = [op.strip() for op in ops.split(",") if op.strip()]
     unknown = set(chosen) - set(OPS)
-    if unknown or n < 1 or correlations not in CORRELATIONS:
-        raise typer.BadParameter(f"ops must be among {', '.join(OPS)}; n >= 1; "
-                                 f"correlations one of {', '.join(CORRELATIONS)}")
+    if unknown or n < 1:
+        raise typer.BadParameter(f"ops must be among {', '.join(OPS)}; n >= 1")
+    check_correlations(correlations)
     with phase(f"mpc protocols ({correlations}), n = {n}: {', '.join(chosen)}"), \
             LocalCluster(correlations=correlations) as cluster:
         results = cluster.run("bench_mpc", {"n": n, "repeat": repeat, "ops": chosen})
@@ -211,12 +217,14 @@ def bench_join(
     print_report(rows, as_json)
 
 
-def oulad_runs(iterations: int, epsilons) -> tuple[int, list, list[float], list]:
+def oulad_runs(iterations: int, epsilons,
+               correlations: str = "dealer") -> tuple[int, list, list[float], list]:
     """The OULAD-shaped pipeline on a local cluster: uploads (untimed), then per epsilon a
     training job from submission to the recipient holding the model: (tuples, stage costs per
     run and server, seconds per run, accuracy per run)."""
     with LocalCluster(timeout_s=600, schema_text=oulad.SCHEMA.read_text(),
-                      owners=("university", "agency", "analyst")) as cluster:
+                      owners=("university", "agency", "analyst"),
+                      correlations=correlations) as cluster:
         generated = oulad.generate(cluster.folder)
         cluster.start_all()
         cluster.upload_all(cluster.folder, BENCH_POLICY)
@@ -258,17 +266,20 @@ def bench_ml(
     repeat: int = typer.Option(3, help=REPEAT_HELP),
     accuracy_table: bool = typer.Option(False, "--table",
                                         help="Also train at epsilon 0.1 .. 10 and infinity."),
+    correlations: str = typer.Option("dealer", help=CORRELATIONS_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Purification; logistic regression (train_lr: the whole training, correlations
     included); one SGD iteration at batch x features (sgd_iter: a training's time per
     iteration); and the OULAD-shaped pipeline (level 5, submission to the model in hand)."""
     check_repeat(repeat)
+    check_correlations(correlations)
     trainings = [{"name": "train_lr", "rows": lr_rows, "features": lr_features,
                   "batch": batch, "iterations": lr_iterations},
                  {"name": "sgd", "rows": sgd_rows, "features": features, "batch": batch,
                   "iterations": sgd_iterations}]
-    with phase("purify, logistic regression and SGD iterations"), LocalCluster() as cluster:
+    with phase(f"purify, logistic regression and SGD iterations ({correlations})"), \
+            LocalCluster(correlations=correlations) as cluster:
         results = cluster.run("bench_ml", {"rows": rows, "columns": columns,
                                            "trainings": trainings, "repeat": repeat})
     purify_row, lr_row, sgd_row = op_rows(results, ["purify", "train_lr", "sgd"], rows)
@@ -278,7 +289,7 @@ def bench_ml(
                                    features=features)]
     epsilons = [1.0] * repeat + ([0.1, 0.5, 2.0, 5.0, 10.0, None] if accuracy_table else [])
     with phase(f"OULAD-shaped pipeline: join, tau, train ({len(epsilons)} job(s))"):
-        tuples, runs, elapsed, table = oulad_runs(iterations, epsilons)
+        tuples, runs, elapsed, table = oulad_runs(iterations, epsilons, correlations)
     out += stage_rows("oulad_pipeline", tuples, runs[:repeat], elapsed[:repeat])
     if accuracy_table:
         out += [{"op": "accuracy", **entry} for entry in table[repeat:]]

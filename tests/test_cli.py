@@ -6,6 +6,7 @@ import stat
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from bench.protocols import OPS
@@ -41,6 +42,14 @@ def test_bench_mpc_json_on_real_processes():
                 "rounds"} <= set(row)
         assert row["n"] == 300 and row["bytes"] > 0 and row["rounds"] > 0 and row["runs"] == 2
         assert row["min_s"] <= row["seconds"] <= row["max_s"]
+
+
+@pytest.mark.parametrize("command", ["mpc", "ml"])
+def test_bench_refuses_an_unknown_correlation_source(command):
+    run = subprocess.run([sys.executable, "-m", "cli.main", "bench", command, "--correlations",
+                          "trusted-friend"], capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "--correlations must be one of dealer, ot" in run.stderr
 
 
 def test_bench_upload_json_on_real_processes():
