@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.party import Party
-from mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul, mul_rows
-from mpc.protocols.boolean import clamp, less_than
+from mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
+from mpc.protocols.boolean import clamp, flag_rows, less_than
 
 U64 = np.uint64
 LINEAR_SUMS = ("sum_squared_error", "sum_absolute_error", "sum_label", "sum_label_squared")
@@ -46,7 +46,7 @@ async def linear_sums(party: Party, score: np.ndarray, label: np.ndarray, valid:
             party, np.stack([error, error]), np.stack([_public(party, 0.5, n),
                                                        _public(party, -0.5, n)]))
         terms["correct"] = below_half - below_minus_half  # a count, not fixed point
-    sums = await mul_rows(party, valid, np.stack(list(terms.values())))
+    sums = await flag_rows(party, valid, np.stack(list(terms.values())))
     return {name: total.sum(dtype=U64, keepdims=True) for name, total in zip(terms, sums)}
 
 
@@ -59,7 +59,7 @@ async def logistic_counts(party: Party, probability: np.ndarray, label: np.ndarr
     one = party.public(np.ones(n, U64))
     said, truth = one - below[0], one - below[1]
     both = await mul(party, said, truth)
-    said_valid, truth_valid, both_valid = await mul_rows(party, valid,
+    said_valid, truth_valid, both_valid = await flag_rows(party, valid,
                                                          np.stack([said, truth, both]))
     totals = {"true_positive": both_valid, "false_positive": said_valid - both_valid,
               "false_negative": truth_valid - both_valid}

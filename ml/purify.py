@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.party import Party
-from mpc.protocols.arithmetic import mul, mul_rows, reveal
-from mpc.protocols.boolean import less_than
+from mpc.protocols.arithmetic import mul, reveal
+from mpc.protocols.boolean import flag_rows, less_than
 from mpc.protocols.shuffle import shuffle
 from mpc.protocols.sort import SortKey, sort
 
@@ -47,7 +47,7 @@ async def _copy_into_dummies(party: Party, valid, columns, shift: int, active=No
     if active is not None:
         take = await mul(party, take, np.broadcast_to(active, take.shape))
     moved = table.copy()
-    moved[:, shift:] = target + await mul_rows(party, take, source - target)
+    moved[:, shift:] = target + await flag_rows(party, take, source - target)
     return moved[0], list(moved[1:])
 
 

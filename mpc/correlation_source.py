@@ -237,9 +237,6 @@ class CorrelationSource(ABC):
     async def beaver(self, shape):
         return await self.get("beaver", shape=list(np.atleast_1d(shape).tolist()))
 
-    async def row_triples(self, rows: int, n: int):
-        return await self.get("beaver_rows", rows=rows, n=n)
-
     async def and_triples(self, shape):
         return await self.get("and", shape=list(np.atleast_1d(shape).tolist()))
 
@@ -255,6 +252,9 @@ class CorrelationSource(ABC):
 
     async def bit_triples(self, count: int):
         return await self.get("bitmul", shape=[count])
+
+    async def bit_row_triples(self, rows: int, n: int):
+        return await self.get("bitmul_rows", rows=rows, n=n)
 
     async def one_of_n(self, count: int, entries: int, sender: int, width: int = 1):
         """The sender's (entries,), or the receiver's (index, entry)."""

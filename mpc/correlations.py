@@ -96,27 +96,6 @@ class BeaverTriples(Kind):
         return [(a0 + a1) * (b0 + b1) - c0]
 
 
-class RowTriples(Kind):
-    """a (n), B (k x n), C = a * B row by row: one factor shared by k products."""
-
-    name = "beaver_rows"
-
-    def validate(self, params):
-        _count([params["rows"], params["n"]])
-
-    def elements(self, params):
-        return (params["rows"] + 1) * params["n"]
-
-    def own(self, party, prg, params):
-        rows, n = params["rows"], params["n"]
-        parts = [prg.words(n), prg.words((rows, n))]
-        return parts + [prg.words((rows, n))] if party == 0 else parts
-
-    def correction(self, own0, own1, params):
-        (a0, b0, c0), (a1, b1) = own0, own1
-        return [(a0 + a1)[None, :] * (b0 + b1) - c0]
-
-
 class AndTriples(Kind):
     """a, b, c with c = a & b, on packed bits (uint64 words, 64 bits each)."""
 
@@ -265,6 +244,31 @@ class BitTriples(Kind):
         if party == 0:
             return tuple(own)  # bits, beta, r_arith, gamma
         return (own[0], own[1], *correction)
+
+
+class BitRowTriples(BitTriples):
+    """bitmul for k values per bit: daBits r (n), beta (k x n) and gamma = r * beta row by
+    row. Multiplies a shared 0/1 flag by k shared values (mpc.protocols.boolean.flag_rows),
+    opening one bit and k words per column."""
+
+    name = "bitmul_rows"
+
+    def validate(self, params):
+        _positive(params, "rows")
+        _count([params["rows"] + 1, params["n"]])
+
+    def elements(self, params):
+        return 2 * (params["rows"] + 1) * params["n"]
+
+    def own(self, party, prg, params):
+        rows, n = params["rows"], params["n"]
+        parts = [prg.bits(n), prg.words((rows, n))]
+        return parts + [prg.words(n), prg.words((rows, n))] if party == 0 else parts
+
+    def correction(self, own0, own1, params):
+        (bits0, beta0, arith0, gamma0), (bits1, beta1) = own0, own1
+        r = (bits0 ^ bits1).astype(np.uint64)
+        return [r - arith0, r[None, :] * (beta0 + beta1) - gamma0]
 
 
 CHOICE_WORD_BITS = 64  # a one_of_n sender's entries fill at most one word
@@ -514,6 +518,6 @@ class PermutationMasks(Kind):
 
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    BeaverTriples(), RowTriples(), AndTriples(), AndMonomials(), MatrixTriples(), DaBits(),
-    BitTriples(), OneOfN(), EdaBits(), TruncationPairs(), TruncatedProducts(), PermutationMasks(),
+    BeaverTriples(), AndTriples(), AndMonomials(), MatrixTriples(), DaBits(),
+    BitTriples(), BitRowTriples(), OneOfN(), EdaBits(), TruncationPairs(), TruncatedProducts(), PermutationMasks(),
     RowMask(), MaskedProducts())}

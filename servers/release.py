@@ -24,8 +24,8 @@ import numpy as np
 from ml.dp import StatisticsLedger, selection_threshold
 from mpc.noise import discrete_gaussian
 from mpc.party import Party
-from mpc.protocols.arithmetic import mul, mul_rows
-from mpc.protocols.boolean import less_than
+from mpc.protocols.arithmetic import mul
+from mpc.protocols.boolean import flag_rows, less_than
 from mpc.protocols.shuffle import shuffle
 from owners.schema import INDICATOR
 from servers.outputs import RELEASED, Output, OutputColumn
@@ -90,7 +90,7 @@ async def release_rows(party: Party, kind: str, columns: list[OutputColumn],
     """Zero every column of the rows not kept, then shuffle the rows (indicator included)."""
     table = np.stack([np.asarray(s, U64) for s in shares]) if shares else np.zeros((0, len(keep)),
                                                                                    U64)
-    masked = list(await mul_rows(party, keep, table)) if shares else []
+    masked = list(await flag_rows(party, keep, table)) if shares else []
     *shuffled, indicator = await shuffle(party, [*masked, keep])
     return Output(kind, [*columns, OutputColumn(INDICATOR, "count")], [*shuffled, indicator],
                   party.fixed.frac_bits, list(means), info or {})

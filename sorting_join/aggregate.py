@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpc.party import Party
-from mpc.protocols.arithmetic import fixed_mul, mul, mul_rows, truncate
-from mpc.protocols.boolean import equal, less_than
+from mpc.protocols.arithmetic import fixed_mul, mul, truncate
+from mpc.protocols.boolean import equal, flag_rows, less_than
 from mpc.protocols.scan import segmented_scan
 from mpc.protocols.sort import SortKey, apply_permutation, sort
 from mpc.ring import FixedPoint
@@ -172,7 +172,7 @@ async def group_by(party: Party, table: SharedTable, group_columns: list[str],
     ones = party.public(np.ones(n, U64))
     heads = (await _starts(party, keys) if keys
              else party.public((np.arange(n) == 0).astype(U64)))
-    weighted = list(await mul_rows(party, valid, np.stack(values[:len(sums)]))) if sums else []
+    weighted = list(await flag_rows(party, valid, np.stack(values[:len(sums)]))) if sums else []
     count, *totals = await segmented_scan(party, heads, [valid, *marks, *weighted], "sum")
     results = {"count": count}
     results.update({f"distinct({d})": total for d, total in zip(distinct, totals)})
@@ -215,7 +215,7 @@ async def statistics(party: Party, table: SharedTable, numeric: list[str],
     out = {"count": valid.sum(dtype=U64, keepdims=True)}
     if numeric:
         stacked = np.stack([table.column(c) for c in numeric])
-        weighted = await mul_rows(party, valid, stacked)
+        weighted = await flag_rows(party, valid, stacked)
         squares = await fixed_mul(party, weighted, stacked)
         if n and extremes:
             mask = np.broadcast_to(valid, stacked.shape)
@@ -236,7 +236,7 @@ async def statistics(party: Party, table: SharedTable, numeric: list[str],
         codes = table.column(column)
         targets = party.public(np.repeat(np.arange(size, dtype=U64)[:, None], n, axis=1))
         hits[column] = await equal(party, np.broadcast_to(codes, (size, n)), targets)
-        counted = await mul_rows(party, valid, hits[column])
+        counted = await flag_rows(party, valid, hits[column])
         out[f"histogram({column})"] = counted.sum(axis=1, dtype=U64)
     for name, entity_key in (distinct or {}).items():
         marks = await first_occurrences(party, [entity_key], valid)
@@ -244,6 +244,6 @@ async def statistics(party: Party, table: SharedTable, numeric: list[str],
         for column, size in categorical.items():
             bin_key = SortKey(table.column(column), max(1, (size - 1).bit_length()), False)
             marks = await first_occurrences(party, [bin_key, entity_key], valid)
-            per_bin = await mul_rows(party, marks, hits[column])
+            per_bin = await flag_rows(party, marks, hits[column])
             out[f"distinct({name}) in histogram({column})"] = per_bin.sum(axis=1, dtype=U64)
     return out

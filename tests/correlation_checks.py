@@ -11,7 +11,6 @@ from mpc.correlations import low_bits
 U64 = np.uint64
 PARAMS = {  # sizes chosen off word and power-of-two boundaries
     "beaver": [{"shape": [50]}, {"shape": [3, 7]}],
-    "beaver_rows": [{"rows": 3, "n": 20}],
     "and": [{"shape": [3, 7]}],
     "and_monomials": [{"shape": [3, 5],
                        "monomials": [[5, 2], [5, 4, 1], [5, 4, 3, 0], [5, 4, 3, 6]]},
@@ -19,6 +18,7 @@ PARAMS = {  # sizes chosen off word and power-of-two boundaries
     "matmul": [{"dims": [4, 5, 3]}, {"dims": [2, 30, 40]}],
     "dabit": [{"shape": [70]}],
     "bitmul": [{"shape": [70]}],
+    "bitmul_rows": [{"rows": 3, "n": 70}, {"rows": 1, "n": 5}, {"rows": 2, "n": 0}],
     "edabit": [{"shape": [40]}],
     "one_of_n": [{"shape": [2000], "entries": 64, "sender": 0, "width": 1},
                  {"shape": [2000], "entries": 32, "sender": 1, "width": 2},
@@ -53,10 +53,9 @@ def check(kind: str, params: dict, part0: tuple, part1: tuple, mask=None) -> Non
         assert forward.shape == (params["columns"],) and backward.shape == (len(rows),)
         assert np.array_equal(np.matmul(rows, forward), product)
         assert np.array_equal(np.matmul(rows.T, backward), product_back)
-    elif kind in ("beaver", "beaver_rows", "matmul"):
+    elif kind in ("beaver", "matmul"):
         (a0, b0, c0), (a1, b1, c1) = part0, part1
-        product = {"beaver": np.multiply, "matmul": np.matmul,
-                   "beaver_rows": lambda a, b: a[None, :] * b}[kind]
+        product = {"beaver": np.multiply, "matmul": np.matmul}[kind]
         assert np.array_equal(product(a0 + a1, b0 + b1), c0 + c1)
     elif kind == "and":
         (a0, b0, c0), (a1, b1, c1) = part0, part1
@@ -79,9 +78,11 @@ def check(kind: str, params: dict, part0: tuple, part1: tuple, mask=None) -> Non
     elif kind == "dabit":
         (r0, ra0), (r1, ra1) = part0, part1
         assert np.array_equal((_bits(r0) ^ _bits(r1)).astype(U64), ra0 + ra1)
-    elif kind == "bitmul":
+    elif kind in ("bitmul", "bitmul_rows"):
         (r0, beta0, ra0, g0), (r1, beta1, ra1, g1) = part0, part1
         r = (_bits(r0) ^ _bits(r1)).astype(U64)
+        shape = (params["rows"], params["n"]) if kind == "bitmul_rows" else r.shape
+        assert beta0.shape == beta1.shape == g0.shape == g1.shape == shape
         assert np.array_equal(r, ra0 + ra1) and np.array_equal(r * (beta0 + beta1), g0 + g1)
     elif kind == "one_of_n":
         entries, width, (count,) = params["entries"], params["width"], params["shape"]

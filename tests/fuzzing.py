@@ -117,7 +117,7 @@ class Generator:
         return {"beaver": {"shape": [small()]}, "and": {"shape": [small(), small()]},
                 "and_monomials": {"shape": [small()], "monomials": [[rng.randint(0, 9),
                                                                      rng.randint(0, 3)]]},
-                "beaver_rows": {"rows": small(), "n": small()},
+                "bitmul_rows": {"rows": small(), "n": small()},
                 "matmul": {"dims": [small(), small(), small()]},
                 "dabit": {"shape": [small()]}, "bitmul": {"shape": [small()]},
                 "edabit": {"shape": [small()]}, "trunc": {"shape": [small()], "frac_bits": 16},

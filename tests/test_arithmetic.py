@@ -14,7 +14,6 @@ from mpc.protocols.arithmetic import (
     fixed_mul_public,
     matmul,
     mul,
-    mul_rows,
     reveal,
     reveal_to,
     share_input,
@@ -205,16 +204,3 @@ def test_fixed_mul_by_public_scalar(rng, value, source):
     got = fixed.decode(reconstruct(run_pair(program, (x0,), (x1,), source=source)))
     exact = fixed.decode(fixed.encode(a)) * value
     assert np.max(np.abs(got - exact)) <= 2 * 2.0**-16
-
-
-def test_mul_rows_matches_numpy(rng, source):
-    x = rng.integers(-(2**63), 2**63 - 1, 40, dtype=np.int64).view(U64)
-    ys = rng.integers(-(2**63), 2**63 - 1, (3, 40), dtype=np.int64).view(U64)
-    x0, x1 = shares_of(x, rng)
-    y0, y1 = shares_of(ys, rng)
-
-    async def program(party, a, b):
-        return await mul_rows(party, a, b)
-
-    got = reconstruct(run_pair(program, (x0, y0), (x1, y1), source=source))
-    assert np.array_equal(got, x[None, :] * ys)

@@ -17,6 +17,7 @@ from mpc.protocols.boolean import (
     bool_to_arith,
     clamp,
     equal,
+    flag_rows,
     greater_than,
     less_than,
     mux,
@@ -160,6 +161,28 @@ def test_bits_times_values_in_one_round(rng, source):
     (p0, rounds), (p1, _) = run_pair(program, (bits ^ mask, value_shares[0]),
                                      (mask, value_shares[1]), source=source)
     assert np.array_equal(p0 + p1, np.where(bits == 1, values, 0).view(U64)) and rounds == 1
+
+
+def test_flag_rows_open_one_bit_per_flag_in_one_round(rng, source):
+    """0/1 flags times k rows: random flags and extreme values, all-zero and all-one flags,
+    and a length that is no multiple of 8 (the opened bits are packed)."""
+    n = 45
+    flags = rng.integers(0, 2, n).astype(U64)
+    flags[:5], flags[5:10] = 0, 1
+    values = rng.integers(-(2**63), 2**63 - 1, (3, n), dtype=np.int64)
+    values[:, -4:] = EDGES[[2, 3, 4, 6]]
+    flag_shares, value_shares = shares_of(flags, rng), shares_of(values, rng)
+
+    async def program(party, f, v):
+        before = party.accounting.cost().rounds, party.accounting.cost().bytes_sent
+        product = await flag_rows(party, f, v)
+        after = party.accounting.cost().rounds, party.accounting.cost().bytes_sent
+        return product, after[0] - before[0], after[1] - before[1]
+
+    (p0, rounds, sent), (p1, _, _) = run_pair(program, (flag_shares[0], value_shares[0]),
+                                              (flag_shares[1], value_shares[1]), source=source)
+    assert np.array_equal(p0 + p1, (flags[None, :] * values.view(U64)))
+    assert rounds == 1 and sent < 8 * 3 * n + n // 8 + 200  # k words and a bit per column
 
 
 def test_clamp_to_shared_bounds(rng, source):

@@ -289,7 +289,7 @@ def test_requests_announced_together_are_made_together_and_each_holds():
                 ("edabit", {"shape": [4]}), ("trunc_mul", {"shape": [6], "frac_bits": 16}),
                 ("beaver", {"shape": [3, 7]})]  # not 1-d: made alone
     plan = [request for t in range(3) for request in iteration(t)]
-    plan += [("row_mask", {"rows": 9, "columns": 5}), ("beaver_rows", {"rows": 2, "n": 5})]
+    plan += [("row_mask", {"rows": 9, "columns": 5}), ("matmul", {"dims": [2, 3, 4]})]
     plan += [request for t in range(3, 6) for request in iteration(t)]
 
     async def program(party):
@@ -310,4 +310,4 @@ def test_requests_announced_together_are_made_together_and_each_holds():
     # the 2-d ones alone, one_of_n in two groups per window (sender 0 and 1)
     assert requests == {"beaver": 2 + 6, "trunc": 2, "one_of_n": 4, "masked_products": 2,
                         "and": 2, "dabit": 2, "bitmul": 2, "edabit": 2, "trunc_mul": 2,
-                        "row_mask": 2, "beaver_rows": 1}
+                        "row_mask": 2, "matmul": 1}

@@ -6,11 +6,12 @@ draws itself come from its own Prg; a value whose bits are a server's COT choice
 too. Work is split into chunks of at most CHUNK_WORDS words of pads, to bound memory.
 
 Costs in COTs per element (both directions together) and correction bytes each way:
-- beaver, beaver_rows: 2 x 64 COTs; 344 bytes per word of the other factor (Gilboa);
+- beaver: 2 x 64 COTs; 344 bytes per word of the other factor (Gilboa);
 - matmul (m x k)(k x n): 2 x 64 COTs per entry of the factor decomposed (the cheaper one);
   344 bytes per entry and per word of the other factor's row or column;
 - and: 2 COTs per bit, no correction (random OT);
-- dabit: 1 COT, 8 bytes; bitmul: 2 COTs, 24 bytes; edabit: 64 COTs, 344 bytes;
+- dabit: 1 COT, 8 bytes; bitmul: 2 COTs, 24 bytes; bitmul_rows (k rows): 2 COTs per column,
+  8 (2 k + 1) bytes; edabit: 64 COTs, 344 bytes;
 - one_of_n: log2 N COTs, no correction (random OTs);
 - trunc: 64 COTs, 8 bytes per bit at most, narrowed by its scale; trunc_mul: beaver and trunc;
 - row_mask: nothing (each server's share is its own); masked_products for a batch of B rows
@@ -58,21 +59,16 @@ async def _decomposed_products(mult: Multiplier, operand_words: np.ndarray):
     return _pack_words(receive_cots.choices.reshape(items, 64)), cross
 
 
-async def row_triples(mult: Multiplier, prg: Prg, rows: int, n: int):
-    """a (n), B (rows x n), C = a * B row by row: a's bits are choices, B is drawn."""
-    a, b, c = np.empty(n, U64), np.empty((rows, n), U64), np.empty((rows, n), U64)
-    for start, count in _chunks(n, 64 * rows):
-        part = slice(start, start + count)
-        b[:, part] = prg.words((rows, count))
-        a[part], cross = await _decomposed_products(mult, b[:, part].T)
-        c[:, part] = a[part][None, :] * b[:, part] + cross.T
-    return a, b, c
-
-
 async def beaver(mult: Multiplier, prg: Prg, shape):
+    """a, b, c = a * b: a's bits are choices, b is drawn."""
     n = int(np.prod(shape, dtype=np.int64))
-    a, b, c = await row_triples(mult, prg, 1, n)
-    return a.reshape(shape), b[0].reshape(shape), c[0].reshape(shape)
+    a, b, c = np.empty(n, U64), np.empty(n, U64), np.empty(n, U64)
+    for start, count in _chunks(n, 64):
+        part = slice(start, start + count)
+        b[part] = prg.words(count)
+        a[part], cross = await _decomposed_products(mult, b[part, None])
+        c[part] = a[part] * b[part] + cross[:, 0]
+    return a.reshape(shape), b.reshape(shape), c.reshape(shape)
 
 
 async def _right_decomposed_matmul(mult: Multiplier, prg: Prg, m: int, k: int, n: int):
@@ -247,26 +243,34 @@ async def truncated_triples(mult: Multiplier, party: int, prg: Prg, shape, frac_
     return a, b, c + r, msb, low
 
 
-async def bit_triples(mult: Multiplier, party: int, prg: Prg, count: int):
-    """Random bits r (XOR shares: this server's choices), random beta, and additive shares of
-    r and of gamma = r * beta. In direction 0 server 0 offers (r0 ^ c) * (1, beta0); in
-    direction 1 server 1 offers (r1 ^ c) * beta1."""
-    out_bits, beta = np.empty(count, np.uint8), np.empty(count, U64)
-    r_arith, gamma = np.empty(count, U64), np.empty(count, U64)
-    widths = (2, 1) if party == 0 else (1, 2)
-    for start, size in _chunks(count, 2):
+async def bit_row_triples(mult: Multiplier, party: int, prg: Prg, rows: int, n: int):
+    """Random bits r (XOR shares: this server's choices), random beta (rows x n), and additive
+    shares of r and of gamma = r * beta. In direction 0 server 0 offers
+    (r0 ^ c) * (1, beta0 column); in direction 1 server 1 offers (r1 ^ c) * its beta1 column:
+    two COTs per column, whatever the rows."""
+    out_bits, beta = np.empty(n, np.uint8), np.empty((n, rows), U64)
+    r_arith, gamma = np.empty(n, U64), np.empty((n, rows), U64)
+    widths = (rows + 1, rows) if party == 0 else (rows, rows + 1)
+    for start, size in _chunks(n, 2 * rows + 1):
         part = slice(start, start + size)
         send_cots, receive_cots = await mult.take(size, size)
         bits = receive_cots.choices.astype(U64)[:, None, None]
-        beta[part] = prg.words(size)
-        factors = np.stack([np.ones(size, U64), beta[part]], axis=1)[:, None, 2 - widths[0]:]
+        beta[part] = prg.words((size, rows))
+        factors = np.concatenate([np.ones((size, 1), U64), beta[part]], axis=1)
+        factors = factors[:, None, rows + 1 - widths[0]:]
         mine, got = await mult.products(
             send_cots, Side(size, 1, widths[0]), (U64(1) - U64(2) * bits) * factors,
             bits * factors, receive_cots, Side(size, 1, widths[1]))
         mine, got = mine[:, 0], got[:, 0]
         out_bits[part] = receive_cots.choices
         if party == 0:  # mine: (r, r * beta0); got: r * beta1
-            r_arith[part], gamma[part] = mine[:, 0], mine[:, 1] + got[:, 0]
+            r_arith[part], gamma[part] = mine[:, 0], mine[:, 1:] + got
         else:  # got: (r, r * beta0); mine: r * beta1
-            r_arith[part], gamma[part] = got[:, 0], got[:, 1] + mine[:, 0]
-    return out_bits, beta, r_arith, gamma
+            r_arith[part], gamma[part] = got[:, 0], got[:, 1:] + mine
+    return out_bits, beta.T.copy(), r_arith, gamma.T.copy()
+
+
+async def bit_triples(mult: Multiplier, party: int, prg: Prg, count: int):
+    """bit_row_triples with one row, as flat arrays."""
+    bits, beta, r_arith, gamma = await bit_row_triples(mult, party, prg, 1, count)
+    return bits, beta[0], r_arith, gamma[0]

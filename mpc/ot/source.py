@@ -105,8 +105,6 @@ class OtSource(CorrelationSource):
         mult, party, prg = self._mult, self.party_id, self.prg
         if kind == "beaver":
             return await kinds.beaver(mult, prg, tuple(params["shape"]))
-        if kind == "beaver_rows":
-            return await kinds.row_triples(mult, prg, params["rows"], params["n"])
         if kind == "matmul":
             return await kinds.matrix_triples(mult, prg, *params["dims"])
         if kind == "and":
@@ -115,6 +113,8 @@ class OtSource(CorrelationSource):
             return await kinds.dabits(mult, party, prg, params["shape"][0])
         if kind == "bitmul":
             return await kinds.bit_triples(mult, party, prg, params["shape"][0])
+        if kind == "bitmul_rows":
+            return await kinds.bit_row_triples(mult, party, prg, params["rows"], params["n"])
         if kind == "one_of_n":
             return await kinds.one_of_n(mult, party, params["shape"][0], params["entries"],
                                         params["sender"], params["width"])

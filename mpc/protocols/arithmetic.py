@@ -71,20 +71,6 @@ def _beaver_product(party: Party, c: np.ndarray, a: np.ndarray, b: np.ndarray, d
     return z
 
 
-async def mul_rows(party: Party, x: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """x (n) times each row of ys (k x n), opening x only once. 1 round, 8(1 + k) bytes per
-    column instead of 16k."""
-    rows, n = ys.shape
-    a, b, c = await party.corr.row_triples(rows, n)
-    d_mine, e_mine = np.asarray(x, U64) - a, np.asarray(ys, U64) - b
-    d_other, e_other = await party.link.exchange(d_mine, e_mine)
-    d, e = (d_mine + d_other)[None, :], e_mine + e_other
-    z = c + d * b + e * a[None, :]
-    if party.id == 0:
-        z += d * e
-    return z
-
-
 async def matmul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Matrix product (m x k) @ (k x n) with a matrix triple. 1 round, 8(mk + kn) bytes."""
     (m, k), (k2, n) = x.shape, y.shape

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from mpc.party import Party
-from mpc.protocols.arithmetic import mul, mul_rows
-from mpc.protocols.boolean import less_than
+from mpc.protocols.arithmetic import mul
+from mpc.protocols.boolean import flag_rows, less_than
 
 U64 = np.uint64
 OPS = ("copy", "sum", "min", "max")
@@ -51,7 +51,7 @@ async def _combine(party: Party, op: str, flags_left: np.ndarray, left: np.ndarr
         keep_left = await less_than(party, first, second)
         left = right + await mul(party, keep_left, left - right)
     operand = left if op == "sum" else right - left
-    products = await mul_rows(party, flags_right, np.vstack([flags_left[None, :], operand]))
+    products = await flag_rows(party, flags_right, np.vstack([flags_left[None, :], operand]))
     values = right + left - products[1:] if op == "sum" else left + products[1:]
     return flags_right + flags_left - products[0], values
 
