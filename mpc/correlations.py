@@ -518,6 +518,6 @@ class PermutationMasks(Kind):
 
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    BeaverTriples(), AndTriples(), AndMonomials(), MatrixTriples(), DaBits(),
-    BitTriples(), BitRowTriples(), OneOfN(), EdaBits(), TruncationPairs(), TruncatedProducts(), PermutationMasks(),
-    RowMask(), MaskedProducts())}
+    BeaverTriples(), AndTriples(), AndMonomials(), MatrixTriples(), DaBits(), BitTriples(),
+    BitRowTriples(), OneOfN(), EdaBits(), TruncationPairs(), TruncatedProducts(),
+    PermutationMasks(), RowMask(), MaskedProducts())}

@@ -249,10 +249,11 @@ async def flag_rows(party: Party, flags: np.ndarray, ys: np.ndarray) -> np.ndarr
     reaches bit 0), so the flag opens as one bit masked by a random one, and the product is
     bits_times' with k values per bit (bit row triples). 1 round, 8 k + 1/8 bytes per column;
     from OT 2 COTs per column (a Beaver triple per column would take 128)."""
+    ys = np.asarray(ys, U64)
     rows, n = ys.shape
     r_bits, beta, r_arith, gamma = await party.corr.bit_row_triples(rows, n)
     bits = (np.asarray(flags, U64) & U64(1)).astype(np.uint8)
-    mine, e_mine = pack_bits(bits ^ r_bits), np.asarray(ys, U64) - beta
+    mine, e_mine = pack_bits(bits ^ r_bits), ys - beta
     other, e_other = await party.link.exchange(mine, e_mine)
     opened = np.unpackbits(mine ^ other, count=n, bitorder="little").astype(U64)[None, :]
     return _bit_product(opened, ys, r_arith[None, :], e_mine + e_other, gamma)
