@@ -146,7 +146,7 @@ def test_a_cancel_ends_a_wait_for_the_peer_at_once(correlations):
 
     async def waits(party):
         if correlations == "ot":  # producers waiting on the offline channels too
-            party.corr.prefetch(PLAN)
+            party.corr.prefetch(PLANS["large"])
         return await party.link.recv()
 
     async def cancel_soon(party):
@@ -180,21 +180,24 @@ def test_servers_that_disagree_on_correlations_both_refuse():
     assert elapsed < 4 * TIMEOUT
 
 
-PLAN = [("beaver", {"shape": [200000]}), ("and", {"shape": [50000]})] * 4
+PLANS = {  # few large requests, each made alone; many small ones, made in groups
+    "large": [("beaver", {"shape": [200000]}), ("and", {"shape": [50000]})] * 4,
+    "grouped": [("beaver", {"shape": [3000]}), ("trunc", {"shape": [3000], "frac_bits": 16}),
+                ("one_of_n", {"shape": [3000], "entries": 64, "sender": 1, "width": 1})] * 300}
 
 
-async def preprocess(party):
-    party.corr.prefetch(PLAN)
-    await party.corr.produced()
-
-
+@pytest.mark.parametrize("plan", sorted(PLANS))
 @pytest.mark.parametrize("how", ["fails", "vanishes"])
-def test_peer_stopping_mid_preprocessing_stops_both_within_the_timeout(how):
+def test_peer_stopping_mid_preprocessing_stops_both_within_the_timeout(how, plan):
     """Server 1 stops while both make correlations ahead (OT mode): it fails with an error of
     its own and tells server 0, or it vanishes and server 0 times out; both within bounds."""
 
+    async def preprocess(party):
+        party.corr.prefetch(PLANS[plan])
+        await party.corr.produced()
+
     async def stop_midway(party):
-        party.corr.prefetch(PLAN)
+        party.corr.prefetch(PLANS[plan])
         await asyncio.sleep(0.3)
         if how == "vanishes":
             party.link.socket.close(0)
