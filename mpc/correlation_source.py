@@ -83,6 +83,7 @@ class CorrelationSource(ABC):
         self._last: _Pending | None = None  # the latest request, made or not
         self._ahead = 0  # elements made but not yet taken
         self._draining = 0  # callers of produced(): make everything, whatever the budget
+        self._waiting = 0  # callers of get() waiting for their correlation
         self._wake = asyncio.Event()
         self._producer: asyncio.Task | None = None
         self._failure: BaseException | None = None
@@ -145,7 +146,12 @@ class CorrelationSource(ABC):
                                            f"run asked for {kind} {params}")
             else:
                 pending = self._enqueue(kind, params)
-            value = await pending.value
+            self._waiting += 1  # the producer makes it whatever the budget (see _run)
+            self._wake.set()
+            try:
+                value = await pending.value
+            finally:
+                self._waiting -= 1
         self._ahead -= _elements(value)
         self._wake.set()
         return value
@@ -212,9 +218,10 @@ class CorrelationSource(ABC):
         try:
             while True:
                 await self._wait_until(lambda: bool(self._queue))
-                # bounded memory: nothing is waited for while this much is made and unused
-                await self._wait_until(
-                    lambda: self._ahead < self.budget_elements or self._draining)
+                # bounded memory, unless a caller waits: groups make later requests early, so
+                # what is made and unused may be ahead of the request a caller waits for
+                await self._wait_until(lambda: self._ahead < self.budget_elements
+                                       or self._draining or self._waiting)
                 batch = self._next_batch()
                 # a group is made at its first member, which comes before the others
                 firsts = [p for p in batch if p.group is None or p.group[0] is p]

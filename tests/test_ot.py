@@ -253,6 +253,25 @@ def test_prefetched_plan_is_made_before_the_run_and_within_budget(source):
     assert 1 <= ahead0 < len(plan) and 1 <= ahead1 < len(plan)
 
 
+def test_a_budget_smaller_than_the_groups_made_ahead_does_not_stall_a_run():
+    """Groups make later requests early: with a budget below what they hold, the request a
+    run waits for is still made (no deadlock), and every part holds."""
+    plan = [("beaver", {"shape": [3000]}), ("and", {"shape": [500]}),
+            ("trunc", {"shape": [2000], "frac_bits": 16})] * 3
+
+    async def run(party):  # in order, as a protocol asks
+        return [await party.corr.get(kind, **params) for kind, params in plan]
+
+    async def program(party):
+        party.corr.budget_elements = 1000
+        party.corr.prefetch(plan)
+        return await asyncio.wait_for(run(party), 30)
+
+    made0, made1 = run_pair(program, source="ot")
+    for (kind, params), part0, part1 in zip(plan, made0, made1):
+        check(kind, params, part0, part1)
+
+
 def test_announcing_what_is_already_announced_checks_it_and_adds_the_rest():
     """A loop that prefetches its own requests inside a run a caller prefetched whole: the
     overlap is checked, not made twice; a different request is a mismatch."""
