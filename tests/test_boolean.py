@@ -185,6 +185,16 @@ def test_flag_rows_open_one_bit_per_flag_in_one_round(rng, source):
     assert rounds == 1 and sent < 8 * 3 * n + n // 8 + 200  # k words and a bit per column
 
 
+@pytest.mark.parametrize("rows, n", [(0, 5), (2, 0), (0, 0)])
+def test_flag_rows_of_no_rows_or_no_columns(rows, n, source):
+    async def program(party):
+        flags = party.public(np.ones(n, U64))
+        return await flag_rows(party, flags, party.public(np.ones((rows, n), U64)))
+
+    got0, got1 = run_pair(program, source=source)
+    assert got0.shape == got1.shape == (rows, n)
+
+
 def test_clamp_to_shared_bounds(rng, source):
     """Bounds per element, as training's residual bounds (equal bounds clamp to one value)."""
     x = np.concatenate([rng.integers(-2000, 2000, 40), EDGES[[0, 1, 2, 5, 6]]])

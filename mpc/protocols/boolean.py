@@ -251,6 +251,8 @@ async def flag_rows(party: Party, flags: np.ndarray, ys: np.ndarray) -> np.ndarr
     from OT 2 COTs per column (a Beaver triple per column would take 128)."""
     ys = np.asarray(ys, U64)
     rows, n = ys.shape
+    if rows == 0:
+        return ys.copy()
     r_bits, beta, r_arith, gamma = await party.corr.bit_row_triples(rows, n)
     bits = (np.asarray(flags, U64) & U64(1)).astype(np.uint8)
     mine, e_mine = pack_bits(bits ^ r_bits), ys - beta
