@@ -250,8 +250,12 @@ def test_a_job_server_1_receives_too_late_ends_failed_and_nobody_waits_for_it(tm
         async with running(deployment):
             await upload_file(deployment, "alice", "customers", policy=OPEN_POLICY)
             job = await submit_job(only[0], STATISTICS)
-            while (await job_status(only[0], job))[0]["state"] != "failed":
-                await asyncio.sleep(0.2)
+
+            async def given_up():
+                while (await job_status(only[0], job))[0]["state"] != "failed":
+                    await asyncio.sleep(0.2)
+
+            await asyncio.wait_for(given_up(), 60)
             await submit_job(only[1], STATISTICS, job)
             statuses = await asyncio.wait_for(wait_for_job(carol, job), 10)
             return statuses
