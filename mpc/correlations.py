@@ -248,7 +248,7 @@ class BitTriples(Kind):
 
 class BitRowTriples(BitTriples):
     """bitmul for k values per bit: daBits r (n), beta (k x n) and gamma = r * beta row by
-    row. Multiplies a shared 0/1 flag by k shared values (mpc.protocols.boolean.flag_rows),
+    row (bitmul's correction broadcasts over the rows). Multiplies a shared 0/1 flag by k shared values (mpc.protocols.boolean.flag_rows),
     opening one bit and k words per column."""
 
     name = "bitmul_rows"
@@ -264,11 +264,6 @@ class BitRowTriples(BitTriples):
         rows, n = params["rows"], params["n"]
         parts = [prg.bits(n), prg.words((rows, n))]
         return parts + [prg.words(n), prg.words((rows, n))] if party == 0 else parts
-
-    def correction(self, own0, own1, params):
-        (bits0, beta0, arith0, gamma0), (bits1, beta1) = own0, own1
-        r = (bits0 ^ bits1).astype(np.uint64)
-        return [r - arith0, r[None, :] * (beta0 + beta1) - gamma0]
 
 
 CHOICE_WORD_BITS = 64  # a one_of_n sender's entries fill at most one word

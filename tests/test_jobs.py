@@ -237,6 +237,11 @@ STATISTICS = ('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
               '[statistics]\ncolumns = ["customers.age"]\n')
 
 
+def each_server_alone(config):
+    """The client's config for server 0 only and for server 1 only."""
+    return [replace(config, servers=config.servers[p:p + 1]) for p in (0, 1)]
+
+
 def test_a_job_server_1_receives_too_late_ends_failed_and_nobody_waits_for_it(tmp_path):
     """A submission that reaches server 1 only after server 0 gave up asking for it (server 0
     waits the peer timeout, 5 s here: no job runs) stays queued on server 1; no client waits
@@ -244,7 +249,7 @@ def test_a_job_server_1_receives_too_late_ends_failed_and_nobody_waits_for_it(tm
     (tmp_path / "customers.csv").write_text(CUSTOMERS)
     deployment = make_deployment(tmp_path, owners=("alice", "bob", "carol"), timeout_s=5.0)
     carol = deployment.client("carol")
-    only = [replace(carol, servers=carol.servers[p:p + 1]) for p in (0, 1)]
+    only = each_server_alone(carol)
 
     async def scenario():
         async with running(deployment):
@@ -294,7 +299,7 @@ def test_server_0_does_not_run_a_job_server_1_has_ended(deployment):
     """A job cancelled on server 1 before server 0 received it fails at once on server 0,
     which does not run its side alone until the timeout."""
     carol = deployment.client("carol")
-    only = [replace(carol, servers=carol.servers[p:p + 1]) for p in (0, 1)]
+    only = each_server_alone(carol)
 
     async def scenario():
         async with running(deployment):

@@ -231,34 +231,38 @@ async def bits_to_arith_times(party: Party, bits: np.ndarray, operands_of):
     return b.reshape(shape), product.reshape(shape)
 
 
+async def _opened_bit_times(party: Party, bits: np.ndarray, values: np.ndarray, triples):
+    """Shares of b * v for XOR-shared bits b (n) and values v (n, or rows of n) with bit
+    triples of v's shape: c = b ^ r and e = v - beta opened together (v does not depend on
+    b), 1 round."""
+    r_bits, beta, r_arith, gamma = triples
+    mine, e_mine = pack_bits(bits ^ r_bits), values - beta
+    other, e_other = await party.link.exchange(mine, e_mine)
+    opened = np.unpackbits(mine ^ other, count=bits.size, bitorder="little").astype(U64)
+    return _bit_product(opened, values, r_arith, e_mine + e_other, gamma)
+
+
 async def bits_times(party: Party, bits: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Additive shares of b * v for XOR-shared 0/1 bits b and additive values v of the same
-    shape. v does not depend on b, so c = b ^ r and e = v - beta are opened together.
-    1 round, 8 + 1/8 bytes per product."""
-    shape, flat, operand = np.shape(bits), np.ravel(bits), np.ravel(values)
-    r_bits, beta, r_arith, gamma = await party.corr.bit_triples(flat.size)
-    mine, e_mine = pack_bits(flat ^ r_bits), operand - beta
-    other, e_other = await party.link.exchange(mine, e_mine)
-    opened = np.unpackbits(mine ^ other, count=flat.size, bitorder="little").astype(U64)
-    return _bit_product(opened, operand, r_arith, e_mine + e_other, gamma).reshape(shape)
+    shape. 1 round, 8 + 1/8 bytes per product."""
+    flat = np.ravel(bits)
+    product = await _opened_bit_times(party, flat, np.ravel(values),
+                                      await party.corr.bit_triples(flat.size))
+    return product.reshape(np.shape(bits))
 
 
 async def flag_rows(party: Party, flags: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """flags (n): additive shares of 0/1 values; ys (k x n): shares of each flag times each
     row. The lowest bits of a 0/1 value's additive shares are XOR shares of it (no carry
-    reaches bit 0), so the flag opens as one bit masked by a random one, and the product is
-    bits_times' with k values per bit (bit row triples). 1 round, 8 k + 1/8 bytes per column;
-    from OT 2 COTs per column (a Beaver triple per column would take 128)."""
+    reaches bit 0), so the flag opens as one bit masked by a random one, as in bits_times,
+    with k values per bit (bit row triples). 1 round, 8 k + 1/8 bytes per column; from OT
+    2 COTs per column (a Beaver triple per column would take 128)."""
     ys = np.asarray(ys, U64)
     rows, n = ys.shape
     if rows == 0:
         return ys.copy()
-    r_bits, beta, r_arith, gamma = await party.corr.bit_row_triples(rows, n)
     bits = (np.asarray(flags, U64) & U64(1)).astype(np.uint8)
-    mine, e_mine = pack_bits(bits ^ r_bits), ys - beta
-    other, e_other = await party.link.exchange(mine, e_mine)
-    opened = np.unpackbits(mine ^ other, count=n, bitorder="little").astype(U64)[None, :]
-    return _bit_product(opened, ys, r_arith[None, :], e_mine + e_other, gamma)
+    return await _opened_bit_times(party, bits, ys, await party.corr.bit_row_triples(rows, n))
 
 
 async def and_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
