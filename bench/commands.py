@@ -231,7 +231,7 @@ def oulad_runs(iterations: int, epsilons,
         analyst = Client(cluster.owner_config("analyst"))
         runs, elapsed, table = [], [], []
         for epsilon in epsilons:
-            spec = oulad.training_spec(epsilon, iterations, int(0.8 * len(generated["joined"])))
+            spec = oulad.training_spec(epsilon, iterations, len(generated["joined"]))
             seen = []
             start = time.perf_counter()
             model = analyst.run(spec, on_status=lambda statuses: seen.__setitem__(

@@ -82,16 +82,11 @@ def demo(iterations: int = typer.Option(600, help="SGD iterations of the trainin
         cluster.upload_all(cluster.folder, owners_policy(epsilon))
         analyst = Client(cluster.owner_config("analyst"))
         statistics, statistics_costs = _run(analyst, STATISTICS, status, "statistics query")
-        spec = oulad.training_spec(epsilon, iterations, int(0.8 * len(joined)))
+        spec = oulad.training_spec(epsilon, iterations, len(joined))
         model, training_costs = _run(analyst, spec, status, "level 5 training")
-    ledger = model["info"]["dp_ledger"]
     results = {
         "statistics": statistics["values"],
-        "model": {"coefficients": model["coefficients"], "intercept": model["intercept"],
-                  "dp_ledger": ledger},
-        "accuracy": {"mpc": oulad.model_accuracy(joined, model),
-                     "plaintext_same_noise": oulad.plaintext_accuracy(joined, ledger, iterations),
-                     "plaintext_no_noise": oulad.plaintext_accuracy(joined, None, iterations)},
+        **model_results(model, joined, iterations),
         "costs": {"statistics query": statistics_costs, "training": training_costs},
         "seconds": time.perf_counter() - started,
     }
@@ -99,6 +94,22 @@ def demo(iterations: int = typer.Option(600, help="SGD iterations of the trainin
         typer.echo(json.dumps(results, indent=1))
         return
     _print(results)
+
+
+def model_results(model: dict, joined, iterations: int) -> dict:
+    """The model and its accuracy beside plaintext training; a withheld model (its noisy
+    size check failed) has neither, and the reason instead."""
+    ledger = model["info"]["dp_ledger"]
+    if not model["released"]:
+        return {"model": {"released": False, "reason": model["reason"], "dp_ledger": ledger},
+                "accuracy": None}
+    return {"model": {"released": True, "coefficients": model["coefficients"],
+                      "intercept": model["intercept"], "dp_ledger": ledger},
+            "accuracy": {"mpc": oulad.model_accuracy(joined, model),
+                         "plaintext_same_noise": oulad.plaintext_accuracy(joined, ledger,
+                                                                          iterations),
+                         "plaintext_no_noise": oulad.plaintext_accuracy(joined, None,
+                                                                        iterations)}}
 
 
 def _print(results: dict) -> None:
@@ -112,11 +123,14 @@ def _print(results: dict) -> None:
                           f"{values['std']:.3f}", f"{values['min']:.3f}", f"{values['max']:.3f}")
     console.print(table)
     accuracy, ledger = results["accuracy"], results["model"]["dp_ledger"]
-    console.print(f"Level 5 model (epsilon {ledger['epsilon']}, delta {ledger['delta']}, "
-                  f"tau {ledger['tau']}, sigma {ledger['sigma']:.3f}): accuracy "
-                  f"{accuracy['mpc']:.3f} in MPC, {accuracy['plaintext_same_noise']:.3f} in "
-                  f"plaintext with the same noise, {accuracy['plaintext_no_noise']:.3f} in "
-                  "plaintext without noise")
+    model = (f"Level 5 model (epsilon {ledger['epsilon']}, delta {ledger['delta']}, "
+             f"tau {ledger['tau']}, sigma {ledger['sigma']:.3f})")
+    if accuracy is None:
+        console.print(f"{model} withheld: {results['model']['reason']}")
+    else:
+        console.print(f"{model}: accuracy {accuracy['mpc']:.3f} in MPC, "
+                      f"{accuracy['plaintext_same_noise']:.3f} in plaintext with the same noise, "
+                      f"{accuracy['plaintext_no_noise']:.3f} in plaintext without noise")
     costs = Table(title="Time, bytes and rounds per stage (server 0)")
     for column in ("job", "stage", "seconds", "bytes sent", "rounds"):
         costs.add_column(column, justify="left" if column in ("job", "stage") else "right")
