@@ -21,6 +21,15 @@ def test_keys_generate_writes_a_private_secret(tmp_path):
     assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
 
 
+def test_commands_start_without_the_heavy_libraries():
+    """Every command imports the CLI: scipy (through dp-accounting), numba and scikit-learn
+    load only where used, or each command would wait over a second before doing anything."""
+    run = subprocess.run([sys.executable, "-c", "import sys, cli.main; print(sorted({'scipy', "
+                          "'dp_accounting', 'numba', 'sklearn'} & set(sys.modules)))"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr
+
+
 def test_dealer_with_a_missing_config_fails_in_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "cli.main", "dealer", "run", "--config",
                           str(tmp_path / "nope.toml")], capture_output=True, text=True)
