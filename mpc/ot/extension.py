@@ -25,6 +25,8 @@ docs/mpc.md.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -103,7 +105,7 @@ class Scratch:
         self._buffers: dict[str, np.ndarray] = {}
 
     def get(self, name: str, shape) -> np.ndarray:
-        size = int(np.prod(shape, dtype=np.int64))
+        size = math.prod(shape)
         buffer = self._buffers.get(name)
         if buffer is None or buffer.size < size:
             buffer = self._buffers[name] = np.empty(size, U64)
