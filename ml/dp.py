@@ -25,7 +25,7 @@ MAX_EPSILON = 1000.0  # a budget may total more than one job's epsilon
 MULTIPLIERS = (1e-3, 1e4)  # the noise multipliers a training may be calibrated to
 
 
-def accounting():
+def accountant_library():
     """dp-accounting and its RDP accountant, imported when first used: they pull in much of
     scipy (0.9 s), which every `twofold` command would otherwise wait for on start."""
     import dp_accounting
@@ -103,7 +103,7 @@ def calibrate(*, privacy: Privacy, clip: float, iterations: int, batch_size: int
               min_join_size: int) -> Ledger:
     if iterations < 1 or not 0 < batch_size <= rows:
         raise PrivacyError("iterations and batch size must be positive, batch <= rows")
-    dp_accounting, rdp = accounting()
+    dp_accounting, rdp = accountant_library()
     rate = batch_size / rows
     group_rate = 1 - (1 - rate) ** privacy.tau
 
@@ -128,7 +128,7 @@ def calibrate(*, privacy: Privacy, clip: float, iterations: int, batch_size: int
 
 def spent_epsilon(ledger: Ledger) -> float:
     """Re-derive epsilon from the ledger (what a recipient can check)."""
-    dp_accounting, rdp = accounting()
+    dp_accounting, rdp = accountant_library()
     accountant = rdp.RdpAccountant()
     accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
         ledger.group_sampling_rate, dp_accounting.GaussianDpEvent(ledger.noise_multiplier)),
@@ -157,7 +157,7 @@ class StatisticsLedger:
 def gaussian_multiplier(privacy: Privacy) -> float:
     """Noise multiplier m of one Gaussian mechanism of L2 sensitivity 1 meeting (epsilon,
     delta) under the RDP accountant."""
-    dp_accounting, rdp = accounting()
+    dp_accounting, rdp = accountant_library()
     return dp_accounting.calibrate_dp_mechanism(
         rdp.RdpAccountant, dp_accounting.GaussianDpEvent, privacy.epsilon, privacy.delta,
         bracket_interval=dp_accounting.ExplicitBracketInterval(1e-3, 1e6))
