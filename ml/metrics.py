@@ -60,7 +60,7 @@ async def logistic_counts(party: Party, probability: np.ndarray, label: np.ndarr
     said, truth = one - below[0], one - below[1]
     both = await mul(party, said, truth)
     said_valid, truth_valid, both_valid = await flag_rows(party, valid,
-                                                         np.stack([said, truth, both]))
+                                                          np.stack([said, truth, both]))
     totals = {"true_positive": both_valid, "false_positive": said_valid - both_valid,
               "false_negative": truth_valid - both_valid}
     return {name: total.sum(dtype=U64, keepdims=True) for name, total in totals.items()}

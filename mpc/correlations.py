@@ -248,8 +248,8 @@ class BitTriples(Kind):
 
 class BitRowTriples(BitTriples):
     """bitmul for k values per bit: daBits r (n), beta (k x n) and gamma = r * beta row by
-    row (bitmul's correction broadcasts over the rows). Multiplies a shared 0/1 flag by k shared values (mpc.protocols.boolean.flag_rows),
-    opening one bit and k words per column."""
+    row (bitmul's correction broadcasts over the rows). Multiplies a shared 0/1 flag by k
+    shared values (mpc.protocols.boolean.flag_rows), opening one bit and k words per column."""
 
     name = "bitmul_rows"
 

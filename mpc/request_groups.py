@@ -42,20 +42,21 @@ def groups(plan: list[tuple[str, dict]]) -> list[list[int]]:
     found, window, size, limit = [], {}, 0, FIRST_WINDOW_ELEMENTS
 
     def close():
+        """End the window; the next may be twice as large if this one held anything."""
+        nonlocal size, limit
         found.extend(members for members in window.values() if len(members) > 1)
         window.clear()
+        size, limit = 0, min(2 * limit, WINDOW_ELEMENTS) if size else limit
 
     for position, (kind, params) in enumerate(plan):
         key = merge_key(kind, params)
         if key is None:  # made alone, in its place
             if kind == "row_mask":  # masked products after it are of the new mask
                 close()
-                size, limit = 0, min(2 * limit, WINDOW_ELEMENTS) if size else limit
             continue
         elements = KINDS[kind].elements(params)
         if size + elements > limit:
             close()
-            size, limit = 0, min(2 * limit, WINDOW_ELEMENTS) if size else limit
         window.setdefault(key, []).append(position)
         size += elements
     close()

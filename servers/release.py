@@ -90,7 +90,7 @@ async def release_rows(party: Party, kind: str, columns: list[OutputColumn],
     """Zero every column of the rows not kept, then shuffle the rows (indicator included)."""
     table = np.stack([np.asarray(s, U64) for s in shares]) if shares else np.zeros((0, len(keep)),
                                                                                    U64)
-    masked = list(await flag_rows(party, keep, table)) if shares else []
+    masked = list(await flag_rows(party, keep, table))  # no columns: no rows, nothing asked
     *shuffled, indicator = await shuffle(party, [*masked, keep])
     return Output(kind, [*columns, OutputColumn(INDICATOR, "count")], [*shuffled, indicator],
                   party.fixed.frac_bits, list(means), info or {})

@@ -99,7 +99,8 @@ def test_the_demo_declares_a_join_size_its_noisy_size_check_passes():
 
     rows = len(oulad.load_joined(DATA))
     declared = tomllib.loads(oulad.training_spec(50.0, 10, rows))["train"]["min_join_size"]
-    deviation = 2 ** 0.5 * count_sigma(Privacy(epsilon=SIZE_CHECK_EPSILON, delta=1e-6, tau=oulad.TAU))
+    check = Privacy(epsilon=SIZE_CHECK_EPSILON, delta=1e-6, tau=oulad.TAU)
+    deviation = 2 ** 0.5 * count_sigma(check)
     assert 0 < declared < rows - 5 * deviation
 
 

@@ -136,7 +136,8 @@ class OtSource(CorrelationSource):
         if kind == "masked_products":  # for one batch's rows, or for several (merged)
             if self._mask is None or self._mask.shape[1] != params["columns"]:
                 raise ValueError("masked products need a row mask made before them")
-            row_groups = params["row_groups"] if "row_groups" in params else [params["rows"]]
+            merged = "row_groups" in params
+            row_groups = params["row_groups"] if merged else [params["rows"]]
             value = await kinds.masked_products(mult, self._mask[np.array(row_groups)])
-            return value if "row_groups" in params else tuple(array[0] for array in value)
+            return value if merged else tuple(array[0] for array in value)
         raise ValueError(f"unknown correlation kind {kind!r}")
