@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from mpc.curve import generate_keypair
@@ -130,12 +131,14 @@ class LocalCluster:
         self.start_server(0)
         self.start_server(1)
 
-    def upload_all(self, folder: Path, policy: Policy) -> None:
-        """Each table's owner uploads <table>.csv from folder (in process), under policy."""
+    def upload_all(self, folder: Path, policy: Policy | Callable[[str], Policy]) -> None:
+        """Each table's owner uploads <table>.csv from folder (in process), under policy (or
+        policy(table))."""
         schema = load_schema(self.folder / "schema.toml")
         for name in schema.tables:
             owner = Client(self.owner_config(schema.table(name).owner))
-            owner.upload(folder / f"{name}.csv", name, schema, policy=policy)
+            owner.upload(folder / f"{name}.csv", name, schema,
+                         policy=policy(name) if callable(policy) else policy)
 
     def kill_server(self, party: int) -> None:
         process = self.servers[party]

@@ -23,7 +23,7 @@ from bench.protocols import OPS
 from bench.report import print_report, row, slowest, stage_rows
 from mpc.prg import Prg
 from mpc.session import CORRELATIONS
-from owners.policy import ANYONE, OUTPUT_KINDS, Policy
+from owners.policy import unrestricted
 from owners.prepare import prepare
 from owners.schema import load_schema
 from owners.upload import upload
@@ -33,7 +33,7 @@ from twofold.config import load_client_config
 bench_app = typer.Typer(help="Measure time, bytes and rounds on a local cluster.",
                         no_args_is_help=True)
 STATUS = Console(stderr=True)
-BENCH_POLICY = Policy(recipients=(ANYONE,), outputs=OUTPUT_KINDS)  # synthetic data: no limits
+BENCH_POLICY = unrestricted()  # synthetic data: no limits
 UPLOAD_SCHEMA = Path(__file__).parent / "data" / "events.toml"
 REPEAT_HELP = "Runs of each measurement; the median, min and max are reported."
 JSON_HELP = "Print JSON ({machine, rows}) instead of tables."

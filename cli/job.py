@@ -41,6 +41,44 @@ def job_submit(spec: Path = typer.Argument(..., help="The job spec (TOML)."),
         raise typer.Exit(1)
 
 
+@job_app.command("explain")
+def job_explain(spec: Path = typer.Argument(..., help="The job spec (TOML)."),
+                config: Path = typer.Option(..., help=CONFIG_HELP),
+                as_json: bool = typer.Option(False, "--json")):
+    """What SPEC would read (every column and its role, per table) and release, the owners'
+    rules that apply and whether both servers would accept it; nothing runs. Exit code 1 if
+    they would refuse it."""
+    explained = Client(config).explain(spec.read_text())
+    if as_json:
+        typer.echo(json.dumps(explained))
+    else:
+        typer.echo("\n".join(explanation_lines(explained)))
+    if not explained["accepted"]:
+        raise typer.Exit(1)
+
+
+def explanation_lines(explained: dict) -> list[str]:
+    exposure = explained["exposure"]
+    lines = [f"{exposure['kind']} job, releasing {exposure['output']} to "
+             f"{', '.join(exposure['recipients'])} at privacy level {exposure['level']}"]
+    if exposure["charge"]:
+        charge = exposure["charge"]
+        lines.append(f"differentially private per {exposure['unit']} entity (tau "
+                     f"{charge['tau']}); charged epsilon {charge['epsilon']:g}, delta "
+                     f"{charge['delta']:g} to each table it protects")
+    lines.append(f"minimum group sizes count entities over {exposure['scope']}")
+    findings = explained["findings"]
+    for table, read in exposure["tables"].items():
+        lines.append(f"table {table} (entities: {read['entities']})")
+        for finding in findings:
+            if finding["table"] == table:  # each reason starts "table T: "
+                mark = "allowed" if finding["allowed"] else "REFUSED"
+                lines.append(f"  {mark:8} {finding['why'].split(': ', 1)[1]}")
+    lines.append("accepted: both servers would queue it" if explained["accepted"] else
+                 f"refused: {explained['refusal']}")
+    return lines
+
+
 @job_app.command("status")
 def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG_HELP),
                        as_json: bool = typer.Option(False, "--json")):

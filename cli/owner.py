@@ -10,8 +10,8 @@ from rich.progress import Progress
 
 from mpc.curve import load_keypair, load_public_key
 from mpc.rpc import ServerAddress
-from owners.policy import Policy, load_policy_file, policy_from_settings
-from owners.schema import Table, load_schema
+from owners.policy import Policy, load_policy_file, parse_aggregate_flag, policy_from_settings
+from owners.schema import Schema, Table, load_schema
 from twofold.client import Client
 from twofold.config import ClientConfig, ClientConfigError, load_client_config
 
@@ -55,18 +55,31 @@ def owner_upload(
     outputs: str = typer.Option(None, help="Rule: allowed outputs among rows, aggregate, "
                                            "statistics, model, predictions (default: "
                                            "aggregate,statistics,model)."),
-    row_columns: str = typer.Option(None, help="Rule: columns allowed in row outputs "
-                                               "(default: all, once rows are allowed)."),
-    min_group_size: int = typer.Option(None, help="Rule: suppress groups with fewer of your "
-                                                  "entities than this (at least 2)."),
+    analysts: str = typer.Option(None, help="Rule: clients who may submit jobs that read the "
+                                            "table, or * (default: the recipients)."),
+    join_columns: str = typer.Option(None, help="Rule: key columns jobs may join on "
+                                                "(default: every key)."),
+    dimension_columns: str = typer.Option(None, help="Rule: columns jobs may filter, group "
+                                                     "by, or return in rows (default: none)."),
+    aggregate_columns: str = typer.Option(None, help="Rule: columns jobs may aggregate, with "
+                                                     "the functions allowed after colons, e.g. "
+                                                     "amount:sum:mean,age (default: none)."),
+    model_columns: str = typer.Option(None, help="Rule: columns models may read as features, "
+                                                 "labels or prediction inputs (default: none)."),
+    min_group_size: int = typer.Option(None, help="Rule: suppress any output that depends on "
+                                                  "fewer of your entities than this (default "
+                                                  "2; 1: no minimum)."),
     min_join_size: int = typer.Option(None, help="Rule: floor of the join-size check of "
                                                  "privacy levels 4 and 5."),
-    min_privacy_level: int = typer.Option(None, help="Rule: the least privacy level of jobs."),
+    min_privacy_level: int = typer.Option(None, help="Rule: the least privacy level of jobs "
+                                                     "(default 4; 3 lets trainings open |J|)."),
     max_epsilon: float = typer.Option(None, help="Rule: jobs must be differentially private "
                                                  "with at most this epsilon."),
     budget_epsilon: float = typer.Option(None, help="Rule: total epsilon all differentially "
                                                     "private jobs may spend on the table."),
     budget_delta: float = typer.Option(None, help="Rule: total delta of that budget."),
+    privacy_unit: str = typer.Option(None, help="Rule: the table whose entities the budget "
+                                                "protects (yours, or one your rows describe)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Check every row of DATA against the schema, then send one share to each server.
@@ -74,11 +87,14 @@ def owner_upload(
     Nothing is sent unless every row passes; an error names the file, row and column."""
     settings = _owner_settings(config, key, server0, server0_key, server1, server1_key)
     parsed = load_schema(schema)
-    flags = {"recipients": recipients, "outputs": outputs, "row_columns": row_columns,
-             "min_group_size": min_group_size, "min_join_size": min_join_size,
-             "min_privacy_level": min_privacy_level, "max_epsilon": max_epsilon,
-             "budget_epsilon": budget_epsilon, "budget_delta": budget_delta}
-    policy = owner_policy(parsed.table(table), policy_file,
+    flags = {"recipients": recipients, "analysts": analysts, "outputs": outputs,
+             "join_columns": join_columns, "dimension_columns": dimension_columns,
+             "aggregate_columns": aggregate_columns and parse_aggregate_flag(aggregate_columns),
+             "model_columns": model_columns, "min_group_size": min_group_size,
+             "min_join_size": min_join_size, "min_privacy_level": min_privacy_level,
+             "max_epsilon": max_epsilon, "budget_epsilon": budget_epsilon,
+             "budget_delta": budget_delta, "privacy_unit": privacy_unit}
+    policy = owner_policy(parsed, parsed.table(table), policy_file,
                           {k: v for k, v in flags.items() if v is not None})
     with Progress(transient=True) as bar:
         shown = {}
@@ -102,16 +118,19 @@ def owner_upload(
                f"upload id {result.upload_id}")
 
 
-def owner_policy(table: Table, policy_file: Path | None, flags: dict) -> Policy:
+def owner_policy(schema: Schema, table: Table, policy_file: Path | None,
+                 flags: dict) -> Policy:
     """The policy file's rules (checked alone first, so errors name the file), then the
     flags over them."""
     settings = {}
     if policy_file is not None:
         settings = load_policy_file(policy_file)
-        policy = policy_from_settings(settings, table=table, where=str(policy_file))
+        policy = policy_from_settings(settings, schema=schema, table=table,
+                                      where=str(policy_file))
         if not flags:
             return policy
-    return policy_from_settings({**settings, **flags}, table=table, where="the upload's rules")
+    return policy_from_settings({**settings, **flags}, schema=schema, table=table,
+                                where="the upload's rules")
 
 
 @owner_app.command("budget")

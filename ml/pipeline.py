@@ -102,19 +102,28 @@ async def _public_seed(party: Party) -> Prg:
     return Prg((mine ^ theirs).tobytes())
 
 
-async def fit(party: Party, table: SharedTable, spec: TrainSpec,
-              keep_rows: bool = False) -> TrainedModel:
+async def fit(party: Party, table: SharedTable, spec: TrainSpec, keep_rows: bool = False,
+              entities_reach_k: np.ndarray | None = None) -> TrainedModel:
     """Train; with keep_rows, also return the shares of the rows in training order (so a
-    test can replay the same batches in plaintext)."""
+    test can replay the same batches in plaintext). entities_reach_k, shares of one bit
+    (levels 3 and 4), withholds the model when 0: at level 3 every row stops being real
+    before |J| is opened, so the servers open 0 rather than a small join."""
     hyper, n = spec.hyper, table.rows
     released = party.public(np.ones(1, U64))
+    if entities_reach_k is not None and spec.level == 3:
+        table = SharedTable(table.columns, await mul(
+            party, table.valid, np.broadcast_to(entities_reach_k, (n,))))
+    elif entities_reach_k is not None:
+        released = entities_reach_k
     if spec.level == 5:
         table = await keep_tau_rows(party, table, spec.private_key, spec.privacy.tau,
                                     spec.private_key_bits)
     if spec.level >= 4:
         with party.stage("size check"):
-            released = await join_size_reaches(party, table.valid, spec.min_join_size,
-                                               spec.size_check)
+            reaches = await join_size_reaches(party, table.valid, spec.min_join_size,
+                                              spec.size_check)
+            released = reaches if entities_reach_k is None else await mul(party, released,
+                                                                          reaches)
     with party.stage("scale"):
         scaling = scaling_for([*spec.feature_ranges, (1.0, 1.0)], unit_norm=spec.level == 5,
                               fixed=party.fixed)

@@ -1,22 +1,31 @@
-"""Owners' analysis rules: what an owner allows jobs to do with its table, default deny.
+"""Owners' analysis rules: what an owner lets jobs read from its table, and release, default deny.
 
-In the spirit of AWS Clean Rooms' analysis rules, an owner declares at upload (flags, or a TOML
-policy file) and every version of its table carries:
+In the vocabulary of AWS Clean Rooms' analysis rules, an owner declares at upload (flags, or a
+TOML policy file) and every version of its table carries:
 - recipients: who may receive any output derived from the table (default: the owner alone;
-  "*" admits every registered client);
+  "*" admits every registered client); analysts: who may submit jobs that read it, besides
+  the owner (default: the recipients);
 - outputs: the kinds of output allowed, among rows, aggregate, statistics, model and
   predictions (default: aggregate, statistics and model; raw rows only when the owner says so);
-- row_columns: which of its columns may appear in row outputs (default: all, once rows are
-  allowed);
-- min_group_size k: groups (and statistics) with fewer than k different entities of this table
-  are suppressed on shares before release;
+- column roles, for every column a job touches: join_columns (only in join conditions; the
+  table's keys by default), dimension_columns (filtered, grouped, or output in rows),
+  aggregate_columns with the functions allowed on each (count_distinct, sum, mean, variance,
+  min, max, histogram), model_columns (features, labels, prediction inputs); "*" names every
+  column. Nothing but the keys' join role is granted by default;
+- min_group_size k (default 2): every released group, statistic, model, row set and metric
+  depends on at least k different entities of this table, or it is suppressed on shares;
+  1 turns the rule off;
 - min_join_size: a floor on the join-size check of levels 4 and 5 that submitters cannot lower;
-- min_privacy_level and max_epsilon: the least privacy level of jobs, and the largest epsilon
-  (which makes differential privacy mandatory);
+- min_privacy_level (default 4: a level-3 training, which opens |J|, needs the owner's 3) and
+  max_epsilon (every job must be differentially private, charged at most this epsilon);
 - budget_epsilon and budget_delta: the total that differentially private jobs may spend on the
-  table over its lifetime (servers/budget.py), none by default.
-The policy travels with each upload, as canonical JSON, and is part of what both servers
-compare before a version becomes usable; servers/rules.py checks jobs against it.
+  table over its lifetime (servers/budget.py), none by default; privacy_unit: the table whose
+  entities that budget protects (the table itself, or one its rows describe: a table it reaches
+  by foreign keys; default: the schema's primary_private table when the rows describe it).
+The rules bind everyone but the owner itself: a job that the owner submits for the owner alone
+reads its own table freely. The policy travels with each upload, as canonical JSON, and is part
+of what both servers compare before a version becomes usable; servers/rules.py checks jobs
+against it, through the one exposure analysis of servers/exposure.py.
 """
 
 from __future__ import annotations
@@ -30,7 +39,15 @@ from ml.dp import Privacy, PrivacyError
 
 OUTPUT_KINDS = ("rows", "aggregate", "statistics", "model", "predictions")
 DEFAULT_OUTPUTS = ("aggregate", "statistics", "model")
+AGGREGATE_FUNCTIONS = ("count_distinct", "sum", "mean", "variance", "min", "max", "histogram")
+# given the count, which every aggregate releases, a sum and a mean tell each other
+SAME_INFORMATION = {"sum": "mean", "mean": "sum"}
 ANYONE = "*"
+ALL_COLUMNS = "*"
+ROLE_LISTS = {"join": "join_columns", "filter": "dimension_columns",
+              "group": "dimension_columns", "row output": "dimension_columns",
+              "aggregate": "aggregate_columns", "feature": "model_columns",
+              "label": "model_columns", "predict input": "model_columns"}
 
 
 class PolicyError(ValueError):
@@ -52,29 +69,61 @@ def _names(key: str, value) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def _functions(column: str, value) -> tuple[str, ...]:
+    """An aggregate column's functions, closed under SAME_INFORMATION, in canonical order."""
+    names = set(_names(f"aggregate_columns.{column}", value))
+    unknown = sorted(names - set(AGGREGATE_FUNCTIONS))
+    if unknown:
+        raise PolicyError(f"aggregate_columns.{column}: {unknown[0]!r} is not one of "
+                          f"{', '.join(AGGREGATE_FUNCTIONS)}")
+    names |= {SAME_INFORMATION[name] for name in names if name in SAME_INFORMATION}
+    return tuple(f for f in AGGREGATE_FUNCTIONS if f in names)
+
+
+def _aggregate_columns(value) -> dict[str, tuple[str, ...]]:
+    """{column: functions}; a list of columns (or "*") grants every function."""
+    if isinstance(value, (str, list, tuple)):
+        return {column: AGGREGATE_FUNCTIONS for column in _names("aggregate_columns", value)}
+    if not isinstance(value, dict):
+        raise PolicyError("aggregate_columns must map columns to lists of functions")
+    return {str(column): _functions(column, functions)
+            for column, functions in sorted(value.items())}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Policy:
     recipients: tuple[str, ...]
+    analysts: tuple[str, ...] | None = None  # None: the recipients
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
-    row_columns: tuple[str, ...] | None = None  # None: every column, when rows are allowed
-    min_group_size: int | None = None  # k; None: no minimum
+    join_columns: tuple[str, ...] | None = None  # None: the table's key columns
+    dimension_columns: tuple[str, ...] = ()
+    aggregate_columns: dict[str, tuple[str, ...]] | None = None  # column -> functions
+    model_columns: tuple[str, ...] = ()
+    min_group_size: int = 2  # k; 1: no minimum
     min_join_size: int = 1
-    min_privacy_level: int = 3
+    min_privacy_level: int = 4
     max_epsilon: float | None = None
     budget: Privacy | None = None  # total (epsilon, delta) of all DP jobs on the table
+    privacy_unit: str | None = None  # the table whose entities the budget protects
+
+    def _set(self, name: str, value) -> None:  # normalising a frozen dataclass's fields
+        object.__setattr__(self, name, value)
 
     def __post_init__(self):
-        object.__setattr__(self, "recipients", _names("recipients", self.recipients))
-        object.__setattr__(self, "outputs", _names("outputs", self.outputs))
+        self._set("recipients", _names("recipients", self.recipients))
         if not self.recipients:
             raise PolicyError("recipients must name at least one client (or \"*\")")
+        if self.analysts is not None:
+            self._set("analysts", _names("analysts", self.analysts))
+        self._set("outputs", _names("outputs", self.outputs))
         unknown = [kind for kind in self.outputs if kind not in OUTPUT_KINDS]
         if unknown:
             raise PolicyError(f"outputs: {unknown[0]!r} is not one of {', '.join(OUTPUT_KINDS)}")
-        if self.row_columns is not None:
-            object.__setattr__(self, "row_columns", _names("row_columns", self.row_columns))
-        if self.min_group_size is not None:
-            _positive_int("min_group_size", self.min_group_size, 2)
+        for key in ("join_columns", "dimension_columns", "model_columns"):
+            if getattr(self, key) is not None:
+                self._set(key, _names(key, getattr(self, key)))
+        self._set("aggregate_columns", _aggregate_columns(self.aggregate_columns or {}))
+        _positive_int("min_group_size", self.min_group_size, 1)
         _positive_int("min_join_size", self.min_join_size, 1)
         if self.min_privacy_level not in (3, 4, 5) or isinstance(self.min_privacy_level, bool):
             raise PolicyError("min_privacy_level must be 3, 4 or 5")
@@ -83,21 +132,56 @@ class Policy:
                 Privacy(epsilon=self.max_epsilon, delta=0.5)
             except PrivacyError as error:
                 raise PolicyError(f"max_epsilon: {error}") from None
+        if self.privacy_unit is not None and not isinstance(self.privacy_unit, str):
+            raise PolicyError(f"privacy_unit must be a table name, got {self.privacy_unit!r}")
 
-    def check_columns(self, table) -> None:
-        """Row columns must be columns of the table (an owners.schema.Table)."""
-        for column in self.row_columns or ():
-            if column not in table.column_names:
-                raise PolicyError(f"row_columns: {column!r} is not a column of table "
-                                  f"{table.name}")
+    def check_against(self, schema, table) -> None:
+        """Every named column is a column of the table (an owners.schema.Table), join columns
+        are keys, and the privacy unit is a table the rows describe."""
+        names = set(table.column_names)
+        keys = {c.name for c in table.columns if c.type == "key"}
+        for key in ("join_columns", "dimension_columns", "model_columns", "aggregate_columns"):
+            for column in getattr(self, key) or ():
+                if column != ALL_COLUMNS and column not in names:
+                    raise PolicyError(f"{key}: {column!r} is not a column of table "
+                                      f"{table.name}")
+                if key == "join_columns" and column != ALL_COLUMNS and column not in keys:
+                    raise PolicyError(f"join_columns: {column!r} is not a key of table "
+                                      f"{table.name}")
+        described = schema.described_by(table.name)
+        if self.privacy_unit is not None and self.privacy_unit not in described:
+            raise PolicyError(f"privacy_unit: a row of {table.name} describes an entity of "
+                              f"{' or '.join(sorted(described))}, not of {self.privacy_unit!r}")
 
-    def allows_rows_of(self, column: str) -> bool:
-        return "rows" in self.outputs and (self.row_columns is None
-                                           or column in self.row_columns)
+    def unit(self, schema, table: str) -> str:
+        """The table whose entities this table's budget and DP rules protect."""
+        if self.privacy_unit is not None:
+            return self.privacy_unit
+        private = schema.primary_private
+        return private if private in schema.described_by(table) else table
+
+    def may_submit(self, client: str) -> bool:
+        analysts = self.recipients if self.analysts is None else self.analysts
+        return ANYONE in analysts or client in analysts
+
+    def may_receive(self, client: str) -> bool:
+        return ANYONE in self.recipients or client in self.recipients
+
+    def grants(self, table, column: str, role: str, function: str | None = None) -> bool:
+        """Whether the owner lets a job use this column of the table (an owners.schema.Table)
+        in this role (ROLE_LISTS), with this aggregate function."""
+        if role == "aggregate":
+            granted = self.aggregate_columns
+            return function in (*granted.get(column, ()), *granted.get(ALL_COLUMNS, ()))
+        granted = getattr(self, ROLE_LISTS[role])
+        if granted is None:  # join columns by default: the keys
+            return table.column(column).type == "key"
+        return ALL_COLUMNS in granted or column in granted
 
     def to_json(self) -> str:
         raw = asdict(self)
         raw["budget"] = self.budget.as_dict() if self.budget else None
+        raw["aggregate_columns"] = {c: list(f) for c, f in self.aggregate_columns.items()}
         return json.dumps(raw, sort_keys=True)
 
     @classmethod
@@ -138,11 +222,22 @@ class Policy:
             raise PolicyError(f"{where}: {error}") from None
 
 
-FILE_KEYS = ("recipients", "outputs", "row_columns", "min_group_size", "min_join_size",
-             "min_privacy_level", "max_epsilon", "budget_epsilon", "budget_delta")
+def unrestricted(recipients: tuple[str, ...] = (ANYONE,)) -> Policy:
+    """Rules that bind nothing but the recipients (synthetic data in benchmarks, tests of
+    results): every kind of output, every column in every role, no minimum group size, any
+    privacy level."""
+    return Policy(recipients=recipients, outputs=OUTPUT_KINDS, dimension_columns=ALL_COLUMNS,
+                  aggregate_columns=ALL_COLUMNS, model_columns=ALL_COLUMNS, min_group_size=1,
+                  min_privacy_level=3)
 
 
-def policy_from_settings(settings: dict, *, table, where: str) -> Policy:
+FILE_KEYS = ("recipients", "analysts", "outputs", "join_columns", "dimension_columns",
+             "aggregate_columns", "model_columns", "min_group_size", "min_join_size",
+             "min_privacy_level", "max_epsilon", "budget_epsilon", "budget_delta",
+             "privacy_unit")
+
+
+def policy_from_settings(settings: dict, *, schema, table, where: str) -> Policy:
     """A table's (an owners.schema.Table's) policy from flat settings: a policy file's keys
     or the upload flags. Absent keys take the defaults, recipients the table's owner alone."""
     unknown = sorted(set(settings) - set(FILE_KEYS))
@@ -157,10 +252,19 @@ def policy_from_settings(settings: dict, *, table, where: str) -> Policy:
                          "delta": settings["budget_delta"]}
     policy = Policy.from_mapping(raw, where)
     try:
-        policy.check_columns(table)
+        policy.check_against(schema, table)
     except PolicyError as error:
         raise PolicyError(f"{where}: {error}") from None
     return policy
+
+
+def parse_aggregate_flag(text: str) -> dict[str, list[str]]:
+    """--aggregate-columns "amount:sum:mean,price": functions after colons; none: all."""
+    columns = {}
+    for item in _names("aggregate_columns", text):
+        column, *functions = item.split(":")
+        columns[column] = functions or list(AGGREGATE_FUNCTIONS)
+    return columns
 
 
 def load_policy_file(path: Path) -> dict:

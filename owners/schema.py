@@ -131,6 +131,17 @@ class Schema:
             raise SchemaError(f"unknown table {name!r}{_suggest(name, self.tables)}")
         return self.tables[name]
 
+    def described_by(self, name: str) -> set[str]:
+        """The tables whose entities a row of this table belongs to: itself and every table
+        it reaches by foreign keys (an order describes its customer, the customer's nation)."""
+        reached, frontier = {name}, [name]
+        while frontier:
+            for foreign_key in self.table(frontier.pop()).foreign_keys:
+                if foreign_key.references not in reached:
+                    reached.add(foreign_key.references)
+                    frontier.append(foreign_key.references)
+        return reached
+
 
 def _suggest(name: str, known) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)

@@ -25,6 +25,7 @@ from servers.jobspec import JobSpec, Nulls, flag_of, plan_columns
 from servers.outputs import RELEASED, Output, OutputColumn, describe
 from servers.release import (
     Thresholds,
+    meets,
     release_groups,
     release_rows,
     release_statistics,
@@ -48,13 +49,35 @@ def _entity_keys(schema: Schema, root: SharedTable, entities: dict[str, str]
             for table, key in entities.items()}
 
 
+async def _entities_reach_k(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
+                            rules: Rules, entities: dict[str, str]) -> np.ndarray | None:
+    """Shares of one bit: among the real rows, every table with a minimum group size k has at
+    least k different entities (None without such rules). A distinct count (one sort) per
+    table other than the root, whose entities are the rows themselves."""
+    if not rules.min_group_sizes:
+        return None
+    with party.stage("entities"):
+        counts = await statistics(party, root, [], {}, _entity_keys(schema, root, entities))
+        return await meets(party, _counts_of(rules, entities, spec.plan.root, counts))
+
+
 async def _train(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
-                 rules: Rules) -> Output:
+                 rules: Rules, entities: dict[str, str]) -> Output:
+    """Levels 3 and 4: the exact entity counts of every table with a k bind the model (at
+    level 3 before |J| is opened, so a small join opens 0). Level 5: an exact count would break
+    the guarantee, so k binds the noisy size check instead, as k x tau rows (at most tau rows
+    per unit entity: without noise, at least k entities)."""
     train = replace(spec.section, min_join_size=max(spec.section.min_join_size,
                                                     rules.min_join_size))
     if train.private_key is not None:
         train = replace(train, private_key_bits=_sort_bits(schema, train.private_key))
-    trained = await fit(party, root, train)
+    enough = None
+    if train.level == 5:
+        k = max(rules.min_group_sizes.values(), default=1)
+        train = replace(train, min_join_size=max(train.min_join_size, k * train.privacy.tau))
+    else:
+        enough = await _entities_reach_k(party, schema, spec, root, rules, entities)
+    trained = await fit(party, root, train, entities_reach_k=enough)
     info = {"model": train.hyper.model, "features": list(train.features), "label": train.label,
             "centers": list(trained.scaling.centers), "factors": list(trained.scaling.factors),
             "label_range": list(train.label_range), "privacy_level": train.level,
@@ -90,7 +113,9 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
             prediction = score if info["model"] == "logistic" else (
                 await fixed_mul_public(party, score, high - low, bound)
                 + party.public(np.full(n, party.fixed.encode(low))))
-            keep = await mul(party, root.valid, np.broadcast_to(released, (n,)))
+            enough = await _entities_reach_k(party, schema, spec, root, rules, entities)
+            bits = released if enough is None else await mul(party, released, enough)
+            keep = await mul(party, root.valid, np.broadcast_to(bits, (n,)))
             columns = [OutputColumn("prediction", "fixed"),
                        *[describe(schema, c) for c in section.carry]]
             return await release_rows(party, "predictions", columns,
@@ -136,9 +161,10 @@ async def _limit_tau(party: Party, schema: Schema, spec: JobSpec, root: SharedTa
 
 
 def _counts_of(rules: Rules, entities: dict[str, str], root_name: str, counts: dict,
-               suffix: str = "") -> Thresholds:
-    """Thresholds whose counts are the named distinct counts (the plain count for the root)."""
-    named = {table: counts[f"distinct({table}){suffix}" if table != root_name else "count"]
+               suffix: str = "", root_count: str = "count") -> Thresholds:
+    """Thresholds whose counts are the named distinct counts (for the root, whose entities
+    are the rows, the row count `root_count`: per histogram bin, the bin's)."""
+    named = {table: counts[f"distinct({table}){suffix}" if table != root_name else root_count]
              for table in rules.min_group_sizes}
     return Thresholds(rules.min_group_sizes, named)
 
@@ -173,8 +199,8 @@ async def _statistics(party: Party, schema: Schema, spec: JobSpec, root: SharedT
                               extremes=section.noise is None)
     thresholds = _counts_of(rules, entities, spec.plan.root, values)
     bins = {f"histogram({c})": _counts_of(rules, entities, spec.plan.root, values,
-                                          f" in histogram({c})") if rules.min_group_sizes
-            else Thresholds({}, {}) for c in section.histograms}
+                                          f" in histogram({c})", f"histogram({c})")
+            for c in section.histograms}
     values = {name: v for name, v in values.items() if not name.startswith("distinct(")}
     return await release_statistics(
         party, {name: describe(schema, name) for name in values}, values, thresholds, bins,
@@ -224,14 +250,17 @@ async def execute(party: Party, spec: JobSpec, schema: Schema,
                 expression.text: await expression.evaluate_fixed(party, root.columns)
                 for expression in spec.derived}}, root.valid)
     if spec.kind == "train":
-        return await _train(party, schema, spec, root, rules)
+        return await _train(party, schema, spec, root, rules, entities)
     if spec.kind == "predict":
         return await _predict(party, schema, spec, root, model, rules, entities)
     with party.stage(spec.kind):
         if spec.kind == "rows":
             columns = spec.section.columns
+            enough = await _entities_reach_k(party, schema, spec, root, rules, entities)
+            keep = root.valid if enough is None else await mul(
+                party, root.valid, np.broadcast_to(enough, (root.rows,)))
             return await release_rows(party, "rows", [describe(schema, c) for c in columns],
-                                      [root.column(c) for c in columns], root.valid)
+                                      [root.column(c) for c in columns], keep)
         if spec.kind == "aggregate":
             return await _aggregate(party, schema, spec, root, rules, entities)
         return await _statistics(party, schema, spec, root, rules, entities)

@@ -29,6 +29,7 @@ from owners.policy import Policy
 from owners.schema import Schema
 from servers.budget import BudgetLedger, spend
 from servers.execute import execute
+from servers.exposure import analyze
 from servers.jobspec import JobSpec
 from servers.outputs import Output
 from servers.rules import check_job
@@ -133,8 +134,9 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
                     raise ProtocolMismatch(f"tables not ready on server {endpoints.party_id}: "
                                            f"{', '.join(missing)}")
                 versions = {name: record.upload_id for name, record in records.items()}
-                rules = check_job(spec, {name: Policy.from_json(record.policy)
-                                         for name, record in records.items()}, clients)
+                rules = check_job(analyze(spec, schema), schema,
+                                  {name: Policy.from_json(record.policy)
+                                   for name, record in records.items()}, state.submitter)
                 tables = {name: storage.load(record) for name, record in records.items()}
             finally:
                 storage.close()

@@ -117,7 +117,7 @@ class JobSpec:
     plan: JoinPlan
     where: Expression | None
     section: Section
-    private_key: str | None = None  # DP: qualified primary key of the primary private table
+    private_key: str | None = None  # DP: qualified primary key of the privacy unit
     derived: tuple[Expression, ...] = ()  # features and label, computed after the join
     nulls: Nulls = Nulls()
 
@@ -141,11 +141,11 @@ class JobSpec:
 
     @property
     def privacy_level(self) -> int:
-        """Training declares its level; noisy statistics and aggregates count as level 5;
-        other outputs reveal unprotected results (level 3)."""
+        """Training declares its level (3 opens |J| to the servers); other jobs hide |J| from
+        the servers and release exact results (level 4) or noisy ones (level 5)."""
         if self.kind == "train":
             return self.section.level
-        return 5 if getattr(self.section, "noise", None) is not None else 3
+        return 5 if getattr(self.section, "noise", None) is not None else 4
 
     @property
     def privacy(self) -> Privacy | None:
@@ -387,8 +387,9 @@ def _number(check: _Checker, section: dict, key: str, kind=float, default=None):
 
 
 def _privacy(check: _Checker, schema: Schema, plan: JoinPlan, body: dict, where: str):
-    """(Privacy, qualified primary key of the primary private table) from epsilon, delta
-    and tau in body."""
+    """(Privacy, qualified primary key of the privacy unit) from epsilon, delta, tau and unit
+    in body; the unit is the table whose entities contribute at most tau joined rows each
+    (default: the schema's primary_private table)."""
     for key in ("epsilon", "delta", "tau"):
         _number(check, body, key, int if key == "tau" else float)
     try:
@@ -396,12 +397,16 @@ def _privacy(check: _Checker, schema: Schema, plan: JoinPlan, body: dict, where:
                           tau=body["tau"])
     except PrivacyError as error:
         check.fail(str(error).split()[0], str(error))
-    private = schema.primary_private
-    if private is None or private not in plan.tables:
-        check.fail(where, "differential privacy needs the schema's primary_private table in "
-                          "the job's join")
-    table = schema.table(private)
-    return privacy, f"{private}.{table.key_column(table.primary_key)}"
+    unit = body.get("unit", schema.primary_private)
+    if unit is None:
+        check.fail(where, "differential privacy needs a unit, the table whose entities it "
+                          "protects: unit = \"TABLE\" (or the schema's primary_private)")
+    if unit not in plan.tables:
+        check.fail("unit" if "unit" in body else where,
+                   f"the privacy unit {unit!r} must be a table of the job's join "
+                   f"({', '.join(plan.tables)})")
+    table = schema.table(unit)
+    return privacy, f"{unit}.{table.key_column(table.primary_key)}"
 
 
 def _noise(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):

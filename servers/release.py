@@ -25,7 +25,7 @@ from ml.dp import StatisticsLedger, selection_threshold
 from mpc.noise import discrete_gaussian
 from mpc.party import Party
 from mpc.protocols.arithmetic import mul
-from mpc.protocols.boolean import flag_rows, less_than
+from mpc.protocols.boolean import equal, flag_rows, less_than
 from mpc.protocols.shuffle import shuffle
 from owners.schema import INDICATOR
 from servers.outputs import RELEASED, Output, OutputColumn
@@ -60,6 +60,13 @@ async def meets(party: Party, thresholds: Thresholds) -> np.ndarray | None:
                        for table in tables]).view(U64)
     below = await less_than(party, counts, party.public(bounds))
     return await product(party, list(party.public(np.ones(counts.shape, U64)) - below))
+
+
+def noisy_minimum(thresholds: Thresholds, ledger: StatisticsLedger) -> int:
+    """Under differential privacy the owners' k binds the noisy row count, as k x tau rows
+    (at most tau rows per unit entity: without noise, at least k entities); exact entity
+    counts would break the guarantee."""
+    return max(thresholds.sizes.values(), default=1) * ledger.tau
 
 
 def add_noise(party: Party, values: dict[str, np.ndarray], ledger: StatisticsLedger,
@@ -135,7 +142,7 @@ async def release_groups(party: Party, columns: list[OutputColumn], shares: dict
         shares = {**shares, **add_noise(party, aggregates, ledger, described)}  # keys exact
         threshold = max(selection_threshold(sigma=ledger.sigmas["count"], tau=ledger.tau,
                                             delta=ledger.delta),
-                        max(thresholds.sizes.values(), default=1))
+                        noisy_minimum(thresholds, ledger))
         keep = await mul(party, keep, await at_least(party, shares["count"], threshold))
         info = {"dp_ledger": ledger.as_dict(), "selection_threshold": threshold}
     names = [c.name for c in columns]
@@ -157,7 +164,7 @@ async def release_statistics(party: Party, columns: dict[str, OutputColumn], val
     info = dict(info or {})
     if ledger is not None:
         values = add_noise(party, values, ledger, columns)
-        k = {"count": max(thresholds.sizes.values())} if thresholds.sizes else {}
+        k = {"count": noisy_minimum(thresholds, ledger)} if thresholds.sizes else {}
         thresholds = Thresholds(k, {"count": values["count"]})
         bin_thresholds = {name: Thresholds(k, {"count": values[name]})
                           for name in values if name.startswith("histogram(")}
@@ -165,8 +172,14 @@ async def release_statistics(party: Party, columns: dict[str, OutputColumn], val
     values = dict(values)
     for name, rules in bin_thresholds.items():
         passed = await meets(party, rules)
-        if passed is not None:
-            values[name] = await mul(party, values[name], passed)
+        if passed is None:
+            continue
+        if ledger is None:  # exact bins: one small bin withholds its whole histogram, else
+            # the total and the other bins would give it back (complementary suppression)
+            empty = await equal(party, values[name], np.zeros(len(values[name]), U64))
+            whole = await product(party, [bit[None] for bit in passed + empty])
+            passed = np.broadcast_to(whole, passed.shape)
+        values[name] = await mul(party, values[name], passed)
     passed = await meets(party, thresholds)
     bits = [bit for bit in (released, passed) if bit is not None]
     released = await product(party, bits) if bits else party.public(np.ones(1, U64))

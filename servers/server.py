@@ -20,6 +20,7 @@ import asyncio
 import logging
 import uuid
 from contextlib import nullcontext
+from dataclasses import asdict
 
 import zmq
 import zmq.asyncio
@@ -36,11 +37,12 @@ from owners.policy import Policy, PolicyError
 from owners.schema import Schema, load_schema
 from servers.budget import BudgetLedger, check_budgets
 from servers.config import ServerConfig
+from servers.exposure import analyze
 from servers.jobs import JobState, JobStore, run_job_blocking
 from servers.jobspec import JobSpec, check_sizes, parse_job_spec
 from servers.outputs import Output
 from servers.preprocessing import preprocess_blocking
-from servers.rules import check_job
+from servers.rules import check_job, review
 from servers.storage import StagedUpload, Storage, UploadRecord, check_id
 
 log = logging.getLogger("twofold.server")
@@ -178,6 +180,8 @@ class Server:
                     check_id("session id", header.get("session_id")))}
             raise RequestError(f"{client} may not {action!r:.40}")
         owner = client.removeprefix("client:")
+        if action == "job_explain":
+            return await self._job_explain(owner, header)
         if action in ("job_submit", "job_status", "job_cancel", "fetch_output"):
             check_id("job id", header.get("job_id"))  # the handlers read checked fields
             if action == "job_submit":
@@ -219,7 +223,7 @@ class Server:
             raise RequestError(f"{rows} rows, the schema fixes {table.rows} for {table.name}")
         try:
             policy = Policy.from_json(_text(header, "policy"))
-            policy.check_columns(table)
+            policy.check_against(self.schema, table)
         except PolicyError as error:
             raise RequestError(f"malformed policy: {error}") from None
         record = UploadRecord(upload_id, table.name, owner, rows, self.schema.hash,
@@ -299,12 +303,24 @@ class Server:
             if existing.spec_hash != spec.hash:
                 raise RequestError(f"job id {job_id} was already used for another spec")
             return {"state": existing.state, "spec_hash": spec.hash}
+        self._admit(client, spec)
+        self.jobs.add(JobState(job_id, spec.hash, client, list(spec.recipients)), text)
+        self._queued.set()
+        return {"state": "queued", "spec_hash": spec.hash}
+
+    def _policies(self, spec: JobSpec) -> dict[str, Policy]:
+        """The rules of the live version of every table the job reads."""
         missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
         if missing:
             raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
+        return {name: Policy.from_json(self.storage.current(name).policy)
+                for name in spec.plan.tables}
+
+    def _admit(self, client: str, spec: JobSpec) -> None:
+        """Every check a job must pass before it is queued, the owners' rules (who may submit
+        among them) first: nothing else is looked at for a client the rules refuse."""
+        rules = check_job(analyze(spec, self.schema), self.schema, self._policies(spec), client)
         check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows)
-        rules = check_job(spec, {name: Policy.from_json(self.storage.current(name).policy)
-                                 for name in spec.plan.tables}, set(self.config.clients))
         if spec.charge is not None:
             ledger = BudgetLedger(self.config.data_dir)
             try:
@@ -313,9 +329,20 @@ class Server:
                 ledger.close()
         if spec.kind == "predict":
             self._check_model(spec)
-        self.jobs.add(JobState(job_id, spec.hash, client, list(spec.recipients)), text)
-        self._queued.set()
-        return {"state": "queued", "spec_hash": spec.hash}
+
+    async def _job_explain(self, client: str, header: dict) -> dict:
+        """What a spec would read and release, every rule that applies to it, and whether it
+        would be queued; nothing is queued or run."""
+        spec = parse_job_spec(_text(header, "spec"), self.schema, set(self.config.clients))
+        exposure = analyze(spec, self.schema)
+        findings = review(exposure, self.schema, self._policies(spec), client)
+        try:
+            self._admit(client, spec)
+            refusal = ""
+        except (RequestError, ValueError) as error:  # the rules' and the checks' refusals
+            refusal = str(error)
+        return {"exposure": exposure.as_dict(), "findings": [asdict(f) for f in findings],
+                "accepted": not refusal, "refusal": refusal}
 
     def _check_model(self, spec: JobSpec) -> None:
         """A prediction uses a finished model, and goes only to that model's recipients."""
@@ -326,8 +353,9 @@ class Server:
         output = Output.load(self.jobs.output_folder(section.model_job))
         if output.kind != "model":
             raise RequestError(f"job {section.model_job} did not train a model")
-        if len(output.info["features"]) != len(section.features):
-            raise RequestError(f"the model takes {len(output.info['features'])} features")
+        if list(section.features) != output.info["features"]:  # what the owners granted
+            raise RequestError(f"the features must be the model's: "
+                               f"{', '.join(output.info['features'])}")
         if section.label is not None and list(section.label_range) != output.info["label_range"]:
             low, high = section.label_range
             raise RequestError(f"the label {section.label} ranges over [{low:g}, {high:g}]; "

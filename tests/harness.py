@@ -20,10 +20,10 @@ from mpc.accounting import Accounting
 from mpc.curve import KeyPair
 from mpc.dealer import Dealer
 from mpc.session import Endpoints, open_party
-from owners.policy import ANYONE, OUTPUT_KINDS, Policy
+from owners.policy import unrestricted
 
 U64 = np.uint64
-OPEN_POLICY = Policy(recipients=(ANYONE,), outputs=OUTPUT_KINDS)  # tests of results, not rules
+OPEN_POLICY = unrestricted()  # tests of results, not rules
 
 
 def keypair() -> KeyPair:

@@ -22,7 +22,8 @@ def upload_customers(cluster, tmp_path) -> None:
     data.write_text(CUSTOMERS)
     upload = twofold("owner", "upload", data, "--table", "customers", "--schema",
                      cluster.folder / "schema.toml", "--config", cluster.owner_config("alice"),
-                     "--recipients", "carol", "--outputs", "rows")
+                     "--recipients", "carol", "--outputs", "rows", "--dimension-columns",
+                     "id,age,region")
     assert upload.returncode == 0, upload.stderr
 
 
@@ -36,7 +37,7 @@ def test_upload_submit_and_reveal_through_the_cli(tmp_path):
         spec.write_text('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
                         'where = "customers.age >= 60"\n'
                         '[output]\ncolumns = ["customers.id", "customers.region"]\n')
-        submitted = twofold("job", "submit", spec, "--config", cluster.owner_config("alice"),
+        submitted = twofold("job", "submit", spec, "--config", cluster.owner_config("carol"),
                             "--wait", "--json")
         assert submitted.returncode == 0, submitted.stderr
         job = json.loads(submitted.stdout)
@@ -72,7 +73,8 @@ def test_joined_columns_survive_separate_processes(tmp_path):
             data.write_text(text)
             run = twofold("owner", "upload", data, "--table", table, "--schema",
                           cluster.folder / "schema.toml", "--config", cluster.owner_config(owner),
-                          "--recipients", "carol", "--outputs", "rows")
+                          "--recipients", "carol", "--outputs", "rows",
+                          "--dimension-columns", "*")
             assert run.returncode == 0, run.stderr
         spec = tmp_path / "job.toml"
         spec.write_text('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.line", '

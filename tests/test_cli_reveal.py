@@ -43,11 +43,17 @@ def revealed(tmp_path_factory):
             run = twofold("owner", "upload", folder / f"{table}.csv", "--table", table, "--schema",
                           cluster.folder / "schema.toml", "--config", cluster.owner_config(owner),
                           "--recipients", "carol", "--outputs",
-                          "rows,aggregate,statistics,model,predictions")
+                          "rows,aggregate,statistics,model,predictions",
+                          "--dimension-columns", "*", "--aggregate-columns", "*",
+                          "--model-columns", "*", "--min-privacy-level", "3")
             assert run.returncode == 0, run.stderr
         carol = cluster.owner_config("carol")
         for kind, body in JOBS.items():
             (folder / f"{kind}.toml").write_text(f'[job]\nrecipients = ["carol"]\n{body}')
+            if kind != "model":  # the others need the model to exist first
+                out[f"explain {kind}"] = [twofold("job", "explain", folder / f"{kind}.toml",
+                                                  "--config", cluster.owner_config(who))
+                                          for who in ("carol", "bob")]
             run = twofold("job", "submit", folder / f"{kind}.toml", "--config", carol, "--id",
                           kind, "--wait")
             assert run.returncode == 0 and "done" in run.stdout, (kind, run.stderr)
@@ -61,6 +67,10 @@ def revealed(tmp_path_factory):
                 == json.loads(as_json.stdout)
             out[kind] = (list(csv.DictReader(io.StringIO(as_csv.stdout))),
                          json.loads(as_json.stdout))
+            if kind == "model":
+                out["explain model"] = [twofold("job", "explain", folder / f"{kind}.toml",
+                                                "--config", cluster.owner_config(who))
+                                        for who in ("carol", "bob")]
     return out
 
 
@@ -111,3 +121,20 @@ def test_model_predictions_and_metrics(revealed):
     assert values["count"] == len(frame) and abs(values["accuracy"] - accuracy) < 0.01
     assert data["metrics"]["true_positive"] + data["metrics"]["false_negative"] == int(
         (member == 1).sum())
+
+
+@pytest.mark.parametrize("kind", JOBS)
+def test_job_explain_lists_every_use_and_the_verdict(revealed, kind):
+    """carol may submit every job; bob, who owns orders but may not submit on customers, is
+    told so; nothing runs either way."""
+    by_carol, by_bob = revealed[f"explain {kind}"]
+    assert by_carol.returncode == 0 and "Traceback" not in by_carol.stderr, by_carol.stderr
+    lines = by_carol.stdout.splitlines()
+    assert lines[-1] == "accepted: both servers would queue it"
+    assert "table customers (entities: customers.id)" in lines
+    assert "table orders (entities: its rows)" in lines
+    assert "  allowed  column customer_id may be used as join" in lines
+    assert not any(line.lstrip().startswith("REFUSED") for line in lines)
+    assert by_bob.returncode == 1
+    assert by_bob.stdout.splitlines()[-1] == ("refused: table customers: its owner does not let "
+                                              "bob submit jobs that read it")

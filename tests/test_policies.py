@@ -4,13 +4,14 @@ tables, the version checked being the version read; budgets spent, refused, reme
 restarts and agreed by both servers; and jobs whose outcome a non-recipient cannot read."""
 
 import asyncio
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from ml.dp import Privacy
 from mpc.rpc import ServiceError
-from owners.policy import OUTPUT_KINDS, Policy
+from owners.policy import Policy, unrestricted
 from owners.schema import INDICATOR
 from servers.budget import BudgetLedger
 from tests.servers_harness import make_deployment, running
@@ -50,7 +51,8 @@ def deployment(tmp_path):
 
 
 def rules(**changes) -> Policy:
-    return Policy(**{"recipients": ("carol",), "outputs": OUTPUT_KINDS, **changes})
+    """carol may receive anything, and alice (who submits these tests' jobs) submit."""
+    return replace(unrestricted(("carol",)), **{"analysts": ("alice", "carol"), **changes})
 
 
 async def upload_both(deployment, customers: Policy | None, orders: Policy | None):
@@ -79,13 +81,15 @@ ROWS = '[job]\nrecipients = ["{who}"]\n[output]\ncolumns = ["customers.age", "or
 @pytest.mark.parametrize("customers, orders, spec, message", [
     # default: the owner alone receives, and no raw rows
     (None, None, BY_REGION, "table customers: its owner does not allow outputs to carol"),
-    (None, rules(recipients=("*",)), ROWS.format(who="alice"),
+    (Policy(recipients=("carol",), analysts=("alice",)), rules(), ROWS.format(who="carol"),
      "table customers: its owner does not allow rows outputs"),
     (rules(), rules(outputs=("aggregate",)), ROWS.format(who="carol"),
      "table orders: its owner does not allow rows outputs"),
-    (rules(row_columns=("region",)), rules(), ROWS.format(who="carol"),
-     "does not allow column customers.age in row outputs"),
-    (rules(min_privacy_level=4), rules(), BY_REGION, "requires privacy level 4"),
+    (rules(dimension_columns=("region",)), rules(), ROWS.format(who="carol"),
+     "does not grant column age the role row output"),
+    (rules(min_privacy_level=5), rules(), BY_REGION, "requires privacy level 5"),
+    (rules(), rules(analysts=("carol",)), BY_REGION,
+     "table orders: its owner does not let alice submit jobs"),
     (rules(), rules(max_epsilon=1.0), BY_REGION, "only differentially private"),
 ])
 def test_rules_refuse_jobs_at_submission(deployment, customers, orders, spec, message):
@@ -139,15 +143,24 @@ def test_the_most_restrictive_rule_of_all_tables_applies(deployment):
     assert regions(revealed) == {}
 
 
-def test_statistics_are_withheld_below_k_and_small_bins_are_zero(deployment):
-    spec = ('[job]\nrecipients = ["carol"]\n[statistics]\ncolumns = ["orders.amount"]\n'
+def test_statistics_below_k_are_withheld_and_a_small_bin_withholds_its_histogram(deployment):
+    """customers k = 3: south has 2 customers (6 orders). Zeroing its bin alone would not do:
+    the total (12) minus the other bins would give it back, so the whole histogram is
+    withheld; the count stays. With k = 2 on both tables (the root's entities are its
+    rows) every bin passes, and an empty bin withholds nothing."""
+    spec = ('[job]\nrecipients = ["carol"]\n{where}[statistics]\ncolumns = ["orders.amount"]\n'
             'histogram = ["customers.region"]\n')
-    revealed, _ = groups_of(deployment, rules(min_group_size=3), rules(), spec)
-    assert revealed["values"]["histogram(customers.region)"] == {"north": 3, "south": 0,
-                                                                  "east": 3}
+    revealed, _ = groups_of(deployment, rules(min_group_size=3), rules(), spec.format(where=""))
+    assert revealed["values"]["histogram(customers.region)"] == {"north": 0, "south": 0,
+                                                                  "east": 0}
     assert revealed["values"]["count"] == 12
-    small = spec.replace("[statistics]", "where = \"customers.region == 'south'\"\n[statistics]")
-    revealed, raw = groups_of(deployment, rules(min_group_size=3), rules(), small)
+    no_east = spec.format(where="where = \"customers.region != 'east'\"\n")
+    revealed, _ = groups_of(deployment, rules(min_group_size=2), rules(min_group_size=2),
+                            no_east)
+    assert revealed["values"]["histogram(customers.region)"] == {"north": 3, "south": 6,
+                                                                  "east": 0}
+    south = spec.format(where="where = \"customers.region == 'south'\"\n")
+    revealed, raw = groups_of(deployment, rules(min_group_size=3), rules(), south)
     assert revealed["values"]["count"] == 0  # 2 customers: withheld, like an empty join
     assert not any(values.any() for values in raw.values())
 

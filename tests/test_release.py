@@ -154,7 +154,8 @@ histogram = ["customers.region"]
 
 def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
     """The same checks with `twofold server run` processes, uploads and jobs by the CLI, the
-    owners' rules given as a policy file and as flags."""
+    owners' rules given as a policy file and as flags, granting exactly the roles the jobs
+    use (with the default minimum group size, 2)."""
     from bench.cluster import LocalCluster
     from tests.servers_harness import SCHEMA
     from tests.test_cli_jobs import twofold
@@ -163,14 +164,17 @@ def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
     (tmp_path / "customers.csv").write_text(CUSTOMERS)
     (tmp_path / "orders.csv").write_text(ORDERS + DANGLING)
     (tmp_path / "rules.toml").write_text(
-        'recipients = ["carol"]\noutputs = ["rows", "aggregate"]\n')
+        'recipients = ["carol"]\noutputs = ["rows", "aggregate"]\n'
+        'dimension_columns = ["age", "region"]\naggregate_columns = { age = ["min"] }\n')
     owners = ("alice", "bob", "carol")
     with LocalCluster(timeout_s=60, schema_text=SCHEMA, owners=owners) as cluster:
         cluster.start_all()
         schema = cluster.folder / "schema.toml"
         for owner, table, rules in (
                 ("alice", "customers", ["--policy", tmp_path / "rules.toml", "--pad-to", 320]),
-                ("bob", "orders", ["--recipients", "carol", "--outputs", "rows,aggregate"])):
+                ("bob", "orders", ["--recipients", "carol", "--outputs", "rows,aggregate",
+                                   "--dimension-columns", "order_id,amount",
+                                   "--aggregate-columns", "amount:sum:max"])):
             run = twofold("owner", "upload", tmp_path / f"{table}.csv", "--table", table,
                           "--schema", schema, "--config", cluster.owner_config(owner), *rules)
             assert run.returncode == 0, run.stderr
@@ -179,7 +183,7 @@ def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
         for spec in (ROWS_SPEC, GROUPS_SPEC):
             (tmp_path / "job.toml").write_text(spec)
             run = twofold("job", "submit", tmp_path / "job.toml", "--config",
-                          cluster.owner_config("alice"), "--wait")
+                          cluster.owner_config("carol"), "--wait")
             assert run.returncode == 0 and "done" in run.stdout, run.stderr
             job = run.stdout.split()[1].rstrip(":")
             tables.append(reconstruct(asyncio.run(fetch_outputs(carol, job))))

@@ -3,6 +3,7 @@ two tables (plus a third joined by FK), a level 4 or 5 model is trained, only it
 fetches it, and a prediction job reports accuracy on the test split inside MPC."""
 
 import asyncio
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from sklearn.datasets import load_breast_cancer
 from ml.dp import Ledger, spent_epsilon
 from mpc.prg import Prg
 from mpc.rpc import ServiceError
-from owners.policy import Policy
+from owners.policy import unrestricted
 from owners.prepare import prepare
 from owners.upload import upload
 from tests.harness import OPEN_POLICY
@@ -202,7 +203,8 @@ def test_bad_training_specs(world, spec, message):
 
 
 def rules(**changes):
-    return Policy(**{"recipients": ("carol",), "outputs": ("rows", "model"), **changes})
+    return replace(unrestricted(("carol",)),
+                   **{"analysts": ("alice",), "outputs": ("rows", "model"), **changes})
 
 
 @pytest.mark.parametrize("policy, spec, message", [

@@ -93,13 +93,18 @@ def test_kill_9_during_an_upload_leaves_the_table_complete_or_absent(tmp_path):
 
 @pytest.mark.parametrize("policy, message", [
     ('recipients = ["carol"]\ncolour = "red"\n', "unknown key 'colour'"),
-    ("min_group_size = 1\n", "min_group_size must be an integer of at least 2, got 1"),
+    ("min_group_size = 0\n", "min_group_size must be an integer of at least 1, got 0"),
     ("budget_epsilon = 0\nbudget_delta = 1e-5\n", "budget epsilon must be in (0, 1000], got 0"),
     ('budget_epsilon = "lots"\nbudget_delta = 1e-5\n', "budget epsilon must be a number"),
     ("budget_epsilon = 1.0\n", "a budget needs both budget_epsilon and budget_delta"),
     ('outputs = ["rows", "tables"]\n', "outputs: 'tables' is not one of rows, aggregate"),
-    ('outputs = ["rows"]\nrow_columns = ["age", "salary"]\n',
-     "row_columns: 'salary' is not a column of table customers"),
+    ('outputs = ["rows"]\ndimension_columns = ["age", "salary"]\n',
+     "dimension_columns: 'salary' is not a column of table customers"),
+    ('join_columns = ["id", "age"]\n', "join_columns: 'age' is not a key of table customers"),
+    ('aggregate_columns = { age = ["sum", "median"] }\n',
+     "aggregate_columns.age: 'median' is not one of count_distinct, sum"),
+    ('privacy_unit = "orders"\n', "privacy_unit: a row of customers describes an entity of "
+                                  "customers, not of 'orders'"),
     ("recipients = [\n", "policy.toml: Invalid value"),
 ])
 def test_bad_policy_files_upload_nothing(tmp_path, policy, message):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "walkthrough"
 RULES = {"alice": ["--policy", "alice-policy.toml"],  # each owner's rules, as in the README
-         "bob": ["--recipients", "carol", "--min-group-size", "2"]}
+         "bob": ["--recipients", "carol", "--aggregate-columns", "amount", "--model-columns",
+                 "amount", "--min-privacy-level", "3"]}
 
 
 def twofold(folder, *args):

@@ -45,6 +45,15 @@ async def submit_job(config: ClientConfig, spec: str | dict, job_id: str | None 
     return job_id
 
 
+async def explain_job(config: ClientConfig, spec: str | dict) -> list[dict]:
+    """Each server's account of what the spec would read and release, the rules that apply
+    to it, and whether it would be queued (nothing is queued)."""
+    text = spec_text(spec)
+    async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
+        replies = await each(c.call({"action": "job_explain", "spec": text}) for c in clients)
+    return [{k: v for k, v in reply.items() if k not in ("ok", "rid")} for reply, _ in replies]
+
+
 async def job_status(config: ClientConfig, job_id: str) -> list[dict]:
     """Each server's view of the job. A server that does not answer shows as state
     "unreachable" with the reason, so what the other one says is still reported."""
@@ -169,6 +178,15 @@ class Client:
     def submit(self, spec: str | dict, *, job_id: str | None = None) -> str:
         """Send a job spec (TOML text, or a dict of its sections) to both servers."""
         return asyncio.run(submit_job(self.config, spec, job_id))
+
+    def explain(self, spec: str | dict) -> dict:
+        """What the job would read and release, the rules that apply, and whether it would be
+        accepted, as server 0 sees it (ValueError if the two servers disagree)."""
+        first, second = asyncio.run(explain_job(self.config, spec))
+        if first != second:
+            raise ValueError("the two servers explain the job differently: their tables' "
+                             "versions or rules differ (an upload in progress?)")
+        return first
 
     def status(self, job_id: str) -> list[dict]:
         return asyncio.run(job_status(self.config, job_id))

@@ -96,7 +96,9 @@ def _decoded(first: Output, second: Output) -> dict:
         if int(plain.pop(RELEASED)[0]) != 1:
             return {"kind": "model", "released": False, "info": first.info,
                     "reason": "the join did not reach min_join_size "
-                              f"{first.info.get('min_join_size')}: nothing was released"}
+                              f"{first.info.get('min_join_size')}, or the training rows "
+                              "held fewer entities of a table than its owner's minimum "
+                              "group size: nothing was released"}
         return _model(fixed.decode(plain["weights"]), first.info)
     if first.kind == "metrics":
         sums = {name: _decode_column(described[name], values, fixed)[0]
