@@ -82,22 +82,24 @@ def explanation_lines(explained: dict) -> list[str]:
 @job_app.command("status")
 def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG_HELP),
                        as_json: bool = typer.Option(False, "--json")):
-    """State and stage of a job on both servers, with time, bytes and rounds per stage."""
+    """State of a job on both servers; for its recipients also the stage, and time, bytes and
+    rounds per stage. JOB: its id, or submitter/id (ids are per submitter)."""
     statuses = Client(config).status(job_id)
     if as_json:
         typer.echo(json.dumps(statuses))
     else:
         for party, status in enumerate(statuses):
             line = f"server {party}: {status['state']}"
-            line += f", stage {status['stage']}" if status["stage"] else ""
+            line += f", stage {status['stage']}" if status.get("stage") else ""
             line += f" ({status['error']})" if status["error"] else ""
             typer.echo(line)
-        answered = [s for s in statuses if s["state"] != "unreachable"]
-        for stage, cost in (answered[0]["costs"] if answered else {}).items():
-            typer.echo(f"  {stage}: {cost['wall_s']:.2f} s, {cost['bytes_sent']:,} bytes, "
-                       f"{cost['rounds']} rounds")
-        if answered and answered[0]["costs"]:
-            typer.echo(f"  job: {answered[0]['seconds']:.2f} s on server 0")
+        measured = [(party, s) for party, s in enumerate(statuses) if s.get("costs")]
+        if measured:  # recipients see costs: those of the first server that answered them
+            party, status = measured[0]
+            for stage, cost in status["costs"].items():
+                typer.echo(f"  {stage}: {cost['wall_s']:.2f} s, {cost['bytes_sent']:,} bytes, "
+                           f"{cost['rounds']} rounds")
+            typer.echo(f"  job: {status['seconds']:.2f} s on server {party}")
     if any(s["state"] == "unreachable" for s in statuses):
         raise typer.Exit(1)
 
@@ -105,7 +107,7 @@ def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG
 @job_app.command("cancel")
 def job_cancel_command(job_id: str, config: Path = typer.Option(..., help=CONFIG_HELP),
                        as_json: bool = typer.Option(False, "--json")):
-    """Stop a job you submitted, on both servers; it releases nothing."""
+    """Stop a job you submitted (JOB: its id), on both servers; it releases nothing."""
     replies = Client(config).cancel(job_id)
     typer.echo(json.dumps({"job_id": job_id, "states": [r["state"] for r in replies]})
                if as_json else f"job {job_id}: cancelled")
@@ -115,7 +117,8 @@ def reveal_command(job_id: str = typer.Argument(...),
                    config: Path = typer.Option(..., help=CONFIG_HELP),
                    as_json: bool = typer.Option(False, "--json", help="JSON instead of CSV."),
                    out: Path = typer.Option(None, "--out", help="Write to FILE, not stdout.")):
-    """Fetch both servers' shares of a job's output and reconstruct it here (recipients only).
+    """Fetch both servers' shares of a job's output and reconstruct it here (recipients only;
+    JOB: its id, or submitter/id).
 
     CSV by kind: rows, groups and predictions as rows; statistics as name,statistic,value;
     a model as term,coefficient (raw units); metrics as metric,value. --json gives everything,

@@ -20,6 +20,7 @@ from pathlib import Path
 from mpc.curve import KeyPair, load_keypair, load_public_key
 from mpc.link import DEFAULT_TIMEOUT_S
 from mpc.session import CORRELATIONS, Endpoints
+from servers.storage import check_id
 
 MAX_IDLE_COTS = 1 << 28  # per direction; at 17 bytes each way, 9 GB on each server
 
@@ -100,8 +101,9 @@ def load_server_config(path: Path) -> ServerConfig:
     clients = {}
     for section in ("owners", "recipients"):
         try:
-            clients.update({name: load_public_key(_key_path(path, key_file))
-                            for name, key_file in raw.get(section, {}).items()})
+            for name, key_file in raw.get(section, {}).items():
+                check_id("client name", name)  # it names the folder of its jobs (servers.jobs)
+                clients[name] = load_public_key(_key_path(path, key_file))
         except (OSError, ValueError) as error:
             raise ConfigError(f"{path}: [{section}] {error}") from None
     idle_cots = table.get("idle_cots", 0)

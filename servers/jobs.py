@@ -1,7 +1,11 @@
 """Running a job on one server: load the shares, join, filter, compute, release, store.
 
 Both servers run the same job in step. Before any work they check over their link that they
-agree on the spec (its hash) and on the version of every table (upload ids).
+agree on the spec (its hash), on the version of every table (upload ids) and, for a [predict]
+job, on the model's job.
+
+Job ids are chosen by clients, so they are per submitter: a job is (submitter, id), written
+"submitter/id" wherever it leaves one server (the peer, the dealer, the budget ledger).
 """
 
 from __future__ import annotations
@@ -48,10 +52,22 @@ class JobState:
     error: str = ""
     costs: dict = field(default_factory=dict)  # per stage; its seconds add up to `seconds`
     seconds: float = 0.0  # the job's wall time on this server, from start to stored output
+    model: str = ""  # a [predict] job's model, "submitter/id" as resolved at submission
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The job's identity on a server: ids are per submitter."""
+        return self.submitter, self.job_id
+
+    @property
+    def name(self) -> str:
+        """The identity as the peer, the dealer, the ledger and clients see it."""
+        return f"{self.submitter}/{self.job_id}"
 
 
 class JobStore:
-    """Jobs of one server on disk: data_dir/jobs/<job id>/{spec.toml, state.json, output/}.
+    """Jobs of one server on disk, by (submitter, id):
+    data_dir/jobs/<submitter>/<job id>/{spec.toml, state.json, output/}.
 
     state.json is replaced atomically (written aside, fsynced, renamed), and a job is
     acknowledged only after its first state.json is in place; so a folder without one is a
@@ -60,10 +76,20 @@ class JobStore:
     def __init__(self, data_dir: Path):
         self.root = Path(data_dir) / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.states: dict[str, JobState] = {}
-        for folder in sorted(self.root.iterdir()):
+        self.states: dict[tuple[str, str], JobState] = {}
+        for submitter in sorted(self.root.iterdir()):
+            if (submitter / "state.json").exists():
+                log.warning("ignoring %s: a job stored before ids were per submitter; move it "
+                            "to jobs/<submitter>/<id>/", submitter)
+            elif submitter.is_dir():
+                self._load(submitter)
+
+    def _load(self, submitter: Path) -> None:
+        for folder in sorted(submitter.iterdir()):
             try:
                 state = JobState(**json.loads((folder / "state.json").read_text()))
+                if state.key != (submitter.name, folder.name):
+                    raise ValueError(f"it names job {state.name}")
             except FileNotFoundError:
                 log.warning("removing %s: a submission interrupted before it was accepted",
                             folder)
@@ -74,18 +100,18 @@ class JobStore:
                 continue
             if state.state in ("queued", "running"):  # interrupted by a restart
                 state.state, state.error = "failed", "the server restarted during the job"
-            self.states[state.job_id] = state
+            self.states[state.key] = state
             self.save(state)
 
     def add(self, state: JobState, spec_text: str) -> None:
-        folder = confined(self.root, check_id("job id", state.job_id))
-        folder.mkdir()
+        folder = self._folder(*state.key)
+        folder.mkdir(parents=True)
         (folder / "spec.toml").write_text(spec_text)
-        self.states[state.job_id] = state
+        self.states[state.key] = state
         self.save(state)
 
     def save(self, state: JobState) -> None:
-        folder = confined(self.root, check_id("job id", state.job_id))
+        folder = self._folder(*state.key)
         aside = folder / "state.json.new"
         with open(aside, "w") as handle:
             handle.write(json.dumps(asdict(state)))
@@ -93,24 +119,30 @@ class JobStore:
             os.fsync(handle.fileno())
         os.replace(aside, folder / "state.json")
 
-    def spec_text(self, job_id: str) -> str:
-        return (confined(self.root, check_id("job id", job_id)) / "spec.toml").read_text()
+    def spec_text(self, submitter: str, job_id: str) -> str:
+        return (self._folder(submitter, job_id) / "spec.toml").read_text()
 
-    def output_folder(self, job_id: str) -> Path:
-        return confined(self.root, check_id("job id", job_id)) / "output"
+    def output_folder(self, submitter: str, job_id: str) -> Path:
+        return self._folder(submitter, job_id) / "output"
+
+    def _folder(self, submitter: str, job_id: str) -> Path:
+        return confined(self.root, check_id("submitter", submitter), check_id("job id", job_id))
 
 
-def agreement_digest(spec: JobSpec, versions: dict[str, str]) -> np.ndarray:
-    digest = hashlib.sha256((spec.hash + json.dumps(versions, sort_keys=True)).encode()).digest()
+def agreement_digest(spec: JobSpec, versions: dict[str, str], model: str) -> np.ndarray:
+    agreed = spec.hash + json.dumps([versions, model], sort_keys=True)
+    digest = hashlib.sha256(agreed.encode()).digest()
     return np.frombuffer(digest, dtype=np.uint64).copy()
 
 
-async def agree(party: Party, spec: JobSpec, versions: dict[str, str]) -> None:
-    """Both servers must run the same spec on the same table versions."""
-    mine = agreement_digest(spec, versions)
+async def agree(party: Party, spec: JobSpec, versions: dict[str, str], model: str) -> None:
+    """Both servers must run the same spec on the same table versions, and a [predict] job
+    with the same model: its spec may name it by a bare id, which each server resolved."""
+    mine = agreement_digest(spec, versions, model)
     (theirs,) = await party.link.exchange(mine)
     if not np.array_equal(mine, theirs):
-        raise ProtocolMismatch("the servers disagree on the job spec or on table versions")
+        raise ProtocolMismatch("the servers disagree on the job spec, on table versions or on "
+                               "the model")
 
 
 def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec: JobSpec,
@@ -140,16 +172,16 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
                 tables = {name: storage.load(record) for name, record in records.items()}
             finally:
                 storage.close()
-            model = (Output.load(store.output_folder(spec.section.model_job))
+            model = (Output.load(store.output_folder(*state.model.split("/")))
                      if spec.kind == "predict" else None)
-        async with open_party(endpoints, state.job_id, FixedPoint(schema.fixed.frac_bits),
+        async with open_party(endpoints, state.name, FixedPoint(schema.fixed.frac_bits),
                               accounting, cancel) as party:
             with party.stage("agree"):
-                await agree(party, spec, versions)
+                await agree(party, spec, versions, state.model)
                 if spec.charge is not None:
                     ledger = BudgetLedger(data_dir)
                     try:
-                        await spend(party, ledger, state.job_id, spec.charge, rules.budgets)
+                        await spend(party, ledger, state.name, spec.charge, rules.budgets)
                     finally:
                         ledger.close()
             return await execute(party, spec, schema, tables, rules, model)
@@ -160,10 +192,10 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
     try:
         output = asyncio.run(main())
         with accounting.stage("store"):
-            output.save(store.output_folder(state.job_id))
+            output.save(store.output_folder(*state.key))
         state.state = "done"
     except Exception as error:  # every failure ends the job and is reported to the client
-        log.warning("job %s failed: %s", state.job_id, traceback.format_exc())
+        log.warning("job %s failed: %s", state.name, traceback.format_exc())
         state.state = "failed"
         state.error = ("cancelled" if cancel.is_set() else f"{type(error).__name__}: {error}")
     state.seconds = time.perf_counter() - started

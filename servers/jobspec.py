@@ -37,7 +37,7 @@ from ml.pipeline import TrainSpec
 from ml.sgd import Hyper, step_constant
 from mpc.ring import PrecisionError
 from owners.schema import Schema, exact, null_flag
-from servers.storage import ID_PATTERN
+from servers.storage import PathError, check_job_name
 from sorting_join.aggregate import Aggregate
 from sorting_join.plan import JoinPlan, PlanError, plan_join
 from sorting_join.predicate import Expression, PredicateError, column_type
@@ -77,7 +77,7 @@ class StatisticsSection:
 
 @dataclass(frozen=True)
 class PredictSection:
-    model_job: str  # the training job whose model is used
+    model_job: str  # the training job whose model is used: its id, or submitter/id
     features: tuple[str, ...]  # expressions, as the model's features
     label: str | None  # with a label: the model's metrics; without: one prediction per row
     label_range: tuple[float, float] | None = None
@@ -434,8 +434,11 @@ def _parse_prediction(check: _Checker, schema: Schema, plan: JoinPlan, body: dic
             "integer", "boolean")
         classes = label.kind == "condition" or plain
     model_job = str(body.get("model_job", ""))
-    if not ID_PATTERN.fullmatch(model_job):  # the rule every job id follows
-        check.fail("model_job", "[predict] needs 'model_job', the id of a training job")
+    try:
+        check_job_name(model_job)  # as clients name jobs; the servers resolve it at submission
+    except PathError:
+        check.fail("model_job", "[predict] needs 'model_job', the id of a training job (or "
+                                "submitter/id)")
     carry = check.names(body, "columns")
     if carry and label is not None:
         check.fail("columns", "'columns' go beside predictions; a job with a label has none")

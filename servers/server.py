@@ -43,7 +43,7 @@ from servers.jobspec import JobSpec, check_sizes, parse_job_spec
 from servers.outputs import Output
 from servers.preprocessing import preprocess_blocking
 from servers.rules import check_job, review
-from servers.storage import StagedUpload, Storage, UploadRecord, check_id
+from servers.storage import StagedUpload, Storage, UploadRecord, check_id, check_job_name
 
 log = logging.getLogger("twofold.server")
 MAX_FRAME_BYTES = 1 << 24  # inbound frames above this drop the client (upload chunks are 1 MiB)
@@ -63,6 +63,17 @@ def _text(header: dict, key: str) -> str:
     return value
 
 
+def _naming(state: JobState) -> dict:
+    """A job as the servers name it to each other: its submitter and its id."""
+    return {"submitter": state.submitter, "job_id": state.job_id}
+
+
+def _job_key(header: dict) -> tuple[str, str]:
+    """The job a message from the peer names (see _naming)."""
+    return (check_id("submitter", header.get("submitter")),
+            check_id("job id", header.get("job_id")))
+
+
 class Server:
     def __init__(self, config: ServerConfig):
         self.config = config
@@ -72,7 +83,7 @@ class Server:
         self.storage.remove_leftovers()
         self.staged: dict[tuple[str, str], StagedUpload] = {}  # by (owner, upload id)
         self.jobs = JobStore(config.data_dir)
-        self.running: dict[str, tuple[Accounting, StopSignal]] = {}
+        self.running: dict[tuple[str, str], tuple[Accounting, StopSignal]] = {}  # by job key
         self.preprocessing: StopSignal | None = None  # idle-time session's cancel
         self.address: str | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -170,11 +181,10 @@ class Server:
             if action == "peer_check":
                 return {"status": self._peer_check(UploadRecord.from_message(header.get("record")))}
             if action == "job_start":
-                return {"status": self._start_as_follower(check_id("job id", header.get("job_id")),
+                return {"status": self._start_as_follower(_job_key(header),
                                                           _text(header, "spec_hash"))}
             if action == "job_abandon":
-                return {"status": self._abandon(check_id("job id", header.get("job_id")),
-                                                _text(header, "error"))}
+                return {"status": self._abandon(_job_key(header), _text(header, "error"))}
             if action == "preprocess_start":
                 return {"status": self._preprocess_as_follower(
                     check_id("session id", header.get("session_id")))}
@@ -183,8 +193,9 @@ class Server:
         if action == "job_explain":
             return await self._job_explain(owner, header)
         if action in ("job_submit", "job_status", "job_cancel", "fetch_output"):
-            check_id("job id", header.get("job_id"))  # the handlers read checked fields
+            check_job_name(header.get("job_id"))  # the handlers read checked fields
             if action == "job_submit":
+                check_id("job id", header.get("job_id"))  # a client submits under its own ids
                 _text(header, "spec")
             return await getattr(self, f"_{action}")(owner, header)
         if action == "budget":
@@ -292,19 +303,21 @@ class Server:
 
     # ---- jobs ------------------------------------------------------------------------------
 
-    def _spec(self, job_id: str) -> JobSpec:
-        return parse_job_spec(self.jobs.spec_text(job_id), self.schema, set(self.config.clients))
+    def _spec(self, state: JobState) -> JobSpec:
+        return parse_job_spec(self.jobs.spec_text(*state.key), self.schema,
+                              set(self.config.clients))
 
     async def _job_submit(self, client: str, header: dict) -> dict:
         job_id, text = header["job_id"], header["spec"]
         spec = parse_job_spec(text, self.schema, set(self.config.clients))
-        existing = self.jobs.states.get(job_id)
+        existing = self.jobs.states.get((client, job_id))  # ids are per submitter
         if existing is not None:
             if existing.spec_hash != spec.hash:
                 raise RequestError(f"job id {job_id} was already used for another spec")
             return {"state": existing.state, "spec_hash": spec.hash}
-        self._admit(client, spec)
-        self.jobs.add(JobState(job_id, spec.hash, client, list(spec.recipients)), text)
+        model = self._admit(client, spec)
+        self.jobs.add(JobState(job_id, spec.hash, client, list(spec.recipients), model=model),
+                      text)
         self._queued.set()
         return {"state": "queued", "spec_hash": spec.hash}
 
@@ -316,9 +329,10 @@ class Server:
         return {name: Policy.from_json(self.storage.current(name).policy)
                 for name in spec.plan.tables}
 
-    def _admit(self, client: str, spec: JobSpec) -> None:
+    def _admit(self, client: str, spec: JobSpec) -> str:
         """Every check a job must pass before it is queued, the owners' rules (who may submit
-        among them) first: nothing else is looked at for a client the rules refuse."""
+        among them) first: nothing else is looked at for a client the rules refuse. Returns
+        the name ("submitter/id") of a prediction's model, resolved by the client's view."""
         rules = check_job(analyze(spec, self.schema), self.schema, self._policies(spec), client)
         check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows)
         if spec.charge is not None:
@@ -327,8 +341,7 @@ class Server:
                 check_budgets(ledger, spec.charge, rules.budgets)
             finally:
                 ledger.close()
-        if spec.kind == "predict":
-            self._check_model(spec)
+        return self._check_model(client, spec).name if spec.kind == "predict" else ""
 
     async def _job_explain(self, client: str, header: dict) -> dict:
         """What a spec would read and release, every rule that applies to it, and whether it
@@ -344,13 +357,14 @@ class Server:
         return {"exposure": exposure.as_dict(), "findings": [asdict(f) for f in findings],
                 "accepted": not refusal, "refusal": refusal}
 
-    def _check_model(self, spec: JobSpec) -> None:
-        """A prediction uses a finished model, and goes only to that model's recipients."""
+    def _check_model(self, client: str, spec: JobSpec) -> JobState:
+        """A prediction uses a finished model its submitter may see, and goes only to that
+        model's recipients; the model's job, resolved once, is recorded with the prediction."""
         section = spec.section
-        model = self.jobs.states.get(section.model_job)
-        if model is None or model.state != "done":
+        model = self._known_job(client, section.model_job)
+        if model.state != "done":
             raise RequestError(f"model job {section.model_job} is not a finished job")
-        output = Output.load(self.jobs.output_folder(section.model_job))
+        output = Output.load(self.jobs.output_folder(*model.key))
         if output.kind != "model":
             raise RequestError(f"job {section.model_job} did not train a model")
         if list(section.features) != output.info["features"]:  # what the owners granted
@@ -364,6 +378,7 @@ class Server:
         if outsiders:
             raise RequestError(f"{', '.join(sorted(outsiders))} may not receive outputs of "
                                f"model {section.model_job}")
+        return model
 
     def _budget(self, owner: str, table_name: str) -> dict:
         """A table's privacy budget as this server holds it: for the table's owner only."""
@@ -381,17 +396,35 @@ class Server:
                 "spent": {"epsilon": spent.epsilon, "delta": spent.delta},
                 "history": history}
 
-    def _known_job(self, client: str, job_id: str) -> JobState:
-        state = self.jobs.states.get(job_id)
-        if state is None or client not in (state.submitter, *state.recipients):
-            raise RequestError(f"no job {job_id} for {client}")
-        return state
+    def _known_job(self, client: str, name: str) -> JobState:
+        """The job a client names, among those it may see (it submitted or receives them):
+        "submitter/id", or an id: the client's own job of that id, else the one it receives.
+        Any other job is answered for exactly as a job that does not exist."""
+        submitter, job_id = check_job_name(name)
+        state = self.jobs.states.get((submitter or client, job_id))
+        if state is not None and client in (state.submitter, *state.recipients):
+            return state
+        if submitter is None:
+            received = [s for s in self.jobs.states.values()
+                        if s.job_id == job_id and client in s.recipients]
+            if len(received) == 1:
+                return received[0]
+            if received:
+                names = ", ".join(sorted(s.name for s in received))
+                raise RequestError(f"{job_id} is the id of several jobs {client} receives: "
+                                   f"{names}; name one as submitter/id")
+        raise RequestError(f"no job {name} for {client}")
 
     async def _job_status(self, client: str, header: dict) -> dict:
+        """State and error for the submitter; stage, costs and time for recipients only: at
+        level 3 they follow the join's size, which only the job's result may tell."""
         state = self._known_job(client, header["job_id"])
-        running = self.running.get(state.job_id)
-        return {"state": state.state, "stage": running[0].current if running else "",
-                "error": state.error, "costs": state.costs, "seconds": state.seconds}
+        status = {"job": state.name, "state": state.state, "error": state.error}
+        if client in state.recipients:
+            running = self.running.get(state.key)
+            status.update(stage=running[0].current if running else "", costs=state.costs,
+                          seconds=state.seconds)
+        return status
 
     async def _job_cancel(self, client: str, header: dict) -> dict:
         state = self._known_job(client, header["job_id"])
@@ -401,8 +434,8 @@ class Server:
         if state.state == "queued":
             state.state, state.error = "failed", f"cancelled by {client}"
             self.jobs.save(state)
-        elif state.job_id in self.running:
-            self.running[state.job_id][1].set()
+        elif state.key in self.running:
+            self.running[state.key][1].set()
         return {"state": state.state}
 
     async def _fetch_output(self, client: str, header: dict):
@@ -412,20 +445,20 @@ class Server:
         if state.state != "done":
             raise RequestError(f"job {state.job_id} is {state.state}"
                                + (f": {state.error}" if state.error else ""))
-        output = Output.load(self.jobs.output_folder(state.job_id))
+        output = Output.load(self.jobs.output_folder(*state.key))
         return {"meta": output.meta()}, output.shares
 
-    def _start_as_follower(self, job_id: str, spec_hash: str) -> str:
+    def _start_as_follower(self, key: tuple[str, str], spec_hash: str) -> str:
         """Server 1 starts a job when server 0 says so, if it holds the same spec and has not
         ended it (cancelled, or failed at an earlier try)."""
-        state = self.jobs.states.get(job_id)
+        state = self.jobs.states.get(key)
         if state is None:
             return "missing"
         if state.spec_hash != spec_hash:
             state.state, state.error = "failed", "the servers received different specs"
             self.jobs.save(state)
             return "mismatch"
-        if job_id in self.running:  # server 0 asks again: its first answer was lost
+        if key in self.running:  # server 0 asks again: its first answer was lost
             return "started"
         if state.state != "queued":
             return f"its copy is {state.state}" + (f": {state.error}" if state.error else "")
@@ -437,12 +470,12 @@ class Server:
         self._spawn(self._run(state))
         return "started"
 
-    def _abandon(self, job_id: str, error: str) -> str:
+    def _abandon(self, key: tuple[str, str], error: str) -> str:
         """Server 0 could not start a job: server 1's queued copy fails too, so that no
         client waits for a job that nobody will start."""
         if self.party != 1:
             raise RequestError("server 1 follows server 0's jobs; it fails none of server 0's")
-        state = self.jobs.states.get(job_id)
+        state = self.jobs.states.get(key)
         if state is None or state.state != "queued":
             return "missing" if state is None else state.state
         state.state, state.error = "failed", f"server 0 could not start it: {error}"[:500]
@@ -451,14 +484,13 @@ class Server:
 
     async def _run(self, state: JobState) -> None:
         accounting, cancel = Accounting(), StopSignal()
-        self.running[state.job_id] = (accounting, cancel)
+        self.running[state.key] = (accounting, cancel)
         try:
             await asyncio.to_thread(run_job_blocking, self.config.endpoints, self.config.data_dir,
-                                    self.schema, self._spec(state.job_id),
-                                    set(self.config.clients), state, self.jobs, accounting,
-                                    cancel)
+                                    self.schema, self._spec(state), set(self.config.clients),
+                                    state, self.jobs, accounting, cancel)
         finally:
-            del self.running[state.job_id]
+            del self.running[state.key]
 
     async def _schedule(self) -> None:
         """Server 0 starts queued jobs in submission order, each once server 1 agrees. With
@@ -558,7 +590,7 @@ class Server:
         deadline = asyncio.get_running_loop().time() + self.config.endpoints.timeout_s
         while True:
             try:
-                response, _ = await self.peer.call({"action": "job_start", "job_id": state.job_id,
+                response, _ = await self.peer.call({"action": "job_start", **_naming(state),
                                                     "spec_hash": state.spec_hash})
                 status = response["status"]
             except ServiceError as error:
@@ -580,7 +612,7 @@ class Server:
         """Best effort: if server 1 is unreachable, clients still stop waiting (a job that
         failed on server 0 is never started, see twofold.client.wait_for_job)."""
         try:
-            await self.peer.call({"action": "job_abandon", "job_id": state.job_id,
+            await self.peer.call({"action": "job_abandon", **_naming(state),
                                   "error": state.error})
         except ServiceError as error:
-            log.warning("could not tell server 1 that job %s failed: %s", state.job_id, error)
+            log.warning("could not tell server 1 that job %s failed: %s", state.name, error)

@@ -44,12 +44,22 @@ class PathError(ValueError):
 
 
 def check_id(kind: str, value) -> str:
-    """An upload or job id: 1 to 64 ASCII letters, digits, '-' or '_', starting with a letter
-    or digit (so never '.', '..', absolute, or containing a separator)."""
+    """An upload or job id, or a client name: 1 to 64 ASCII letters, digits, '-' or '_',
+    starting with a letter or digit (so never '.', '..', absolute, or containing a
+    separator)."""
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise PathError(f"{kind} {str(value)[:80]!r} is not 1 to 64 letters, digits, '-' or "
                         "'_' starting with a letter or digit")
     return value
+
+
+def check_job_name(value) -> tuple[str | None, str]:
+    """A job as a client names it: its id, or "submitter/id" (a job's full identity, since
+    ids are per submitter); returns (the submitter or None, the id), each part checked."""
+    if isinstance(value, str) and value.count("/") == 1:
+        submitter, job_id = value.split("/")
+        return check_id("submitter", submitter), check_id("job id", job_id)
+    return None, check_id("job id", value)
 
 
 def confined(root: Path, *parts: str) -> Path:

@@ -90,8 +90,11 @@ class Generator:
             job_id = self.ident()
             self.job_ids = (self.job_ids + [job_id])[-8:]
             return {"action": "job_submit", "job_id": job_id, "spec": STATISTICS}, []
-        if action in ("job_status", "job_cancel", "fetch_output", "job_start", "job_abandon"):
-            return {"action": action, "job_id": rng.choice(self.job_ids),
+        if action in ("job_status", "job_cancel", "fetch_output"):  # by id or submitter/id
+            job_id = rng.choice(self.job_ids)
+            return {"action": action, "job_id": rng.choice([job_id, f"alice/{job_id}"])}, []
+        if action in ("job_start", "job_abandon"):
+            return {"action": action, "submitter": "alice", "job_id": rng.choice(self.job_ids),
                     "spec_hash": self.ident(), "error": self.ident()}, []
         if action == "peer_check":
             return {"action": "peer_check", "record": {

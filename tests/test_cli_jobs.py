@@ -52,12 +52,38 @@ def test_upload_submit_and_reveal_through_the_cli(tmp_path):
         refused = twofold("reveal", job["job_id"], "--config", cluster.owner_config("bob"))
         assert refused.returncode == 1 and "no job" in refused.stderr
         assert "Traceback" not in refused.stderr
+        ids_are_per_submitter(cluster, tmp_path, job["job_id"], status.stdout, revealed.stdout)
         cluster.kill_server(1)  # status used to fail entirely while either server was down
         status = twofold("job", "status", job["job_id"], "--config", cluster.owner_config("carol"))
         lines = status.stdout.splitlines()
         assert status.returncode == 1 and lines[0] == "server 0: done"
         assert lines[1].startswith("server 1: unreachable (server 1 at tcp://")
         assert "Traceback" not in status.stderr
+
+
+def ids_are_per_submitter(cluster, tmp_path, job_id: str, carols_status: str,
+                          alices_rows: str) -> None:
+    """alice submitted job_id for carol: alice sees its state, not its costs, which carol
+    sees; carol's own job of that id is hers to name by the id, alice's is alice/<id>; bob
+    is told there is no such job."""
+    alice, bob, carol = (cluster.owner_config(name) for name in ("alice", "bob", "carol"))
+    status = twofold("job", "status", job_id, "--config", alice)
+    assert status.returncode == 0 and status.stdout.splitlines() == ["server 0: done",
+                                                                    "server 1: done"]
+    assert " bytes, " in carols_status and "  job: " in carols_status
+    status = twofold("job", "status", job_id, "--config", bob)
+    assert status.returncode == 1 and f"no job {job_id} for bob" in status.stderr
+    spec = tmp_path / "older.toml"
+    spec.write_text('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
+                    'where = "customers.age >= 65"\n[output]\ncolumns = ["customers.id"]\n')
+    mine = twofold("job", "submit", spec, "--config", carol, "--id", job_id, "--wait", "--json")
+    assert json.loads(mine.stdout) == {"job_id": job_id, "state": "done", "error": ""}
+    own = twofold("reveal", job_id, "--config", carol)
+    ages = {int(r["customers.id"]): 20 + int(r["customers.id"]) % 50
+            for r in csv.DictReader(io.StringIO(own.stdout))}
+    assert ages and min(ages.values()) >= 65
+    alices = twofold("reveal", f"alice/{job_id}", "--config", carol)
+    assert alices.returncode == 0 and alices.stdout == alices_rows
 
 
 def test_joined_columns_survive_separate_processes(tmp_path):

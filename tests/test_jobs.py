@@ -279,12 +279,12 @@ def test_a_job_server_0_cannot_start_fails_on_server_1_too(deployment):
     async def scenario():
         async with running(deployment) as servers:
             await upload_file(deployment, "alice", "customers", policy=OPEN_POLICY)
-            servers[1].running["stale"] = (Accounting(), StopSignal())
+            servers[1].running["dan", "stale"] = (Accounting(), StopSignal())
             try:
                 job = await submit_job(carol, STATISTICS)
                 statuses = await asyncio.wait_for(wait_for_job(carol, job), 60)
             finally:
-                del servers[1].running["stale"]
+                del servers[1].running["dan", "stale"]
             again = await asyncio.wait_for(run_job(carol, STATISTICS, timeout_s=60), 60)
             return statuses, again
 

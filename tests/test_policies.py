@@ -21,6 +21,7 @@ from twofold.client import (
     cancel_job,
     fetch_outputs,
     fetch_result,
+    job_status,
     submit_job,
     table_budget,
     wait_for_job,
@@ -182,7 +183,7 @@ def test_rules_are_checked_against_the_version_the_job_reads(deployment):
             await upload_file(deployment, "alice", "customers", policy=rules(outputs=("model",)))
             await cancel_job(alice, blocker)
             statuses = await wait_for_job(alice, queued, timeout_s=120)
-            return statuses, [s.jobs.output_folder(queued).exists() for s in servers]
+            return statuses, [s.jobs.output_folder("alice", queued).exists() for s in servers]
 
     statuses, outputs = asyncio.run(scenario())
     assert [s["state"] for s in statuses] == ["failed", "failed"]
@@ -237,21 +238,26 @@ def test_budgets_are_spent_refused_remembered_and_agreed(deployment):
 
 def test_a_server_behind_on_its_ledger_catches_up(deployment):
     """Server 1 recorded a spend server 0 never did (it crashed in between): the next job
-    takes the larger record on both, so the ledgers agree again and the budget holds."""
+    takes the larger record on both, so the ledgers agree again and the budget holds. The
+    ledgers name jobs as submitter/id (ids are per submitter)."""
     async def scenario():
         async with running(deployment):
             await upload_both(deployment, budget_rules(), rules())
             ledger = BudgetLedger(deployment.configs[1].data_dir)
             ledger.record([("customers", "lost", 0.5, 1e-7)])
             ledger.close()
-            _, statuses = await finished(deployment, NOISY.format(epsilon=0.3))
+            job, statuses = await finished(deployment, NOISY.format(epsilon=0.3))
             assert [s["state"] for s in statuses] == ["done", "done"]
             replies = await table_budget(deployment.client("alice"), "customers")
             with pytest.raises(ServiceError, match="privacy budget"):  # 0.8 + 0.3 > 1
                 await submit_job(deployment.client("alice"), NOISY.format(epsilon=0.3))
-            return [reply["spent"]["epsilon"] for reply in replies]
+            return job, replies
 
-    assert asyncio.run(scenario()) == pytest.approx([0.8, 0.8])
+    job, replies = asyncio.run(scenario())
+    assert [reply["spent"]["epsilon"] for reply in replies] == pytest.approx([0.8, 0.8])
+    assert [entry["job"] for entry in replies[0]["history"]] == [
+        f"alice/{job} (caught up with server 1)", f"alice/{job}"]
+    assert [entry["job"] for entry in replies[1]["history"]] == ["lost", f"alice/{job}"]
 
 
 def one_person_training(level: int, age_above: int) -> str:
@@ -264,39 +270,41 @@ def one_person_training(level: int, age_above: int) -> str:
             f"min_join_size = 1\n{privacy}\n")
 
 
-def observable(statuses, level: int) -> list:
-    """What a submitter sees of a job: states, errors, stages with bytes and rounds (time
-    aside, which depends only on public sizes up to noise). At level 5 the training's bytes
-    follow its Poisson batch sizes, drawn afresh for every job from randomness both servers
-    contribute and independent of the data; its rounds do not vary."""
+def costs(statuses, level: int) -> list:
+    """What the servers see of a job, as its recipient's status shows it: stages with bytes
+    and rounds (time aside, which depends only on public sizes up to noise). At level 5 the
+    training's bytes follow its Poisson batch sizes, drawn afresh for every job from
+    randomness both servers contribute and independent of the data; its rounds do not vary."""
     def cost(name, values):
         return (values["rounds"],) if level == 5 and name == "train" else (
             values["bytes_sent"], values["rounds"])
-    return [(s["state"], s["error"], {name: cost(name, values)
-                                      for name, values in s["costs"].items()})
+    return [{name: cost(name, values) for name, values in s["costs"].items()}
             for s in statuses]
 
 
 @pytest.mark.parametrize("level", [4, 5])
 def test_a_one_person_predicate_is_no_oracle_for_a_submitter(deployment, level):
     """Customer 7 is 37: `age > 40` selects nobody, `age > 20` selects them. alice submits
-    both and receives neither; she sees the same. At level 4 carol learns the outcome of the
-    size check; at level 5 it is noisy."""
+    both and receives neither; she sees the same, and no costs; neither do the servers' costs
+    differ. At level 4 carol learns the outcome of the size check; at level 5 it is noisy."""
     async def scenario():
         async with running(deployment):
             await upload_both(deployment, rules(), rules())
-            seen, models = [], []
+            seen, servers_saw, models = [], [], []
             for age in (40, 20):
                 job, statuses = await finished(deployment, one_person_training(level, age),
                                                reader="alice")
-                seen.append(observable(statuses, level))
-                models.append((await fetch_result(deployment.client("carol"), job)).data)
+                seen.append([{k: v for k, v in s.items() if k != "job"} for s in statuses])
+                carol = deployment.client("carol")
+                servers_saw.append(costs(await job_status(carol, f"alice/{job}"), level))
+                models.append((await fetch_result(carol, job)).data)
             with pytest.raises(ServiceError, match="not a recipient"):
                 (await fetch_result(deployment.client("alice"), job)).data
-            return seen, models
+            return seen, servers_saw, models
 
-    seen, models = asyncio.run(scenario())
-    assert seen[0] == seen[1] and seen[0][0][:2] == ("done", "")
+    seen, servers_saw, models = asyncio.run(scenario())
+    assert seen[0] == seen[1] == [{"state": "done", "error": ""}] * 2
+    assert servers_saw[0] == servers_saw[1] and "train" in servers_saw[0][0]
     if level == 4:
         assert [m["released"] for m in models] == [False, True]
 

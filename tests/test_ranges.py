@@ -89,9 +89,11 @@ def test_sums_that_could_leave_the_ring_are_refused(spec, frac_bits, largest, ro
 
 def test_a_model_job_id_follows_the_job_id_rule():
     """Job ids may hold '-' and '_' (servers/storage.ID_PATTERN); a prediction must be able to
-    name such a training job, and nothing else."""
+    name such a training job, by its id or as submitter/id, and nothing else."""
     schema = schema_with(16, 100)
     spec = '[job]\nrecipients = ["carol"]\n[predict]\nmodel_job = "{}"\nfeatures = ["readings.value"]\n'
-    assert parse_job_spec(spec.format("run-1_b"), schema, {"carol"}).section.model_job == "run-1_b"
-    with pytest.raises(JobSpecError, match="needs 'model_job'"):
-        parse_job_spec(spec.format("../run"), schema, {"carol"})
+    for name in ("run-1_b", "bob/run-1_b"):
+        assert parse_job_spec(spec.format(name), schema, {"carol"}).section.model_job == name
+    for name in ("../run", "bob/../run", "/run", "a/b/c"):
+        with pytest.raises(JobSpecError, match="needs 'model_job'"):
+            parse_job_spec(spec.format(name), schema, {"carol"})

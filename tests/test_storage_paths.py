@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import zmq.asyncio
 
+from bench.cluster import LocalCluster
 from mpc.rpc import ServiceClient, ServiceError
 from owners.policy import Policy
+from servers.config import ConfigError, load_server_config
 from servers.jobs import JobState, JobStore
 from servers.server import Server
-from servers.storage import PathError, Storage, UploadRecord, check_id, confined
-from tests.servers_harness import make_deployment, running
+from servers.storage import PathError, Storage, UploadRecord, check_id, check_job_name, confined
+from tests.servers_harness import SCHEMA, make_deployment, running
 
 HOSTILE_IDS = ["..", ".", "/tmp/escape", "a/../../b", "a/b", "", "x" * 65, "nul\0byte",
                "-starts-with-dash", "caf\u00e9", "line\nbreak", "..\\windows"]
@@ -27,6 +29,25 @@ def test_hostile_ids_are_refused(value):
 @pytest.mark.parametrize("value", ["a", "v1", "0" * 64, "2024-01_run", "f" * 32])
 def test_ordinary_ids_pass(value):
     assert check_id("upload id", value) == value
+
+
+def test_a_job_is_named_by_its_id_or_as_submitter_slash_id():
+    assert check_job_name("j-1") == (None, "j-1")
+    assert check_job_name("carol/j-1") == ("carol", "j-1")
+    for value in ["a/b/c", "../j1", "carol/..", "/j1", "carol/", "carol//j1", None]:
+        with pytest.raises(PathError):
+            check_job_name(value)
+
+
+@pytest.mark.parametrize("name", ["../evil", "carol/x", "-dash", "caf\u00e9", "a b"])
+def test_a_client_name_must_be_a_plain_folder_name(name):
+    """A client's jobs are kept in jobs/<its name>/: a server config that names a client
+    otherwise is refused in one line."""
+    with LocalCluster(timeout_s=10, schema_text=SCHEMA) as cluster:
+        config = cluster.folder / "server0.toml"
+        config.write_text(config.read_text() + f'"{name}" = "keys/alice.key"\n')
+        with pytest.raises(ConfigError, match=r"server0.toml: \[owners\] client name"):
+            load_server_config(config)
 
 
 @pytest.mark.parametrize("parts", [("..",), ("a", ".."), ("/etc",), ("a/b",), ("",), ("x\0",)])
@@ -122,19 +143,25 @@ def test_upload_ids_are_per_owner(deployment):
 
 def test_a_job_folder_without_state_does_not_stop_the_server(deployment):
     """A crash between creating a job's folder and writing its state.json used to make every
-    later start fail."""
+    later start fail. Jobs are stored per submitter; a folder of the layout before that
+    (jobs/<id>/state.json) is left alone, output and all, and not loaded."""
     data = deployment.configs[0].data_dir
     store = JobStore(data)
     store.add(JobState("done1", "hash", "carol", ["carol"], state="done"), "[job]\n")
-    (data / "jobs" / "cut1").mkdir()
-    (data / "jobs" / "cut1" / "spec.toml").write_text("[job]\n")
-    (data / "jobs" / "torn1").mkdir()
-    (data / "jobs" / "torn1" / "state.json").write_text('{"job_id": "torn1", "spe')
+    carol = data / "jobs" / "carol"
+    (carol / "cut1").mkdir()
+    (carol / "cut1" / "spec.toml").write_text("[job]\n")
+    (carol / "torn1").mkdir()
+    (carol / "torn1" / "state.json").write_text('{"job_id": "torn1", "spe')
+    (data / "jobs" / "old1" / "output").mkdir(parents=True)
+    (data / "jobs" / "old1" / "state.json").write_text(
+        '{"job_id": "old1", "spec_hash": "h", "submitter": "carol", "recipients": []}')
     server = Server(deployment.configs[0])
-    assert set(server.jobs.states) == {"done1"}
-    assert server.jobs.states["done1"].state == "done"
-    assert not (data / "jobs" / "cut1").exists()  # never acknowledged: removed
-    assert (data / "jobs" / "torn1").exists()  # kept for inspection, not loaded
+    assert set(server.jobs.states) == {("carol", "done1")}
+    assert server.jobs.states["carol", "done1"].state == "done"
+    assert not (carol / "cut1").exists()  # never acknowledged: removed
+    assert (carol / "torn1").exists()  # kept for inspection, not loaded
+    assert (data / "jobs" / "old1" / "output").exists()
     server.storage.close()
 
 

@@ -259,13 +259,13 @@ def test_cancelling_a_running_job_stops_both_servers(world):
             await upload_all(deployment)
             alice = deployment.client("alice")
             job = await submit_job(alice, spec)
-            while (await job_status(alice, job))[0]["stage"] != "train":
+            while (await job_status(deployment.client("carol"), job))[0]["stage"] != "train":
                 await asyncio.sleep(0.1)
             with pytest.raises(ServiceError, match="only alice"):
                 await cancel_job(deployment.client("carol"), job)
             await cancel_job(alice, job)
             statuses = await wait_for_job(alice, job, timeout_s=60)
-            return statuses, [s.jobs.output_folder(job).exists() for s in servers]
+            return statuses, [s.jobs.output_folder("alice", job).exists() for s in servers]
 
     statuses, outputs = asyncio.run(scenario())
     assert [(s["state"], s["error"]) for s in statuses] == [("failed", "cancelled")] * 2

@@ -7,6 +7,9 @@
 
 Every call reaches both servers over CurveZMQ with their public keys pinned; outputs are
 reconstructed on this machine only. The `twofold` command is a thin layer over this module.
+
+Job ids are per submitter: a job is named by its id (one's own job of that id, else the one
+job of that id one receives) or as "submitter/id".
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class JobFailed(RuntimeError):
 
 async def submit_job(config: ClientConfig, spec: str | dict, job_id: str | None = None) -> str:
     """Send the spec (TOML text, or a dict of its sections) to both servers; returns the job
-    id once both have queued it."""
+    id (one of this client's own ids) once both have queued it."""
     job_id = job_id or uuid.uuid4().hex
     text = spec_text(spec)
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
@@ -55,20 +58,20 @@ async def explain_job(config: ClientConfig, spec: str | dict) -> list[dict]:
 
 
 async def job_status(config: ClientConfig, job_id: str) -> list[dict]:
-    """Each server's view of the job. A server that does not answer shows as state
-    "unreachable" with the reason, so what the other one says is still reported."""
+    """Each server's view of the job: its full name ("job"), state and error, and for the
+    job's recipients also its stage, costs and seconds. A server that does not answer shows
+    as state "unreachable" with the reason, so what the other one says is still reported."""
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
         replies = await asyncio.gather(*(c.call({"action": "job_status", "job_id": job_id})
                                          for c in clients), return_exceptions=True)
     statuses = []
     for reply in replies:
         if isinstance(reply, ServiceUnreachable):
-            statuses.append({"state": "unreachable", "stage": "", "error": str(reply),
-                             "costs": {}})
+            statuses.append({"state": "unreachable", "error": str(reply)})
         elif isinstance(reply, BaseException):
             raise reply
         else:
-            statuses.append(reply[0])
+            statuses.append(_fields(reply[0]))
     return statuses
 
 
@@ -126,7 +129,12 @@ async def table_budget(config: ClientConfig, table: str) -> list[dict]:
     """Each server's record of the table's privacy budget (the table's owner only)."""
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
         replies = await each(c.call({"action": "budget", "table": table}) for c in clients)
-    return [{k: v for k, v in reply.items() if k not in ("ok", "rid")} for reply, _ in replies]
+    return [_fields(reply) for reply, _ in replies]
+
+
+def _fields(reply: dict) -> dict:
+    """A reply's own fields, without those of the wire (ok, the request id, array shapes)."""
+    return {key: value for key, value in reply.items() if key not in ("ok", "rid", "arrays")}
 
 
 def spec_text(spec: str | dict) -> str:
