@@ -302,7 +302,8 @@ class Server:
         missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
         if missing:
             raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
-        check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows)
+        model = self._check_model(spec) if spec.kind == "predict" else None
+        check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows, model)
         rules = check_job(spec, {name: Policy.from_json(self.storage.current(name).policy)
                                  for name in spec.plan.tables}, set(self.config.clients))
         if spec.charge is not None:
@@ -311,14 +312,13 @@ class Server:
                 check_budgets(ledger, spec.charge, rules.budgets)
             finally:
                 ledger.close()
-        if spec.kind == "predict":
-            self._check_model(spec)
         self.jobs.add(JobState(job_id, spec.hash, client, list(spec.recipients)), text)
         self._queued.set()
         return {"state": "queued", "spec_hash": spec.hash}
 
-    def _check_model(self, spec: JobSpec) -> None:
-        """A prediction uses a finished model, and goes only to that model's recipients."""
+    def _check_model(self, spec: JobSpec) -> str:
+        """A prediction uses a finished model, and goes only to that model's recipients.
+        Returns the model's kind (linear or logistic)."""
         section = spec.section
         model = self.jobs.states.get(section.model_job)
         if model is None or model.state != "done":
@@ -336,6 +336,7 @@ class Server:
         if outsiders:
             raise RequestError(f"{', '.join(sorted(outsiders))} may not receive outputs of "
                                f"model {section.model_job}")
+        return output.info["model"]
 
     def _budget(self, owner: str, table_name: str) -> dict:
         """A table's privacy budget as this server holds it: for the table's owner only."""
