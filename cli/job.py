@@ -62,10 +62,10 @@ def explanation_lines(explained: dict) -> list[str]:
     lines = [f"{exposure['kind']} job, releasing {exposure['output']} to "
              f"{', '.join(exposure['recipients'])} at privacy level {exposure['level']}"]
     if exposure["charge"]:
-        charge = exposure["charge"]
-        lines.append(f"differentially private per {exposure['unit']} entity (tau "
-                     f"{charge['tau']}); charged epsilon {charge['epsilon']:g}, delta "
-                     f"{charge['delta']:g} to each table it protects")
+        charge, tau = exposure["charge"], exposure["privacy"]["tau"]
+        lines.append(f"differentially private per {exposure['unit']} entity (tau {tau}); "
+                     f"charged epsilon {charge['epsilon']:g}, delta {charge['delta']:g} to "
+                     "each table it protects")
     lines.append(f"minimum group sizes count entities over {exposure['scope']}")
     findings = explained["findings"]
     for table, read in exposure["tables"].items():

@@ -17,12 +17,17 @@ so one tuple more or less would move the copies of all others, which no accounta
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 
+import numpy as np
+
+from mpc.ring import FixedPoint, truncated_range
+
 MAX_EPSILON = 1000.0  # a budget may total more than one job's epsilon
-MULTIPLIERS = (1e-3, 1e4)  # the noise multipliers a training may be calibrated to
+MULTIPLIERS = (1e-3, 1e4)  # the noise multipliers any calibration may reach
 
 
 def accountant_library():
@@ -71,6 +76,21 @@ class Privacy:
 
 
 @dataclass(frozen=True)
+class Charge:
+    """What differentially private work spends from a privacy budget, by basic composition:
+    one mechanism's (epsilon, delta), or a job's, the sum of its mechanisms'."""
+
+    epsilon: float
+    delta: float
+
+    def __add__(self, other: Charge) -> Charge:
+        return Charge(self.epsilon + other.epsilon, self.delta + other.delta)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Ledger:
     """Everything a recipient needs to check the guarantee."""
 
@@ -102,28 +122,52 @@ def gradient_bound(residual_bound: float, features: int, frac_bits: int) -> floa
 def calibrate(*, privacy: Privacy, clip: float, iterations: int, batch_size: int, rows: int,
               min_join_size: int) -> Ledger:
     if iterations < 1 or not 0 < batch_size <= rows:
-        raise PrivacyError("iterations and batch size must be positive, batch <= rows")
-    dp_accounting, rdp = accountant_library()
+        raise PrivacyError(f"training: iterations and batch_size must be positive, batch_size "
+                           f"{batch_size} at most the {rows} rows")
     rate = batch_size / rows
     group_rate = 1 - (1 - rate) ** privacy.tau
+    multiplier = _training_multiplier(privacy, group_rate, iterations)
+    return Ledger(privacy.epsilon, privacy.delta, privacy.tau, clip, iterations, rate,
+                  group_rate, multiplier, multiplier * privacy.tau * clip, rows, min_join_size)
+
+
+@functools.lru_cache(maxsize=64)  # submission and the job calibrate the same training
+def _training_multiplier(privacy: Privacy, group_rate: float, iterations: int) -> float:
+    dp_accounting, _ = accountant_library()
 
     def event(noise_multiplier):
         return dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
             group_rate, dp_accounting.GaussianDpEvent(noise_multiplier)), iterations)
 
-    try:  # a search up from 1 takes about 15 accountant runs, a bracket [1e-3, 1e4] 25
-        multiplier = dp_accounting.calibrate_dp_mechanism(
+    return _smallest_multiplier("training", privacy, event, "raise epsilon or delta, or take "
+                                "fewer iterations or a smaller batch_size")
+
+
+def _smallest_multiplier(mechanism: str, privacy: Privacy, event,
+                         remedy: str = "raise epsilon or delta") -> float:
+    """The smallest noise multiplier m in MULTIPLIERS at which event(m) meets (epsilon, delta)
+    under the RDP accountant, or the lowest bound if that one does. A calibration that cannot
+    succeed is refused in one line before any search: the accountant's errors name its
+    internals."""
+    dp_accounting, rdp = accountant_library()
+    low, high = MULTIPLIERS
+
+    def epsilon_at(multiplier: float) -> float:
+        return rdp.RdpAccountant().compose(event(multiplier)).get_epsilon(privacy.delta)
+
+    if not epsilon_at(high) <= privacy.epsilon:
+        raise PrivacyError(f"{mechanism}: epsilon {privacy.epsilon:g} at delta "
+                           f"{privacy.delta:g} needs a noise multiplier above {high:g}; "
+                           f"{remedy}")
+    try:  # the root lies below high: a search up from 1 takes about 15 accountant runs, a
+        # bracket [1e-3, 1e4] 25
+        return dp_accounting.calibrate_dp_mechanism(
             rdp.RdpAccountant, event, privacy.epsilon, privacy.delta,
-            bracket_interval=dp_accounting.LowerEndpointAndGuess(MULTIPLIERS[0], 1.0))
-    except (ValueError, dp_accounting.NoBracketIntervalFoundError) as error:
-        raise PrivacyError(f"cannot reach epsilon {privacy.epsilon} at delta {privacy.delta}: "
-                           f"{error}") from None
-    if multiplier > MULTIPLIERS[1]:
-        raise PrivacyError(f"cannot reach epsilon {privacy.epsilon} at delta {privacy.delta}: "
-                           f"it needs a noise multiplier of {multiplier:.3g}, above "
-                           f"{MULTIPLIERS[1]:g}")
-    return Ledger(privacy.epsilon, privacy.delta, privacy.tau, clip, iterations, rate,
-                  group_rate, multiplier, multiplier * privacy.tau * clip, rows, min_join_size)
+            bracket_interval=dp_accounting.LowerEndpointAndGuess(low, 1.0))
+    except (ValueError, dp_accounting.mechanism_calibration.NoBracketIntervalFoundError):
+        if epsilon_at(low) <= privacy.epsilon:  # no root above low: low itself is enough
+            return low
+        raise
 
 
 def spent_epsilon(ledger: Ledger) -> float:
@@ -154,22 +198,22 @@ class StatisticsLedger:
         return asdict(self)
 
 
-def gaussian_multiplier(privacy: Privacy) -> float:
+@functools.lru_cache(maxsize=64)  # submission and the job calibrate the same noise
+def gaussian_multiplier(privacy: Privacy, mechanism: str = "noise") -> float:
     """Noise multiplier m of one Gaussian mechanism of L2 sensitivity 1 meeting (epsilon,
     delta) under the RDP accountant."""
-    dp_accounting, rdp = accountant_library()
-    return dp_accounting.calibrate_dp_mechanism(
-        rdp.RdpAccountant, dp_accounting.GaussianDpEvent, privacy.epsilon, privacy.delta,
-        bracket_interval=dp_accounting.ExplicitBracketInterval(1e-3, 1e6))
+    dp_accounting, _ = accountant_library()
+    return _smallest_multiplier(mechanism, privacy, dp_accounting.GaussianDpEvent)
 
 
 def calibrate_blocks(*, privacy: Privacy, row_bounds: dict[str, float]) -> StatisticsLedger:
     """Released sums over rows, block by block: row_bounds gives the most one row adds to
-    each (in absolute value). One primary tuple adds or removes at most tau rows, so block k
-    has sensitivity Delta_k = tau * bound_k; the K blocks divided by their sensitivities form
-    one Gaussian mechanism of L2 sensitivity sqrt(K). Used for group-by too: the tau rows may
-    fall in different groups, but the L2 norm of each block's change over all groups is still
-    at most its sensitivity."""
+    each (in absolute value, as computed in fixed point: encoding and truncations included).
+    One primary tuple adds or removes at most tau rows, so block k has sensitivity
+    Delta_k = tau * bound_k; the K blocks divided by their sensitivities form one Gaussian
+    mechanism of L2 sensitivity sqrt(K). Used for group-by too: the tau rows may fall in
+    different groups, but the L2 norm of each block's change over all groups is still at most
+    its sensitivity."""
     sensitivities = {name: privacy.tau * bound for name, bound in row_bounds.items()}
     multiplier = gaussian_multiplier(privacy)
     spread = math.sqrt(len(sensitivities))
@@ -178,22 +222,28 @@ def calibrate_blocks(*, privacy: Privacy, row_bounds: dict[str, float]) -> Stati
                             sensitivities, sigmas)
 
 
-def calibrate_statistics(*, privacy: Privacy, bounds: dict[str, float],
-                         histograms: list[str]) -> StatisticsLedger:
-    """bounds: column -> largest |value|. Each row adds 1 to the count and to one bin of each
-    histogram, x to a column's sum and x^2 to its sum of squares."""
+def calibrate_statistics(*, privacy: Privacy, bounds: dict[str, float], histograms: list[str],
+                         frac_bits: int) -> StatisticsLedger:
+    """bounds: column -> largest declared |value|. Each row adds 1 to the count and to one bin
+    of each histogram, its stored x to a column's sum (exactly) and x * x truncated by
+    frac_bits to its sum of squares. Stored values are round(x 2^f) (FixedPoint.encode), so
+    |x| may exceed the bound by half a unit of the last bit, and the truncation may add one
+    unit to x^2."""
+    fixed = FixedPoint(frac_bits)
     row_bounds = {"count": 1.0}
     for column, bound in bounds.items():
-        row_bounds[f"sum({column})"] = bound
-        row_bounds[f"sumsq({column})"] = bound * bound
+        stored = int(fixed.encode(bound).view(np.int64))  # in units of the last bit
+        row_bounds[f"sum({column})"] = stored / fixed.scale
+        square = truncated_range(0, stored * stored, frac_bits)[1]
+        row_bounds[f"sumsq({column})"] = square / fixed.scale
     row_bounds.update({f"histogram({c})": 1.0 for c in histograms})
     return calibrate_blocks(privacy=privacy, row_bounds=row_bounds)
 
 
-def count_sigma(privacy: Privacy) -> float:
+def count_sigma(privacy: Privacy, mechanism: str = "size check") -> float:
     """Each server's noise on a count that one tuple moves by at most tau (a noisy size check
     or a noisy group count used only for selection)."""
-    return gaussian_multiplier(privacy) * privacy.tau
+    return gaussian_multiplier(privacy, mechanism) * privacy.tau
 
 
 def selection_threshold(*, sigma: float, tau: int, delta: float) -> float:

@@ -17,6 +17,7 @@ import numpy as np
 from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
 from mpc.protocols.boolean import clamp, flag_rows, less_than
+from mpc.ring import FixedPoint, public_factor, truncated_range
 
 U64 = np.uint64
 LINEAR_SUMS = ("sum_squared_error", "sum_absolute_error", "sum_label", "sum_label_squared")
@@ -64,6 +65,31 @@ async def logistic_counts(party: Party, probability: np.ndarray, label: np.ndarr
     totals = {"true_positive": both_valid, "false_positive": said_valid - both_valid,
               "false_negative": truth_valid - both_valid}
     return {name: total.sum(dtype=U64, keepdims=True) for name, total in totals.items()}
+
+
+def row_bounds(model: str, label: tuple[int, int], label_range: tuple[float, float],
+               fixed: FixedPoint, classes: bool) -> dict[str, float]:
+    """The most one row adds to each released sum, in absolute value, as computed in fixed
+    point (ml.dp.calibrate_blocks turns them into sensitivities). label: the range of the
+    label's stored values, in units of the last bit (Expression.stored_range: the encoding of
+    its columns and its own truncations included). Counts add 0 or 1; linear_sums's
+    prediction is the clamped score w in [0, 2^f] times the public factor of (high - low),
+    truncated (the floor or one unit above), plus the encoding of low; its error against the
+    label is exact, and each square is truncated once more."""
+    if model == "logistic":
+        return {name: 1.0 for name in ("count", *LOGISTIC_COUNTS)}
+    low, high = label_range
+    factor, shift = public_factor(high - low, fixed.scale)  # as fixed_mul_public's in linear_sums
+    lowest = int(fixed.encode(low).view(np.int64))
+    scaled = truncated_range(0, int(fixed.scale) * factor, shift)
+    predicted = (lowest + scaled[0], lowest + scaled[1])
+    error = max(predicted[1] - label[0], label[1] - predicted[0])
+    largest = max(-label[0], label[1])
+    units = {"sum_squared_error": truncated_range(0, error * error, fixed.frac_bits)[1],
+             "sum_absolute_error": error, "sum_label": largest,
+             "sum_label_squared": truncated_range(0, largest * largest, fixed.frac_bits)[1]}
+    bounds = {"count": 1.0, **{name: units[name] / fixed.scale for name in LINEAR_SUMS}}
+    return {**bounds, "correct": 1.0} if classes else bounds
 
 
 def derive(kind: str, sums: dict[str, float], count: int) -> dict[str, float | int | None]:

@@ -61,6 +61,16 @@ class TrainedModel:
     training_rows: tuple[np.ndarray, np.ndarray] | None = None  # (x, y) shares, if kept
 
 
+def training_ledger(spec: TrainSpec, rows: int, frac_bits: int) -> Ledger:
+    """Level 5's noise calibration, from public inputs only (rows: the join's public row
+    count N), so that a submission can be refused when it cannot succeed. A gradient's rows
+    hold the features and the intercept's constant 1."""
+    hyper = spec.hyper
+    clip = gradient_bound(hyper.residual_bound, len(spec.features) + 1, frac_bits)
+    return calibrate(privacy=spec.privacy, clip=clip, iterations=hyper.iterations,
+                     batch_size=hyper.batch_size, rows=rows, min_join_size=spec.min_join_size)
+
+
 async def keep_tau_rows(party: Party, table: SharedTable, key: str, tau: int,
                         key_bits: int = KEY_BITS) -> SharedTable:
     """At most tau real rows per value of `key` (below 2^key_bits) stay real; returns the table
@@ -146,10 +156,7 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec, keep_rows: bool
             columns = await purify(party, table.valid, columns)
             batches = sequential_batches(n, hyper)
         else:
-            clip = gradient_bound(hyper.residual_bound, x.shape[1], party.fixed.frac_bits)
-            ledger = calibrate(privacy=spec.privacy, clip=clip, iterations=hyper.iterations,
-                               batch_size=hyper.batch_size, rows=n,
-                               min_join_size=spec.min_join_size)
+            ledger = training_ledger(spec, n, party.fixed.frac_bits)
             valid, expected = table.valid, float(hyper.batch_size)
             batches = poisson_batches(await _public_seed(party), n, hyper)
     with party.stage("train"):

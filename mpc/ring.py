@@ -51,6 +51,13 @@ def public_factor(value: float, operand_bound: float, max_shift: int = 61) -> tu
     return factor, shift
 
 
+def truncated_range(low: int, high: int, shift: int) -> tuple[int, int]:
+    """What truncating integers in [low, high] by shift bits gives on shares (truncate,
+    fixed_mul and fixed_mul_public in protocols.arithmetic): the floor of the exact quotient
+    or one above, so from the floor of low's to the ceiling of high's."""
+    return low >> shift, -(-high >> shift)
+
+
 def as_ring(values) -> np.ndarray:
     """Integers (any sign, within int64) as ring elements, two's complement."""
     array = np.asarray(values)

@@ -1,10 +1,11 @@
 """Each table's privacy budget: what differentially private jobs have spent on it.
 
 An owner may give its table a total (epsilon, delta) in its policy. Every differentially private
-job that reads the table spends its own (epsilon, delta) from it (basic composition: the sums
-must stay within the total), and identical resubmissions spend again, so repeating a noisy
-query cannot average the noise away. The spending is per table, across its versions: a new
-version of the same people's data does not start afresh (its policy may raise the total).
+job that reads the table spends its charge from it, the sum of the (epsilon, delta) of the
+mechanisms it runs (JobSpec.mechanisms; basic composition: the sums must stay within the
+total), and identical resubmissions spend again, so repeating a noisy query cannot average the
+noise away. The spending is per table, across its versions: a new version of the same
+people's data does not start afresh (its policy may raise the total).
 
 Each server keeps its ledger in data_dir/budget.sqlite (WAL, synchronous=FULL). When a job
 starts, before any work on the data, both servers exchange what they hold, take the larger
@@ -22,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.dp import Privacy
+from ml.dp import Charge, Privacy
 from mpc.errors import ProtocolMismatch
 from mpc.party import Party
 from owners.policy import PolicyError
 
-SLACK = 1e-9  # sums of floats recorded in different orders may differ in the last bits
+# sums of floats recorded in different orders may differ in their last bits, relative to their
+# size: an absolute slack would be everything at a total delta of 1e-12
+RELATIVE_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -67,15 +70,15 @@ class BudgetLedger:
         self.db.close()
 
 
-def check_budgets(ledger: BudgetLedger, charge: Privacy, budgets: dict[str, Privacy | None],
+def check_budgets(ledger: BudgetLedger, charge: Charge, budgets: dict[str, Privacy | None],
                   spent: dict[str, Spent] | None = None) -> None:
     """Refuse a job whose charge would take a table past its total."""
     for table, total in sorted(budgets.items()):
         if total is None:
             continue
         used = (spent or {}).get(table) or ledger.spent(table)
-        if (used.epsilon + charge.epsilon > total.epsilon + SLACK
-                or used.delta + charge.delta > total.delta + SLACK):
+        if (used.epsilon + charge.epsilon > total.epsilon * (1 + RELATIVE_SLACK)
+                or used.delta + charge.delta > total.delta * (1 + RELATIVE_SLACK)):
             raise PolicyError(
                 f"table {table}: its privacy budget has epsilon "
                 f"{max(total.epsilon - used.epsilon, 0):g} and delta "
@@ -83,7 +86,7 @@ def check_budgets(ledger: BudgetLedger, charge: Privacy, budgets: dict[str, Priv
                 f"{charge.epsilon:g} and delta {charge.delta:g}")
 
 
-async def spend(party: Party, ledger: BudgetLedger, job_id: str, charge: Privacy,
+async def spend(party: Party, ledger: BudgetLedger, job_id: str, charge: Charge,
                 budgets: dict[str, Privacy | None]) -> None:
     """Both servers agree on what each table has spent, check the totals and record the
     charge durably, then meet again: 2 rounds, 16 bytes per table."""

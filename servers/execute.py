@@ -12,7 +12,6 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from ml.dp import calibrate_blocks, calibrate_statistics
 from ml.features import Scaling, scale
 from ml.metrics import linear_sums, logistic_counts
 from ml.pipeline import fit, keep_tau_rows
@@ -21,7 +20,7 @@ from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
 from mpc.protocols.sort import SortKey
 from owners.schema import INDICATOR, Schema, key_sort_bits
-from servers.jobspec import JobSpec, Nulls, flag_of, plan_columns
+from servers.jobspec import JobSpec, Nulls, flag_of, noise_ledger, plan_columns
 from servers.outputs import RELEASED, Output, OutputColumn, describe
 from servers.release import (
     Thresholds,
@@ -131,16 +130,9 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
     values = {"count": counts["count"], **sums}
     columns = {name: OutputColumn(name, "fixed" if name.startswith("sum_") else "count")
                for name in values}
-    ledger = None
-    if section.noise is not None:
-        width, largest = high - low, max(abs(low), abs(high))
-        bounds = {"sum_squared_error": width ** 2, "sum_absolute_error": width,
-                  "sum_label": largest, "sum_label_squared": largest ** 2}
-        ledger = calibrate_blocks(privacy=section.noise,
-                                  row_bounds={name: bounds.get(name, 1.0) for name in values})
     return await release_statistics(
         party, columns, values, _counts_of(rules, entities, spec.plan.root, counts), {},
-        ledger=ledger, kind="metrics", released=released,
+        ledger=noise_ledger(spec, schema, info["model"]), kind="metrics", released=released,
         info={"model": info["model"], "label": section.label, "model_job": section.model_job})
 
 
@@ -173,9 +165,7 @@ async def _aggregate(party: Party, schema: Schema, spec: JobSpec, root: SharedTa
                      rules: Rules, entities: dict[str, str]) -> Output:
     section = spec.section
     root = await _limit_tau(party, schema, spec, root, section.noise)
-    summed = [a.column for a in section.aggregates if a.op == "sum"]
-    ledger = None if section.noise is None else calibrate_statistics(
-        privacy=section.noise, histograms=[], bounds=_bounds(schema, summed))
+    ledger = noise_ledger(spec, schema)
     grouped = await group_by(party, root, list(section.group_by),
                              [column_type(schema, c) for c in section.group_by],
                              list(section.aggregates), _entity_keys(schema, root, entities))
@@ -190,9 +180,7 @@ async def _statistics(party: Party, schema: Schema, spec: JobSpec, root: SharedT
                       rules: Rules, entities: dict[str, str]) -> Output:
     section = spec.section
     root = await _limit_tau(party, schema, spec, root, section.noise)
-    ledger = None if section.noise is None else calibrate_statistics(
-        privacy=section.noise, histograms=list(section.histograms),
-        bounds=_bounds(schema, section.columns))
+    ledger = noise_ledger(spec, schema)
     sizes = {c: len(column_type(schema, c).values) for c in section.histograms}
     values = await statistics(party, root, list(section.columns), sizes,
                               _entity_keys(schema, root, entities),
@@ -205,12 +193,6 @@ async def _statistics(party: Party, schema: Schema, spec: JobSpec, root: SharedT
     return await release_statistics(
         party, {name: describe(schema, name) for name in values}, values, thresholds, bins,
         ledger=ledger)
-
-
-def _bounds(schema: Schema, columns) -> dict[str, float]:
-    """Largest |value| of each summed column, from the declared ranges (DP sensitivity)."""
-    return {c: max(abs(column_type(schema, c).min), abs(column_type(schema, c).max))
-            for c in columns}
 
 
 async def _fill_or_drop_nulls(party: Party, root: SharedTable, nulls: Nulls) -> SharedTable:
@@ -230,7 +212,19 @@ async def _fill_or_drop_nulls(party: Party, root: SharedTable, nulls: Nulls) -> 
 async def execute(party: Party, spec: JobSpec, schema: Schema,
                   tables: dict[str, dict[str, np.ndarray]], rules: Rules,
                   model: Output | None = None) -> Output:
-    """The job's released output shares, from this server's shares of the tables."""
+    """The job's released output shares, from this server's shares of the tables; a
+    differentially private job's output also says what it was charged, mechanism by
+    mechanism, so its recipients can check the charge against the ledger."""
+    output = await _computed(party, spec, schema, tables, rules, model)
+    if spec.charge is not None:
+        output.info["dp_charge"] = {**spec.charge.as_dict(), "mechanisms": {
+            name: charge.as_dict() for name, charge in spec.mechanisms.items()}}
+    return output
+
+
+async def _computed(party: Party, spec: JobSpec, schema: Schema,
+                    tables: dict[str, dict[str, np.ndarray]], rules: Rules,
+                    model: Output | None) -> Output:
     wanted = plan_columns(spec)
     shared = {name: SharedTable({f"{name}.{c}": tables[name][c] for c in wanted[name]},
                                 tables[name][INDICATOR]) for name in spec.plan.tables}

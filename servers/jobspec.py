@@ -31,9 +31,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ml.dp import NOISE_TAILS, Privacy, PrivacyError, calibrate_statistics
+from ml import metrics
+from ml.dp import (
+    NOISE_TAILS,
+    Charge,
+    Privacy,
+    PrivacyError,
+    StatisticsLedger,
+    calibrate_blocks,
+    calibrate_statistics,
+    count_sigma,
+)
 from ml.features import FeatureRangeError, scaling_for
-from ml.pipeline import TrainSpec
+from ml.pipeline import TrainSpec, training_ledger
 from ml.sgd import Hyper, step_constant
 from mpc.ring import PrecisionError
 from owners.schema import Schema, exact, null_flag
@@ -155,17 +165,29 @@ class JobSpec:
         return getattr(self.section, "noise", None)
 
     @property
-    def charge(self) -> Privacy | None:
-        """What the job spends from the budget of every table it reads (basic composition
-        of its mechanisms: training and its noisy size check add up)."""
+    def mechanisms(self) -> dict[str, Charge]:
+        """The differentially private mechanisms the job runs, by name, each with its own
+        (epsilon, delta): declared parameters are per mechanism. Level 5 training adds its
+        noisy size check; a noisy group-by adds partition selection, whose threshold spends
+        the declared delta again (ml.dp.selection_threshold)."""
         privacy = self.privacy
         if privacy is None:
-            return None
-        check = self.section.size_check if self.kind == "train" else None
-        if check is None:
-            return privacy
-        return Privacy(epsilon=privacy.epsilon + check.epsilon,
-                       delta=privacy.delta + check.delta, tau=privacy.tau)
+            return {}
+        if self.kind == "train":
+            check = self.section.size_check
+            return {"training": Charge(privacy.epsilon, privacy.delta),
+                    "size check": Charge(check.epsilon, check.delta)}
+        noise = {"noise": Charge(privacy.epsilon, privacy.delta)}
+        if self.kind == "aggregate":
+            return {**noise, "group selection": Charge(0.0, privacy.delta)}
+        return noise
+
+    @property
+    def charge(self) -> Charge | None:
+        """What the job spends from the budget of every table it reads: the sum of its
+        mechanisms' (basic composition)."""
+        mechanisms = self.mechanisms.values()
+        return sum(mechanisms, Charge(0.0, 0.0)) if mechanisms else None
 
     def needed_columns(self) -> set[str]:
         section = self.section
@@ -513,27 +535,65 @@ def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict)
     return section, private_key, (*features, label)
 
 
-def check_sizes(spec: JobSpec, schema: Schema, rows: int) -> None:
-    """At submission, with the join's public row count: refuse a job whose sums could leave
-    the ring. A sum over `rows` rows of values up to B needs rows * B * 2^f below 2^63, a sum
-    of squares rows * B^2 * 2^f, each with the noise both servers add, if any."""
+def noise_ledger(spec: JobSpec, schema: Schema, model: str | None = None
+                 ) -> StatisticsLedger | None:
+    """The noise calibration of a job's released values (statistics, group-by, a model's
+    metrics) from the spec and the schema alone: at submission, which refuses what cannot be
+    calibrated, and when the job runs. model: a [predict] job's model kind."""
     section = spec.section
+    noise = getattr(section, "noise", None)
+    if noise is None:
+        return None
+    if isinstance(section, PredictSection):
+        label = next(e for e in spec.derived if e.text == section.label)
+        return calibrate_blocks(privacy=noise, row_bounds=metrics.row_bounds(
+            model, label.stored_range(), section.label_range, schema.fixed, section.classes))
+    return calibrate_statistics(privacy=noise, bounds=_largest(schema, _summed(section)),
+                                histograms=list(getattr(section, "histograms", ())),
+                                frac_bits=schema.fixed.frac_bits)
+
+
+def _summed(section: StatisticsSection | AggregateSection) -> list[str]:
+    """The columns whose sums statistics or a group-by release."""
+    if isinstance(section, StatisticsSection):
+        return list(section.columns)
+    return [a.column for a in section.aggregates if a.op == "sum"]
+
+
+def _largest(schema: Schema, columns) -> dict[str, float]:
+    """Largest declared |value| of each column."""
+    return {c: max(abs(column_type(schema, c).min), abs(column_type(schema, c).max))
+            for c in columns}
+
+
+def check_sizes(spec: JobSpec, schema: Schema, rows: int, model: str | None = None) -> None:
+    """At submission, with the join's public row count: refuse a job whose noise cannot be
+    calibrated (from the inputs the job will calibrate with) or whose sums could leave the
+    ring. A sum over `rows` rows of values up to B needs rows * B * 2^f below 2^63, a sum of
+    squares rows * B^2 * 2^f, each with the noise both servers add, if any. model: a
+    [predict] job's model kind."""
+    section = spec.section
+    check = _Checker(spec.text, schema, spec.plan)
+    try:
+        ledger = noise_ledger(spec, schema, model)
+        if isinstance(section, TrainSpec) and section.level == 5:
+            # as fit will (the owners' min_join_size floor, applied then, calibrates nothing)
+            training_ledger(section, rows, schema.fixed.frac_bits)
+            count_sigma(section.size_check)
+    except PrivacyError as error:
+        check.fail("epsilon", str(error))
     if isinstance(section, StatisticsSection):
         summed, squared = set(section.columns), set(section.columns)
     elif isinstance(section, AggregateSection):
-        summed, squared = {a.column for a in section.aggregates if a.op == "sum"}, set()
+        summed, squared = set(_summed(section)), set()
     else:
         return
-    check = _Checker(spec.text, schema, spec.plan)
     fixed = schema.fixed
     limit = 2.0 ** (63 - fixed.frac_bits)
-    largest = {c: max(abs(column_type(schema, c).min), abs(column_type(schema, c).max))
-               for c in summed}
+    largest = _largest(schema, summed)
     totals = {f"sum({c})": rows * largest[c] for c in summed}
     totals.update({f"sumsq({c})": rows * largest[c] ** 2 for c in squared})
-    if section.noise is not None:
-        ledger = calibrate_statistics(privacy=section.noise, bounds=largest,
-                                      histograms=list(getattr(section, "histograms", ())))
+    if ledger is not None:
         totals = {name: total + NOISE_TAILS * ledger.sigmas[name] for name, total in totals.items()}
     for name, total in totals.items():
         if total >= limit:

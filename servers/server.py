@@ -334,14 +334,15 @@ class Server:
         among them) first: nothing else is looked at for a client the rules refuse. Returns
         the name ("submitter/id") of a prediction's model, resolved by the client's view."""
         rules = check_job(analyze(spec, self.schema), self.schema, self._policies(spec), client)
-        check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows)
+        model, kind = self._check_model(client, spec) if spec.kind == "predict" else (None, None)
+        check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows, kind)
         if spec.charge is not None:
             ledger = BudgetLedger(self.config.data_dir)
             try:
                 check_budgets(ledger, spec.charge, rules.budgets)
             finally:
                 ledger.close()
-        return self._check_model(client, spec).name if spec.kind == "predict" else ""
+        return model.name if model else ""
 
     async def _job_explain(self, client: str, header: dict) -> dict:
         """What a spec would read and release, every rule that applies to it, and whether it
@@ -357,9 +358,10 @@ class Server:
         return {"exposure": exposure.as_dict(), "findings": [asdict(f) for f in findings],
                 "accepted": not refusal, "refusal": refusal}
 
-    def _check_model(self, client: str, spec: JobSpec) -> JobState:
+    def _check_model(self, client: str, spec: JobSpec) -> tuple[JobState, str]:
         """A prediction uses a finished model its submitter may see, and goes only to that
-        model's recipients; the model's job, resolved once, is recorded with the prediction."""
+        model's recipients; the model's job, resolved once, is recorded with the prediction.
+        Returns that job and the model's kind (linear or logistic)."""
         section = spec.section
         model = self._known_job(client, section.model_job)
         if model.state != "done":
@@ -378,7 +380,7 @@ class Server:
         if outsiders:
             raise RequestError(f"{', '.join(sorted(outsiders))} may not receive outputs of "
                                f"model {section.model_job}")
-        return model
+        return model, output.info["model"]
 
     def _budget(self, owner: str, table_name: str) -> dict:
         """A table's privacy budget as this server holds it: for the table's owner only."""

@@ -29,7 +29,7 @@ import numpy as np
 from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
 from mpc.protocols.boolean import equal, less_than
-from mpc.ring import PrecisionError, public_factor
+from mpc.ring import PrecisionError, public_factor, truncated_range
 from owners.keys import encode_keys
 from owners.schema import Column, Schema, exact
 
@@ -214,6 +214,52 @@ class Expression:
             return
         self._fail(f"cannot compare {left.kind} with {right.kind}"
                    + (" by order" if ordering else ""))
+
+    # ---- the range of the values computed on shares ----------------------------------------
+
+    def stored_range(self) -> tuple[int, int]:
+        """The range of evaluate_fixed's values in units of the last bit, as computed on shares
+        (differential privacy's sensitivities need it): columns within the encodings of their
+        declared ranges, numbers encoded, and every truncation (a product, a public factor)
+        the floor of the exact value or one unit above."""
+        if self.kind == "condition":
+            return 0, int(self.fixed.scale)
+        return self._stored(self.tree)
+
+    def _stored(self, node) -> tuple[int, int]:
+        """Interval arithmetic on integers, following _Evaluator.value node by node."""
+        def encoded(value: float) -> int:
+            return int(self.fixed.encode(value).view(np.int64))
+
+        name = _name(node)
+        if name is not None:
+            column = column_type(self.schema, name)
+            return encoded(column.min), encoded(column.max)
+        if id(node) in self.constants:
+            return encoded(self.constants[id(node)]), encoded(self.constants[id(node)])
+        if isinstance(node, ast.UnaryOp):
+            low, high = self._stored(node.operand)
+            return -high, -low
+        if isinstance(node.op, ast.Div):
+            return self._stored_scaled(node.left, 1.0 / self.constants[id(node.right)])
+        if isinstance(node.op, ast.Mult) and (id(node.left) in self.constants
+                                              or id(node.right) in self.constants):
+            constant, other = ((node.left, node.right) if id(node.left) in self.constants
+                               else (node.right, node.left))
+            return self._stored_scaled(other, self.constants[id(constant)])
+        left, right = self._stored(node.left), self._stored(node.right)
+        if isinstance(node.op, ast.Add):
+            return left[0] + right[0], left[1] + right[1]
+        if isinstance(node.op, ast.Sub):
+            return left[0] - right[1], left[1] - right[0]
+        return truncated_range(*_interval([a * b for a in left for b in right]),
+                               self.fixed.frac_bits)
+
+    def _stored_scaled(self, node, factor: float) -> tuple[int, int]:
+        """fixed_mul_public: times the public factor's integer, truncated by its shift."""
+        integer, shift = public_factor(factor, self.bounds[id(node)] * self.fixed.scale)
+        low, high = self._stored(node)
+        return truncated_range(*_interval([low * integer, high * integer]), shift)
 
     # ---- evaluation on shares --------------------------------------------------------------
 

@@ -339,3 +339,88 @@ def test_noisy_groups_are_selected_so_no_single_tuple_shows(deployment):
     assert set(counts) == set(truth)  # far above the threshold
     assert all(abs(counts[r] - truth[r]) < 8 * sigma * 2 ** 0.5 for r in truth)
     assert 3 < by_region["selection_threshold"] < 300
+
+
+MODEL = ('[job]\nrecipients = ["carol"]\n[train]\nmodel = "logistic"\n'
+         'features = ["customers.age"]\nlabel = "customers.member"\niterations = 5\n'
+         "batch_size = 2\nlearning_rate = 0.1\nprivacy_level = 3\n")
+LEVEL_5 = ('[job]\nrecipients = ["carol"]\n[train]\nmodel = "logistic"\n'
+           'features = ["orders.amount"]\nlabel = "customers.member"\niterations = 5\n'
+           "batch_size = 1\nlearning_rate = 0.1\nmin_join_size = 1\nprivacy_level = 5\n"
+           "epsilon = {epsilon}\ndelta = 1e-6\ntau = 3\nsize_check_epsilon = {check}\n")
+UNCALIBRATED = [  # a spec whose noise no multiplier up to 1e4 calibrates, and its refusal
+    (NOISY.format(epsilon=1e-5), "line 6: noise: epsilon 1e-05 at delta 1e-06 needs a noise "
+                                 "multiplier above 10000; raise epsilon or delta"),
+    # dp-accounting's brentq found no bracket for this one, and said so to the client
+    (BY_REGION + "noise = { epsilon = 1e-3, delta = 1e-12, tau = 3 }\n",
+     "line 8: noise: epsilon 0.001 at delta 1e-12 needs a noise multiplier above 10000"),
+    ('[job]\nrecipients = ["carol"]\n[predict]\nmodel_job = "{model}"\n'
+     'features = ["customers.age"]\nlabel = "customers.member"\n'
+     "noise = { epsilon = 1e-5, delta = 1e-6, tau = 3 }\n",
+     "line 7: noise: epsilon 1e-05 at delta 1e-06 needs a noise multiplier above 10000"),
+    (LEVEL_5.format(epsilon=1e-4, check=0.1), "training: epsilon 0.0001 at delta 1e-06 needs a "
+                                              "noise multiplier above 10000; raise epsilon or "
+                                              "delta, or take fewer iterations"),
+    (LEVEL_5.format(epsilon=1.0, check=1e-5), "size check: epsilon 1e-05 at delta 1e-06 needs "
+                                              "a noise multiplier above 10000"),
+]
+
+
+def test_noise_that_cannot_be_calibrated_is_refused_at_submission_in_one_line(deployment):
+    """Statistics, a group-by, a model's metrics, training and its size check: each refused
+    by both servers in the project's words, and nothing queued."""
+    async def scenario():
+        async with running(deployment) as servers:
+            await upload_both(deployment, rules(), rules())
+            model, statuses = await finished(deployment, MODEL)
+            assert [s["state"] for s in statuses] == ["done", "done"], statuses
+            refusals = []
+            for spec, _ in UNCALIBRATED:
+                with pytest.raises(ServiceError) as refused:
+                    await submit_job(deployment.client("alice"), spec.replace("{model}", model))
+                refusals.append(str(refused.value))
+            return refusals, [list(s.jobs.states) for s in servers], model
+
+    refusals, queued, model = asyncio.run(scenario())
+    for message, (_, expected) in zip(refusals, UNCALIBRATED):
+        assert expected in message
+        assert "\n" not in message
+        assert not any(word in message for word in ("brentq", "Bracket", "dp_accounting"))
+    assert queued == [[model], [model]]
+
+
+NOISY_GROUPS = BY_REGION + "noise = { epsilon = 0.4, delta = 1e-6, tau = 3 }\n"
+
+
+def test_a_noisy_group_by_spends_its_delta_twice_on_every_table_it_reads(deployment):
+    """Its Gaussian and its group selection each spend the declared delta: (0.4, 2e-6) on
+    customers and orders, on both servers, as the released output says. With (0.6, 1e-6)
+    left, customers has room for statistics with the same noise, not for the group-by."""
+    async def spent(owner, table):
+        replies = await table_budget(deployment.client(owner), table)
+        return [(reply["spent"]["epsilon"], reply["spent"]["delta"]) for reply in replies]
+
+    async def scenario():
+        async with running(deployment) as servers:
+            await upload_both(deployment, rules(budget=Privacy(epsilon=1.0, delta=3e-6)),
+                              rules(budget=Privacy(epsilon=1.0, delta=1e-5)))
+            job, statuses = await finished(deployment, NOISY_GROUPS)
+            assert [s["state"] for s in statuses] == ["done", "done"], statuses
+            charge = (await fetch_result(deployment.client("carol"), job)).data["dp_charge"]
+            after_groups = [await spent("alice", "customers"), await spent("bob", "orders")]
+            with pytest.raises(ServiceError, match="table customers: its privacy budget has "
+                                                   "epsilon 0.6 and delta 1e-06 left; this job "
+                                                   "needs epsilon 0.4 and delta 2e-06"):
+                await submit_job(deployment.client("alice"), NOISY_GROUPS)
+            queued = [len(s.jobs.states) for s in servers]
+            _, statuses = await finished(deployment, NOISY.format(epsilon=0.4))
+            assert [s["state"] for s in statuses] == ["done", "done"], statuses
+            return charge, after_groups, queued, await spent("alice", "customers")
+
+    charge, after_groups, queued, after_statistics = asyncio.run(scenario())
+    assert charge == {"epsilon": 0.4, "delta": 2e-6, "mechanisms": {
+        "noise": {"epsilon": 0.4, "delta": 1e-6},
+        "group selection": {"epsilon": 0.0, "delta": 1e-6}}}
+    assert after_groups == [[(0.4, 2e-6)] * 2] * 2
+    assert queued == [1, 1]
+    assert after_statistics == [pytest.approx((0.8, 3e-6))] * 2
