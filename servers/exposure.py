@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ml.dp import Privacy
+from ml.dp import Charge, Privacy
 from owners.schema import Schema
 from servers.jobspec import AggregateSection, JobSpec, PredictSection, StatisticsSection
 
@@ -63,7 +63,7 @@ class Exposure:
     entities: dict[str, str]  # table -> qualified key that tells its entities apart in the
     # joined rows; the root's entities are the rows themselves
     privacy: Privacy | None  # the job's DP parameters, per mechanism
-    charge: Privacy | None  # what it spends from each protected table's budget
+    charge: Charge | None  # what it spends from each protected table's budget
     unit: str | None  # DP: the table whose entities contributions are bounded per
 
     @property
