@@ -20,6 +20,7 @@ from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
 from mpc.protocols.sort import SortKey
 from owners.schema import INDICATOR, Schema, key_sort_bits
+from servers.exposure import analyze
 from servers.jobspec import JobSpec, Nulls, flag_of, noise_ledger, plan_columns
 from servers.outputs import RELEASED, Output, OutputColumn, describe
 from servers.release import (
@@ -136,16 +137,9 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
         info={"model": info["model"], "label": section.label, "model_job": section.model_job})
 
 
-def entity_keys(spec: JobSpec, tables: list[str]) -> dict[str, str]:
-    """Per table other than the join's root, the column that tells its entities apart in the
-    joined rows (its primary key, carried up). The root's entities are the joined rows."""
-    return {step.child: step.child_key for step in spec.plan.steps
-            if step.carries_columns and step.child in tables}
-
-
 async def _limit_tau(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
                      noise) -> SharedTable:
-    """Under differential privacy, at most tau real rows per primary-private tuple."""
+    """Under differential privacy, at most tau real rows per entity of the privacy unit."""
     if noise is None:
         return root
     return await keep_tau_rows(party, root, spec.private_key, noise.tau,
@@ -228,7 +222,8 @@ async def _computed(party: Party, spec: JobSpec, schema: Schema,
     wanted = plan_columns(spec)
     shared = {name: SharedTable({f"{name}.{c}": tables[name][c] for c in wanted[name]},
                                 tables[name][INDICATOR]) for name in spec.plan.tables}
-    entities = entity_keys(spec, list(rules.min_group_sizes))
+    entities = {table: key for table, key in analyze(spec, schema).entities.items()
+                if table in rules.min_group_sizes}  # the tables whose entities are counted
     root = await run_join(party, spec.plan, shared,
                           spec.needed_columns() | set(entities.values()))
     if spec.nulls.flags:

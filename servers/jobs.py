@@ -146,8 +146,8 @@ async def agree(party: Party, spec: JobSpec, versions: dict[str, str], model: st
 
 
 def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec: JobSpec,
-                     clients: set[str], state: JobState, store: JobStore,
-                     accounting: Accounting, cancel: StopSignal) -> None:
+                     state: JobState, store: JobStore, accounting: Accounting,
+                     cancel: StopSignal) -> None:
     """One server's whole job, in its own thread and event loop; `accounting.current` tells
     the job's stage meanwhile, and setting `cancel` stops it at its next message or wait for
     the peer. Every step is in a stage: load, connect, agree, the computation's own, release,

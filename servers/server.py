@@ -489,8 +489,8 @@ class Server:
         self.running[state.key] = (accounting, cancel)
         try:
             await asyncio.to_thread(run_job_blocking, self.config.endpoints, self.config.data_dir,
-                                    self.schema, self._spec(state), set(self.config.clients),
-                                    state, self.jobs, accounting, cancel)
+                                    self.schema, self._spec(state), state, self.jobs,
+                                    accounting, cancel)
         finally:
             del self.running[state.key]
 

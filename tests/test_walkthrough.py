@@ -48,6 +48,9 @@ def test_readme_walkthrough(tmp_path):
             run = twofold(folder, "owner", "upload", data, "--table", table, "--schema",
                           "schema.toml", "--config", f"{owner}.toml", *RULES[owner])
             assert run.returncode == 0, run.stderr
+        run = twofold(folder, "job", "explain", "revenue.toml", "--config", "carol.toml")
+        assert run.returncode == 0 and run.stdout.splitlines()[-1].startswith("accepted"), (
+            run.stdout, run.stderr)
         run = twofold(folder, "job", "submit", "revenue.toml", "--config", "carol.toml", "--id",
                       "revenue1", "--wait")
         assert run.returncode == 0 and "done" in run.stdout, run.stderr
