@@ -1,8 +1,9 @@
 """What each kind of job computes on shares, from the tables to the release step.
 
-The join (with its Theta constraints) and the job's `where` come first; then each kind computes
-its result and hands it to servers/release.py, which decides what is stored: rows and groups
-masked and shuffled, values withheld below the owners' minimum group sizes, noise added for
+Every column read is first clamped to its declared range (servers/ranges.py); the join (with
+its Theta constraints) and the job's `where` come next; then each kind computes its result and
+hands it to servers/release.py, which decides what is stored: rows and groups masked and
+shuffled, values withheld below the owners' minimum group sizes, noise added for
 differentially private jobs.
 """
 
@@ -23,6 +24,7 @@ from mpc.protocols.sort import SortKey
 from owners.schema import INDICATOR, Schema, key_sort_bits
 from servers.jobspec import JobSpec, Nulls, flag_of, plan_columns
 from servers.outputs import RELEASED, Output, OutputColumn, describe
+from servers.ranges import clamp_to_declared
 from servers.release import (
     Thresholds,
     release_groups,
@@ -206,6 +208,8 @@ async def execute(party: Party, spec: JobSpec, schema: Schema,
                   model: Output | None = None) -> Output:
     """The job's released output shares, from this server's shares of the tables."""
     wanted = plan_columns(spec)
+    with party.stage("ranges"):  # what a modified owner client uploaded, within its ranges
+        tables = await clamp_to_declared(party, schema, tables, wanted)
     shared = {name: SharedTable({f"{name}.{c}": tables[name][c] for c in wanted[name]},
                                 tables[name][INDICATOR]) for name in spec.plan.tables}
     entities = entity_keys(spec, list(rules.min_group_sizes))
