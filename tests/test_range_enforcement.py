@@ -28,7 +28,9 @@ CUSTOMERS = 400
 # one order per customer, its amount on the line age = 20 + amount / 200
 AGES = 20 + np.arange(CUSTOMERS) % 51
 AMOUNTS = (AGES - 20) * 200.0
-HUGE, NEGATIVE, TWICE = 50, 0, 7  # the rows bob tampers with: ages 70, 20 and 27
+# the rows bob tampers with: ages 70, 20 and 27; the first two hold the largest and the
+# smallest amount, so the clamped data stay on the line
+HUGE, NEGATIVE, TWICE = 50, 0, 7
 TAMPERED = {HUGE: FIXED.encode(100 * MAX_AMOUNT),  # clamped to the maximum
             NEGATIVE: np.uint64(2**63 + 12345)}  # about -2^63: clamped to 0
 NOISY = """
