@@ -517,13 +517,13 @@ async def clamp_public(party: Party, x: np.ndarray, low, high) -> np.ndarray:
     malicious owner chose, where |x - bound| < 2^63, on which `clamp` relies, may not hold.
 
     For public c, [x < c] = msb(x) OR msb(x - c) when c >= 0, and msb(x) AND msb(x - c) when
-    c < 0: msb(x) settles the case where x and -c have opposite signs, and in the other x - c
+    c < 0: where the signs of x and c differ, the sign of x decides; where they agree, x - c
     cannot wrap. The msbs of x, x - low and x - (high + 1) come from one msb_bits call, both
     ANDs (OR as a ^ b ^ ab) from one round, and x + [x < low](low - x) + [x > high](high - x)
     from one bits_times round. msb_bits' rounds on 3n values + 2; per value 3 msbs and 16.75
     bytes more (2 bits ANDed, 2 products): with a dealer from 2^17 / 3 values 65 rounds and
-    65 bytes per server, from 342 to 2^17 / 3 values 9 rounds and 161 bytes; with OT from
-    2^11 / 3 values (block by block) 16 rounds, 233 COTs and about 180 bytes per server.
+    65 bytes per server, from 342 to 2^17 / 3 values 9 rounds and about 160 bytes; with OT
+    from 2^11 / 3 values (block by block) 16 rounds, 233 COTs and about 180 bytes per server.
     """
     x = np.asarray(x, U64)
     if x.size == 0:
