@@ -1,9 +1,8 @@
 """What each kind of job computes on shares, from the tables to the release step.
 
-Every column read is first clamped to its declared range (servers/ranges.py); the join (with
-its Theta constraints) and the job's `where` come next; then each kind computes its result and
-hands it to servers/release.py, which decides what is stored: rows and groups masked and
-shuffled, values withheld below the owners' minimum group sizes, noise added for
+The join (with its Theta constraints) and the job's `where` come first; then each kind computes
+its result and hands it to servers/release.py, which decides what is stored: rows and groups
+masked and shuffled, values withheld below the owners' minimum group sizes, noise added for
 differentially private jobs.
 """
 
