@@ -11,12 +11,14 @@ import numpy as np
 from bench.timing import timed_runs
 from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_matmul, fixed_mul, mul, share_input, truncate
-from mpc.protocols.boolean import arith_to_bool, equal, less_than
+from mpc.protocols.boolean import arith_to_bool, clamp_public, equal, less_than
 from mpc.protocols.shuffle import shuffle
 from mpc.protocols.sort import SortKey, sort
 
-OPS = ("mul", "fixed_mul", "matmul", "trunc", "lt", "eq", "a2b", "shuffle", "sort", "sort32")
+OPS = ("mul", "fixed_mul", "matmul", "trunc", "lt", "eq", "clamp", "a2b", "shuffle", "sort",
+       "sort32")
 MATMUL_WIDTH = 128  # matmul benchmark: (n / 128 x 128) @ (128 x 1), SGD's forward shape
+CLAMP_RANGE = (0.0, 10_000.0)  # clamp benchmark: a decimal column's declared [min, max]
 
 
 async def _random_input(party: Party, shape, bits: int = 40) -> np.ndarray:
@@ -41,6 +43,9 @@ async def _run_op(party: Party, op: str, inputs: dict[str, np.ndarray]):
         await less_than(party, x, y)
     elif op == "eq":
         await equal(party, x, y)
+    elif op == "clamp":  # any words, as a modified owner client may send, to a column's range
+        low, high = party.fixed.encode(CLAMP_RANGE).view(np.int64)
+        await clamp_public(party, inputs["key"], low, high)
     elif op == "a2b":
         await arith_to_bool(party, x)
     elif op == "shuffle":
@@ -65,7 +70,7 @@ async def run_mpc_bench(party: Party, n: int, repeat: int = 3, ops=OPS) -> dict:
                   # fixed point with products below 2^30 (real units), as truncation needs
                   "small_x": await _random_input(party, n, bits=24),
                   "small_y": await _random_input(party, n, bits=24),
-                  "key": await _random_input(party, n, bits=64),
+                  "key": await _random_input(party, n, bits=64),  # full-range words
                   "key32": await _random_input(party, n, bits=32),
                   "matrix": await _random_input(party, (rows, MATMUL_WIDTH), bits=20),
                   "weights": await _random_input(party, (MATMUL_WIDTH, 1), bits=20)}

@@ -23,6 +23,7 @@ from owners.schema import INDICATOR, Schema, key_sort_bits
 from servers.exposure import analyze
 from servers.jobspec import JobSpec, Nulls, flag_of, noise_ledger, plan_columns
 from servers.outputs import RELEASED, Output, OutputColumn, describe
+from servers.ranges import clamp_to_declared
 from servers.release import (
     Thresholds,
     meets,
@@ -220,6 +221,8 @@ async def _computed(party: Party, spec: JobSpec, schema: Schema,
                     tables: dict[str, dict[str, np.ndarray]], rules: Rules,
                     model: Output | None) -> Output:
     wanted = plan_columns(spec)
+    with party.stage("ranges"):  # what a modified owner client uploaded, within its ranges
+        tables = await clamp_to_declared(party, schema, tables, wanted)
     shared = {name: SharedTable({f"{name}.{c}": tables[name][c] for c in wanted[name]},
                                 tables[name][INDICATOR]) for name in spec.plan.tables}
     entities = {table: key for table, key in analyze(spec, schema).entities.items()

@@ -1,5 +1,7 @@
 """Conversions, comparisons and multiplexer against numpy, once per source of correlations."""
 
+import asyncio
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,10 +18,12 @@ from mpc.protocols.boolean import (
     bits_to_arith,
     bool_to_arith,
     clamp,
+    clamp_public,
     equal,
     flag_rows,
     greater_than,
     less_than,
+    msb_bits,
     mux,
     plane_to_bits,
     to_planes,
@@ -202,3 +206,76 @@ def test_clamp_to_shared_bounds(rng, source):
     high = np.where(np.arange(len(x)) % 7 == 0, low, rng.integers(0, 1000, len(x)))
     got = reconstruct(run_on_shares(clamp, x, low, high, rng=rng, source=source))
     assert np.array_equal(got.view(np.int64), np.clip(x, low, high))
+
+
+# public bounds as the servers' range checks use them: a decimal column's at 16 fractional
+# bits, a wide one, 0/1 flags, one value, only negative, only positive, and the widest allowed
+BOUNDS = np.array([(0, 10_000 << 16), (-(10**6 << 16), 10**6 << 16), (0, 1), (5, 5),
+                   (-100, -3), (3, 100), (-(LIMIT - 1), LIMIT - 1), (-(2**63), 2**63 - 2)],
+                  dtype=np.int64)
+
+
+def adversarial_values(low: int, high: int) -> list[int]:
+    """Values a modified owner client could upload against [low, high]: the bounds and their
+    neighbours, 0 and +-1, both ends of the ring, and words 2^62 and 2^63 away from each
+    bound (wrapped, as the ring does)."""
+    values = [0, 1, -1, -(2**63), 2**63 - 1, LIMIT, -LIMIT, LIMIT - 1, 1 - LIMIT]
+    for bound in (low, high):
+        values += [bound + step for step in (-1, 0, 1)]
+        values += [bound + sign * far + step for sign in (1, -1) for far in (LIMIT, 2**63)
+                   for step in (-1, 0, 1)]
+    return [(v + 2**63) % 2**64 - 2**63 for v in values]
+
+
+def clamp_public_of(x, low, high, rng, source):
+    shares = shares_of(x, rng)
+
+    async def program(party, share):
+        return await clamp_public(party, share, low, high)
+
+    return reconstruct(run_pair(program, (shares[0],), (shares[1],), source=source))
+
+
+def test_clamp_public_on_adversarial_values(rng, source):
+    """Any word against public bounds per element, where x - bound may wrap the ring."""
+    pairs = [(low, high, x) for low, high in BOUNDS.tolist()
+             for x in adversarial_values(low, high)]
+    low, high, x = (np.array(column, dtype=np.int64) for column in zip(*pairs))
+    got = clamp_public_of(x, low, high, rng, source)
+    assert np.array_equal(got.view(np.int64), np.clip(x, low, high))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1000, RIPPLE_COMPARISONS_FROM // 3 + 1])
+# 3n msbs: fan-in 4 (dealer) below 342 values; by blocks (OT) from 683; ripples (dealer) from
+# 43,691
+def test_clamp_public_on_full_range_words(n, rng, source):
+    x = rng.integers(0, 2**64, n, dtype=U64, endpoint=False).view(np.int64)
+    x[::5] = rng.integers(-(2**20), 2**20, len(x[::5]))  # some inside the bounds
+    low, high = BOUNDS[rng.integers(0, len(BOUNDS), n)].T
+    got = clamp_public_of(x, low, high, rng, source)
+    assert got.shape == (n,) and np.array_equal(got.view(np.int64), np.clip(x, low, high))
+
+
+def test_clamp_public_with_one_pair_of_bounds_costs_the_rounds_it_states(rng, source):
+    """Scalar bounds for a matrix of values; msb_bits of 3n values and two rounds more."""
+    x = rng.integers(0, 2**64, (3, 11), dtype=U64, endpoint=False).view(np.int64)
+    shares = shares_of(x, rng)
+
+    async def program(party, share):
+        before = party.accounting.cost().rounds
+        await msb_bits(party, np.stack([share] * 3))
+        msb_rounds = party.accounting.cost().rounds - before
+        clamped = await clamp_public(party, share, -7, 1 << 40)
+        return clamped, party.accounting.cost().rounds - before - msb_rounds, msb_rounds
+
+    (got0, rounds, msb_rounds), (got1, _, _) = run_pair(program, (shares[0],), (shares[1],),
+                                                         source=source)
+    assert np.array_equal((got0 + got1).view(np.int64), np.clip(x, -7, 1 << 40))
+    assert rounds == msb_rounds + 2
+
+
+def test_clamp_public_refuses_bounds_it_cannot_compare():
+    """Refused before any message: no party is needed to find out."""
+    for low, high in ((1, 0), (0, 2**63 - 1)):
+        with pytest.raises(ValueError, match="low <= high"):
+            asyncio.run(clamp_public(None, np.ones(2, U64), low, high))

@@ -227,8 +227,8 @@ sum = ["orders.amount"]
 
     for status in asyncio.run(scenario()):
         stages = status["costs"]
-        assert {"load", "connect", "agree", "sort", "aggregate", "release", "close",
-                "store"} <= set(stages) and "default" not in stages
+        assert {"load", "connect", "agree", "ranges", "sort", "aggregate", "release",
+                "close", "store"} <= set(stages) and "default" not in stages
         total = sum(cost["wall_s"] for cost in stages.values())
         assert status["seconds"] > 0 and abs(total - status["seconds"]) <= 0.05 * status["seconds"]
 
