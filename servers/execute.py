@@ -23,7 +23,7 @@ from owners.schema import INDICATOR, Schema, key_sort_bits
 from servers.exposure import analyze
 from servers.jobspec import JobSpec, Nulls, flag_of, noise_ledger, plan_columns
 from servers.outputs import RELEASED, Output, OutputColumn, describe
-from servers.ranges import clamp_to_declared
+from servers.ranges import enforce_declared
 from servers.release import (
     Thresholds,
     meets,
@@ -220,12 +220,12 @@ async def execute(party: Party, spec: JobSpec, schema: Schema,
 async def _computed(party: Party, spec: JobSpec, schema: Schema,
                     tables: dict[str, dict[str, np.ndarray]], rules: Rules,
                     model: Output | None) -> Output:
-    wanted = plan_columns(spec)
+    wanted, exposure = plan_columns(spec), analyze(spec, schema)
     with party.stage("ranges"):  # what a modified owner client uploaded, within its ranges
-        tables = await clamp_to_declared(party, schema, tables, wanted)
+        tables = await enforce_declared(party, schema, tables, wanted, exposure.computed_on)
     shared = {name: SharedTable({f"{name}.{c}": tables[name][c] for c in wanted[name]},
                                 tables[name][INDICATOR]) for name in spec.plan.tables}
-    entities = {table: key for table, key in analyze(spec, schema).entities.items()
+    entities = {table: key for table, key in exposure.entities.items()
                 if table in rules.min_group_sizes}  # the tables whose entities are counted
     root = await run_join(party, spec.plan, shared,
                           spec.needed_columns() | set(entities.values()))

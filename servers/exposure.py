@@ -73,6 +73,18 @@ class Exposure:
     def uses_of(self, table: str) -> list[Use]:
         return [use for use in self.uses if use.table == table]
 
+    @property
+    def computed_on(self) -> dict[str, list[str]]:
+        """Per table, the columns the job computes with, whose declared ranges its noise,
+        clipping and overflow arguments rely on: those it aggregates (histograms count codes,
+        whatever they are) or models."""
+        columns: dict[str, set[str]] = {}
+        for use in self.uses:
+            if use.role in ("feature", "label", "predict input") or (
+                    use.role == "aggregate" and use.function != "histogram"):
+                columns.setdefault(use.table, set()).add(use.column)
+        return {table: sorted(names) for table, names in columns.items()}
+
     def as_dict(self) -> dict:
         """For `twofold job explain`: per table, how its entities are told apart and every
         column use."""
