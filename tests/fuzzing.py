@@ -26,7 +26,7 @@ from servers.config import load_dealer_config
 from servers.server import MAX_FRAME_BYTES
 
 OWNER_ACTIONS = ("hello", "begin", "chunk", "commit", "activate", "status", "job_submit",
-                 "job_status", "job_cancel", "fetch_output", "budget")
+                 "job_explain", "job_status", "job_cancel", "fetch_output", "budget")
 PEER_ACTIONS = ("peer_check", "job_start", "job_abandon", "preprocess_start")
 DEALER_ACTIONS = ("open", "get", "close")
 STATISTICS = ('[job]\nrecipients = ["alice"]\ntables = ["customers"]\n'
@@ -90,6 +90,8 @@ class Generator:
             job_id = self.ident()
             self.job_ids = (self.job_ids + [job_id])[-8:]
             return {"action": "job_submit", "job_id": job_id, "spec": STATISTICS}, []
+        if action == "job_explain":
+            return {"action": "job_explain", "spec": STATISTICS}, []
         if action in ("job_status", "job_cancel", "fetch_output"):  # by id or submitter/id
             job_id = rng.choice(self.job_ids)
             return {"action": action, "job_id": rng.choice([job_id, f"alice/{job_id}"])}, []

@@ -246,3 +246,50 @@ def test_review_lists_every_rule_for_explain():
     assert [f.rule for f in refused] == ["age: row output"]
     assert {f.table for f in findings} == {"orders", "customers", "regions"}
     assert any(f.rule == "outputs" and f.allowed for f in findings)
+
+
+def test_a_parent_tables_budget_through_the_servers(tmp_path):
+    """dave's regions keep a budget, which protects regions: a per-customer noisy group-by is
+    refused at submission, in one line; the same job bounding contributions per region runs,
+    and spends from dave's budget alone, on both servers."""
+    import asyncio
+
+    import tomli_w
+
+    from mpc.rpc import ServiceError
+    from tests.servers_harness import make_deployment, running
+    from tests.test_upload import upload_file
+    from twofold.client import run_job, table_budget
+
+    (tmp_path / "regions.csv").write_text("id,income\n" + "".join(
+        f"{i},{10 * i}\n" for i in range(4)))
+    (tmp_path / "customers.csv").write_text("id,region,age,member,segment\n" + "".join(
+        f"{i},{i % 4},{20 + i},{'yes' if i % 2 else 'no'},{'ab'[i % 2]}\n" for i in range(40)))
+    (tmp_path / "orders.csv").write_text("oid,line,customer,amount\n" + "".join(
+        f"{i},0,{i % 40},{i}\n" for i in range(80)))
+    deployment = make_deployment(tmp_path, tomli_w.dumps(SCHEMA),
+                                 owners=("alice", "bob", "carol", "dave"))
+    budget = Privacy(epsilon=10.0, delta=1e-3)
+
+    async def scenario():
+        async with running(deployment):
+            for owner, table in (("dave", "regions"), ("alice", "customers"),
+                                 ("bob", "orders")):
+                policy = everything(table, budget=budget if table == "regions" else None)
+                await upload_file(deployment, owner, table, policy=policy)
+            carol = deployment.client("carol")
+            with pytest.raises(ServiceError) as refused:
+                await run_job(carol, NOISY_GROUPS)
+            per_region = NOISY_GROUPS.replace("tau = 2", 'tau = 40, unit = "regions"')
+            _, result = await run_job(carol, per_region, timeout_s=120)
+            spent = [(await table_budget(deployment.client(owner), table))
+                     for owner, table in (("dave", "regions"), ("alice", "customers"))]
+            return str(refused.value), result.data, spent
+
+    refusal, groups, (regions, customers) = asyncio.run(scenario())
+    assert "\n" not in refusal and refusal.endswith(
+        'table regions: its owner\'s privacy rules protect entities of regions; this job bounds '
+        'contributions per customers entity (give the job unit = "regions")')
+    assert groups["dp_charge"]["epsilon"] == 1.0 and groups["dp_charge"]["delta"] == 2e-6
+    assert [r["spent"] for r in regions] == [{"epsilon": 1.0, "delta": 2e-6}] * 2
+    assert [r["spent"] for r in customers] == [{"epsilon": 0.0, "delta": 0.0}] * 2
