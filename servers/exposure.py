@@ -2,7 +2,9 @@
 
 One analysis per job, from its typed spec, read by everything that decides or says what a job
 may do: the rules check at submission and at start (servers/rules.py), `twofold job explain`,
-and docs/release.md. Roles, per column of each table:
+the range enforcement (servers/ranges.py) and the entity counts of the owners' minimum group
+sizes (servers/execute.py); docs/release.md describes it. Roles, per column of each table (the
+owners' grants for each: owners.policy.ROLE_LISTS):
 - join: a key the join sorts and matches on (and the key that bounds contributions per
   entity under differential privacy);
 - filter: read by the `where` clause (nulls = "drop" on a column filters on its missing cells
@@ -25,8 +27,6 @@ from ml.dp import Charge, Privacy
 from owners.schema import Schema
 from servers.jobspec import AggregateSection, JobSpec, PredictSection, StatisticsSection
 
-ROLES = ("join", "filter", "group", "aggregate", "feature", "label", "predict input",
-         "row output")
 SCOPES = {  # output kind -> over which rows each table's k entities are counted
     "rows": "the whole row set (each row is one joined row)",
     "aggregate": "each group",
@@ -111,6 +111,7 @@ def own_columns(schema: Schema, qualified: str) -> list[tuple[str, str]]:
 
 
 def analyze(spec: JobSpec, schema: Schema) -> Exposure:
+    """The job's exposure, from its parsed spec and the schema alone (both servers agree)."""
     uses: set[Use] = set()
 
     def use(columns, role: str, function: str = "") -> None:

@@ -524,6 +524,7 @@ async def clamp_public(party: Party, x: np.ndarray, low, high) -> np.ndarray:
     bytes more (2 bits ANDed, 2 products): with a dealer from 2^17 / 3 values 65 rounds and
     65 bytes per server, from 342 to 2^17 / 3 values 9 rounds and about 160 bytes; with OT
     from 2^11 / 3 values (block by block) 16 rounds, 233 COTs and about 180 bytes per server.
+    Where low is 0 (amounts, booleans, codes) [x < 0] is msb(x): 2 msbs and 1 AND per value.
     """
     x = np.asarray(x, U64)
     if x.size == 0:
@@ -531,20 +532,23 @@ async def clamp_public(party: Party, x: np.ndarray, low, high) -> np.ndarray:
     low, high = (np.broadcast_to(np.asarray(b, np.int64), x.shape).ravel() for b in (low, high))
     if np.any(low > high) or np.any(high == np.iinfo(np.int64).max):
         raise ValueError("clamp_public needs low <= high < 2^63 - 1")
-    value, n = x.ravel(), x.size
+    value = x.ravel()
     limit = high + 1  # [x > high] = 1 - [x < high + 1]
     low_words, high_words, limit_words = (b.view(U64) for b in (low, high, limit))
-    sign, under_low, under_limit = await msb_bits(party, np.stack(
-        [value, value - party.public(low_words), value - party.public(limit_words)]))
-    ands = await and_bits(party, np.concatenate([sign, sign]),
+    lowered = low != 0  # [x < 0] is msb(x) itself: no msb of x - low, no AND
+    bits = await msb_bits(party, np.concatenate(
+        [value, (value - party.public(low_words))[lowered], value - party.public(limit_words)]))
+    sign, under_low, under_limit = np.split(bits, np.cumsum([value.size, lowered.sum()]))
+    ands = await and_bits(party, np.concatenate([sign[lowered], sign]),
                           np.concatenate([under_low, under_limit]))
 
-    def less(under: np.ndarray, both: np.ndarray, bound: np.ndarray) -> np.ndarray:
-        """XOR shares of [x < bound] from msb(x - bound) and msb(x) AND it."""
-        return np.where(bound >= 0, sign ^ under ^ both, both).astype(np.uint8)
+    def less(signs, under: np.ndarray, both: np.ndarray, bound: np.ndarray) -> np.ndarray:
+        """XOR shares of [x < bound] from msb(x), msb(x - bound) and their AND."""
+        return np.where(bound >= 0, signs ^ under ^ both, both).astype(np.uint8)
 
-    below = less(under_low, ands[:n], low)
-    above = less(under_limit, ands[n:], limit) ^ np.uint8(party.id == 0)
+    below = sign.copy()
+    below[lowered] = less(sign[lowered], under_low, ands[:len(under_low)], low[lowered])
+    above = less(sign, under_limit, ands[len(under_low):], limit) ^ np.uint8(party.id == 0)
     corrections = await bits_times(party, np.stack([below, above]),
                                    np.stack([party.public(low_words) - value,
                                              party.public(high_words) - value]))
