@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -165,17 +166,18 @@ def bench_upload(
                       columns=8)], as_json)
 
 
-def tpch_runs(scale: float, repeat: int, spec: str) -> tuple[int, list, list[float], list]:
-    """A TPC-H query job on a local dealer and two server processes, `repeat` times: (rows,
-    stage costs per run and server, seconds from submission to revealed result per run, each
-    server's peak memory)."""
+def tpch_runs(scale: float, repeat: int, spec: str,
+              policy=BENCH_POLICY) -> tuple[int, list, list[float], list]:
+    """A TPC-H query job on a local dealer and two server processes, `repeat` times, every
+    table under `policy`: (rows, stage costs per run and server, seconds from submission to
+    revealed result per run, each server's peak memory)."""
     with tempfile.TemporaryDirectory() as folder:
         frames = tpch.generate(Path(folder), scale)
         rows = sum(len(frame) for frame in frames.values())
         with LocalCluster(timeout_s=3600, schema_text=(Path(folder) / "schema.toml").read_text(),
                           owners=("alice", "bob", "carol")) as cluster:
             cluster.start_all()
-            cluster.upload_all(Path(folder), BENCH_POLICY)
+            cluster.upload_all(Path(folder), policy)
             carol = Client(cluster.owner_config("carol"))
             runs, elapsed = [], []
             for _ in range(repeat):
@@ -196,6 +198,8 @@ def bench_join(
     key_bits: int = typer.Option(63, help="Bits of the binary join's keys (the declared "
                                           "domain plus one, 63 for undeclared keys)."),
     scale: float = typer.Option(0.1, help="TPC-H scale factor for the Q5-shaped job (0: skip)."),
+    min_group_size: int = typer.Option(1, help="Every owner's minimum group size in the "
+                                               "Q5-shaped job (1: none)."),
     repeat: int = typer.Option(3, help=REPEAT_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
@@ -212,7 +216,8 @@ def bench_join(
     rows = stage_rows("join_binary", left + right, [list(run) for run in zip(*results)])
     if scale > 0:
         with phase(f"TPC-H Q5-shaped job at SF {scale:g}: generate, upload, join, aggregate"):
-            tpch_rows, runs, elapsed, peaks = tpch_runs(scale, repeat, tpch.Q5_SPEC)
+            tpch_rows, runs, elapsed, peaks = tpch_runs(
+                scale, repeat, tpch.Q5_SPEC, replace(BENCH_POLICY, min_group_size=min_group_size))
         rows += stage_rows("tpch_q5", tpch_rows, runs, elapsed, peak_memory=max(peaks))
     print_report(rows, as_json)
 
