@@ -135,6 +135,12 @@ def test_train_then_predict_level_4(world):
             predicted, predictions = await run_carol_job(deployment, carry.replace("JOB", job))
             with pytest.raises(ServiceError, match="no job"):  # bob is not a recipient
                 (await fetch_result(deployment.client("bob"), job)).data
+            # a prediction reads exactly the model's features: any other column would make
+            # its predictions a row output of that column
+            other = predict_spec(job).replace(f"features = [{FEATURE_LIST}]",
+                                              'features = ["patients.f3"]')
+            with pytest.raises(ServiceError, match="the features must be the model's: "):
+                await submit_job(deployment.client("carol"), other)
             keys = deployment.client("carol")
             raw = [reconstruct(await fetch_outputs(keys, j))
                    for j in (job, predicted, scored)]
