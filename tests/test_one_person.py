@@ -5,9 +5,9 @@ private age: `customers.id == 7 and customers.age > X` for X = 40 (nobody) and X
 person). alice lets erin submit and carol receive, with a minimum group size of 2 customers,
 so no output may depend on one customer: erin, who submits but receives nothing, sees the
 same: a state and an error, no costs; carol, the recipient, sees the same costs and the same
-output, down to the raw shares both servers store (noise aside where the job is differentially private: there only
-erin's view is compared). Covered: rows, aggregate, statistics, a model at levels 3, 4 and 5,
-predictions and metrics."""
+output, down to the raw shares both servers store (noise aside where the job is
+differentially private: there only erin's view is compared). Covered: rows, aggregate,
+statistics, a model at levels 3, 4 and 5, predictions and metrics."""
 
 import asyncio
 from dataclasses import replace
