@@ -223,19 +223,21 @@ def calibrate_blocks(*, privacy: Privacy, row_bounds: dict[str, float]) -> Stati
 
 
 def calibrate_statistics(*, privacy: Privacy, bounds: dict[str, float], histograms: list[str],
-                         frac_bits: int) -> StatisticsLedger:
+                         frac_bits: int, squares: bool = True) -> StatisticsLedger:
     """bounds: column -> largest declared |value|. Each row adds 1 to the count and to one bin
-    of each histogram, its stored x to a column's sum (exactly) and x * x truncated by
-    frac_bits to its sum of squares. Stored values are round(x 2^f) (FixedPoint.encode), so
-    |x| may exceed the bound by half a unit of the last bit, and the truncation may add one
-    unit to x^2."""
+    of each histogram, its stored x to a column's sum (exactly) and, with squares, x * x
+    truncated by frac_bits to its sum of squares (a group-by releases none: noise on blocks
+    it does not release would only widen the others'). Stored values are round(x 2^f)
+    (FixedPoint.encode), so |x| may exceed the bound by half a unit of the last bit, and the
+    truncation may add one unit to x^2."""
     fixed = FixedPoint(frac_bits)
     row_bounds = {"count": 1.0}
     for column, bound in bounds.items():
         stored = int(fixed.encode(bound).view(np.int64))  # in units of the last bit
         row_bounds[f"sum({column})"] = stored / fixed.scale
-        square = truncated_range(0, stored * stored, frac_bits)[1]
-        row_bounds[f"sumsq({column})"] = square / fixed.scale
+        if squares:
+            square = truncated_range(0, stored * stored, frac_bits)[1]
+            row_bounds[f"sumsq({column})"] = square / fixed.scale
     row_bounds.update({f"histogram({c})": 1.0 for c in histograms})
     return calibrate_blocks(privacy=privacy, row_bounds=row_bounds)
 

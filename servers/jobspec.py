@@ -550,7 +550,8 @@ def noise_ledger(spec: JobSpec, schema: Schema, model: str | None = None
             model, label.stored_range(), section.label_range, schema.fixed, section.classes))
     return calibrate_statistics(privacy=noise, bounds=_largest(schema, _summed(section)),
                                 histograms=list(getattr(section, "histograms", ())),
-                                frac_bits=schema.fixed.frac_bits)
+                                frac_bits=schema.fixed.frac_bits,
+                                squares=isinstance(section, StatisticsSection))
 
 
 def _summed(section: StatisticsSection | AggregateSection) -> list[str]:

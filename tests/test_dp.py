@@ -15,6 +15,7 @@ from ml.dp import (
     PrivacyError,
     _smallest_multiplier,
     calibrate,
+    calibrate_statistics,
     gaussian_multiplier,
     spent_epsilon,
 )
@@ -131,3 +132,14 @@ def test_the_budget_slack_is_relative(tmp_path, total):
     with pytest.raises(ValueError, match="this job needs epsilon"):
         check_budgets(ledger, Charge(total.epsilon, total.delta * 1.001), {"other": total})
     ledger.close()
+
+
+def test_a_group_by_ledger_calibrates_only_the_blocks_it_releases():
+    """A group-by releases counts and sums, no sums of squares: two blocks share the noise,
+    not three, so each sum's deviation is sqrt(2/3) of the statistics job's."""
+    common = {"privacy": Privacy(epsilon=1.0, delta=1e-6, tau=2), "bounds": {"x": 100.0},
+              "histograms": [], "frac_bits": 16}
+    grouped = calibrate_statistics(**common, squares=False)
+    released = calibrate_statistics(**common)
+    assert set(grouped.sigmas) == {"count", "sum(x)"}
+    assert grouped.sigmas["sum(x)"] == pytest.approx(released.sigmas["sum(x)"] * (2 / 3) ** 0.5)
