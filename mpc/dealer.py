@@ -59,7 +59,6 @@ class Dealer:
         self.server_publics = server_publics
         self.address = address
         self.sessions: dict[str, _Session] = {}
-        self.elements_served = 0
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         context = zmq.asyncio.Context()
@@ -163,7 +162,6 @@ class Dealer:
             session.served.add(seq)
             correction = KINDS[kind_name].dealer_correction(session.keys, seq, params,
                                                             masks[seq])
-            self.elements_served += sum(array.size for array in correction)
             counts.append(len(correction))
             corrections.extend(correction)
         return counts, corrections
