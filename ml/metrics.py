@@ -20,7 +20,6 @@ from mpc.protocols.boolean import clamp, flag_rows, less_than
 from mpc.ring import FixedPoint, public_factor, truncated_range
 
 U64 = np.uint64
-LINEAR_SUMS = ("sum_squared_error", "sum_absolute_error", "sum_label", "sum_label_squared")
 LOGISTIC_COUNTS = ("true_positive", "false_positive", "false_negative")
 
 
@@ -88,7 +87,7 @@ def row_bounds(model: str, label: tuple[int, int], label_range: tuple[float, flo
     units = {"sum_squared_error": truncated_range(0, error * error, fixed.frac_bits)[1],
              "sum_absolute_error": error, "sum_label": largest,
              "sum_label_squared": truncated_range(0, largest * largest, fixed.frac_bits)[1]}
-    bounds = {"count": 1.0, **{name: units[name] / fixed.scale for name in LINEAR_SUMS}}
+    bounds = {"count": 1.0, **{name: bound / fixed.scale for name, bound in units.items()}}
     return {**bounds, "correct": 1.0} if classes else bounds
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ml.dp import NOISE_TAILS
+from mpc.correlations.row_masks import MaskedProducts
 from mpc.noise import discrete_gaussian
 from mpc.party import Party
 from mpc.protocols.arithmetic import mul, reveal, truncate
@@ -144,7 +145,7 @@ async def _iteration(party: Party, data: _Rows, rows: np.ndarray, w: np.ndarray,
 def _later_plan(first: list, batches: list[np.ndarray]) -> list:
     """The requests of every later iteration: the first iteration's, with the batch's rows in
     its masked products (no other request depends on which rows a batch holds)."""
-    return [(kind, {**params, "rows": rows.tolist()} if kind == "masked_products" else params)
+    return [(kind, {**params, "rows": rows.tolist()} if kind == MaskedProducts.name else params)
             for rows in batches for kind, params in first]
 
 

@@ -30,7 +30,7 @@ from mpc.correlations import KINDS
 from mpc.errors import ProtocolMismatch
 from mpc.request_groups import groups, merged, split
 
-Request = tuple[str, dict]  # (kind, params), as in mpc.correlations.KINDS
+Request = tuple[str, dict]  # (kind's name, params), as in mpc.correlations.KINDS
 DEFAULT_BUDGET_ELEMENTS = 1 << 25  # about 256 MiB of made-but-unused correlations
 BATCH_ELEMENTS = 1 << 22  # a producer batch holds at most this many elements (or one request)
 BATCH_REQUESTS = 64
@@ -100,7 +100,7 @@ class CorrelationSource(ABC):
 
     @abstractmethod
     async def _produce(self, batch: list[Request]) -> list[tuple]:
-        """Make the correlations of consecutive requests, in order: this party's arrays."""
+        """Make the correlations of consecutive requests, in order: this party's parts."""
 
     # ---- requests ------------------------------------------------------------------------
 
@@ -135,7 +135,8 @@ class CorrelationSource(ABC):
         self._raise_failure()
 
     async def get(self, kind: str, **params):
-        """The next correlation, as this party's tuple of arrays."""
+        """The next correlation, as this party's part: a named tuple of arrays (the kind's
+        Part, mpc.correlations)."""
         for recorder in self._recorders:
             recorder.append((kind, params))
         with self.accounting.offline():
@@ -239,29 +240,28 @@ class CorrelationSource(ABC):
                 if not pending.value.done():
                     pending.value.set_exception(error)
 
-    # ---- named requests ------------------------------------------------------------------
+    # ---- named requests: one helper per kind, named as the kind (mpc.correlations) ----------
 
-    async def beaver(self, shape):
-        return await self.get("beaver", shape=list(np.atleast_1d(shape).tolist()))
+    async def beaver_triples(self, shape):
+        return await self.get("beaver_triples", shape=_shape(shape))
 
     async def and_triples(self, shape):
-        return await self.get("and", shape=list(np.atleast_1d(shape).tolist()))
+        return await self.get("and_triples", shape=_shape(shape))
 
     async def and_monomials(self, shape, monomials: list[list[int]]):
-        return await self.get("and_monomials", shape=list(np.atleast_1d(shape).tolist()),
-                              monomials=monomials)
+        return await self.get("and_monomials", shape=_shape(shape), monomials=monomials)
 
-    async def matmul_triple(self, m: int, k: int, n: int):
-        return await self.get("matmul", dims=[m, k, n])
+    async def matrix_triples(self, m: int, k: int, n: int):
+        return await self.get("matrix_triples", dims=[m, k, n])
 
     async def dabits(self, count: int):
-        return await self.get("dabit", shape=[count])
+        return await self.get("dabits", shape=[count])
 
     async def bit_triples(self, count: int):
-        return await self.get("bitmul", shape=[count])
+        return await self.get("bit_triples", shape=[count])
 
     async def bit_row_triples(self, rows: int, n: int):
-        return await self.get("bitmul_rows", rows=rows, n=n)
+        return await self.get("bit_row_triples", rows=rows, n=n)
 
     async def one_of_n(self, count: int, entries: int, sender: int, width: int = 1):
         """The sender's (entries,), or the receiver's (index, entry)."""
@@ -269,18 +269,16 @@ class CorrelationSource(ABC):
                               width=width)
 
     async def edabits(self, shape):
-        return await self.get("edabit", shape=list(np.atleast_1d(shape).tolist()))
+        return await self.get("edabits", shape=_shape(shape))
 
     async def truncation_pairs(self, shape, frac_bits: int):
-        return await self.get("trunc", shape=list(np.atleast_1d(shape).tolist()),
-                              frac_bits=frac_bits)
+        return await self.get("truncation_pairs", shape=_shape(shape), frac_bits=frac_bits)
 
     async def truncated_triples(self, shape, frac_bits: int):
-        return await self.get("trunc_mul", shape=list(np.atleast_1d(shape).tolist()),
-                              frac_bits=frac_bits)
+        return await self.get("truncated_triples", shape=_shape(shape), frac_bits=frac_bits)
 
     async def permutation_masks(self, n: int, columns: str, permuter: int):
-        return await self.get("permute", n=n, columns=columns, permuter=permuter)
+        return await self.get("permutation_masks", n=n, columns=columns, permuter=permuter)
 
     async def row_mask(self, rows: int, columns: int) -> np.ndarray:
         (mask,) = await self.get("row_mask", rows=rows, columns=columns)
@@ -289,3 +287,8 @@ class CorrelationSource(ABC):
     async def masked_products(self, rows: list[int], columns: int):
         """For rows of the latest row mask (in request order)."""
         return await self.get("masked_products", rows=rows, columns=columns)
+
+
+def _shape(shape) -> list[int]:
+    """A request's shape: a list of ints, as it travels to the dealer (msgpack)."""
+    return list(np.atleast_1d(shape).tolist())

@@ -29,6 +29,7 @@ from mpc import wire
 from mpc.accounting import Accounting
 from mpc.correlation_source import CorrelationSource, Request
 from mpc.correlations import KINDS, MAX_ELEMENTS, CorrelationError
+from mpc.correlations.row_masks import MaskRecord
 from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server_socket
 from mpc.errors import DealerError, PeerTimeout
 from mpc.link import send_within
@@ -41,20 +42,13 @@ MAX_BATCH = 256  # requests in one message
 REQUEST_ROOM = 3 * MAX_REQUEST_BYTES // 4  # requests' bytes in one message, header included
 
 
-@dataclass(frozen=True)
-class _Mask:
-    seq: int
-    rows: int
-    columns: int
-
-
 @dataclass
 class _Session:
     keys: tuple[bytes, bytes]
     opened_by: set[int] = field(default_factory=set)
     served: set[int] = field(default_factory=set)
     closed_by: set[int] = field(default_factory=set)
-    mask: _Mask | None = None  # the latest row mask: masked products read its rows
+    mask: MaskRecord | None = None  # the latest row mask: masked products read its rows
 
 
 class Dealer:
@@ -65,7 +59,6 @@ class Dealer:
         self.server_publics = server_publics
         self.address = address
         self.sessions: dict[str, _Session] = {}
-        self.elements_served = 0
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         context = zmq.asyncio.Context()
@@ -144,7 +137,7 @@ class Dealer:
         if not isinstance(requests, list) or not 0 < len(requests) <= MAX_BATCH:
             raise DealerError(f"a batch holds 1 to {MAX_BATCH} requests")
         total, seen, mask = 0, set(), session.mask
-        masks = {}  # seq -> the latest row mask before that masked product
+        masks = {}  # seq -> the number of the session's latest row mask before it
         for request in requests:
             if not (isinstance(request, list) and len(request) == 3):
                 raise DealerError("malformed request")
@@ -159,14 +152,8 @@ class Dealer:
             if seq in session.served or seq in seen:
                 raise DealerError(f"correlation {seq} of job {header['job']} was already served")
             seen.add(seq)
-            if kind_name == "row_mask":
-                mask = _Mask(seq, params["rows"], params["columns"])
-            elif kind_name == "masked_products":
-                if (mask is None or mask.seq > seq or params["columns"] != mask.columns
-                        or max(params["rows"]) >= mask.rows):
-                    raise DealerError(f"masked products {seq} do not fit a row mask made "
-                                      "before them")
-                masks[seq] = mask.seq
+            masks[seq] = None if mask is None else mask.seq
+            mask = kind.mask_after(mask, seq, params)  # checks what reads the mask
         if total > MAX_ELEMENTS and len(requests) > 1:
             raise CorrelationError(f"request for {total} elements exceeds {MAX_ELEMENTS}")
         session.mask = mask
@@ -174,8 +161,7 @@ class Dealer:
         for seq, kind_name, params in requests:
             session.served.add(seq)
             correction = KINDS[kind_name].dealer_correction(session.keys, seq, params,
-                                                            masks.get(seq))
-            self.elements_served += sum(array.size for array in correction)
+                                                            masks[seq])
             counts.append(len(correction))
             corrections.extend(correction)
         return counts, corrections
@@ -244,8 +230,8 @@ class DealerSource(CorrelationSource):
             corrections = await fetching
         finally:
             fetching.cancel()
-        return [KINDS[kind].assemble(self.party_id, part, corrections.get(seq, []))
-                for part, (seq, (kind, _)) in zip(own, numbered)]
+        return [KINDS[kind].assemble(self.party_id, part, corrections.get(seq, []), params)
+                for part, (seq, (kind, params)) in zip(own, numbered)]
 
     async def _fetch(self, mine: list[list]) -> dict[int, list[np.ndarray]]:
         """This server's corrections for its requests [seq, kind, params], by seq."""

@@ -10,30 +10,24 @@ request and split afterwards, in the same order and layout as if made alone.
 Groups are formed from the announced plan alone (`groups`), which both servers hold alike, so
 both make the same groups in the same order: a group when the producer reaches its first
 member. A request that cannot be merged is made alone in its place; a window ends at a row
-mask (the masked products after it are of the new mask) and at WINDOW_ELEMENTS; windows
-double from FIRST_WINDOW_ELEMENTS, so the requests just announced are not held up by later
-ones.
+mask (Kind.ends_window: the masked products after it are of the new mask) and at
+WINDOW_ELEMENTS; windows double from FIRST_WINDOW_ELEMENTS, so the requests just announced are
+not held up by later ones. How requests of a kind merge and split is the kind's own
+(Kind.merging, mpc.correlations.merging).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from mpc.correlations import KINDS
 
-# Kinds made elementwise over a flat "shape": merged by concatenating shapes
-ELEMENTWISE = ("beaver", "and", "dabit", "bitmul", "edabit", "trunc", "trunc_mul", "one_of_n")
 FIRST_WINDOW_ELEMENTS = 1 << 14
 WINDOW_ELEMENTS = 1 << 20
 
 
 def merge_key(kind: str, params: dict):
-    """Requests with equal keys can be made as one; None: this one cannot."""
-    if kind in ELEMENTWISE and len(params["shape"]) == 1:
-        return kind, tuple(sorted((k, v) for k, v in params.items() if k != "shape"))
-    if kind == "masked_products":
-        return kind, params["columns"], len(params["rows"])
-    return None
+    """Requests with equal keys can be made as one; None: this one cannot (Kind.merging)."""
+    key = KINDS[kind].merging.key(params)
+    return None if key is None else (kind, key)
 
 
 def groups(plan: list[tuple[str, dict]]) -> list[list[int]]:
@@ -51,7 +45,7 @@ def groups(plan: list[tuple[str, dict]]) -> list[list[int]]:
     for position, (kind, params) in enumerate(plan):
         key = merge_key(kind, params)
         if key is None:  # made alone, in its place
-            if kind == "row_mask":  # masked products after it are of the new mask
+            if KINDS[kind].ends_window:
                 close()
             continue
         elements = KINDS[kind].elements(params)
@@ -65,24 +59,15 @@ def groups(plan: list[tuple[str, dict]]) -> list[list[int]]:
 
 def merged(kind: str, members: list[dict]) -> dict:
     """The parameters of one request that makes all of `members` (same merge key)."""
-    if kind == "masked_products":
-        return {"row_groups": [params["rows"] for params in members],
-                "columns": members[0]["columns"]}
-    total = sum(params["shape"][0] for params in members)
-    return {**members[0], "shape": [total]}
+    return KINDS[kind].merging.merged(members)
 
 
 def elements(kind: str, params: dict) -> int:
     """What a request counts in elements, merged or not."""
-    if "row_groups" in params:
-        return sum(KINDS[kind].elements({**params, "rows": rows}) for rows in params["row_groups"])
-    return KINDS[kind].elements(params)
+    spec = KINDS[kind]
+    return spec.merging.elements(spec, params)
 
 
 def split(kind: str, members: list[dict], value: tuple) -> list[tuple]:
-    """Each member's part of the merged request's value, as made alone."""
-    if kind == "masked_products":  # every array has one row per group
-        return [tuple(array[g] for array in value) for g in range(len(members))]
-    ends = np.cumsum([params["shape"][0] for params in members])[:-1]
-    parts = [np.split(array, ends) for array in value]
-    return [tuple(part[g] for part in parts) for g in range(len(members))]
+    """Each member's part of the merged request's part, as made alone."""
+    return KINDS[kind].merging.split(members, value)

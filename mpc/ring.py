@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RING_BITS = 64
 U64 = np.uint64
 PUBLIC_FACTOR_BITS = 12  # public constants are applied within a relative error of 2^-12
 PRODUCT_LIMIT = 1 << 61  # products fed to truncation stay below this (it needs 2^62)

@@ -21,6 +21,3 @@ class SharedTable:
 
     def column(self, name: str) -> np.ndarray:
         return self.columns[name]
-
-    def select(self, names) -> "SharedTable":
-        return SharedTable({name: self.columns[name] for name in names}, self.valid)

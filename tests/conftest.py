@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from tests.harness import SOURCES
+# the correlation kinds' checks are asserts in their own modules: rewritten like a test's,
+# a failing one shows its values (registered before anything imports them)
+pytest.register_assert_rewrite("mpc.correlations")
+
+from tests.harness import SOURCES  # noqa: E402
 
 
 @pytest.fixture

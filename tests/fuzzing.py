@@ -119,18 +119,20 @@ class Generator:
 
     def params(self, kind: str) -> dict:
         rng, small = self.rng, lambda: rng.randint(0, 64)
-        return {"beaver": {"shape": [small()]}, "and": {"shape": [small(), small()]},
+        return {"beaver_triples": {"shape": [small()]},
+                "and_triples": {"shape": [small(), small()]},
                 "and_monomials": {"shape": [small()], "monomials": [[rng.randint(0, 9),
                                                                      rng.randint(0, 3)]]},
-                "bitmul_rows": {"rows": small(), "n": small()},
-                "matmul": {"dims": [small(), small(), small()]},
-                "dabit": {"shape": [small()]}, "bitmul": {"shape": [small()]},
-                "edabit": {"shape": [small()]}, "trunc": {"shape": [small()], "frac_bits": 16},
+                "bit_row_triples": {"rows": small(), "n": small()},
+                "matrix_triples": {"dims": [small(), small(), small()]},
+                "dabits": {"shape": [small()]}, "bit_triples": {"shape": [small()]},
+                "edabits": {"shape": [small()]},
+                "truncation_pairs": {"shape": [small()], "frac_bits": 16},
                 # entries that are no power of two up to 64, or no such sender: refused
                 "one_of_n": {"shape": [small()], "entries": rng.choice([1, 2, 3, 64, 128]),
                              "sender": rng.randint(0, 2), "width": rng.randint(0, 3)},
-                "trunc_mul": {"shape": [small()], "frac_bits": 16},
-                "permute": {"n": small(), "columns": "ax", "permuter": rng.randint(0, 1)},
+                "truncated_triples": {"shape": [small()], "frac_bits": 16},
+                "permutation_masks": {"n": small(), "columns": "ax", "permuter": rng.randint(0, 1)},
                 "row_mask": {"rows": small() + 1, "columns": small() + 1},
                 "masked_products": {"rows": [small() for _ in range(small() + 1)],
                                     "columns": small() + 1},

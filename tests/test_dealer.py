@@ -26,11 +26,12 @@ def correlation(kind, params, keys, seq, mask=None):
     own = [spec.own(p, Prg(keys[p], seq), params) for p in (0, 1)]
     correction = spec.dealer_correction(keys, seq, params, mask)
     receiver = spec.receiver(params)
-    return [spec.assemble(p, own[p], correction if p == receiver else []) for p in (0, 1)]
+    return [spec.assemble(p, own[p], correction if p == receiver else [], params)
+            for p in (0, 1)]
 
 
 def test_every_kind_is_covered():
-    assert set(PARAMS) == set(KINDS)
+    assert all(PARAMS[kind] for kind in KINDS)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -41,6 +42,15 @@ def test_correlations_hold(kind):
         mask = [share for (share,) in correlation("row_mask", MASK_FIRST[kind], keys, 2)]
     for params in PARAMS[kind]:
         check(kind, params, *correlation(kind, params, keys, 3, 2 if mask else None), mask=mask)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_parts_are_named_tuples_of_arrays(kind):
+    """What a party receives for one request names its arrays (the kind's Part, or one type
+    per role where the parties receive different things)."""
+    keys = (fresh_key(), fresh_key())
+    for part in correlation(kind, PARAMS[kind][0], keys, 3, 2 if kind in MASK_FIRST else None):
+        assert part._fields and all(isinstance(array, np.ndarray) for array in part)
 
 
 def test_streams_differ_by_key_and_by_sequence_number():
@@ -115,12 +125,13 @@ def test_dealer_refuses_to_serve_a_correlation_twice():
     async def body(source, keys):
         party1 = await source(keys[1], 1)
         await party1.open()
-        await party1.beaver([4])
+        await party1.beaver_triples([4])
         party1._seq = 0  # a buggy or malicious server asking again
         with pytest.raises(DealerError, match="already served"):
-            await party1.beaver([4])
+            await party1.beaver_triples([4])
         with pytest.raises(DealerError, match="already served"):  # twice in one batch
-            await party1._call({"action": "get", "requests": [[7, "beaver", {"shape": [2]}]] * 2})
+            await party1._call({"action": "get",
+                                "requests": [[7, "beaver_triples", {"shape": [2]}]] * 2})
 
     asyncio.run(with_dealer(body))
 
@@ -141,7 +152,7 @@ def test_dealer_refuses_corrections_for_the_other_server():
         party0 = await source(keys[0], 0)
         await party0.open()
         with pytest.raises(DealerError, match="not the receiver"):
-            await party0._call(get(0, "beaver", {"shape": [3]}))
+            await party0._call(get(0, "beaver_triples", {"shape": [3]}))
 
     asyncio.run(with_dealer(body))
 
@@ -151,9 +162,9 @@ def test_dealer_refuses_oversized_and_malformed_requests():
         party1 = await source(keys[1], 1)
         await party1.open()
         with pytest.raises(CorrelationError, match="exceeds"):
-            await party1.beaver([1 << 20, 1 << 20])  # refused before expanding anything
+            await party1.beaver_triples([1 << 20, 1 << 20])  # refused before expanding anything
         with pytest.raises(DealerError, match="exceeds"):
-            await party1._call(get(98, "beaver", {"shape": [1 << 20, 1 << 20]}))
+            await party1._call(get(98, "beaver_triples", {"shape": [1 << 20, 1 << 20]}))
         with pytest.raises(DealerError):
             await party1._call(get(99, "nonsense", {}))
         with pytest.raises(DealerError, match="a batch holds"):

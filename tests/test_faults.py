@@ -181,8 +181,9 @@ def test_servers_that_disagree_on_correlations_both_refuse():
 
 
 PLANS = {  # few large requests, each made alone; many small ones, made in groups
-    "large": [("beaver", {"shape": [200000]}), ("and", {"shape": [50000]})] * 4,
-    "grouped": [("beaver", {"shape": [3000]}), ("trunc", {"shape": [3000], "frac_bits": 16}),
+    "large": [("beaver_triples", {"shape": [200000]}), ("and_triples", {"shape": [50000]})] * 4,
+    "grouped": [("beaver_triples", {"shape": [3000]}),
+                ("truncation_pairs", {"shape": [3000], "frac_bits": 16}),
                 ("one_of_n", {"shape": [3000], "entries": 64, "sender": 1, "width": 1})] * 300}
 
 

@@ -24,7 +24,8 @@ U64 = np.uint64
 
 
 # and_monomials is the dealer's alone: with OT, AND trees stay binary (cheap_ands is False)
-@pytest.mark.parametrize("kind", sorted(set(KINDS) - {"and_monomials"}))
+@pytest.mark.parametrize("kind", sorted(name for name, kind in KINDS.items()
+                                        if not kind.dealer_only))
 def test_every_kind_made_by_ot_holds(kind):
     async def program(party):
         mask = await party.corr.row_mask(**MASK_FIRST[kind]) if kind in MASK_FIRST else None
@@ -33,13 +34,14 @@ def test_every_kind_made_by_ot_holds(kind):
     (mask0, made0), (mask1, made1) = run_pair(program, source="ot")
     for params, part0, part1 in zip(PARAMS[kind], made0, made1):
         check(kind, params, part0, part1, mask=(mask0, mask1))
+        assert part0._fields and part1._fields  # named tuples, as the dealer's parts
 
 
 def test_large_requests_are_made_in_chunks():
     """Requests bigger than one chunk of pads, and than the first extension batches."""
-    requests = [("beaver", {"shape": [40000]}), ("and", {"shape": [40000]}),
-                ("trunc", {"shape": [40000], "frac_bits": 16}),
-                ("permute", {"n": 3000, "columns": "ax", "permuter": 0})]
+    requests = [("beaver_triples", {"shape": [40000]}), ("and_triples", {"shape": [40000]}),
+                ("truncation_pairs", {"shape": [40000], "frac_bits": 16}),
+                ("permutation_masks", {"n": 3000, "columns": "ax", "permuter": 0})]
 
     async def program(party):
         return [await party.corr.get(kind, **params) for kind, params in requests]
@@ -202,7 +204,7 @@ def test_consecutive_correlations_use_disjoint_ots():
     async def program(party):
         pool_rows = []
         for _ in range(3):
-            await party.corr.beaver([10])
+            await party.corr.beaver_triples([10])
             cots = await party.corr.pool.take(50, 50)
             pool_rows.append(np.concatenate([cots[0].rows, cots[1].rows]))
         return pool_rows
@@ -231,8 +233,8 @@ def test_every_job_starts_from_fresh_base_ots_and_keys():
 def test_prefetched_plan_is_made_before_the_run_and_within_budget(source):
     """prefetch + produced() makes a whole plan ahead; then the run waits for nothing. With a
     small budget the producer stops ahead of use instead of making everything."""
-    plan = [("beaver", {"shape": [3000]}), ("and", {"shape": [500]}),
-            ("trunc", {"shape": [2000], "frac_bits": 16})] * 3
+    plan = [("beaver_triples", {"shape": [3000]}), ("and_triples", {"shape": [500]}),
+            ("truncation_pairs", {"shape": [2000], "frac_bits": 16})] * 3
 
     async def program(party):
         source = party.corr
@@ -256,8 +258,8 @@ def test_prefetched_plan_is_made_before_the_run_and_within_budget(source):
 def test_a_budget_smaller_than_the_groups_made_ahead_does_not_stall_a_run():
     """Groups make later requests early: with a budget below what they hold, the request a
     run waits for is still made (no deadlock), and every part holds."""
-    plan = [("beaver", {"shape": [3000]}), ("and", {"shape": [500]}),
-            ("trunc", {"shape": [2000], "frac_bits": 16})] * 3
+    plan = [("beaver_triples", {"shape": [3000]}), ("and_triples", {"shape": [500]}),
+            ("truncation_pairs", {"shape": [2000], "frac_bits": 16})] * 3
 
     async def run(party):  # in order, as a protocol asks
         return [await party.corr.get(kind, **params) for kind, params in plan]
@@ -275,17 +277,17 @@ def test_a_budget_smaller_than_the_groups_made_ahead_does_not_stall_a_run():
 def test_announcing_what_is_already_announced_checks_it_and_adds_the_rest():
     """A loop that prefetches its own requests inside a run a caller prefetched whole: the
     overlap is checked, not made twice; a different request is a mismatch."""
-    outer = [("beaver", {"shape": [5]}), ("and", {"shape": [2]})]
-    inner = [("and", {"shape": [2]}), ("dabit", {"shape": [9]})]
+    outer = [("beaver_triples", {"shape": [5]}), ("and_triples", {"shape": [2]})]
+    inner = [("and_triples", {"shape": [2]}), ("dabits", {"shape": [9]})]
 
     async def program(party):
         source = party.corr
         source.prefetch(outer)
-        await source.get("beaver", shape=[5])
+        await source.get("beaver_triples", shape=[5])
         source.prefetch(inner)
         announced = [(p.kind, p.params) for p in source._announced]
         with pytest.raises(ProtocolMismatch):
-            source.prefetch([("beaver", {"shape": [2]})])
+            source.prefetch([("beaver_triples", {"shape": [2]})])
         made = [await source.get(kind, **params) for kind, params in inner]
         return announced, made
 
@@ -301,14 +303,16 @@ def test_requests_announced_together_are_made_together_and_each_holds():
     what cannot be merged is made alone), and every part is the correlation it would be
     made alone."""
     def iteration(t):
-        return [("beaver", {"shape": [50]}), ("trunc", {"shape": [60], "frac_bits": 16}),
+        return [("beaver_triples", {"shape": [50]}),
+                ("truncation_pairs", {"shape": [60], "frac_bits": 16}),
                 ("one_of_n", {"shape": [70], "entries": 64, "sender": t % 2, "width": 1}),
                 ("masked_products", {"rows": [t, 8, 8, 3], "columns": 5}),
-                ("and", {"shape": [3]}), ("dabit", {"shape": [7]}), ("bitmul", {"shape": [9]}),
-                ("edabit", {"shape": [4]}), ("trunc_mul", {"shape": [6], "frac_bits": 16}),
-                ("beaver", {"shape": [3, 7]})]  # not 1-d: made alone
+                ("and_triples", {"shape": [3]}), ("dabits", {"shape": [7]}),
+                ("bit_triples", {"shape": [9]}),
+                ("edabits", {"shape": [4]}), ("truncated_triples", {"shape": [6], "frac_bits": 16}),
+                ("beaver_triples", {"shape": [3, 7]})]  # not 1-d: made alone
     plan = [request for t in range(3) for request in iteration(t)]
-    plan += [("row_mask", {"rows": 9, "columns": 5}), ("matmul", {"dims": [2, 3, 4]})]
+    plan += [("row_mask", {"rows": 9, "columns": 5}), ("matrix_triples", {"dims": [2, 3, 4]})]
     plan += [request for t in range(3, 6) for request in iteration(t)]
 
     async def program(party):
@@ -327,6 +331,7 @@ def test_requests_announced_together_are_made_together_and_each_holds():
     assert requests == {kind: cost["requests"] for kind, cost in costs1.items()}
     # one per window of each merged kind: before and after the row mask; 1-d beavers merged,
     # the 2-d ones alone, one_of_n in two groups per window (sender 0 and 1)
-    assert requests == {"beaver": 2 + 6, "trunc": 2, "one_of_n": 4, "masked_products": 2,
-                        "and": 2, "dabit": 2, "bitmul": 2, "edabit": 2, "trunc_mul": 2,
-                        "row_mask": 2, "matmul": 1}
+    assert requests == {"beaver_triples": 2 + 6, "truncation_pairs": 2, "one_of_n": 4,
+                        "masked_products": 2, "and_triples": 2, "dabits": 2, "bit_triples": 2,
+                        "edabits": 2, "truncated_triples": 2, "row_mask": 2,
+                        "matrix_triples": 1}

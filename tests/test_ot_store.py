@@ -29,7 +29,7 @@ def preprocess_both(folders, target):
 
 
 async def beaver(party):
-    return await party.corr.beaver([1000])
+    return await party.corr.beaver_triples([1000])
 
 
 def test_preprocessed_cots_are_private_used_first_and_deleted_before_use(tmp_path):
@@ -43,7 +43,7 @@ def test_preprocessed_cots_are_private_used_first_and_deleted_before_use(tmp_pat
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
     triple0, triple1 = run_pair(beaver, source="ot", cot_stores=folders)
-    check("beaver", {"shape": [1000]}, triple0, triple1)
+    check("beaver_triples", {"shape": [1000]}, triple0, triple1)
     left = [store.ids() for store in stores]
     assert left[0] == left[1] and len(left[0]) == 2  # one stored batch per direction used
     assert {direction_of(i) for i in left[0]} == {0, 1}
@@ -56,6 +56,6 @@ def test_a_batch_only_one_server_holds_is_discarded(tmp_path):
     lost = stores[1].ids()[0]  # server 1 crashed after deleting its half of this batch
     stores[1].discard([lost])
     triple0, triple1 = run_pair(beaver, source="ot", cot_stores=folders)
-    check("beaver", {"shape": [1000]}, triple0, triple1)
+    check("beaver_triples", {"shape": [1000]}, triple0, triple1)
     assert lost not in stores[0].ids()
     assert stores[0].ids() == stores[1].ids()

@@ -4,7 +4,8 @@
 - extension.py: SoftSpokenOT-style extension into correlated OTs (COTs) with a global Delta,
   and the fixed-key AES hash that turns COTs into independent pads;
 - multiply.py: OT multiplication (Gilboa): shares of c * x for a choice bit c and vectors x;
-- kinds.py: every correlation kind of mpc.correlations from those;
+- constructions.py: what every correlation kind of mpc.correlations is made from (its
+  by_ot), from those;
 - benes.py: the shuffle's permutation correlation by an oblivious switching network (an
   arbitrary-size Benes network);
 - pool.py: COTs made ahead in the background, in fixed batches;

@@ -2,9 +2,9 @@
 (Mohassel and Sadeghian, EUROCRYPT 2013) over a Benes network of any size, one OT product per
 switch.
 
-Correlation (mpc.correlations.PermutationMasks): the permuter P ends with a uniformly random
-permutation pi of its own and delta = pi(a) - b, the helper H with masks a, b; delta[j] pairs
-output j with input pi[j]. Additive columns use -, XOR columns use ^.
+Correlation (permutation_masks, mpc.correlations.permutations): the permuter P ends with a
+uniformly random permutation pi of its own and delta = pi(a) - b, the helper H with masks a, b;
+delta[j] pairs output j with input pi[j]. Additive columns use -, XOR columns use ^.
 
 The network is the arbitrary-size Benes (AS-Waksman) network on the n wires themselves (Beauquier
 and Darrot, 2002): for n > 2, floor(n/2) input switches split the wires between an upper network

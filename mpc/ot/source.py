@@ -4,7 +4,8 @@ Opening a source (once per job) runs fresh base OTs in both directions and agree
 public key for the pad hash, so nothing carries over from one job to the next; then background
 tasks keep extending COTs (pool.py) on the channels "ot-extend-0" and "ot-extend-1" while the
 online protocol runs. Correlations are made in request order (CorrelationSource) on the
-"ot-correlate" channel, from those COTs; requests announced together are made in groups, one
+"ot-correlate" channel, from those COTs, by each kind's `by_ot` (mpc.correlations) on this
+job's constructions (constructions.py); requests announced together are made in groups, one
 exchange for many (mpc.request_groups). Per kind, the source counts what it made and what it
 cost, for `twofold bench mpc --correlations ot`.
 """
@@ -15,13 +16,12 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from mpc import request_groups
 from mpc.accounting import Accounting
 from mpc.correlation_source import CorrelationSource, Request
+from mpc.correlations import KINDS
 from mpc.link import PeerLink
-from mpc.ot import benes, kinds
+from mpc.ot.constructions import Constructions
 from mpc.ot.extension import BYTES_PER_COT, PadHash, setup
 from mpc.ot.multiply import Multiplier
 from mpc.ot.pool import DEFAULT_CAPACITY, CotPool
@@ -56,9 +56,7 @@ class OtSource(CorrelationSource):
         self.prg = Prg.fresh()  # this server's own randomness for its parts
         self.costs: dict[str, KindCosts] = {}
         self.pool: CotPool | None = None
-        self._mult: Multiplier | None = None
-        self._mask: np.ndarray | None = None  # this server's share of the latest row mask
-        self._layouts = benes.Layouts()  # the helper's networks, for this job only
+        self._made: Constructions | None = None  # what each kind's by_ot builds on
         self._extending: list[asyncio.Task] = []
 
     async def open(self) -> None:
@@ -69,8 +67,8 @@ class OtSource(CorrelationSource):
             stored = await agree_on_stored(self.correlate_channel, self.store)
         self.pool = CotPool(self.extend_channels, self.party_id, sender, receiver,
                             self.capacity, self.store, stored)
-        self._mult = Multiplier(self.pool, self.correlate_channel,
-                                PadHash((mine ^ theirs).tobytes()))
+        mult = Multiplier(self.pool, self.correlate_channel, PadHash((mine ^ theirs).tobytes()))
+        self._made = Constructions(mult, self.party_id, self.prg)
         loop = asyncio.get_running_loop()
         self._extending = [loop.create_task(task) for task in self.pool.tasks()]
 
@@ -91,7 +89,7 @@ class OtSource(CorrelationSource):
         cost = self.costs.setdefault(kind, KindCosts())
         sent, received = self.pool.sending.taken, self.pool.receiving.taken
         bytes_before, start = self.correlate_channel.bytes_sent, time.perf_counter()
-        value = await self._dispatch(kind, params)
+        value = await KINDS[kind].by_ot(self._made, params)
         cost.requests += 1
         cost.elements += request_groups.elements(kind, params)
         cost.cots_sent += self.pool.sending.taken - sent
@@ -100,44 +98,3 @@ class OtSource(CorrelationSource):
         cost.correction_bytes += self.correlate_channel.bytes_sent - bytes_before
         cost.seconds += time.perf_counter() - start
         return value
-
-    async def _dispatch(self, kind: str, params: dict) -> tuple:
-        mult, party, prg = self._mult, self.party_id, self.prg
-        if kind == "beaver":
-            return await kinds.beaver(mult, prg, tuple(params["shape"]))
-        if kind == "matmul":
-            return await kinds.matrix_triples(mult, prg, *params["dims"])
-        if kind == "and":
-            return await kinds.and_triples(mult, tuple(params["shape"]))
-        if kind == "dabit":
-            return await kinds.dabits(mult, party, prg, params["shape"][0])
-        if kind == "bitmul":
-            return await kinds.bit_triples(mult, party, prg, params["shape"][0])
-        if kind == "bitmul_rows":
-            return await kinds.bit_row_triples(mult, party, prg, params["rows"], params["n"])
-        if kind == "one_of_n":
-            return await kinds.one_of_n(mult, party, params["shape"][0], params["entries"],
-                                        params["sender"], params["width"])
-        if kind == "edabit":
-            return await kinds.edabits(mult, party, prg, tuple(params["shape"]))
-        if kind == "trunc":
-            return await kinds.truncation_pairs(mult, party, prg, tuple(params["shape"]),
-                                                params["frac_bits"])
-        if kind == "trunc_mul":
-            return await kinds.truncated_triples(mult, party, prg, tuple(params["shape"]),
-                                                 params["frac_bits"])
-        if kind == "permute":
-            return await benes.permutation_masks(mult, party, prg, params["n"],
-                                                 params["columns"], params["permuter"],
-                                                 self._layouts)
-        if kind == "row_mask":  # each server's share is its own: nothing to exchange
-            self._mask = prg.words((params["rows"], params["columns"]))
-            return (self._mask,)
-        if kind == "masked_products":  # for one batch's rows, or for several (merged)
-            if self._mask is None or self._mask.shape[1] != params["columns"]:
-                raise ValueError("masked products need a row mask made before them")
-            merged = "row_groups" in params
-            row_groups = params["row_groups"] if merged else [params["rows"]]
-            value = await kinds.masked_products(mult, self._mask[np.array(row_groups)])
-            return value if merged else tuple(array[0] for array in value)
-        raise ValueError(f"unknown correlation kind {kind!r}")

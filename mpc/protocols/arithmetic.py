@@ -50,7 +50,7 @@ async def reveal_to(party: Party, x: np.ndarray, receiver: int) -> np.ndarray | 
 async def mul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Elementwise product in Z_2^64 (Beaver). 1 round, 16 bytes."""
     x, y = np.broadcast_arrays(np.asarray(x, U64), np.asarray(y, U64))
-    a, b, c = await party.corr.beaver(x.shape)
+    a, b, c = await party.corr.beaver_triples(x.shape)
     d_mine, e_mine = x - a, y - b
     d_other, e_other = await party.link.exchange(d_mine, e_mine)
     d, e = d_mine + d_other, e_mine + e_other
@@ -76,7 +76,7 @@ async def matmul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     (m, k), (k2, n) = x.shape, y.shape
     if k != k2:
         raise ValueError(f"matmul shapes {x.shape} and {y.shape} do not fit")
-    a, b, c = await party.corr.matmul_triple(m, k, n)
+    a, b, c = await party.corr.matrix_triples(m, k, n)
     d_mine, e_mine = x - a, y - b
     d_other, e_other = await party.link.exchange(d_mine, e_mine)
     d, e = d_mine + d_other, e_mine + e_other
@@ -143,10 +143,10 @@ async def truncate(party: Party, x: np.ndarray, frac_bits: int | None = None) ->
 
 async def fixed_mul(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Product of fixed-point values (|x * y| < 2^62 in the ring): a Beaver product truncated
-    as truncate does, from one correlation (trunc_mul) whose triple's product comes masked by
-    the truncation's r, so the product itself is never formed. 2 rounds, 24 bytes (from
-    ONE_WAY_OPENING elements on: 3 rounds, 16 bytes each way, then 8 from server 1 and 1 bit
-    back)."""
+    as truncate does, from one correlation (truncated_triples) whose triple's product comes
+    masked by the truncation's r, so the product itself is never formed. 2 rounds, 24 bytes
+    (from ONE_WAY_OPENING elements on: 3 rounds, 16 bytes each way, then 8 from server 1 and
+    1 bit back)."""
     x, y = np.broadcast_arrays(np.asarray(x, U64), np.asarray(y, U64))
     f = party.fixed.frac_bits
     a, b, masked_product, r_msb, r_low = await party.corr.truncated_triples(x.shape, f)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.correlations import monomial_mask, product_subsets, submasks
+from mpc.correlations.and_monomials import monomial_mask, product_subsets, submasks
 from mpc.party import Party
 from mpc.protocols.arithmetic import mul
 from mpc.protocols.choices import (

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.correlations import low_bits
+from mpc.correlations.one_of_n import low_bits
 from mpc.party import Party
 
 U64 = np.uint64
