@@ -23,7 +23,7 @@ def server_run(config: Path = typer.Option(..., help="server.toml")):
     """Serve owners' uploads (and jobs) until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     server = Server(load_server_config(config))
-    accountant_library()  # imported now (0.9 s), not in the first private job
+    accountant_library()  # imported now, not in the first private job
     typer.echo(f"server {server.party} listening on {server.config.listen}", err=True)
     try:
         asyncio.run(server.serve())

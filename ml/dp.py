@@ -32,7 +32,7 @@ MULTIPLIERS = (1e-3, 1e4)  # the noise multipliers any calibration may reach
 
 def accountant_library():
     """dp-accounting and its RDP accountant, imported when first used: they pull in much of
-    scipy (0.9 s), which every `twofold` command would otherwise wait for on start."""
+    scipy, which every `twofold` command would otherwise wait for on start."""
     import dp_accounting
     from dp_accounting import rdp
     return dp_accounting, rdp

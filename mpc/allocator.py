@@ -4,9 +4,9 @@ By default glibc hands every block above its mmap threshold (128 KiB, rising to 
 as such blocks are freed) to the kernel on free, and returns free memory above 128 KiB at the
 top of the heap; the next array of that size then page-faults on every 4 KiB page it touches.
 A protocol step at a million elements allocates and frees tens of 8 MiB arrays, so that cost
-was a third of a fixed-point product (fixed_mul at 2^20: 0.16 s, 0.11 s with these settings,
-medians of 7). Fixing both thresholds keeps arrays up to 32 MiB on the heap for reuse and up
-to 256 MiB of free heap in the process; larger arrays are still mapped and unmapped.
+is a large part of a fixed-point product (docs/mpc.md, "Measurements behind design choices").
+Fixing both thresholds keeps arrays up to 32 MiB on the heap for reuse and up to 256 MiB of
+free heap in the process; larger arrays are still mapped and unmapped.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Random permutations from a CSPRNG stream by Durstenfeld's shuffle (Fisher-Yates).
 
 The swaps are a sequential loop that numpy cannot vectorise, so numba compiles it (cached on
-disk; the first use in a fresh install takes about a second). The numpy way, sorting random
-64-bit keys, took 84 ms at 2^20 on this machine against 12 ms here, and a secure sort needs
-two permutations per digit pass (one made by the dealer, one by the permuting server).
+disk, compiled at the first use in a fresh install). The numpy way, sorting random 64-bit
+keys, is several times slower (docs/mpc.md, "Measurements behind design choices"), and a
+secure sort needs two permutations per digit pass (one made by the dealer, one by the
+permuting server).
 """
 
 from __future__ import annotations

@@ -103,10 +103,10 @@ class _Transport:
     """The socket shared by all channels, and the reader that sorts incoming messages.
 
     While the online channel is the only one (always with a dealer), the protocol reads the
-    socket itself: a reader task would add a hop through the event loop to every round (about
-    60 us of a 300 us round here, and training is bound by rounds). The first other channel
-    (OT mode, opened before any protocol runs) starts the reader task, which from then on
-    takes every message off the socket and queues it for its channel."""
+    socket itself: a reader task would add a hop through the event loop to every round, and
+    training is bound by rounds (docs/mpc.md, "Measurements behind design choices"). The first
+    other channel (OT mode, opened before any protocol runs) starts the reader task, which from
+    then on takes every message off the socket and queues it for its channel."""
 
     def __init__(self, socket: zmq.asyncio.Socket, party_id: int, job_id: str,
                  accounting: Accounting, timeout_s: float, cancel: StopSignal | None):

@@ -63,7 +63,7 @@ async def _open_source(endpoints: Endpoints, context: zmq.asyncio.Context, link:
                        job_id: str, accounting: Accounting,
                        stack: AsyncExitStack) -> CorrelationSource:
     if endpoints.correlations == "ot":
-        # imported here: OT mode loads numba (about 0.2 s), which dealer mode never needs
+        # imported here: OT mode loads numba, slow to import, which dealer mode never needs
         from mpc.ot.source import OtSource
         from mpc.ot.store import CotStore
 

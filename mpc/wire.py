@@ -4,9 +4,10 @@ A message is [header, frames of array 1, ..., frames of array k]. The header is 
 whose "arrays" entry lists [dtype, shape] for each array. An array travels in frames of
 FRAME_BYTES (the last one shorter), because CurveZMQ encrypts and decrypts frame by frame: the
 sender's encryption of one frame overlaps the receiver's decryption of the one before, where a
-single 8 MB frame is encrypted whole, then sent, then decrypted whole (8 MB on loopback: 13 ms
-in 1 MiB frames, 28 ms as one). Received dtypes must be on the allowlist and every frame must
-have exactly the size its array's description implies, or the message is rejected.
+single large frame is encrypted whole, then sent, then decrypted whole (about twice as slow:
+docs/mpc.md, "Measurements behind design choices"). Received dtypes must be on the allowlist
+and every frame must have exactly the size its array's description implies, or the message
+is rejected.
 """
 
 from __future__ import annotations

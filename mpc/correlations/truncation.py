@@ -109,7 +109,8 @@ class TruncatedTriples(Kind):
                                                     for p in (0, 1))
         shape, f = tuple(params["shape"]), U64(params["frac_bits"])
         bits = Prg(bytes(x ^ y for x, y in zip(*keys)), seq).words(shape)  # msb(r), r's low f
-        # in place, reusing the seed-derived arrays: each 2^20-word temporary costs about 1 ms
+        # in place, reusing the seed-derived arrays: each fresh temporary costs a page-faulted
+        # allocation
         product = np.multiply(np.add(a0, a1, out=a0), np.add(b0, b1, out=b0), out=a0)
         shares_sum = np.add(low0, low1, out=low0)
         low_bits = np.left_shift(shares_sum, U64(1) + f, out=low1)

@@ -273,10 +273,10 @@ async def and_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 # Values from which a carry ripples bit by bit (one AND per bit, a round per bit) instead of
-# going up a log-depth tree, where the ANDs saved outweigh the rounds added (bench mpc,
-# crossovers measured): with a dealer, adders from 2^15 values (Kogge-Stone ANDs 12 words
-# per value) and comparisons from 2^17 (their tree about 3 bits per bit); with OT, where an
-# ANDed bit costs two COTs, both from 2^11.
+# going up a log-depth tree, where the ANDs saved outweigh the rounds added (the crossovers
+# are measured with bench mpc, docs/mpc.md): with a dealer, adders from 2^15 values
+# (Kogge-Stone ANDs 12 words per value) and comparisons from 2^17 (their tree about 3 bits
+# per bit); with OT, where an ANDed bit costs two COTs, both from 2^11.
 RIPPLE_ADDERS_FROM = 1 << 15
 RIPPLE_COMPARISONS_FROM = 1 << 17
 RIPPLE_FROM_OT = 1 << 11
