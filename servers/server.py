@@ -31,6 +31,7 @@ from mpc.curve import KeyAuthenticator, make_server_socket
 from mpc.errors import PeerAborted
 from mpc.link import StopSignal
 from mpc.ot.store import exclusive
+from mpc.outputs import Output
 from mpc.rpc import ServiceClient, ServiceError
 from owners.keys import EXACT_LIMIT
 from owners.policy import Policy, PolicyError
@@ -40,7 +41,6 @@ from servers.config import ServerConfig
 from servers.exposure import analyze
 from servers.jobs import JobState, JobStore, run_job_blocking
 from servers.jobspec import JobSpec, check_sizes, parse_job_spec
-from servers.outputs import Output
 from servers.preprocessing import preprocess_blocking
 from servers.rules import check_job, review
 from servers.storage import StagedUpload, Storage, UploadRecord, check_id, check_job_name

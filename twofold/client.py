@@ -21,12 +21,12 @@ from pathlib import Path
 import pandas as pd
 import tomli_w
 
+from mpc.outputs import Output
 from mpc.rpc import ServiceUnreachable, each, service_clients
 from owners.policy import Policy
 from owners.prepare import prepare
 from owners.schema import Schema, load_schema
 from owners.upload import UploadResult, dummy_prg, source_digest, upload
-from servers.outputs import Output
 from twofold.config import ClientConfig, load_client_config
 from twofold.results import Result, reveal
 
