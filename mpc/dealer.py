@@ -27,19 +27,27 @@ import zmq.asyncio
 
 from mpc import wire
 from mpc.accounting import Accounting
+from mpc.actions import CLOSE, GET, OPEN
 from mpc.correlation_source import CorrelationSource, Request
 from mpc.correlations import KINDS, MAX_ELEMENTS, CorrelationError
 from mpc.correlations.row_masks import MaskRecord
-from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server_socket
+from mpc.curve import KeyPair, make_client_socket
 from mpc.errors import DealerError, PeerTimeout
 from mpc.link import send_within
 from mpc.prg import KEY_BYTES, Prg
+from mpc.service import Action, Caller, Service, header_field, whole_header
+from mpc.service import Request as ServiceRequest
 
 log = logging.getLogger("twofold.dealer")
+SERVER = "server"  # the role of the dealer's callers
 SERVER_NAMES = ("server0", "server1")
 MAX_REQUEST_BYTES = 1 << 16  # requests are one header; a larger frame drops the sender
 MAX_BATCH = 256  # requests in one message
 REQUEST_ROOM = 3 * MAX_REQUEST_BYTES // 4  # requests' bytes in one message, header included
+
+
+def _party(request: ServiceRequest) -> int:
+    return SERVER_NAMES.index(request.caller.name)
 
 
 @dataclass
@@ -51,65 +59,27 @@ class _Session:
     mask: MaskRecord | None = None  # the latest row mask: masked products read its rows
 
 
-class Dealer:
-    """The dealer service on one ROUTER socket; only the two servers' keys get in."""
+class Dealer(Service):
+    """The dealer service on one ROUTER socket (mpc/service.py); only the two servers' keys
+    get in."""
+
+    max_frame_bytes = MAX_REQUEST_BYTES
+    refusals = (DealerError, CorrelationError, KeyError, TypeError)
+    mandatory_routing = True
+    log = log
 
     def __init__(self, keys: KeyPair, server_publics: tuple[bytes, bytes], address: str):
-        self.keys = keys
+        super().__init__(keys, address, {key: Caller(SERVER, name)
+                                         for key, name in zip(server_publics, SERVER_NAMES)})
         self.server_publics = server_publics
-        self.address = address
         self.sessions: dict[str, _Session] = {}
+        self.actions = {
+            OPEN: Action(self._open, (SERVER,), (_party, header_field("job"))),
+            GET: Action(self._get, (SERVER,), (_party, whole_header)),
+            CLOSE: Action(self._close, (SERVER,), (_party, header_field("job"))),
+        }
 
-    async def serve(self, ready: asyncio.Event | None = None) -> None:
-        context = zmq.asyncio.Context()
-        authenticator = KeyAuthenticator(
-            context, {key: name for key, name in zip(self.server_publics, SERVER_NAMES)})
-        authenticator.start()
-        socket = context.socket(zmq.ROUTER)
-        socket.linger = 0
-        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
-        make_server_socket(socket, self.keys)
-        socket.bind(self.address)
-        self.address = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        if ready is not None:
-            ready.set()
-        try:
-            while True:
-                frames = await socket.recv_multipart(copy=False)
-                identity, request = frames[0], frames[1:]
-                party = SERVER_NAMES.index(request[0].get("User-Id"))
-                reply = self._handle(party, request)
-                try:
-                    await socket.send_multipart([identity.bytes, *reply], copy=False)
-                except zmq.ZMQError as error:  # the server left; serve the others
-                    log.warning("could not answer %s: %s", SERVER_NAMES[party], error)
-        finally:
-            authenticator.stop()
-            socket.close(0)
-            context.term()
-
-    def _handle(self, party: int, request) -> list:
-        try:
-            header, _ = wire.decode(request)
-            action = header.get("action")
-            if action == "open":
-                return wire.encode({"ok": True}, [self._open(party, header["job"])])
-            if action == "get":
-                counts, corrections = self._corrections(party, header)
-                return wire.encode({"ok": True, "counts": counts}, corrections)
-            if action == "close":
-                self._close(party, header.get("job"))
-                return wire.encode({"ok": True})
-            raise DealerError(f"unknown action {action!r}")
-        except (DealerError, CorrelationError, wire.WireError, KeyError, TypeError) as error:
-            log.warning("refused request from %s: %s", SERVER_NAMES[party], error)
-            return wire.encode({"ok": False, "error": str(error)[:2000]})
-        except Exception as error:  # a request no check foresaw: refuse it and keep serving
-            log.exception("failed request from %s", SERVER_NAMES[party])
-            return wire.encode({"ok": False, "error": f"{type(error).__name__}: {error}"[:2000]})
-
-    def _open(self, party: int, job: str) -> np.ndarray:
+    def _open(self, party: int, job) -> tuple[dict, list[np.ndarray]]:
         if not isinstance(job, str) or not job:
             raise DealerError("a session needs a job id")
         session = self.sessions.setdefault(
@@ -119,14 +89,19 @@ class Dealer:
                 f"job {job} was already opened by {SERVER_NAMES[party]}; "
                 "correlations are never handed out twice: start a new job id")
         session.opened_by.add(party)
-        return np.frombuffer(session.keys[party], dtype=np.uint8)
+        return {}, [np.frombuffer(session.keys[party], dtype=np.uint8)]
 
-    def _close(self, party: int, job: str) -> None:
+    def _close(self, party: int, job) -> dict:
         session = self.sessions.get(job)
         if session is not None:
             session.closed_by.add(party)
             if session.closed_by == {0, 1}:
                 del self.sessions[job]  # both done: forget the keys
+        return {}
+
+    def _get(self, party: int, header: dict) -> tuple[dict, list[np.ndarray]]:
+        counts, corrections = self._corrections(party, header)
+        return {"counts": counts}, corrections
 
     def _corrections(self, party: int, header: dict) -> tuple[list[int], list[np.ndarray]]:
         """Corrections for a batch of [seq, kind, params] requests; all or nothing."""
@@ -207,12 +182,12 @@ class DealerSource(CorrelationSource):
 
     async def open(self) -> None:
         with self.accounting.offline():
-            _, (key,) = await self._call({"action": "open"})
+            _, (key,) = await self._call({"action": OPEN})
         self._key = key.tobytes()
 
     async def close(self) -> None:
         await super().close()
-        await self._call({"action": "close"})
+        await self._call({"action": CLOSE})
 
     async def _produce(self, batch: list[Request]) -> list[tuple]:
         if self._key is None:
@@ -237,7 +212,7 @@ class DealerSource(CorrelationSource):
         """This server's corrections for its requests [seq, kind, params], by seq."""
         corrections: dict[int, list[np.ndarray]] = {}
         for requests in _messages(mine):
-            reply, arrays = await self._call({"action": "get", "requests": requests})
+            reply, arrays = await self._call({"action": GET, "requests": requests})
             counts = reply.get("counts")
             if not isinstance(counts, list) or sum(counts) != len(arrays):
                 raise DealerError(f"server {self.party_id}: malformed reply from the dealer")

@@ -12,6 +12,7 @@ import zmq
 import zmq.asyncio
 
 from mpc import wire
+from mpc.actions import HELLO
 from mpc.curve import KeyPair, make_client_socket
 from mpc.errors import MpcError, PeerTimeout
 from mpc.link import send_within
@@ -91,7 +92,7 @@ class ServiceClient:
     async def call(self, header: dict, arrays=()) -> tuple[dict, list[np.ndarray]]:
         async with self._lock:
             if not self._greeted:
-                await self._exchange({"action": "hello"}, (), self.handshake_s,
+                await self._exchange({"action": HELLO}, (), self.handshake_s,
                                      self._no_handshake(self.handshake_s))
                 self._greeted = True
             response, arrays = await self._exchange(header, arrays, self.timeout_s,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mpc.actions import ACTIVATE, BEGIN, CHUNK, COMMIT
 from mpc.curve import KeyPair
 from mpc.prg import Prg
 from mpc.rpc import ServerAddress, each, service_clients
@@ -102,7 +103,7 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
     upload_id = upload_id or digest[:32]
     names = list(prepared.columns)
     async with service_clients(keys, servers, timeout_s) as clients:
-        begin = {"action": "begin", "upload_id": upload_id, "table": prepared.table.name,
+        begin = {"action": BEGIN, "upload_id": upload_id, "table": prepared.table.name,
                  "schema_hash": schema.hash, "rows": prepared.rows, "columns": names,
                  "digest": digest, "policy": policy.to_json()}
         replies = await each(client.call(begin) for client in clients)
@@ -112,15 +113,15 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
         for start in range(0, prepared.rows, CHUNK_ROWS):
             chunk = [values[start:start + CHUNK_ROWS] for values in prepared.columns.values()]
             shares = [split(values, mask) for values, mask in zip(chunk, masks)]
-            await each(client.call({"action": "chunk", "upload_id": upload_id, "start": start},
+            await each(client.call({"action": CHUNK, "upload_id": upload_id, "start": start},
                                    [pair[clients.index(client)] for pair in shares])
                        for client in sending)
             if progress is not None:
                 progress(len(chunk[0]))
-        await each(client.call({"action": "commit", "upload_id": upload_id})
+        await each(client.call({"action": COMMIT, "upload_id": upload_id})
                    for client in sending)
         # the first activation makes the upload live on both; the second confirms it
-        activations = [await client.call({"action": "activate", "upload_id": upload_id})
+        activations = [await client.call({"action": ACTIVATE, "upload_id": upload_id})
                        for client in clients]
         return UploadResult(upload_id, prepared.rows, prepared.real_rows, statuses,
                             bool(activations[0][0]["was_live"]),

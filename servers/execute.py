@@ -16,13 +16,14 @@ from ml.features import Scaling, scale
 from ml.metrics import linear_sums, logistic_counts
 from ml.pipeline import fit, keep_tau_rows
 from ml.sgd import sigmoid
+from mpc.outputs import RELEASED, Output, OutputColumn
 from mpc.party import Party
 from mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
 from mpc.protocols.sort import SortKey
 from owners.schema import INDICATOR, Schema, key_sort_bits
 from servers.exposure import analyze
 from servers.jobspec import JobSpec, Nulls, flag_of, noise_ledger, plan_columns
-from servers.outputs import RELEASED, Output, OutputColumn, describe
+from servers.outputs import describe
 from servers.ranges import enforce_declared
 from servers.release import (
     Thresholds,

@@ -26,6 +26,7 @@ import numpy as np
 from mpc.accounting import Accounting
 from mpc.errors import ProtocolMismatch
 from mpc.link import StopSignal
+from mpc.outputs import Output
 from mpc.party import Party
 from mpc.ring import FixedPoint
 from mpc.session import Endpoints, open_party
@@ -35,7 +36,6 @@ from servers.budget import BudgetLedger, spend
 from servers.execute import execute
 from servers.exposure import analyze
 from servers.jobspec import JobSpec
-from servers.outputs import Output
 from servers.rules import check_job
 from servers.storage import Storage, check_id, confined
 

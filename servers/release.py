@@ -23,12 +23,12 @@ import numpy as np
 
 from ml.dp import StatisticsLedger, selection_threshold
 from mpc.noise import discrete_gaussian
+from mpc.outputs import RELEASED, Output, OutputColumn
 from mpc.party import Party
 from mpc.protocols.arithmetic import mul
 from mpc.protocols.boolean import equal, flag_rows, less_than
 from mpc.protocols.shuffle import shuffle
 from owners.schema import INDICATOR
-from servers.outputs import RELEASED, Output, OutputColumn
 from sorting_join.multiway import product
 
 U64 = np.uint64

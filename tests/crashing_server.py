@@ -18,6 +18,7 @@ import servers.storage
 from servers.config import load_server_config
 from servers.server import Server
 from servers.storage import StagedUpload, Storage
+from servers.uploads import Uploads
 
 # name -> (owner of the function, its name, "before" or "after" the call, which call)
 CRASH_POINTS = {
@@ -27,8 +28,8 @@ CRASH_POINTS = {
     "fsync": (StagedUpload, "close_durably", "after", 1),  # files durable, still in staging
     "rename": (servers.storage, "fsync_dir", "before", 1),  # moved to tables/, no catalog row
     "record": (Storage, "commit", "after", 1),  # catalog row written, commit not acknowledged
-    "activate": (Server, "_activate", "before", 1),  # an owner's activation arrived
-    "peer_check": (Server, "_peer_check", "before", 1),  # the peer's question arrived
+    "activate": (Uploads, "activate", "before", 1),  # an owner's activation arrived
+    "peer_check": (Uploads, "peer_check", "before", 1),  # the peer's question arrived
     "live1": (Storage, "make_live", "after", 1),  # first time it made the upload live
     "live2": (Storage, "make_live", "after", 2),  # second time
 }

@@ -18,6 +18,7 @@ import zmq
 
 import twofold
 from bench.cluster import LocalCluster
+from mpc.actions import CLIENT_ACTIONS, DEALER_ACTIONS, PEER_ACTIONS
 from mpc.correlations import KINDS
 from mpc.curve import KeyPair, load_keypair, load_public_key
 from mpc.dealer import MAX_REQUEST_BYTES
@@ -25,10 +26,6 @@ from owners.schema import load_schema
 from servers.config import load_dealer_config
 from servers.server import MAX_FRAME_BYTES
 
-OWNER_ACTIONS = ("hello", "begin", "chunk", "commit", "activate", "status", "job_submit",
-                 "job_explain", "job_status", "job_cancel", "fetch_output", "budget")
-PEER_ACTIONS = ("peer_check", "job_start", "job_abandon", "preprocess_start")
-DEALER_ACTIONS = ("open", "get", "close")
 STATISTICS = ('[job]\nrecipients = ["alice"]\ntables = ["customers"]\n'
               '[statistics]\ncolumns = ["customers.age"]\n')
 WILD = [None, True, False, 0, -1, 1, 2**31, 2**53 + 1, 2**63 - 1, -(2**63), 2**64 - 1,
@@ -188,7 +185,7 @@ class Generator:
                 meta.append(["uint64", [count]])
                 payloads.append(bytes(8 * count))
             else:
-                header["action"] = rng.choice([*OWNER_ACTIONS, *PEER_ACTIONS, *DEALER_ACTIONS,
+                header["action"] = rng.choice([*CLIENT_ACTIONS, *PEER_ACTIONS, *DEALER_ACTIONS,
                                                "nope", 7, None])
         packed = msgpack.packb({**header, "arrays": meta}, use_bin_type=True)
         if rng.random() < 0.05:  # flip bits of the header itself
@@ -272,7 +269,7 @@ def fuzz(cluster: LocalCluster, target: str, per_handler: int, seed: int,
     generator = Generator(rng, schema.hash, schema.table("customers").stored_columns)
     if target == "server":
         server_public = load_public_key(keys / "server0.key")
-        roles = [(load_keypair(keys / "alice.key_secret"), OWNER_ACTIONS),
+        roles = [(load_keypair(keys / "alice.key_secret"), CLIENT_ACTIONS),
                  (load_keypair(keys / "server1.key_secret"), PEER_ACTIONS)]
         address, limit = cluster.listen[0], MAX_FRAME_BYTES
         processes = lambda: [cluster.servers[0], cluster.servers[1]]  # noqa: E731

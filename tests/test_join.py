@@ -116,7 +116,7 @@ def test_join_message_sizes_depend_only_on_public_sizes():
     """Two datasets with the same schema and table sizes: each server sends the identical
     sequence of message sizes through a multi-way join, a predicate, a group-by with a
     distinct count and its release (minimum group size, masking, shuffle)."""
-    from servers.outputs import OutputColumn
+    from mpc.outputs import OutputColumn
     from servers.release import Thresholds, release_groups
     from sorting_join.aggregate import Aggregate, group_by
     from sorting_join.predicate import Expression, column_type

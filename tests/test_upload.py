@@ -180,13 +180,13 @@ def test_a_retry_after_one_server_committed_completes_with_matching_shares(deplo
     share made with a fresh mask: a ready table of garbage)."""
     async def scenario():
         async with running(deployment) as servers:
-            commit = servers[1]._commit
+            commit = servers[1].storage.commit
 
-            def fail_once(owner, upload_id):
-                servers[1]._commit = commit
+            def fail_once(staged):
+                servers[1].storage.commit = commit
                 raise ServiceError("disk full")
 
-            servers[1]._commit = fail_once
+            servers[1].storage.commit = fail_once
             with pytest.raises(ServiceError, match="disk full"):
                 await upload_file(deployment, "alice", "customers")
             assert [s.storage.current("customers") for s in servers] == [None, None]

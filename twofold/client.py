@@ -21,12 +21,13 @@ from pathlib import Path
 import pandas as pd
 import tomli_w
 
+from mpc.actions import BUDGET, FETCH_OUTPUT, JOB_CANCEL, JOB_EXPLAIN, JOB_STATUS, JOB_SUBMIT
+from mpc.outputs import Output
 from mpc.rpc import ServiceUnreachable, each, service_clients
 from owners.policy import Policy
 from owners.prepare import prepare
 from owners.schema import Schema, load_schema
 from owners.upload import UploadResult, dummy_prg, source_digest, upload
-from servers.outputs import Output
 from twofold.config import ClientConfig, load_client_config
 from twofold.results import Result, reveal
 
@@ -43,7 +44,7 @@ async def submit_job(config: ClientConfig, spec: str | dict, job_id: str | None 
     job_id = job_id or uuid.uuid4().hex
     text = spec_text(spec)
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
-        await each(c.call({"action": "job_submit", "job_id": job_id, "spec": text})
+        await each(c.call({"action": JOB_SUBMIT, "job_id": job_id, "spec": text})
                    for c in clients)
     return job_id
 
@@ -53,7 +54,7 @@ async def explain_job(config: ClientConfig, spec: str | dict) -> list[dict]:
     to it, and whether it would be queued (nothing is queued)."""
     text = spec_text(spec)
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
-        replies = await each(c.call({"action": "job_explain", "spec": text}) for c in clients)
+        replies = await each(c.call({"action": JOB_EXPLAIN, "spec": text}) for c in clients)
     return [{k: v for k, v in reply.items() if k not in ("ok", "rid")} for reply, _ in replies]
 
 
@@ -62,7 +63,7 @@ async def job_status(config: ClientConfig, job_id: str) -> list[dict]:
     job's recipients also its stage, costs and seconds. A server that does not answer shows
     as state "unreachable" with the reason, so what the other one says is still reported."""
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
-        replies = await asyncio.gather(*(c.call({"action": "job_status", "job_id": job_id})
+        replies = await asyncio.gather(*(c.call({"action": JOB_STATUS, "job_id": job_id})
                                          for c in clients), return_exceptions=True)
     statuses = []
     for reply in replies:
@@ -79,7 +80,7 @@ async def cancel_job(config: ClientConfig, job_id: str) -> list[dict]:
     """Stop a job on both servers: a queued job never starts, a running one stops at its next
     message and releases nothing."""
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
-        replies = await each(c.call({"action": "job_cancel", "job_id": job_id})
+        replies = await each(c.call({"action": JOB_CANCEL, "job_id": job_id})
                              for c in clients)
     return [reply for reply, _ in replies]
 
@@ -105,7 +106,7 @@ async def wait_for_job(config: ClientConfig, job_id: str, timeout_s: float = 360
 async def fetch_outputs(config: ClientConfig, job_id: str) -> list[Output]:
     """Both servers' stored outputs of a job, shares and all (recipients only)."""
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
-        replies = await each(c.call({"action": "fetch_output", "job_id": job_id})
+        replies = await each(c.call({"action": FETCH_OUTPUT, "job_id": job_id})
                              for c in clients)
     return [Output.from_meta(reply["meta"], arrays) for reply, arrays in replies]
 
@@ -128,7 +129,7 @@ async def run_job(config: ClientConfig, spec: str | dict, *, job_id: str | None 
 async def table_budget(config: ClientConfig, table: str) -> list[dict]:
     """Each server's record of the table's privacy budget (the table's owner only)."""
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
-        replies = await each(c.call({"action": "budget", "table": table}) for c in clients)
+        replies = await each(c.call({"action": BUDGET, "table": table}) for c in clients)
     return [_fields(reply) for reply, _ in replies]
 
 

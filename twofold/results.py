@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from ml.metrics import derive
+from mpc.outputs import RELEASED, Output, OutputColumn
 from mpc.ring import FixedPoint, to_signed
 from owners.keys import HASHED_TAG
 from owners.schema import INDICATOR
-from servers.outputs import RELEASED, Output, OutputColumn
 from twofold import models
 
 U64 = np.uint64

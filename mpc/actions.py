@@ -1,0 +1,38 @@
+"""The wire protocol's action names: every request's header names one as its "action".
+
+Three conversations, each with a service on a CurveZMQ socket (mpc/service.py):
+- a client (an owner, an analyst, a recipient) asks a server: owners/upload.py,
+  twofold/client.py, and the hello of mpc/rpc.py;
+- one server asks the other: uploads' checks, starting and failing jobs, idle preprocessing;
+- a server asks the dealer for a job's correlations (mpc/dealer.py).
+"""
+
+# ---- a client to a server ------------------------------------------------------------------
+HELLO = "hello"  # no fields: a client checks its key and the address with a short wait
+BEGIN = "begin"  # an upload: its id, table, rows, columns, digest and policy
+CHUNK = "chunk"  # rows of an upload in progress, as share arrays
+COMMIT = "commit"  # every row of an upload received: store it durably
+ACTIVATE = "activate"  # make an upload its table's live version on both servers
+STATUS = "status"  # a table's live version
+JOB_SUBMIT = "job_submit"
+JOB_EXPLAIN = "job_explain"  # what a spec would read and release; nothing is queued
+JOB_STATUS = "job_status"
+JOB_CANCEL = "job_cancel"
+FETCH_OUTPUT = "fetch_output"  # a job's output shares, for its recipients
+BUDGET = "budget"  # a table's privacy budget, for its owner
+
+# ---- one server to the other -----------------------------------------------------------------
+PEER_CHECK = "peer_check"  # do you hold this upload, the same? (then it becomes live)
+JOB_START = "job_start"  # server 0 to server 1: start your side of this job
+JOB_ABANDON = "job_abandon"  # server 0 to server 1: fail this job, I could not start it
+PREPROCESS_START = "preprocess_start"  # server 0 to server 1: an idle-time session
+
+# ---- a server to the dealer ------------------------------------------------------------------
+OPEN = "open"  # a job's session: this server's seed key
+GET = "get"  # a batch of corrections
+CLOSE = "close"  # this server is done with the job's session
+
+CLIENT_ACTIONS = (HELLO, BEGIN, CHUNK, COMMIT, ACTIVATE, STATUS, JOB_SUBMIT, JOB_EXPLAIN,
+                  JOB_STATUS, JOB_CANCEL, FETCH_OUTPUT, BUDGET)
+PEER_ACTIONS = (PEER_CHECK, JOB_START, JOB_ABANDON, PREPROCESS_START)
+DEALER_ACTIONS = (OPEN, GET, CLOSE)

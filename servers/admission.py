@@ -1,0 +1,113 @@
+"""What a server checks before it queues a job, and which jobs a client may name.
+
+At submission a job passes the owners' rules (servers/rules.py) for the live version of every
+table it reads, who may submit among them and first of all, then the sizes it would compute
+on, a prediction's model and the tables' privacy budgets. `explain` runs the same checks
+without queueing anything. A job is checked again when it starts (servers/jobs.py).
+
+Job ids are per submitter: a client names a job "submitter/id", or by an id, its own job of
+that id or else the one job of that id it receives; every other job is answered for exactly
+as one that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from mpc.outputs import Output
+from mpc.service import RequestError
+from owners.policy import Policy
+from owners.schema import Schema
+from servers.budget import BudgetLedger, check_budgets
+from servers.exposure import analyze
+from servers.jobs import JobState, JobStore
+from servers.jobspec import JobSpec, check_sizes
+from servers.rules import check_job, review
+from servers.storage import Storage, check_job_name
+
+
+def known_job(jobs: JobStore, client: str, name: str) -> JobState:
+    """The job a client names, among those it may see (it submitted or receives them)."""
+    submitter, job_id = check_job_name(name)
+    state = jobs.states.get((submitter or client, job_id))
+    if state is not None and client in (state.submitter, *state.recipients):
+        return state
+    if submitter is None:
+        received = [s for s in jobs.states.values()
+                    if s.job_id == job_id and client in s.recipients]
+        if len(received) == 1:
+            return received[0]
+        if received:
+            names = ", ".join(sorted(s.name for s in received))
+            raise RequestError(f"{job_id} is the id of several jobs {client} receives: "
+                               f"{names}; name one as submitter/id")
+    raise RequestError(f"no job {name} for {client}")
+
+
+class Admission:
+    def __init__(self, schema: Schema, storage: Storage, jobs: JobStore, data_dir: Path):
+        self.schema = schema
+        self.storage = storage
+        self.jobs = jobs
+        self.data_dir = data_dir
+
+    def admit(self, client: str, spec: JobSpec) -> str:
+        """Every check a job must pass before it is queued, the owners' rules (who may submit
+        among them) first: nothing else is looked at for a client the rules refuse. Returns
+        the name ("submitter/id") of a prediction's model, resolved by the client's view."""
+        rules = check_job(analyze(spec, self.schema), self.schema, self._policies(spec), client)
+        model, kind = self._check_model(client, spec) if spec.kind == "predict" else (None, None)
+        check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows, kind)
+        if spec.charge is not None:
+            ledger = BudgetLedger(self.data_dir)
+            try:
+                check_budgets(ledger, spec.charge, rules.budgets)
+            finally:
+                ledger.close()
+        return model.name if model else ""
+
+    def explain(self, client: str, spec: JobSpec) -> dict:
+        """What a spec would read and release, every rule that applies to it, and whether it
+        would be queued; nothing is queued or run."""
+        exposure = analyze(spec, self.schema)
+        findings = review(exposure, self.schema, self._policies(spec), client)
+        try:
+            self.admit(client, spec)
+            refusal = ""
+        except (RequestError, ValueError) as error:  # the rules' and the checks' refusals
+            refusal = str(error)
+        return {"exposure": exposure.as_dict(), "findings": [asdict(f) for f in findings],
+                "accepted": not refusal, "refusal": refusal}
+
+    def _policies(self, spec: JobSpec) -> dict[str, Policy]:
+        """The rules of the live version of every table the job reads."""
+        missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
+        if missing:
+            raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
+        return {name: Policy.from_json(self.storage.current(name).policy)
+                for name in spec.plan.tables}
+
+    def _check_model(self, client: str, spec: JobSpec) -> tuple[JobState, str]:
+        """A prediction uses a finished model its submitter may see, and goes only to that
+        model's recipients; the model's job, resolved once, is recorded with the prediction.
+        Returns that job and the model's kind (linear or logistic)."""
+        section = spec.section
+        model = known_job(self.jobs, client, section.model_job)
+        if model.state != "done":
+            raise RequestError(f"model job {section.model_job} is not a finished job")
+        output = Output.load(self.jobs.output_folder(*model.key))
+        if output.kind != "model":
+            raise RequestError(f"job {section.model_job} did not train a model")
+        if list(section.features) != output.info["features"]:  # what the owners granted
+            raise RequestError(f"the features must be the model's: "
+                               f"{', '.join(output.info['features'])}")
+        if section.label is not None and list(section.label_range) != output.info["label_range"]:
+            low, high = section.label_range
+            raise RequestError(f"the label {section.label} ranges over [{low:g}, {high:g}]; "
+                               f"the model's over {output.info['label_range']}")
+        outsiders = set(spec.recipients) - set(model.recipients)
+        if outsiders:
+            raise RequestError(f"{', '.join(sorted(outsiders))} may not receive outputs of "
+                               f"model {section.model_job}")
+        return model, output.info["model"]
