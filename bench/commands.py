@@ -18,18 +18,18 @@ import pyarrow.csv as pacsv
 import typer
 from rich.console import Console
 
-from bench import oulad, tpch
-from bench.cluster import LocalCluster
-from bench.protocols import OPS
-from bench.report import print_report, row, slowest, stage_rows
-from mpc.prg import Prg
-from mpc.session import CORRELATIONS
-from owners.policy import unrestricted
-from owners.prepare import prepare
-from owners.schema import load_schema
-from owners.upload import upload
+from twofold.bench import oulad, tpch
+from twofold.bench.protocols import OPS
+from twofold.bench.report import print_report, row, slowest, stage_rows
+from twofold.cli.local_cluster import LocalCluster
 from twofold.client import Client
 from twofold.config import load_client_config
+from twofold.mpc.prg import Prg
+from twofold.mpc.session import CORRELATIONS
+from twofold.owners.policy import unrestricted
+from twofold.owners.prepare import prepare
+from twofold.owners.schema import load_schema
+from twofold.owners.upload import upload
 
 bench_app = typer.Typer(help="Measure time, bytes and rounds on a local cluster.",
                         no_args_is_help=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.party import Party
-from mpc.protocols.arithmetic import share_input
-from sorting_join.binary import join_binary
-from sorting_join.table import SharedTable
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import share_input
+from twofold.sorting_join.binary import join_binary
+from twofold.sorting_join.table import SharedTable
 
 U64 = np.uint64
 

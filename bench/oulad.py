@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.plaintext import accuracy, train_plain
-from ml.sgd import Hyper, poisson_batches, sequential_batches
-from mpc.prg import Prg
+from twofold.ml.plaintext import accuracy, train_plain
+from twofold.ml.sgd import Hyper, poisson_batches, sequential_batches
 from twofold.models import predict
+from twofold.mpc.prg import Prg
 
 SCHEMA = Path(__file__).parent / "data" / "oulad.toml"  # written beside the CSV files
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.timing import timed_runs
-from mpc.party import Party
-from mpc.protocols.arithmetic import fixed_matmul, fixed_mul, mul, share_input, truncate
-from mpc.protocols.boolean import arith_to_bool, clamp_public, equal, less_than
-from mpc.protocols.shuffle import shuffle
-from mpc.protocols.sort import SortKey, sort
+from twofold.bench.timing import timed_runs
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import fixed_matmul, fixed_mul, mul, share_input, truncate
+from twofold.mpc.protocols.boolean import arith_to_bool, clamp_public, equal, less_than
+from twofold.mpc.protocols.shuffle import shuffle
+from twofold.mpc.protocols.sort import SortKey, sort
 
 OPS = ("mul", "fixed_mul", "matmul", "trunc", "lt", "eq", "clamp", "a2b", "shuffle", "sort",
        "sort32")

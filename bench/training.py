@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.timing import timed_runs
-from ml.purify import purify
-from ml.sgd import Hyper, sequential_batches, train
-from mpc.party import Party
-from mpc.protocols.arithmetic import share_input
+from twofold.bench.timing import timed_runs
+from twofold.ml.purify import purify
+from twofold.ml.sgd import Hyper, sequential_batches, train
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import share_input
 
 U64 = np.uint64
 

@@ -12,13 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-from bench.joins import run_join_bench
-from bench.protocols import run_mpc_bench
-from bench.training import run_ml_bench
-from mpc.allocator import keep_large_blocks
-from mpc.errors import MpcError
-from mpc.session import open_party
-from servers.config import ConfigError, load_server_endpoints
+from twofold.bench.joins import run_join_bench
+from twofold.bench.protocols import run_mpc_bench
+from twofold.bench.training import run_ml_bench
+from twofold.mpc.allocator import keep_large_blocks
+from twofold.mpc.errors import MpcError
+from twofold.mpc.session import open_party
+from twofold.servers.config import ConfigError, load_server_endpoints
 
 PROGRAMS = {"bench_mpc": run_mpc_bench, "bench_join": run_join_bench,
             "bench_ml": run_ml_bench}

@@ -20,12 +20,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench import oulad
-from bench.cluster import LocalCluster
-from ml.dp import Privacy
-from mpc.session import CORRELATIONS
-from owners.policy import ALL_COLUMNS, Policy
+from twofold.bench import oulad
+from twofold.cli.local_cluster import LocalCluster
 from twofold.client import Client
+from twofold.ml.dp import Privacy
+from twofold.mpc.session import CORRELATIONS
+from twofold.owners.policy import ALL_COLUMNS, Policy
 
 DATA = Path(__file__).parent / "demo_data"
 OWNERS = ("university", "agency", "statistics_office", "analyst")

@@ -8,23 +8,23 @@ from pathlib import Path
 
 import typer
 
-from bench.cluster import ProcessError
-from bench.commands import bench_app
-from cli.demo import demo
-from cli.job import job_app, reveal_command
-from cli.owner import owner_app
-from cli.server import server_app
-from mpc.allocator import keep_large_blocks
-from mpc.curve import generate_keypair
-from mpc.dealer import Dealer
-from mpc.errors import MpcError
-from owners.policy import PolicyError
-from owners.predicate import PredicateError
-from owners.read import UploadError
-from owners.schema import SchemaError
-from servers.config import ConfigError, load_dealer_config
-from servers.jobspec import JobSpecError
+from twofold.bench.commands import bench_app
+from twofold.cli.demo import demo
+from twofold.cli.job import job_app, reveal_command
+from twofold.cli.local_cluster import ProcessError
+from twofold.cli.owner import owner_app
+from twofold.cli.server import server_app
 from twofold.config import ClientConfigError
+from twofold.mpc.allocator import keep_large_blocks
+from twofold.mpc.curve import generate_keypair
+from twofold.mpc.dealer import Dealer
+from twofold.mpc.errors import MpcError
+from twofold.owners.policy import PolicyError
+from twofold.owners.predicate import PredicateError
+from twofold.owners.read import UploadError
+from twofold.owners.schema import SchemaError
+from twofold.servers.config import ConfigError, load_dealer_config
+from twofold.servers.jobspec import JobSpecError
 
 app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)

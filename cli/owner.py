@@ -8,12 +8,17 @@ from pathlib import Path
 import typer
 from rich.progress import Progress
 
-from mpc.curve import load_keypair, load_public_key
-from mpc.rpc import ServerAddress
-from owners.policy import Policy, load_policy_file, parse_aggregate_flag, policy_from_settings
-from owners.schema import Schema, Table, load_schema
 from twofold.client import Client
 from twofold.config import ClientConfig, ClientConfigError, load_client_config
+from twofold.mpc.curve import load_keypair, load_public_key
+from twofold.mpc.rpc import ServerAddress
+from twofold.owners.policy import (
+    Policy,
+    load_policy_file,
+    parse_aggregate_flag,
+    policy_from_settings,
+)
+from twofold.owners.schema import Schema, Table, load_schema
 
 owner_app = typer.Typer(help="Validate and upload your tables as secret shares.",
                         no_args_is_help=True)

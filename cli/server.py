@@ -9,11 +9,11 @@ from pathlib import Path
 
 import typer
 
-from ml.dp import accountant_library
-from mpc.ot.store import exclusive
-from servers.config import ConfigError, load_server_config, load_server_endpoints
-from servers.preprocessing import preprocess
-from servers.server import Server
+from twofold.ml.dp import accountant_library
+from twofold.mpc.ot.store import exclusive
+from twofold.servers.config import ConfigError, load_server_config, load_server_endpoints
+from twofold.servers.preprocessing import preprocess
+from twofold.servers.server import Server
 
 server_app = typer.Typer(help="Run a compute server.", no_args_is_help=True)
 

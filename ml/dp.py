@@ -24,7 +24,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from mpc.ring import FixedPoint, truncated_range
+from twofold.mpc.ring import FixedPoint, truncated_range
 
 MAX_EPSILON = 1000.0  # a budget may total more than one job's epsilon
 MULTIPLIERS = (1e-3, 1e4)  # the noise multipliers any calibration may reach

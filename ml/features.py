@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.party import Party
-from mpc.protocols.arithmetic import truncate
-from mpc.ring import PUBLIC_FACTOR_BITS, FixedPoint, PrecisionError
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import truncate
+from twofold.mpc.ring import PUBLIC_FACTOR_BITS, FixedPoint, PrecisionError
 
 U64 = np.uint64
 FLOAT_EXACT = 1 << 53  # factors stay exact as floats (they travel in the model's JSON)

@@ -18,20 +18,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.dp import Ledger, Privacy, calibrate, count_sigma, gradient_bound
-from ml.features import Scaling, scale, scaling_for
-from ml.purify import compact_and_count, purify
-from ml.sgd import Hyper, poisson_batches, sequential_batches, train
-from mpc.noise import discrete_gaussian
-from mpc.party import Party
-from mpc.prg import KEY_BYTES, Prg
-from mpc.protocols.arithmetic import mul
-from mpc.protocols.boolean import equal, less_than
-from mpc.protocols.scan import segmented_scan
-from mpc.protocols.shuffle import shuffle
-from mpc.protocols.sort import SortKey, sort
-from owners.keys import KEY_BITS
-from sorting_join.table import SharedTable
+from twofold.ml.dp import Ledger, Privacy, calibrate, count_sigma, gradient_bound
+from twofold.ml.features import Scaling, scale, scaling_for
+from twofold.ml.purify import compact_and_count, purify
+from twofold.ml.sgd import Hyper, poisson_batches, sequential_batches, train
+from twofold.mpc.noise import discrete_gaussian
+from twofold.mpc.party import Party
+from twofold.mpc.prg import KEY_BYTES, Prg
+from twofold.mpc.protocols.arithmetic import mul
+from twofold.mpc.protocols.boolean import equal, less_than
+from twofold.mpc.protocols.scan import segmented_scan
+from twofold.mpc.protocols.shuffle import shuffle
+from twofold.mpc.protocols.sort import SortKey, sort
+from twofold.owners.keys import KEY_BITS
+from twofold.sorting_join.table import SharedTable
 
 U64 = np.uint64
 

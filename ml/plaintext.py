@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml.sgd import Hyper
-from mpc.noise import discrete_gaussian
-from mpc.prg import Prg
+from twofold.ml.sgd import Hyper
+from twofold.mpc.noise import discrete_gaussian
+from twofold.mpc.prg import Prg
 
 GRID = 2.0 ** 16
 

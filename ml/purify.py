@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.party import Party
-from mpc.protocols.arithmetic import mul, reveal
-from mpc.protocols.boolean import flag_rows, less_than
-from mpc.protocols.shuffle import shuffle
-from mpc.protocols.sort import SortKey, sort
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import mul, reveal
+from twofold.mpc.protocols.boolean import flag_rows, less_than
+from twofold.mpc.protocols.shuffle import shuffle
+from twofold.mpc.protocols.sort import SortKey, sort
 
 U64 = np.uint64
 

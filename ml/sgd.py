@@ -37,13 +37,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.dp import NOISE_TAILS
-from mpc.correlations.row_masks import MaskedProducts
-from mpc.noise import discrete_gaussian
-from mpc.party import Party
-from mpc.protocols.arithmetic import mul, reveal, truncate
-from mpc.protocols.boolean import bits_times, clamp, less_than_bits
-from mpc.ring import as_ring, public_factor
+from twofold.ml.dp import NOISE_TAILS
+from twofold.mpc.correlations.row_masks import MaskedProducts
+from twofold.mpc.noise import discrete_gaussian
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import mul, reveal, truncate
+from twofold.mpc.protocols.boolean import bits_times, clamp, less_than_bits
+from twofold.mpc.ring import as_ring, public_factor
 
 U64 = np.uint64
 

@@ -2,7 +2,7 @@
 
 Three conversations, each with a service on a CurveZMQ socket (mpc/service.py):
 - a client (an owner, an analyst, a recipient) asks a server: owners/upload.py,
-  twofold/client.py, and the hello of mpc/rpc.py;
+  client/client.py, and the hello of mpc/rpc.py;
 - one server asks the other: uploads' checks, starting and failing jobs, idle preprocessing;
 - a server asks the dealer for a job's correlations (mpc/dealer.py).
 """

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.accounting import Accounting
-from mpc.correlations import KINDS
-from mpc.errors import ProtocolMismatch
-from mpc.request_groups import groups, merged, split
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.correlations import KINDS
+from twofold.mpc.errors import ProtocolMismatch
+from twofold.mpc.request_groups import groups, merged, split
 
 Request = tuple[str, dict]  # (kind's name, params), as in mpc.correlations.KINDS
 DEFAULT_BUDGET_ELEMENTS = 1 << 25  # about 256 MiB of made-but-unused correlations

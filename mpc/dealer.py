@@ -25,18 +25,18 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from mpc import wire
-from mpc.accounting import Accounting
-from mpc.actions import CLOSE, GET, OPEN
-from mpc.correlation_source import CorrelationSource, Request
-from mpc.correlations import KINDS, MAX_ELEMENTS, CorrelationError
-from mpc.correlations.row_masks import MaskRecord
-from mpc.curve import KeyPair, make_client_socket
-from mpc.errors import DealerError, PeerTimeout
-from mpc.link import send_within
-from mpc.prg import KEY_BYTES, Prg
-from mpc.service import Action, Caller, Service, header_field, whole_header
-from mpc.service import Request as ServiceRequest
+from twofold.mpc import wire
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.actions import CLOSE, GET, OPEN
+from twofold.mpc.correlation_source import CorrelationSource, Request
+from twofold.mpc.correlations import KINDS, MAX_ELEMENTS, CorrelationError
+from twofold.mpc.correlations.row_masks import MaskRecord
+from twofold.mpc.curve import KeyPair, make_client_socket
+from twofold.mpc.errors import DealerError, PeerTimeout
+from twofold.mpc.link import send_within
+from twofold.mpc.prg import KEY_BYTES, Prg
+from twofold.mpc.service import Action, Caller, Service, header_field, whole_header
+from twofold.mpc.service import Request as ServiceRequest
 
 log = logging.getLogger("twofold.dealer")
 SERVER = "server"  # the role of the dealer's callers

@@ -24,10 +24,10 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from mpc import wire
-from mpc.accounting import Accounting
-from mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server_socket
-from mpc.errors import (
+from twofold.mpc import wire
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.curve import KeyAuthenticator, KeyPair, make_client_socket, make_server_socket
+from twofold.mpc.errors import (
     JobCancelled,
     MpcError,
     PeerAborted,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.prg import Prg
+from twofold.mpc.prg import Prg
 
 
 def _uniform(prg: Prg, count: int) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Job outputs as a server stores them and a recipient receives them: the format both sides
-share (servers/release.py makes outputs, twofold/results.py decodes them).
+share (servers/release.py makes outputs, client/results.py decodes them).
 
 An output is a list of named columns of shares, each with a decoding ("fixed" point, a
 "categorical" vocabulary, a "key" code, or a "count"): row outputs (rows, aggregate,

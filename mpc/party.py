@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.accounting import Accounting
-from mpc.correlation_source import CorrelationSource
-from mpc.link import PeerLink
-from mpc.prg import Prg
-from mpc.ring import FixedPoint
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.correlation_source import CorrelationSource
+from twofold.mpc.link import PeerLink
+from twofold.mpc.prg import Prg
+from twofold.mpc.ring import FixedPoint
 
 
 @dataclass

@@ -92,6 +92,8 @@ class Prg:
             if count > 1 and np.any(ordered[1:] == ordered[:-1]):
                 return np.argsort(keys, kind="stable")  # repeated keys: a determined order
             return order
-        from mpc.fisher_yates import shuffled_range  # numba: only where permutations are large
+        from twofold.mpc.fisher_yates import (
+            shuffled_range,  # numba: only where permutations are large
+        )
 
         return shuffled_range(self.words(count))

@@ -18,7 +18,7 @@ not held up by later ones. How requests of a kind merge and split is the kind's 
 
 from __future__ import annotations
 
-from mpc.correlations import KINDS
+from twofold.mpc.correlations import KINDS
 
 FIRST_WINDOW_ELEMENTS = 1 << 14
 WINDOW_ELEMENTS = 1 << 20

@@ -11,11 +11,11 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from mpc import wire
-from mpc.actions import HELLO
-from mpc.curve import KeyPair, make_client_socket
-from mpc.errors import MpcError, PeerTimeout
-from mpc.link import send_within
+from twofold.mpc import wire
+from twofold.mpc.actions import HELLO
+from twofold.mpc.curve import KeyPair, make_client_socket
+from twofold.mpc.errors import MpcError, PeerTimeout
+from twofold.mpc.link import send_within
 
 HANDSHAKE_TIMEOUT_S = 5.0
 

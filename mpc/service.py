@@ -27,8 +27,8 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from mpc import wire
-from mpc.curve import KeyAuthenticator, KeyPair, make_server_socket
+from twofold.mpc import wire
+from twofold.mpc.curve import KeyAuthenticator, KeyPair, make_server_socket
 
 MAX_ERROR_CHARS = 2000  # error replies stay far below the clients' header limit
 

@@ -11,15 +11,15 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from mpc.accounting import Accounting
-from mpc.correlation_source import CorrelationSource
-from mpc.curve import KeyPair
-from mpc.dealer import DealerSource, connect_dealer
-from mpc.errors import SettingsMismatch
-from mpc.link import DEFAULT_TIMEOUT_S, PeerLink, StopSignal, connect_peer
-from mpc.party import Party
-from mpc.prg import Prg
-from mpc.ring import FixedPoint
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.correlation_source import CorrelationSource
+from twofold.mpc.curve import KeyPair
+from twofold.mpc.dealer import DealerSource, connect_dealer
+from twofold.mpc.errors import SettingsMismatch
+from twofold.mpc.link import DEFAULT_TIMEOUT_S, PeerLink, StopSignal, connect_peer
+from twofold.mpc.party import Party
+from twofold.mpc.prg import Prg
+from twofold.mpc.ring import FixedPoint
 
 CORRELATIONS = ("dealer", "ot")  # where correlated randomness comes from
 
@@ -64,8 +64,8 @@ async def _open_source(endpoints: Endpoints, context: zmq.asyncio.Context, link:
                        stack: AsyncExitStack) -> CorrelationSource:
     if endpoints.correlations == "ot":
         # imported here: OT mode loads numba, slow to import, which dealer mode never needs
-        from mpc.ot.source import OtSource
-        from mpc.ot.store import CotStore
+        from twofold.mpc.ot.source import OtSource
+        from twofold.mpc.ot.store import CotStore
 
         store = CotStore(endpoints.cot_store) if endpoints.cot_store is not None else None
         source = OtSource(link, accounting, store=store)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.prg import Prg
-from mpc.ring import as_ring
+from twofold.mpc.prg import Prg
+from twofold.mpc.ring import as_ring
 
 
 def split(values, prg: Prg | None = None) -> tuple[np.ndarray, np.ndarray]:

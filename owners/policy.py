@@ -35,7 +35,7 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ml.dp import Privacy, PrivacyError
+from twofold.ml.dp import Privacy, PrivacyError
 
 OUTPUT_KINDS = ("rows", "aggregate", "statistics", "model", "predictions")
 DEFAULT_OUTPUTS = ("aggregate", "statistics", "model")

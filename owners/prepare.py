@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mpc.prg import Prg
-from owners.keys import EXACT_LIMIT, HASHED_TAG, encode_keys
-from owners.predicate import evaluate
-from owners.read import SourceFile, UploadError, read_source, typed_columns
-from owners.schema import INDICATOR, Schema, Table, null_flag
+from twofold.mpc.prg import Prg
+from twofold.owners.keys import EXACT_LIMIT, HASHED_TAG, encode_keys
+from twofold.owners.predicate import evaluate
+from twofold.owners.read import SourceFile, UploadError, read_source, typed_columns
+from twofold.owners.schema import INDICATOR, Schema, Table, null_flag
 
 U64 = np.uint64
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from owners.schema import Column, Table, exact, null_flag
+from twofold.owners.schema import Column, Table, exact, null_flag
 
 INTEGER_PATTERN = r"^[+-]?[0-9]+$"
 INTEGER_KEY_PATTERN = r"^-?[0-9]+$"  # one spelling per key: "+5" would be a second "5"

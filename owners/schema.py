@@ -26,8 +26,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpc.ring import FixedPoint
-from owners.keys import KEY_BITS
+from twofold.mpc.ring import FixedPoint
+from twofold.owners.keys import KEY_BITS
 
 INDICATOR = "_valid"
 NULL_PREFIX = "_null_"

@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mpc.actions import ACTIVATE, BEGIN, CHUNK, COMMIT
-from mpc.curve import KeyPair
-from mpc.prg import Prg
-from mpc.rpc import ServerAddress, each, service_clients
-from mpc.sharing import split
-from owners.policy import Policy
-from owners.prepare import PreparedTable
-from owners.schema import Schema
+from twofold.mpc.actions import ACTIVATE, BEGIN, CHUNK, COMMIT
+from twofold.mpc.curve import KeyPair
+from twofold.mpc.prg import Prg
+from twofold.mpc.rpc import ServerAddress, each, service_clients
+from twofold.mpc.sharing import split
+from twofold.owners.policy import Policy
+from twofold.owners.prepare import PreparedTable
+from twofold.owners.schema import Schema
 
 CHUNK_ROWS = 1 << 17  # 1 MiB frames, below the servers' MAX_FRAME_BYTES
 

@@ -15,16 +15,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from mpc.outputs import Output
-from mpc.service import RequestError
-from owners.policy import Policy
-from owners.schema import Schema
-from servers.budget import BudgetLedger, check_budgets
-from servers.exposure import analyze
-from servers.jobs import JobState, JobStore
-from servers.jobspec import JobSpec, check_sizes
-from servers.rules import check_job, review
-from servers.storage import Storage, check_job_name
+from twofold.mpc.outputs import Output
+from twofold.mpc.service import RequestError
+from twofold.owners.policy import Policy
+from twofold.owners.schema import Schema
+from twofold.servers.budget import BudgetLedger, check_budgets
+from twofold.servers.exposure import analyze
+from twofold.servers.jobs import JobState, JobStore
+from twofold.servers.jobspec import JobSpec, check_sizes
+from twofold.servers.rules import check_job, review
+from twofold.servers.storage import Storage, check_job_name
 
 
 def known_job(jobs: JobStore, client: str, name: str) -> JobState:

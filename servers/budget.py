@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.dp import Charge, Privacy
-from mpc.errors import ProtocolMismatch
-from mpc.party import Party
-from owners.policy import PolicyError
+from twofold.ml.dp import Charge, Privacy
+from twofold.mpc.errors import ProtocolMismatch
+from twofold.mpc.party import Party
+from twofold.owners.policy import PolicyError
 
 # sums of floats recorded in different orders may differ in their last bits, relative to their
 # size: an absolute slack would be everything at a total delta of 1e-12

@@ -17,10 +17,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpc.curve import KeyPair, load_keypair, load_public_key
-from mpc.link import DEFAULT_TIMEOUT_S
-from mpc.session import CORRELATIONS, Endpoints
-from servers.storage import check_id
+from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
+from twofold.mpc.link import DEFAULT_TIMEOUT_S
+from twofold.mpc.session import CORRELATIONS, Endpoints
+from twofold.servers.storage import check_id
 
 MAX_IDLE_COTS = 1 << 28  # per direction; at 17 bytes each way, 9 GB on each server
 

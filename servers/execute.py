@@ -12,20 +12,20 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from ml.features import Scaling, scale
-from ml.metrics import linear_sums, logistic_counts
-from ml.pipeline import fit, keep_tau_rows
-from ml.sgd import sigmoid
-from mpc.outputs import RELEASED, Output, OutputColumn
-from mpc.party import Party
-from mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
-from mpc.protocols.sort import SortKey
-from owners.schema import INDICATOR, Schema, key_sort_bits
-from servers.exposure import analyze
-from servers.jobspec import JobSpec, Nulls, flag_of, noise_ledger, plan_columns
-from servers.outputs import describe
-from servers.ranges import enforce_declared
-from servers.release import (
+from twofold.ml.features import Scaling, scale
+from twofold.ml.metrics import linear_sums, logistic_counts
+from twofold.ml.pipeline import fit, keep_tau_rows
+from twofold.ml.sgd import sigmoid
+from twofold.mpc.outputs import RELEASED, Output, OutputColumn
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
+from twofold.mpc.protocols.sort import SortKey
+from twofold.owners.schema import INDICATOR, Schema, key_sort_bits
+from twofold.servers.exposure import analyze
+from twofold.servers.jobspec import JobSpec, Nulls, flag_of, noise_ledger, plan_columns
+from twofold.servers.outputs import describe
+from twofold.servers.ranges import enforce_declared
+from twofold.servers.release import (
     Thresholds,
     meets,
     release_groups,
@@ -33,11 +33,11 @@ from servers.release import (
     release_statistics,
     release_values,
 )
-from servers.rules import Rules
-from sorting_join.aggregate import group_by, statistics
-from sorting_join.multiway import product, run_join
-from sorting_join.predicate import column_type
-from sorting_join.table import SharedTable
+from twofold.servers.rules import Rules
+from twofold.sorting_join.aggregate import group_by, statistics
+from twofold.sorting_join.multiway import product, run_join
+from twofold.sorting_join.predicate import column_type
+from twofold.sorting_join.table import SharedTable
 
 
 def _sort_bits(schema: Schema, key: str) -> int:

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ml.dp import Charge, Privacy
-from owners.schema import Schema
-from servers.jobspec import AggregateSection, JobSpec, PredictSection, StatisticsSection
+from twofold.ml.dp import Charge, Privacy
+from twofold.owners.schema import Schema
+from twofold.servers.jobspec import AggregateSection, JobSpec, PredictSection, StatisticsSection
 
 SCOPES = {  # output kind -> over which rows each table's k entities are counted
     "rows": "the whole row set (each row is one joined row)",

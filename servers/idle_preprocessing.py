@@ -14,13 +14,13 @@ import logging
 import uuid
 from typing import Awaitable, Callable
 
-from mpc.actions import PREPROCESS_START
-from mpc.errors import PeerAborted
-from mpc.link import StopSignal
-from mpc.rpc import ServiceError
-from mpc.service import RequestError
-from mpc.session import Endpoints
-from servers.preprocessing import preprocess_blocking
+from twofold.mpc.actions import PREPROCESS_START
+from twofold.mpc.errors import PeerAborted
+from twofold.mpc.link import StopSignal
+from twofold.mpc.rpc import ServiceError
+from twofold.mpc.service import RequestError
+from twofold.mpc.session import Endpoints
+from twofold.servers.preprocessing import preprocess_blocking
 
 log = logging.getLogger("twofold.server")
 IDLE_RETRY_S = 60.0  # a failed idle-time preprocessing session is tried again after this

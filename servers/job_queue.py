@@ -18,19 +18,19 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
-from mpc.accounting import Accounting
-from mpc.actions import JOB_ABANDON, JOB_START
-from mpc.link import StopSignal
-from mpc.outputs import Output
-from mpc.rpc import ServiceError
-from mpc.service import Request, RequestError
-from owners.schema import Schema
-from servers.admission import Admission, known_job
-from servers.config import ServerConfig
-from servers.idle_preprocessing import IDLE_RETRY_S, IdlePreprocessing
-from servers.jobs import JobState, JobStore, run_job_blocking
-from servers.jobspec import JobSpec, parse_job_spec
-from servers.storage import check_id
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.actions import JOB_ABANDON, JOB_START
+from twofold.mpc.link import StopSignal
+from twofold.mpc.outputs import Output
+from twofold.mpc.rpc import ServiceError
+from twofold.mpc.service import Request, RequestError
+from twofold.owners.schema import Schema
+from twofold.servers.admission import Admission, known_job
+from twofold.servers.config import ServerConfig
+from twofold.servers.idle_preprocessing import IDLE_RETRY_S, IdlePreprocessing
+from twofold.servers.jobs import JobState, JobStore, run_job_blocking
+from twofold.servers.jobspec import JobSpec, parse_job_spec
+from twofold.servers.storage import check_id
 
 log = logging.getLogger("twofold.server")
 

@@ -23,21 +23,21 @@ from pathlib import Path
 
 import numpy as np
 
-from mpc.accounting import Accounting
-from mpc.errors import ProtocolMismatch
-from mpc.link import StopSignal
-from mpc.outputs import Output
-from mpc.party import Party
-from mpc.ring import FixedPoint
-from mpc.session import Endpoints, open_party
-from owners.policy import Policy
-from owners.schema import Schema
-from servers.budget import BudgetLedger, spend
-from servers.execute import execute
-from servers.exposure import analyze
-from servers.jobspec import JobSpec
-from servers.rules import check_job
-from servers.storage import Storage, check_id, confined
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.errors import ProtocolMismatch
+from twofold.mpc.link import StopSignal
+from twofold.mpc.outputs import Output
+from twofold.mpc.party import Party
+from twofold.mpc.ring import FixedPoint
+from twofold.mpc.session import Endpoints, open_party
+from twofold.owners.policy import Policy
+from twofold.owners.schema import Schema
+from twofold.servers.budget import BudgetLedger, spend
+from twofold.servers.execute import execute
+from twofold.servers.exposure import analyze
+from twofold.servers.jobspec import JobSpec
+from twofold.servers.rules import check_job
+from twofold.servers.storage import Storage, check_id, confined
 
 log = logging.getLogger("twofold.jobs")
 

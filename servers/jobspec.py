@@ -31,8 +31,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ml import metrics
-from ml.dp import (
+from twofold.ml import metrics
+from twofold.ml.dp import (
     NOISE_TAILS,
     Charge,
     Privacy,
@@ -42,15 +42,15 @@ from ml.dp import (
     calibrate_statistics,
     count_sigma,
 )
-from ml.features import FeatureRangeError, scaling_for
-from ml.pipeline import TrainSpec, training_ledger
-from ml.sgd import Hyper, step_constant
-from mpc.ring import PrecisionError
-from owners.schema import Schema, exact, null_flag
-from servers.storage import PathError, check_job_name
-from sorting_join.aggregate import Aggregate
-from sorting_join.plan import JoinPlan, PlanError, plan_join
-from sorting_join.predicate import Expression, PredicateError, column_type
+from twofold.ml.features import FeatureRangeError, scaling_for
+from twofold.ml.pipeline import TrainSpec, training_ledger
+from twofold.ml.sgd import Hyper, step_constant
+from twofold.mpc.ring import PrecisionError
+from twofold.owners.schema import Schema, exact, null_flag
+from twofold.servers.storage import PathError, check_job_name
+from twofold.sorting_join.aggregate import Aggregate
+from twofold.sorting_join.plan import JoinPlan, PlanError, plan_join
+from twofold.sorting_join.predicate import Expression, PredicateError, column_type
 
 SECTIONS = ("output", "aggregate", "statistics", "train", "predict")
 MODELS = ("linear", "logistic")

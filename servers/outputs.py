@@ -3,9 +3,9 @@ recipients, is mpc/outputs.py)."""
 
 from __future__ import annotations
 
-from mpc.outputs import OutputColumn
-from owners.schema import INDICATOR, Schema
-from sorting_join.predicate import column_type
+from twofold.mpc.outputs import OutputColumn
+from twofold.owners.schema import INDICATOR, Schema
+from twofold.sorting_join.predicate import column_type
 
 
 def describe(schema: Schema, name: str) -> OutputColumn:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from mpc.link import StopSignal
-from mpc.ot.store import CotStore, fill
-from mpc.session import Endpoints, open_party
+from twofold.mpc.link import StopSignal
+from twofold.mpc.ot.store import CotStore, fill
+from twofold.mpc.session import Endpoints, open_party
 
 SESSION_ID = "twofold-preprocess"
 

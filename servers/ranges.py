@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.party import Party
-from mpc.protocols.boolean import clamp_public, equal, flag_rows
-from owners.schema import INDICATOR, NULL_PREFIX, Schema, Table, null_flag
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.boolean import clamp_public, equal, flag_rows
+from twofold.owners.schema import INDICATOR, NULL_PREFIX, Schema, Table, null_flag
 
 U64 = np.uint64
 

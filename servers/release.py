@@ -21,15 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.dp import StatisticsLedger, selection_threshold
-from mpc.noise import discrete_gaussian
-from mpc.outputs import RELEASED, Output, OutputColumn
-from mpc.party import Party
-from mpc.protocols.arithmetic import mul
-from mpc.protocols.boolean import equal, flag_rows, less_than
-from mpc.protocols.shuffle import shuffle
-from owners.schema import INDICATOR
-from sorting_join.multiway import product
+from twofold.ml.dp import StatisticsLedger, selection_threshold
+from twofold.mpc.noise import discrete_gaussian
+from twofold.mpc.outputs import RELEASED, Output, OutputColumn
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import mul
+from twofold.mpc.protocols.boolean import equal, flag_rows, less_than
+from twofold.mpc.protocols.shuffle import shuffle
+from twofold.owners.schema import INDICATOR
+from twofold.sorting_join.multiway import product
 
 U64 = np.uint64
 

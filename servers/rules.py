@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ml.dp import Privacy
-from owners.policy import ROLE_LISTS, Policy, PolicyError
-from owners.schema import Schema
-from servers.exposure import Exposure, Use
+from twofold.ml.dp import Privacy
+from twofold.owners.policy import ROLE_LISTS, Policy, PolicyError
+from twofold.owners.schema import Schema
+from twofold.servers.exposure import Exposure, Use
 
 
 @dataclass(frozen=True)

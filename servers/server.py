@@ -17,21 +17,45 @@ from functools import partial
 
 import zmq.asyncio
 
-from mpc.actions import (ACTIVATE, BEGIN, BUDGET, CHUNK, COMMIT, FETCH_OUTPUT, HELLO,
-                         JOB_ABANDON, JOB_CANCEL, JOB_EXPLAIN, JOB_START, JOB_STATUS, JOB_SUBMIT,
-                         PEER_CHECK, PREPROCESS_START, STATUS)
-from mpc.ot.store import exclusive
-from mpc.rpc import ServiceClient, ServiceError
-from mpc.service import (Action, Caller, Request, Service, caller_name, header_field,
-                         received_arrays, text, whole_header)
-from owners.schema import Schema, load_schema
-from servers.admission import Admission
-from servers.config import ServerConfig
-from servers.idle_preprocessing import IdlePreprocessing
-from servers.job_queue import JobQueue, named_job
-from servers.jobs import JobStore
-from servers.storage import Storage, UploadRecord, check_id, check_job_name
-from servers.uploads import Uploads
+from twofold.mpc.actions import (
+    ACTIVATE,
+    BEGIN,
+    BUDGET,
+    CHUNK,
+    COMMIT,
+    FETCH_OUTPUT,
+    HELLO,
+    JOB_ABANDON,
+    JOB_CANCEL,
+    JOB_EXPLAIN,
+    JOB_START,
+    JOB_STATUS,
+    JOB_SUBMIT,
+    PEER_CHECK,
+    PREPROCESS_START,
+    STATUS,
+)
+from twofold.mpc.ot.store import exclusive
+from twofold.mpc.rpc import ServiceClient, ServiceError
+from twofold.mpc.service import (
+    Action,
+    Caller,
+    Request,
+    Service,
+    caller_name,
+    header_field,
+    received_arrays,
+    text,
+    whole_header,
+)
+from twofold.owners.schema import Schema, load_schema
+from twofold.servers.admission import Admission
+from twofold.servers.config import ServerConfig
+from twofold.servers.idle_preprocessing import IdlePreprocessing
+from twofold.servers.job_queue import JobQueue, named_job
+from twofold.servers.jobs import JobStore
+from twofold.servers.storage import Storage, UploadRecord, check_id, check_job_name
+from twofold.servers.uploads import Uploads
 
 log = logging.getLogger("twofold.server")
 MAX_FRAME_BYTES = 1 << 24  # inbound frames above this drop the client (upload chunks are 1 MiB)

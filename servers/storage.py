@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpc.files import fsync_dir
+from twofold.mpc.files import fsync_dir
 
 U64 = np.uint64
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable
 
-from mpc.actions import PEER_CHECK
-from mpc.service import RequestError, require_text
-from owners.keys import EXACT_LIMIT
-from owners.policy import Policy, PolicyError
-from owners.schema import Schema
-from servers.budget import BudgetLedger
-from servers.storage import StagedUpload, Storage, UploadRecord
+from twofold.mpc.actions import PEER_CHECK
+from twofold.mpc.service import RequestError, require_text
+from twofold.owners.keys import EXACT_LIMIT
+from twofold.owners.policy import Policy, PolicyError
+from twofold.owners.schema import Schema
+from twofold.servers.budget import BudgetLedger
+from twofold.servers.storage import StagedUpload, Storage, UploadRecord
 
 log = logging.getLogger("twofold.server")
 MAX_UPLOADS_IN_PROGRESS = 4  # per owner; a newer begin abandons the oldest

@@ -24,15 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.party import Party
-from mpc.protocols.arithmetic import fixed_mul, mul, truncate
-from mpc.protocols.boolean import equal, flag_rows, less_than
-from mpc.protocols.scan import segmented_scan
-from mpc.protocols.sort import SortKey, apply_permutation, sort
-from mpc.ring import FixedPoint
-from owners.schema import Column, key_sort_bits
-from sorting_join.multiway import product
-from sorting_join.table import SharedTable
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import fixed_mul, mul, truncate
+from twofold.mpc.protocols.boolean import equal, flag_rows, less_than
+from twofold.mpc.protocols.scan import segmented_scan
+from twofold.mpc.protocols.sort import SortKey, apply_permutation, sort
+from twofold.mpc.ring import FixedPoint
+from twofold.owners.schema import Column, key_sort_bits
+from twofold.sorting_join.multiway import product
+from twofold.sorting_join.table import SharedTable
 
 U64 = np.uint64
 EXTREME = 1 << 61  # stands in for +infinity (min) or -infinity (max) on dummy rows

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.party import Party
-from mpc.protocols.arithmetic import mul
-from mpc.protocols.boolean import equal
-from mpc.protocols.scan import segmented_scan
-from mpc.protocols.sort import SortKey, apply_permutation, sort
-from owners.keys import KEY_BITS
-from sorting_join.table import SharedTable
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import mul
+from twofold.mpc.protocols.boolean import equal
+from twofold.mpc.protocols.scan import segmented_scan
+from twofold.mpc.protocols.sort import SortKey, apply_permutation, sort
+from twofold.owners.keys import KEY_BITS
+from twofold.sorting_join.table import SharedTable
 
 U64 = np.uint64
 

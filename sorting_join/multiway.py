@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.party import Party
-from mpc.protocols.arithmetic import mul
-from mpc.protocols.boolean import equal
-from sorting_join.binary import join_binary
-from sorting_join.plan import JoinPlan
-from sorting_join.table import SharedTable
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import mul
+from twofold.mpc.protocols.boolean import equal
+from twofold.sorting_join.binary import join_binary
+from twofold.sorting_join.plan import JoinPlan
+from twofold.sorting_join.table import SharedTable
 
 
 async def product(party: Party, factors: list[np.ndarray]) -> np.ndarray:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from owners.keys import KEY_BITS
-from owners.schema import INDICATOR, Schema, SchemaError, key_sort_bits
+from twofold.owners.keys import KEY_BITS
+from twofold.owners.schema import INDICATOR, Schema, SchemaError, key_sort_bits
 
 
 class PlanError(ValueError):

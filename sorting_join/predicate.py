@@ -26,12 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.party import Party
-from mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
-from mpc.protocols.boolean import equal, less_than
-from mpc.ring import PrecisionError, public_factor, truncated_range
-from owners.keys import encode_keys
-from owners.schema import Column, Schema, exact
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
+from twofold.mpc.protocols.boolean import equal, less_than
+from twofold.mpc.ring import PrecisionError, public_factor, truncated_range
+from twofold.owners.keys import encode_keys
+from twofold.owners.schema import Column, Schema, exact
 
 U64 = np.uint64
 

@@ -3,7 +3,7 @@ in its own home (mpc.correlations, Kind.check, Kind.examples). Test-only: a chec
 servers' parts together, which no server ever does. Shared by the dealer's and the OT
 source's tests."""
 
-from mpc.correlations import KINDS
+from twofold.mpc.correlations import KINDS
 
 PARAMS = {name: list(kind.examples) for name, kind in KINDS.items()}
 MASK_FIRST = {name: kind.example_mask for name, kind in KINDS.items() if kind.example_mask}

@@ -14,11 +14,11 @@ import os
 import signal
 from pathlib import Path
 
-import servers.storage
-from servers.config import load_server_config
-from servers.server import Server
-from servers.storage import StagedUpload, Storage
-from servers.uploads import Uploads
+from twofold.servers import storage as server_storage
+from twofold.servers.config import load_server_config
+from twofold.servers.server import Server
+from twofold.servers.storage import StagedUpload, Storage
+from twofold.servers.uploads import Uploads
 
 # name -> (owner of the function, its name, "before" or "after" the call, which call)
 CRASH_POINTS = {
@@ -26,7 +26,7 @@ CRASH_POINTS = {
     "chunk1": (StagedUpload, "append", "after", 1),  # first chunk written
     "chunk2": (StagedUpload, "append", "after", 2),  # second chunk written
     "fsync": (StagedUpload, "close_durably", "after", 1),  # files durable, still in staging
-    "rename": (servers.storage, "fsync_dir", "before", 1),  # moved to tables/, no catalog row
+    "rename": (server_storage, "fsync_dir", "before", 1),  # moved to tables/, no catalog row
     "record": (Storage, "commit", "after", 1),  # catalog row written, commit not acknowledged
     "activate": (Uploads, "activate", "before", 1),  # an owner's activation arrived
     "peer_check": (Uploads, "peer_check", "before", 1),  # the peer's question arrived

@@ -17,14 +17,14 @@ import numpy as np
 import zmq
 
 import twofold
-from bench.cluster import LocalCluster
-from mpc.actions import CLIENT_ACTIONS, DEALER_ACTIONS, PEER_ACTIONS
-from mpc.correlations import KINDS
-from mpc.curve import KeyPair, load_keypair, load_public_key
-from mpc.dealer import MAX_REQUEST_BYTES
-from owners.schema import load_schema
-from servers.config import load_dealer_config
-from servers.server import MAX_FRAME_BYTES
+from twofold.cli.local_cluster import LocalCluster
+from twofold.mpc.actions import CLIENT_ACTIONS, DEALER_ACTIONS, PEER_ACTIONS
+from twofold.mpc.correlations import KINDS
+from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
+from twofold.mpc.dealer import MAX_REQUEST_BYTES
+from twofold.owners.schema import load_schema
+from twofold.servers.config import load_dealer_config
+from twofold.servers.server import MAX_FRAME_BYTES
 
 STATISTICS = ('[job]\nrecipients = ["alice"]\ntables = ["customers"]\n'
               '[statistics]\ncolumns = ["customers.age"]\n')

@@ -16,11 +16,11 @@ import uuid
 import numpy as np
 import zmq
 
-from mpc.accounting import Accounting
-from mpc.curve import KeyPair
-from mpc.dealer import Dealer
-from mpc.session import Endpoints, open_party
-from owners.policy import unrestricted
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.curve import KeyPair
+from twofold.mpc.dealer import Dealer
+from twofold.mpc.session import Endpoints, open_party
+from twofold.owners.policy import unrestricted
 
 U64 = np.uint64
 OPEN_POLICY = unrestricted()  # tests of results, not rules

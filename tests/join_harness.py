@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from owners.schema import INDICATOR, Schema, parse_schema
-from sorting_join.plan import plan_join
-from sorting_join.table import SharedTable
 from tests.harness import reconstruct, run_pair, shares_of
+from twofold.owners.schema import INDICATOR, Schema, parse_schema
+from twofold.sorting_join.plan import plan_join
+from twofold.sorting_join.table import SharedTable
 
 U64 = np.uint64
 

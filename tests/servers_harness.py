@@ -9,16 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mpc.curve import KeyPair
-from mpc.dealer import Dealer
-from mpc.rpc import ServerAddress
-from mpc.session import Endpoints
-from owners.schema import load_schema
-from servers.config import ServerConfig
-from servers.server import Server
-from servers.storage import Storage
 from tests.harness import free_address, keypair
 from twofold.config import ClientConfig
+from twofold.mpc.curve import KeyPair
+from twofold.mpc.dealer import Dealer
+from twofold.mpc.rpc import ServerAddress
+from twofold.mpc.session import Endpoints
+from twofold.owners.schema import load_schema
+from twofold.servers.config import ServerConfig
+from twofold.servers.server import Server
+from twofold.servers.storage import Storage
 
 SCHEMA = """
 [schema]

@@ -3,7 +3,7 @@ stage is counted."""
 
 import time
 
-from mpc.accounting import Accounting
+from twofold.mpc.accounting import Accounting
 
 
 def test_nested_stages_partition_the_time():

@@ -4,15 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpc.protocols.arithmetic import mul
-from mpc.protocols.sort import SortKey
-from owners.keys import encode_keys
-from owners.schema import INDICATOR, key_sort_bits, parse_schema
-from sorting_join.aggregate import Aggregate, group_by, group_keys, statistics
-from sorting_join.multiway import run_join
-from sorting_join.plan import plan_join
-from sorting_join.predicate import Expression, PredicateError, column_type
-from sorting_join.table import SharedTable
 from tests.harness import reconstruct, run_pair, shares_of
 from tests.join_harness import (
     random_schema,
@@ -21,6 +12,15 @@ from tests.join_harness import (
     run_on_shares,
     share_tables,
 )
+from twofold.mpc.protocols.arithmetic import mul
+from twofold.mpc.protocols.sort import SortKey
+from twofold.owners.keys import encode_keys
+from twofold.owners.schema import INDICATOR, key_sort_bits, parse_schema
+from twofold.sorting_join.aggregate import Aggregate, group_by, group_keys, statistics
+from twofold.sorting_join.multiway import run_join
+from twofold.sorting_join.plan import plan_join
+from twofold.sorting_join.predicate import Expression, PredicateError, column_type
+from twofold.sorting_join.table import SharedTable
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpc.protocols.arithmetic import (
+from tests.harness import reconstruct, run_pair, shares_of
+from twofold.mpc.protocols.arithmetic import (
     ONE_WAY_OPENING,
     fixed_matmul,
     fixed_mul,
@@ -19,8 +20,7 @@ from mpc.protocols.arithmetic import (
     share_input,
     truncate,
 )
-from mpc.ring import FixedPoint, to_signed
-from tests.harness import reconstruct, run_pair, shares_of
+from twofold.mpc.ring import FixedPoint, to_signed
 
 U64 = np.uint64
 EDGES = np.array([0, 1, -1, 2**63 - 1, -(2**63), 2**62, -(2**62), 12345], dtype=np.int64)

@@ -3,7 +3,7 @@ slower server; and the machine they ran on."""
 
 import os
 
-from bench.report import machine, row, slowest, stage_rows
+from twofold.bench.report import machine, row, slowest, stage_rows
 
 
 def stages(**walls):

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpc.protocols.boolean import (
+from tests.harness import reconstruct, run_pair, shares_of, xor_shares_of
+from twofold.mpc.protocols.boolean import (
     RIPPLE_ADDERS_FROM,
     RIPPLE_COMPARISONS_FROM,
     RIPPLE_FROM_OT,
@@ -28,7 +29,6 @@ from mpc.protocols.boolean import (
     plane_to_bits,
     to_planes,
 )
-from tests.harness import reconstruct, run_pair, shares_of, xor_shares_of
 
 U64 = np.uint64
 LIMIT = 2**62  # comparison operands: |x|, |y| < 2^62

@@ -4,8 +4,11 @@ correlations, against plaintext; and what each server sees of the other's values
 import numpy as np
 import pytest
 
-from mpc.errors import PeerAborted, ProtocolMismatch
-from mpc.protocols.choices import (
+from tests.harness import run_pair
+from tests.test_faults import run_timed, two_parties
+from tests.test_security import CHI2_LIMIT, two_sample_statistic
+from twofold.mpc.errors import PeerAborted, ProtocolMismatch
+from twofold.mpc.protocols.choices import (
     CARRY,
     CARRY_LEAF,
     EQUAL,
@@ -17,9 +20,6 @@ from mpc.protocols.choices import (
     offers,
     through_blocks,
 )
-from tests.harness import run_pair
-from tests.test_faults import run_timed, two_parties
-from tests.test_security import CHI2_LIMIT, two_sample_statistic
 
 U64 = np.uint64
 ONES = U64(2**64 - 1)

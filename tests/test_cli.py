@@ -9,8 +9,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from bench.protocols import OPS
-from cli.main import app
+from twofold.bench.protocols import OPS
+from twofold.cli.main import app
 
 
 def test_keys_generate_writes_a_private_secret(tmp_path):
@@ -24,14 +24,14 @@ def test_keys_generate_writes_a_private_secret(tmp_path):
 def test_commands_start_without_the_heavy_libraries():
     """Every command imports the CLI: scipy (through dp-accounting), numba and scikit-learn
     load only where used, or each command would wait over a second before doing anything."""
-    run = subprocess.run([sys.executable, "-c", "import sys, cli.main; print(sorted({'scipy', "
+    run = subprocess.run([sys.executable, "-c", "import sys, twofold.cli.main; print(sorted({'scipy', "
                           "'dp_accounting', 'numba', 'sklearn'} & set(sys.modules)))"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr
 
 
 def test_dealer_with_a_missing_config_fails_in_one_line(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "cli.main", "dealer", "run", "--config",
+    run = subprocess.run([sys.executable, "-m", "twofold.cli.main", "dealer", "run", "--config",
                           str(tmp_path / "nope.toml")], capture_output=True, text=True)
     assert run.returncode == 1
     assert run.stderr.strip().startswith("twofold:") and "nope.toml" in run.stderr
@@ -39,7 +39,7 @@ def test_dealer_with_a_missing_config_fails_in_one_line(tmp_path):
 
 
 def test_bench_mpc_json_on_real_processes():
-    run = subprocess.run([sys.executable, "-m", "cli.main", "bench", "mpc", "--n", "300",
+    run = subprocess.run([sys.executable, "-m", "twofold.cli.main", "bench", "mpc", "--n", "300",
                           "--repeat", "2", "--json"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
@@ -55,14 +55,14 @@ def test_bench_mpc_json_on_real_processes():
 
 @pytest.mark.parametrize("command", ["mpc", "ml"])
 def test_bench_refuses_an_unknown_correlation_source(command):
-    run = subprocess.run([sys.executable, "-m", "cli.main", "bench", command, "--correlations",
+    run = subprocess.run([sys.executable, "-m", "twofold.cli.main", "bench", command, "--correlations",
                           "trusted-friend"], capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "--correlations must be one of dealer, ot" in run.stderr
 
 
 def test_bench_upload_json_on_real_processes():
-    run = subprocess.run([sys.executable, "-m", "cli.main", "bench", "upload", "--rows", "500",
+    run = subprocess.run([sys.executable, "-m", "twofold.cli.main", "bench", "upload", "--rows", "500",
                           "--repeat", "1", "--json"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     (row,) = json.loads(run.stdout)["rows"]
@@ -72,7 +72,7 @@ def test_bench_upload_json_on_real_processes():
 def test_demo_runs_end_to_end_without_a_dealer_and_cleans_up(tmp_path):
     """The demo with its two servers alone (OT): the same results as with a dealer. Its
     temporary folder goes under tmp_path (TMPDIR), where no other test run writes."""
-    run = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--iterations", "300",
+    run = subprocess.run([sys.executable, "-m", "twofold.cli.main", "demo", "--iterations", "300",
                           "--epsilon", "50", "--correlations", "ot", "--json"],
                          capture_output=True, text=True, timeout=600,
                          env={**os.environ, "TMPDIR": str(tmp_path)})
@@ -92,10 +92,10 @@ def test_the_demo_declares_a_join_size_its_noisy_size_check_passes():
     1 demo in 80 had its model withheld and then crashed on it)."""
     import tomllib
 
-    from bench import oulad
-    from cli.demo import DATA
-    from ml.dp import Privacy, count_sigma
-    from servers.jobspec import SIZE_CHECK_EPSILON
+    from twofold.bench import oulad
+    from twofold.cli.demo import DATA
+    from twofold.ml.dp import Privacy, count_sigma
+    from twofold.servers.jobspec import SIZE_CHECK_EPSILON
 
     rows = len(oulad.load_joined(DATA))
     declared = tomllib.loads(oulad.training_spec(50.0, 10, rows))["train"]["min_join_size"]
@@ -105,7 +105,7 @@ def test_the_demo_declares_a_join_size_its_noisy_size_check_passes():
 
 
 def test_the_demo_reports_a_withheld_model_instead_of_failing(capsys):
-    from cli import demo
+    from twofold.cli import demo
 
     ledger = {"epsilon": 2.0, "delta": 1e-6, "tau": 3, "sigma": 1.5}
     withheld = {"kind": "model", "released": False, "info": {"dp_ledger": ledger},
@@ -122,7 +122,7 @@ def test_a_secret_key_is_never_readable_by_others(tmp_path, monkeypatch):
     """Created 0600 from the start: with a permissive umask and chmod unavailable (it used to
     write the file with the umask's mode, then chmod it), the mode is still 0600, and an older
     world-readable file is replaced, not reused."""
-    from mpc.curve import generate_keypair, load_keypair, load_public_key
+    from twofold.mpc.curve import generate_keypair, load_keypair, load_public_key
 
     (tmp_path / "bob.key_secret").write_text("old")
     os.chmod(tmp_path / "bob.key_secret", 0o644)

@@ -6,13 +6,13 @@ import json
 import subprocess
 import sys
 
-from bench.cluster import LocalCluster
 from tests.servers_harness import SCHEMA
 from tests.test_upload import CUSTOMERS
+from twofold.cli.local_cluster import LocalCluster
 
 
 def twofold(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "twofold.cli.main", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
 
 

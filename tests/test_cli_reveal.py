@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cluster import LocalCluster
 from tests.servers_harness import SCHEMA
 from tests.test_cli_jobs import twofold
 from tests.test_upload import CUSTOMERS, ORDERS
+from twofold.cli.local_cluster import LocalCluster
 
 JOBS = {
     "rows": '[output]\ncolumns = ["customers.id", "customers.region"]\n',

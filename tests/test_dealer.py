@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import zmq.asyncio
 
-from mpc.accounting import Accounting
-from mpc.correlations import KINDS, CorrelationError
-from mpc.dealer import Dealer, DealerSource, connect_dealer
-from mpc.errors import DealerError
-from mpc.fisher_yates import shuffled_range
-from mpc.prg import SHUFFLE_FROM, Prg, fresh_key
 from tests.correlation_checks import MASK_FIRST, PARAMS, check
 from tests.harness import keypair
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.correlations import KINDS, CorrelationError
+from twofold.mpc.dealer import Dealer, DealerSource, connect_dealer
+from twofold.mpc.errors import DealerError
+from twofold.mpc.fisher_yates import shuffled_range
+from twofold.mpc.prg import SHUFFLE_FROM, Prg, fresh_key
 
 U64 = np.uint64
 

@@ -8,7 +8,8 @@ import dp_accounting
 import pytest
 from dp_accounting import rdp
 
-from ml.dp import (
+from tests.servers_harness import SCHEMA
+from twofold.ml.dp import (
     MULTIPLIERS,
     Charge,
     Privacy,
@@ -19,10 +20,9 @@ from ml.dp import (
     gaussian_multiplier,
     spent_epsilon,
 )
-from owners.schema import parse_schema
-from servers.budget import BudgetLedger, check_budgets
-from servers.jobspec import parse_job_spec
-from tests.servers_harness import SCHEMA
+from twofold.owners.schema import parse_schema
+from twofold.servers.budget import BudgetLedger, check_budgets
+from twofold.servers.jobspec import parse_job_spec
 
 SHAPE = {"clip": 1.0, "iterations": 3000, "batch_size": 128, "rows": 30000,
          "min_join_size": 100}

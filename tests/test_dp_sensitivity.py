@@ -13,14 +13,14 @@ import tomllib
 import numpy as np
 import pytest
 
-from ml.metrics import linear_sums, logistic_counts
-from mpc.ring import FixedPoint, to_signed
-from owners.schema import parse_schema
-from servers.jobspec import noise_ledger, parse_job_spec
-from sorting_join.aggregate import Aggregate, group_by, statistics
-from sorting_join.predicate import Expression, column_type
-from sorting_join.table import SharedTable
 from tests.harness import reconstruct, run_pair, shares_of
+from twofold.ml.metrics import linear_sums, logistic_counts
+from twofold.mpc.ring import FixedPoint, to_signed
+from twofold.owners.schema import parse_schema
+from twofold.servers.jobspec import noise_ledger, parse_job_spec
+from twofold.sorting_join.aggregate import Aggregate, group_by, statistics
+from twofold.sorting_join.predicate import Expression, column_type
+from twofold.sorting_join.table import SharedTable
 
 U64 = np.uint64
 FIXED = FixedPoint(16)

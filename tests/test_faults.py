@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import zmq
 
-from bench.cluster import LocalCluster
-from mpc import wire
-from mpc.dealer import Dealer
-from mpc.errors import (
+from tests.harness import free_address, keypair, run_pair
+from twofold.cli.local_cluster import LocalCluster
+from twofold.mpc import wire
+from twofold.mpc.dealer import Dealer
+from twofold.mpc.errors import (
     DealerError,
     JobCancelled,
     MpcError,
@@ -23,11 +24,10 @@ from mpc.errors import (
     ProtocolMismatch,
     SettingsMismatch,
 )
-from mpc.link import MAX_FRAME_BYTES, StopSignal
-from mpc.protocols.arithmetic import mul
-from mpc.session import Endpoints, open_party
-from servers.config import load_dealer_config
-from tests.harness import free_address, keypair, run_pair
+from twofold.mpc.link import MAX_FRAME_BYTES, StopSignal
+from twofold.mpc.protocols.arithmetic import mul
+from twofold.mpc.session import Endpoints, open_party
+from twofold.servers.config import load_dealer_config
 
 U64 = np.uint64
 TIMEOUT = 1.5

@@ -9,10 +9,6 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mpc.rpc import ServiceError
-from sorting_join.multiway import run_join
-from sorting_join.plan import plan_join
-from sorting_join.predicate import Expression, PredicateError
 from tests.harness import OPEN_POLICY, reconstruct
 from tests.join_harness import (
     random_schema,
@@ -25,6 +21,10 @@ from tests.servers_harness import make_deployment, running
 from tests.test_upload import upload_file
 from twofold.client import run_job, submit_job
 from twofold.models import predict
+from twofold.mpc.rpc import ServiceError
+from twofold.sorting_join.multiway import run_join
+from twofold.sorting_join.plan import plan_join
+from twofold.sorting_join.predicate import Expression, PredicateError
 
 EXPRESSIONS = [  # text, its pandas reference over the joined frame
     ("t0.x * 2 - t1.x", lambda d: d["t0.x"] * 2 - d["t1.x"]),

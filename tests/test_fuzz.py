@@ -7,13 +7,13 @@ import tomllib
 import msgpack
 import pytest
 
-from bench.cluster import LocalCluster
-from mpc.curve import load_keypair, load_public_key
-from owners.schema import parse_schema
-from servers.config import load_dealer_config
-from servers.server import MAX_FRAME_BYTES
 from tests.fuzzing import Client, fuzz, valid_job_is_right
 from tests.servers_harness import SCHEMA
+from twofold.cli.local_cluster import LocalCluster
+from twofold.mpc.curve import load_keypair, load_public_key
+from twofold.owners.schema import parse_schema
+from twofold.servers.config import load_dealer_config
+from twofold.servers.server import MAX_FRAME_BYTES
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from bench.cluster import LocalCluster, ProcessError
-from mpc.ot.pool import CotPool
-from mpc.ot.store import CotStore, exclusive
 from tests.servers_harness import SCHEMA
 from tests.test_cli_jobs import twofold, upload_customers
+from twofold.cli.local_cluster import LocalCluster, ProcessError
+from twofold.mpc.ot.pool import CotPool
+from twofold.mpc.ot.store import CotStore, exclusive
 
 BATCH = CotPool.batch_size()
 LARGE_TARGET = 256 * BATCH  # several seconds of preprocessing: a job or a kill comes midway

@@ -9,9 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpc.accounting import Accounting
-from mpc.link import StopSignal
-from mpc.rpc import ServiceError
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import CUSTOMERS, ORDERS, upload_file
@@ -25,6 +22,9 @@ from twofold.client import (
     submit_job,
     wait_for_job,
 )
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.link import StopSignal
+from twofold.mpc.rpc import ServiceError
 
 REGIONS = ["north", "south", "east"]
 

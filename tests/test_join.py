@@ -4,12 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpc.protocols.sort import SortKey
-from owners.keys import KEY_BITS
-from sorting_join.binary import join_binary
-from sorting_join.multiway import run_join
-from sorting_join.plan import PlanError, plan_join
-from sorting_join.table import SharedTable
 from tests.harness import reconstruct, run_pair, shares_of
 from tests.join_harness import (
     random_schema,
@@ -20,6 +14,12 @@ from tests.join_harness import (
     same_rows,
     share_tables,
 )
+from twofold.mpc.protocols.sort import SortKey
+from twofold.owners.keys import KEY_BITS
+from twofold.sorting_join.binary import join_binary
+from twofold.sorting_join.multiway import run_join
+from twofold.sorting_join.plan import PlanError, plan_join
+from twofold.sorting_join.table import SharedTable
 
 
 def joined_columns(plan):
@@ -47,7 +47,7 @@ def test_random_fk_acyclic_joins_match_the_reference(seed):
 
 def test_snowflake_diamond_uses_theta():
     """t0 -> t1 -> t3 and t0 -> t2 -> t3: rows whose two paths reach different t3 rows drop."""
-    from owners.schema import parse_schema
+    from twofold.owners.schema import parse_schema
     tables = {}
     for name, refs in {"t0": ["t1", "t2"], "t1": ["t3"], "t2": ["t3"], "t3": []}.items():
         columns = {"id": {"type": "key"}, "x": {"type": "decimal", "min": -10, "max": 10}}
@@ -116,10 +116,10 @@ def test_join_message_sizes_depend_only_on_public_sizes():
     """Two datasets with the same schema and table sizes: each server sends the identical
     sequence of message sizes through a multi-way join, a predicate, a group-by with a
     distinct count and its release (minimum group size, masking, shuffle)."""
-    from mpc.outputs import OutputColumn
-    from servers.release import Thresholds, release_groups
-    from sorting_join.aggregate import Aggregate, group_by
-    from sorting_join.predicate import Expression, column_type
+    from twofold.mpc.outputs import OutputColumn
+    from twofold.servers.release import Thresholds, release_groups
+    from twofold.sorting_join.aggregate import Aggregate, group_by
+    from twofold.sorting_join.predicate import Expression, column_type
 
     schema = random_schema(np.random.default_rng(21), 4)
     plan = plan_join(schema)

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpc.rpc import ServiceError
-from owners.prepare import prepare
-from owners.read import UploadError
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import upload_file
 from twofold.client import run_job, submit_job
+from twofold.mpc.rpc import ServiceError
+from twofold.owners.prepare import prepare
+from twofold.owners.read import UploadError
 
 SCHEMA = """
 [schema]

@@ -12,15 +12,14 @@ statistics, a model at levels 3, 4 and 5, predictions and metrics."""
 import asyncio
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
-from owners.policy import Policy, unrestricted
 from tests.servers_harness import make_deployment, running
 from tests.test_policies import CUSTOMERS, ORDERS
 from tests.test_release import reconstruct
 from tests.test_upload import upload_file
 from twofold.client import fetch_outputs, fetch_result, submit_job, wait_for_job
+from twofold.owners.policy import Policy, unrestricted
 
 ALICE = Policy(recipients=("carol",), analysts=("erin",), outputs=("rows", "aggregate",
                "statistics", "model", "predictions"), dimension_columns=("id", "age", "region"),

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from mpc.correlations import KINDS
-from mpc.errors import ProtocolMismatch
-from mpc.ot.base import base_ots
-from mpc.ot.benes import _messages, _Wires, apply_plain, network
-from mpc.ot.extension import PAD_BLOCK_ROWS, PadHash, setup
-from mpc.ot.kernels import receiver_products, sender_products, transpose_rows
-from mpc.ot.multiply import _operand
-from mpc.prg import Prg
 from tests.correlation_checks import MASK_FIRST, PARAMS, check
 from tests.harness import run_pair
+from twofold.mpc.correlations import KINDS
+from twofold.mpc.errors import ProtocolMismatch
+from twofold.mpc.ot.base import base_ots
+from twofold.mpc.ot.benes import _messages, _Wires, apply_plain, network
+from twofold.mpc.ot.extension import PAD_BLOCK_ROWS, PadHash, setup
+from twofold.mpc.ot.kernels import receiver_products, sender_products, transpose_rows
+from twofold.mpc.ot.multiply import _operand
+from twofold.mpc.prg import Prg
 
 U64 = np.uint64
 

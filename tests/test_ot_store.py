@@ -6,12 +6,12 @@ import asyncio
 import os
 import stat
 
-from mpc.ot.pool import CotPool
-from mpc.ot.store import CotStore, direction_of
-from mpc.session import Endpoints
-from servers.preprocessing import preprocess
 from tests.correlation_checks import check
 from tests.harness import free_address, keypair, run_pair
+from twofold.mpc.ot.pool import CotPool
+from twofold.mpc.ot.store import CotStore, direction_of
+from twofold.mpc.session import Endpoints
+from twofold.servers.preprocessing import preprocess
 
 BATCH = CotPool.batch_size()
 

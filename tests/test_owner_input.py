@@ -8,14 +8,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import owners.keys
-from mpc.prg import Prg
-from owners.keys import HASHED_TAG, encode_keys
-from owners.predicate import PredicateError
-from owners.prepare import prepare
-from owners.read import UploadError
-from owners.schema import INDICATOR, parse_schema
 from tests.servers_harness import SCHEMA
+from twofold.mpc.prg import Prg
+from twofold.owners import keys as owner_keys
+from twofold.owners.keys import HASHED_TAG, encode_keys
+from twofold.owners.predicate import PredicateError
+from twofold.owners.prepare import prepare
+from twofold.owners.read import UploadError
+from twofold.owners.schema import INDICATOR, parse_schema
 
 HEADER = "id,age,income,member,region\n"
 GOOD = HEADER + "1,30,100.5,true,north\n2,40,-20,no,south\n3,50,0,1,east\n"
@@ -166,7 +166,7 @@ def test_orders_foreign_keys_match_customer_primary_keys(tmp_path, schema):
 
 
 def test_hash_collisions_among_own_keys_are_refused(tmp_path, schema, monkeypatch):
-    monkeypatch.setattr(owners.keys, "hash_key", lambda parts: HASHED_TAG + 1)
+    monkeypatch.setattr(owner_keys, "hash_key", lambda parts: HASHED_TAG + 1)
     path = write(tmp_path, "order_id,line,customer_id,amount\nA,1,2,5\nB,2,3,6\n", "o.csv")
     with pytest.raises(UploadError, match="hash to the same code"):
         prepare(path, schema, "orders")

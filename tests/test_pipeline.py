@@ -7,17 +7,17 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from ml.dp import Privacy
-from ml.pipeline import TrainSpec, fit, keep_tau_rows
-from ml.plaintext import accuracy, train_plain
-from ml.sgd import Hyper, sequential_batches
-from mpc.ring import FixedPoint
-from owners.schema import parse_schema
-from sorting_join.multiway import run_join
-from sorting_join.plan import plan_join
-from sorting_join.table import SharedTable
 from tests.harness import reconstruct, run_pair, shares_of
 from tests.join_harness import share_tables
+from twofold.ml.dp import Privacy
+from twofold.ml.pipeline import TrainSpec, fit, keep_tau_rows
+from twofold.ml.plaintext import accuracy, train_plain
+from twofold.ml.sgd import Hyper, sequential_batches
+from twofold.mpc.ring import FixedPoint
+from twofold.owners.schema import parse_schema
+from twofold.sorting_join.multiway import run_join
+from twofold.sorting_join.plan import plan_join
+from twofold.sorting_join.table import SharedTable
 
 FIXED = FixedPoint()
 FEATURES = 6  # first features of the data set, 3 per owner table, to keep the test quick

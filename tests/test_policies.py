@@ -9,11 +9,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ml.dp import Privacy
-from mpc.rpc import ServiceError
-from owners.policy import Policy, unrestricted
-from owners.schema import INDICATOR
-from servers.budget import BudgetLedger
 from tests.servers_harness import make_deployment, running
 from tests.test_release import reconstruct
 from tests.test_upload import upload_file
@@ -21,11 +16,15 @@ from twofold.client import (
     cancel_job,
     fetch_outputs,
     fetch_result,
-    job_status,
     submit_job,
     table_budget,
     wait_for_job,
 )
+from twofold.ml.dp import Privacy
+from twofold.mpc.rpc import ServiceError
+from twofold.owners.policy import Policy, unrestricted
+from twofold.owners.schema import INDICATOR
+from twofold.servers.budget import BudgetLedger
 
 # regions: north has customers 1-3 (one order each), south 4-5 (three orders each), east 6-8
 CUSTOMERS = "id,age,income,member,region\n" + "".join(

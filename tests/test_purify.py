@@ -5,8 +5,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ml.purify import compact_and_count, purify
 from tests.harness import reconstruct, run_pair, shares_of
+from twofold.ml.purify import compact_and_count, purify
 
 
 def run_purify(valid, protocol):

@@ -11,16 +11,16 @@ import tomllib
 import numpy as np
 import pytest
 
-from mpc.prg import Prg
-from mpc.ring import FixedPoint
-from owners.prepare import prepare
-from owners.schema import INDICATOR, parse_schema
-from owners.upload import upload
-from servers.ranges import enforce_declared
 from tests.harness import OPEN_POLICY, run_pair, shares_of
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import upload_file
 from twofold.client import run_job
+from twofold.mpc.prg import Prg
+from twofold.mpc.ring import FixedPoint
+from twofold.owners.prepare import prepare
+from twofold.owners.schema import INDICATOR, parse_schema
+from twofold.owners.upload import upload
+from twofold.servers.ranges import enforce_declared
 
 FIXED = FixedPoint()
 MAX_AMOUNT = 10_000.0  # orders.amount's declared range is [0, 10000]

@@ -7,13 +7,13 @@ import tomllib
 
 import pytest
 
-from mpc.rpc import ServiceError
-from owners.schema import parse_schema
-from servers.jobspec import JobSpecError, check_sizes, parse_job_spec
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import upload_file
 from twofold.client import run_job
+from twofold.mpc.rpc import ServiceError
+from twofold.owners.schema import parse_schema
+from twofold.servers.jobspec import JobSpecError, check_sizes, parse_job_spec
 
 READINGS = """
 [schema]

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpc.ring import FixedPoint
-from owners.keys import encode_keys
-from owners.schema import INDICATOR
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_upload import CUSTOMERS, ORDERS, upload_file
 from twofold.client import fetch_outputs, submit_job, wait_for_job
+from twofold.mpc.ring import FixedPoint
+from twofold.owners.keys import encode_keys
+from twofold.owners.schema import INDICATOR
 
 FIXED = FixedPoint()
 REGIONS = ["north", "south", "east"]
@@ -156,9 +156,9 @@ def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
     """The same checks with `twofold server run` processes, uploads and jobs by the CLI, the
     owners' rules given as a policy file and as flags, granting exactly the roles the jobs
     use (with the default minimum group size, 2)."""
-    from bench.cluster import LocalCluster
     from tests.servers_harness import SCHEMA
     from tests.test_cli_jobs import twofold
+    from twofold.cli.local_cluster import LocalCluster
     from twofold.config import load_client_config
 
     (tmp_path / "customers.csv").write_text(CUSTOMERS)

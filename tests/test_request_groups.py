@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from mpc.correlations import KINDS
-from mpc.request_groups import FIRST_WINDOW_ELEMENTS, groups, merged, split
+from twofold.mpc.correlations import KINDS
+from twofold.mpc.request_groups import FIRST_WINDOW_ELEMENTS, groups, merged, split
 
 
 def test_groups_hold_one_kind_and_parameters_in_order_of_their_first_member():

@@ -8,12 +8,18 @@ from dataclasses import replace
 
 import pytest
 
-from ml.dp import Privacy
-from owners.policy import AGGREGATE_FUNCTIONS, OUTPUT_KINDS, SAME_INFORMATION, Policy, PolicyError
-from owners.schema import parse_schema
-from servers.exposure import Use, analyze
-from servers.jobspec import parse_job_spec
-from servers.rules import check_job, review
+from twofold.ml.dp import Privacy
+from twofold.owners.policy import (
+    AGGREGATE_FUNCTIONS,
+    OUTPUT_KINDS,
+    SAME_INFORMATION,
+    Policy,
+    PolicyError,
+)
+from twofold.owners.schema import parse_schema
+from twofold.servers.exposure import Use, analyze
+from twofold.servers.jobspec import parse_job_spec
+from twofold.servers.rules import check_job, review
 
 SCHEMA = {
     "schema": {"fact": "orders", "primary_private": "customers"},
@@ -256,10 +262,10 @@ def test_a_parent_tables_budget_through_the_servers(tmp_path):
 
     import tomli_w
 
-    from mpc.rpc import ServiceError
     from tests.servers_harness import make_deployment, running
     from tests.test_upload import upload_file
     from twofold.client import run_job, table_budget
+    from twofold.mpc.rpc import ServiceError
 
     (tmp_path / "regions.csv").write_text("id,income\n" + "".join(
         f"{i},{10 * i}\n" for i in range(4)))

@@ -5,8 +5,8 @@ import tomllib
 
 import pytest
 
-from owners.schema import SchemaError, parse_schema
 from tests.servers_harness import SCHEMA
+from twofold.owners.schema import SchemaError, parse_schema
 
 
 def table(name, owner="alice", pk="id", fks=(), extra=None):
@@ -72,7 +72,7 @@ def test_foreign_key_type_must_match_the_primary_key():
 def test_declared_key_widths():
     """bits = b: keys in [0, 2^b), sorted on b + 1 bits (padding keys start at 2^b); a foreign
     key declares the same bits as the key it references; keys without bits sort on 63."""
-    from owners.schema import key_sort_bits
+    from twofold.owners.schema import key_sort_bits
 
     raw = schema("f", table("f", fks=["a"]), table("a"))
     for column in ("id", "a_id"):

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpc.prg import Prg
-from mpc.protocols.arithmetic import fixed_mul, matmul, mul, truncate
-from mpc.protocols.boolean import (
+from tests.harness import run_pair, shares_of
+from twofold.mpc.prg import Prg
+from twofold.mpc.protocols.arithmetic import fixed_mul, matmul, mul, truncate
+from twofold.mpc.protocols.boolean import (
     RIPPLE_COMPARISONS_FROM,
     RIPPLE_FROM_OT,
     arith_to_bool,
@@ -18,11 +19,10 @@ from mpc.protocols.boolean import (
     less_than,
     mux,
 )
-from mpc.protocols.scan import segmented_scan
-from mpc.protocols.shuffle import shuffle
-from mpc.protocols.sort import SortKey, sort
-from mpc.sharing import split
-from tests.harness import run_pair, shares_of
+from twofold.mpc.protocols.scan import segmented_scan
+from twofold.mpc.protocols.shuffle import shuffle
+from twofold.mpc.protocols.sort import SortKey, sort
+from twofold.mpc.sharing import split
 
 U64 = np.uint64
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from ml.features import FeatureRangeError, scale, scaling_for
-from ml.plaintext import accuracy, train_plain
-from ml.sgd import Hyper, poisson_batches, sequential_batches, step_constant, train
-from mpc.prg import Prg, fresh_key
-from mpc.ring import FixedPoint, PrecisionError
 from tests.harness import reconstruct, run_pair, shares_of
+from twofold.ml.features import FeatureRangeError, scale, scaling_for
+from twofold.ml.plaintext import accuracy, train_plain
+from twofold.ml.sgd import Hyper, poisson_batches, sequential_batches, step_constant, train
+from twofold.mpc.prg import Prg, fresh_key
+from twofold.mpc.ring import FixedPoint, PrecisionError
 
 FIXED = FixedPoint()
 

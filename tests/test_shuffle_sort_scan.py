@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpc.protocols.arithmetic import reveal
-from mpc.protocols.scan import segmented_scan
-from mpc.protocols.shuffle import shuffle
-from mpc.protocols.sort import SortKey, sort
-from mpc.ring import to_signed
 from tests.harness import reconstruct, run_pair, shares_of, xor_shares_of
+from twofold.mpc.protocols.arithmetic import reveal
+from twofold.mpc.protocols.scan import segmented_scan
+from twofold.mpc.protocols.shuffle import shuffle
+from twofold.mpc.protocols.sort import SortKey, sort
+from twofold.mpc.ring import to_signed
 
 U64 = np.uint64
 

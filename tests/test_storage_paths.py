@@ -7,14 +7,21 @@ import numpy as np
 import pytest
 import zmq.asyncio
 
-from bench.cluster import LocalCluster
-from mpc.rpc import ServiceClient, ServiceError
-from owners.policy import Policy
-from servers.config import ConfigError, load_server_config
-from servers.jobs import JobState, JobStore
-from servers.server import Server
-from servers.storage import PathError, Storage, UploadRecord, check_id, check_job_name, confined
 from tests.servers_harness import SCHEMA, make_deployment, running
+from twofold.cli.local_cluster import LocalCluster
+from twofold.mpc.rpc import ServiceClient, ServiceError
+from twofold.owners.policy import Policy
+from twofold.servers.config import ConfigError, load_server_config
+from twofold.servers.jobs import JobState, JobStore
+from twofold.servers.server import Server
+from twofold.servers.storage import (
+    PathError,
+    Storage,
+    UploadRecord,
+    check_id,
+    check_job_name,
+    confined,
+)
 
 HOSTILE_IDS = ["..", ".", "/tmp/escape", "a/../../b", "a/b", "", "x" * 65, "nul\0byte",
                "-starts-with-dash", "caf\u00e9", "line\nbreak", "..\\windows"]

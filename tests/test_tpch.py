@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import tpch
-from mpc.prg import Prg
-from owners.prepare import prepare
-from owners.upload import upload
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
+from twofold.bench import tpch
 from twofold.client import run_job
+from twofold.mpc.prg import Prg
+from twofold.owners.prepare import prepare
+from twofold.owners.upload import upload
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,6 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from ml.dp import Ledger, spent_epsilon
-from mpc.prg import Prg
-from mpc.rpc import ServiceError
-from owners.policy import unrestricted
-from owners.prepare import prepare
-from owners.upload import upload
 from tests.harness import OPEN_POLICY
 from tests.servers_harness import make_deployment, running
 from tests.test_release import reconstruct
@@ -28,7 +22,13 @@ from twofold.client import (
     submit_job,
     wait_for_job,
 )
+from twofold.ml.dp import Ledger, spent_epsilon
 from twofold.models import predict, predict_probability
+from twofold.mpc.prg import Prg
+from twofold.mpc.rpc import ServiceError
+from twofold.owners.policy import unrestricted
+from twofold.owners.prepare import prepare
+from twofold.owners.upload import upload
 
 FEATURES = 6
 

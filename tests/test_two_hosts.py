@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mpc.ot.pool import CotPool
 from tests.test_walkthrough import RULES
+from twofold.mpc.ot.pool import CotPool
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "walkthrough"
 HOSTS = ("10.203.0.1", "10.203.0.2")
@@ -49,7 +49,7 @@ def namespaces():
 
 
 def in_host(host, folder, *args, wait=True):
-    command = ["ip", "netns", "exec", host, sys.executable, "-m", "cli.main", *map(str, args)]
+    command = ["ip", "netns", "exec", host, sys.executable, "-m", "twofold.cli.main", *map(str, args)]
     if wait:
         return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
     return subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL,

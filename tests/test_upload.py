@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import zmq.asyncio
 
-from mpc.prg import Prg
-from mpc.rpc import ServiceClient, ServiceError
-from mpc.sharing import split
-from owners.policy import Policy
-from owners.prepare import prepare
-from owners.upload import upload
 from tests.harness import keypair
 from tests.servers_harness import make_deployment, running
+from twofold.mpc.prg import Prg
+from twofold.mpc.rpc import ServiceClient, ServiceError
+from twofold.mpc.sharing import split
+from twofold.owners.policy import Policy
+from twofold.owners.prepare import prepare
+from twofold.owners.upload import upload
 
 CUSTOMERS = "id,age,income,member,region\n" + "".join(
     f"{i},{20 + i % 50},{i * 1.25 - 30},{'yes' if i % 3 else 'no'},{['north', 'south', 'east'][i % 3]}\n"

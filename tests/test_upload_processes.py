@@ -8,17 +8,17 @@ import time
 import numpy as np
 import pytest
 
-from bench.cluster import LocalCluster
-from mpc.curve import generate_keypair
-from mpc.rpc import HANDSHAKE_TIMEOUT_S
-from owners.policy import Policy
-from servers.storage import Storage
 from tests.servers_harness import SCHEMA
+from twofold.cli.local_cluster import LocalCluster
+from twofold.mpc.curve import generate_keypair
+from twofold.mpc.rpc import HANDSHAKE_TIMEOUT_S
+from twofold.owners.policy import Policy
+from twofold.servers.storage import Storage
 
 
 def owner_upload(cluster, owner, data, table, *extra, timeout=120):
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", "owner", "upload", str(data), "--table", table,
+        [sys.executable, "-m", "twofold.cli.main", "owner", "upload", str(data), "--table", table,
          "--schema", str(cluster.folder / "schema.toml"), "--config",
          str(cluster.owner_config(owner)), "--json", *map(str, extra)],
         capture_output=True, text=True, timeout=timeout)
@@ -70,7 +70,7 @@ def test_kill_9_during_an_upload_leaves_the_table_complete_or_absent(tmp_path):
         cluster.start_server(0)
         cluster.start_server(1)
         owner = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "owner", "upload", str(data), "--table",
+            [sys.executable, "-m", "twofold.cli.main", "owner", "upload", str(data), "--table",
              "customers", "--schema", str(cluster.folder / "schema.toml"), "--config",
              str(cluster.owner_config("alice"))], stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
@@ -134,7 +134,7 @@ def test_an_unregistered_key_fails_fast_and_says_what_to_check(tmp_path):
         write_customers(data, 10)
         start = time.monotonic()
         run = subprocess.run(
-            [sys.executable, "-m", "cli.main", "owner", "upload", str(data), "--table",
+            [sys.executable, "-m", "twofold.cli.main", "owner", "upload", str(data), "--table",
              "customers", "--schema", str(cluster.folder / "schema.toml"), "--config",
              str(config)], capture_output=True, text=True, timeout=120)
         assert time.monotonic() - start < HANDSHAKE_TIMEOUT_S + 10
@@ -161,7 +161,7 @@ def test_uploading_earlier_content_again_says_it_is_live_again(tmp_path):
             assert storage.current("customers").upload_id == summary["upload_id"]
             storage.close()
         text = subprocess.run(
-            [sys.executable, "-m", "cli.main", "owner", "upload", str(first), "--table",
+            [sys.executable, "-m", "twofold.cli.main", "owner", "upload", str(first), "--table",
              "customers", "--schema", str(cluster.folder / "schema.toml"), "--config",
              str(cluster.owner_config("alice"))], capture_output=True, text=True)
         assert "already held it as the live version; nothing changed" in text.stdout

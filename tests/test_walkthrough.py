@@ -15,7 +15,7 @@ RULES = {"alice": ["--policy", "alice-policy.toml"],  # each owner's rules, as i
 
 
 def twofold(folder, *args):
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=folder,
+    return subprocess.run([sys.executable, "-m", "twofold.cli.main", *args], cwd=folder,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -35,7 +35,7 @@ def test_readme_walkthrough(tmp_path):
     shutil.copytree(EXAMPLE, folder)
     for name in ("dealer", "server0", "server1", "alice", "bob", "carol"):
         assert twofold(folder, "keys", "generate", name, "--dir", "keys").returncode == 0
-    services = [subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=folder,
+    services = [subprocess.Popen([sys.executable, "-m", "twofold.cli.main", *args], cwd=folder,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 for args in (["dealer", "run", "--config", "dealer.toml"],
                              ["server", "run", "--config", "server0.toml"],

@@ -4,7 +4,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from mpc import wire
+from twofold.mpc import wire
 
 
 def test_round_trip_of_allowed_arrays():

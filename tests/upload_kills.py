@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cluster import LocalCluster
-from mpc.curve import load_keypair
-from owners.policy import Policy
-from owners.prepare import PreparedTable, prepare
-from owners.schema import load_schema
-from owners.upload import content_digest
-from servers.storage import Storage
 from tests.servers_harness import SCHEMA
+from twofold.cli.local_cluster import LocalCluster
+from twofold.mpc.curve import load_keypair
+from twofold.owners.policy import Policy
+from twofold.owners.prepare import PreparedTable, prepare
+from twofold.owners.schema import load_schema
+from twofold.owners.upload import content_digest
+from twofold.servers.storage import Storage
 
 
 @dataclass
@@ -71,7 +71,7 @@ def write_customers(path: Path, rows: int, offset: int) -> None:
 
 def owner_upload(cluster: LocalCluster, data: Path) -> int:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", "owner", "upload", str(data), "--table", "customers",
+        [sys.executable, "-m", "twofold.cli.main", "owner", "upload", str(data), "--table", "customers",
          "--schema", str(cluster.folder / "schema.toml"), "--config",
          str(cluster.owner_config("alice"))], capture_output=True, timeout=300).returncode
 

@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.cluster import LocalCluster
 from tests.fuzzing import fuzz, valid_job_is_right
 from tests.servers_harness import SCHEMA
+from twofold.cli.local_cluster import LocalCluster
 
 
 def main() -> None:

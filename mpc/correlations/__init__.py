@@ -17,14 +17,14 @@ kind is writing its class and naming it below.
 - row_masks.py: row_mask and masked_products, for training.
 """
 
-from mpc.correlations.and_monomials import AndMonomials
-from mpc.correlations.bits import BitRowTriples, BitTriples, DaBits, EdaBits
-from mpc.correlations.kind import MAX_ELEMENTS, CorrelationError, Kind
-from mpc.correlations.one_of_n import OneOfN
-from mpc.correlations.permutations import PermutationMasks
-from mpc.correlations.row_masks import MaskedProducts, RowMask
-from mpc.correlations.triples import AndTriples, BeaverTriples, MatrixTriples
-from mpc.correlations.truncation import TruncatedTriples, TruncationPairs
+from twofold.mpc.correlations.and_monomials import AndMonomials
+from twofold.mpc.correlations.bits import BitRowTriples, BitTriples, DaBits, EdaBits
+from twofold.mpc.correlations.kind import MAX_ELEMENTS, CorrelationError, Kind
+from twofold.mpc.correlations.one_of_n import OneOfN
+from twofold.mpc.correlations.permutations import PermutationMasks
+from twofold.mpc.correlations.row_masks import MaskedProducts, RowMask
+from twofold.mpc.correlations.triples import AndTriples, BeaverTriples, MatrixTriples
+from twofold.mpc.correlations.truncation import TruncatedTriples, TruncationPairs
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     BeaverTriples(), AndTriples(), AndMonomials(), MatrixTriples(), DaBits(), BitTriples(),

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mpc.correlations.kind import CorrelationError, Kind, count_of
+from twofold.mpc.correlations.kind import CorrelationError, Kind, count_of
 
 MAX_AND_INPUTS = 4  # a monomial of k inputs costs 2^k terms online and 2^k - k - 1 products
 MAX_AND_VARIABLES = 8

@@ -7,8 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mpc.correlations.kind import Kind, count_of, require_positive
-from mpc.correlations.merging import ALONE, ELEMENTWISE
+from twofold.mpc.correlations.kind import Kind, count_of, require_positive
+from twofold.mpc.correlations.merging import ALONE, ELEMENTWISE
 
 U64 = np.uint64
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from mpc.correlations.merging import ALONE, Merging
-from mpc.prg import Prg
+from twofold.mpc.correlations.merging import ALONE, Merging
+from twofold.mpc.prg import Prg
 
 if TYPE_CHECKING:
-    from mpc.correlations.row_masks import MaskRecord
-    from mpc.ot.constructions import Constructions
+    from twofold.mpc.correlations.row_masks import MaskRecord
+    from twofold.mpc.ot.constructions import Constructions
 
 MAX_ELEMENTS = 1 << 28  # a request larger than this is refused (2 GiB of words)
 

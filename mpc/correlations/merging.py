@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from mpc.correlations.kind import Kind
+    from twofold.mpc.correlations.kind import Kind
 
 
 class Merging:

@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mpc.correlations.kind import CorrelationError, Kind, count_of
-from mpc.correlations.merging import ELEMENTWISE
+from twofold.mpc.correlations.kind import CorrelationError, Kind, count_of
+from twofold.mpc.correlations.merging import ELEMENTWISE
 
 U64 = np.uint64
 CHOICE_WORD_BITS = 64  # a one_of_n sender's entries fill at most one word

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mpc.correlations.kind import CorrelationError, Kind, count_of
+from twofold.mpc.correlations.kind import CorrelationError, Kind, count_of
 
 
 class PermutationMasks(Kind):

@@ -7,9 +7,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mpc.correlations.kind import MAX_ELEMENTS, CorrelationError, Kind, count_of, require_positive
-from mpc.correlations.merging import Merging
-from mpc.prg import Prg, stream_rows
+from twofold.mpc.correlations.kind import (
+    MAX_ELEMENTS,
+    CorrelationError,
+    Kind,
+    count_of,
+    require_positive,
+)
+from twofold.mpc.correlations.merging import Merging
+from twofold.mpc.prg import Prg, stream_rows
 
 MAX_MASKED_ROWS = 8192  # a batch's rows travel in a dealer request's header, 5 bytes each
 

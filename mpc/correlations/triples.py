@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mpc.correlations.kind import Kind, count_of
-from mpc.correlations.merging import ELEMENTWISE
-from mpc.prg import Prg
+from twofold.mpc.correlations.kind import Kind, count_of
+from twofold.mpc.correlations.merging import ELEMENTWISE
+from twofold.mpc.prg import Prg
 
 
 class Triple(NamedTuple):

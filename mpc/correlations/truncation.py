@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mpc.correlations.kind import CorrelationError, Kind, count_of
-from mpc.correlations.merging import ELEMENTWISE
-from mpc.prg import Prg
+from twofold.mpc.correlations.kind import CorrelationError, Kind, count_of
+from twofold.mpc.correlations.merging import ELEMENTWISE
+from twofold.mpc.prg import Prg
 
 U64 = np.uint64
 LOW_HALF = (1 << 32) - 1

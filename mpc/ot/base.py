@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PublicKey,
 )
 
-from mpc.link import Channel
+from twofold.mpc.link import Channel
 
 MESSAGE_BYTES = 16
 POINT_BYTES = 32

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from mpc.ot.multiply import Multiplier
-from mpc.prg import Prg
+from twofold.mpc.ot.multiply import Multiplier
+from twofold.mpc.prg import Prg
 
 U64 = np.uint64
 CHUNK_WORDS = 1 << 21  # pad words per message

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.correlations.one_of_n import low_bits
-from mpc.ot import benes
-from mpc.ot.extension import BYTES_PER_COT
-from mpc.ot.kernels import choice_masks, chosen_masks
-from mpc.ot.multiply import BITS_AT_ONCE, Multiplier, Side
-from mpc.prg import Prg
+from twofold.mpc.correlations.one_of_n import low_bits
+from twofold.mpc.ot import benes
+from twofold.mpc.ot.extension import BYTES_PER_COT
+from twofold.mpc.ot.kernels import choice_masks, chosen_masks
+from twofold.mpc.ot.multiply import BITS_AT_ONCE, Multiplier, Side
+from twofold.mpc.prg import Prg
 
 U64 = np.uint64
 CHUNK_WORDS = 1 << 18  # pad words per products call (2 MiB: in cache, yet few messages)

@@ -30,9 +30,9 @@ import math
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from mpc.link import Channel
-from mpc.ot.base import base_ots
-from mpc.ot.kernels import (
+from twofold.mpc.link import Channel
+from twofold.mpc.ot.base import base_ots
+from twofold.mpc.ot.kernels import (
     add_digit_corrections,
     finish_pads,
     leaf_sums,
@@ -40,7 +40,7 @@ from mpc.ot.kernels import (
     tweak_blocks,
     xor_delta,
 )
-from mpc.prg import SLACK_WORDS, Prg
+from twofold.mpc.prg import SLACK_WORDS, Prg
 
 U64 = np.uint64
 BLOCK_BITS = 2  # k

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.link import Channel
-from mpc.ot.extension import PadHash
-from mpc.ot.kernels import receiver_products, sender_products, xor_delta
-from mpc.ot.pool import CotPool, Cots
+from twofold.mpc.link import Channel
+from twofold.mpc.ot.extension import PadHash
+from twofold.mpc.ot.kernels import receiver_products, sender_products, xor_delta
+from twofold.mpc.ot.pool import CotPool, Cots
 
 U64 = np.uint64
 BITS_AT_ONCE = 1 << 16  # random bit OTs hashed per slice

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.errors import ProtocolMismatch
-from mpc.link import Channel
-from mpc.ot.extension import BLOCKS, CotReceiver, CotSender
-from mpc.ot.store import CotStore, direction_of
+from twofold.mpc.errors import ProtocolMismatch
+from twofold.mpc.link import Channel
+from twofold.mpc.ot.extension import BLOCKS, CotReceiver, CotSender
+from twofold.mpc.ot.store import CotStore, direction_of
 
 U64 = np.uint64
 FIRST_BATCH_WORDS = 1 << 6  # 4,096 COTs: small jobs start quickly...

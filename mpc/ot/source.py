@@ -16,17 +16,17 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass
 
-from mpc import request_groups
-from mpc.accounting import Accounting
-from mpc.correlation_source import CorrelationSource, Request
-from mpc.correlations import KINDS
-from mpc.link import PeerLink
-from mpc.ot.constructions import Constructions
-from mpc.ot.extension import BYTES_PER_COT, PadHash, setup
-from mpc.ot.multiply import Multiplier
-from mpc.ot.pool import DEFAULT_CAPACITY, CotPool
-from mpc.ot.store import CotStore, agree_on_stored
-from mpc.prg import Prg
+from twofold.mpc import request_groups
+from twofold.mpc.accounting import Accounting
+from twofold.mpc.correlation_source import CorrelationSource, Request
+from twofold.mpc.correlations import KINDS
+from twofold.mpc.link import PeerLink
+from twofold.mpc.ot.constructions import Constructions
+from twofold.mpc.ot.extension import BYTES_PER_COT, PadHash, setup
+from twofold.mpc.ot.multiply import Multiplier
+from twofold.mpc.ot.pool import DEFAULT_CAPACITY, CotPool
+from twofold.mpc.ot.store import CotStore, agree_on_stored
+from twofold.mpc.prg import Prg
 
 
 @dataclass

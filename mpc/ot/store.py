@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mpc.errors import MpcError
-from mpc.files import fsync_dir
+from twofold.mpc.errors import MpcError
+from twofold.mpc.files import fsync_dir
 
 U64 = np.uint64
 NUMBER_BITS = 23  # batches per direction and session

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.errors import ProtocolMismatch
-from mpc.party import Party
-from mpc.ring import as_ring, public_factor
+from twofold.mpc.errors import ProtocolMismatch
+from twofold.mpc.party import Party
+from twofold.mpc.ring import as_ring, public_factor
 
 U64 = np.uint64
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.correlations.and_monomials import monomial_mask, product_subsets, submasks
-from mpc.party import Party
-from mpc.protocols.arithmetic import mul
-from mpc.protocols.choices import (
+from twofold.mpc.correlations.and_monomials import monomial_mask, product_subsets, submasks
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import mul
+from twofold.mpc.protocols.choices import (
     CARRY,
     CARRY_LEAF,
     EQUAL,

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.correlations.one_of_n import low_bits
-from mpc.party import Party
+from twofold.mpc.correlations.one_of_n import low_bits
+from twofold.mpc.party import Party
 
 U64 = np.uint64
 BLOCK_BITS = 5  # a block and the state bit: 64 entries, a list in one word
@@ -147,7 +147,7 @@ def _wire(entries: int) -> np.dtype:
 def _kernels():
     """Compiled steps (numba), imported when first used: only processes that compare this
     way pay for numba's import."""
-    from mpc.protocols import choice_kernels
+    from twofold.mpc.protocols import choice_kernels
     return choice_kernels
 
 

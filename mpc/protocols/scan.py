@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.party import Party
-from mpc.protocols.arithmetic import mul
-from mpc.protocols.boolean import flag_rows, less_than
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import mul
+from twofold.mpc.protocols.boolean import flag_rows, less_than
 
 U64 = np.uint64
 OPS = ("copy", "sum", "min", "max")

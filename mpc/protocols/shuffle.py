@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpc.party import Party
+from twofold.mpc.party import Party
 
 U64 = np.uint64
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpc.errors import ProtocolMismatch
-from mpc.party import Party
-from mpc.protocols.arithmetic import reveal, truncate
-from mpc.protocols.boolean import and_bits, arith_to_bool, bits_to_arith_times
-from mpc.protocols.shuffle import shuffle
+from twofold.mpc.errors import ProtocolMismatch
+from twofold.mpc.party import Party
+from twofold.mpc.protocols.arithmetic import reveal, truncate
+from twofold.mpc.protocols.boolean import and_bits, arith_to_bool, bits_to_arith_times
+from twofold.mpc.protocols.shuffle import shuffle
 
 U64 = np.uint64
 HALF = 32

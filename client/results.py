@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ml.metrics import derive
-from mpc.outputs import RELEASED, Output, OutputColumn
-from mpc.ring import FixedPoint, to_signed
-from owners.keys import HASHED_TAG
-from owners.schema import INDICATOR
 from twofold import models
+from twofold.ml.metrics import derive
+from twofold.mpc.outputs import RELEASED, Output, OutputColumn
+from twofold.mpc.ring import FixedPoint, to_signed
+from twofold.owners.keys import HASHED_TAG
+from twofold.owners.schema import INDICATOR
 
 U64 = np.uint64
 ROW_KINDS = ("rows", "aggregate", "predictions")
@@ -63,7 +63,7 @@ class Result:
         return json.dumps(self.data, indent=1)
 
     def to_sklearn(self):
-        """A model's fitted scikit-learn estimator (twofold/models.py)."""
+        """A model's fitted scikit-learn estimator (client/models.py)."""
         if self.kind != "model":
             raise ValueError(f"a {self.kind} output is not a model")
         return models.to_sklearn(self.data)

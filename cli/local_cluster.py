@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from mpc.curve import generate_keypair
-from owners.policy import Policy
-from owners.schema import load_schema
 from twofold.client import Client
+from twofold.mpc.curve import generate_keypair
+from twofold.owners.policy import Policy
+from twofold.owners.schema import load_schema
 
 
 def _free_port() -> int:
@@ -100,11 +100,11 @@ class LocalCluster:
             return
         with self._log("dealer") as log:
             self.dealer = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "dealer", "run",
+                [sys.executable, "-m", "twofold.cli.main", "dealer", "run",
                  "--config", str(self.folder / "dealer.toml")],
                 stdout=subprocess.DEVNULL, stderr=log)
 
-    def start_server(self, party: int, program: tuple[str, ...] = ("cli.main", "server", "run"),
+    def start_server(self, party: int, program: tuple[str, ...] = ("twofold.cli.main", "server", "run"),
                      *extra: str) -> None:
         """Start `twofold server run` (or another module given the same --config, such as a
         test's server that stops itself at a chosen point) and wait until it listens."""
@@ -166,7 +166,7 @@ class LocalCluster:
             self.start_dealer()  # a no-op in OT mode
         job = uuid.uuid4().hex
         return [subprocess.Popen(
-            [sys.executable, "-m", "bench.worker", "--config",
+            [sys.executable, "-m", "twofold.bench.worker", "--config",
              str(self.folder / f"server{party}.toml"), "--job", job, "--program", program,
              "--params", json.dumps(params)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for party in (0, 1)]

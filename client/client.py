@@ -21,14 +21,21 @@ from pathlib import Path
 import pandas as pd
 import tomli_w
 
-from mpc.actions import BUDGET, FETCH_OUTPUT, JOB_CANCEL, JOB_EXPLAIN, JOB_STATUS, JOB_SUBMIT
-from mpc.outputs import Output
-from mpc.rpc import ServiceUnreachable, each, service_clients
-from owners.policy import Policy
-from owners.prepare import prepare
-from owners.schema import Schema, load_schema
-from owners.upload import UploadResult, dummy_prg, source_digest, upload
 from twofold.config import ClientConfig, load_client_config
+from twofold.mpc.actions import (
+    BUDGET,
+    FETCH_OUTPUT,
+    JOB_CANCEL,
+    JOB_EXPLAIN,
+    JOB_STATUS,
+    JOB_SUBMIT,
+)
+from twofold.mpc.outputs import Output
+from twofold.mpc.rpc import ServiceUnreachable, each, service_clients
+from twofold.owners.policy import Policy
+from twofold.owners.prepare import prepare
+from twofold.owners.schema import Schema, load_schema
+from twofold.owners.upload import UploadResult, dummy_prg, source_digest, upload
 from twofold.results import Result, reveal
 
 FINISHED = ("done", "failed")

@@ -15,8 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpc.curve import KeyPair, load_keypair, load_public_key
-from mpc.rpc import ServerAddress
+from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
+from twofold.mpc.rpc import ServerAddress
 
 
 class ClientConfigError(ValueError):
