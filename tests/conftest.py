@@ -3,7 +3,7 @@ import pytest
 
 # the correlation kinds' checks are asserts in their own modules: rewritten like a test's,
 # a failing one shows its values (registered before anything imports them)
-pytest.register_assert_rewrite("mpc.correlations")
+pytest.register_assert_rewrite("twofold.mpc.correlations")
 
 from tests.harness import SOURCES  # noqa: E402
 

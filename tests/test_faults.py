@@ -244,3 +244,20 @@ def test_the_peer_link_limits_frame_sizes():
         return party.link.socket.getsockopt(zmq.MAXMSGSIZE)
 
     assert run_pair(limit) == [MAX_FRAME_BYTES, MAX_FRAME_BYTES]
+
+
+def test_a_direction_whose_extension_fails_ends_both_sides_at_once():
+    """OT mode: each server's extension in the direction it receives in raises (numba caches
+    left by an older install did). A take must fail at once, not wait on its other direction
+    for messages the peer's dead direction will never send, until the timeout."""
+    async def broken(party):
+        def fail(words):
+            raise RuntimeError(f"the extension of server {party.id} broke")
+        party.corr.pool.receiving.extension.extend = fail
+        await multiply(party)
+
+    (first, second), elapsed = run_timed(
+        two_parties(broken, broken, correlations=("ot", "ot"), timeout_s=30))
+    for error in (first, second):
+        assert "the extension of server" in str(error) and "broke" in str(error)
+    assert elapsed < 15  # far below the 30 s a server would wait for a message

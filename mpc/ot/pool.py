@@ -199,7 +199,11 @@ class CotPool:
         """The next `sending` COTs in which this server sends and `receiving` in which it
         receives; waits for the producers when the buffers hold fewer."""
         self.receiving.reserve(receiving)
-        return await self.sending.take(sending), await self.receiving.take(receiving)
+        # both at once: a direction that failed (its extension raised, say) must end the take
+        # now, not after the other direction has waited out the timeout for the peer
+        sent, received = await asyncio.gather(self.sending.take(sending),
+                                              self.receiving.take(receiving))
+        return sent, received
 
     @staticmethod
     def batch_size() -> int:
