@@ -107,10 +107,23 @@ async def running(deployment: Deployment, which=(0, 1)):
                     deployment.configs[0].endpoints.dealer_address)
     events = [asyncio.Event() for _ in range(len(servers) + 1)]
     tasks = [asyncio.create_task(s.serve(e)) for s, e in zip([*servers, dealer], events)]
-    await asyncio.gather(*(e.wait() for e in events))
     try:
+        await until_ready(tasks, events)
         yield servers
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def until_ready(tasks: list[asyncio.Task], events: list[asyncio.Event]) -> None:
+    """Until every service is listening. One that ends first (its address taken by another
+    process between free_address() and its bind, on a loaded machine) raises its error here,
+    instead of leaving the test waiting for ever."""
+    ready = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in events)))
+    done, _ = await asyncio.wait([ready, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if ready not in done:
+        ready.cancel()
+        for task in done:
+            task.result()  # the service's own error
+        raise RuntimeError("a service stopped before it was ready")

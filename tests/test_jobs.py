@@ -313,3 +313,21 @@ def test_server_0_does_not_run_a_job_server_1_has_ended(deployment):
     assert [s["state"] for s in statuses] == ["failed", "failed"]
     assert statuses[0]["error"] == ("server 1 could not start it: its copy is failed: "
                                     "cancelled by carol")
+
+
+def test_a_server_that_cannot_bind_fails_the_test_instead_of_hanging(deployment):
+    """Two processes may both find a port free before either binds it; the harness must then
+    fail with the server's error, not wait for a server that will never listen."""
+    import socket as sockets
+
+    host, port = deployment.configs[0].listen.removeprefix("tcp://").rsplit(":", 1)
+    with sockets.socket() as taken:
+        taken.bind((host, int(port)))
+        taken.listen()
+
+        async def scenario():
+            async with running(deployment):
+                pass
+
+        with pytest.raises(Exception, match="Address already in use"):
+            asyncio.run(asyncio.wait_for(scenario(), 30))
