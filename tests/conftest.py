@@ -5,7 +5,7 @@ import pytest
 # a failing one shows its values (registered before anything imports them)
 pytest.register_assert_rewrite("twofold.mpc.correlations")
 
-from tests.harness import SOURCES  # noqa: E402
+from tests.support.harness import SOURCES  # noqa: E402
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.harness import reconstruct, run_pair, shares_of
+from tests.support.harness import reconstruct, run_pair, shares_of
 from twofold.mpc.protocols.arithmetic import (
     ONE_WAY_OPENING,
     fixed_matmul,

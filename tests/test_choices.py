@@ -4,9 +4,9 @@ correlations, against plaintext; and what each server sees of the other's values
 import numpy as np
 import pytest
 
-from tests.harness import run_pair
-from tests.test_faults import run_timed, two_parties
-from tests.test_security import CHI2_LIMIT, two_sample_statistic
+from tests.support.harness import run_pair
+from tests.support.parties import run_timed, two_parties
+from tests.support.statistics import CHI2_LIMIT, two_sample_statistic
 from twofold.mpc.errors import PeerAborted, ProtocolMismatch
 from twofold.mpc.protocols.choices import (
     CARRY,

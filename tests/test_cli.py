@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from twofold.bench.protocols import OPS
 from twofold.cli.main import app
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # server processes
+
 
 def test_keys_generate_writes_a_private_secret(tmp_path):
     result = CliRunner().invoke(app, ["keys", "generate", "alice", "--dir", str(tmp_path)])

@@ -3,28 +3,14 @@
 import csv
 import io
 import json
-import subprocess
-import sys
 
-from tests.servers_harness import SCHEMA
-from tests.test_upload import CUSTOMERS
+import pytest
+
+from tests.support.cli import twofold, upload_customers
+from tests.support.servers import CUSTOMERS, SCHEMA
 from twofold.cli.local_cluster import LocalCluster
 
-
-def twofold(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "twofold.cli.main", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def upload_customers(cluster, tmp_path) -> None:
-    """alice uploads the customers table through the CLI, for carol to receive rows of."""
-    data = tmp_path / "customers.csv"
-    data.write_text(CUSTOMERS)
-    upload = twofold("owner", "upload", data, "--table", "customers", "--schema",
-                     cluster.folder / "schema.toml", "--config", cluster.owner_config("alice"),
-                     "--recipients", "carol", "--outputs", "rows", "--dimension-columns",
-                     "id,age,region")
-    assert upload.returncode == 0, upload.stderr
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # server processes
 
 
 def test_upload_submit_and_reveal_through_the_cli(tmp_path):
@@ -88,7 +74,7 @@ def ids_are_per_submitter(cluster, tmp_path, job_id: str, carols_status: str,
 
 def test_joined_columns_survive_separate_processes(tmp_path):
     """Each server is its own process with its own hash seed: carried columns must line up."""
-    from tests.test_upload import ORDERS
+    from tests.support.servers import ORDERS
 
     with LocalCluster(timeout_s=30, schema_text=SCHEMA, owners=("alice", "bob", "carol")) as cluster:
         cluster.start_dealer()

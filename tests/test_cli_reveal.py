@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.servers_harness import SCHEMA
-from tests.test_cli_jobs import twofold
-from tests.test_upload import CUSTOMERS, ORDERS
+from tests.support.cli import twofold
+from tests.support.servers import CUSTOMERS, ORDERS, SCHEMA
 from twofold.cli.local_cluster import LocalCluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # server processes
 
 JOBS = {
     "rows": '[output]\ncolumns = ["customers.id", "customers.region"]\n',

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import zmq.asyncio
 
-from tests.correlation_checks import MASK_FIRST, PARAMS, check
-from tests.harness import keypair
+from tests.support.correlation_checks import MASK_FIRST, PARAMS, check
+from tests.support.harness import keypair
 from twofold.mpc.accounting import Accounting
 from twofold.mpc.correlations import KINDS, CorrelationError
 from twofold.mpc.dealer import Dealer, DealerSource, connect_dealer
@@ -207,7 +207,7 @@ def test_dealer_ignores_unregistered_keys():
 def test_large_masked_products_are_split_into_messages_the_dealer_accepts(rng):
     """Batches of 8,000 rows: each request's header is tens of kilobytes, so a producer batch
     of them spans several messages."""
-    from tests.harness import run_pair
+    from tests.support.harness import run_pair
 
     plan = [("masked_products", {"rows": rng.integers(0, 70000, 8000).tolist(), "columns": 3})
             for _ in range(5)]

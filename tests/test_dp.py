@@ -8,7 +8,7 @@ import dp_accounting
 import pytest
 from dp_accounting import rdp
 
-from tests.servers_harness import SCHEMA
+from tests.support.servers import SCHEMA
 from twofold.ml.dp import (
     MULTIPLIERS,
     Charge,

@@ -13,7 +13,7 @@ import tomllib
 import numpy as np
 import pytest
 
-from tests.harness import reconstruct, run_pair, shares_of
+from tests.support.harness import reconstruct, run_pair, shares_of
 from twofold.ml.metrics import linear_sums, logistic_counts
 from twofold.mpc.ring import FixedPoint, to_signed
 from twofold.owners.schema import parse_schema

@@ -4,17 +4,16 @@ import asyncio
 import signal
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
 
-from tests.harness import free_address, keypair, run_pair
+from tests.support.harness import free_address, keypair, run_pair
+from tests.support.parties import TIMEOUT, multiply, run_timed, two_parties
 from twofold.cli.local_cluster import LocalCluster
 from twofold.mpc import wire
-from twofold.mpc.dealer import Dealer
 from twofold.mpc.errors import (
     DealerError,
     JobCancelled,
@@ -25,57 +24,12 @@ from twofold.mpc.errors import (
     SettingsMismatch,
 )
 from twofold.mpc.link import MAX_FRAME_BYTES, StopSignal
-from twofold.mpc.protocols.arithmetic import mul
 from twofold.mpc.session import Endpoints, open_party
 from twofold.servers.config import load_dealer_config
 
+pytestmark = pytest.mark.integration  # two servers, in process or not
+
 U64 = np.uint64
-TIMEOUT = 1.5
-
-
-async def two_parties(program0, program1, *, keys1_override=None, jobs=None, dealer_up=True,
-                      correlations=("dealer", "dealer"), timeout_s=TIMEOUT, stop0=None):
-    """Run one program per server; returns each side's result or exception."""
-    dealer_keys, keys0, keys1 = keypair(), keypair(), keypair()
-    dealer = Dealer(dealer_keys, (keys0.public, keys1.public), "tcp://127.0.0.1:*")
-    task = None
-    if dealer_up:
-        ready = asyncio.Event()
-        task = asyncio.create_task(dealer.serve(ready))
-        await ready.wait()
-    else:
-        dealer.address = free_address()
-    peer = free_address()
-    jobs = jobs or [uuid.uuid4().hex] * 2
-    own_keys = [keys0, keys1_override or keys1]
-    publics = [keys1.public, keys0.public]
-
-    async def one(party_id, program):
-        ends = Endpoints(party_id, own_keys[party_id], publics[party_id], peer,
-                         dealer_keys.public, dealer.address, timeout_s, correlations[party_id])
-        async with open_party(ends, jobs[party_id],
-                              cancel=stop0 if party_id == 0 else None) as party:
-            return await program(party)
-
-    try:
-        return await asyncio.gather(one(0, program0), one(1, program1), return_exceptions=True)
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
-async def multiply(party, n=8):
-    x = party.public(np.arange(n, dtype=U64))
-    return await mul(party, x, x)
-
-
-def run_timed(coroutine):
-    start = time.monotonic()
-    results = asyncio.run(coroutine)
-    return results, time.monotonic() - start
-
-
 def test_lone_server_reports_missing_peer():
     async def lone(party_id):
         ends = Endpoints(party_id, keypair(), keypair().public, free_address(),

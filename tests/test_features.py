@@ -9,22 +9,23 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from tests.harness import OPEN_POLICY, reconstruct
-from tests.join_harness import (
+from tests.support.harness import OPEN_POLICY, reconstruct
+from tests.support.joins import (
     random_schema,
     random_tables,
     reference_join,
     run_on_shares,
     share_tables,
 )
-from tests.servers_harness import make_deployment, running
-from tests.test_upload import upload_file
+from tests.support.servers import make_deployment, running, upload_file
 from twofold.client import run_job, submit_job
 from twofold.models import predict
 from twofold.mpc.rpc import ServiceError
 from twofold.sorting_join.multiway import run_join
 from twofold.sorting_join.plan import plan_join
 from twofold.sorting_join.predicate import Expression, PredicateError
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 EXPRESSIONS = [  # text, its pandas reference over the joined frame
     ("t0.x * 2 - t1.x", lambda d: d["t0.x"] * 2 - d["t1.x"]),

@@ -7,13 +7,15 @@ import tomllib
 import msgpack
 import pytest
 
-from tests.fuzzing import Client, fuzz, valid_job_is_right
-from tests.servers_harness import SCHEMA
+from tests.support.fuzzing import Client, fuzz, valid_job_is_right
+from tests.support.servers import SCHEMA
 from twofold.cli.local_cluster import LocalCluster
 from twofold.mpc.curve import load_keypair, load_public_key
 from twofold.owners.schema import parse_schema
 from twofold.servers.config import load_dealer_config
 from twofold.servers.server import MAX_FRAME_BYTES
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 
 @pytest.fixture(scope="module")

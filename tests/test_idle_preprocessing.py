@@ -10,11 +10,13 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.servers_harness import SCHEMA
-from tests.test_cli_jobs import twofold, upload_customers
+from tests.support.cli import twofold, upload_customers
+from tests.support.servers import SCHEMA
 from twofold.cli.local_cluster import LocalCluster, ProcessError
 from twofold.mpc.ot.pool import CotPool
 from twofold.mpc.ot.store import CotStore, exclusive
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # server processes
 
 BATCH = CotPool.batch_size()
 LARGE_TARGET = 256 * BATCH  # several seconds of preprocessing: a job or a kill comes midway

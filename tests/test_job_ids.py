@@ -11,14 +11,15 @@ import tomllib
 import pandas as pd
 import pytest
 
-from tests.harness import OPEN_POLICY
-from tests.servers_harness import SCHEMA, make_deployment, running
-from tests.test_upload import CUSTOMERS, upload_file
+from tests.support.harness import OPEN_POLICY
+from tests.support.servers import CUSTOMERS, SCHEMA, make_deployment, running, upload_file
 from twofold.client import fetch_result, job_status, submit_job, wait_for_job
 from twofold.mpc.rpc import ServiceError, service_clients
 from twofold.owners.schema import parse_schema
 from twofold.servers.jobs import agreement_digest
 from twofold.servers.jobspec import parse_job_spec
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 AGES = pd.read_csv(io.StringIO(CUSTOMERS)).age
 COSTS = {"stage", "costs", "seconds"}

@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.harness import OPEN_POLICY
-from tests.servers_harness import make_deployment, running
-from tests.test_upload import CUSTOMERS, ORDERS, upload_file
+from tests.support.harness import OPEN_POLICY
+from tests.support.servers import CUSTOMERS, ORDERS, make_deployment, running, upload_file
 from twofold.client import (
     cancel_job,
     failure,
@@ -25,6 +24,8 @@ from twofold.client import (
 from twofold.mpc.accounting import Accounting
 from twofold.mpc.link import StopSignal
 from twofold.mpc.rpc import ServiceError
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 REGIONS = ["north", "south", "east"]
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.harness import reconstruct, run_pair, shares_of
-from tests.join_harness import (
+from tests.support.harness import reconstruct, run_pair, shares_of
+from tests.support.joins import (
     random_schema,
     random_tables,
     real_rows,

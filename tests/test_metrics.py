@@ -18,11 +18,12 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from tests.harness import OPEN_POLICY
-from tests.servers_harness import make_deployment, running
-from tests.test_upload import upload_file
+from tests.support.harness import OPEN_POLICY
+from tests.support.servers import make_deployment, running, upload_file
 from twofold.client import run_job
 from twofold.models import predict, to_sklearn
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 FEATURES = ["wines.alcohol", "wines.flavanoids", "labs.color", "labs.proline"]
 

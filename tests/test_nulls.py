@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.harness import OPEN_POLICY
-from tests.servers_harness import make_deployment, running
-from tests.test_upload import upload_file
+from tests.support.harness import OPEN_POLICY
+from tests.support.servers import make_deployment, running, upload_file
 from twofold.client import run_job, submit_job
 from twofold.mpc.rpc import ServiceError
 from twofold.owners.prepare import prepare
 from twofold.owners.read import UploadError
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 SCHEMA = """
 [schema]

@@ -14,12 +14,18 @@ from dataclasses import replace
 
 import pytest
 
-from tests.servers_harness import make_deployment, running
-from tests.test_policies import CUSTOMERS, ORDERS
-from tests.test_release import reconstruct
-from tests.test_upload import upload_file
+from tests.support.servers import (
+    REGION_CUSTOMERS,
+    REGION_ORDERS,
+    make_deployment,
+    reconstruct_outputs,
+    running,
+    upload_file,
+)
 from twofold.client import fetch_outputs, fetch_result, submit_job, wait_for_job
 from twofold.owners.policy import Policy, unrestricted
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 ALICE = Policy(recipients=("carol",), analysts=("erin",), outputs=("rows", "aggregate",
                "statistics", "model", "predictions"), dimension_columns=("id", "age", "region"),
@@ -65,8 +71,8 @@ def seen(tmp_path_factory):
     """Per kind, for X = 40 and X = 20: erin's view of the job, carol's revealed output and
     the raw outputs reconstructed from both servers' shares."""
     folder = tmp_path_factory.mktemp("one_person")
-    (folder / "customers.csv").write_text(CUSTOMERS)
-    (folder / "orders.csv").write_text(ORDERS)
+    (folder / "customers.csv").write_text(REGION_CUSTOMERS)
+    (folder / "orders.csv").write_text(REGION_ORDERS)
     deployment = make_deployment(folder, owners=("alice", "bob", "carol", "erin"))
 
     async def scenario():
@@ -88,7 +94,7 @@ def seen(tmp_path_factory):
                         [{k: v for k, v in s.items() if k != "job"} for s in statuses],
                         costs(await wait_for_job(carol, job), level),
                         (await fetch_result(carol, job)).data,
-                        reconstruct(await fetch_outputs(carol, job))))
+                        reconstruct_outputs(await fetch_outputs(carol, job))))
             return views
     return asyncio.run(scenario())
 

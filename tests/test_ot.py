@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from tests.correlation_checks import MASK_FIRST, PARAMS, check
-from tests.harness import run_pair
+from tests.support.correlation_checks import MASK_FIRST, PARAMS, check
+from tests.support.harness import run_pair
 from twofold.mpc.correlations import KINDS
 from twofold.mpc.errors import ProtocolMismatch
 from twofold.mpc.ot.base import base_ots

@@ -6,8 +6,8 @@ import asyncio
 import os
 import stat
 
-from tests.correlation_checks import check
-from tests.harness import free_address, keypair, run_pair
+from tests.support.correlation_checks import check
+from tests.support.harness import free_address, keypair, run_pair
 from twofold.mpc.ot.pool import CotPool
 from twofold.mpc.ot.store import CotStore, direction_of
 from twofold.mpc.session import Endpoints

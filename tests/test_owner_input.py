@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.servers_harness import SCHEMA
+from tests.support.servers import SCHEMA
 from twofold.mpc.prg import Prg
 from twofold.owners import keys as owner_keys
 from twofold.owners.keys import HASHED_TAG, encode_keys

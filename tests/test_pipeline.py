@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from tests.harness import reconstruct, run_pair, shares_of
-from tests.join_harness import share_tables
+from tests.support.harness import reconstruct, run_pair, shares_of
+from tests.support.joins import share_tables
 from twofold.ml.dp import Privacy
 from twofold.ml.pipeline import TrainSpec, fit, keep_tau_rows
 from twofold.ml.plaintext import accuracy, train_plain

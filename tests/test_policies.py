@@ -9,9 +9,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tests.servers_harness import make_deployment, running
-from tests.test_release import reconstruct
-from tests.test_upload import upload_file
+from tests.support.servers import (
+    REGION_CUSTOMERS,
+    REGION_ORDERS,
+    make_deployment,
+    reconstruct_outputs,
+    running,
+    upload_file,
+)
 from twofold.client import (
     cancel_job,
     fetch_outputs,
@@ -26,13 +31,8 @@ from twofold.owners.policy import Policy, unrestricted
 from twofold.owners.schema import INDICATOR
 from twofold.servers.budget import BudgetLedger
 
-# regions: north has customers 1-3 (one order each), south 4-5 (three orders each), east 6-8
-CUSTOMERS = "id,age,income,member,region\n" + "".join(
-    f"{i},{30 + i},{i * 10},{'yes' if i % 2 else 'no'},{region}\n"
-    for i, region in enumerate(["north"] * 3 + ["south"] * 2 + ["east"] * 3, start=1))
-ORDERS = "order_id,line,customer_id,amount\n" + "".join(
-    f"o{i},0,{customer},{10 + i}\n"
-    for i, customer in enumerate([1, 2, 3, 4, 4, 4, 5, 5, 5, 6, 7, 8]))
+pytestmark = pytest.mark.integration  # two servers, in process or not
+
 BY_REGION = """
 [job]
 recipients = ["carol"]
@@ -45,8 +45,8 @@ sum = ["orders.amount"]
 
 @pytest.fixture
 def deployment(tmp_path):
-    (tmp_path / "customers.csv").write_text(CUSTOMERS)
-    (tmp_path / "orders.csv").write_text(ORDERS)
+    (tmp_path / "customers.csv").write_text(REGION_CUSTOMERS)
+    (tmp_path / "orders.csv").write_text(REGION_ORDERS)
     return make_deployment(tmp_path, owners=("alice", "bob", "carol"))
 
 
@@ -118,7 +118,7 @@ def groups_of(deployment, customers, orders, spec=BY_REGION):
             assert [s["state"] for s in statuses] == ["done", "done"], statuses
             keys = deployment.client("carol")
             return ((await fetch_result(keys, job)).data,
-                    reconstruct(await fetch_outputs(keys, job)))
+                    reconstruct_outputs(await fetch_outputs(keys, job)))
     return asyncio.run(scenario())
 
 

@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tests.harness import reconstruct, run_pair, shares_of
+from tests.support.harness import reconstruct, run_pair, shares_of
 from twofold.ml.purify import compact_and_count, purify
 
 

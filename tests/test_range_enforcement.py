@@ -11,9 +11,8 @@ import tomllib
 import numpy as np
 import pytest
 
-from tests.harness import OPEN_POLICY, run_pair, shares_of
-from tests.servers_harness import make_deployment, running
-from tests.test_upload import upload_file
+from tests.support.harness import OPEN_POLICY, run_pair, shares_of
+from tests.support.servers import make_deployment, running, upload_file
 from twofold.client import run_job
 from twofold.mpc.prg import Prg
 from twofold.mpc.ring import FixedPoint
@@ -21,6 +20,8 @@ from twofold.owners.prepare import prepare
 from twofold.owners.schema import INDICATOR, parse_schema
 from twofold.owners.upload import upload
 from twofold.servers.ranges import enforce_declared
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 FIXED = FixedPoint()
 MAX_AMOUNT = 10_000.0  # orders.amount's declared range is [0, 10000]

@@ -7,13 +7,14 @@ import tomllib
 
 import pytest
 
-from tests.harness import OPEN_POLICY
-from tests.servers_harness import make_deployment, running
-from tests.test_upload import upload_file
+from tests.support.harness import OPEN_POLICY
+from tests.support.servers import make_deployment, running, upload_file
 from twofold.client import run_job
 from twofold.mpc.rpc import ServiceError
 from twofold.owners.schema import parse_schema
 from twofold.servers.jobspec import JobSpecError, check_sizes, parse_job_spec
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 READINGS = """
 [schema]

@@ -10,26 +10,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.harness import OPEN_POLICY
-from tests.servers_harness import make_deployment, running
-from tests.test_upload import CUSTOMERS, ORDERS, upload_file
+from tests.support.harness import OPEN_POLICY
+from tests.support.servers import (
+    CUSTOMERS,
+    ORDERS,
+    make_deployment,
+    reconstruct_outputs,
+    running,
+    upload_file,
+)
 from twofold.client import fetch_outputs, submit_job, wait_for_job
 from twofold.mpc.ring import FixedPoint
 from twofold.owners.keys import encode_keys
 from twofold.owners.schema import INDICATOR
 
+pytestmark = pytest.mark.integration  # two servers, in process or not
+
 FIXED = FixedPoint()
 REGIONS = ["north", "south", "east"]
 DANGLING = "late,0,999,1.5\n"
 WHERE = "orders.amount > customers.age / 2 and customers.region != 'east'"
-
-
-def reconstruct(outputs) -> dict[str, np.ndarray]:
-    """Every stored column, reconstructed: what a recipient holding both shares sees."""
-    first, second = outputs
-    assert [c.name for c in first.columns] == [c.name for c in second.columns]
-    return {c.name: (a + b).view(np.int64) for c, a, b in
-            zip(first.columns, first.shares, second.shares)}
 
 
 def joined() -> pd.DataFrame:
@@ -76,7 +76,7 @@ def run_jobs(deployment, *specs):
                 job = await submit_job(deployment.client("alice"), spec)
                 statuses = await wait_for_job(keys, job, timeout_s=120)
                 assert [s["state"] for s in statuses] == ["done", "done"], statuses
-                tables.append(reconstruct(await fetch_outputs(keys, job)))
+                tables.append(reconstruct_outputs(await fetch_outputs(keys, job)))
             return tables
     return asyncio.run(scenario())
 
@@ -156,8 +156,8 @@ def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
     """The same checks with `twofold server run` processes, uploads and jobs by the CLI, the
     owners' rules given as a policy file and as flags, granting exactly the roles the jobs
     use (with the default minimum group size, 2)."""
-    from tests.servers_harness import SCHEMA
-    from tests.test_cli_jobs import twofold
+    from tests.support.cli import twofold
+    from tests.support.servers import SCHEMA
     from twofold.cli.local_cluster import LocalCluster
     from twofold.config import load_client_config
 
@@ -186,6 +186,6 @@ def test_rows_and_groups_from_server_processes_through_the_cli(tmp_path):
                           cluster.owner_config("carol"), "--wait")
             assert run.returncode == 0 and "done" in run.stdout, run.stderr
             job = run.stdout.split()[1].rstrip(":")
-            tables.append(reconstruct(asyncio.run(fetch_outputs(carol, job))))
+            tables.append(reconstruct_outputs(asyncio.run(fetch_outputs(carol, job))))
     assert_exactly(tables[0], expected_rows())
     assert_exactly(tables[1], expected_groups())

@@ -254,6 +254,7 @@ def test_review_lists_every_rule_for_explain():
     assert any(f.rule == "outputs" and f.allowed for f in findings)
 
 
+@pytest.mark.integration
 def test_a_parent_tables_budget_through_the_servers(tmp_path):
     """dave's regions keep a budget, which protects regions: a per-customer noisy group-by is
     refused at submission, in one line; the same job bounding contributions per region runs,
@@ -262,8 +263,7 @@ def test_a_parent_tables_budget_through_the_servers(tmp_path):
 
     import tomli_w
 
-    from tests.servers_harness import make_deployment, running
-    from tests.test_upload import upload_file
+    from tests.support.servers import make_deployment, running, upload_file
     from twofold.client import run_job, table_budget
     from twofold.mpc.rpc import ServiceError
 

@@ -5,7 +5,7 @@ import tomllib
 
 import pytest
 
-from tests.servers_harness import SCHEMA
+from tests.support.servers import SCHEMA
 from twofold.owners.schema import SchemaError, parse_schema
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.harness import run_pair, shares_of
+from tests.support.harness import run_pair, shares_of
+from tests.support.statistics import CHI2_LIMIT, two_sample_statistic, uniformity_statistic
 from twofold.mpc.prg import Prg
 from twofold.mpc.protocols.arithmetic import fixed_mul, matmul, mul, truncate
 from twofold.mpc.protocols.boolean import (
@@ -96,23 +97,6 @@ def test_message_sizes_depend_only_on_shapes(source):
 def test_message_sizes_of_rippling_carries_depend_only_on_shapes(source, n):
     """Comparisons and adders over as many values as make their carries ripple bit by bit."""
     assert_same_messages(n, source, carry_protocols)
-
-
-def uniformity_statistic(words: np.ndarray, shift: int) -> float:
-    counts = np.bincount(((words >> U64(shift)) & U64(0xFF)).astype(np.int64), minlength=256)
-    expected = len(words) / 256
-    return float(((counts - expected) ** 2 / expected).sum())
-
-
-def two_sample_statistic(a: np.ndarray, b: np.ndarray, shift: int) -> float:
-    ca = np.bincount(((a >> U64(shift)) & U64(0xFF)).astype(np.int64), minlength=256)
-    cb = np.bincount(((b >> U64(shift)) & U64(0xFF)).astype(np.int64), minlength=256)
-    both = ca + cb
-    return float((((ca - cb) ** 2) / np.maximum(both, 1)).sum())
-
-
-# chi-square with 255 degrees of freedom: mean 255, sd 22.6; 400 is beyond p = 1e-6
-CHI2_LIMIT = 400
 
 
 @pytest.mark.parametrize("shift", [0, 28, 56])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from tests.harness import reconstruct, run_pair, shares_of
+from tests.support.harness import reconstruct, run_pair, shares_of
 from twofold.ml.features import FeatureRangeError, scale, scaling_for
 from twofold.ml.plaintext import accuracy, train_plain
 from twofold.ml.sgd import Hyper, poisson_batches, sequential_batches, step_constant, train

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.harness import reconstruct, run_pair, shares_of, xor_shares_of
+from tests.support.harness import reconstruct, run_pair, shares_of, xor_shares_of
 from twofold.mpc.protocols.arithmetic import reveal
 from twofold.mpc.protocols.scan import segmented_scan
 from twofold.mpc.protocols.shuffle import shuffle

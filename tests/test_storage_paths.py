@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import zmq.asyncio
 
-from tests.servers_harness import SCHEMA, make_deployment, running
+from tests.support.servers import SCHEMA, make_deployment, running
 from twofold.cli.local_cluster import LocalCluster
 from twofold.mpc.rpc import ServiceClient, ServiceError
 from twofold.owners.policy import Policy
@@ -22,6 +22,8 @@ from twofold.servers.storage import (
     check_job_name,
     confined,
 )
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 HOSTILE_IDS = ["..", ".", "/tmp/escape", "a/../../b", "a/b", "", "x" * 65, "nul\0byte",
                "-starts-with-dash", "caf\u00e9", "line\nbreak", "..\\windows"]

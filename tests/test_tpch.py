@@ -7,13 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.harness import OPEN_POLICY
-from tests.servers_harness import make_deployment, running
+from tests.support.harness import OPEN_POLICY
+from tests.support.servers import make_deployment, running
 from twofold.bench import tpch
 from twofold.client import run_job
 from twofold.mpc.prg import Prg
 from twofold.owners.prepare import prepare
 from twofold.owners.upload import upload
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 
 @pytest.fixture(scope="module")

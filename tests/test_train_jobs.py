@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from tests.harness import OPEN_POLICY
-from tests.servers_harness import make_deployment, running
-from tests.test_release import reconstruct
+from tests.support.harness import OPEN_POLICY
+from tests.support.servers import make_deployment, reconstruct_outputs, running
 from twofold.client import (
     cancel_job,
     fetch_outputs,
@@ -29,6 +28,8 @@ from twofold.mpc.rpc import ServiceError
 from twofold.owners.policy import unrestricted
 from twofold.owners.prepare import prepare
 from twofold.owners.upload import upload
+
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 FEATURES = 6
 
@@ -142,7 +143,7 @@ def test_train_then_predict_level_4(world):
             with pytest.raises(ServiceError, match="the features must be the model's: "):
                 await submit_job(deployment.client("carol"), other)
             keys = deployment.client("carol")
-            raw = [reconstruct(await fetch_outputs(keys, j))
+            raw = [reconstruct_outputs(await fetch_outputs(keys, j))
                    for j in (job, predicted, scored)]
             return model, accuracy, predictions, raw
 

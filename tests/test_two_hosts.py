@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_walkthrough import RULES
+from tests.support.cli import WALKTHROUGH_RULES
 from twofold.mpc.ot.pool import CotPool
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # server processes
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "walkthrough"
 HOSTS = ("10.203.0.1", "10.203.0.2")
@@ -92,7 +94,7 @@ def test_servers_on_two_hosts(namespaces, tmp_path):
         for data, table, owner in (("customers.csv", "customers", "alice"),
                                    ("orders.csv", "orders", "bob")):
             run = in_host(first, folder, "owner", "upload", data, "--table", table, "--schema",
-                          "schema.toml", "--config", f"{owner}.toml", *RULES[owner])
+                          "schema.toml", "--config", f"{owner}.toml", *WALKTHROUGH_RULES[owner])
             assert run.returncode == 0, run.stderr
         run = in_host(first, folder, "job", "submit", "revenue.toml", "--config", "carol.toml",
                       "--id", "twohosts", "--wait")

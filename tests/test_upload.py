@@ -7,20 +7,15 @@ import numpy as np
 import pytest
 import zmq.asyncio
 
-from tests.harness import keypair
-from tests.servers_harness import make_deployment, running
-from twofold.mpc.prg import Prg
+from tests.support.harness import keypair
+from tests.support.servers import CUSTOMERS, ORDERS, make_deployment, running, upload_file
 from twofold.mpc.rpc import ServiceClient, ServiceError
 from twofold.mpc.sharing import split
 from twofold.owners.policy import Policy
 from twofold.owners.prepare import prepare
 from twofold.owners.upload import upload
 
-CUSTOMERS = "id,age,income,member,region\n" + "".join(
-    f"{i},{20 + i % 50},{i * 1.25 - 30},{'yes' if i % 3 else 'no'},{['north', 'south', 'east'][i % 3]}\n"
-    for i in range(1, 301))
-ORDERS = "order_id,line,customer_id,amount\n" + "".join(
-    f"o{i // 3},{i % 3},{1 + i % 300},{i % 97}.5\n" for i in range(900))
+pytestmark = pytest.mark.integration  # two servers, in process or not
 
 
 @pytest.fixture
@@ -32,15 +27,6 @@ def deployment(tmp_path):
 
 def run(coroutine):
     return asyncio.run(coroutine)
-
-
-async def upload_file(deployment, owner, table, keys=None, **options):
-    prepared = prepare(deployment.folder / f"{table}.csv", deployment.schema, table,
-                       pad_to=options.pop("pad_to", None), dummy_prg=Prg.fresh())
-    result = await upload(prepared, deployment.schema, keys or deployment.owner_keys[owner],
-                          deployment.addresses(), timeout_s=options.pop("timeout_s", 5.0),
-                          **options)
-    return prepared, result
 
 
 def test_round_trip_of_two_owners_tables(deployment):

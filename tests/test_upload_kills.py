@@ -4,7 +4,9 @@ processes; tools/kill_uploads.py runs every point on each server)."""
 
 import pytest
 
-from tests.upload_kills import run_trial
+from tests.support.upload_kills import run_trial
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # server processes
 
 
 @pytest.mark.parametrize("party, point", [

@@ -8,12 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from tests.servers_harness import SCHEMA
+from tests.support.servers import SCHEMA
 from twofold.cli.local_cluster import LocalCluster
 from twofold.mpc.curve import generate_keypair
 from twofold.mpc.rpc import HANDSHAKE_TIMEOUT_S
 from twofold.owners.policy import Policy
 from twofold.servers.storage import Storage
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # server processes
 
 
 def owner_upload(cluster, owner, data, table, *extra, timeout=120):

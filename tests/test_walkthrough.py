@@ -6,12 +6,12 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "walkthrough"
-RULES = {"alice": ["--policy", "alice-policy.toml"],  # each owner's rules, as in the README
-         "bob": ["--recipients", "carol", "--aggregate-columns", "amount", "--model-columns",
-                 "amount", "--min-privacy-level", "3"]}
+import pytest
+
+from tests.support.cli import WALKTHROUGH, WALKTHROUGH_RULES
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # server processes
 
 
 def twofold(folder, *args):
@@ -32,7 +32,7 @@ def wait_for_port(port):
 
 def test_readme_walkthrough(tmp_path):
     folder = tmp_path / "walkthrough"
-    shutil.copytree(EXAMPLE, folder)
+    shutil.copytree(WALKTHROUGH, folder)
     for name in ("dealer", "server0", "server1", "alice", "bob", "carol"):
         assert twofold(folder, "keys", "generate", name, "--dir", "keys").returncode == 0
     services = [subprocess.Popen([sys.executable, "-m", "twofold.cli.main", *args], cwd=folder,
@@ -46,7 +46,7 @@ def test_readme_walkthrough(tmp_path):
         for data, table, owner in (("customers.csv", "customers", "alice"),
                                    ("orders.csv", "orders", "bob")):
             run = twofold(folder, "owner", "upload", data, "--table", table, "--schema",
-                          "schema.toml", "--config", f"{owner}.toml", *RULES[owner])
+                          "schema.toml", "--config", f"{owner}.toml", *WALKTHROUGH_RULES[owner])
             assert run.returncode == 0, run.stderr
         run = twofold(folder, "job", "explain", "revenue.toml", "--config", "carol.toml")
         assert run.returncode == 0 and run.stdout.splitlines()[-1].startswith("accepted"), (

@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.fuzzing import fuzz, valid_job_is_right
-from tests.servers_harness import SCHEMA
+from tests.support.fuzzing import fuzz, valid_job_is_right
+from tests.support.servers import SCHEMA
 from twofold.cli.local_cluster import LocalCluster
 
 

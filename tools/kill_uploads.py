@@ -1,5 +1,5 @@
 """The kill figure: kill -9 of one server (each in turn) at every point of the upload
-protocol (tests/crashing_server.py), restart, retry; prints one row per trial. Not run in CI
+protocol (tests/support/crashing_server.py), restart, retry; prints one row per trial. Not run in CI
 (tests/test_upload_kills.py runs two trials); about ten seconds per trial.
 
     .venv/bin/python -m tools.kill_uploads [--rows 140000]
@@ -11,8 +11,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from tests.crashing_server import CRASH_POINTS
-from tests.upload_kills import run_trial
+from tests.support.crashing_server import CRASH_POINTS
+from tests.support.upload_kills import run_trial
 
 
 def main() -> None:

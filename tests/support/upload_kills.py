@@ -3,7 +3,7 @@ tests/test_upload_kills.py (a few points, in CI) and tools/kill_uploads.py (ever
 server in turn).
 
 A trial: both servers hold a baseline version of `customers`; server `party` is restarted as
-tests/crashing_server.py, which kills itself at `point` while the owner uploads new data
+tests/support/crashing_server.py, which kills itself at `point` while the owner uploads new data
 through the CLI; it is restarted normally, the servers' stores are inspected, the owner runs
 the same upload again, and the stores are inspected once more.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.servers_harness import SCHEMA
+from tests.support.servers import SCHEMA
 from twofold.cli.local_cluster import LocalCluster
 from twofold.mpc.curve import load_keypair
 from twofold.owners.policy import Policy
@@ -111,7 +111,7 @@ def run_trial(party: int, point: str, rows: int, folder: Path) -> Trial:
         if owner_upload(cluster, files["baseline"]) != 0:
             raise RuntimeError("the baseline upload failed")
         cluster.kill_server(party)
-        cluster.start_server(party, ("tests.crashing_server",), "--crash-at", point)
+        cluster.start_server(party, ("tests.support.crashing_server",), "--crash-at", point)
         first_exit = owner_upload(cluster, files["new"])
         died = cluster.servers[party].poll() is not None
         cluster.kill_server(party)

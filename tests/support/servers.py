@@ -9,13 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.harness import free_address, keypair
+from tests.support.harness import free_address, keypair
 from twofold.config import ClientConfig
 from twofold.mpc.curve import KeyPair
 from twofold.mpc.dealer import Dealer
+from twofold.mpc.prg import Prg
 from twofold.mpc.rpc import ServerAddress
 from twofold.mpc.session import Endpoints
+from twofold.owners.prepare import prepare
 from twofold.owners.schema import load_schema
+from twofold.owners.upload import upload
 from twofold.servers.config import ServerConfig
 from twofold.servers.server import Server
 from twofold.servers.storage import Storage
@@ -127,3 +130,37 @@ async def until_ready(tasks: list[asyncio.Task], events: list[asyncio.Event]) ->
         for task in done:
             task.result()  # the service's own error
         raise RuntimeError("a service stopped before it was ready")
+
+
+# 300 customers and 900 orders (three per customer): most upload and job tests
+CUSTOMERS = "id,age,income,member,region\n" + "".join(
+    f"{i},{20 + i % 50},{i * 1.25 - 30},{'yes' if i % 3 else 'no'},{['north', 'south', 'east'][i % 3]}\n"
+    for i in range(1, 301))
+ORDERS = "order_id,line,customer_id,amount\n" + "".join(
+    f"o{i // 3},{i % 3},{1 + i % 300},{i % 97}.5\n" for i in range(900))
+
+
+# regions: north has customers 1-3 (one order each), south 4-5 (three orders each), east 6-8
+REGION_CUSTOMERS = "id,age,income,member,region\n" + "".join(
+    f"{i},{30 + i},{i * 10},{'yes' if i % 2 else 'no'},{region}\n"
+    for i, region in enumerate(["north"] * 3 + ["south"] * 2 + ["east"] * 3, start=1))
+REGION_ORDERS = "order_id,line,customer_id,amount\n" + "".join(
+    f"o{i},0,{customer},{10 + i}\n"
+    for i, customer in enumerate([1, 2, 3, 4, 4, 4, 5, 5, 5, 6, 7, 8]))
+
+
+async def upload_file(deployment, owner, table, keys=None, **options):
+    prepared = prepare(deployment.folder / f"{table}.csv", deployment.schema, table,
+                       pad_to=options.pop("pad_to", None), dummy_prg=Prg.fresh())
+    result = await upload(prepared, deployment.schema, keys or deployment.owner_keys[owner],
+                          deployment.addresses(), timeout_s=options.pop("timeout_s", 5.0),
+                          **options)
+    return prepared, result
+
+
+def reconstruct_outputs(outputs) -> dict[str, np.ndarray]:
+    """Every stored column, reconstructed: what a recipient holding both shares sees."""
+    first, second = outputs
+    assert [c.name for c in first.columns] == [c.name for c in second.columns]
+    return {c.name: (a + b).view(np.int64) for c, a, b in
+            zip(first.columns, first.shares, second.shares)}

@@ -1,7 +1,7 @@
 """A compute server that kills itself (SIGKILL, as kill -9) at a chosen point of the upload
-protocol: what tests/upload_kills.py starts instead of `twofold server run`.
+protocol: what tests/support/upload_kills.py starts instead of `twofold server run`.
 
-    python -m tests.crashing_server --config server0.toml --crash-at record
+    python -m tests.support.crashing_server --config server0.toml --crash-at record
 """
 
 from __future__ import annotations

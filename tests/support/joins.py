@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tests.harness import reconstruct, run_pair, shares_of
+from tests.support.harness import reconstruct, run_pair, shares_of
 from twofold.owners.schema import INDICATOR, Schema, parse_schema
 from twofold.sorting_join.plan import plan_join
 from twofold.sorting_join.table import SharedTable
