@@ -127,14 +127,15 @@ class Service:
             context, {key: str(caller) for key, caller in self.callers.items()})
         authenticator.start()
         self.socket = context.socket(zmq.ROUTER)
-        self.socket.linger = 0
-        if self.mandatory_routing:
-            self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
-        make_server_socket(self.socket, self.keys)
-        self.socket.bind(self.address)
-        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        try:
+        try:  # from here on everything is closed whatever fails, a bind to a taken port too:
+            # a context left with open sockets blocks whoever collects it
+            self.socket.linger = 0
+            if self.mandatory_routing:
+                self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            self.socket.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
+            make_server_socket(self.socket, self.keys)
+            self.socket.bind(self.address)
+            self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
             self._started(context)
             if ready is not None:
                 ready.set()

@@ -2,6 +2,8 @@
 recipient reveals; compared with pandas on the same plaintext."""
 
 import asyncio
+import gc
+import threading
 import io
 from dataclasses import replace
 
@@ -332,3 +334,9 @@ def test_a_server_that_cannot_bind_fails_the_test_instead_of_hanging(deployment)
 
         with pytest.raises(Exception, match="Address already in use"):
             asyncio.run(asyncio.wait_for(scenario(), 30))
+    # and the failed server closed what it had opened: collecting a zmq context that still
+    # has open sockets blocks (a later test once hung so, inside the garbage collector)
+    collecting = threading.Thread(target=gc.collect, daemon=True)
+    collecting.start()
+    collecting.join(10)
+    assert not collecting.is_alive()
