@@ -3,8 +3,8 @@ recipient reveals; compared with pandas on the same plaintext."""
 
 import asyncio
 import gc
-import threading
 import io
+import threading
 from dataclasses import replace
 
 import numpy as np
