@@ -9,8 +9,7 @@ from twofold.ml.purify import purify
 from twofold.ml.sgd import Hyper, sequential_batches, train
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import share_input
-
-U64 = np.uint64
+from twofold.mpc.ring import U64
 
 
 async def _random_fixed(party: Party, shape, limit_bits: int) -> np.ndarray:

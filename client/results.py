@@ -17,11 +17,10 @@ import pandas as pd
 from twofold import models
 from twofold.ml.metrics import derive
 from twofold.mpc.outputs import RELEASED, Output, OutputColumn
-from twofold.mpc.ring import FixedPoint, to_signed
+from twofold.mpc.ring import U64, FixedPoint, to_signed
 from twofold.owners.keys import HASHED_TAG
 from twofold.owners.schema import INDICATOR
 
-U64 = np.uint64
 ROW_KINDS = ("rows", "aggregate", "predictions")
 
 

@@ -18,9 +18,8 @@ import numpy as np
 
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import truncate
-from twofold.mpc.ring import PUBLIC_FACTOR_BITS, FixedPoint, PrecisionError
+from twofold.mpc.ring import PUBLIC_FACTOR_BITS, U64, FixedPoint, PrecisionError
 
-U64 = np.uint64
 FLOAT_EXACT = 1 << 53  # factors stay exact as floats (they travel in the model's JSON)
 
 

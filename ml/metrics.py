@@ -17,9 +17,8 @@ import numpy as np
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
 from twofold.mpc.protocols.boolean import clamp, flag_rows, less_than
-from twofold.mpc.ring import FixedPoint, public_factor, truncated_range
+from twofold.mpc.ring import U64, FixedPoint, public_factor, truncated_range
 
-U64 = np.uint64
 LOGISTIC_COUNTS = ("true_positive", "false_positive", "false_negative")
 
 

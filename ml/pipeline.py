@@ -30,10 +30,9 @@ from twofold.mpc.protocols.boolean import equal, less_than
 from twofold.mpc.protocols.scan import segmented_scan
 from twofold.mpc.protocols.shuffle import shuffle
 from twofold.mpc.protocols.sort import SortKey, sort
+from twofold.mpc.ring import U64
 from twofold.owners.keys import KEY_BITS
 from twofold.sorting_join.table import SharedTable
-
-U64 = np.uint64
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,7 @@ from twofold.mpc.protocols.arithmetic import mul, reveal
 from twofold.mpc.protocols.boolean import flag_rows, less_than
 from twofold.mpc.protocols.shuffle import shuffle
 from twofold.mpc.protocols.sort import SortKey, sort
-
-U64 = np.uint64
+from twofold.mpc.ring import U64
 
 
 async def compact(party: Party, valid: np.ndarray, columns: list[np.ndarray]):

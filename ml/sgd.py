@@ -43,9 +43,7 @@ from twofold.mpc.noise import discrete_gaussian
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import mul, reveal, truncate
 from twofold.mpc.protocols.boolean import bits_times, clamp, less_than_bits
-from twofold.mpc.ring import as_ring, public_factor
-
-U64 = np.uint64
+from twofold.mpc.ring import U64, as_ring, public_factor
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-U64 = np.uint64
+from twofold.mpc.ring import U64
+
 RELEASED = "_released"  # a model's bit: 0 when its join-size check failed
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-U64 = np.uint64
+U64 = np.uint64  # the ring's dtype: every share, word and plane array is of it
 PUBLIC_FACTOR_BITS = 12  # public constants are applied within a relative error of 2^-12
 PRODUCT_LIMIT = 1 << 61  # products fed to truncation stay below this (it needs 2^62)
 

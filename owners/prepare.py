@@ -10,12 +10,11 @@ import numpy as np
 import pandas as pd
 
 from twofold.mpc.prg import Prg
+from twofold.mpc.ring import U64
 from twofold.owners.keys import EXACT_LIMIT, HASHED_TAG, encode_keys
 from twofold.owners.predicate import evaluate
 from twofold.owners.read import SourceFile, UploadError, read_source, typed_columns
 from twofold.owners.schema import INDICATOR, Schema, Table, null_flag
-
-U64 = np.uint64
 
 
 @dataclass

@@ -26,9 +26,8 @@ import numpy as np
 
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.boolean import clamp_public, equal, flag_rows
+from twofold.mpc.ring import U64
 from twofold.owners.schema import INDICATOR, NULL_PREFIX, Schema, Table, null_flag
-
-U64 = np.uint64
 
 
 def declared_bounds(schema: Schema, table: Table, name: str) -> tuple[int, int]:

@@ -28,10 +28,9 @@ from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import mul
 from twofold.mpc.protocols.boolean import equal, flag_rows, less_than
 from twofold.mpc.protocols.shuffle import shuffle
+from twofold.mpc.ring import U64
 from twofold.owners.schema import INDICATOR
 from twofold.sorting_join.multiway import product
-
-U64 = np.uint64
 
 
 @dataclass(frozen=True)

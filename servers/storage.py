@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from twofold.mpc.files import fsync_dir
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 

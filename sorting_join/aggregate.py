@@ -29,12 +29,11 @@ from twofold.mpc.protocols.arithmetic import fixed_mul, mul, truncate
 from twofold.mpc.protocols.boolean import equal, flag_rows, less_than
 from twofold.mpc.protocols.scan import segmented_scan
 from twofold.mpc.protocols.sort import SortKey, apply_permutation, sort
-from twofold.mpc.ring import FixedPoint
+from twofold.mpc.ring import U64, FixedPoint
 from twofold.owners.schema import Column, key_sort_bits
 from twofold.sorting_join.multiway import product
 from twofold.sorting_join.table import SharedTable
 
-U64 = np.uint64
 EXTREME = 1 << 61  # stands in for +infinity (min) or -infinity (max) on dummy rows
 
 

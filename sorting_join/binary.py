@@ -24,10 +24,9 @@ from twofold.mpc.protocols.arithmetic import mul
 from twofold.mpc.protocols.boolean import equal
 from twofold.mpc.protocols.scan import segmented_scan
 from twofold.mpc.protocols.sort import SortKey, apply_permutation, sort
+from twofold.mpc.ring import U64
 from twofold.owners.keys import KEY_BITS
 from twofold.sorting_join.table import SharedTable
-
-U64 = np.uint64
 
 
 async def join_binary(party: Party, left: SharedTable, left_key: str, right: SharedTable,

@@ -29,11 +29,9 @@ import numpy as np
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
 from twofold.mpc.protocols.boolean import equal, less_than
-from twofold.mpc.ring import PrecisionError, public_factor, truncated_range
+from twofold.mpc.ring import U64, PrecisionError, public_factor, truncated_range
 from twofold.owners.keys import encode_keys
 from twofold.owners.schema import Column, Schema, exact
-
-U64 = np.uint64
 
 
 class PredicateError(ValueError):

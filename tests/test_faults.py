@@ -26,10 +26,10 @@ from twofold.mpc.errors import (
 )
 from twofold.mpc.link import MAX_FRAME_BYTES, StopSignal
 from twofold.mpc.protocols.arithmetic import mul
+from twofold.mpc.ring import U64
 from twofold.mpc.session import Endpoints, open_party
 from twofold.servers.config import load_dealer_config
 
-U64 = np.uint64
 TIMEOUT = 1.5
 
 

@@ -9,8 +9,7 @@ import numpy as np
 
 from twofold.mpc.correlations.kind import Kind, count_of, require_positive
 from twofold.mpc.correlations.merging import ALONE, ELEMENTWISE
-
-U64 = np.uint64
+from twofold.mpc.ring import U64
 
 
 def _bits(values: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ import numpy as np
 
 from twofold.mpc.correlations.kind import CorrelationError, Kind, count_of
 from twofold.mpc.correlations.merging import ELEMENTWISE
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 CHOICE_WORD_BITS = 64  # a one_of_n sender's entries fill at most one word
 
 

@@ -39,8 +39,8 @@ from numba import njit
 
 from twofold.mpc.ot.multiply import Multiplier
 from twofold.mpc.prg import Prg
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 CHUNK_WORDS = 1 << 21  # pad words per message
 
 

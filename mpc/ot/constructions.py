@@ -30,8 +30,8 @@ from twofold.mpc.ot.extension import BYTES_PER_COT
 from twofold.mpc.ot.kernels import choice_masks, chosen_masks
 from twofold.mpc.ot.multiply import BITS_AT_ONCE, Multiplier, Side
 from twofold.mpc.prg import Prg
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 CHUNK_WORDS = 1 << 18  # pad words per products call (2 MiB: in cache, yet few messages)
 WORD_BITS = np.arange(64)
 

@@ -41,8 +41,8 @@ from twofold.mpc.ot.kernels import (
     xor_delta,
 )
 from twofold.mpc.prg import SLACK_WORDS, Prg
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 BLOCK_BITS = 2  # k
 LEAVES = 1 << BLOCK_BITS
 BLOCKS = 128 // BLOCK_BITS

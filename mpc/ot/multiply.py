@@ -23,8 +23,8 @@ from twofold.mpc.link import Channel
 from twofold.mpc.ot.extension import PadHash
 from twofold.mpc.ot.kernels import receiver_products, sender_products, xor_delta
 from twofold.mpc.ot.pool import CotPool, Cots
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 BITS_AT_ONCE = 1 << 16  # random bit OTs hashed per slice
 WIDTH_CLASSES = ((32, U64), (48, np.uint32), (56, np.uint16), (64, np.uint8))  # shift below
 

@@ -24,8 +24,8 @@ from twofold.mpc.errors import ProtocolMismatch
 from twofold.mpc.link import Channel
 from twofold.mpc.ot.extension import BLOCKS, CotReceiver, CotSender
 from twofold.mpc.ot.store import CotStore, direction_of
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 FIRST_BATCH_WORDS = 1 << 6  # 4,096 COTs: small jobs start quickly...
 LAST_BATCH_WORDS = 1 << 11  # ...then batches double up to 131,072 COTs (2 MiB of rows: the
 # extension's transposes and sums run in cache; at 2^19 COTs they ran a fifth slower)

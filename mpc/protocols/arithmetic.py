@@ -10,9 +10,7 @@ import numpy as np
 
 from twofold.mpc.errors import ProtocolMismatch
 from twofold.mpc.party import Party
-from twofold.mpc.ring import as_ring, public_factor
-
-U64 = np.uint64
+from twofold.mpc.ring import U64, as_ring, public_factor
 
 
 async def share_input(party: Party, owner: int, values=None, shape=None) -> np.ndarray:

@@ -27,8 +27,8 @@ from twofold.mpc.protocols.choices import (
     block_leaves,
     through_blocks,
 )
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 ALL_ONES = U64(0xFFFF_FFFF_FFFF_FFFF)
 
 

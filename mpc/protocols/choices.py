@@ -34,8 +34,8 @@ import numpy as np
 
 from twofold.mpc.correlations.one_of_n import low_bits
 from twofold.mpc.party import Party
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 BLOCK_BITS = 5  # a block and the state bit: 64 entries, a list in one word
 
 

@@ -25,8 +25,8 @@ import numpy as np
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import mul
 from twofold.mpc.protocols.boolean import flag_rows, less_than
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 OPS = ("copy", "sum", "min", "max")
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from twofold.mpc.party import Party
-
-U64 = np.uint64
+from twofold.mpc.ring import U64
 
 
 def _combine(table: np.ndarray, other: np.ndarray, kinds: str, subtract: bool) -> np.ndarray:

@@ -31,8 +31,8 @@ from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import reveal, truncate
 from twofold.mpc.protocols.boolean import and_bits, arith_to_bool, bits_to_arith_times
 from twofold.mpc.protocols.shuffle import shuffle
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 HALF = 32
 LOW_HALF = U64((1 << HALF) - 1)
 MAX_ROWS = 1 << 28
