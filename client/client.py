@@ -30,6 +30,7 @@ from twofold.mpc.actions import (
     JOB_STATUS,
     JOB_SUBMIT,
 )
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.outputs import Output
 from twofold.mpc.rpc import ServiceUnreachable, each, service_clients
 from twofold.owners.policy import Policy
@@ -41,7 +42,7 @@ from twofold.results import Result, reveal
 FINISHED = ("done", "failed")
 
 
-class JobFailed(RuntimeError):
+class JobFailed(TwofoldError, RuntimeError):
     """A job ended failed (cancelled included); the message gives each server's reason."""
 
 

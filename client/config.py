@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.rpc import ServerAddress
 
 
-class ClientConfigError(ValueError):
+class ClientConfigError(TwofoldError, ValueError):
     """A client config (or a client's flags) that cannot be used."""
 
 

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from twofold.ml.dp import Privacy, PrivacyError
+from twofold.mpc.errors import TwofoldError
 
 OUTPUT_KINDS = ("rows", "aggregate", "statistics", "model", "predictions")
 DEFAULT_OUTPUTS = ("aggregate", "statistics", "model")
@@ -50,7 +51,7 @@ ROLE_LISTS = {"join": "join_columns", "filter": "dimension_columns",
               "label": "model_columns", "predict input": "model_columns"}
 
 
-class PolicyError(ValueError):
+class PolicyError(TwofoldError, ValueError):
     """A policy that cannot be used, or a job that breaks one; the message names the table
     (or the file) and the rule."""
 

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from twofold.mpc.errors import TwofoldError
 from twofold.owners.schema import Column, Table, exact, null_flag
 
 INTEGER_PATTERN = r"^[+-]?[0-9]+$"
@@ -33,7 +34,7 @@ TRUE_WORDS = {"true", "t", "yes", "1"}
 FALSE_WORDS = {"false", "f", "no", "0"}
 
 
-class UploadError(ValueError):
+class UploadError(TwofoldError, ValueError):
     """Input that cannot be uploaded; nothing has been sent."""
 
 

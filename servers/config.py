@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.link import DEFAULT_TIMEOUT_S
 from twofold.mpc.session import CORRELATIONS, Endpoints
 from twofold.servers.storage import check_id
@@ -25,7 +26,7 @@ from twofold.servers.storage import check_id
 MAX_IDLE_COTS = 1 << 28  # per direction; at 17 bytes each way, 9 GB on each server
 
 
-class ConfigError(ValueError):
+class ConfigError(TwofoldError, ValueError):
     """A config file that cannot be used, with the file and key named."""
 
 

@@ -45,6 +45,7 @@ from twofold.ml.dp import (
 from twofold.ml.features import FeatureRangeError, scaling_for
 from twofold.ml.pipeline import TrainSpec, training_ledger
 from twofold.ml.sgd import Hyper, step_constant
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.ring import PrecisionError
 from twofold.owners.schema import Schema, exact, null_flag
 from twofold.servers.storage import PathError, check_job_name
@@ -59,7 +60,7 @@ SIZE_CHECK_EPSILON = 0.1  # level 5: the noisy join-size check's epsilon, unless
 ONEHOT = re.compile(r"\s*onehot\(\s*(\w+\.\w+)\s*\)\s*")
 
 
-class JobSpecError(ValueError):
+class JobSpecError(TwofoldError, ValueError):
     """A job spec that cannot run; the message names the spec line."""
 
 

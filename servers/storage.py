@@ -33,13 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.files import fsync_dir
 from twofold.mpc.ring import U64
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
-class PathError(ValueError):
+class PathError(TwofoldError, ValueError):
     """A name that would not stay a single folder inside the data directory."""
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
 from twofold.mpc.protocols.boolean import equal, less_than
@@ -34,7 +35,7 @@ from twofold.owners.keys import encode_keys
 from twofold.owners.schema import Column, Schema, exact
 
 
-class PredicateError(ValueError):
+class PredicateError(TwofoldError, ValueError):
     """A predicate that does not fit the schema."""
 
 
