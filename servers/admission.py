@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from twofold.mpc.actions import State
 from twofold.mpc.outputs import Output
 from twofold.mpc.service import RequestError
 from twofold.owners.policy import Policy
@@ -94,7 +95,7 @@ class Admission:
         Returns that job and the model's kind (linear or logistic)."""
         section = spec.section
         model = known_job(self.jobs, client, section.model_job)
-        if model.state != "done":
+        if model.state != State.DONE:
             raise RequestError(f"model job {section.model_job} is not a finished job")
         output = Output.load(self.jobs.output_folder(*model.key))
         if output.kind != "model":
