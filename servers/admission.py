@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from twofold.ml.model import ModelDescription
 from twofold.mpc.actions import State
 from twofold.mpc.outputs import Output
 from twofold.mpc.service import RequestError
@@ -100,15 +101,16 @@ class Admission:
         output = Output.load(self.jobs.output_folder(*model.key))
         if output.kind != "model":
             raise RequestError(f"job {section.model_job} did not train a model")
-        if list(section.features) != output.info["features"]:  # what the owners granted
+        description = ModelDescription.from_dict(output.info)
+        if section.features != description.features:  # what the owners granted
             raise RequestError(f"the features must be the model's: "
-                               f"{', '.join(output.info['features'])}")
-        if section.label is not None and list(section.label_range) != output.info["label_range"]:
+                               f"{', '.join(description.features)}")
+        if section.label is not None and section.label_range != description.label_range:
             low, high = section.label_range
             raise RequestError(f"the label {section.label} ranges over [{low:g}, {high:g}]; "
-                               f"the model's over {output.info['label_range']}")
+                               f"the model's over {list(description.label_range)}")
         outsiders = set(spec.recipients) - set(model.recipients)
         if outsiders:
             raise RequestError(f"{', '.join(sorted(outsiders))} may not receive outputs of "
                                f"model {section.model_job}")
-        return model, output.info["model"]
+        return model, description.model

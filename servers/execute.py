@@ -8,12 +8,13 @@ differentially private jobs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 
-from twofold.ml.features import Scaling, scale
+from twofold.ml.features import scale
 from twofold.ml.metrics import linear_sums, logistic_counts
+from twofold.ml.model import ModelDescription
 from twofold.ml.pipeline import fit, keep_tau_rows
 from twofold.ml.sgd import sigmoid
 from twofold.mpc.outputs import RELEASED, Output, OutputColumn
@@ -80,39 +81,36 @@ async def _train(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
     else:
         enough = await _entities_reach_k(party, schema, spec, root, rules, entities)
     trained = await fit(party, root, train, entities_reach_k=enough)
-    info = {"model": train.hyper.model, "features": list(train.features), "label": train.label,
-            "centers": list(trained.scaling.centers), "factors": list(trained.scaling.factors),
-            "label_range": list(train.label_range), "privacy_level": train.level,
-            "min_join_size": train.min_join_size, "hyper": asdict(train.hyper),
-            "join_size": trained.join_size,
-            "dp_ledger": trained.ledger.as_dict() if trained.ledger else None,
-            "size_check": train.size_check.as_dict() if train.size_check else None}
+    description = ModelDescription(
+        train.hyper, train.features, train.label, trained.scaling, train.label_range,
+        train.level, train.min_join_size, trained.join_size,
+        trained.ledger.as_dict() if trained.ledger else None, train.size_check)
     return await release_values(party, "model", [OutputColumn("weights", "fixed")],
                                 [trained.weights], trained.released, say_withheld=True,
-                                info=info)
+                                info=description.as_dict())
 
 
 async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
                    model: Output, rules: Rules, entities: dict[str, str]) -> Output:
     """Predictions, or the model's metrics against a label, for the model's recipients only;
     a withheld model predicts nothing."""
-    section, info = spec.section, model.info
+    section, info = spec.section, ModelDescription.from_dict(model.info)
     weights, released = (model.column(name) for name in ("weights", RELEASED))
-    low, high = info["label_range"]
+    low, high = info.label_range
     root = await _limit_tau(party, schema, spec, root, section.noise)
     n = root.rows
     ones = party.public(np.full(n, party.fixed.encode(1.0)))
     with party.stage("predict"):
         x = await scale(party, [root.column(f) for f in section.features] + [ones],
-                        Scaling(tuple(info["centers"]), tuple(info["factors"])))
+                        info.scaling)
         (score,) = (await truncate(party, await matmul(party, x, weights[:, None]))).T
-        if info["model"] == "logistic":
+        if info.model == "logistic":
             score = await sigmoid(party, score)
         if section.label is None:  # a probability, or a value in the label's units
-            hyper = info["hyper"]  # |weights| grow by at most lr * R per step; |x| <= 1
-            bound = (len(section.features) + 1) * hyper["iterations"] * (
-                hyper["learning_rate"] * hyper["residual_bound"])
-            prediction = score if info["model"] == "logistic" else (
+            hyper = info.hyper  # |weights| grow by at most lr * R per step; |x| <= 1
+            bound = (len(section.features) + 1) * hyper.iterations * (
+                hyper.learning_rate * hyper.residual_bound)
+            prediction = score if info.model == "logistic" else (
                 await fixed_mul_public(party, score, high - low, bound)
                 + party.public(np.full(n, party.fixed.encode(low))))
             enough = await _entities_reach_k(party, schema, spec, root, rules, entities)
@@ -124,7 +122,7 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
                                       [prediction, *[root.column(c) for c in section.carry]],
                                       keep)
         label = root.column(section.label)
-        if info["model"] == "logistic":
+        if info.model == "logistic":
             sums = await logistic_counts(party, score, label, root.valid)
         else:
             sums = await linear_sums(party, score, label, root.valid, (low, high),
@@ -135,8 +133,8 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
                for name in values}
     return await release_statistics(
         party, columns, values, _counts_of(rules, entities, spec.plan.root, counts), {},
-        ledger=noise_ledger(spec, schema, info["model"]), kind="metrics", released=released,
-        info={"model": info["model"], "label": section.label, "model_job": section.model_job})
+        ledger=noise_ledger(spec, schema, info.model), kind="metrics", released=released,
+        info={"model": info.model, "label": section.label, "model_job": section.model_job})
 
 
 async def _limit_tau(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
