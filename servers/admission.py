@@ -24,7 +24,7 @@ from twofold.owners.schema import Schema
 from twofold.servers.budget import BudgetLedger, check_budgets
 from twofold.servers.exposure import analyze
 from twofold.servers.jobs import JobState, JobStore
-from twofold.servers.jobspec import JobSpec, check_sizes
+from twofold.servers.jobspec import JobSpec, PredictSection, check_sizes
 from twofold.servers.rules import check_job, review
 from twofold.servers.storage import Storage, check_job_name
 
@@ -59,7 +59,9 @@ class Admission:
         among them) first: nothing else is looked at for a client the rules refuse. Returns
         the name ("submitter/id") of a prediction's model, resolved by the client's view."""
         rules = check_job(analyze(spec, self.schema), self.schema, self._policies(spec), client)
-        model, kind = self._check_model(client, spec) if spec.kind == "predict" else (None, None)
+        model, kind = None, None
+        if isinstance(spec.section, PredictSection):
+            model, kind = self._check_model(client, spec.recipients, spec.section)
         check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows, kind)
         if spec.charge is not None:
             ledger = BudgetLedger(self.data_dir)
@@ -90,11 +92,11 @@ class Admission:
         return {name: Policy.from_json(self.storage.current(name).policy)
                 for name in spec.plan.tables}
 
-    def _check_model(self, client: str, spec: JobSpec) -> tuple[JobState, str]:
+    def _check_model(self, client: str, recipients: tuple[str, ...],
+                     section: PredictSection) -> tuple[JobState, str]:
         """A prediction uses a finished model its submitter may see, and goes only to that
         model's recipients; the model's job, resolved once, is recorded with the prediction.
         Returns that job and the model's kind (linear or logistic)."""
-        section = spec.section
         model = known_job(self.jobs, client, section.model_job)
         if model.state != State.DONE:
             raise RequestError(f"model job {section.model_job} is not a finished job")
@@ -105,11 +107,11 @@ class Admission:
         if section.features != description.features:  # what the owners granted
             raise RequestError(f"the features must be the model's: "
                                f"{', '.join(description.features)}")
-        if section.label is not None and section.label_range != description.label_range:
+        if section.label_range is not None and section.label_range != description.label_range:
             low, high = section.label_range
             raise RequestError(f"the label {section.label} ranges over [{low:g}, {high:g}]; "
                                f"the model's over {list(description.label_range)}")
-        outsiders = set(spec.recipients) - set(model.recipients)
+        outsiders = set(recipients) - set(model.recipients)
         if outsiders:
             raise RequestError(f"{', '.join(sorted(outsiders))} may not receive outputs of "
                                f"model {section.model_job}")

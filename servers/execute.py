@@ -12,10 +12,11 @@ from dataclasses import replace
 
 import numpy as np
 
+from twofold.ml.dp import Privacy
 from twofold.ml.features import scale
 from twofold.ml.metrics import linear_sums, logistic_counts
 from twofold.ml.model import ModelDescription
-from twofold.ml.pipeline import fit, keep_tau_rows
+from twofold.ml.pipeline import TrainSpec, fit, keep_tau_rows
 from twofold.ml.sgd import sigmoid
 from twofold.mpc.outputs import RELEASED, Output, OutputColumn
 from twofold.mpc.party import Party
@@ -23,7 +24,17 @@ from twofold.mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, trun
 from twofold.mpc.protocols.sort import SortKey
 from twofold.owners.schema import INDICATOR, Schema, key_sort_bits
 from twofold.servers.exposure import analyze
-from twofold.servers.jobspec import JobSpec, Nulls, flag_of, noise_ledger, plan_columns
+from twofold.servers.jobspec import (
+    AggregateSection,
+    JobSpec,
+    Nulls,
+    PredictSection,
+    RowsSection,
+    StatisticsSection,
+    flag_of,
+    noise_ledger,
+    plan_columns,
+)
 from twofold.servers.outputs import describe
 from twofold.servers.ranges import enforce_declared
 from twofold.servers.release import (
@@ -64,18 +75,17 @@ async def _entities_reach_k(party: Party, schema: Schema, spec: JobSpec, root: S
         return await meets(party, _counts_of(rules, entities, spec.plan.root, counts))
 
 
-async def _train(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
-                 rules: Rules, entities: dict[str, str]) -> Output:
+async def _train(party: Party, schema: Schema, spec: JobSpec, section: TrainSpec,
+                 root: SharedTable, rules: Rules, entities: dict[str, str]) -> Output:
     """Levels 3 and 4: the exact entity counts of every table with a k bind the model (at
     level 3 before |J| is opened, so a small join opens 0). Level 5: an exact count would break
     the guarantee, so k binds the noisy size check instead, as k x tau rows (at most tau rows
     per unit entity: without noise, at least k entities)."""
-    train = replace(spec.section, min_join_size=max(spec.section.min_join_size,
-                                                    rules.min_join_size))
+    train = replace(section, min_join_size=max(section.min_join_size, rules.min_join_size))
     if train.private_key is not None:
         train = replace(train, private_key_bits=_sort_bits(schema, train.private_key))
     enough = None
-    if train.level == 5:
+    if train.privacy is not None:  # level 5, and only level 5, is differentially private
         k = max(rules.min_group_sizes.values(), default=1)
         train = replace(train, min_join_size=max(train.min_join_size, k * train.privacy.tau))
     else:
@@ -90,11 +100,12 @@ async def _train(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
                                 info=description.as_dict())
 
 
-async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
-                   model: Output, rules: Rules, entities: dict[str, str]) -> Output:
+async def _predict(party: Party, schema: Schema, spec: JobSpec, section: PredictSection,
+                   root: SharedTable, model: Output, rules: Rules,
+                   entities: dict[str, str]) -> Output:
     """Predictions, or the model's metrics against a label, for the model's recipients only;
     a withheld model predicts nothing."""
-    section, info = spec.section, ModelDescription.from_dict(model.info)
+    info = ModelDescription.from_dict(model.info)
     weights, released = (model.column(name) for name in ("weights", RELEASED))
     low, high = info.label_range
     root = await _limit_tau(party, schema, spec, root, section.noise)
@@ -138,12 +149,14 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, root: SharedTabl
 
 
 async def _limit_tau(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
-                     noise) -> SharedTable:
+                     noise: Privacy | None) -> SharedTable:
     """Under differential privacy, at most tau real rows per entity of the privacy unit."""
     if noise is None:
         return root
-    return await keep_tau_rows(party, root, spec.private_key, noise.tau,
-                               _sort_bits(schema, spec.private_key))
+    key = spec.private_key
+    if key is None:  # the parser names the unit of every differentially private job
+        raise ValueError("differential privacy needs the key of the privacy unit")
+    return await keep_tau_rows(party, root, key, noise.tau, _sort_bits(schema, key))
 
 
 def _counts_of(rules: Rules, entities: dict[str, str], root_name: str, counts: dict,
@@ -155,9 +168,17 @@ def _counts_of(rules: Rules, entities: dict[str, str], root_name: str, counts: d
     return Thresholds(rules.min_group_sizes, named)
 
 
-async def _aggregate(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
-                     rules: Rules, entities: dict[str, str]) -> Output:
-    section = spec.section
+async def _rows(party: Party, schema: Schema, spec: JobSpec, section: RowsSection,
+                root: SharedTable, rules: Rules, entities: dict[str, str]) -> Output:
+    enough = await _entities_reach_k(party, schema, spec, root, rules, entities)
+    keep = root.valid if enough is None else await mul(
+        party, root.valid, np.broadcast_to(enough, (root.rows,)))
+    return await release_rows(party, "rows", [describe(schema, c) for c in section.columns],
+                              [root.column(c) for c in section.columns], keep)
+
+
+async def _aggregate(party: Party, schema: Schema, spec: JobSpec, section: AggregateSection,
+                     root: SharedTable, rules: Rules, entities: dict[str, str]) -> Output:
     root = await _limit_tau(party, schema, spec, root, section.noise)
     ledger = noise_ledger(spec, schema)
     grouped = await group_by(party, root, list(section.group_by),
@@ -170,9 +191,8 @@ async def _aggregate(party: Party, schema: Schema, spec: JobSpec, root: SharedTa
         grouped.valid, thresholds, ledger=ledger, means=section.means)
 
 
-async def _statistics(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
-                      rules: Rules, entities: dict[str, str]) -> Output:
-    section = spec.section
+async def _statistics(party: Party, schema: Schema, spec: JobSpec, section: StatisticsSection,
+                      root: SharedTable, rules: Rules, entities: dict[str, str]) -> Output:
     root = await _limit_tau(party, schema, spec, root, section.noise)
     ledger = noise_ledger(spec, schema)
     sizes = {c: len(column_type(schema, c).values) for c in section.histograms}
@@ -240,18 +260,19 @@ async def _computed(party: Party, spec: JobSpec, schema: Schema,
             root = SharedTable({**root.columns, **{
                 expression.text: await expression.evaluate_fixed(party, root.columns)
                 for expression in spec.derived}}, root.valid)
-    if spec.kind == "train":
-        return await _train(party, schema, spec, root, rules, entities)
-    if spec.kind == "predict":
-        return await _predict(party, schema, spec, root, model, rules, entities)
-    with party.stage(spec.kind):
-        if spec.kind == "rows":
-            columns = spec.section.columns
-            enough = await _entities_reach_k(party, schema, spec, root, rules, entities)
-            keep = root.valid if enough is None else await mul(
-                party, root.valid, np.broadcast_to(enough, (root.rows,)))
-            return await release_rows(party, "rows", [describe(schema, c) for c in columns],
-                                      [root.column(c) for c in columns], keep)
-        if spec.kind == "aggregate":
-            return await _aggregate(party, schema, spec, root, rules, entities)
-        return await _statistics(party, schema, spec, root, rules, entities)
+    match spec.section:  # training and prediction account their own stages
+        case TrainSpec() as section:
+            return await _train(party, schema, spec, section, root, rules, entities)
+        case PredictSection() as section:
+            if model is None:
+                raise ValueError("a [predict] job runs with its model's output")
+            return await _predict(party, schema, spec, section, root, model, rules, entities)
+        case RowsSection() as section:
+            with party.stage("rows"):
+                return await _rows(party, schema, spec, section, root, rules, entities)
+        case AggregateSection() as section:
+            with party.stage("aggregate"):
+                return await _aggregate(party, schema, spec, section, root, rules, entities)
+        case StatisticsSection() as section:
+            with party.stage("statistics"):
+                return await _statistics(party, schema, spec, section, root, rules, entities)

@@ -36,7 +36,7 @@ from twofold.owners.schema import Schema
 from twofold.servers.budget import BudgetLedger, spend
 from twofold.servers.execute import execute
 from twofold.servers.exposure import analyze
-from twofold.servers.jobspec import JobSpec
+from twofold.servers.jobspec import JobSpec, PredictSection
 from twofold.servers.rules import check_job
 from twofold.servers.storage import Storage, check_id, confined
 
@@ -177,7 +177,7 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
             finally:
                 storage.close()
             model = (Output.load(store.output_folder(*state.model.split("/")))
-                     if spec.kind == "predict" else None)
+                     if isinstance(spec.section, PredictSection) else None)
         async with open_party(endpoints, state.name, FixedPoint(schema.fixed.frac_bits),
                               accounting, cancel) as party:
             with party.stage("agree"):
