@@ -63,6 +63,13 @@ class Column:
     def numeric(self) -> bool:
         return self.type in ("integer", "decimal", "boolean")
 
+    @property
+    def declared_range(self) -> tuple[float, float]:
+        """A numeric column's [min, max] (a boolean's [0, 1])."""
+        if self.min is None or self.max is None:
+            raise SchemaError(f"column {self.name} ({self.type}) has no declared range")
+        return self.min, self.max
+
 
 def key_sort_bits(column: Column) -> int:
     """Bits a sort by this key column needs: its declared domain and one bit more for the

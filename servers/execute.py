@@ -22,6 +22,7 @@ from twofold.mpc.outputs import RELEASED, Output, OutputColumn
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
 from twofold.mpc.protocols.sort import SortKey
+from twofold.mpc.shares import Additive
 from twofold.owners.schema import INDICATOR, Schema, key_sort_bits
 from twofold.servers.exposure import analyze
 from twofold.servers.jobspec import (
@@ -64,7 +65,7 @@ def _entity_keys(schema: Schema, root: SharedTable, entities: dict[str, str]
 
 
 async def _entities_reach_k(party: Party, schema: Schema, spec: JobSpec, root: SharedTable,
-                            rules: Rules, entities: dict[str, str]) -> np.ndarray | None:
+                            rules: Rules, entities: dict[str, str]) -> Additive | None:
     """Shares of one bit: among the real rows, every table with a minimum group size k has at
     least k different entities (None without such rules). A distinct count (one sort) per
     table other than the root, whose entities are the rows themselves."""
@@ -114,7 +115,8 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, section: Predict
     with party.stage("predict"):
         x = await scale(party, [root.column(f) for f in section.features] + [ones],
                         info.scaling)
-        (score,) = (await truncate(party, await matmul(party, x, weights[:, None]))).T
+        scores = await truncate(party, await matmul(party, x, Additive(weights[:, None])))
+        score = Additive(scores[:, 0])
         if info.model == "logistic":
             score = await sigmoid(party, score)
         if section.label is None:  # a probability, or a value in the label's units
@@ -126,7 +128,7 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, section: Predict
                 + party.public(np.full(n, party.fixed.encode(low))))
             enough = await _entities_reach_k(party, schema, spec, root, rules, entities)
             bits = released if enough is None else await mul(party, released, enough)
-            keep = await mul(party, root.valid, np.broadcast_to(bits, (n,)))
+            keep = await mul(party, root.valid, Additive(np.broadcast_to(bits, (n,))))
             columns = [OutputColumn("prediction", "fixed"),
                        *[describe(schema, c) for c in section.carry]]
             return await release_rows(party, "predictions", columns,
@@ -140,10 +142,10 @@ async def _predict(party: Party, schema: Schema, spec: JobSpec, section: Predict
                                      classes=section.classes)
         counts = await statistics(party, root, [], {}, _entity_keys(schema, root, entities))
     values = {"count": counts["count"], **sums}
-    columns = {name: OutputColumn(name, "fixed" if name.startswith("sum_") else "count")
-               for name in values}
+    described = {name: OutputColumn(name, "fixed" if name.startswith("sum_") else "count")
+                 for name in values}
     return await release_statistics(
-        party, columns, values, _counts_of(rules, entities, spec.plan.root, counts), {},
+        party, described, values, _counts_of(rules, entities, spec.plan.root, counts), {},
         ledger=noise_ledger(spec, schema, info.model), kind="metrics", released=released,
         info={"model": info.model, "label": section.label, "model_job": section.model_job})
 
@@ -172,7 +174,7 @@ async def _rows(party: Party, schema: Schema, spec: JobSpec, section: RowsSectio
                 root: SharedTable, rules: Rules, entities: dict[str, str]) -> Output:
     enough = await _entities_reach_k(party, schema, spec, root, rules, entities)
     keep = root.valid if enough is None else await mul(
-        party, root.valid, np.broadcast_to(enough, (root.rows,)))
+        party, root.valid, Additive(np.broadcast_to(enough, (root.rows,))))
     return await release_rows(party, "rows", [describe(schema, c) for c in section.columns],
                               [root.column(c) for c in section.columns], keep)
 
@@ -215,16 +217,18 @@ async def _fill_or_drop_nulls(party: Party, root: SharedTable, nulls: Nulls) -> 
     complements)."""
     columns = dict(root.columns)
     for name, code in nulls.impute:
-        columns[name] = columns[name] + columns[flag_of(name)] * np.int64(code).view(np.uint64)
+        columns[name] = Additive(
+            columns[name] + columns[flag_of(name)] * np.int64(code).view(np.uint64))
     valid = root.valid
     if nulls.drop:
         ones = party.public(np.ones(root.rows, np.uint64))
-        valid = await product(party, [valid, *(ones - columns[flag_of(c)] for c in nulls.drop)])
+        valid = await product(party, [valid, *(Additive(ones - columns[flag_of(c)])
+                                               for c in nulls.drop)])
     return SharedTable(columns, valid)
 
 
 async def execute(party: Party, spec: JobSpec, schema: Schema,
-                  tables: dict[str, dict[str, np.ndarray]], rules: Rules,
+                  tables: dict[str, dict[str, Additive]], rules: Rules,
                   model: Output | None = None) -> Output:
     """The job's released output shares, from this server's shares of the tables; a
     differentially private job's output also says what it was charged, mechanism by
@@ -237,7 +241,7 @@ async def execute(party: Party, spec: JobSpec, schema: Schema,
 
 
 async def _computed(party: Party, spec: JobSpec, schema: Schema,
-                    tables: dict[str, dict[str, np.ndarray]], rules: Rules,
+                    tables: dict[str, dict[str, Additive]], rules: Rules,
                     model: Output | None) -> Output:
     wanted, exposure = plan_columns(spec), analyze(spec, schema)
     with party.stage("ranges"):  # what a modified owner client uploaded, within its ranges

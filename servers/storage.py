@@ -36,6 +36,7 @@ import numpy as np
 from twofold.mpc.errors import TwofoldError
 from twofold.mpc.files import fsync_dir
 from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -241,9 +242,10 @@ class Storage:
                              "upload_id FROM live WHERE table_name = ?)", table_name)
         return found[0] if found else None
 
-    def load(self, record: UploadRecord) -> dict[str, np.ndarray]:
+    def load(self, record: UploadRecord) -> dict[str, Additive]:
+        """This server's shares of an upload, by column."""
         folder = self._folder(record)
-        return {name: np.fromfile(confined(folder, f"{name}.u64"), dtype=U64)
+        return {name: Additive(np.fromfile(confined(folder, f"{name}.u64"), dtype=U64))
                 for name in record.columns}
 
     def _folder(self, record: UploadRecord) -> Path:
