@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from twofold.bench.joins import run_join_bench
@@ -20,8 +21,8 @@ from twofold.mpc.errors import TwofoldError
 from twofold.mpc.session import open_party
 from twofold.servers.config import load_server_endpoints
 
-PROGRAMS = {"bench_mpc": run_mpc_bench, "bench_join": run_join_bench,
-            "bench_ml": run_ml_bench}
+PROGRAMS: dict[str, Callable[..., Awaitable[dict]]] = {
+    "bench_mpc": run_mpc_bench, "bench_join": run_join_bench, "bench_ml": run_ml_bench}
 
 
 async def run_program(config: Path, job: str, program: str, params: dict):

@@ -125,11 +125,12 @@ def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
             column = name[4:-1]
             total = fixed.decode(plain[name])[0]
             squares = fixed.decode(plain[f"sumsq({column})"])[0]
-            mean = total / count if count else None
-            variance = max(squares / count - mean * mean, 0.0) if count else None
-            values[column] = {
-                "count": count, "sum": total, "mean": mean, "variance": variance,
-                "std": variance ** 0.5 if count else None}
+            moments: dict[str, float | None] = {"mean": None, "variance": None, "std": None}
+            if count:
+                mean = total / count
+                variance = max(squares / count - mean * mean, 0.0)
+                moments = {"mean": mean, "variance": variance, "std": variance ** 0.5}
+            values[column] = {"count": count, "sum": total, **moments}
             if f"min({column})" in plain:  # withheld under differential privacy
                 values[column]["min"] = fixed.decode(plain[f"min({column})"])[0] if count else None
                 values[column]["max"] = fixed.decode(plain[f"max({column})"])[0] if count else None

@@ -109,15 +109,15 @@ def prepare(data: Path | pd.DataFrame, schema: Schema, table_name: str, *,
     _check_keys(source, table, typed, encoded)
     rows = source.data.num_rows
     if where:
-        view = {}
+        view: dict[str, np.ndarray] = {}
         for column in table.columns:  # missing cells as None (categorical) or NaN
             values = typed[column.name]
             view[column.name] = (np.asarray(column.values, dtype=object)[values]
                                  if column.type == "categorical" else values)
             if column.nullable:
                 missing = typed[null_flag(column.name)]
-                view[column.name] = np.where(missing, None if column.type == "categorical"
-                                             else np.nan, view[column.name])
+                blank = np.array(None, object) if column.type == "categorical" else np.nan
+                view[column.name] = np.where(missing, blank, view[column.name])
         keep = evaluate(where, view, rows)
         encoded = {name: values[keep] for name, values in encoded.items()}
         rows = int(keep.sum())

@@ -153,8 +153,9 @@ def _numbers(source: SourceFile, column: Column, array: pa.ChunkedArray) -> np.n
         row = _first(values != np.round(values))
         if row is not None:
             raise UploadError(f"{source.where(row, column.name)}: {values[row]} is not an integer")
-    for row, bound, word in ((_first(values < column.min), column.min, "below the declared min"),
-                             (_first(values > column.max), column.max, "above the declared max")):
+    low, high = column.declared_range
+    for row, bound, word in ((_first(values < low), low, "below the declared min"),
+                             (_first(values > high), high, "above the declared max")):
         if row is not None:
             raise UploadError(f"{source.where(row, column.name)}: {exact(values[row])} is {word} "
                               f"{exact(bound)}")
@@ -235,7 +236,7 @@ def _placeholder(column: Column) -> str:
     """A valid spelling put in the empty cells of a nullable column while it is checked."""
     if column.type == "categorical":
         return column.values[0]
-    return "false" if column.type == "boolean" else exact(column.min)
+    return "false" if column.type == "boolean" else exact(column.declared_range[0])
 
 
 def typed_columns(source: SourceFile, table: Table) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ from twofold.servers.exposure import analyze
 from twofold.servers.jobs import JobState, JobStore
 from twofold.servers.jobspec import JobSpec, PredictSection, check_sizes
 from twofold.servers.rules import check_job, review
-from twofold.servers.storage import Storage, check_job_name
+from twofold.servers.storage import Storage, UploadRecord, check_job_name
 
 
 def known_job(jobs: JobStore, client: str, name: str) -> JobState:
@@ -47,6 +47,11 @@ def known_job(jobs: JobStore, client: str, name: str) -> JobState:
     raise RequestError(f"no job {name} for {client}")
 
 
+def _policies(records: dict[str, UploadRecord]) -> dict[str, Policy]:
+    """The owners' rules of these versions of their tables."""
+    return {name: Policy.from_json(record.policy) for name, record in records.items()}
+
+
 class Admission:
     def __init__(self, schema: Schema, storage: Storage, jobs: JobStore, data_dir: Path):
         self.schema = schema
@@ -58,11 +63,12 @@ class Admission:
         """Every check a job must pass before it is queued, the owners' rules (who may submit
         among them) first: nothing else is looked at for a client the rules refuse. Returns
         the name ("submitter/id") of a prediction's model, resolved by the client's view."""
-        rules = check_job(analyze(spec, self.schema), self.schema, self._policies(spec), client)
+        records = self._records(spec)
+        rules = check_job(analyze(spec, self.schema), self.schema, _policies(records), client)
         model, kind = None, None
         if isinstance(spec.section, PredictSection):
             model, kind = self._check_model(client, spec.recipients, spec.section)
-        check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows, kind)
+        check_sizes(spec, self.schema, records[spec.plan.root].rows, kind)
         if spec.charge is not None:
             ledger = BudgetLedger(self.data_dir)
             try:
@@ -75,7 +81,7 @@ class Admission:
         """What a spec would read and release, every rule that applies to it, and whether it
         would be queued; nothing is queued or run."""
         exposure = analyze(spec, self.schema)
-        findings = review(exposure, self.schema, self._policies(spec), client)
+        findings = review(exposure, self.schema, _policies(self._records(spec)), client)
         try:
             self.admit(client, spec)
             refusal = ""
@@ -84,13 +90,12 @@ class Admission:
         return {"exposure": exposure.as_dict(), "findings": [asdict(f) for f in findings],
                 "accepted": not refusal, "refusal": refusal}
 
-    def _policies(self, spec: JobSpec) -> dict[str, Policy]:
-        """The rules of the live version of every table the job reads."""
-        missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
+    def _records(self, spec: JobSpec) -> dict[str, UploadRecord]:
+        """The live version of every table the job reads."""
+        records, missing = self.storage.live(spec.plan.tables)
         if missing:
             raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
-        return {name: Policy.from_json(self.storage.current(name).policy)
-                for name in spec.plan.tables}
+        return records
 
     def _check_model(self, client: str, recipients: tuple[str, ...],
                      section: PredictSection) -> tuple[JobState, str]:

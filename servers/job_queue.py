@@ -88,7 +88,8 @@ class JobQueue:
     async def status(self, client: str, name: str) -> dict:
         """State and error for the submitter; stage, costs and time for recipients only."""
         state = known_job(self.jobs, client, name)
-        status = {"job": state.name, "state": state.state, "error": state.error}
+        status: dict[str, object] = {"job": state.name, "state": state.state,
+                                     "error": state.error}
         if client in state.recipients:
             running = self.running.get(state.key)
             status.update(stage=running[0].current if running else "", costs=state.costs,

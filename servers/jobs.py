@@ -164,8 +164,7 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
         with accounting.stage("load"):
             storage = Storage(data_dir)
             try:
-                records = {name: storage.current(name) for name in spec.plan.tables}
-                missing = [name for name, record in records.items() if record is None]
+                records, missing = storage.live(spec.plan.tables)
                 if missing:
                     raise ProtocolMismatch(f"tables not ready on server {endpoints.party_id}: "
                                            f"{', '.join(missing)}")

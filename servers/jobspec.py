@@ -239,7 +239,7 @@ class _Checker:
         if not isinstance(name, str) or "." not in name:
             self.fail(str(name), f"{name!r} must be a qualified column, table.column")
         table = name.split(".")[0]
-        if table not in self.plan.tables:
+        if table not in (self.plan.tables if self.plan is not None else ()):
             self.fail(name, f"column {name!r}: table {table!r} is not in this job's join")
         try:
             column = column_type(self.schema, name)
@@ -369,9 +369,10 @@ def _impute_code(check: _Checker, schema: Schema, name: str, value) -> int:
         return column.values.index(value)
     if isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, (int, float)) or not column.min <= value <= column.max:
+    low, high = column.declared_range
+    if not isinstance(value, (int, float)) or not low <= value <= high:
         check.fail(name, f"impute value {value!r} must be a number in {name}'s range "
-                         f"[{exact(column.min)}, {exact(column.max)}]")
+                         f"[{exact(low)}, {exact(high)}]")
     return int(schema.fixed.encode(value).view(np.int64))
 
 
@@ -586,12 +587,12 @@ def _summed(section: StatisticsSection | AggregateSection) -> list[str]:
     """The columns whose sums statistics or a group-by release."""
     if isinstance(section, StatisticsSection):
         return list(section.columns)
-    return [a.column for a in section.aggregates if a.op == "sum"]
+    return [a.column for a in section.aggregates if a.op == "sum" and a.column is not None]
 
 
 def _largest(schema: Schema, columns) -> dict[str, float]:
     """Largest declared |value| of each column."""
-    return {c: max(abs(column_type(schema, c).min), abs(column_type(schema, c).max))
+    return {c: max(abs(bound) for bound in column_type(schema, c).declared_range)
             for c in columns}
 
 

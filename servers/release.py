@@ -117,7 +117,7 @@ async def release_values(party: Party, kind: str, columns: list[OutputColumn],
     sizes = [len(s) for s in shares]
     flat = Additive(np.concatenate([np.asarray(s, U64) for s in shares]))
     kept = await mul(party, Additive(np.broadcast_to(released, flat.shape)), flat)
-    parts = np.split(kept, np.cumsum(sizes)[:-1])
+    parts = cast(list[Additive], np.split(kept, np.cumsum(sizes)[:-1]))
     if say_withheld:
         columns, parts = [*columns, OutputColumn(RELEASED, "count")], [*parts, released]
     return Output(kind, list(columns), list(parts), party.fixed.frac_bits, [], info or {})

@@ -138,7 +138,7 @@ class StagedUpload:
         if self.received + len(arrays[0]) > self.record.rows:
             raise ValueError(f"more than the announced {self.record.rows} rows")
         for array, handle in zip(arrays, self._files.values()):
-            handle.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+            handle.write(np.ascontiguousarray(array).data.cast("B"))
         self.received += len(arrays[0])
 
     def close_durably(self) -> None:
@@ -241,6 +241,12 @@ class Storage:
         found = self.records("WHERE state = 'ready' AND (owner, upload_id) IN (SELECT owner, "
                              "upload_id FROM live WHERE table_name = ?)", table_name)
         return found[0] if found else None
+
+    def live(self, table_names) -> tuple[dict[str, UploadRecord], list[str]]:
+        """The live upload of each of these tables that has one, and the tables without."""
+        current = {name: self.current(name) for name in table_names}
+        return ({name: record for name, record in current.items() if record is not None},
+                [name for name, record in current.items() if record is None])
 
     def load(self, record: UploadRecord) -> dict[str, Additive]:
         """This server's shares of an upload, by column."""

@@ -34,7 +34,7 @@ class OneOfN(Kind):
         entries: np.ndarray  # uint64: N random entries per word
 
     class Receiver(NamedTuple):
-        index: np.ndarray  # uint8, below N
+        choice: np.ndarray  # uint8, below N (an index)
         entry: np.ndarray  # uint8: the sender's entry at index
 
     def validate(self, params):

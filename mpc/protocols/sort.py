@@ -66,7 +66,7 @@ def _move(columns: list[Column], destination: np.ndarray) -> list[Column]:
         out = np.empty_like(column)
         out[destination] = column
         moved.append(out)
-    return cast(list[Column], moved)
+    return moved
 
 
 async def apply_permutation(party: Party, destination: Additive, columns: list[Column],
