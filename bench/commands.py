@@ -181,7 +181,7 @@ def tpch_runs(scale: float, repeat: int, spec: str,
             carol = Client(cluster.owner_config("carol"))
             runs, elapsed = [], []
             for _ in range(repeat):
-                seen = []
+                seen: list[dict] = []
                 start = time.perf_counter()
                 carol.run(spec, timeout_s=3600,
                           on_status=lambda statuses: seen.__setitem__(slice(None), statuses))
@@ -237,7 +237,7 @@ def oulad_runs(iterations: int, epsilons,
         runs, elapsed, table = [], [], []
         for epsilon in epsilons:
             spec = oulad.training_spec(epsilon, iterations, len(generated["joined"]))
-            seen = []
+            seen: list[dict] = []
             start = time.perf_counter()
             model = analyst.run(spec, on_status=lambda statuses: seen.__setitem__(
                 slice(None), statuses)).data
@@ -374,10 +374,10 @@ def bench_pipeline(
             points.append((left + left // 4, total["seconds"]))
     (out / "table.md").write_text(_markdown(sections))
     _plot(points, out / "joins.png")
-    rows = [entry for section in sections.values() for entry in section]
-    rows += [{"op": "join_scaling", "n": n, "seconds": s} for n, s in points]
+    report = [entry for section in sections.values() for entry in section]
+    report += [{"op": "join_scaling", "n": n, "seconds": s} for n, s in points]
     if as_json:
-        print_report(rows, True)
+        print_report(report, True)
     else:
         typer.echo((out / "table.md").read_text())
         typer.echo(f"plot: {out / 'joins.png'}")

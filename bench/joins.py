@@ -12,10 +12,9 @@ import numpy as np
 
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import share_input
+from twofold.mpc.ring import U64
 from twofold.sorting_join.binary import join_binary
 from twofold.sorting_join.table import SharedTable
-
-U64 = np.uint64
 
 
 def _plain_inputs(party: Party, left_rows: int, right_rows: int, key_bits: int):

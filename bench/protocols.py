@@ -14,6 +14,7 @@ from twofold.mpc.protocols.arithmetic import fixed_matmul, fixed_mul, mul, share
 from twofold.mpc.protocols.boolean import arith_to_bool, clamp_public, equal, less_than
 from twofold.mpc.protocols.shuffle import shuffle
 from twofold.mpc.protocols.sort import SortKey, sort
+from twofold.mpc.shares import Additive
 
 OPS = ("mul", "fixed_mul", "matmul", "trunc", "lt", "eq", "clamp", "a2b", "shuffle", "sort",
        "sort32")
@@ -21,7 +22,7 @@ MATMUL_WIDTH = 128  # matmul benchmark: (n / 128 x 128) @ (128 x 1), SGD's forwa
 CLAMP_RANGE = (0.0, 10_000.0)  # clamp benchmark: a decimal column's declared [min, max]
 
 
-async def _random_input(party: Party, shape, bits: int = 40) -> np.ndarray:
+async def _random_input(party: Party, shape, bits: int = 40) -> Additive:
     values = None
     if party.id == 0:
         values = party.rng.words(shape) >> np.uint64(64 - bits)
@@ -29,7 +30,7 @@ async def _random_input(party: Party, shape, bits: int = 40) -> np.ndarray:
     return await share_input(party, 0, values, shape)
 
 
-async def _run_op(party: Party, op: str, inputs: dict[str, np.ndarray]):
+async def _run_op(party: Party, op: str, inputs: dict[str, Additive]) -> None:
     x, y = inputs["x"], inputs["y"]
     if op == "mul":
         await mul(party, x, y)

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from twofold.bench.timing import timed_runs
 from twofold.ml.purify import purify
 from twofold.ml.sgd import Hyper, sequential_batches, train
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import share_input
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive
 
-U64 = np.uint64
 
-
-async def _random_fixed(party: Party, shape, limit_bits: int) -> np.ndarray:
+async def _random_fixed(party: Party, shape, limit_bits: int) -> Additive:
     values = None
     if party.id == 0:  # signed values below 2^limit_bits ulps
         values = (party.rng.words(shape) >> U64(64 - limit_bits)) - U64(1 << (limit_bits - 1))
     return await share_input(party, 0, values, shape)
 
 
-async def _labels(party: Party, rows: int) -> np.ndarray:
+async def _labels(party: Party, rows: int) -> Additive:
     """Random 0/1 labels, fixed point (timing does not depend on the data)."""
     labels = None
     if party.id == 0:

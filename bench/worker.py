@@ -10,18 +10,19 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from twofold.bench.joins import run_join_bench
 from twofold.bench.protocols import run_mpc_bench
 from twofold.bench.training import run_ml_bench
 from twofold.mpc.allocator import keep_large_blocks
-from twofold.mpc.errors import MpcError
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.session import open_party
-from twofold.servers.config import ConfigError, load_server_endpoints
+from twofold.servers.config import load_server_endpoints
 
-PROGRAMS = {"bench_mpc": run_mpc_bench, "bench_join": run_join_bench,
-            "bench_ml": run_ml_bench}
+PROGRAMS: dict[str, Callable[..., Awaitable[dict]]] = {
+    "bench_mpc": run_mpc_bench, "bench_join": run_join_bench, "bench_ml": run_ml_bench}
 
 
 async def run_program(config: Path, job: str, program: str, params: dict):
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     try:
         result = asyncio.run(run_program(args.config, args.job, args.program,
                                          json.loads(args.params)))
-    except (MpcError, ConfigError, ValueError) as error:
+    except (TwofoldError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(json.dumps(result))

@@ -25,7 +25,7 @@ from twofold.cli.local_cluster import LocalCluster
 from twofold.client import Client
 from twofold.ml.dp import Privacy
 from twofold.mpc.session import CORRELATIONS
-from twofold.owners.policy import ALL_COLUMNS, Policy
+from twofold.owners.policy import AGGREGATE_FUNCTIONS, ALL_COLUMNS, Policy
 
 DATA = Path(__file__).parent / "demo_data"
 OWNERS = ("university", "agency", "statistics_office", "analyst")
@@ -44,8 +44,9 @@ def owners_policy(epsilon: float):
     def policy(table: str) -> Policy:
         budget = (Privacy(epsilon=max(10.0, 2 * epsilon), delta=1e-4)
                   if table in PROTECTED_BY_BUDGET else None)
-        return Policy(recipients=("analyst",), aggregate_columns=ALL_COLUMNS,
-                      model_columns=ALL_COLUMNS, min_group_size=10, budget=budget)
+        return Policy(recipients=("analyst",),
+                      aggregate_columns={ALL_COLUMNS: AGGREGATE_FUNCTIONS},
+                      model_columns=(ALL_COLUMNS,), min_group_size=10, budget=budget)
     return policy
 
 
@@ -59,7 +60,7 @@ columns = ["enrolments.clicks", "students.age", "regions.income"]
 
 def _run(analyst: Client, spec: str, status, label: str) -> tuple[dict, dict]:
     """The job's output and server 0's costs per stage (from the last status seen)."""
-    seen = []
+    seen: list[dict] = []
 
     def show(statuses):
         seen[:] = statuses

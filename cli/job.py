@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from twofold.client import Client, failure, outcome
+from twofold.mpc.actions import State
 
 job_app = typer.Typer(help="Submit jobs and follow them.", no_args_is_help=True)
 CONFIG_HELP = "client.toml (or an owner's config): your key and the two servers."
@@ -30,14 +31,14 @@ def job_submit(spec: Path = typer.Argument(..., help="The job spec (TOML)."),
     """Send SPEC to both servers; they check it against the schema and the uploads first."""
     client = Client(config)
     job = client.submit(spec.read_text(), job_id=job_id)
-    result = {"job_id": job, "state": "queued"}
+    result = {"job_id": job, "state": State.QUEUED}
     if wait:
         with Console(stderr=True).status("running") as status:
             final = client.wait(job, on_status=show_stage(status, job), check=False)
         result = {"job_id": job, "state": outcome(final), "error": failure(final)}
     typer.echo(json.dumps(result) if as_json else f"job {result['job_id']}: {result['state']}"
                + (f" ({result['error']})" if result.get("error") else ""))
-    if result["state"] == "failed":
+    if result["state"] == State.FAILED:
         raise typer.Exit(1)
 
 
@@ -100,7 +101,7 @@ def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG
                 typer.echo(f"  {stage}: {cost['wall_s']:.2f} s, {cost['bytes_sent']:,} bytes, "
                            f"{cost['rounds']} rounds")
             typer.echo(f"  job: {status['seconds']:.2f} s on server {party}")
-    if any(s["state"] == "unreachable" for s in statuses):
+    if any(s["state"] == State.UNREACHABLE for s in statuses):
         raise typer.Exit(1)
 
 

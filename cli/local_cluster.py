@@ -18,6 +18,7 @@ from pathlib import Path
 
 from twofold.client import Client
 from twofold.mpc.curve import generate_keypair
+from twofold.mpc.errors import TwofoldError
 from twofold.owners.policy import Policy
 from twofold.owners.schema import load_schema
 
@@ -32,7 +33,7 @@ def _address() -> str:
     return f"tcp://127.0.0.1:{_free_port()}"
 
 
-class ProcessError(RuntimeError):
+class ProcessError(TwofoldError, RuntimeError):
     """A server or dealer process failed; carries what it printed on stderr."""
 
 

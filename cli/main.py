@@ -11,20 +11,13 @@ import typer
 from twofold.bench.commands import bench_app
 from twofold.cli.demo import demo
 from twofold.cli.job import job_app, reveal_command
-from twofold.cli.local_cluster import ProcessError
 from twofold.cli.owner import owner_app
 from twofold.cli.server import server_app
-from twofold.config import ClientConfigError
 from twofold.mpc.allocator import keep_large_blocks
 from twofold.mpc.curve import generate_keypair
 from twofold.mpc.dealer import Dealer
-from twofold.mpc.errors import MpcError
-from twofold.owners.policy import PolicyError
-from twofold.owners.predicate import PredicateError
-from twofold.owners.read import UploadError
-from twofold.owners.schema import SchemaError
-from twofold.servers.config import ConfigError, load_dealer_config
-from twofold.servers.jobspec import JobSpecError
+from twofold.mpc.errors import TwofoldError
+from twofold.servers.config import load_dealer_config
 
 app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -64,8 +57,7 @@ def main() -> None:
     keep_large_blocks()
     try:
         app()
-    except (MpcError, ConfigError, ClientConfigError, ProcessError, SchemaError, UploadError,
-            PredicateError, JobSpecError, PolicyError, OSError) as error:
+    except (TwofoldError, OSError) as error:
         typer.echo(f"twofold: {error}", err=True)
         sys.exit(1)
 

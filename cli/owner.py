@@ -102,7 +102,7 @@ def owner_upload(
     policy = owner_policy(parsed, parsed.table(table), policy_file,
                           {k: v for k, v in flags.items() if v is not None})
     with Progress(transient=True) as bar:
-        shown = {}
+        shown: dict = {}
 
         def show(rows: int, total: int) -> None:  # a bar only for uploads that take a while
             if total >= 100_000:

@@ -42,7 +42,7 @@ def server_preprocess(
     it on both hosts at once while their servers are stopped (it uses the job link); running
     servers do the same by themselves while idle, with idle_cots in their configs."""
     endpoints = load_server_endpoints(config)
-    if endpoints.correlations != "ot":
+    if endpoints.correlations != "ot" or endpoints.cot_store is None:
         raise ConfigError(f"{config}: preprocessing needs correlations = \"ot\"")
     with exclusive(endpoints.cot_store):
         made = asyncio.run(preprocess(endpoints, cots))

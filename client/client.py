@@ -29,7 +29,9 @@ from twofold.mpc.actions import (
     JOB_EXPLAIN,
     JOB_STATUS,
     JOB_SUBMIT,
+    State,
 )
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.outputs import Output
 from twofold.mpc.rpc import ServiceUnreachable, each, service_clients
 from twofold.owners.policy import Policy
@@ -38,10 +40,10 @@ from twofold.owners.schema import Schema, load_schema
 from twofold.owners.upload import UploadResult, dummy_prg, source_digest, upload
 from twofold.results import Result, reveal
 
-FINISHED = ("done", "failed")
+FINISHED = (State.DONE, State.FAILED)
 
 
-class JobFailed(RuntimeError):
+class JobFailed(TwofoldError, RuntimeError):
     """A job ended failed (cancelled included); the message gives each server's reason."""
 
 
@@ -75,7 +77,7 @@ async def job_status(config: ClientConfig, job_id: str) -> list[dict]:
     statuses = []
     for reply in replies:
         if isinstance(reply, ServiceUnreachable):
-            statuses.append({"state": "unreachable", "error": str(reply)})
+            statuses.append({"state": State.UNREACHABLE, "error": str(reply)})
         elif isinstance(reply, BaseException):
             raise reply
         else:
@@ -103,7 +105,8 @@ async def wait_for_job(config: ClientConfig, job_id: str, timeout_s: float = 360
         if on_status is not None:
             on_status(statuses)
         if (all(s["state"] in FINISHED for s in statuses)
-                or (statuses[0]["state"] == "failed" and statuses[1]["state"] == "queued")):
+                or (statuses[0]["state"] == State.FAILED
+                    and statuses[1]["state"] == State.QUEUED)):
             return statuses
         if asyncio.get_running_loop().time() > deadline:
             return statuses
@@ -128,7 +131,7 @@ async def run_job(config: ClientConfig, spec: str | dict, *, job_id: str | None 
     """Submit, wait, check and reveal: (the job id, its output). JobFailed unless done."""
     job_id = await submit_job(config, spec, job_id)
     statuses = await wait_for_job(config, job_id, timeout_s, on_status=on_status)
-    if outcome(statuses) != "done":
+    if outcome(statuses) != State.DONE:
         raise JobFailed(f"job {job_id} is {outcome(statuses)}: {failure(statuses)}")
     return job_id, await fetch_result(config, job_id)
 
@@ -150,10 +153,12 @@ def spec_text(spec: str | dict) -> str:
     return spec if isinstance(spec, str) else tomli_w.dumps(spec)
 
 
-def outcome(statuses: list[dict]) -> str:
+def outcome(statuses: list[dict]) -> State:
     """One state for both servers: done only when both are."""
-    states = {s["state"] for s in statuses}
-    return states.pop() if len(states) == 1 else "failed" if "failed" in states else "running"
+    states = {State(s["state"]) for s in statuses}
+    if len(states) == 1:
+        return states.pop()
+    return State.FAILED if State.FAILED in states else State.RUNNING
 
 
 def failure(statuses: list[dict]) -> str:
@@ -213,7 +218,7 @@ class Client:
         on_status(statuses) is called at every poll (a progress display, say)."""
         statuses = asyncio.run(wait_for_job(self.config, job_id, timeout_s,
                                             on_status=on_status))
-        if check and outcome(statuses) != "done":
+        if check and outcome(statuses) != State.DONE:
             raise JobFailed(f"job {job_id} is {outcome(statuses)}: {failure(statuses)}")
         return statuses
 

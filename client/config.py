@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.rpc import ServerAddress
 
 
-class ClientConfigError(ValueError):
+class ClientConfigError(TwofoldError, ValueError):
     """A client config (or a client's flags) that cannot be used."""
 
 
@@ -30,7 +31,7 @@ class ClientConfig:
     timeout_s: float = 60.0
 
 
-def load_client_config(path: Path) -> ClientConfig:
+def load_client_config(path: str | Path) -> ClientConfig:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -38,11 +39,12 @@ def load_client_config(path: Path) -> ClientConfig:
         if len(servers) != 2:
             raise ClientConfigError(f"{path}: list exactly two [[servers]]: server 0, then "
                                     "server 1")
+        keys = load_keypair(path.parent / client["secret_key"])
+        first, second = (ServerAddress(s["address"], load_public_key(path.parent / s["public_key"]))
+                         for s in servers)
         return ClientConfig(
-            keys=load_keypair(path.parent / client["secret_key"]),
-            servers=tuple(ServerAddress(s["address"],
-                                        load_public_key(path.parent / s["public_key"]))
-                          for s in servers),
+            keys=keys,
+            servers=(first, second),
             timeout_s=float(client.get("timeout_s", 60.0)))
     except KeyError as error:
         raise ClientConfigError(f"{path}: missing {error}") from None

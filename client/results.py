@@ -16,12 +16,12 @@ import pandas as pd
 
 from twofold import models
 from twofold.ml.metrics import derive
+from twofold.ml.model import ModelDescription
 from twofold.mpc.outputs import RELEASED, Output, OutputColumn
-from twofold.mpc.ring import FixedPoint, to_signed
+from twofold.mpc.ring import U64, FixedPoint, to_signed
 from twofold.owners.keys import HASHED_TAG
 from twofold.owners.schema import INDICATOR
 
-U64 = np.uint64
 ROW_KINDS = ("rows", "aggregate", "predictions")
 
 
@@ -93,13 +93,14 @@ def _decoded(first: Output, second: Output) -> dict:
     if first.kind == "statistics":
         return {**_statistics(plain, described, fixed), **first.info}
     if first.kind == "model":
+        description = ModelDescription.from_dict(first.info)
         if int(plain.pop(RELEASED)[0]) != 1:
             return {"kind": "model", "released": False, "info": first.info,
                     "reason": "the join did not reach min_join_size "
-                              f"{first.info.get('min_join_size')}, or the training rows "
+                              f"{description.min_join_size}, or the training rows "
                               "held fewer entities of a table than its owner's minimum "
                               "group size: nothing was released"}
-        return _model(fixed.decode(plain["weights"]), first.info)
+        return _model(fixed.decode(plain["weights"]), description, first.info)
     if first.kind == "metrics":
         sums = {name: _decode_column(described[name], values, fixed)[0]
                 for name, values in plain.items()}
@@ -124,11 +125,12 @@ def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
             column = name[4:-1]
             total = fixed.decode(plain[name])[0]
             squares = fixed.decode(plain[f"sumsq({column})"])[0]
-            mean = total / count if count else None
-            variance = max(squares / count - mean * mean, 0.0) if count else None
-            values[column] = {
-                "count": count, "sum": total, "mean": mean, "variance": variance,
-                "std": variance ** 0.5 if count else None}
+            moments: dict[str, float | None] = {"mean": None, "variance": None, "std": None}
+            if count:
+                mean = total / count
+                variance = max(squares / count - mean * mean, 0.0)
+                moments = {"mean": mean, "variance": variance, "std": variance ** 0.5}
+            values[column] = {"count": count, "sum": total, **moments}
             if f"min({column})" in plain:  # withheld under differential privacy
                 values[column]["min"] = fixed.decode(plain[f"min({column})"])[0] if count else None
                 values[column]["max"] = fixed.decode(plain[f"max({column})"])[0] if count else None
@@ -138,21 +140,24 @@ def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
     return {"kind": "statistics", "values": values}
 
 
-def _model(weights: np.ndarray, info: dict) -> dict:
+def _model(weights: np.ndarray, description: ModelDescription, info: dict) -> dict:
     """The model on raw feature values and in the label's units. Linear: prediction =
     intercept + sum_j coefficient_j x_j. Logistic: u = intercept + sum_j coefficient_j x_j,
     class 1 iff u >= 0, probability clamp(u / 4 + 1/2, 0, 1) (the sigmoid's approximation
-    that training used). Also the weights on the scaled features, as trained."""
-    centers, factors = np.array(info["centers"]), np.array(info["factors"])
+    that training used). Also the weights on the scaled features, as trained. info: the
+    output's info as stored (the description, and the job's DP charge if any)."""
+    scaling = description.scaling
+    centers, factors = np.array(scaling.centers), np.array(scaling.factors)
     coefficients = weights[:-1] * factors[:-1]
     intercept = weights[-1] * factors[-1] - float(np.sum(coefficients * centers[:-1]))
-    if info["model"] == "linear":  # training scaled the label to [0, 1]
-        low, high = info["label_range"]
+    if description.model == "linear":  # training scaled the label to [0, 1]
+        low, high = description.label_range
         coefficients, intercept = coefficients * (high - low), low + intercept * (high - low)
-    names = info["features"]
-    return {"kind": "model", "released": True, "model": info["model"], "features": names,
-            "label": info["label"], "coefficients": dict(zip(names, coefficients.tolist())),
+    names = list(description.features)
+    return {"kind": "model", "released": True, "model": description.model, "features": names,
+            "label": description.label,
+            "coefficients": dict(zip(names, coefficients.tolist())),
             "intercept": float(intercept),
-            "scaling": {"centers": info["centers"], "factors": info["factors"]},
+            "scaling": {"centers": list(scaling.centers), "factors": list(scaling.factors)},
             "weights_on_scaled_features": dict(zip(names + ["intercept"], weights.tolist())),
-            "dp_ledger": info.get("dp_ledger"), "info": info}
+            "dp_ledger": description.dp_ledger, "info": info}

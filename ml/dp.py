@@ -24,6 +24,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.ring import FixedPoint, truncated_range
 
 MAX_EPSILON = 1000.0  # a budget may total more than one job's epsilon
@@ -41,7 +42,7 @@ def accountant_library():
 NOISE_TAILS = 24  # both servers' noise stays within 12 standard deviations each (p < 1e-32)
 
 
-class PrivacyError(ValueError):
+class PrivacyError(TwofoldError, ValueError):
     """Privacy parameters that cannot be met or are out of range."""
 
 

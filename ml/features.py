@@ -18,9 +18,9 @@ import numpy as np
 
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import truncate
-from twofold.mpc.ring import PUBLIC_FACTOR_BITS, FixedPoint, PrecisionError
+from twofold.mpc.ring import PUBLIC_FACTOR_BITS, U64, FixedPoint, PrecisionError
+from twofold.mpc.shares import Additive
 
-U64 = np.uint64
 FLOAT_EXACT = 1 << 53  # factors stay exact as floats (they travel in the model's JSON)
 
 
@@ -73,11 +73,11 @@ def scaling_for(ranges: list[tuple[float, float]], unit_norm: bool, fixed: Fixed
     return Scaling(tuple(centers), tuple(factors))
 
 
-async def scale(party: Party, columns: list[np.ndarray], scaling: Scaling) -> np.ndarray:
+async def scale(party: Party, columns: list[Additive], scaling: Scaling) -> Additive:
     """(rows x d) matrix of scaled fixed-point shares; one truncation for all features."""
     fixed = party.fixed
     shift = scale_shift(fixed.frac_bits)
     shifted = np.stack([c - party.public(np.full(len(c), fixed.encode(center)))
                         for c, center in zip(columns, scaling.centers)], axis=1)
     factors = np.rint(np.array(scaling.factors) * 2.0 ** shift).astype(np.int64).view(U64)
-    return await truncate(party, shifted * factors[None, :], shift)
+    return await truncate(party, Additive(shifted * factors[None, :]), shift)

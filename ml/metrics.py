@@ -17,53 +17,57 @@ import numpy as np
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
 from twofold.mpc.protocols.boolean import clamp, flag_rows, less_than
-from twofold.mpc.ring import FixedPoint, public_factor, truncated_range
+from twofold.mpc.ring import U64, FixedPoint, public_factor, truncated_range
+from twofold.mpc.shares import Additive
 
-U64 = np.uint64
 LOGISTIC_COUNTS = ("true_positive", "false_positive", "false_negative")
 
 
-def _public(party: Party, value: float, n: int) -> np.ndarray:
+def _public(party: Party, value: float, n: int) -> Additive:
     return party.public(np.full(n, party.fixed.encode(value)))
 
 
-async def linear_sums(party: Party, score: np.ndarray, label: np.ndarray, valid: np.ndarray,
-                      label_range: tuple[float, float], classes: bool) -> dict[str, np.ndarray]:
+async def linear_sums(party: Party, score: Additive, label: Additive, valid: Additive,
+                      label_range: tuple[float, float], classes: bool) -> dict[str, Additive]:
     """score: predictions on the label scaled to [0, 1]; label in its own units."""
     low, high = label_range
     n = len(score)
     within = await clamp(party, score, _public(party, 0.0, n),
                          _public(party, 1.0, n))  # the label's range, scaled
     predicted = await fixed_mul_public(party, within, high - low, 1.0) + _public(party, low, n)
-    error = predicted - label
+    error = Additive(predicted - label)
     negative = await less_than(party, error, party.public(np.zeros(n, U64)))
     absolute = error - 2 * await mul(party, negative, error)
-    squares = await fixed_mul(party, np.stack([error, label]), np.stack([error, label]))
+    pairs = Additive(np.stack([error, label]))
+    squares = await fixed_mul(party, pairs, pairs)
     terms = {"sum_squared_error": squares[0], "sum_absolute_error": absolute,
              "sum_label": label, "sum_label_squared": squares[1]}
     if classes:  # right iff -1/2 <= predicted - label < 1/2
         below_half, below_minus_half = await less_than(
-            party, np.stack([error, error]), np.stack([_public(party, 0.5, n),
-                                                       _public(party, -0.5, n)]))
+            party, Additive(np.stack([error, error])),
+            Additive(np.stack([_public(party, 0.5, n), _public(party, -0.5, n)])))
         terms["correct"] = below_half - below_minus_half  # a count, not fixed point
-    sums = await flag_rows(party, valid, np.stack(list(terms.values())))
-    return {name: total.sum(dtype=U64, keepdims=True) for name, total in zip(terms, sums)}
+    sums = await flag_rows(party, valid, Additive(np.stack(list(terms.values()))))
+    return {name: Additive(total.sum(dtype=U64, keepdims=True))
+            for name, total in zip(terms, sums)}
 
 
-async def logistic_counts(party: Party, probability: np.ndarray, label: np.ndarray,
-                          valid: np.ndarray) -> dict[str, np.ndarray]:
+async def logistic_counts(party: Party, probability: Additive, label: Additive,
+                          valid: Additive) -> dict[str, Additive]:
     """probability and a 0/1 label, both fixed point."""
     n = len(probability)
     half = _public(party, 0.5, n)
-    below = await less_than(party, np.stack([probability, label]), np.stack([half, half]))
+    below = await less_than(party, Additive(np.stack([probability, label])),
+                            Additive(np.stack([half, half])))
     one = party.public(np.ones(n, U64))
-    said, truth = one - below[0], one - below[1]
+    said, truth = Additive(one - below[0]), Additive(one - below[1])
     both = await mul(party, said, truth)
-    said_valid, truth_valid, both_valid = await flag_rows(party, valid,
-                                                          np.stack([said, truth, both]))
+    said_valid, truth_valid, both_valid = await flag_rows(
+        party, valid, Additive(np.stack([said, truth, both])))
     totals = {"true_positive": both_valid, "false_positive": said_valid - both_valid,
               "false_negative": truth_valid - both_valid}
-    return {name: total.sum(dtype=U64, keepdims=True) for name, total in totals.items()}
+    return {name: Additive(total.sum(dtype=U64, keepdims=True))
+            for name, total in totals.items()}
 
 
 def row_bounds(model: str, label: tuple[int, int], label_range: tuple[float, float],

@@ -15,6 +15,7 @@ recipients learn the outcome (at level 5 a noisy one, whose epsilon the job is c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -30,10 +31,10 @@ from twofold.mpc.protocols.boolean import equal, less_than
 from twofold.mpc.protocols.scan import segmented_scan
 from twofold.mpc.protocols.shuffle import shuffle
 from twofold.mpc.protocols.sort import SortKey, sort
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive
 from twofold.owners.keys import KEY_BITS
 from twofold.sorting_join.table import SharedTable
-
-U64 = np.uint64
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,23 @@ class TrainSpec:
     private_key: str | None = None  # qualified primary key of the primary private table
     private_key_bits: int = KEY_BITS  # ... and the bits a sort by it needs (from the schema)
 
+    def dp(self) -> tuple[Privacy, str]:
+        """Level 5's privacy parameters and the key of its privacy unit (the parser sets
+        both)."""
+        if self.privacy is None or self.private_key is None:
+            raise ValueError("differentially private training needs its privacy parameters "
+                             "and its privacy unit")
+        return self.privacy, self.private_key
+
 
 @dataclass
 class TrainedModel:
-    weights: np.ndarray  # shares, features then intercept
+    weights: Additive  # features then intercept
     scaling: Scaling
     join_size: int | None  # opened at level 3 only
     ledger: Ledger | None
-    released: np.ndarray  # shares of one bit: 0 if the size check failed (withhold the model)
-    training_rows: tuple[np.ndarray, np.ndarray] | None = None  # (x, y) shares, if kept
+    released: Additive  # one bit: 0 if the size check failed (withhold the model)
+    training_rows: tuple[Additive, Additive] | None = None  # (x, y), if kept
 
 
 def training_ledger(spec: TrainSpec, rows: int, frac_bits: int) -> Ledger:
@@ -67,7 +76,8 @@ def training_ledger(spec: TrainSpec, rows: int, frac_bits: int) -> Ledger:
     hold the features and the intercept's constant 1."""
     hyper = spec.hyper
     clip = gradient_bound(hyper.residual_bound, len(spec.features) + 1, frac_bits)
-    return calibrate(privacy=spec.privacy, clip=clip, iterations=hyper.iterations,
+    privacy, _ = spec.dp()
+    return calibrate(privacy=privacy, clip=clip, iterations=hyper.iterations,
                      batch_size=hyper.batch_size, rows=rows, min_join_size=spec.min_join_size)
 
 
@@ -84,25 +94,25 @@ async def keep_tau_rows(party: Party, table: SharedTable, key: str, tau: int,
         n = len(valid)
         ones = party.public(np.ones(n, U64))
         if n > 1:
-            same = await equal(party, keys[1:], keys[:-1])
-            heads = np.concatenate([ones[:1], ones[1:] - same])
+            same = await equal(party, Additive(keys[1:]), Additive(keys[:-1]))
+            heads = Additive(np.concatenate([ones[:1], ones[1:] - same]))
         else:
             heads = ones
         (rank,) = await segmented_scan(party, heads, [valid], "sum")
         limit = party.public(np.full(n, tau, U64))
-        keep = ones - await less_than(party, limit, rank)
+        keep = Additive(ones - await less_than(party, limit, rank))
         return SharedTable(dict(zip(names, columns)), await mul(party, valid, keep))
 
 
-async def join_size_reaches(party: Party, valid: np.ndarray, minimum: int,
-                            noise: Privacy | None = None) -> np.ndarray:
+async def join_size_reaches(party: Party, valid: Additive, minimum: int,
+                            noise: Privacy | None = None) -> Additive:
     """Shares of one bit: does |J| (plus each server's own discrete Gaussian when `noise` is
     given) reach `minimum`? Nothing is opened."""
     count = valid.sum(dtype=U64, keepdims=True)
     if noise is not None:
         count = count + discrete_gaussian(party.rng, count_sigma(noise), 1).view(U64)
-    below = await less_than(party, count, party.public(np.array([minimum], U64)))
-    return party.public(np.ones(1, U64)) - below
+    below = await less_than(party, Additive(count), party.public(np.array([minimum], U64)))
+    return Additive(party.public(np.ones(1, U64)) - below)
 
 
 async def _public_seed(party: Party) -> Prg:
@@ -113,7 +123,7 @@ async def _public_seed(party: Party) -> Prg:
 
 
 async def fit(party: Party, table: SharedTable, spec: TrainSpec, keep_rows: bool = False,
-              entities_reach_k: np.ndarray | None = None) -> TrainedModel:
+              entities_reach_k: Additive | None = None) -> TrainedModel:
     """Train; with keep_rows, also return the shares of the rows in training order (so a
     test can replay the same batches in plaintext). entities_reach_k, shares of one bit
     (levels 3 and 4), withholds the model when 0: at level 3 every row stops being real
@@ -122,12 +132,12 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec, keep_rows: bool
     released = party.public(np.ones(1, U64))
     if entities_reach_k is not None and spec.level == 3:
         table = SharedTable(table.columns, await mul(
-            party, table.valid, np.broadcast_to(entities_reach_k, (n,))))
+            party, table.valid, Additive(np.broadcast_to(entities_reach_k, (n,)))))
     elif entities_reach_k is not None:
         released = entities_reach_k
     if spec.level == 5:
-        table = await keep_tau_rows(party, table, spec.private_key, spec.privacy.tau,
-                                    spec.private_key_bits)
+        privacy, key = spec.dp()
+        table = await keep_tau_rows(party, table, key, privacy.tau, spec.private_key_bits)
     if spec.level >= 4:
         with party.stage("size check"):
             reaches = await join_size_reaches(party, table.valid, spec.min_join_size,
@@ -140,17 +150,17 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec, keep_rows: bool
         ones = party.public(np.full(n, party.fixed.encode(1.0)))
         x = await scale(party, [table.column(f) for f in spec.features] + [ones], scaling)
         low, high = spec.label_range  # the label goes to [0, 1]
-        y = (await scale(party, [table.column(spec.label)],
-                         Scaling((low,), (1.0 / (high - low),))))[:, 0]
-    columns = list(x.T) + [y]
+        y = Additive((await scale(party, [table.column(spec.label)],
+                                  Scaling((low,), (1.0 / (high - low),))))[:, 0])
+    columns = cast(list[Additive], list(x.T)) + [y]
     join_size, ledger, valid, expected = None, None, None, None
     with party.stage("purify" if spec.level < 5 else "calibrate"):
         if spec.level == 3:
             join_size, columns = await compact_and_count(party, table.valid, columns)
             if join_size == 0:  # public at level 3: nothing to learn from
-                return TrainedModel(np.zeros(x.shape[1], U64), scaling, 0, None,
+                return TrainedModel(Additive(np.zeros(x.shape[1], U64)), scaling, 0, None,
                                     party.public(np.zeros(1, U64)))
-            columns = await shuffle(party, [c[:join_size] for c in columns])
+            columns = await shuffle(party, [Additive(c[:join_size]) for c in columns])
             batches = sequential_batches(join_size, hyper)
         elif spec.level == 4:
             columns = await purify(party, table.valid, columns)
@@ -160,7 +170,7 @@ async def fit(party: Party, table: SharedTable, spec: TrainSpec, keep_rows: bool
             valid, expected = table.valid, float(hyper.batch_size)
             batches = poisson_batches(await _public_seed(party), n, hyper)
     with party.stage("train"):
-        features, labels = np.stack(columns[:-1], axis=1), columns[-1]
+        features, labels = Additive(np.stack(columns[:-1], axis=1)), columns[-1]
         weights = await train(party, features, labels, hyper, batches, valid=valid,
                               noise_sigma=ledger.sigma if ledger else 0.0,
                               expected_batch=expected)

@@ -21,6 +21,8 @@ def train_plain(x: np.ndarray, y: np.ndarray, hyper: Hyper, batches,
                 noise_prg: Prg | None = None) -> np.ndarray:
     """With noise_sigma, the gradient sum gets N_Z-on-the-2^-16-grid noise of that deviation
     on every step (one draw: the plaintext baseline of a single noise source)."""
+    if noise_sigma > 0 and noise_prg is None:
+        raise ValueError("noise_sigma needs noise_prg, the noise's randomness")
     w = np.zeros(x.shape[1])
     scale = hyper.learning_rate / (expected_batch or hyper.batch_size)
     for rows in batches:
@@ -29,7 +31,7 @@ def train_plain(x: np.ndarray, y: np.ndarray, hyper: Hyper, batches,
         p = approximate_sigmoid(u) if hyper.model == "logistic" else u
         error = np.clip(p - yb, -hyper.residual_bound, hyper.residual_bound)
         gradient = xb.T @ error
-        if noise_sigma > 0:
+        if noise_sigma > 0 and noise_prg is not None:
             gradient = gradient + discrete_gaussian(noise_prg, noise_sigma * GRID,
                                                     len(gradient)) / GRID
         w = w - scale * gradient

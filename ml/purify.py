@@ -20,6 +20,8 @@ over every column.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from twofold.mpc.party import Party
@@ -27,31 +29,34 @@ from twofold.mpc.protocols.arithmetic import mul, reveal
 from twofold.mpc.protocols.boolean import flag_rows, less_than
 from twofold.mpc.protocols.shuffle import shuffle
 from twofold.mpc.protocols.sort import SortKey, sort
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive
 
-U64 = np.uint64
 
-
-async def compact(party: Party, valid: np.ndarray, columns: list[np.ndarray]):
+async def compact(party: Party, valid: Additive, columns: list[Additive]
+                  ) -> tuple[Additive, list[Additive]]:
     """Real rows first, in their order; returns (valid, columns)."""
-    dummy = party.public(np.ones(len(valid), U64)) - valid
+    dummy = Additive(party.public(np.ones(len(valid), U64)) - valid)
     moved = await sort(party, [valid, *columns], [SortKey(dummy, bits=1, signed=False)])
     return moved[0], moved[1:]
 
 
-async def _copy_into_dummies(party: Party, valid, columns, shift: int, active=None):
+async def _copy_into_dummies(party: Party, valid: Additive, columns: list[Additive],
+                             shift: int, active: Additive | None = None
+                             ) -> tuple[Additive, list[Additive]]:
     """Row j >= shift, if dummy (and if `active`), becomes a copy of row j - shift."""
     n = len(valid)
     table = np.stack([valid, *columns])
     target, source = table[:, shift:], table[:, :n - shift]
-    take = party.public(np.ones(n - shift, U64)) - valid[shift:]
+    take = Additive(party.public(np.ones(n - shift, U64)) - valid[shift:])
     if active is not None:
-        take = await mul(party, take, np.broadcast_to(active, take.shape))
+        take = await mul(party, take, Additive(np.broadcast_to(active, take.shape)))
     moved = table.copy()
-    moved[:, shift:] = target + await flag_rows(party, take, source - target)
-    return moved[0], list(moved[1:])
+    moved[:, shift:] = target + await flag_rows(party, take, Additive(source - target))
+    return Additive(moved[0]), cast(list[Additive], list(moved[1:]))
 
 
-async def purify(party: Party, valid: np.ndarray, columns: list[np.ndarray]) -> list[np.ndarray]:
+async def purify(party: Party, valid: Additive, columns: list[Additive]) -> list[Additive]:
     """Level 4: N rows, all real (given |J| >= 1), each real row floor(N/|J|) or
     floor(N/|J|) + 1 times, in a secret random order."""
     n = len(valid)
@@ -61,23 +66,24 @@ async def purify(party: Party, valid: np.ndarray, columns: list[np.ndarray]) -> 
     levels = (n - 1).bit_length()
     size = 1 << levels
     pad = np.zeros(size - n, U64)
-    valid, columns = await compact(party, np.concatenate([valid, pad]),
-                                   [np.concatenate([c, pad]) for c in columns])
+    valid, columns = await compact(party, Additive(np.concatenate([valid, pad])),
+                                   [Additive(np.concatenate([c, pad])) for c in columns])
     count = valid.sum(dtype=U64, keepdims=True)
     bounds = party.public(np.array([size >> i for i in range(1, levels + 1)], U64))
     # level i runs iff |J| <= M / 2^i, i.e. not (M / 2^i < |J|)
     active = party.public(np.ones(levels, U64)) - await less_than(
-        party, bounds, np.broadcast_to(count, (levels,)))
+        party, bounds, Additive(np.broadcast_to(count, (levels,))))
     for i in range(1, levels + 1):
         valid, columns = await _copy_into_dummies(party, valid, columns, size >> i,
-                                                  active[i - 1])
+                                                  Additive(active[i - 1]))
     valid, columns = await compact(party, valid, columns)
     valid, columns = await _copy_into_dummies(party, valid, columns, size // 2)
-    return await shuffle(party, [column[:n] for column in columns])
+    return await shuffle(party, [Additive(column[:n]) for column in columns])
 
 
-async def compact_and_count(party: Party, valid: np.ndarray, columns: list[np.ndarray]):
+async def compact_and_count(party: Party, valid: Additive, columns: list[Additive]
+                            ) -> tuple[int, list[Additive]]:
     """Level 3: real rows first, and |J| opened to both servers."""
     valid, columns = await compact(party, valid, columns)
-    size = int((await reveal(party, valid.sum(dtype=U64, keepdims=True)))[0])
+    size = int((await reveal(party, Additive(valid.sum(dtype=U64, keepdims=True))))[0])
     return size, columns

@@ -43,9 +43,8 @@ from twofold.mpc.noise import discrete_gaussian
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import mul, reveal, truncate
 from twofold.mpc.protocols.boolean import bits_times, clamp, less_than_bits
-from twofold.mpc.ring import as_ring, public_factor
-
-U64 = np.uint64
+from twofold.mpc.ring import U64, as_ring, public_factor
+from twofold.mpc.shares import Additive
 
 
 @dataclass(frozen=True)
@@ -69,44 +68,44 @@ def step_constant(step_scale: float, rows: int, residual_bound: float, frac_bits
                          max_shift=61 - frac_bits)
 
 
-def _constant(party: Party, value: float, n: int) -> np.ndarray:
+def _constant(party: Party, value: float, n: int) -> Additive:
     return party.public(np.full(n, party.fixed.encode(value)))
 
 
-async def sigmoid(party: Party, u: np.ndarray) -> np.ndarray:
+async def sigmoid(party: Party, u: Additive) -> Additive:
     """s(u) = clamp(u / 4 + 1/2, 0, 1) for u with f fractional bits. 1 round and clamp's."""
     n = len(u)
     quarter = await truncate(party, u, 2)
-    return await clamp(party, quarter + _constant(party, 0.5, n), _constant(party, 0.0, n),
-                       _constant(party, 1.0, n))
+    return await clamp(party, Additive(quarter + _constant(party, 0.5, n)),
+                       _constant(party, 0.0, n), _constant(party, 1.0, n))
 
 
-async def residual_bounds(party: Party, y: np.ndarray, valid: np.ndarray,
-                          hyper: Hyper) -> tuple[np.ndarray, np.ndarray]:
+async def residual_bounds(party: Party, y: Additive, valid: Additive,
+                          hyper: Hyper) -> tuple[Additive, Additive]:
     """Shares of each row's bounds (lo, hi) on the residual v - y (module docstring); both 0
     where valid is 0. Linear: local; logistic: a comparison and 2 rounds, once per training."""
     n = len(y)
     if hyper.model == "linear":
         high = valid * party.fixed.encode(hyper.residual_bound)
-        return -high, high
+        return Additive(-high), Additive(high)
     limit = _constant(party, hyper.residual_bound, n)
-    below_one = np.stack([y, _constant(party, 1.0, n) - y])  # y and 1 - y
-    over = await less_than_bits(party, np.stack([limit, limit]), below_one)
-    least = below_one + await bits_times(party, over, limit - below_one)  # min(., R)
-    low, high = await mul(party, valid, least)
-    return -low, high
+    below_one = Additive(np.stack([y, _constant(party, 1.0, n) - y]))  # y and 1 - y
+    over = await less_than_bits(party, Additive(np.stack([limit, limit])), below_one)
+    least = below_one + await bits_times(party, over, Additive(limit - below_one))  # min(., R)
+    low, high = await mul(party, valid, Additive(least))
+    return Additive(-low), Additive(high)
 
 
-async def _masked_product(party: Party, open_part: np.ndarray, mask_part: np.ndarray,
-                          vector: np.ndarray, vector_mask: np.ndarray,
-                          product: np.ndarray) -> np.ndarray:
+async def _masked_product(party: Party, open_part: np.ndarray, mask_part: Additive,
+                          vector: Additive, vector_mask: Additive,
+                          product: Additive) -> Additive:
     """(open_part + mask_part) @ vector, where open_part is public, mask_part is shared and
     product = mask_part @ vector_mask: only vector - vector_mask is opened. 1 round."""
-    opened = await reveal(party, vector - vector_mask)
+    opened = await reveal(party, Additive(vector - vector_mask))
     result = np.matmul(open_part, vector_mask) + np.matmul(mask_part, opened) + product
     if party.id == 0:
         result += np.matmul(open_part, opened)
-    return result
+    return Additive(result)
 
 
 @dataclass(frozen=True)
@@ -115,31 +114,34 @@ class _Rows:
     A, the labels and the residual bounds, with the dummy row last."""
 
     opened: np.ndarray
-    mask: np.ndarray
-    labels: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
+    mask: Additive
+    labels: Additive
+    low: Additive
+    high: Additive
 
 
-async def _iteration(party: Party, data: _Rows, rows: np.ndarray, w: np.ndarray,
-                     hyper: Hyper, step: tuple[int, int], noise_sigma: float) -> np.ndarray:
+async def _iteration(party: Party, data: _Rows, rows: np.ndarray, w: Additive,
+                     hyper: Hyper, step: tuple[int, int], noise_sigma: float) -> Additive:
     """One step on the batch `rows` (padded); returns the new weights. 9 or 12 rounds."""
     f = party.fixed.frac_bits
     forward, backward, product, product_back = await party.corr.masked_products(
         rows.tolist(), len(w))
-    opened, mask = data.opened[rows], data.mask[rows]
+    opened, mask = data.opened[rows], Additive(data.mask[rows])
     u = await _masked_product(party, opened, mask, w, forward, product)
     if hyper.model == "logistic":
         v = await truncate(party, u, f + 2) + _constant(party, 0.5, len(rows))
     else:
         v = await truncate(party, u, f)
-    error = await clamp(party, v - data.labels[rows], data.low[rows], data.high[rows])
-    gradient = await _masked_product(party, opened.T, mask.T, error, backward, product_back)
+    error = await clamp(party, Additive(v - data.labels[rows]), Additive(data.low[rows]),
+                        Additive(data.high[rows]))
+    gradient = await _masked_product(party, opened.T, Additive(mask.T), error, backward,
+                                     product_back)
     if noise_sigma > 0:  # this server's own sample, on the 2^-2f grid of the exact gradient
         grid = noise_sigma * party.fixed.scale ** 2
-        gradient = gradient + discrete_gaussian(party.rng, grid, len(gradient)).view(U64)
+        gradient = Additive(
+            gradient + discrete_gaussian(party.rng, grid, len(gradient)).view(U64))
     factor, shift = step
-    return w - await truncate(party, gradient * as_ring(factor), f + shift)
+    return Additive(w - await truncate(party, Additive(gradient * as_ring(factor)), f + shift))
 
 
 def _later_plan(first: list, batches: list[np.ndarray]) -> list:
@@ -149,12 +151,12 @@ def _later_plan(first: list, batches: list[np.ndarray]) -> list:
             for rows in batches for kind, params in first]
 
 
-async def train(party: Party, x: np.ndarray, y: np.ndarray, hyper: Hyper, batches,
-                valid: np.ndarray | None = None, noise_sigma: float = 0.0,
-                expected_batch: float | None = None) -> np.ndarray:
+async def train(party: Party, x: Additive, y: Additive, hyper: Hyper, batches,
+                valid: Additive | None = None, noise_sigma: float = 0.0,
+                expected_batch: float | None = None) -> Additive:
     """Weights (d shares) after one step per batch of public row indices."""
     n, d = x.shape
-    w = np.zeros(d, U64)
+    w = Additive(np.zeros(d, U64))
     batches = [np.asarray(rows, np.int64) for rows in batches]
     if not batches:
         return w
@@ -162,10 +164,10 @@ async def train(party: Party, x: np.ndarray, y: np.ndarray, hyper: Hyper, batche
     batches = [np.concatenate([rows, np.full(width - len(rows), n)]) for rows in batches]
     valid = party.public(np.ones(n, U64)) if valid is None else valid
     zero = party.public(np.zeros(1, U64))  # the dummy row n: zero features, label and bounds
-    x, y = np.vstack([x, np.zeros((1, d), U64)]), np.concatenate([y, zero])
-    low, high = await residual_bounds(party, y, np.concatenate([valid, zero]), hyper)
+    x, y = Additive(np.vstack([x, np.zeros((1, d), U64)])), Additive(np.concatenate([y, zero]))
+    low, high = await residual_bounds(party, y, Additive(np.concatenate([valid, zero])), hyper)
     mask = await party.corr.row_mask(n + 1, d)
-    data = _Rows(await reveal(party, x - mask), mask, y, low, high)
+    data = _Rows(await reveal(party, Additive(x - mask)), mask, y, low, high)
     scale = hyper.learning_rate / (expected_batch or hyper.batch_size)
     step = step_constant(scale, width, hyper.residual_bound, party.fixed.frac_bits, noise_sigma)
     with party.corr.recording() as first:

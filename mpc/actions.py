@@ -5,7 +5,12 @@ Three conversations, each with a service on a CurveZMQ socket (mpc/service.py):
   client/client.py, and the hello of mpc/rpc.py;
 - one server asks the other: uploads' checks, starting and failing jobs, idle preprocessing;
 - a server asks the dealer for a job's correlations (mpc/dealer.py).
+
+A job's state, as status replies carry it and each server stores it (state.json), is one of
+State's values.
 """
+
+from enum import StrEnum
 
 # ---- a client to a server ------------------------------------------------------------------
 HELLO = "hello"  # no fields: a client checks its key and the address with a short wait
@@ -36,3 +41,13 @@ CLIENT_ACTIONS = (HELLO, BEGIN, CHUNK, COMMIT, ACTIVATE, STATUS, JOB_SUBMIT, JOB
                   JOB_STATUS, JOB_CANCEL, FETCH_OUTPUT, BUDGET)
 PEER_ACTIONS = (PEER_CHECK, JOB_START, JOB_ABANDON, PREPROCESS_START)
 DEALER_ACTIONS = (OPEN, GET, CLOSE)
+
+
+class State(StrEnum):
+    """A job's state: its members are the strings on the wire and on disk."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # cancelled included
+    UNREACHABLE = "unreachable"  # the client's only: a server that did not answer

@@ -29,8 +29,11 @@ from twofold.mpc.accounting import Accounting
 from twofold.mpc.correlations import KINDS
 from twofold.mpc.errors import ProtocolMismatch
 from twofold.mpc.request_groups import groups, merged, split
+from twofold.mpc.shares import Additive, XorBits, XorWords
 
 Request = tuple[str, dict]  # (kind's name, params), as in mpc.correlations.KINDS
+# Random bits r, and a half Beaver triple per value multiplied by r: (r, beta, r, r * beta)
+BitTriple = tuple[XorBits, Additive, Additive, Additive]
 DEFAULT_BUDGET_ELEMENTS = 1 << 25  # about 256 MiB of made-but-unused correlations
 BATCH_ELEMENTS = 1 << 22  # a producer batch holds at most this many elements (or one request)
 BATCH_REQUESTS = 64
@@ -241,26 +244,30 @@ class CorrelationSource(ABC):
                     pending.value.set_exception(error)
 
     # ---- named requests: one helper per kind, named as the kind (mpc.correlations) ----------
+    # Each returns the kind's Part, typed here with the layouts of its arrays (mpc.shares).
 
-    async def beaver_triples(self, shape):
+    async def beaver_triples(self, shape) -> tuple[Additive, Additive, Additive]:
         return await self.get("beaver_triples", shape=_shape(shape))
 
-    async def and_triples(self, shape):
+    async def and_triples(self, shape) -> tuple[XorWords, XorWords, XorWords]:
         return await self.get("and_triples", shape=_shape(shape))
 
-    async def and_monomials(self, shape, monomials: list[list[int]]):
+    async def and_monomials(self, shape, monomials: list[list[int]]
+                            ) -> tuple[XorWords, XorWords]:
+        """(masks, one row per variable; mask products, one row per set of variables)."""
         return await self.get("and_monomials", shape=_shape(shape), monomials=monomials)
 
-    async def matrix_triples(self, m: int, k: int, n: int):
+    async def matrix_triples(self, m: int, k: int, n: int
+                             ) -> tuple[Additive, Additive, Additive]:
         return await self.get("matrix_triples", dims=[m, k, n])
 
-    async def dabits(self, count: int):
+    async def dabits(self, count: int) -> tuple[XorBits, Additive]:
         return await self.get("dabits", shape=[count])
 
-    async def bit_triples(self, count: int):
+    async def bit_triples(self, count: int) -> BitTriple:
         return await self.get("bit_triples", shape=[count])
 
-    async def bit_row_triples(self, rows: int, n: int):
+    async def bit_row_triples(self, rows: int, n: int) -> BitTriple:
         return await self.get("bit_row_triples", rows=rows, n=n)
 
     async def one_of_n(self, count: int, entries: int, sender: int, width: int = 1):
@@ -268,24 +275,29 @@ class CorrelationSource(ABC):
         return await self.get("one_of_n", shape=[count], entries=entries, sender=sender,
                               width=width)
 
-    async def edabits(self, shape):
+    async def edabits(self, shape) -> tuple[XorWords, Additive]:
         return await self.get("edabits", shape=_shape(shape))
 
-    async def truncation_pairs(self, shape, frac_bits: int):
+    async def truncation_pairs(self, shape, frac_bits: int
+                               ) -> tuple[Additive, Additive, Additive]:
+        """(r, msb(r), the low bits of r shifted: (r mod 2^63) >> frac_bits)."""
         return await self.get("truncation_pairs", shape=_shape(shape), frac_bits=frac_bits)
 
-    async def truncated_triples(self, shape, frac_bits: int):
+    async def truncated_triples(self, shape, frac_bits: int
+                                ) -> tuple[Additive, Additive, Additive, Additive, Additive]:
+        """(a, b, a * b + r, msb(r), the low bits of r shifted)."""
         return await self.get("truncated_triples", shape=_shape(shape), frac_bits=frac_bits)
 
     async def permutation_masks(self, n: int, columns: str, permuter: int):
         return await self.get("permutation_masks", n=n, columns=columns, permuter=permuter)
 
-    async def row_mask(self, rows: int, columns: int) -> np.ndarray:
+    async def row_mask(self, rows: int, columns: int) -> Additive:
         (mask,) = await self.get("row_mask", rows=rows, columns=columns)
         return mask
 
-    async def masked_products(self, rows: list[int], columns: int):
-        """For rows of the latest row mask (in request order)."""
+    async def masked_products(self, rows: list[int], columns: int
+                              ) -> tuple[Additive, Additive, Additive, Additive]:
+        """For rows of the latest row mask (in request order): b, b', A_b b and A_b^T b'."""
         return await self.get("masked_products", rows=rows, columns=columns)
 
 

@@ -105,7 +105,7 @@ class Dealer(Service):
 
     def _corrections(self, party: int, header: dict) -> tuple[list[int], list[np.ndarray]]:
         """Corrections for a batch of [seq, kind, params] requests; all or nothing."""
-        session = self.sessions.get(header.get("job"))
+        session = self.sessions.get(header.get("job", ""))
         if session is None or party not in session.opened_by:
             raise DealerError(f"no open session for job {header.get('job')!r}")
         requests = header.get("requests")
@@ -224,7 +224,8 @@ class DealerSource(CorrelationSource):
 def _messages(requests: list[list]):
     """Consecutive requests in messages of at most MAX_BATCH requests and a header the dealer
     accepts (a masked product's rows make its request up to about 41 KiB)."""
-    message, size = [], 0
+    message: list[list] = []
+    size = 0
     for request in requests:
         cost = len(msgpack.packb(request))
         if message and (len(message) == MAX_BATCH or size + cost > REQUEST_ROOM):

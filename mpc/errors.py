@@ -1,8 +1,19 @@
-"""Errors a protocol run can end with. Each names the party and what to check."""
+"""The errors Twofold reports to its users, and those a protocol run can end with.
+
+TwofoldError is the base of every error whose message is meant for a person (a refused
+schema, policy, job spec or config, a failed upload, job or run): the command line prints
+it as one line. It lives here, in the lowest layer, so that every package can derive from it.
+Errors that other code catches as ValueError (or RuntimeError) keep that base too.
+"""
 
 
-class MpcError(Exception):
-    """Base class: the run is over and its correlations are spent."""
+class TwofoldError(Exception):
+    """Base class: a failure the user can act on; its message says what and where."""
+
+
+class MpcError(TwofoldError):
+    """Base class of a protocol run's errors (each names the party and what to check): the
+    run is over and its correlations are spent."""
 
 
 class PeerTimeout(MpcError):

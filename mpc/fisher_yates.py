@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-U64 = np.uint64
+from twofold.mpc.ring import U64
+
 MAX_COUNT = 1 << 32  # the exact multiply-high below needs i + 1 < 2^32
 
 

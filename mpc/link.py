@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import zmq
@@ -46,7 +47,7 @@ async def send_within(socket: zmq.asyncio.Socket, frames: list, timeout_s: float
                       failure: str) -> None:
     """Send, or raise PeerTimeout(failure): a socket whose peer is gone blocks on send.
     (asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation.)"""
-    sending = socket.send_multipart(frames, copy=False)
+    sending = _future(socket.send_multipart(frames, copy=False))
     sending.add_done_callback(_settled)
     try:
         async with asyncio.timeout(timeout_s):
@@ -92,6 +93,11 @@ class StopSignal:
         return stop_listening
 
 
+def _future(sending: Awaitable) -> asyncio.Future:
+    """A send of a zmq.asyncio socket: its stubs say Awaitable, it is an asyncio Future."""
+    return cast(asyncio.Future, sending)
+
+
 def _settled(future: asyncio.Future) -> None:
     """Mark a send's error as seen: a send abandoned by a cancelled task (its job over) may
     fail later, when its socket closes, and nobody is left to read that error."""
@@ -120,7 +126,7 @@ class _Transport:
         self._waiting: set[asyncio.Task] = set()  # tasks now waiting for the peer
         self._woken: set[asyncio.Task] = set()  # of those, the ones this link cancelled
         self._stop_listening = cancel.listen(self._wake) if cancel is not None else None
-        self.queues = {name: asyncio.Queue() for name in CHANNELS}
+        self.queues: dict[str, asyncio.Queue] = {name: asyncio.Queue() for name in CHANNELS}
         self.failure: MpcError | None = None
         self.shared = False  # True once a channel besides the online one is open
         self._reader: asyncio.Task | None = None
@@ -146,6 +152,8 @@ class _Transport:
         if self.cancel is not None and self.cancel.is_set():
             raise self.cancelled()
         task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("waiting for the peer happens in a task")
         self._waiting.add(task)
         try:
             yield
@@ -211,8 +219,8 @@ class _Transport:
                         item = None if received is None else received[1:]
         except TimeoutError:
             raise PeerTimeout(self.lost("no message from")) from None
-        if item is None:
-            raise self.failure
+        if item is None:  # the link failed (_fail), which says why
+            raise self.failure or ProtocolMismatch(f"server {self.party_id}: the link failed")
         return item
 
 
@@ -323,7 +331,7 @@ class PeerLink(Channel):
         if self.socket.closed:  # pyzmq would leave an orphaned future failing later
             return
         frames = wire.encode({"kind": "abort", "job": self.job_id, "reason": reason[:500]})
-        sending = self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
+        sending = _future(self.socket.send_multipart(frames, flags=zmq.NOBLOCK))
         sending.add_done_callback(_settled)
         try:
             async with asyncio.timeout(ABORT_WAIT_S):

@@ -16,10 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
-U64 = np.uint64
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive
+
 RELEASED = "_released"  # a model's bit: 0 when its join-size check failed
 
 
@@ -34,12 +37,12 @@ class OutputColumn:
 class Output:
     kind: str  # rows, aggregate, statistics, model, predictions, metrics
     columns: list[OutputColumn]
-    shares: list[np.ndarray]
+    shares: list[Additive]
     frac_bits: int
     means: list[str]  # mean(c) = sum(c) / count, derived by the recipient
     info: dict = field(default_factory=dict)  # model: features, scaling, level, DP ledger
 
-    def column(self, name: str) -> np.ndarray:
+    def column(self, name: str) -> Additive:
         return self.shares[[c.name for c in self.columns].index(name)]
 
     def save(self, folder: Path) -> None:
@@ -60,7 +63,8 @@ class Output:
 
     @classmethod
     def from_meta(cls, meta: dict, shares: list[np.ndarray]) -> "Output":
+        """From its meta and its shares as stored or received (uint64 arrays)."""
         columns = [OutputColumn(c["name"], c["decoding"], tuple(c["vocabulary"]))
                    for c in meta["columns"]]
-        return cls(meta["kind"], columns, shares, meta["frac_bits"], meta["means"],
-                   meta.get("info", {}))
+        return cls(meta["kind"], columns, cast(list[Additive], shares), meta["frac_bits"],
+                   meta["means"], meta.get("info", {}))

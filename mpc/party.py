@@ -11,6 +11,7 @@ from twofold.mpc.correlation_source import CorrelationSource
 from twofold.mpc.link import PeerLink
 from twofold.mpc.prg import Prg
 from twofold.mpc.ring import FixedPoint
+from twofold.mpc.shares import Additive
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Party:
         """Account everything inside the with-block to the stage `name`."""
         return self.accounting.stage(name)
 
-    def public(self, values) -> np.ndarray:
+    def public(self, values) -> Additive:
         """Shares of a public value: party 0 holds it, party 1 holds zero."""
         values = np.asarray(values, dtype=np.uint64)
-        return values.copy() if self.id == 0 else np.zeros_like(values)
+        return Additive(values.copy() if self.id == 0 else np.zeros_like(values))

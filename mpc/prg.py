@@ -56,7 +56,7 @@ class Prg:
 
     def random_bytes(self, nbytes: int) -> np.ndarray:
         out = np.empty(nbytes + _SLACK, dtype=np.uint8)
-        view = memoryview(out)
+        view = out.data
         for start in range(0, nbytes, _CHUNK):
             length = min(_CHUNK, nbytes - start)
             self._encryptor.update_into(_ZEROS[:length], view[start : start + length + _SLACK])

@@ -33,7 +33,9 @@ def merge_key(kind: str, params: dict):
 def groups(plan: list[tuple[str, dict]]) -> list[list[int]]:
     """Positions in `plan` of the requests to make together (groups of two or more), in the
     order of their first members."""
-    found, window, size, limit = [], {}, 0, FIRST_WINDOW_ELEMENTS
+    found: list[list[int]] = []
+    window: dict[tuple, list[int]] = {}  # requests that merge, by their key
+    size, limit = 0, FIRST_WINDOW_ELEMENTS
 
     def close():
         """End the window; the next may be twice as large if this one held anything."""

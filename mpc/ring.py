@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-U64 = np.uint64
+from twofold.mpc.errors import TwofoldError
+
+U64 = np.uint64  # the ring's dtype: every share, word and plane array is of it
 PUBLIC_FACTOR_BITS = 12  # public constants are applied within a relative error of 2^-12
 PRODUCT_LIMIT = 1 << 61  # products fed to truncation stay below this (it needs 2^62)
 
 
-class PrecisionError(ValueError):
+class PrecisionError(TwofoldError, ValueError):
     """A public constant that cannot be applied within the ring with enough precision."""
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -61,7 +62,7 @@ Reply = dict | tuple[dict, list[np.ndarray]]  # the reply's fields, and arrays i
 
 @dataclass(frozen=True)
 class Action:
-    handler: Callable[..., Reply]  # or a coroutine function
+    handler: Callable[..., Reply | Awaitable[Reply]]  # a function or a coroutine function
     roles: tuple[str, ...]
     inputs: tuple[Input, ...] = ()
     concurrent: bool = False  # spawned: it may wait for another service
@@ -114,6 +115,7 @@ class Service:
         self.callers = callers  # by public key
         self._by_user_id = {str(caller): caller for caller in callers.values()}
         self._tasks: set[asyncio.Task] = set()
+        self._refused: tuple[type[Exception], ...] = (RequestError, *self.refusals)
 
     def _started(self, context: zmq.asyncio.Context) -> None:
         """Once the socket is bound, before the first request."""
@@ -174,13 +176,14 @@ class Service:
             await reply
 
     async def _reply(self, identity: bytes, request: Request, action: Action | None) -> None:
-        name, arrays_out = request.header.get("action"), []
+        name = request.header.get("action")
+        arrays_out: list[np.ndarray] = []
         try:
             response = await self._dispatch(request, name, action)
             if isinstance(response, tuple):
                 response, arrays_out = response
             reply = {"ok": True, **response}
-        except (RequestError, *self.refusals) as error:
+        except self._refused as error:
             self.log.warning("refused %.40r from %s: %s", name, request.caller, error)
             reply = {"ok": False, "error": str(error)[:MAX_ERROR_CHARS]}
         except Exception as error:  # an input no check foresaw: refuse it and keep serving

@@ -43,9 +43,14 @@ class Endpoints:
     def __post_init__(self):
         if self.correlations not in CORRELATIONS:
             raise ValueError(f"correlations must be one of {', '.join(CORRELATIONS)}")
-        if self.correlations == "dealer" and (self.dealer_public is None
-                                              or self.dealer_address is None):
+        if self.correlations == "dealer":
+            self.dealer()  # refuses a dealer without its address or key
+
+    def dealer(self) -> tuple[bytes, str]:
+        """The dealer's public key and address (correlations = "dealer")."""
+        if self.dealer_public is None or self.dealer_address is None:
             raise ValueError("correlations = \"dealer\" needs the dealer's address and key")
+        return self.dealer_public, self.dealer_address
 
 
 async def agree_on_correlations(link: PeerLink, correlations: str) -> None:
@@ -68,10 +73,9 @@ async def _open_source(endpoints: Endpoints, context: zmq.asyncio.Context, link:
         from twofold.mpc.ot.store import CotStore
 
         store = CotStore(endpoints.cot_store) if endpoints.cot_store is not None else None
-        source = OtSource(link, accounting, store=store)
+        source: CorrelationSource = OtSource(link, accounting, store=store)
     else:
-        dealer_socket = await connect_dealer(context, endpoints.keys, endpoints.dealer_public,
-                                             endpoints.dealer_address)
+        dealer_socket = await connect_dealer(context, endpoints.keys, *endpoints.dealer())
         stack.callback(dealer_socket.close, 0)
         source = DealerSource(dealer_socket, endpoints.party_id, job_id, accounting,
                               endpoints.timeout_s)

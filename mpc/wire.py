@@ -30,14 +30,14 @@ class WireError(Exception):
 
 def encode(header: dict[str, Any], arrays=()) -> list:
     meta = []
-    frames = []
+    frames: list[bytes | memoryview] = []
     for array in arrays:
         array = np.ascontiguousarray(array)
         name = array.dtype.name
         if name not in ALLOWED_DTYPES:
             raise WireError(f"dtype {name} may not be sent")
         meta.append([name, list(array.shape)])
-        data = memoryview(array).cast("B") if array.size else b""
+        data = array.data.cast("B") if array.size else b""
         frames.extend(data[start:start + FRAME_BYTES]
                       for start in range(0, max(len(data), 1), FRAME_BYTES))
     packed = msgpack.packb({**header, "arrays": meta}, use_bin_type=True)

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import cast
 
 from twofold.ml.dp import Privacy, PrivacyError
+from twofold.mpc.errors import TwofoldError
 
 OUTPUT_KINDS = ("rows", "aggregate", "statistics", "model", "predictions")
 DEFAULT_OUTPUTS = ("aggregate", "statistics", "model")
@@ -50,7 +52,7 @@ ROLE_LISTS = {"join": "join_columns", "filter": "dimension_columns",
               "label": "model_columns", "predict input": "model_columns"}
 
 
-class PolicyError(ValueError):
+class PolicyError(TwofoldError, ValueError):
     """A policy that cannot be used, or a job that breaks one; the message names the table
     (or the file) and the rule."""
 
@@ -97,7 +99,7 @@ class Policy:
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     join_columns: tuple[str, ...] | None = None  # None: the table's key columns
     dimension_columns: tuple[str, ...] = ()
-    aggregate_columns: dict[str, tuple[str, ...]] | None = None  # column -> functions
+    aggregate_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)  # by column
     model_columns: tuple[str, ...] = ()
     min_group_size: int = 2  # k; 1: no minimum
     min_join_size: int = 1
@@ -210,8 +212,9 @@ class Policy:
             if not isinstance(budget, dict) or set(budget) - {"epsilon", "delta", "tau"}:
                 raise PolicyError(f"{where}: budget must be {{ epsilon = ..., delta = ... }}")
             try:
-                values["budget"] = Privacy(epsilon=budget.get("epsilon"),
-                                           delta=budget.get("delta"))
+                # unchecked values, as read: Privacy refuses any but numbers in range
+                values["budget"] = Privacy(epsilon=cast(float, budget.get("epsilon")),
+                                           delta=cast(float, budget.get("delta")))
             except PrivacyError as error:
                 raise PolicyError(f"{where}: budget {error}") from None
         try:
@@ -226,9 +229,10 @@ def unrestricted(recipients: tuple[str, ...] = (ANYONE,)) -> Policy:
     """Rules that bind nothing but the recipients (synthetic data in benchmarks, tests of
     results): every kind of output, every column in every role, no minimum group size, any
     privacy level."""
-    return Policy(recipients=recipients, outputs=OUTPUT_KINDS, dimension_columns=ALL_COLUMNS,
-                  aggregate_columns=ALL_COLUMNS, model_columns=ALL_COLUMNS, min_group_size=1,
-                  min_privacy_level=3)
+    return Policy(recipients=recipients, outputs=OUTPUT_KINDS,
+                  dimension_columns=(ALL_COLUMNS,),
+                  aggregate_columns={ALL_COLUMNS: AGGREGATE_FUNCTIONS},
+                  model_columns=(ALL_COLUMNS,), min_group_size=1, min_privacy_level=3)
 
 
 FILE_KEYS = ("recipients", "analysts", "outputs", "join_columns", "dimension_columns",

@@ -13,13 +13,15 @@ import operator
 
 import numpy as np
 
+from twofold.mpc.errors import TwofoldError
+
 COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
            ast.Eq: operator.eq, ast.NotEq: operator.ne}
 ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
               ast.Div: operator.truediv}
 
 
-class PredicateError(ValueError):
+class PredicateError(TwofoldError, ValueError):
     """An expression that is not a valid predicate over the table."""
 
 

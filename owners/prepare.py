@@ -10,12 +10,11 @@ import numpy as np
 import pandas as pd
 
 from twofold.mpc.prg import Prg
+from twofold.mpc.ring import U64
 from twofold.owners.keys import EXACT_LIMIT, HASHED_TAG, encode_keys
 from twofold.owners.predicate import evaluate
 from twofold.owners.read import SourceFile, UploadError, read_source, typed_columns
 from twofold.owners.schema import INDICATOR, Schema, Table, null_flag
-
-U64 = np.uint64
 
 
 @dataclass
@@ -110,15 +109,15 @@ def prepare(data: Path | pd.DataFrame, schema: Schema, table_name: str, *,
     _check_keys(source, table, typed, encoded)
     rows = source.data.num_rows
     if where:
-        view = {}
+        view: dict[str, np.ndarray] = {}
         for column in table.columns:  # missing cells as None (categorical) or NaN
             values = typed[column.name]
             view[column.name] = (np.asarray(column.values, dtype=object)[values]
                                  if column.type == "categorical" else values)
             if column.nullable:
                 missing = typed[null_flag(column.name)]
-                view[column.name] = np.where(missing, None if column.type == "categorical"
-                                             else np.nan, view[column.name])
+                blank = np.array(None, object) if column.type == "categorical" else np.nan
+                view[column.name] = np.where(missing, blank, view[column.name])
         keep = evaluate(where, view, rows)
         encoded = {name: values[keep] for name, values in encoded.items()}
         rows = int(keep.sum())

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from twofold.mpc.errors import TwofoldError
 from twofold.owners.schema import Column, Table, exact, null_flag
 
 INTEGER_PATTERN = r"^[+-]?[0-9]+$"
@@ -33,7 +34,7 @@ TRUE_WORDS = {"true", "t", "yes", "1"}
 FALSE_WORDS = {"false", "f", "no", "0"}
 
 
-class UploadError(ValueError):
+class UploadError(TwofoldError, ValueError):
     """Input that cannot be uploaded; nothing has been sent."""
 
 
@@ -152,8 +153,9 @@ def _numbers(source: SourceFile, column: Column, array: pa.ChunkedArray) -> np.n
         row = _first(values != np.round(values))
         if row is not None:
             raise UploadError(f"{source.where(row, column.name)}: {values[row]} is not an integer")
-    for row, bound, word in ((_first(values < column.min), column.min, "below the declared min"),
-                             (_first(values > column.max), column.max, "above the declared max")):
+    low, high = column.declared_range
+    for row, bound, word in ((_first(values < low), low, "below the declared min"),
+                             (_first(values > high), high, "above the declared max")):
         if row is not None:
             raise UploadError(f"{source.where(row, column.name)}: {exact(values[row])} is {word} "
                               f"{exact(bound)}")
@@ -234,7 +236,7 @@ def _placeholder(column: Column) -> str:
     """A valid spelling put in the empty cells of a nullable column while it is checked."""
     if column.type == "categorical":
         return column.values[0]
-    return "false" if column.type == "boolean" else exact(column.min)
+    return "false" if column.type == "boolean" else exact(column.declared_range[0])
 
 
 def typed_columns(source: SourceFile, table: Table) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.ring import FixedPoint
 from twofold.owners.keys import KEY_BITS
 
@@ -36,7 +37,7 @@ KEY_FORMATS = ("integer", "string")
 MAX_KEY_BITS = 61  # a declared domain and its padding keys stay below 2^62: exact encoding
 
 
-class SchemaError(ValueError):
+class SchemaError(TwofoldError, ValueError):
     """A schema that cannot be used; the message names the file and the problem."""
 
 
@@ -61,6 +62,13 @@ class Column:
     @property
     def numeric(self) -> bool:
         return self.type in ("integer", "decimal", "boolean")
+
+    @property
+    def declared_range(self) -> tuple[float, float]:
+        """A numeric column's [min, max] (a boolean's [0, 1])."""
+        if self.min is None or self.max is None:
+            raise SchemaError(f"column {self.name} ({self.type}) has no declared range")
+        return self.min, self.max
 
 
 def key_sort_bits(column: Column) -> int:

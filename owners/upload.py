@@ -76,7 +76,7 @@ def content_digest(keys: KeyPair, schema: Schema, prepared: PreparedTable,
     mac.update(policy.to_json().encode())
     for name, values in prepared.columns.items():
         mac.update(name.encode())
-        mac.update(memoryview(np.ascontiguousarray(values)).cast("B"))
+        mac.update(np.ascontiguousarray(values).data.cast("B"))
     return mac.hexdigest()
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+from twofold.ml.model import ModelDescription
+from twofold.mpc.actions import State
 from twofold.mpc.outputs import Output
 from twofold.mpc.service import RequestError
 from twofold.owners.policy import Policy
@@ -22,9 +24,9 @@ from twofold.owners.schema import Schema
 from twofold.servers.budget import BudgetLedger, check_budgets
 from twofold.servers.exposure import analyze
 from twofold.servers.jobs import JobState, JobStore
-from twofold.servers.jobspec import JobSpec, check_sizes
+from twofold.servers.jobspec import JobSpec, PredictSection, check_sizes
 from twofold.servers.rules import check_job, review
-from twofold.servers.storage import Storage, check_job_name
+from twofold.servers.storage import Storage, UploadRecord, check_job_name
 
 
 def known_job(jobs: JobStore, client: str, name: str) -> JobState:
@@ -45,6 +47,11 @@ def known_job(jobs: JobStore, client: str, name: str) -> JobState:
     raise RequestError(f"no job {name} for {client}")
 
 
+def _policies(records: dict[str, UploadRecord]) -> dict[str, Policy]:
+    """The owners' rules of these versions of their tables."""
+    return {name: Policy.from_json(record.policy) for name, record in records.items()}
+
+
 class Admission:
     def __init__(self, schema: Schema, storage: Storage, jobs: JobStore, data_dir: Path):
         self.schema = schema
@@ -56,9 +63,12 @@ class Admission:
         """Every check a job must pass before it is queued, the owners' rules (who may submit
         among them) first: nothing else is looked at for a client the rules refuse. Returns
         the name ("submitter/id") of a prediction's model, resolved by the client's view."""
-        rules = check_job(analyze(spec, self.schema), self.schema, self._policies(spec), client)
-        model, kind = self._check_model(client, spec) if spec.kind == "predict" else (None, None)
-        check_sizes(spec, self.schema, self.storage.current(spec.plan.root).rows, kind)
+        records = self._records(spec)
+        rules = check_job(analyze(spec, self.schema), self.schema, _policies(records), client)
+        model, kind = None, None
+        if isinstance(spec.section, PredictSection):
+            model, kind = self._check_model(client, spec.recipients, spec.section)
+        check_sizes(spec, self.schema, records[spec.plan.root].rows, kind)
         if spec.charge is not None:
             ledger = BudgetLedger(self.data_dir)
             try:
@@ -71,7 +81,7 @@ class Admission:
         """What a spec would read and release, every rule that applies to it, and whether it
         would be queued; nothing is queued or run."""
         exposure = analyze(spec, self.schema)
-        findings = review(exposure, self.schema, self._policies(spec), client)
+        findings = review(exposure, self.schema, _policies(self._records(spec)), client)
         try:
             self.admit(client, spec)
             refusal = ""
@@ -80,34 +90,34 @@ class Admission:
         return {"exposure": exposure.as_dict(), "findings": [asdict(f) for f in findings],
                 "accepted": not refusal, "refusal": refusal}
 
-    def _policies(self, spec: JobSpec) -> dict[str, Policy]:
-        """The rules of the live version of every table the job reads."""
-        missing = [name for name in spec.plan.tables if self.storage.current(name) is None]
+    def _records(self, spec: JobSpec) -> dict[str, UploadRecord]:
+        """The live version of every table the job reads."""
+        records, missing = self.storage.live(spec.plan.tables)
         if missing:
             raise RequestError(f"table(s) {', '.join(missing)} not uploaded to both servers")
-        return {name: Policy.from_json(self.storage.current(name).policy)
-                for name in spec.plan.tables}
+        return records
 
-    def _check_model(self, client: str, spec: JobSpec) -> tuple[JobState, str]:
+    def _check_model(self, client: str, recipients: tuple[str, ...],
+                     section: PredictSection) -> tuple[JobState, str]:
         """A prediction uses a finished model its submitter may see, and goes only to that
         model's recipients; the model's job, resolved once, is recorded with the prediction.
         Returns that job and the model's kind (linear or logistic)."""
-        section = spec.section
         model = known_job(self.jobs, client, section.model_job)
-        if model.state != "done":
+        if model.state != State.DONE:
             raise RequestError(f"model job {section.model_job} is not a finished job")
         output = Output.load(self.jobs.output_folder(*model.key))
         if output.kind != "model":
             raise RequestError(f"job {section.model_job} did not train a model")
-        if list(section.features) != output.info["features"]:  # what the owners granted
+        description = ModelDescription.from_dict(output.info)
+        if section.features != description.features:  # what the owners granted
             raise RequestError(f"the features must be the model's: "
-                               f"{', '.join(output.info['features'])}")
-        if section.label is not None and list(section.label_range) != output.info["label_range"]:
+                               f"{', '.join(description.features)}")
+        if section.label_range is not None and section.label_range != description.label_range:
             low, high = section.label_range
             raise RequestError(f"the label {section.label} ranges over [{low:g}, {high:g}]; "
-                               f"the model's over {output.info['label_range']}")
-        outsiders = set(spec.recipients) - set(model.recipients)
+                               f"the model's over {list(description.label_range)}")
+        outsiders = set(recipients) - set(model.recipients)
         if outsiders:
             raise RequestError(f"{', '.join(sorted(outsiders))} may not receive outputs of "
                                f"model {section.model_job}")
-        return model, output.info["model"]
+        return model, description.model

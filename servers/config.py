@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.link import DEFAULT_TIMEOUT_S
 from twofold.mpc.session import CORRELATIONS, Endpoints
 from twofold.servers.storage import check_id
@@ -25,7 +26,7 @@ from twofold.servers.storage import check_id
 MAX_IDLE_COTS = 1 << 28  # per direction; at 17 bytes each way, 9 GB on each server
 
 
-class ConfigError(ValueError):
+class ConfigError(TwofoldError, ValueError):
     """A config file that cannot be used, with the file and key named."""
 
 
@@ -65,10 +66,12 @@ def load_server_endpoints(path: Path) -> Endpoints:
         raise ConfigError(f"{path}: [server] 'correlations' must be one of "
                           f"{', '.join(repr(c) for c in CORRELATIONS)}")
     try:
-        source = {"cot_store": _key_path(path, get("data_dir")) / "correlations"}
+        cot_store: Path | None = _key_path(path, get("data_dir")) / "correlations"
+        dealer_address, dealer_public = None, None
         if correlations == "dealer":  # with "ot" the two servers need no third party
-            source = {"dealer_address": get("dealer_address"), "dealer_public":
-                      load_public_key(_key_path(path, get("dealer_public_key")))}
+            cot_store = None
+            dealer_address = get("dealer_address")
+            dealer_public = load_public_key(_key_path(path, get("dealer_public_key")))
         return Endpoints(
             party_id=party,
             keys=load_keypair(_key_path(path, get("secret_key"))),
@@ -76,7 +79,9 @@ def load_server_endpoints(path: Path) -> Endpoints:
             peer_address=get("peer_address"),
             timeout_s=float(table.get("timeout_s", DEFAULT_TIMEOUT_S)),
             correlations=correlations,
-            **source,
+            dealer_public=dealer_public,
+            dealer_address=dealer_address,
+            cot_store=cot_store,
         )
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None
@@ -135,10 +140,8 @@ def load_dealer_config(path: Path) -> DealerConfig:
         raise ConfigError(f"{path}: [dealer] 'server_public_keys' must list server 0's and "
                           "server 1's public key files")
     try:
-        return DealerConfig(
-            keys=load_keypair(_key_path(path, get("secret_key"))),
-            listen=get("listen"),
-            server_publics=tuple(load_public_key(_key_path(path, p)) for p in servers),
-        )
+        keys, listen = load_keypair(_key_path(path, get("secret_key"))), get("listen")
+        first, second = (load_public_key(_key_path(path, p)) for p in servers)
+        return DealerConfig(keys=keys, listen=listen, server_publics=(first, second))
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None

@@ -24,8 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twofold.ml.dp import Charge, Privacy
+from twofold.ml.pipeline import TrainSpec
 from twofold.owners.schema import Schema
-from twofold.servers.jobspec import AggregateSection, JobSpec, PredictSection, StatisticsSection
+from twofold.servers.jobspec import (
+    AggregateSection,
+    JobSpec,
+    PredictSection,
+    RowsSection,
+    StatisticsSection,
+)
 
 SCOPES = {  # output kind -> over which rows each table's k entities are counted
     "rows": "the whole row set (each row is one joined row)",
@@ -125,34 +132,33 @@ def analyze(spec: JobSpec, schema: Schema) -> Exposure:
         use([spec.private_key], "join")
     if spec.where is not None:
         use(spec.where.columns, "filter")
-    section = spec.section
-    if spec.kind == "rows":
-        use(section.columns, "row output")
-    elif isinstance(section, AggregateSection):
-        use(section.group_by, "group")
-        for aggregate in section.aggregates:
-            if aggregate.column is None:
-                continue  # count(*) reads no column
-            # a mean is released as its sum (the recipient divides): the same information
-            mean = aggregate.op == "sum" and aggregate.column in section.means
-            use([aggregate.column], "aggregate", "mean" if mean else aggregate.op)
-    elif isinstance(section, StatisticsSection):
-        functions = ("sum", "variance") + (("min", "max") if section.noise is None else ())
-        for function in functions:
-            use(section.columns, "aggregate", function)
-        use(section.histograms, "aggregate", "histogram")
-    elif spec.kind == "train":
-        *features, label = spec.derived
-        for feature in features:
-            use(feature.columns, "feature")
-        use(label.columns, "label")
-    elif isinstance(section, PredictSection):
-        features = spec.derived[:len(section.features)]
-        for feature in features:
-            use(feature.columns, "predict input")
-        for label in spec.derived[len(section.features):]:
+    match spec.section:
+        case RowsSection() as section:
+            use(section.columns, "row output")
+        case AggregateSection() as section:
+            use(section.group_by, "group")
+            for aggregate in section.aggregates:
+                if aggregate.column is None:
+                    continue  # count(*) reads no column
+                # a mean is released as its sum (the recipient divides): the same information
+                mean = aggregate.op == "sum" and aggregate.column in section.means
+                use([aggregate.column], "aggregate", "mean" if mean else aggregate.op)
+        case StatisticsSection() as section:
+            functions = ("sum", "variance") + (("min", "max") if section.noise is None else ())
+            for function in functions:
+                use(section.columns, "aggregate", function)
+            use(section.histograms, "aggregate", "histogram")
+        case TrainSpec():
+            *features, label = spec.derived
+            for feature in features:
+                use(feature.columns, "feature")
             use(label.columns, "label")
-        use(section.carry, "row output")
+        case PredictSection() as section:
+            for feature in spec.derived[:len(section.features)]:
+                use(feature.columns, "predict input")
+            for label in spec.derived[len(section.features):]:
+                use(label.columns, "label")
+            use(section.carry, "row output")
     entities = {step.child: step.child_key for step in spec.plan.steps if step.carries_columns}
     unit = spec.private_key.partition(".")[0] if spec.private_key else None
     return Exposure(spec.kind, spec.output_kind, spec.privacy_level, spec.recipients,

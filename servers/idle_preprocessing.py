@@ -69,7 +69,8 @@ class IdlePreprocessing:
         finally:
             stop_for_jobs.cancel()
 
-    async def _ask_to_follow(self, session_id: str, jobs_queued: asyncio.Event) -> str:
+    async def _ask_to_follow(self, session_id: str, jobs_queued: asyncio.Event
+                             ) -> str | None:
         """Server 1's answer to a new session; while it is busy ending a stale one (this
         server restarted), asked again until the timeout or a job arrives."""
         loop = asyncio.get_running_loop()

@@ -19,7 +19,7 @@ import logging
 from typing import Awaitable, Callable
 
 from twofold.mpc.accounting import Accounting
-from twofold.mpc.actions import JOB_ABANDON, JOB_START
+from twofold.mpc.actions import JOB_ABANDON, JOB_START, State
 from twofold.mpc.link import StopSignal
 from twofold.mpc.outputs import Output
 from twofold.mpc.rpc import ServiceError
@@ -80,7 +80,7 @@ class JobQueue:
         self.jobs.add(JobState(job_id, spec.hash, client, list(spec.recipients), model=model),
                       text)
         self.queued.set()
-        return {"state": "queued", "spec_hash": spec.hash}
+        return {"state": State.QUEUED, "spec_hash": spec.hash}
 
     async def explain(self, client: str, text: str) -> dict:
         return self.admission.explain(client, self._parse(text))
@@ -88,7 +88,8 @@ class JobQueue:
     async def status(self, client: str, name: str) -> dict:
         """State and error for the submitter; stage, costs and time for recipients only."""
         state = known_job(self.jobs, client, name)
-        status = {"job": state.name, "state": state.state, "error": state.error}
+        status: dict[str, object] = {"job": state.name, "state": state.state,
+                                     "error": state.error}
         if client in state.recipients:
             running = self.running.get(state.key)
             status.update(stage=running[0].current if running else "", costs=state.costs,
@@ -100,8 +101,8 @@ class JobQueue:
         if client != state.submitter:
             raise RequestError(f"only {state.submitter}, who submitted job {state.job_id}, may "
                                "cancel it")
-        if state.state == "queued":
-            state.state, state.error = "failed", f"cancelled by {client}"
+        if state.state == State.QUEUED:
+            state.state, state.error = State.FAILED, f"cancelled by {client}"
             self.jobs.save(state)
         elif state.key in self.running:
             self.running[state.key][1].set()
@@ -111,7 +112,7 @@ class JobQueue:
         state = known_job(self.jobs, client, name)
         if client not in state.recipients:
             raise RequestError(f"{client} is not a recipient of job {state.job_id}")
-        if state.state != "done":
+        if state.state != State.DONE:
             raise RequestError(f"job {state.job_id} is {state.state}"
                                + (f": {state.error}" if state.error else ""))
         output = Output.load(self.jobs.output_folder(*state.key))
@@ -126,12 +127,12 @@ class JobQueue:
         if state is None:
             return {"status": "missing"}
         if state.spec_hash != spec_hash:
-            state.state, state.error = "failed", "the servers received different specs"
+            state.state, state.error = State.FAILED, "the servers received different specs"
             self.jobs.save(state)
             return {"status": "mismatch"}
         if key in self.running:  # server 0 asks again: its first answer was lost
             return {"status": "started"}
-        if state.state != "queued":
+        if state.state != State.QUEUED:
             return {"status": f"its copy is {state.state}"
                               + (f": {state.error}" if state.error else "")}
         if self.idle.stop() or self.running:  # server 0 has stopped its side: stop ours too
@@ -145,9 +146,9 @@ class JobQueue:
         if self.config.endpoints.party_id != 1:
             raise RequestError("server 1 follows server 0's jobs; it fails none of server 0's")
         state = self.jobs.states.get(key)
-        if state is None or state.state != "queued":
+        if state is None or state.state != State.QUEUED:
             return {"status": "missing" if state is None else state.state}
-        state.state, state.error = "failed", f"server 0 could not start it: {error}"[:500]
+        state.state, state.error = State.FAILED, f"server 0 could not start it: {error}"[:500]
         self.jobs.save(state)
         return {"status": "failed"}
 
@@ -175,7 +176,7 @@ class JobQueue:
         refill = self.config.idle_cots > 0
         while True:
             self.queued.clear()
-            queued = [s for s in list(self.jobs.states.values()) if s.state == "queued"]
+            queued = [s for s in list(self.jobs.states.values()) if s.state == State.QUEUED]
             for state in queued:
                 if await self._follower_started(state):
                     await self._run(state)
@@ -204,7 +205,7 @@ class JobQueue:
             if status in ("missing", "busy") and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.2)
                 continue
-            state.state = "failed"
+            state.state = State.FAILED
             state.error = ("server 1 never received this job" if status == "missing" else
                            "the servers received different specs" if status == "mismatch" else
                            f"server 1 could not start it: {status}")

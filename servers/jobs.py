@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from twofold.mpc.accounting import Accounting
+from twofold.mpc.actions import State
 from twofold.mpc.errors import ProtocolMismatch
 from twofold.mpc.link import StopSignal
 from twofold.mpc.outputs import Output
@@ -35,7 +36,7 @@ from twofold.owners.schema import Schema
 from twofold.servers.budget import BudgetLedger, spend
 from twofold.servers.execute import execute
 from twofold.servers.exposure import analyze
-from twofold.servers.jobspec import JobSpec
+from twofold.servers.jobspec import JobSpec, PredictSection
 from twofold.servers.rules import check_job
 from twofold.servers.storage import Storage, check_id, confined
 
@@ -48,11 +49,14 @@ class JobState:
     spec_hash: str
     submitter: str
     recipients: list[str]
-    state: str = "queued"  # queued, running, done, failed
+    state: State = State.QUEUED
     error: str = ""
     costs: dict = field(default_factory=dict)  # per stage; its seconds add up to `seconds`
     seconds: float = 0.0  # the job's wall time on this server, from start to stored output
     model: str = ""  # a [predict] job's model, "submitter/id" as resolved at submission
+
+    def __post_init__(self) -> None:
+        self.state = State(self.state)  # as read from state.json; refuses unknown states
 
     @property
     def key(self) -> tuple[str, str]:
@@ -98,8 +102,8 @@ class JobStore:
             except (OSError, ValueError, TypeError) as error:
                 log.warning("ignoring job folder %s: unreadable state (%s)", folder, error)
                 continue
-            if state.state in ("queued", "running"):  # interrupted by a restart
-                state.state, state.error = "failed", "the server restarted during the job"
+            if state.state in (State.QUEUED, State.RUNNING):  # interrupted by a restart
+                state.state, state.error = State.FAILED, "the server restarted during the job"
             self.states[state.key] = state
             self.save(state)
 
@@ -160,8 +164,7 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
         with accounting.stage("load"):
             storage = Storage(data_dir)
             try:
-                records = {name: storage.current(name) for name in spec.plan.tables}
-                missing = [name for name, record in records.items() if record is None]
+                records, missing = storage.live(spec.plan.tables)
                 if missing:
                     raise ProtocolMismatch(f"tables not ready on server {endpoints.party_id}: "
                                            f"{', '.join(missing)}")
@@ -173,7 +176,7 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
             finally:
                 storage.close()
             model = (Output.load(store.output_folder(*state.model.split("/")))
-                     if spec.kind == "predict" else None)
+                     if isinstance(spec.section, PredictSection) else None)
         async with open_party(endpoints, state.name, FixedPoint(schema.fixed.frac_bits),
                               accounting, cancel) as party:
             with party.stage("agree"):
@@ -186,17 +189,17 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
                         ledger.close()
             return await execute(party, spec, schema, tables, rules, model)
 
-    state.state = "running"
+    state.state = State.RUNNING
     store.save(state)
     started = time.perf_counter()
     try:
         output = asyncio.run(main())
         with accounting.stage("store"):
             output.save(store.output_folder(*state.key))
-        state.state = "done"
+        state.state = State.DONE
     except Exception as error:  # every failure ends the job and is reported to the client
         log.warning("job %s failed: %s", state.name, traceback.format_exc())
-        state.state = "failed"
+        state.state = State.FAILED
         state.error = ("cancelled" if cancel.is_set() else f"{type(error).__name__}: {error}")
     state.seconds = time.perf_counter() - started
     state.costs = {name: cost.as_dict() for name, cost in accounting.stages.items()}

@@ -18,8 +18,9 @@
     histogram = ["customers.region"]
     noise = { epsilon = 1.0, delta = 1e-6, tau = 3 }   # optional
 
-Each kind parses into its own typed section. Every problem is refused before any work, with
-the spec line that causes it.
+Each kind parses into its own typed section (one parser per section, PARSERS), and what
+depends on the kind matches on the section's class. Every problem is refused before any work,
+with the spec line that causes it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, replace
+from typing import Callable, NoReturn
 
 import numpy as np
 
@@ -45,6 +47,7 @@ from twofold.ml.dp import (
 from twofold.ml.features import FeatureRangeError, scaling_for
 from twofold.ml.pipeline import TrainSpec, training_ledger
 from twofold.ml.sgd import Hyper, step_constant
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.ring import PrecisionError
 from twofold.owners.schema import Schema, exact, null_flag
 from twofold.servers.storage import PathError, check_job_name
@@ -52,14 +55,13 @@ from twofold.sorting_join.aggregate import Aggregate
 from twofold.sorting_join.plan import JoinPlan, PlanError, plan_join
 from twofold.sorting_join.predicate import Expression, PredicateError, column_type
 
-SECTIONS = ("output", "aggregate", "statistics", "train", "predict")
 MODELS = ("linear", "logistic")
 EXTREME_LIMIT = 2.0 ** 60  # min and max need stored values below 2^60
 SIZE_CHECK_EPSILON = 0.1  # level 5: the noisy join-size check's epsilon, unless the spec says
 ONEHOT = re.compile(r"\s*onehot\(\s*(\w+\.\w+)\s*\)\s*")
 
 
-class JobSpecError(ValueError):
+class JobSpecError(TwofoldError, ValueError):
     """A job spec that cannot run; the message names the spec line."""
 
 
@@ -137,32 +139,45 @@ class JobSpec:
 
     @property
     def kind(self) -> str:
+        """The section's name: rows, aggregate, statistics, train or predict."""
         return KIND_OF[type(self.section)]
 
     @property
     def output_kind(self) -> str:
         """What the job releases, in the terms of owners' policies: rows, aggregate,
         statistics, model or predictions (a model's metrics count as statistics)."""
-        if self.kind == "train":
-            return "model"
-        if self.kind == "predict":
-            return "statistics" if self.section.label else "predictions"
+        match self.section:
+            case TrainSpec():
+                return "model"
+            case PredictSection(label=label):
+                return "statistics" if label else "predictions"
         return self.kind
+
+    @property
+    def noise(self) -> Privacy | None:
+        """The noise a non-training job adds to what it releases, if any."""
+        match self.section:
+            case (AggregateSection(noise=noise) | StatisticsSection(noise=noise)
+                  | PredictSection(noise=noise)):
+                return noise
+        return None
 
     @property
     def privacy_level(self) -> int:
         """Training declares its level (3 opens |J| to the servers); other jobs hide |J| from
         the servers and release exact results (level 4) or noisy ones (level 5)."""
-        if self.kind == "train":
-            return self.section.level
-        return 5 if getattr(self.section, "noise", None) is not None else 4
+        match self.section:
+            case TrainSpec(level=level):
+                return level
+        return 5 if self.noise is not None else 4
 
     @property
     def privacy(self) -> Privacy | None:
         """The job's differential-privacy parameters, if it is differentially private."""
-        if self.kind == "train":
-            return self.section.privacy
-        return getattr(self.section, "noise", None)
+        match self.section:
+            case TrainSpec(privacy=privacy):
+                return privacy
+        return self.noise
 
     @property
     def mechanisms(self) -> dict[str, Charge]:
@@ -173,14 +188,13 @@ class JobSpec:
         privacy = self.privacy
         if privacy is None:
             return {}
-        if self.kind == "train":
-            check = self.section.size_check
-            return {"training": Charge(privacy.epsilon, privacy.delta),
-                    "size check": Charge(check.epsilon, check.delta)}
-        noise = {"noise": Charge(privacy.epsilon, privacy.delta)}
-        if self.kind == "aggregate":
-            return {**noise, "group selection": Charge(0.0, privacy.delta)}
-        return noise
+        spent = Charge(privacy.epsilon, privacy.delta)
+        match self.section:
+            case TrainSpec(size_check=Privacy() as check):  # level 5 sets both
+                return {"training": spent, "size check": Charge(check.epsilon, check.delta)}
+            case AggregateSection():
+                return {"noise": spent, "group selection": Charge(0.0, privacy.delta)}
+        return {"noise": spent}
 
     @property
     def charge(self) -> Charge | None:
@@ -190,15 +204,16 @@ class JobSpec:
         return sum(mechanisms, Charge(0.0, 0.0)) if mechanisms else None
 
     def needed_columns(self) -> set[str]:
-        section = self.section
-        if isinstance(section, RowsSection):
-            needed = set(section.columns)
-        elif isinstance(section, AggregateSection):
-            needed = set(section.group_by) | {a.column for a in section.aggregates if a.column}
-        elif isinstance(section, StatisticsSection):
-            needed = set(section.columns) | set(section.histograms)
-        else:
-            needed = set(getattr(section, "carry", ()))
+        needed: set[str] = set()  # training reads only its features and label (derived)
+        match self.section:
+            case RowsSection(columns=columns):
+                needed = set(columns)
+            case AggregateSection(group_by=group_by, aggregates=aggregates):
+                needed = set(group_by) | {a.column for a in aggregates if a.column}
+            case StatisticsSection(columns=columns, histograms=histograms):
+                needed = set(columns) | set(histograms)
+            case PredictSection(carry=carry):
+                needed = set(carry)
         for expression in self.derived:
             needed |= expression.columns
         needed |= {self.private_key} if self.private_key else set()
@@ -216,7 +231,7 @@ class _Checker:
     def __init__(self, text: str, schema: Schema, plan: JoinPlan | None = None):
         self.text, self.schema, self.plan = text, schema, plan
 
-    def fail(self, needle: str, message: str):
+    def fail(self, needle: str, message: str) -> NoReturn:
         raise JobSpecError(f"{_line_of(self.text, needle)}: {message}")
 
     def column(self, name, *, numeric=False, groupable=False, extremes=False,
@@ -224,7 +239,7 @@ class _Checker:
         if not isinstance(name, str) or "." not in name:
             self.fail(str(name), f"{name!r} must be a qualified column, table.column")
         table = name.split(".")[0]
-        if table not in self.plan.tables:
+        if table not in (self.plan.tables if self.plan is not None else ()):
             self.fail(name, f"column {name!r}: table {table!r} is not in this job's join")
         try:
             column = column_type(self.schema, name)
@@ -310,26 +325,14 @@ def parse_job_spec(text: str, schema: Schema, clients: set[str]) -> JobSpec:
     where = None
     if job.get("where"):
         where = check.expression(job["where"], "where", condition=True)
-    kinds = [kind for kind in SECTIONS if kind in raw]
+    kinds = [kind for kind in PARSERS if kind in raw]
     if len(kinds) != 1:
         raise JobSpecError("the spec needs exactly one of "
-                           + ", ".join(f"[{kind}]" for kind in SECTIONS))
+                           + ", ".join(f"[{kind}]" for kind in PARSERS))
     kind, body = kinds[0], raw[kinds[0]]
     if not isinstance(body, dict):
         check.fail(kind, f"[{kind}] must be a TOML table")
-    private_key, derived = None, ()
-    if kind == "output":
-        section = RowsSection(tuple(check.names(body, "columns")))
-        if not section.columns:
-            check.fail("columns", "[output] needs 'columns'")
-    elif kind == "aggregate":
-        section, private_key = _parse_aggregate(check, schema, plan, body)
-    elif kind == "statistics":
-        section, private_key = _parse_statistics(check, schema, plan, body)
-    elif kind == "train":
-        section, private_key, derived = _parse_training(check, schema, plan, body)
-    else:
-        section, private_key, derived = _parse_prediction(check, schema, plan, body)
+    section, private_key, derived = PARSERS[kind](check, schema, plan, body)
     spec = JobSpec(text, tuple(recipients), plan, where, section, private_key, derived)
     return replace(spec, nulls=_nulls(check, schema, job, spec.needed_columns()))
 
@@ -366,13 +369,26 @@ def _impute_code(check: _Checker, schema: Schema, name: str, value) -> int:
         return column.values.index(value)
     if isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, (int, float)) or not column.min <= value <= column.max:
+    low, high = column.declared_range
+    if not isinstance(value, (int, float)) or not low <= value <= high:
         check.fail(name, f"impute value {value!r} must be a number in {name}'s range "
-                         f"[{exact(column.min)}, {exact(column.max)}]")
+                         f"[{exact(low)}, {exact(high)}]")
     return int(schema.fixed.encode(value).view(np.int64))
 
 
-def _parse_aggregate(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
+# A parsed section, the qualified key of its privacy unit (if differentially private) and the
+# expressions it computes after the join (features and label)
+Parsed = tuple[Section, str | None, tuple[Expression, ...]]
+
+
+def _parse_rows(check: _Checker, schema: Schema, plan: JoinPlan, body: dict) -> Parsed:
+    section = RowsSection(tuple(check.names(body, "columns")))
+    if not section.columns:
+        check.fail("columns", "[output] needs 'columns'")
+    return section, None, ()
+
+
+def _parse_aggregate(check: _Checker, schema: Schema, plan: JoinPlan, body: dict) -> Parsed:
     group_by = check.names(body, "group_by", groupable=True)
     sums = check.names(body, "sum", numeric=True)
     means = check.names(body, "mean", numeric=True)
@@ -383,10 +399,11 @@ def _parse_aggregate(check: _Checker, schema: Schema, plan: JoinPlan, body: dict
     noise, private_key = _noise(check, schema, plan, body)
     if noise is not None and any(a.op in ("min", "max") for a in aggregates):
         check.fail("noise", "min and max cannot be released with noise; drop them or the noise")
-    return AggregateSection(tuple(group_by), tuple(aggregates), tuple(means), noise), private_key
+    return (AggregateSection(tuple(group_by), tuple(aggregates), tuple(means), noise),
+            private_key, ())
 
 
-def _parse_statistics(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
+def _parse_statistics(check: _Checker, schema: Schema, plan: JoinPlan, body: dict) -> Parsed:
     columns = check.names(body, "columns", numeric=True, extremes=True, squares=True)
     histograms = check.names(body, "histogram")
     for name in histograms:
@@ -395,7 +412,7 @@ def _parse_statistics(check: _Checker, schema: Schema, plan: JoinPlan, body: dic
     if not columns and not histograms:
         check.fail("statistics", "[statistics] needs 'columns' or 'histogram'")
     noise, private_key = _noise(check, schema, plan, body)
-    return StatisticsSection(tuple(columns), tuple(histograms), noise), private_key
+    return StatisticsSection(tuple(columns), tuple(histograms), noise), private_key, ()
 
 
 def _number(check: _Checker, section: dict, key: str, kind=float, default=None):
@@ -440,7 +457,7 @@ def _noise(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
     return _privacy(check, schema, plan, body["noise"], "noise")
 
 
-def _parse_prediction(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
+def _parse_prediction(check: _Checker, schema: Schema, plan: JoinPlan, body: dict) -> Parsed:
     features = check.features(body, "features")
     label = label_range = None
     classes = False
@@ -474,7 +491,7 @@ def _parse_prediction(check: _Checker, schema: Schema, plan: JoinPlan, body: dic
     return section, private_key, derived
 
 
-def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
+def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict) -> Parsed:
     features = check.features(body, "features")
     label = check.expression(body.get("label"), "label")
     ranges = tuple((f.low, f.high) for f in features)
@@ -535,35 +552,47 @@ def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict)
     return section, private_key, (*features, label)
 
 
+PARSERS: dict[str, Callable[[_Checker, Schema, JoinPlan, dict], Parsed]] = {
+    "output": _parse_rows, "aggregate": _parse_aggregate, "statistics": _parse_statistics,
+    "train": _parse_training, "predict": _parse_prediction}  # by the spec's TOML table
+
+
 def noise_ledger(spec: JobSpec, schema: Schema, model: str | None = None
                  ) -> StatisticsLedger | None:
     """The noise calibration of a job's released values (statistics, group-by, a model's
     metrics) from the spec and the schema alone: at submission, which refuses what cannot be
     calibrated, and when the job runs. model: a [predict] job's model kind."""
-    section = spec.section
-    noise = getattr(section, "noise", None)
+    section, noise = spec.section, spec.noise
     if noise is None:
         return None
-    if isinstance(section, PredictSection):
-        label = next(e for e in spec.derived if e.text == section.label)
-        return calibrate_blocks(privacy=noise, row_bounds=metrics.row_bounds(
-            model, label.stored_range(), section.label_range, schema.fixed, section.classes))
+    match section:
+        case PredictSection(label_range=(low, high)):  # noise: metrics against a label
+            if model is None:
+                raise ValueError("the noise on a model's metrics depends on the model's kind")
+            label = next(e for e in spec.derived if e.text == section.label)
+            return calibrate_blocks(privacy=noise, row_bounds=metrics.row_bounds(
+                model, label.stored_range(), (low, high), schema.fixed, section.classes))
+        case StatisticsSection():
+            histograms, squares = list(section.histograms), True
+        case AggregateSection():
+            histograms, squares = [], False
+        case _:
+            return None  # the parser gives noise to no other section
     return calibrate_statistics(privacy=noise, bounds=_largest(schema, _summed(section)),
-                                histograms=list(getattr(section, "histograms", ())),
-                                frac_bits=schema.fixed.frac_bits,
-                                squares=isinstance(section, StatisticsSection))
+                                histograms=histograms, frac_bits=schema.fixed.frac_bits,
+                                squares=squares)
 
 
 def _summed(section: StatisticsSection | AggregateSection) -> list[str]:
     """The columns whose sums statistics or a group-by release."""
     if isinstance(section, StatisticsSection):
         return list(section.columns)
-    return [a.column for a in section.aggregates if a.op == "sum"]
+    return [a.column for a in section.aggregates if a.op == "sum" and a.column is not None]
 
 
 def _largest(schema: Schema, columns) -> dict[str, float]:
     """Largest declared |value| of each column."""
-    return {c: max(abs(column_type(schema, c).min), abs(column_type(schema, c).max))
+    return {c: max(abs(bound) for bound in column_type(schema, c).declared_range)
             for c in columns}
 
 
@@ -577,18 +606,20 @@ def check_sizes(spec: JobSpec, schema: Schema, rows: int, model: str | None = No
     check = _Checker(spec.text, schema, spec.plan)
     try:
         ledger = noise_ledger(spec, schema, model)
-        if isinstance(section, TrainSpec) and section.level == 5:
-            # as fit will (the owners' min_join_size floor, applied then, calibrates nothing)
-            training_ledger(section, rows, schema.fixed.frac_bits)
-            count_sigma(section.size_check)
+        match section:
+            case TrainSpec(level=5, size_check=Privacy() as size_check):
+                # as fit will; the owners' min_join_size floor, applied then, calibrates nothing
+                training_ledger(section, rows, schema.fixed.frac_bits)
+                count_sigma(size_check)
     except PrivacyError as error:
         check.fail("epsilon", str(error))
-    if isinstance(section, StatisticsSection):
-        summed, squared = set(section.columns), set(section.columns)
-    elif isinstance(section, AggregateSection):
-        summed, squared = set(_summed(section)), set()
-    else:
-        return
+    match section:
+        case StatisticsSection():
+            summed, squared = set(section.columns), set(section.columns)
+        case AggregateSection():
+            summed, squared = set(_summed(section)), set()
+        case _:
+            return
     fixed = schema.fixed
     limit = 2.0 ** (63 - fixed.frac_bits)
     largest = _largest(schema, summed)

@@ -25,6 +25,8 @@ async def preprocess(endpoints: Endpoints, target: int, cancel: StopSignal | Non
     direction (the smaller of the two servers' targets); returns the COTs made per direction.
     Setting `cancel` stops it at once. Running servers give each session its own id, so that a
     peer's stale session (its partner restarted) cannot talk to a new one."""
+    if endpoints.cot_store is None:
+        raise ValueError("preprocessing fills the COT store of correlations = \"ot\"")
     fresh_only = dataclasses.replace(endpoints, cot_store=None)  # never consumes the store
     async with open_party(fresh_only, session_id, cancel=cancel) as party:
         return await fill(party.corr, CotStore(endpoints.cot_store), target)

@@ -22,13 +22,15 @@ domains are checked at upload.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.boolean import clamp_public, equal, flag_rows
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive
 from twofold.owners.schema import INDICATOR, NULL_PREFIX, Schema, Table, null_flag
-
-U64 = np.uint64
 
 
 def declared_bounds(schema: Schema, table: Table, name: str) -> tuple[int, int]:
@@ -41,14 +43,14 @@ def declared_bounds(schema: Schema, table: Table, name: str) -> tuple[int, int]:
     return low, high
 
 
-def _split(flat: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
+def _split(flat: Additive, parts: list[Additive]) -> list[Additive]:
     """flat cut into pieces of the parts' lengths."""
-    return np.split(flat, np.cumsum([len(part) for part in parts])[:-1])
+    return cast(list[Additive], np.split(flat, np.cumsum([len(part) for part in parts])[:-1]))
 
 
 async def enforce_declared(party: Party, schema: Schema,
-                           tables: dict[str, dict[str, np.ndarray]], wanted: dict[str, list[str]],
-                           bounded: dict[str, list[str]]) -> dict[str, dict[str, np.ndarray]]:
+                           tables: dict[str, dict[str, Additive]], wanted: dict[str, list[str]],
+                           bounded: dict[str, list[str]]) -> dict[str, dict[str, Additive]]:
     """The tables with their indicators and the null flags among the columns a job reads
     (`wanted`, per table) made bits, and the `bounded` columns clamped to their declared
     domains; every other column as it was. One equality for the bits (its rounds, 8 to 16
@@ -60,7 +62,7 @@ async def enforce_declared(party: Party, schema: Schema,
              if column == INDICATOR or column.startswith(NULL_PREFIX)]
     flags += [(name, INDICATOR) for name in wanted if INDICATOR not in wanted[name]]
     parts = [tables[name][column] for name, column in flags]
-    flat = np.concatenate(parts)
+    flat = Additive(np.concatenate(parts))
     bits = await equal(party, flat, party.public(np.ones(len(flat), U64)))
     for (name, column), values in zip(flags, _split(bits, parts)):
         tables[name][column] = values
@@ -71,8 +73,8 @@ async def enforce_declared(party: Party, schema: Schema,
         lows, highs = zip(*(declared_bounds(schema, schema.table(name), column)
                             for name, column in clamped))
         sizes = [len(part) for part in parts]
-        flat = await clamp_public(party, np.concatenate(parts), np.repeat(lows, sizes),
-                                  np.repeat(highs, sizes))
+        flat = await clamp_public(party, Additive(np.concatenate(parts)),
+                                  np.repeat(lows, sizes), np.repeat(highs, sizes))
         for (name, column), values in zip(clamped, _split(flat, parts)):
             tables[name][column] = values
     nullable = [(name, column) for name, column in clamped
@@ -82,7 +84,7 @@ async def enforce_declared(party: Party, schema: Schema,
     return tables
 
 
-async def _restore_missing_cells(party: Party, tables: dict[str, dict[str, np.ndarray]],
+async def _restore_missing_cells(party: Party, tables: dict[str, dict[str, Additive]],
                                  nullable: list[tuple[str, str]]) -> None:
     """value * (1 - flag), in place, for each (table, column), its flag now 0/1: a missing
     cell holds 0 again even where 0 is outside the column's range (the clamp moved it into the
@@ -90,6 +92,6 @@ async def _restore_missing_cells(party: Party, tables: dict[str, dict[str, np.nd
     parts = [tables[name][column] for name, column in nullable]
     present = np.concatenate([party.public(np.ones(len(tables[name][column]), U64))
                               - tables[name][null_flag(column)] for name, column in nullable])
-    (kept,) = await flag_rows(party, present, np.concatenate(parts)[None, :])
-    for (name, column), values in zip(nullable, _split(kept, parts)):
+    (kept,) = await flag_rows(party, Additive(present), Additive(np.concatenate(parts)[None, :]))
+    for (name, column), values in zip(nullable, _split(Additive(kept), parts)):
         tables[name][column] = values

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -28,10 +29,10 @@ from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import mul
 from twofold.mpc.protocols.boolean import equal, flag_rows, less_than
 from twofold.mpc.protocols.shuffle import shuffle
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive
 from twofold.owners.schema import INDICATOR
 from twofold.sorting_join.multiway import product
-
-U64 = np.uint64
 
 
 @dataclass(frozen=True)
@@ -40,26 +41,28 @@ class Thresholds:
     with a rule, its k and the shares of the group's number of that table's entities."""
 
     sizes: dict[str, int]
-    counts: dict[str, np.ndarray]
+    counts: dict[str, Additive]
 
 
-async def at_least(party: Party, values: np.ndarray, minimum: float) -> np.ndarray:
+async def at_least(party: Party, values: Additive, minimum: float) -> Additive:
     """Shares of [values >= minimum], for integer values and a public minimum."""
     bound = party.public(np.full(values.shape, int(np.ceil(minimum)), np.int64).view(U64))
-    return party.public(np.ones(values.shape, U64)) - await less_than(party, values, bound)
+    return Additive(party.public(np.ones(values.shape, U64))
+                    - await less_than(party, values, bound))
 
 
-async def meets(party: Party, thresholds: Thresholds) -> np.ndarray | None:
+async def meets(party: Party, thresholds: Thresholds) -> Additive | None:
     """Shares of [every table's count reaches its k] (one comparison round for all tables),
     or None without rules."""
     if not thresholds.sizes:
         return None
     tables = sorted(thresholds.sizes)
-    counts = np.stack([thresholds.counts[table] for table in tables])
+    counts = Additive(np.stack([thresholds.counts[table] for table in tables]))
     bounds = np.stack([np.full(counts.shape[1:], thresholds.sizes[table], np.int64)
                        for table in tables]).view(U64)
     below = await less_than(party, counts, party.public(bounds))
-    return await product(party, list(party.public(np.ones(counts.shape, U64)) - below))
+    reached = party.public(np.ones(counts.shape, U64)) - below
+    return await product(party, cast(list[Additive], list(reached)))
 
 
 def noisy_minimum(thresholds: Thresholds, ledger: StatisticsLedger) -> int:
@@ -69,15 +72,15 @@ def noisy_minimum(thresholds: Thresholds, ledger: StatisticsLedger) -> int:
     return max(thresholds.sizes.values(), default=1) * ledger.tau
 
 
-def add_noise(party: Party, values: dict[str, np.ndarray], ledger: StatisticsLedger,
-              columns: dict[str, OutputColumn]) -> dict[str, np.ndarray]:
+def add_noise(party: Party, values: dict[str, Additive], ledger: StatisticsLedger,
+              columns: dict[str, OutputColumn]) -> dict[str, Additive]:
     """Every value plus this server's own discrete Gaussian of the ledger's deviation for it:
     counts on the integers, fixed-point values on their grid."""
     noisy = {}
     for name, shares in values.items():
         grid = party.fixed.scale if columns[name].decoding == "fixed" else 1.0
         noise = discrete_gaussian(party.rng, ledger.sigmas[name] * grid, shares.size)
-        noisy[name] = shares + noise.reshape(shares.shape).view(U64)
+        noisy[name] = Additive(shares + noise.reshape(shares.shape).view(U64))
     return noisy
 
 
@@ -92,12 +95,13 @@ def _release_stage(step):
 
 @_release_stage
 async def release_rows(party: Party, kind: str, columns: list[OutputColumn],
-                       shares: list[np.ndarray], keep: np.ndarray, *, means=(),
+                       shares: list[Additive], keep: Additive, *, means=(),
                        info: dict | None = None) -> Output:
     """Zero every column of the rows not kept, then shuffle the rows (indicator included)."""
     table = np.stack([np.asarray(s, U64) for s in shares]) if shares else np.zeros((0, len(keep)),
                                                                                    U64)
-    masked = list(await flag_rows(party, keep, table))  # no columns: no rows, nothing asked
+    # no columns: no rows, nothing asked
+    masked = cast(list[Additive], list(await flag_rows(party, keep, Additive(table))))
     *shuffled, indicator = await shuffle(party, [*masked, keep])
     return Output(kind, [*columns, OutputColumn(INDICATOR, "count")], [*shuffled, indicator],
                   party.fixed.frac_bits, list(means), info or {})
@@ -105,23 +109,24 @@ async def release_rows(party: Party, kind: str, columns: list[OutputColumn],
 
 @_release_stage
 async def release_values(party: Party, kind: str, columns: list[OutputColumn],
-                         shares: list[np.ndarray], released: np.ndarray, *,
+                         shares: list[Additive], released: Additive, *,
                          say_withheld: bool = False, info: dict | None = None) -> Output:
     """Every value times the one released bit. With say_withheld the bit is stored too, so the
     recipient can tell a withheld model from a trained one; otherwise a withheld result looks
     exactly like the result of an empty join."""
     sizes = [len(s) for s in shares]
-    flat = np.concatenate([np.asarray(s, U64) for s in shares])
-    kept = await mul(party, np.broadcast_to(released, flat.shape), flat)
-    parts = np.split(kept, np.cumsum(sizes)[:-1])
+    flat = Additive(np.concatenate([np.asarray(s, U64) for s in shares]))
+    kept = await mul(party, Additive(np.broadcast_to(released, flat.shape)), flat)
+    parts = cast(list[Additive], np.split(kept, np.cumsum(sizes)[:-1]))
     if say_withheld:
         columns, parts = [*columns, OutputColumn(RELEASED, "count")], [*parts, released]
     return Output(kind, list(columns), list(parts), party.fixed.frac_bits, [], info or {})
 
 
 @_release_stage
-async def release_groups(party: Party, columns: list[OutputColumn], shares: dict,
-                         last_rows: np.ndarray, thresholds: Thresholds, *,
+async def release_groups(party: Party, columns: list[OutputColumn],
+                         shares: dict[str, Additive], last_rows: Additive,
+                         thresholds: Thresholds, *,
                          ledger: StatisticsLedger | None, means=()) -> Output:
     """Group-by: one row per group that passes the rules, running values gone.
 
@@ -151,10 +156,11 @@ async def release_groups(party: Party, columns: list[OutputColumn], shares: dict
 
 
 @_release_stage
-async def release_statistics(party: Party, columns: dict[str, OutputColumn], values: dict,
-                             thresholds: Thresholds, bin_thresholds: dict[str, Thresholds], *,
+async def release_statistics(party: Party, columns: dict[str, OutputColumn],
+                             values: dict[str, Additive], thresholds: Thresholds,
+                             bin_thresholds: dict[str, Thresholds], *,
                              ledger: StatisticsLedger | None, kind: str = "statistics",
-                             released: np.ndarray | None = None,
+                             released: Additive | None = None,
                              info: dict | None = None) -> Output:
     """Statistics (and a model's metrics): every value withheld unless every table reaches its
     k (and unless `released`, a shared bit, is 1); each histogram bin withheld (zero, like an
@@ -176,9 +182,9 @@ async def release_statistics(party: Party, columns: dict[str, OutputColumn], val
             continue
         if ledger is None:  # exact bins: one small bin withholds its whole histogram, else
             # the total and the other bins would give it back (complementary suppression)
-            empty = await equal(party, values[name], np.zeros(len(values[name]), U64))
-            whole = await product(party, [bit[None] for bit in passed + empty])
-            passed = np.broadcast_to(whole, passed.shape)
+            empty = await equal(party, values[name], Additive(np.zeros(len(values[name]), U64)))
+            whole = await product(party, [Additive(bit[None]) for bit in passed + empty])
+            passed = Additive(np.broadcast_to(whole, passed.shape))
         values[name] = await mul(party, values[name], passed)
     passed = await meets(party, thresholds)
     bits = [bit for bit in (released, passed) if bit is not None]

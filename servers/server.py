@@ -14,6 +14,7 @@ import asyncio
 import logging
 from contextlib import nullcontext
 from functools import partial
+from typing import cast
 
 import zmq.asyncio
 
@@ -75,7 +76,7 @@ def _job_name(request: Request) -> str:
     """A job as a client names it (an id, or submitter/id), checked."""
     value = request.header.get("job_id")
     check_job_name(value)
-    return value
+    return cast(str, value)  # checked: a str
 
 
 class Server(Service):
@@ -153,5 +154,7 @@ class Server(Service):
         self.storage.close()
 
     async def _call_peer(self, header: dict) -> dict:
+        if self.peer is None:
+            raise ServiceError("the other server is called once this one serves")
         response, _ = await self.peer.call(header)
         return response

@@ -33,13 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.files import fsync_dir
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive
 
-U64 = np.uint64
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
-class PathError(ValueError):
+class PathError(TwofoldError, ValueError):
     """A name that would not stay a single folder inside the data directory."""
 
 
@@ -136,7 +138,7 @@ class StagedUpload:
         if self.received + len(arrays[0]) > self.record.rows:
             raise ValueError(f"more than the announced {self.record.rows} rows")
         for array, handle in zip(arrays, self._files.values()):
-            handle.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+            handle.write(np.ascontiguousarray(array).data.cast("B"))
         self.received += len(arrays[0])
 
     def close_durably(self) -> None:
@@ -240,9 +242,16 @@ class Storage:
                              "upload_id FROM live WHERE table_name = ?)", table_name)
         return found[0] if found else None
 
-    def load(self, record: UploadRecord) -> dict[str, np.ndarray]:
+    def live(self, table_names) -> tuple[dict[str, UploadRecord], list[str]]:
+        """The live upload of each of these tables that has one, and the tables without."""
+        current = {name: self.current(name) for name in table_names}
+        return ({name: record for name, record in current.items() if record is not None},
+                [name for name, record in current.items() if record is None])
+
+    def load(self, record: UploadRecord) -> dict[str, Additive]:
+        """This server's shares of an upload, by column."""
         folder = self._folder(record)
-        return {name: np.fromfile(confined(folder, f"{name}.u64"), dtype=U64)
+        return {name: Additive(np.fromfile(confined(folder, f"{name}.u64"), dtype=U64))
                 for name in record.columns}
 
     def _folder(self, record: UploadRecord) -> Path:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -29,12 +30,12 @@ from twofold.mpc.protocols.arithmetic import fixed_mul, mul, truncate
 from twofold.mpc.protocols.boolean import equal, flag_rows, less_than
 from twofold.mpc.protocols.scan import segmented_scan
 from twofold.mpc.protocols.sort import SortKey, apply_permutation, sort
-from twofold.mpc.ring import FixedPoint
+from twofold.mpc.ring import U64, FixedPoint
+from twofold.mpc.shares import Additive
 from twofold.owners.schema import Column, key_sort_bits
 from twofold.sorting_join.multiway import product
 from twofold.sorting_join.table import SharedTable
 
-U64 = np.uint64
 EXTREME = 1 << 61  # stands in for +infinity (min) or -infinity (max) on dummy rows
 
 
@@ -42,11 +43,12 @@ def _numeric_domain(column: Column, fixed: FixedPoint) -> tuple[int, int, int]:
     """(lowest stored value, shift, bits) of a numeric column: every real row's stored value v
     has (v - lowest) >> shift in [0, 2^bits), exactly. Integers and booleans are stored as
     multiples of 2^f, so they sort on their integer part; decimals on every stored bit."""
+    minimum, maximum = column.declared_range
     if column.type == "decimal":
-        low, high = int(fixed.encode(column.min).view(np.int64)), int(
-            fixed.encode(column.max).view(np.int64))
+        low, high = int(fixed.encode(minimum).view(np.int64)), int(
+            fixed.encode(maximum).view(np.int64))
         return low, 0, max(1, (high - low).bit_length())
-    low, high = math.ceil(column.min), math.floor(column.max)
+    low, high = math.ceil(minimum), math.floor(maximum)
     return low << fixed.frac_bits, fixed.frac_bits, max(1, (high - low).bit_length())
 
 
@@ -59,10 +61,10 @@ class GroupKey:
     lowest: int = 0
     shift: int = 0
 
-    def restore(self, party: Party, sorted_key: np.ndarray) -> np.ndarray:
+    def restore(self, party: Party, sorted_key: Additive) -> Additive:
         """The group column's stored value back from its (sorted) key."""
         lowest = party.public(np.full(len(sorted_key), self.lowest, np.int64).view(U64))
-        return (sorted_key << U64(self.shift)) + lowest
+        return Additive((sorted_key << U64(self.shift)) + lowest)
 
 
 async def group_keys(party: Party, table: SharedTable, names: list[str],
@@ -72,29 +74,27 @@ async def group_keys(party: Party, table: SharedTable, names: list[str],
     column by its declared range. Rows that are not real may hold values outside that range
     (0 after a join), so a numeric key is valid * (v - lowest), shifted exactly: dummy rows
     join the lowest value's group, to which they add nothing. 2 rounds if a key is numeric."""
-    keys: list[GroupKey | None] = []
-    for name, column in zip(names, types):
+    keys: dict[int, GroupKey] = {}  # by position; numeric columns' after the loop
+    for i, (name, column) in enumerate(zip(names, types)):
         if column.type == "categorical":
             width = max(1, (len(column.values) - 1).bit_length())
-            keys.append(GroupKey(SortKey(table.column(name), width, signed=False)))
+            keys[i] = GroupKey(SortKey(table.column(name), width, signed=False))
         elif column.type == "key":
-            keys.append(GroupKey(SortKey(table.column(name), key_sort_bits(column),
-                                         signed=False)))
-        else:
-            keys.append(None)
-    numeric = [i for i, key in enumerate(keys) if key is None]
-    if not numeric:
-        return keys
-    domains = [_numeric_domain(types[i], party.fixed) for i in numeric]
-    lowest = np.stack([np.full(table.rows, low, np.int64).view(U64) for low, _, _ in domains])
-    offsets = np.stack([table.column(names[i]) for i in numeric]) - party.public(lowest)
-    offsets = await mul(party, table.valid, offsets)
-    whole = [row for row, (_, shift, _) in enumerate(domains) if shift]
-    if whole:  # exact: the low f bits are zero
-        offsets[whole] = await truncate(party, offsets[whole], party.fixed.frac_bits)
-    for row, (i, (low, shift, bits)) in enumerate(zip(numeric, domains)):
-        keys[i] = GroupKey(SortKey(offsets[row], bits, signed=False), low, shift)
-    return keys
+            keys[i] = GroupKey(SortKey(table.column(name), key_sort_bits(column), signed=False))
+    numeric = [i for i in range(len(names)) if i not in keys]
+    if numeric:
+        domains = [_numeric_domain(types[i], party.fixed) for i in numeric]
+        lowest = np.stack([np.full(table.rows, low, np.int64).view(U64)
+                           for low, _, _ in domains])
+        offsets = await mul(party, table.valid, Additive(
+            np.stack([table.column(names[i]) for i in numeric]) - party.public(lowest)))
+        whole = [row for row, (_, shift, _) in enumerate(domains) if shift]
+        if whole:  # exact: the low f bits are zero
+            offsets[whole] = await truncate(party, Additive(offsets[whole]),
+                                            party.fixed.frac_bits)
+        for row, (i, (low, shift, bits)) in enumerate(zip(numeric, domains)):
+            keys[i] = GroupKey(SortKey(Additive(offsets[row]), bits, signed=False), low, shift)
+    return [keys[i] for i in range(len(names))]
 
 
 @dataclass(frozen=True)
@@ -107,25 +107,27 @@ class Aggregate:
         return "count" if self.op == "count" else f"{self.op}({self.column})"
 
 
-async def _masked_extremes(party: Party, valid, values, op: str):
+async def _masked_extremes(party: Party, valid: Additive, values: Additive,
+                           op: str) -> Additive:
     """Dummy rows get +EXTREME for min and -EXTREME for max, so they never win."""
     filler = party.public(np.full(np.shape(valid), EXTREME if op == "min" else -EXTREME,
                                   dtype=np.int64).view(U64))
-    return filler + await mul(party, valid, values - filler)
+    return Additive(filler + await mul(party, valid, Additive(values - filler)))
 
 
-async def _starts(party: Party, keys: list[np.ndarray]) -> np.ndarray:
+async def _starts(party: Party, keys: list[Additive]) -> Additive:
     """1 on the first row and wherever any key differs from the row above."""
     n = len(keys[0])
     ones = party.public(np.ones(n, U64))
     if n < 2:
         return ones
-    same = await equal(party, np.stack([k[1:] for k in keys]), np.stack([k[:-1] for k in keys]))
-    continues = await product(party, list(same))
-    return np.concatenate([ones[:1], ones[1:] - continues])
+    same = await equal(party, Additive(np.stack([k[1:] for k in keys])),
+                       Additive(np.stack([k[:-1] for k in keys])))
+    continues = await product(party, cast(list[Additive], list(same)))
+    return Additive(np.concatenate([ones[:1], ones[1:] - continues]))
 
 
-async def first_occurrences(party: Party, keys: list[SortKey], valid: np.ndarray) -> np.ndarray:
+async def first_occurrences(party: Party, keys: list[SortKey], valid: Additive) -> Additive:
     """0/1 per row, in the input order: 1 on exactly one real row of each distinct key tuple.
 
     Sorting by (dummy, keys) puts the real rows first, equal keys together; a real row is
@@ -133,8 +135,8 @@ async def first_occurrences(party: Party, keys: list[SortKey], valid: np.ndarray
     bit, and one permutation back."""
     n = len(valid)
     if n == 0:
-        return np.zeros(0, U64)
-    dummy = party.public(np.ones(n, U64)) - valid
+        return Additive(np.zeros(0, U64))
+    dummy = Additive(party.public(np.ones(n, U64)) - valid)
     origin = party.public(np.arange(n, dtype=U64))
     moved = await sort(party, [valid, origin, *[k.column for k in keys]],
                        [SortKey(dummy, bits=1, signed=False), *keys])
@@ -155,14 +157,14 @@ async def group_by(party: Party, table: SharedTable, group_columns: list[str],
     distinct = distinct or {}
     names = group_columns + [a.name for a in aggregates] + [f"distinct({d})" for d in distinct]
     if n == 0:
-        return SharedTable({name: np.zeros(0, U64) for name in names}, table.valid)
+        return SharedTable({name: Additive(np.zeros(0, U64)) for name in names}, table.valid)
     grouping = await group_keys(party, table, group_columns, group_types)
     sort_keys = [group.key for group in grouping]
     marks = [await first_occurrences(party, [*sort_keys, entity], table.valid)
              for entity in distinct.values()]
-    sums = [a.column for a in aggregates if a.op == "sum"]
-    extremes = [a for a in aggregates if a.op in ("min", "max")]
-    values = [table.column(c) for c in sums] + [table.column(a.column) for a in extremes]
+    sums = [a.column for a in aggregates if a.op == "sum" and a.column]
+    extremes = [(a, a.column) for a in aggregates if a.op in ("min", "max") and a.column]
+    values = [table.column(c) for c in sums] + [table.column(c) for _, c in extremes]
     columns = [*(key.column for key in sort_keys), table.valid, *marks, *values]
     if sort_keys:  # no group columns: one group, in any order
         columns = await sort(party, columns, sort_keys)
@@ -172,16 +174,17 @@ async def group_by(party: Party, table: SharedTable, group_columns: list[str],
     ones = party.public(np.ones(n, U64))
     heads = (await _starts(party, keys) if keys
              else party.public((np.arange(n) == 0).astype(U64)))
-    weighted = list(await flag_rows(party, valid, np.stack(values[:len(sums)]))) if sums else []
+    weighted = cast(list[Additive], list(await flag_rows(
+        party, valid, Additive(np.stack(values[:len(sums)]))))) if sums else []
     count, *totals = await segmented_scan(party, heads, [valid, *marks, *weighted], "sum")
     results = {"count": count}
     results.update({f"distinct({d})": total for d, total in zip(distinct, totals)})
     results.update({f"sum({c})": total for c, total in zip(sums, totals[len(marks):])})
-    for aggregate, column in zip(extremes, values[len(sums):]):
+    for (aggregate, _), column in zip(extremes, values[len(sums):]):
         masked = await _masked_extremes(party, valid, column, aggregate.op)
         (results[aggregate.name],) = await segmented_scan(party, heads, [masked], aggregate.op)
-    last = np.concatenate([heads[1:], ones[:1]])
-    nonempty = ones - await equal(party, count, np.zeros(n, U64))
+    last = Additive(np.concatenate([heads[1:], ones[:1]]))
+    nonempty = Additive(ones - await equal(party, count, Additive(np.zeros(n, U64))))
     output_valid = await mul(party, last, nonempty)
     out = {name: group.restore(party, key) for name, group, key in zip(group_columns, grouping,
                                                                        keys)}
@@ -189,22 +192,22 @@ async def group_by(party: Party, table: SharedTable, group_columns: list[str],
     return SharedTable(out, output_valid)
 
 
-async def _reduce_extreme(party: Party, values: np.ndarray, op: str) -> np.ndarray:
+async def _reduce_extreme(party: Party, values: Additive, op: str) -> Additive:
     """min or max of each row of a (k, n) array, by halving: ceil(log2 n) comparisons."""
     while values.shape[1] > 1:
         half = values.shape[1] // 2
-        first, second = values[:, :half], values[:, half:2 * half]
+        first, second = Additive(values[:, :half]), Additive(values[:, half:2 * half])
         a, b = (first, second) if op == "min" else (second, first)
         keep_first = await less_than(party, a, b)  # first wins the comparison
-        best = second + await mul(party, keep_first, first - second)
-        values = np.concatenate([best, values[:, 2 * half:]], axis=1)
-    return values[:, 0]
+        best = second + await mul(party, keep_first, Additive(first - second))
+        values = Additive(np.concatenate([best, values[:, 2 * half:]], axis=1))
+    return Additive(values[:, 0])
 
 
 async def statistics(party: Party, table: SharedTable, numeric: list[str],
                      categorical: dict[str, int],
                      distinct: dict[str, SortKey] | None = None,
-                     extremes: bool = True) -> dict[str, np.ndarray]:
+                     extremes: bool = True) -> dict[str, Additive]:
     """Shares of count; per numeric column sum, sum of squares, min and max (unless not
     `extremes`); per categorical
     column (name -> vocabulary size) the count of each value; per `distinct` entity key
@@ -212,38 +215,39 @@ async def statistics(party: Party, table: SharedTable, numeric: list[str],
     rows, and per histogram "distinct(name) in histogram(column)", that number per value.
     Scalars are 1-element arrays."""
     valid, n = table.valid, table.rows
-    out = {"count": valid.sum(dtype=U64, keepdims=True)}
+    out = {"count": Additive(valid.sum(dtype=U64, keepdims=True))}
     if numeric:
-        stacked = np.stack([table.column(c) for c in numeric])
+        stacked = Additive(np.stack([table.column(c) for c in numeric]))
         weighted = await flag_rows(party, valid, stacked)
         squares = await fixed_mul(party, weighted, stacked)
         if n and extremes:
-            mask = np.broadcast_to(valid, stacked.shape)
+            mask = Additive(np.broadcast_to(valid, stacked.shape))
             lows = await _masked_extremes(party, mask, stacked, "min")
             highs = await _masked_extremes(party, mask, stacked, "max")
             minimum = await _reduce_extreme(party, lows, "min")
             maximum = await _reduce_extreme(party, highs, "max")
         else:
-            minimum = maximum = np.zeros(len(numeric), U64)
+            minimum = maximum = Additive(np.zeros(len(numeric), U64))
         for i, column in enumerate(numeric):
-            out[f"sum({column})"] = weighted[i].sum(dtype=U64, keepdims=True)
-            out[f"sumsq({column})"] = squares[i].sum(dtype=U64, keepdims=True)
+            out[f"sum({column})"] = Additive(weighted[i].sum(dtype=U64, keepdims=True))
+            out[f"sumsq({column})"] = Additive(squares[i].sum(dtype=U64, keepdims=True))
             if extremes:
-                out[f"min({column})"] = minimum[i:i + 1]
-                out[f"max({column})"] = maximum[i:i + 1]
+                out[f"min({column})"] = Additive(minimum[i:i + 1])
+                out[f"max({column})"] = Additive(maximum[i:i + 1])
     hits = {}
     for column, size in categorical.items():
         codes = table.column(column)
         targets = party.public(np.repeat(np.arange(size, dtype=U64)[:, None], n, axis=1))
-        hits[column] = await equal(party, np.broadcast_to(codes, (size, n)), targets)
+        hits[column] = await equal(party, Additive(np.broadcast_to(codes, (size, n))), targets)
         counted = await flag_rows(party, valid, hits[column])
-        out[f"histogram({column})"] = counted.sum(axis=1, dtype=U64)
+        out[f"histogram({column})"] = Additive(counted.sum(axis=1, dtype=U64))
     for name, entity_key in (distinct or {}).items():
         marks = await first_occurrences(party, [entity_key], valid)
-        out[f"distinct({name})"] = marks.sum(dtype=U64, keepdims=True)
+        out[f"distinct({name})"] = Additive(marks.sum(dtype=U64, keepdims=True))
         for column, size in categorical.items():
             bin_key = SortKey(table.column(column), max(1, (size - 1).bit_length()), False)
             marks = await first_occurrences(party, [bin_key, entity_key], valid)
             per_bin = await flag_rows(party, marks, hits[column])
-            out[f"distinct({name}) in histogram({column})"] = per_bin.sum(axis=1, dtype=U64)
+            out[f"distinct({name}) in histogram({column})"] = Additive(
+                per_bin.sum(axis=1, dtype=U64))
     return out

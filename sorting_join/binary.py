@@ -24,10 +24,10 @@ from twofold.mpc.protocols.arithmetic import mul
 from twofold.mpc.protocols.boolean import equal
 from twofold.mpc.protocols.scan import segmented_scan
 from twofold.mpc.protocols.sort import SortKey, apply_permutation, sort
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive
 from twofold.owners.keys import KEY_BITS
 from twofold.sorting_join.table import SharedTable
-
-U64 = np.uint64
 
 
 async def join_binary(party: Party, left: SharedTable, left_key: str, right: SharedTable,
@@ -36,25 +36,27 @@ async def join_binary(party: Party, left: SharedTable, left_key: str, right: Sha
     keys below 2^key_bits. Costs go to the stages "sort", "propagate" and "compact"."""
     n_left, n_right = left.rows, right.rows
     if n_left == 0:
-        return SharedTable({**left.columns, **{c: np.zeros(0, U64) for c in carry}}, left.valid)
+        return SharedTable({**left.columns, **{c: Additive(np.zeros(0, U64)) for c in carry}},
+                           left.valid)
     total = n_left + n_right
     with party.stage("sort"):
         pad = np.zeros(n_left, U64)
-        key = np.concatenate([left.column(left_key), right.column(right_key)])
+        key = Additive(np.concatenate([left.column(left_key), right.column(right_key)]))
         order = party.public(np.concatenate([np.ones(n_left, U64), np.zeros(n_right, U64)]))
-        payload = [np.concatenate([pad, right.column(name)]) for name in carry]
-        right_valid = np.concatenate([pad, right.valid])
+        payload = [Additive(np.concatenate([pad, right.column(name)])) for name in carry]
+        right_valid = Additive(np.concatenate([pad, right.valid]))
         origin = party.public(np.arange(total, dtype=U64))
         key, order, right_valid, origin, *payload = await sort(
             party, [key, order, right_valid, origin, *payload],
             [SortKey(key, bits=key_bits, signed=False), SortKey(order, bits=1, signed=False)])
     with party.stage("propagate"):
-        heads = party.public(np.ones(total, U64)) - order
+        heads = Additive(party.public(np.ones(total, U64)) - order)
         head_key, head_valid, *payload = await segmented_scan(
             party, heads, [key, right_valid, *payload], "copy")
         matched = await mul(party, await equal(party, key, head_key), head_valid)
     with party.stage("compact"):
         matched, *payload = await apply_permutation(party, origin, [matched, *payload])
-        valid = await mul(party, left.valid, matched[:n_left])
-    columns = {**left.columns, **{name: values[:n_left] for name, values in zip(carry, payload)}}
+        valid = await mul(party, left.valid, Additive(matched[:n_left]))
+    columns = {**left.columns,
+               **{name: Additive(values[:n_left]) for name, values in zip(carry, payload)}}
     return SharedTable(columns, valid)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twofold.mpc.errors import TwofoldError
 from twofold.owners.keys import KEY_BITS
 from twofold.owners.schema import INDICATOR, Schema, SchemaError, key_sort_bits
 
 
-class PlanError(ValueError):
+class PlanError(TwofoldError, ValueError):
     """A join the schema cannot express."""
 
 

@@ -23,20 +23,23 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from typing import NoReturn, TypeVar
 
 import numpy as np
 
+from twofold.mpc.errors import TwofoldError
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import fixed_mul, fixed_mul_public, mul
 from twofold.mpc.protocols.boolean import equal, less_than
-from twofold.mpc.ring import PrecisionError, public_factor, truncated_range
+from twofold.mpc.ring import U64, PrecisionError, public_factor, truncated_range
+from twofold.mpc.shares import Additive
 from twofold.owners.keys import encode_keys
 from twofold.owners.schema import Column, Schema, exact
 
-U64 = np.uint64
+Number = TypeVar("Number", int, float)
 
 
-class PredicateError(ValueError):
+class PredicateError(TwofoldError, ValueError):
     """A predicate that does not fit the schema."""
 
 
@@ -71,7 +74,7 @@ def _name(node) -> str | None:
     return None
 
 
-def _interval(values: list[float]) -> tuple[float, float]:
+def _interval(values: list[Number]) -> tuple[Number, Number]:
     return min(values), max(values)
 
 
@@ -103,7 +106,7 @@ class Expression:
         self.low, self.high = (0.0, 1.0) if typed.kind == "condition" else (typed.low,
                                                                              typed.high)
 
-    def _fail(self, message: str):
+    def _fail(self, message: str) -> NoReturn:
         raise PredicateError(f"{self.text!r}: {message}")
 
     def _type(self, node) -> Typed:
@@ -124,7 +127,8 @@ class Expression:
             column = column_type(self.schema, name)
             self.columns.add(name)
             if column.numeric:
-                return Typed("numeric", low=column.min, high=column.max)
+                low, high = column.declared_range
+                return Typed("numeric", low=low, high=high)
             return Typed(column.type, column.values)
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or isinstance(node.value, (int, float)):
@@ -233,13 +237,13 @@ class Expression:
 
         name = _name(node)
         if name is not None:
-            column = column_type(self.schema, name)
-            return encoded(column.min), encoded(column.max)
+            low, high = column_type(self.schema, name).declared_range
+            return encoded(low), encoded(high)
         if id(node) in self.constants:
             return encoded(self.constants[id(node)]), encoded(self.constants[id(node)])
         if isinstance(node, ast.UnaryOp):
-            low, high = self._stored(node.operand)
-            return -high, -low
+            low_code, high_code = self._stored(node.operand)
+            return -high_code, -low_code
         if isinstance(node.op, ast.Div):
             return self._stored_scaled(node.left, 1.0 / self.constants[id(node.right)])
         if isinstance(node.op, ast.Mult) and (id(node.left) in self.constants
@@ -263,35 +267,39 @@ class Expression:
 
     # ---- evaluation on shares --------------------------------------------------------------
 
-    async def evaluate(self, party: Party, columns: dict[str, np.ndarray]) -> np.ndarray:
+    async def evaluate(self, party: Party, columns: dict[str, Additive]) -> Additive:
         """A condition's 0/1 shares, or a numeric expression's fixed-point shares."""
         evaluator = _Evaluator(party, self, columns)
         if self.kind == "condition":
             return await evaluator.condition(self.tree)
         return await evaluator.value(self.tree)
 
-    async def evaluate_fixed(self, party: Party, columns: dict[str, np.ndarray]) -> np.ndarray:
+    async def evaluate_fixed(self, party: Party, columns: dict[str, Additive]) -> Additive:
         """The value in fixed point: a condition's 0/1 times 2^f (local)."""
         values = await self.evaluate(party, columns)
         if self.kind == "condition":
-            return values * U64(int(party.fixed.encode(1.0)))
+            return Additive(values * U64(int(party.fixed.encode(1.0))))
         return values
 
 
 class _Evaluator:
-    def __init__(self, party: Party, predicate: Expression, columns: dict[str, np.ndarray]):
+    def __init__(self, party: Party, predicate: Expression, columns: dict[str, Additive]):
         self.party, self.predicate, self.columns = party, predicate, columns
         self.schema = predicate.schema
         self.rows = len(next(iter(columns.values()))) if columns else 0
 
-    def _public(self, value: int) -> np.ndarray:
+    def _public(self, value: int) -> Additive:
         return self.party.public(np.full(self.rows, value, dtype=np.int64).view(U64))
 
     def _code(self, node, like: Typed | None) -> int | None:
         """The ring code of a literal (a string, or a number expression folded at parsing):
         None for a string outside the vocabulary, which matches nothing."""
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return like.values.index(node.value) if node.value in like.values else None
+            vocabulary = like.values if like is not None else ()
+            return vocabulary.index(node.value) if node.value in vocabulary else None
+        return self._number_code(node, like)
+
+    def _number_code(self, node, like: Typed | None) -> int:
         number = self.predicate.constants[id(node)]
         if like is not None and like.kind == "key":
             return int(encode_keys([np.array([int(number)])])[0])
@@ -304,15 +312,23 @@ class _Evaluator:
         column = column_type(self.schema, name)
         return Typed("numeric") if column.numeric else Typed(column.type, column.values)
 
-    async def value(self, node, like: Typed | None = None) -> np.ndarray | None:
+    async def operand(self, node, like: Typed) -> Additive | None:
+        """A comparison's side: None for a string outside the vocabulary, which matches
+        nothing."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            code = self._code(node, like)
+            return None if code is None else self._public(code)
+        return await self.value(node, like)
+
+    async def value(self, node, like: Typed | None = None) -> Additive:
+        """A numeric node's shares (a number as the code of `like`'s column)."""
         name = _name(node)
         if name is not None:
             return self.columns[name]
         if isinstance(node, ast.Constant) or id(node) in self.predicate.constants:
-            code = self._code(node, like)
-            return None if code is None else self._public(code)
+            return self._public(self._number_code(node, like))
         if isinstance(node, ast.UnaryOp):
-            return U64(0) - await self.value(node.operand, like)
+            return Additive(U64(0) - await self.value(node.operand, like))
         constants = self.predicate.constants
         if isinstance(node.op, ast.Div):
             return await self._scaled(node.left, 1.0 / constants[id(node.right)])
@@ -323,37 +339,39 @@ class _Evaluator:
             return await self._scaled(other, constants[id(constant)])
         left, right = await self.value(node.left), await self.value(node.right)
         if isinstance(node.op, ast.Add):
-            return left + right
+            return Additive(left + right)
         if isinstance(node.op, ast.Sub):
-            return left - right
+            return Additive(left - right)
         return await fixed_mul(self.party, left, right)
 
-    async def _scaled(self, node, factor: float) -> np.ndarray:
+    async def _scaled(self, node, factor: float) -> Additive:
         return await fixed_mul_public(self.party, await self.value(node), factor,
                                       self.predicate.bounds[id(node)])
 
-    async def condition(self, node) -> np.ndarray:
+    async def condition(self, node) -> Additive:
         one = self._public(1)
         if isinstance(node, ast.BoolOp):
             result = await self.condition(node.values[0])
             for value in node.values[1:]:
                 other = await self.condition(value)
                 both = await mul(self.party, result, other)
-                result = both if isinstance(node.op, ast.And) else result + other - both
+                result = both if isinstance(node.op, ast.And) else Additive(
+                    result + other - both)
             return result
         if isinstance(node, ast.UnaryOp):  # not
-            return one - await self.condition(node.operand)
+            return Additive(one - await self.condition(node.operand))
         left_node, (op,), (right_node,) = node.left, node.ops, node.comparators
         like = self._kind(left_node) if _name(left_node) else self._kind(right_node)
-        left = await self.value(left_node, like)
-        if isinstance(op, (ast.In, ast.NotIn)):
+        if isinstance(op, (ast.In, ast.NotIn)):  # a value (never a literal) in [literals]
+            values = await self.value(left_node, like)
             # each distinct value once: ['north', 'north'] must not count a row twice
-            codes = {self._code(item, like) for item in right_node.elts} - {None}
+            codes = {self._code(item, like) for item in right_node.elts}
             found = self._public(0)
-            for code in sorted(codes):
-                found = found + await equal(self.party, left, self._public(code))
-            return found if isinstance(op, ast.In) else one - found
-        right = await self.value(right_node, like)
+            for code in sorted(code for code in codes if code is not None):
+                found = Additive(found + await equal(self.party, values, self._public(code)))
+            return found if isinstance(op, ast.In) else Additive(one - found)
+        left = await self.operand(left_node, like)
+        right = await self.operand(right_node, like)
         if right is None:  # a string outside the vocabulary matches nothing
             return self._public(0) if isinstance(op, ast.Eq) else one
         if left is None:
@@ -361,11 +379,11 @@ class _Evaluator:
         if isinstance(op, ast.Eq):
             return await equal(self.party, left, right)
         if isinstance(op, ast.NotEq):
-            return one - await equal(self.party, left, right)
+            return Additive(one - await equal(self.party, left, right))
         if isinstance(op, ast.Lt):
             return await less_than(self.party, left, right)
         if isinstance(op, ast.Gt):
             return await less_than(self.party, right, left)
         if isinstance(op, ast.LtE):
-            return one - await less_than(self.party, right, left)
-        return one - await less_than(self.party, left, right)  # GtE
+            return Additive(one - await less_than(self.party, right, left))
+        return Additive(one - await less_than(self.party, left, right))  # GtE

@@ -20,9 +20,8 @@ from twofold.mpc.protocols.arithmetic import (
     share_input,
     truncate,
 )
-from twofold.mpc.ring import FixedPoint, to_signed
+from twofold.mpc.ring import U64, FixedPoint, to_signed
 
-U64 = np.uint64
 EDGES = np.array([0, 1, -1, 2**63 - 1, -(2**63), 2**62, -(2**62), 12345], dtype=np.int64)
 
 

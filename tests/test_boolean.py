@@ -29,8 +29,8 @@ from twofold.mpc.protocols.boolean import (
     plane_to_bits,
     to_planes,
 )
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 LIMIT = 2**62  # comparison operands: |x|, |y| < 2^62
 EDGES = np.array([0, 1, -1, LIMIT - 1, -LIMIT, 2**40, -(2**40), 7], dtype=np.int64)
 

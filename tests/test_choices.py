@@ -20,8 +20,8 @@ from twofold.mpc.protocols.choices import (
     offers,
     through_blocks,
 )
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 ONES = U64(2**64 - 1)
 
 

@@ -16,8 +16,6 @@ from twofold.mpc.errors import DealerError
 from twofold.mpc.fisher_yates import shuffled_range
 from twofold.mpc.prg import SHUFFLE_FROM, Prg, fresh_key
 
-U64 = np.uint64
-
 
 def correlation(kind, params, keys, seq, mask=None):
     """Both parties' finished correlation number seq, through the same code the dealer and

@@ -15,14 +15,13 @@ import pytest
 
 from tests.support.harness import reconstruct, run_pair, shares_of
 from twofold.ml.metrics import linear_sums, logistic_counts
-from twofold.mpc.ring import FixedPoint, to_signed
+from twofold.mpc.ring import U64, FixedPoint, to_signed
 from twofold.owners.schema import parse_schema
 from twofold.servers.jobspec import noise_ledger, parse_job_spec
 from twofold.sorting_join.aggregate import Aggregate, group_by, statistics
 from twofold.sorting_join.predicate import Expression, column_type
 from twofold.sorting_join.table import SharedTable
 
-U64 = np.uint64
 FIXED = FixedPoint(16)
 ULP = 2.0 ** -FIXED.frac_bits
 TAU, ROWS = 3, 40  # the tuple's rows are the first TAU

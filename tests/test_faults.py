@@ -24,12 +24,12 @@ from twofold.mpc.errors import (
     SettingsMismatch,
 )
 from twofold.mpc.link import MAX_FRAME_BYTES, StopSignal
+from twofold.mpc.ring import U64
 from twofold.mpc.session import Endpoints, open_party
 from twofold.servers.config import load_dealer_config
 
 pytestmark = pytest.mark.integration  # two servers, in process or not
 
-U64 = np.uint64
 def test_lone_server_reports_missing_peer():
     async def lone(party_id):
         ends = Endpoints(party_id, keypair(), keypair().public, free_address(),

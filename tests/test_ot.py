@@ -19,8 +19,7 @@ from twofold.mpc.ot.extension import PAD_BLOCK_ROWS, PadHash, setup
 from twofold.mpc.ot.kernels import receiver_products, sender_products, transpose_rows
 from twofold.mpc.ot.multiply import _operand
 from twofold.mpc.prg import Prg
-
-U64 = np.uint64
+from twofold.mpc.ring import U64
 
 
 # and_monomials is the dealer's alone: with OT, AND trees stay binary (cheap_ands is False)

@@ -23,9 +23,9 @@ from twofold.mpc.protocols.boolean import (
 from twofold.mpc.protocols.scan import segmented_scan
 from twofold.mpc.protocols.shuffle import shuffle
 from twofold.mpc.protocols.sort import SortKey, sort
+from twofold.mpc.ring import U64
 from twofold.mpc.sharing import split
 
-U64 = np.uint64
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT_PACKAGES = ["mpc", "owners", "servers", "sorting_join", "ml", "cli", "twofold", "bench"]
 

@@ -13,9 +13,7 @@ from twofold.mpc.protocols.arithmetic import reveal
 from twofold.mpc.protocols.scan import segmented_scan
 from twofold.mpc.protocols.shuffle import shuffle
 from twofold.mpc.protocols.sort import SortKey, sort
-from twofold.mpc.ring import to_signed
-
-U64 = np.uint64
+from twofold.mpc.ring import U64, to_signed
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 37, 1000])

@@ -3,14 +3,13 @@ triples, for multiplying a shared bit by shared values."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
 from twofold.mpc.correlations.kind import Kind, count_of, require_positive
-from twofold.mpc.correlations.merging import ALONE, ELEMENTWISE
-
-U64 = np.uint64
+from twofold.mpc.correlations.merging import ALONE, ELEMENTWISE, Merging
+from twofold.mpc.ring import U64
 
 
 def _bits(values: np.ndarray) -> np.ndarray:
@@ -99,8 +98,8 @@ class BitTriples(Kind):
 
     name = "bit_triples"
     Part = BitProducts
-    merging = ELEMENTWISE
-    examples = ({"shape": [70]},)
+    merging: ClassVar[Merging] = ELEMENTWISE  # as Kind declares them: BitRowTriples overrides
+    examples: ClassVar[tuple[dict, ...]] = ({"shape": [70]},)
 
     def own(self, party, prg, params):
         (count,) = params["shape"]

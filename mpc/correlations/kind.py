@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -65,6 +66,7 @@ class Kind(ABC):
     """
 
     name: ClassVar[str]  # the one name: registry key, on the wire, in cost reports
+    Part: ClassVar[Callable[..., tuple]]  # a party's part (a named tuple), for assemble
     merging: ClassVar[Merging] = ALONE
     ends_window: ClassVar[bool] = False
     examples: ClassVar[tuple[dict, ...]] = ()

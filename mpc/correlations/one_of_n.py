@@ -8,8 +8,8 @@ import numpy as np
 
 from twofold.mpc.correlations.kind import CorrelationError, Kind, count_of
 from twofold.mpc.correlations.merging import ELEMENTWISE
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 CHOICE_WORD_BITS = 64  # a one_of_n sender's entries fill at most one word
 
 
@@ -34,7 +34,7 @@ class OneOfN(Kind):
         entries: np.ndarray  # uint64: N random entries per word
 
     class Receiver(NamedTuple):
-        index: np.ndarray  # uint8, below N
+        choice: np.ndarray  # uint8, below N (an index)
         entry: np.ndarray  # uint8: the sender's entry at index
 
     def validate(self, params):

@@ -139,8 +139,9 @@ class MaskedProducts(Kind):
         (b0, b0_back, c0, c0_back), (b1, b1_back) = (
             self.own(p, Prg(keys[p], seq), params) for p in (0, 1))
         rows, columns = np.asarray(params["rows"]), params["columns"]
-        rows_of_mask = sum(stream_rows(keys[p], mask, rows, _row_words(columns))[:, :columns]
-                           for p in (0, 1))
+        mask_rows = [stream_rows(keys[p], mask, rows, _row_words(columns))[:, :columns]
+                     for p in (0, 1)]
+        rows_of_mask = mask_rows[0] + mask_rows[1]
         return [np.matmul(rows_of_mask, b0 + b1) - c0,
                 np.matmul(rows_of_mask.T, b0_back + b1_back) - c0_back]
 
@@ -149,7 +150,7 @@ class MaskedProducts(Kind):
         merged = "row_groups" in params
         row_groups = params["row_groups"] if merged else [params["rows"]]
         value = self.Part(*await ot.masked_products(row_groups, params["columns"]))
-        return value if merged else value._make(array[0] for array in value)
+        return value if merged else self.Part(*(array[0] for array in value))
 
     def check(self, params, part0, part1, mask=None):
         """mask: both servers' shares of the row mask made before."""

@@ -10,8 +10,8 @@ import numpy as np
 from twofold.mpc.correlations.kind import CorrelationError, Kind, count_of
 from twofold.mpc.correlations.merging import ELEMENTWISE
 from twofold.mpc.prg import Prg
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 LOW_HALF = (1 << 32) - 1
 HIGH_HALF = LOW_HALF << 32
 

@@ -39,8 +39,8 @@ from numba import njit
 
 from twofold.mpc.ot.multiply import Multiplier
 from twofold.mpc.prg import Prg
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 CHUNK_WORDS = 1 << 21  # pad words per message
 
 
@@ -159,7 +159,9 @@ def network(perm: np.ndarray, routing: bool = True) -> Network:
          sizes) = _level(starts, sizes, local, routing)
         forward.append((first_at, first_bits, gather if len(starts) else None))
         backward.append((last_at, last_bits, gather if len(starts) else None))
-    at, bits, ops = [], [], []
+    at: list[np.ndarray] = []
+    bits: list[np.ndarray] = []
+    ops: list = []  # as Network.ops
     count = 0
 
     def add(positions, values):
@@ -312,11 +314,12 @@ async def permutation_masks(mult: Multiplier, party: int, prg: Prg, n: int, colu
         for ops, switches in _messages(net, limit):
             count = switches.stop - switches.start
             if count:
-                _, cots = await mult.take(0, count)
+                _, received = await mult.take(0, count)
                 wanted = net.bits[switches]
-                await mult.channel.send(np.packbits(wanted ^ cots.choices, bitorder="little"))
+                await mult.channel.send(np.packbits(wanted ^ received.choices,
+                                                    bitorder="little"))
                 (tau,) = await mult.channel.recv()
-                pads, tau = mult.receiver_pads(cots, width), tau.reshape(count, width)
+                pads, tau = mult.receiver_pads(received, width), tau.reshape(count, width)
             for part, mine in wires.runs(ops, switches.start):
                 _permuter_switches(wires.values, net.at[part], pads[mine], tau[mine],
                                    net.bits[part], xor)
@@ -327,10 +330,10 @@ async def permutation_masks(mult: Multiplier, party: int, prg: Prg, n: int, colu
     for ops, switches in _messages(net, limit):
         count = switches.stop - switches.start
         if count:
-            cots, _ = await mult.take(count, 0)
+            sent, _ = await mult.take(count, 0)
             (flips,) = await mult.channel.recv()
-            cots = mult.chosen(cots, np.unpackbits(flips, count=count, bitorder="little"))
-            pad0, pad1 = mult.sender_pads(cots, width)
+            sent = mult.chosen(sent, np.unpackbits(flips, count=count, bitorder="little"))
+            pad0, pad1 = mult.sender_pads(sent, width)
             tau = np.empty((count, width), U64)
         for part, mine in wires.runs(ops, switches.start):
             _helper_switches(wires.values, net.at[part], pad0[mine], pad1[mine], tau[mine],

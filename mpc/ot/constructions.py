@@ -30,8 +30,8 @@ from twofold.mpc.ot.extension import BYTES_PER_COT
 from twofold.mpc.ot.kernels import choice_masks, chosen_masks
 from twofold.mpc.ot.multiply import BITS_AT_ONCE, Multiplier, Side
 from twofold.mpc.prg import Prg
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 CHUNK_WORDS = 1 << 18  # pad words per products call (2 MiB: in cache, yet few messages)
 WORD_BITS = np.arange(64)
 
@@ -66,7 +66,7 @@ async def _right_decomposed_matmul(mult: Multiplier, prg: Prg, m: int, k: int, n
     """L (m x k) drawn, R (k x n) from choices, C = L @ R: entry R[j, l] times column L[:, j]
     for every (j, l), by Gilboa products of m words."""
     left = prg.words((m, k))
-    right = np.empty(k * n, U64)
+    right: np.ndarray = np.empty(k * n, U64)  # reshaped to (k, n) once filled
     cross = np.zeros((n, m), U64)
     for start, count in _chunks(k * n, 64 * m):
         entries = np.arange(start, start + count)

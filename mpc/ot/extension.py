@@ -26,6 +26,7 @@ docs/mpc.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -41,8 +42,8 @@ from twofold.mpc.ot.kernels import (
     xor_delta,
 )
 from twofold.mpc.prg import SLACK_WORDS, Prg
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 BLOCK_BITS = 2  # k
 LEAVES = 1 << BLOCK_BITS
 BLOCKS = 128 // BLOCK_BITS
@@ -119,7 +120,7 @@ class Scratch:
 class _Leaves:
     """AES-CTR streams of the leaf seeds a party knows, stretched a batch at a time."""
 
-    def __init__(self, seeds: list[list[bytes | None]]):
+    def __init__(self, seeds: Sequence[Sequence[bytes | None]]):
         self.streams = [[Prg(seed) if seed is not None else None for seed in block]
                         for block in seeds]
         self.scratch = Scratch()  # the XOR sums' buffers (_sums)
@@ -130,7 +131,7 @@ class _Leaves:
         """A zeroed leaves buffer for batches of `words` and a view of each known leaf's row;
         the rows of unknown leaves stay zero (streams write exactly their row)."""
         flat = np.zeros(BLOCKS * LEAVES * words + SLACK_WORDS, U64)
-        data = memoryview(flat.view(np.uint8))
+        data = flat.view(np.uint8).data
         row_bytes = 8 * words
         self._fills = [(stream, data[row * row_bytes:(row + 1) * row_bytes + 8 * SLACK_WORDS])
                        for row, stream in enumerate(s for block in self.streams for s in block)
@@ -209,7 +210,10 @@ class CotSender:
     def extend(self, message: np.ndarray) -> np.ndarray:
         """Rows q = t + c * Delta of the COTs whose receiver sent `message`."""
         words = message.shape[1]
-        total, weighted = _sums(self.leaves.stretch(words), self.leaves.scratch)
+        leaves = self.leaves
+        if leaves is None:
+            raise RuntimeError("COTs extend once the base OTs are received")
+        total, weighted = _sums(leaves.stretch(words), leaves.scratch)
         add_digit_corrections(weighted, total, message, self.digit_bits)
         return _rows_to_cots(weighted.reshape(128, words))
 
@@ -235,7 +239,8 @@ class PadHash:
 
     def _permute(self, blocks: np.ndarray, out: np.ndarray) -> np.ndarray:
         """pi of each block into out, which has one block of room more (update_into's)."""
-        self._aes.update_into(np.ascontiguousarray(blocks).view(np.uint8), out.view(np.uint8))
+        self._aes.update_into(np.ascontiguousarray(blocks).view(np.uint8).data,
+                              out.view(np.uint8).data)
         return out[:-1]
 
     def pads(self, rows: np.ndarray, first: int, sender: int, words: int,

@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-U64 = np.uint64
-
+from twofold.mpc.ring import U64
 
 TRANSPOSE_LANES = 32  # tile columns swapped at once (measured best of 16, 32, 64, 128)
 

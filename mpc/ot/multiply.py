@@ -22,9 +22,9 @@ import numpy as np
 from twofold.mpc.link import Channel
 from twofold.mpc.ot.extension import PadHash
 from twofold.mpc.ot.kernels import receiver_products, sender_products, xor_delta
-from twofold.mpc.ot.pool import CotPool, Cots
+from twofold.mpc.ot.pool import CotPool, ReceivedCots, SentCots
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 BITS_AT_ONCE = 1 << 16  # random bit OTs hashed per slice
 WIDTH_CLASSES = ((32, U64), (48, np.uint32), (56, np.uint16), (64, np.uint8))  # shift below
 
@@ -55,8 +55,9 @@ def _classes(shifts: np.ndarray):
     for upper, dtype in WIDTH_CLASSES:
         positions = np.flatnonzero((shifts >= lower) & (shifts < upper))
         if len(positions) and positions[-1] - positions[0] == len(positions) - 1:
-            positions = slice(int(positions[0]), int(positions[-1]) + 1)
-        yield positions, dtype
+            yield slice(int(positions[0]), int(positions[-1]) + 1), dtype
+        else:
+            yield positions, dtype
         lower = upper
 
 
@@ -101,35 +102,36 @@ class Multiplier:
         self.channel = channel
         self.pad_hash = pad_hash
 
-    def _pads(self, cots: Cots, width: int, flip: bool = False) -> np.ndarray:
-        return self.pad_hash.pads(cots.rows, cots.first, cots.sender, width,
-                                  cots.delta if flip else None)
+    def _pads(self, cots: SentCots | ReceivedCots, width: int,
+              delta: np.ndarray | None = None) -> np.ndarray:
+        """The pads of the rows, or with `delta` (a sender's) of the rows flipped by it."""
+        return self.pad_hash.pads(cots.rows, cots.first, cots.sender, width, delta)
 
-    async def take(self, sending: int, receiving: int) -> tuple[Cots, Cots]:
+    async def take(self, sending: int, receiving: int) -> tuple[SentCots, ReceivedCots]:
         return await self.pool.take(sending, receiving)
 
-    def sender_pads(self, cots: Cots, width: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._pads(cots, width), self._pads(cots, width, flip=True)
+    def sender_pads(self, cots: SentCots, width: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._pads(cots, width), self._pads(cots, width, cots.delta)
 
-    def receiver_pads(self, cots: Cots, width: int) -> np.ndarray:
+    def receiver_pads(self, cots: ReceivedCots, width: int) -> np.ndarray:
         return self._pads(cots, width)
 
-    def chosen(self, cots: Cots, flips: np.ndarray) -> Cots:
+    def chosen(self, cots: SentCots, flips: np.ndarray) -> SentCots:
         """The sender's COTs after the receiver asked for choices c ^ flips instead of its
         random c (it sends flips = wanted ^ c, which reveal nothing: c is uniform)."""
         rows = np.empty_like(cots.rows)
         xor_delta(cots.rows, np.atleast_2d(cots.delta), flips, rows)
-        return Cots(rows, None, cots.first, cots.sender, cots.delta)
+        return SentCots(rows, cots.first, cots.sender, cots.delta)
 
-    async def products(self, send_cots: Cots, sending: Side, correlation, offset,
-                       receive_cots: Cots, receiving: Side):
+    async def products(self, send_cots: SentCots, sending: Side, correlation, offset,
+                       receive_cots: ReceivedCots, receiving: Side):
         """Shares of c * correlation + offset over this server's sending COTs (c the peer's
         choices), and of the peer's products over its receiving COTs (c its own choices, which
         a caller may have used to build its correlation). correlation and offset (or None for
         zero) broadcast to sending.shape. Returns (shares as sender, shares as receiver),
         shaped like their sides. The peer calls this with the two sides swapped."""
         mine = self._pads(send_cots, sending.width).reshape(sending.shape)
-        tau = self._pads(send_cots, sending.width, flip=True).reshape(sending.shape)
+        tau = self._pads(send_cots, sending.width, send_cots.delta).reshape(sending.shape)
         sender_products(mine, tau, _operand(correlation, sending.shape),
                         _operand(offset, sending.shape), _shifts(sending))
         await self.channel.send(*narrow(tau, sending.shifts))

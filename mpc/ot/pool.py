@@ -15,8 +15,11 @@ bounded: a buffer holds at most `capacity` plus one batch, or one larger take.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -24,8 +27,9 @@ from twofold.mpc.errors import ProtocolMismatch
 from twofold.mpc.link import Channel
 from twofold.mpc.ot.extension import BLOCKS, CotReceiver, CotSender
 from twofold.mpc.ot.store import CotStore, direction_of
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
+Extension = TypeVar("Extension", CotSender, CotReceiver)  # a direction's side of the extension
 FIRST_BATCH_WORDS = 1 << 6  # 4,096 COTs: small jobs start quickly...
 LAST_BATCH_WORDS = 1 << 11  # ...then batches double up to 131,072 COTs (2 MiB of rows: the
 # extension's transposes and sums run in cache; at 2^19 COTs they ran a fifth slower)
@@ -33,15 +37,27 @@ DEFAULT_CAPACITY = 1 << 22  # unused COTs kept ahead per direction (about 70 MB)
 
 
 @dataclass
-class Cots:
-    """Consecutive COTs of one direction as one side holds them: rows q (sender) or t and
-    choice bits (receiver)."""
+class SentCots:
+    """Consecutive COTs of the direction in which this server sends: rows q and Delta."""
 
     rows: np.ndarray  # (m, 2) uint64
-    choices: np.ndarray | None  # (m,) uint8 0/1, receiver only
     first: int  # number of the first COT in its direction
     sender: int  # the party that sends in this direction
-    delta: np.ndarray | None = None  # sender only: (2,), or (m, 2) when stored COTs are mixed
+    delta: np.ndarray  # (2,), or (m, 2) when stored COTs are mixed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class ReceivedCots:
+    """Consecutive COTs of the direction in which this server receives: rows t and choice
+    bits."""
+
+    rows: np.ndarray  # (m, 2) uint64
+    choices: np.ndarray  # (m,) uint8 0/1
+    first: int
+    sender: int
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -83,24 +99,31 @@ def _joined(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def _held(part: np.ndarray | None) -> np.ndarray:
+    """A segment's choice bits in a direction that receives, its Delta in one that sends."""
+    if part is None:
+        raise ValueError("COTs of the wrong side of their direction")
+    return part
+
+
 def _deltas(segments: list[_Segment], session_delta: np.ndarray) -> np.ndarray:
     """One Delta if every segment has the session's, else one per row (stored COTs)."""
     if all(segment.delta is session_delta for segment in segments):
         return session_delta
-    return np.concatenate([np.broadcast_to(segment.delta, (len(segment.rows), 2))
+    return np.concatenate([np.broadcast_to(_held(segment.delta), (len(segment.rows), 2))
                            for segment in segments])
 
 
-class Direction:
-    """One direction's COTs as this server holds them, and the task that extends them."""
+class Direction(ABC, Generic[Extension]):
+    """One direction's COTs as this server holds them, and the task that extends them: the
+    sending and the receiving side each take and extend in their own way (SendingDirection,
+    ReceivingDirection)."""
 
-    def __init__(self, sender: int, party_id: int, channel: Channel,
-                 extension: CotSender | CotReceiver, capacity: int,
-                 store: CotStore | None = None, stored: list[int] = ()):
+    def __init__(self, sender: int, channel: Channel, extension: Extension, capacity: int,
+                 store: CotStore | None = None, stored: Sequence[int] = ()):
         self.sender = sender
-        self.receiving = sender != party_id
         self.channel = channel
-        self.extension = extension
+        self.extension: Extension = extension
         self.capacity = capacity
         self.store = store
         self.stored = deque(stored)  # ids of stored batches both servers hold, used first
@@ -123,7 +146,8 @@ class Direction:
         """Start extending for a take of `count` (so both directions extend at once)."""
         self._raise_target(self.taken + count)
 
-    async def take(self, count: int) -> Cots:
+    async def _take(self, count: int) -> tuple[int, list[_Segment], np.ndarray]:
+        """The next `count` COTs: the number of the first, their segments and their rows."""
         self.reserve(count)
         while self.size < count:
             if self.failure is not None:
@@ -132,17 +156,12 @@ class Direction:
             await self._more.wait()
         segments = _take_front(self.segments, count)
         rows = _joined([segment.rows for segment in segments], np.zeros((0, 2), U64))
-        if self.receiving:
-            choices = _joined([segment.choices for segment in segments], np.zeros(0, np.uint8))
-            taken = Cots(rows, choices, self.taken, self.sender)
-        else:
-            taken = Cots(rows, None, self.taken, self.sender,
-                         _deltas(segments, self.extension.delta))
+        first = self.taken
         self.size -= count
         self.taken += count
         first_batch = 64 * FIRST_BATCH_WORDS
         self._raise_target(self.taken + min(self.capacity, max(first_batch, self.taken // 4)))
-        return taken
+        return first, segments, rows
 
     async def run(self) -> None:
         """Extend batch after batch up to the target; a failure (the peer gone, say) is handed
@@ -161,25 +180,55 @@ class Direction:
             self._more.set()
 
     async def _extend(self, words: int) -> None:
-        if self.stored:  # a batch made in idle time: its file is gone before it is used
-            rows, second = self.store.take(self.stored.popleft())
-            segment = _Segment(rows, second, None) if self.receiving else _Segment(rows, None,
-                                                                                  second)
-        elif self.receiving:
-            message, rows, choices = self.extension.extend(words)
-            await self.channel.send(message)
-            segment = _Segment(rows, choices, None)
-            self.batches += 1
+        if self.stored and self.store is not None:
+            # a batch made in idle time: its file is gone before it is used
+            segment = self._segment(*self.store.take(self.stored.popleft()))
         else:
-            (message,) = await self.channel.recv()
-            if message.shape != (BLOCKS - 1, words):
-                raise ProtocolMismatch(f"OT extension: batch {self.batches} of direction "
-                                       f"{self.sender} has shape {message.shape}")
-            segment = _Segment(self.extension.extend(message), None, self.extension.delta)
+            segment = await self._batch(words)
             self.batches += 1
         self.segments.append(segment)
         self.size += len(segment.rows)
         self.extended += len(segment.rows)
+
+    @abstractmethod
+    def _segment(self, rows: np.ndarray, held: np.ndarray) -> _Segment:
+        """A stored batch's segment, from its rows and its choices or Delta."""
+
+    @abstractmethod
+    async def _batch(self, words: int) -> _Segment:
+        """The next batch of `words` words, extended with the peer."""
+
+
+class SendingDirection(Direction[CotSender]):
+    async def take(self, count: int) -> SentCots:
+        first, segments, rows = await self._take(count)
+        return SentCots(rows, first, self.sender, _deltas(segments, self.extension.delta))
+
+    def _segment(self, rows: np.ndarray, held: np.ndarray) -> _Segment:
+        return _Segment(rows, None, held)
+
+    async def _batch(self, words: int) -> _Segment:
+        (message,) = await self.channel.recv()
+        if message.shape != (BLOCKS - 1, words):
+            raise ProtocolMismatch(f"OT extension: batch {self.batches} of direction "
+                                   f"{self.sender} has shape {message.shape}")
+        return _Segment(self.extension.extend(message), None, self.extension.delta)
+
+
+class ReceivingDirection(Direction[CotReceiver]):
+    async def take(self, count: int) -> ReceivedCots:
+        first, segments, rows = await self._take(count)
+        choices = _joined([_held(segment.choices) for segment in segments],
+                          np.zeros(0, np.uint8))
+        return ReceivedCots(rows, choices, first, self.sender)
+
+    def _segment(self, rows: np.ndarray, held: np.ndarray) -> _Segment:
+        return _Segment(rows, held, None)
+
+    async def _batch(self, words: int) -> _Segment:
+        message, rows, choices = self.extension.extend(words)
+        await self.channel.send(message)
+        return _Segment(rows, choices, None)
 
 
 class CotPool:
@@ -187,15 +236,15 @@ class CotPool:
 
     def __init__(self, link_channels: tuple[Channel, Channel], party_id: int,
                  sender: CotSender, receiver: CotReceiver, capacity: int = DEFAULT_CAPACITY,
-                 store: CotStore | None = None, stored: list[int] = ()):
+                 store: CotStore | None = None, stored: Sequence[int] = ()):
         self.party_id = party_id
-        self.sending = Direction(party_id, party_id, link_channels[party_id], sender, capacity,
-                                 store, [i for i in stored if direction_of(i) == party_id])
-        self.receiving = Direction(1 - party_id, party_id, link_channels[1 - party_id],
-                                   receiver, capacity, store,
-                                   [i for i in stored if direction_of(i) != party_id])
+        self.sending = SendingDirection(party_id, link_channels[party_id], sender, capacity,
+                                        store, [i for i in stored if direction_of(i) == party_id])
+        self.receiving = ReceivingDirection(1 - party_id, link_channels[1 - party_id], receiver,
+                                            capacity, store,
+                                            [i for i in stored if direction_of(i) != party_id])
 
-    async def take(self, sending: int, receiving: int) -> tuple[Cots, Cots]:
+    async def take(self, sending: int, receiving: int) -> tuple[SentCots, ReceivedCots]:
         """The next `sending` COTs in which this server sends and `receiving` in which it
         receives; waits for the producers when the buffers hold fewer."""
         self.receiving.reserve(receiving)

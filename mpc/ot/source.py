@@ -86,14 +86,17 @@ class OtSource(CorrelationSource):
         return [await self._make(kind, params) for kind, params in batch]
 
     async def _make(self, kind: str, params: dict) -> tuple:
+        pool, made = self.pool, self._made
+        if pool is None or made is None:
+            raise RuntimeError("an OT source makes correlations once it is open")
         cost = self.costs.setdefault(kind, KindCosts())
-        sent, received = self.pool.sending.taken, self.pool.receiving.taken
+        sent, received = pool.sending.taken, pool.receiving.taken
         bytes_before, start = self.correlate_channel.bytes_sent, time.perf_counter()
-        value = await KINDS[kind].by_ot(self._made, params)
+        value = await KINDS[kind].by_ot(made, params)
         cost.requests += 1
         cost.elements += request_groups.elements(kind, params)
-        cost.cots_sent += self.pool.sending.taken - sent
-        cost.cots_received += self.pool.receiving.taken - received
+        cost.cots_sent += pool.sending.taken - sent
+        cost.cots_received += pool.receiving.taken - received
         cost.extension_bytes = cost.cots_received * BYTES_PER_COT
         cost.correction_bytes += self.correlate_channel.bytes_sent - bytes_before
         cost.seconds += time.perf_counter() - start

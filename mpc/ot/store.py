@@ -24,8 +24,8 @@ import numpy as np
 
 from twofold.mpc.errors import MpcError
 from twofold.mpc.files import fsync_dir
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
 NUMBER_BITS = 23  # batches per direction and session
 SUFFIX = ".cots"
 

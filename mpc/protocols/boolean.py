@@ -1,21 +1,27 @@
 """Boolean (XOR) shares and the conversions and comparisons built on them.
 
-Two layouts of XOR-shared bits:
-- words: one uint64 per value, bit j of the value in bit j of the word (A2B output, sort keys);
-- planes: for n values, a (bits, ceil(n/64)) uint64 array whose row j packs bit j of all n
-  values, 64 to a word. Comparison trees work plane by plane, so each level of the tree halves
-  the number of planes, and the bytes sent shrink with it.
-Single bits (comparison results) are uint8 0/1 arrays, packed 8 to a byte on the wire.
+Two layouts of XOR-shared bits (mpc.shares):
+- words (XorWords): one uint64 per value, bit j of the value in bit j of the word (A2B output,
+  sort keys);
+- planes (XorPlanes): for n values, a (bits, ceil(n/64)) uint64 array whose row j packs bit j
+  of all n values, 64 to a word. Comparison trees work plane by plane, so each level of the
+  tree halves the number of planes, and the bytes sent shrink with it.
+Single bits (XorBits: comparison results) are uint8 0/1 arrays, packed 8 to a byte on the wire.
+An AND works on words and planes alike (Packed), and gives the layout it was given.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 
+from twofold.mpc.correlation_source import BitTriple
 from twofold.mpc.correlations.and_monomials import monomial_mask, product_subsets, submasks
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import mul
@@ -27,12 +33,14 @@ from twofold.mpc.protocols.choices import (
     block_leaves,
     through_blocks,
 )
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive, XorBits, XorPlanes, XorWords
 
-U64 = np.uint64
 ALL_ONES = U64(0xFFFF_FFFF_FFFF_FFFF)
+Packed = TypeVar("Packed", XorWords, XorPlanes)  # XOR-shared bits packed in uint64 words
 
 
-async def and_many(party: Party, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+async def and_many(party: Party, pairs: list[tuple[Packed, Packed]]) -> list[Packed]:
     """x & y for every (x, y) pair of XOR-shared word arrays, in one round.
 
     1 round; each server sends 2 words per word ANDed (2 bits per bit).
@@ -52,10 +60,10 @@ async def and_many(party: Party, pairs: list[tuple[np.ndarray, np.ndarray]]) -> 
         size = int(np.prod(shape, dtype=np.int64))
         out.append(z[start : start + size].reshape(shape))
         start += size
-    return out
+    return cast(list[Packed], out)
 
 
-async def and_words(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+async def and_words(party: Party, x: Packed, y: Packed) -> Packed:
     (z,) = await and_many(party, [(x, y)])
     return z
 
@@ -101,8 +109,8 @@ def _monomial_plan(monomials: tuple[tuple[int, ...], ...], variables: int) -> _M
     return _MonomialPlan(layers, *indices)
 
 
-async def and_monomials(party: Party, variables: np.ndarray,
-                        monomials: list[list[int]]) -> list[np.ndarray]:
+async def and_monomials(party: Party, variables: Packed,
+                        monomials: list[list[int]]) -> list[Packed]:
     """For XOR-shared words variables[i] (all of one shape), the AND of variables[i] over i in
     each monomial (2 to 4 inputs), in one round: d_i = x_i ^ a_i is opened for the masks a_i of
     an and_monomials correlation, and a monomial M is the XOR over S inside M of
@@ -113,7 +121,7 @@ async def and_monomials(party: Party, variables: np.ndarray,
     plan = _monomial_plan(tuple(map(tuple, monomials)), len(variables))
     mine = variables ^ masks
     (other,) = await party.link.exchange(mine)
-    opened = mine ^ other
+    opened: npt.NDArray[np.uint64] = mine ^ other
     public = np.empty((1 + len(plan.parents), *opened.shape[1:]), U64)
     public[0] = ALL_ONES
     for first, end in plan.layers:
@@ -123,7 +131,7 @@ async def and_monomials(party: Party, variables: np.ndarray,
     empty = np.full((1, *opened.shape[1:]), ALL_ONES if party.id == 0 else 0, U64)
     shares = np.concatenate([empty, masks, products])
     terms = public[plan.term_public] & shares[plan.term_share]
-    return list(np.bitwise_xor.reduceat(terms, plan.starts, axis=0))
+    return cast(list[Packed], list(np.bitwise_xor.reduceat(terms, plan.starts, axis=0)))
 
 
 # ---- layouts -----------------------------------------------------------------------------
@@ -144,49 +152,50 @@ def _transpose_blocks(blocks: np.ndarray) -> None:
         low ^= swapped << U64(step)
 
 
-def to_planes(words: np.ndarray, bits: int = 64) -> np.ndarray:
+def to_planes(words: XorWords, bits: int = 64) -> XorPlanes:
     """(n,) uint64 words -> (bits, ceil(n/64)) planes of their low `bits` bits.
 
     Each block of 64 words is a 64 x 64 bit matrix whose transpose holds the block's planes:
     six passes over the words instead of unpacking 64 bytes per word."""
     n = len(words)
     width = (n + 63) // 64
-    blocks = np.zeros(width * 64, U64)
+    blocks: npt.NDArray[np.uint64] = np.zeros(width * 64, U64)
     blocks[:n] = words
     blocks = blocks.reshape(width, 64)
     _transpose_blocks(blocks)
-    return np.ascontiguousarray(blocks.T[:bits])
+    return XorPlanes(np.ascontiguousarray(blocks.T[:bits]))
 
 
-def from_planes(planes: np.ndarray, n: int) -> np.ndarray:
+def from_planes(planes: XorPlanes, n: int) -> XorWords:
     """(bits, ceil(n/64)) planes -> (n,) words whose bits above `bits` are zero: to_planes'
     inverse (a bit transpose undoes itself)."""
     blocks = np.zeros((planes.shape[1], 64), U64)
     blocks[:, :len(planes)] = planes.T
     _transpose_blocks(blocks)
-    return blocks.reshape(-1)[:n]
+    return XorWords(blocks.reshape(-1)[:n])
 
 
-def plane_to_bits(plane: np.ndarray, n: int) -> np.ndarray:
-    """One packed plane -> (n,) uint8 0/1."""
-    return np.unpackbits(np.ascontiguousarray(plane).view(np.uint8), count=n, bitorder="little")
+def plane_to_bits(plane: npt.NDArray[np.uint64], n: int) -> XorBits:
+    """One packed plane (a row of planes) -> (n,) uint8 0/1."""
+    return XorBits(np.unpackbits(np.ascontiguousarray(plane).view(np.uint8), count=n,
+                                 bitorder="little"))
 
 
-def pack_bits(bits: np.ndarray) -> np.ndarray:
+def pack_bits(bits: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return np.packbits(bits, bitorder="little")
 
 
-def _bit_planes(bits: np.ndarray) -> np.ndarray:
+def _bit_planes(bits: XorBits) -> XorPlanes:
     """(rows, n) uint8 0/1 -> (rows, ceil(n/64)) planes."""
     rows, n = bits.shape
     packed = np.zeros((rows, 8 * ((n + 63) // 64)), np.uint8)
     packed[:, :(n + 7) // 8] = np.packbits(bits, axis=1, bitorder="little")
-    return packed.view(U64)
+    return XorPlanes(packed.view(U64))
 
 
 # ---- conversions -------------------------------------------------------------------------
 
-async def bits_to_arith(party: Party, bits: np.ndarray) -> np.ndarray:
+async def bits_to_arith(party: Party, bits: XorBits) -> Additive:
     """XOR-shared 0/1 bits -> additive shares of the same bits (daBits).
 
     1 round, n/8 bytes; the dealer sends 8 bytes per bit to server 1.
@@ -199,7 +208,7 @@ async def bits_to_arith(party: Party, bits: np.ndarray) -> np.ndarray:
     result = (U64(1) - U64(2) * opened) * r_arith  # c xor r = c + (1 - 2c) r
     if party.id == 0:
         result += opened
-    return result.reshape(shape)
+    return Additive(result.reshape(shape))
 
 
 def _bit_product(opened, operand, r_arith, masked, gamma):
@@ -209,7 +218,9 @@ def _bit_product(opened, operand, r_arith, masked, gamma):
     return opened * operand + (U64(1) - U64(2) * opened) * (r_arith * masked + gamma)
 
 
-async def bits_to_arith_times(party: Party, bits: np.ndarray, operands_of):
+async def bits_to_arith_times(party: Party, bits: XorBits,
+                              operands_of: Callable[[Additive], Additive]
+                              ) -> tuple[Additive, Additive]:
     """Additive shares of XOR-shared 0/1 bits b (k rows of n) and of b * operands_of(b), where
     operands_of maps the additive shares of b to shares of k rows of values (local work only).
 
@@ -224,14 +235,15 @@ async def bits_to_arith_times(party: Party, bits: np.ndarray, operands_of):
     b = (U64(1) - U64(2) * opened) * r_arith
     if party.id == 0:
         b += opened
-    operand = np.ravel(operands_of(b.reshape(shape)))
+    operand = np.ravel(operands_of(Additive(b.reshape(shape))))
     e_mine = operand - beta
     (e_other,) = await party.link.exchange(e_mine)
     product = _bit_product(opened, operand, r_arith, e_mine + e_other, gamma)
-    return b.reshape(shape), product.reshape(shape)
+    return Additive(b.reshape(shape)), Additive(product.reshape(shape))
 
 
-async def _opened_bit_times(party: Party, bits: np.ndarray, values: np.ndarray, triples):
+async def _opened_bit_times(party: Party, bits: XorBits, values: Additive,
+                            triples: BitTriple) -> Additive:
     """Shares of b * v for XOR-shared bits b (n) and values v (n, or rows of n) with bit
     triples of v's shape: c = b ^ r and e = v - beta opened together (v does not depend on
     b), 1 round."""
@@ -239,37 +251,38 @@ async def _opened_bit_times(party: Party, bits: np.ndarray, values: np.ndarray, 
     mine, e_mine = pack_bits(bits ^ r_bits), values - beta
     other, e_other = await party.link.exchange(mine, e_mine)
     opened = np.unpackbits(mine ^ other, count=bits.size, bitorder="little").astype(U64)
-    return _bit_product(opened, values, r_arith, e_mine + e_other, gamma)
+    return Additive(_bit_product(opened, values, r_arith, e_mine + e_other, gamma))
 
 
-async def bits_times(party: Party, bits: np.ndarray, values: np.ndarray) -> np.ndarray:
+async def bits_times(party: Party, bits: XorBits, values: Additive) -> Additive:
     """Additive shares of b * v for XOR-shared 0/1 bits b and additive values v of the same
     shape. 1 round, 8 + 1/8 bytes per product."""
-    flat = np.ravel(bits)
-    product = await _opened_bit_times(party, flat, np.ravel(values),
+    flat = XorBits(np.ravel(bits))
+    product = await _opened_bit_times(party, flat, Additive(np.ravel(values)),
                                       await party.corr.bit_triples(flat.size))
-    return product.reshape(np.shape(bits))
+    return Additive(product.reshape(np.shape(bits)))
 
 
-async def flag_rows(party: Party, flags: np.ndarray, ys: np.ndarray) -> np.ndarray:
+async def flag_rows(party: Party, flags: Additive, ys: Additive) -> Additive:
     """flags (n): additive shares of 0/1 values; ys (k x n): shares of each flag times each
     row. The lowest bits of a 0/1 value's additive shares are XOR shares of it (no carry
     reaches bit 0), so the flag opens as one bit masked by a random one, as in bits_times,
     with k values per bit (bit row triples). 1 round, 8 k + 1/8 bytes per column; from OT
     2 COTs per column (a Beaver triple per column would take 128)."""
-    ys = np.asarray(ys, U64)
-    rows, n = ys.shape
+    values = Additive(np.asarray(ys, U64))
+    rows, n = values.shape
     if rows == 0:
-        return ys.copy()
-    bits = (np.asarray(flags, U64) & U64(1)).astype(np.uint8)
-    return await _opened_bit_times(party, bits, ys, await party.corr.bit_row_triples(rows, n))
+        return values.copy()
+    bits = XorBits((np.asarray(flags, U64) & U64(1)).astype(np.uint8))
+    return await _opened_bit_times(party, bits, values,
+                                   await party.corr.bit_row_triples(rows, n))
 
 
-async def and_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+async def and_bits(party: Party, x: XorBits, y: XorBits) -> XorBits:
     """x & y for XOR-shared 0/1 uint8 bit vectors, packed 64 to a word. 1 round, n/4 bytes."""
-    planes = _bit_planes(np.stack([x, y]))
-    product = await and_words(party, planes[0], planes[1])
-    return np.unpackbits(product.view(np.uint8), count=len(x), bitorder="little")
+    planes = _bit_planes(XorBits(np.stack([x, y])))
+    product = await and_words(party, XorPlanes(planes[0]), XorPlanes(planes[1]))
+    return XorBits(np.unpackbits(product.view(np.uint8), count=len(x), bitorder="little"))
 
 
 # Values from which a carry ripples bit by bit (one AND per bit, a round per bit) instead of
@@ -291,7 +304,7 @@ def _by_choices(party: Party, n: int) -> bool:
     return not party.corr.cheap_ands and n >= RIPPLE_FROM_OT
 
 
-async def add_words(party: Party, u: np.ndarray, v: np.ndarray, bits: int = 64) -> np.ndarray:
+async def add_words(party: Party, u: XorWords, v: XorWords, bits: int = 64) -> XorWords:
     """XOR shares of the low `bits` bits of u + v (mod 2^bits), for XOR-shared words u, v:
     ripple-carry for many values (_ripples), Kogge-Stone for few."""
     if _ripples(party, np.size(u), RIPPLE_ADDERS_FROM):
@@ -299,57 +312,59 @@ async def add_words(party: Party, u: np.ndarray, v: np.ndarray, bits: int = 64) 
     return await _kogge_stone_add(party, u, v, bits)
 
 
-async def _ripple_carries(party: Party, u_planes: np.ndarray, half_sums: np.ndarray):
+async def _ripple_carries(party: Party, u_planes: XorPlanes, half_sums: XorPlanes
+                          ) -> XorPlanes:
     """The carries into each bit of u + v (planes, bit 0 first), from XOR-shared planes of u and
     of u ^ v: c_{i+1} = maj(u_i, v_i, c_i) = u_i ^ ((u_i ^ v_i) & (u_i ^ c_i)), one AND and
     one round per bit after the first."""
     carries = np.zeros_like(half_sums)
     for bit in range(len(half_sums) - 1):
         carries[bit + 1] = u_planes[bit] ^ await and_words(
-            party, half_sums[bit], u_planes[bit] ^ carries[bit])
+            party, XorPlanes(half_sums[bit]), XorPlanes(u_planes[bit] ^ carries[bit]))
     return carries
 
 
-async def _ripple_add(party: Party, u: np.ndarray, v: np.ndarray, bits: int) -> np.ndarray:
+async def _ripple_add(party: Party, u: XorWords, v: XorWords, bits: int) -> XorWords:
     """Bit by bit on planes (_ripple_carries): bits - 1 rounds; at 64 bits, 63 bits ANDed per
     value (a twelfth of Kogge-Stone's), 16 bytes per value."""
-    u_planes, v_planes = to_planes(np.ravel(u), bits), to_planes(np.ravel(v), bits)
-    half_sums = u_planes ^ v_planes
-    total = half_sums ^ await _ripple_carries(party, u_planes, half_sums)
-    return from_planes(total, np.size(u)).reshape(np.shape(u))
+    u_planes = to_planes(XorWords(np.ravel(u)), bits)
+    v_planes = to_planes(XorWords(np.ravel(v)), bits)
+    half_sums = XorPlanes(u_planes ^ v_planes)
+    total = XorPlanes(half_sums ^ await _ripple_carries(party, u_planes, half_sums))
+    return XorWords(from_planes(total, np.size(u)).reshape(np.shape(u)))
 
 
-async def _kogge_stone_add(party: Party, u: np.ndarray, v: np.ndarray, bits: int) -> np.ndarray:
+async def _kogge_stone_add(party: Party, u: XorWords, v: XorWords, bits: int) -> XorWords:
     """Kogge-Stone carry prefix: 1 + ceil(log2 bits) rounds; at 64 bits, 12 ANDed words,
     192 bytes per value."""
     generate = await and_words(party, u, v)
     propagate = u ^ v
-    carry_g, carry_p = generate, propagate
+    carry_g, carry_p = generate, XorWords(propagate)
     shift = 1
     while shift < bits:
         last = shift * 2 >= bits
-        pairs = [(carry_p, carry_g << U64(shift))]
+        pairs = [(carry_p, XorWords(carry_g << U64(shift)))]
         if not last:
-            pairs.append((carry_p, carry_p << U64(shift)))
+            pairs.append((carry_p, XorWords(carry_p << U64(shift))))
         results = await and_many(party, pairs)
-        carry_g = carry_g ^ results[0]
+        carry_g = XorWords(carry_g ^ results[0])
         if not last:
             carry_p = results[1]
         shift *= 2
     total = propagate ^ (carry_g << U64(1))
-    return total if bits == 64 else total & U64((1 << bits) - 1)
+    return XorWords(total if bits == 64 else total & U64((1 << bits) - 1))
 
 
-async def arith_to_bool(party: Party, x: np.ndarray, bits: int = 64) -> np.ndarray:
+async def arith_to_bool(party: Party, x: Additive, bits: int = 64) -> XorWords:
     """A2B: additive shares -> XOR shares of the low `bits` bits. Server p's own share is a
     XOR sharing held by p alone; a shared adder sums the two. Rounds and bytes of add_words."""
-    x = np.asarray(x, U64)
-    zero = np.zeros_like(x)
-    mine, theirs = (x, zero) if party.id == 0 else (zero, x)
+    own = XorWords(np.asarray(x, U64))
+    zero = XorWords(np.zeros_like(own))
+    mine, theirs = (own, zero) if party.id == 0 else (zero, own)
     return await add_words(party, mine, theirs, bits)
 
 
-async def bool_to_arith(party: Party, words: np.ndarray) -> np.ndarray:
+async def bool_to_arith(party: Party, words: XorWords) -> Additive:
     """B2A of 64-bit words with edaBits: open y = w + r in a shared adder, then w = y - r.
 
     add_words plus 1 round; 200 bytes per value; the dealer sends 8 bytes per value.
@@ -358,15 +373,16 @@ async def bool_to_arith(party: Party, words: np.ndarray) -> np.ndarray:
     y_bool = await add_words(party, words, r_bool)
     (other,) = await party.link.exchange(y_bool)
     opened = y_bool ^ other
-    return (opened - r_arith) if party.id == 0 else (U64(0) - r_arith)
+    return Additive((opened - r_arith) if party.id == 0 else (U64(0) - r_arith))
 
 
 # ---- comparisons -------------------------------------------------------------------------
 
-def _owner_split_planes(party: Party, x: np.ndarray):
+def _owner_split_planes(party: Party, x: Additive
+                        ) -> tuple[XorPlanes, tuple[XorPlanes, XorPlanes]]:
     """Planes of this server's own share, as the two XOR sharings (z0, 0) and (0, z1)."""
-    planes = to_planes(np.ravel(x))
-    zero = np.zeros_like(planes)
+    planes = to_planes(XorWords(np.ravel(x)))
+    zero = XorPlanes(np.zeros_like(planes))
     return planes, ((planes, zero) if party.id == 0 else (zero, planes))
 
 
@@ -378,15 +394,15 @@ def _ones(party: Party, shape) -> np.ndarray:
     return np.full(shape, ALL_ONES if party.id == 0 else 0, U64)
 
 
-def _groups(party: Party, planes: np.ndarray, size: int, fill_one: bool) -> np.ndarray:
+def _groups(party: Party, planes: XorPlanes, size: int, fill_one: bool) -> XorPlanes:
     """(count, w) planes -> (size, ceil(count / size), w): plane j of group i at [j, i], the
     last group completed with XOR-shared ones (fill_one) or zeros."""
     short = -len(planes) % size
     if short:
         filler = _ones(party, (short, planes.shape[1])) if fill_one else np.zeros(
             (short, planes.shape[1]), U64)
-        planes = np.vstack([planes, filler])
-    return planes.reshape(len(planes) // size, size, planes.shape[1]).transpose(1, 0, 2)
+        planes = XorPlanes(np.vstack([planes, filler]))
+    return XorPlanes(planes.reshape(len(planes) // size, size, planes.shape[1]).transpose(1, 0, 2))
 
 
 # A fan-in-4 carry node, groups (g_j, p_j) low to high: G = g3 ^ p3 g2 ^ p3 p2 g1 ^ p3 p2 p1 g0
@@ -403,7 +419,8 @@ def _fan_in(party: Party, words: int) -> int:
     return 4 if party.corr.cheap_ands and words <= FAN_IN_4_WORDS else 2
 
 
-async def _carry_out(party: Party, generate: np.ndarray, propagate: np.ndarray) -> np.ndarray:
+async def _carry_out(party: Party, generate: XorPlanes, propagate: XorPlanes
+                     ) -> npt.NDArray[np.uint64]:
     """The carry out of the top of (count, w) planes of generate and propagate bits, low plane
     first: a tree of fan-in 4 (and_monomials) or 2 (_fan_in). ceil(log_4 count) or
     ceil(log_2 count) rounds."""
@@ -413,18 +430,21 @@ async def _carry_out(party: Party, generate: np.ndarray, propagate: np.ndarray) 
         g, p = _groups(party, generate, fan_in, False), _groups(party, propagate, fan_in, True)
         if fan_in == 4:
             variables = np.stack([g[0], g[1], g[2], p[1], p[2], p[3]] + ([] if last else [p[0]]))
-            made = await and_monomials(party, variables, _CARRY4 + ([] if last else [_PROPAGATE4]))
-            generate = g[3] ^ made[0] ^ made[1] ^ made[2]
-            propagate = None if last else made[3]
+            made = await and_monomials(party, XorPlanes(variables),
+                                       _CARRY4 + ([] if last else [_PROPAGATE4]))
+            generate = XorPlanes(g[3] ^ made[0] ^ made[1] ^ made[2])
+            if not last:
+                propagate = made[3]
         elif last:
-            generate = g[1] ^ await and_words(party, p[1], g[0])
+            generate = XorPlanes(g[1] ^ await and_words(party, XorPlanes(p[1]), XorPlanes(g[0])))
         else:
-            carried, propagate = await and_many(party, [(p[1], g[0]), (p[1], p[0])])
-            generate = g[1] ^ carried
+            carried, propagate = await and_many(party, [(XorPlanes(p[1]), XorPlanes(g[0])),
+                                                        (XorPlanes(p[1]), XorPlanes(p[0]))])
+            generate = XorPlanes(g[1] ^ carried)
     return generate[0]
 
 
-async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
+async def msb_bits(party: Party, x: Additive) -> XorBits:
     """XOR-shared msb of additively shared x, as (n,) uint8 bits.
 
     msb(x0 + x1) = x0[63] ^ x1[63] ^ carry into bit 63. With a dealer, the carry comes from a
@@ -441,34 +461,35 @@ async def msb_bits(party: Party, x: np.ndarray) -> np.ndarray:
             carry = await through_blocks(party, own, 63, CARRY)
         else:  # each block's generate and propagate bits, then a tree over the blocks
             leaves = await block_leaves(party, own, 63, CARRY_LEAF)
-            carry = plane_to_bits(await _carry_out(party, _bit_planes(leaves & 1),
-                                                   _bit_planes(leaves >> 1)), n)
-        return ((own >> U64(63)).astype(np.uint8) ^ carry).reshape(np.shape(x))
+            generates, propagates = leaves & np.uint8(1), leaves >> np.uint8(1)
+            carry = plane_to_bits(await _carry_out(party, _bit_planes(XorBits(generates)),
+                                                   _bit_planes(XorBits(propagates))), n)
+        return XorBits(((own >> U64(63)).astype(np.uint8) ^ carry).reshape(np.shape(x)))
     planes, (u, v) = _owner_split_planes(party, x)
     if _ripples(party, n, RIPPLE_COMPARISONS_FROM):  # the carry into bit 63
-        carry = (await _ripple_carries(party, u, planes))[63]
-        return plane_to_bits(planes[63] ^ carry, n).reshape(np.shape(x))
-    generate = await and_words(party, u[:63], v[:63])
-    top = planes[63] ^ await _carry_out(party, generate, planes[:63])
-    return plane_to_bits(top, n).reshape(np.shape(x))
+        carry_planes = await _ripple_carries(party, u, planes)
+        return XorBits(plane_to_bits(planes[63] ^ carry_planes[63], n).reshape(np.shape(x)))
+    generate = await and_words(party, XorPlanes(u[:63]), XorPlanes(v[:63]))
+    top = planes[63] ^ await _carry_out(party, generate, XorPlanes(planes[:63]))
+    return XorBits(plane_to_bits(top, n).reshape(np.shape(x)))
 
 
-async def less_than_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+async def less_than_bits(party: Party, x: Additive, y: Additive) -> XorBits:
     """XOR-shared [x < y] for signed x, y with |x - y| < 2^63. Rounds and bytes of msb_bits
     (4, 7 or 63 rounds)."""
-    return await msb_bits(party, np.asarray(x, U64) - np.asarray(y, U64))
+    return await msb_bits(party, Additive(np.asarray(x, U64) - np.asarray(y, U64)))
 
 
-async def less_than(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+async def less_than(party: Party, x: Additive, y: Additive) -> Additive:
     """Additive 0/1 shares of [x < y]. msb_bits and 1 round (5, 8 or 64 rounds)."""
     return await bits_to_arith(party, await less_than_bits(party, x, y))
 
 
-async def greater_than(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+async def greater_than(party: Party, x: Additive, y: Additive) -> Additive:
     return await less_than(party, y, x)
 
 
-async def equal_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+async def equal_bits(party: Party, x: Additive, y: Additive) -> XorBits:
     """XOR-shared [x == y] for any x, y in Z_2^64.
 
     x == y iff z0 == -z1 for z = x - y. With a dealer, iff every bit of ~z0 ^ (-z1) is set:
@@ -483,35 +504,38 @@ async def equal_bits(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if not party.corr.cheap_ands:
         own = diff if party.id == 0 else U64(0) - diff
         if _by_choices(party, diff.size):
-            return (await through_blocks(party, own, 64, EQUAL)).reshape(difference.shape)
-        planes = _bit_planes(await block_leaves(party, own, 64, EQUAL_LEAF))  # equal blocks
-    else:
-        planes = to_planes(~diff if party.id == 0 else U64(0) - diff)
+            return XorBits(
+                (await through_blocks(party, own, 64, EQUAL)).reshape(difference.shape))
+        equal_blocks = await block_leaves(party, own, 64, EQUAL_LEAF)
+        planes = _bit_planes(XorBits(equal_blocks))
+    else:  # this server's own share of -z, as a XOR sharing
+        planes = to_planes(XorWords(~diff if party.id == 0 else U64(0) - diff))
     while len(planes) > 1:
         if _fan_in(party, planes.shape[1]) == 4:
             (planes,) = await and_monomials(party, _groups(party, planes, 4, True),
                                             [[0, 1, 2, 3]])
         else:
             pairs = _groups(party, planes, 2, True)
-            planes = await and_words(party, pairs[0], pairs[1])
-    return plane_to_bits(planes[0], diff.size).reshape(difference.shape)
+            planes = await and_words(party, XorPlanes(pairs[0]), XorPlanes(pairs[1]))
+    return XorBits(plane_to_bits(planes[0], diff.size).reshape(difference.shape))
 
 
-async def equal(party: Party, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+async def equal(party: Party, x: Additive, y: Additive) -> Additive:
     """Additive 0/1 shares of [x == y]. equal_bits and 1 round (4 or 7 rounds)."""
     return await bits_to_arith(party, await equal_bits(party, x, y))
 
 
-async def clamp(party: Party, x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+async def clamp(party: Party, x: Additive, low: Additive, high: Additive) -> Additive:
     """min(max(x, low), high) elementwise, for shared bounds with low <= high (public ones as
     Party.public shares): x + [x < low](low - x) + [x > high](high - x), the two comparisons
     side by side and both products in one round. less_than_bits and 1 round."""
-    outside = await less_than_bits(party, np.stack([x, high]), np.stack([low, x]))
-    return x + (await bits_times(party, outside, np.stack([low - x, high - x]))).sum(
-        axis=0, dtype=U64)
+    outside = await less_than_bits(party, Additive(np.stack([x, high])),
+                                   Additive(np.stack([low, x])))
+    corrections = await bits_times(party, outside, Additive(np.stack([low - x, high - x])))
+    return Additive(x + corrections.sum(axis=0, dtype=U64))
 
 
-async def clamp_public(party: Party, x: np.ndarray, low, high) -> np.ndarray:
+async def clamp_public(party: Party, x: Additive, low, high) -> Additive:
     """min(max(x, low), high) elementwise for ANY x in Z_2^64 (read as signed) and public int64
     bounds low <= high < 2^63 - 1, per element or one for all: for values whose shares a
     malicious owner chose, where |x - bound| < 2^63, on which `clamp` relies, may not hold.
@@ -526,7 +550,7 @@ async def clamp_public(party: Party, x: np.ndarray, low, high) -> np.ndarray:
     from 2^11 / 3 values (block by block) 16 rounds, 233 COTs and about 180 bytes per server.
     Where low is 0 (amounts, booleans, codes) [x < 0] is msb(x): 2 msbs and 1 AND per value.
     """
-    x = np.asarray(x, U64)
+    x = Additive(np.asarray(x, U64))
     if x.size == 0:
         return x.copy()
     low, high = (np.broadcast_to(np.asarray(b, np.int64), x.shape).ravel() for b in (low, high))
@@ -536,11 +560,11 @@ async def clamp_public(party: Party, x: np.ndarray, low, high) -> np.ndarray:
     limit = high + 1  # [x > high] = 1 - [x < high + 1]
     low_words, high_words, limit_words = (b.view(U64) for b in (low, high, limit))
     lowered = low != 0  # [x < 0] is msb(x) itself: no msb of x - low, no AND
-    bits = await msb_bits(party, np.concatenate(
-        [value, (value - party.public(low_words))[lowered], value - party.public(limit_words)]))
+    bits = await msb_bits(party, Additive(np.concatenate(
+        [value, (value - party.public(low_words))[lowered], value - party.public(limit_words)])))
     sign, under_low, under_limit = np.split(bits, np.cumsum([value.size, lowered.sum()]))
-    ands = await and_bits(party, np.concatenate([sign[lowered], sign]),
-                          np.concatenate([under_low, under_limit]))
+    ands = await and_bits(party, XorBits(np.concatenate([sign[lowered], sign])),
+                          XorBits(np.concatenate([under_low, under_limit])))
 
     def less(signs, under: np.ndarray, both: np.ndarray, bound: np.ndarray) -> np.ndarray:
         """XOR shares of [x < bound] from msb(x), msb(x - bound) and their AND."""
@@ -549,12 +573,12 @@ async def clamp_public(party: Party, x: np.ndarray, low, high) -> np.ndarray:
     below = sign.copy()
     below[lowered] = less(sign[lowered], under_low, ands[:len(under_low)], low[lowered])
     above = less(sign, under_limit, ands[len(under_low):], limit) ^ np.uint8(party.id == 0)
-    corrections = await bits_times(party, np.stack([below, above]),
-                                   np.stack([party.public(low_words) - value,
-                                             party.public(high_words) - value]))
-    return (value + corrections.sum(axis=0, dtype=U64)).reshape(x.shape)
+    corrections = await bits_times(party, XorBits(np.stack([below, above])),
+                                   Additive(np.stack([party.public(low_words) - value,
+                                                      party.public(high_words) - value])))
+    return Additive((value + corrections.sum(axis=0, dtype=U64)).reshape(x.shape))
 
 
-async def mux(party: Party, choice: np.ndarray, if_one: np.ndarray, if_zero: np.ndarray):
+async def mux(party: Party, choice: Additive, if_one: Additive, if_zero: Additive) -> Additive:
     """choice ? if_one : if_zero, choice additive 0/1. 1 round, 16 bytes."""
-    return if_zero + await mul(party, choice, if_one - if_zero)
+    return Additive(if_zero + await mul(party, choice, Additive(if_one - if_zero)))

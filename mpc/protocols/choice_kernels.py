@@ -4,10 +4,9 @@ passes over all values (numba, cached on disk; imported only where comparisons g
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
-U64 = np.uint64
+from twofold.mpc.ring import U64
 
 
 @njit(cache=True, nogil=True)

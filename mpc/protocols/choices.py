@@ -28,14 +28,18 @@ bits (54 COTs) for a carry, where a tree over bits ANDs about 190 (380 COTs).
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from twofold.mpc.correlations.one_of_n import low_bits
 from twofold.mpc.party import Party
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import XorBits
 
-U64 = np.uint64
 BLOCK_BITS = 5  # a block and the state bit: 64 entries, a list in one word
 
 
@@ -46,7 +50,7 @@ class Rule:
 
     name: str
     start: int
-    next: object
+    next: Callable[..., Any]
 
 
 CARRY = Rule("carry", 0, lambda mine, theirs, carry, bits: (mine + theirs + carry) >> bits)
@@ -61,7 +65,7 @@ class Leaf:
     name: str
     width: int
     block_bits: int
-    value: object
+    value: Callable[..., Any]
 
 
 def _generate_propagate(mine, theirs, bits):
@@ -151,7 +155,8 @@ def _kernels():
     return choice_kernels
 
 
-async def _taken(party: Party, requests: list[tuple[str, dict]]):
+async def _taken(party: Party, requests: list[tuple[str, dict]]
+                 ) -> AsyncIterator[tuple[np.ndarray, ...]]:
     """The correlations of `requests`, announced ahead and then taken one by one, in order on
     both servers."""
     party.corr.prefetch(requests)
@@ -159,13 +164,14 @@ async def _taken(party: Party, requests: list[tuple[str, dict]]):
         yield await party.corr.get(kind, **params)
 
 
-async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -> np.ndarray:
+async def through_blocks(party: Party, own: npt.NDArray[np.uint64], bits: int,
+                         rule: Rule) -> XorBits:
     """XOR shares (uint8 0/1) of the state after the low `bits` bits of this server's own
     values `own` (uint64, 1-d) and the peer's have gone through `rule`. One message per block
     (and one more), each way in turn."""
     n = own.size
     if n == 0:
-        return np.zeros(0, np.uint8)
+        return XorBits(np.zeros(0, np.uint8))
     kernels, layout = _kernels(), blocks(bits)
     correlations = _taken(party, plan(n, bits))
 
@@ -175,7 +181,8 @@ async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -
         return d
 
     share = np.zeros(n, np.uint8)  # of the state going into the current block
-    ahead = None  # the next block's correlation, when this server took it early
+    # the next block's correlation, when this server took it early
+    ahead: tuple[np.ndarray, ...] | None = None
     if party.id != _sender(0):
         ahead = await anext(correlations)
         await party.link.send(d_for(0, share, ahead[0]))
@@ -208,10 +215,11 @@ async def through_blocks(party: Party, own: np.ndarray, bits: int, rule: Rule) -
             share = np.empty(n, np.uint8)
             kernels.read_lists(received[0].view(wire), index, 1, bit, share)
             d = None if last else received[1]
-    return share
+    return XorBits(share)
 
 
-async def block_leaves(party: Party, own: np.ndarray, bits: int, leaf: Leaf) -> np.ndarray:
+async def block_leaves(party: Party, own: npt.NDArray[np.uint64], bits: int,
+                       leaf: Leaf) -> npt.NDArray[np.uint8]:
     """XOR shares (blocks, n) uint8 of each block's outcome under `leaf`, for the low `bits`
     bits of this server's own values and the peer's. 2 rounds: every d, then every list."""
     n = own.size

@@ -20,13 +20,16 @@ multiplication by f2: 8 (2 + columns) bytes; "min" / "max" add a comparison and 
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import mul
 from twofold.mpc.protocols.boolean import flag_rows, less_than
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive
 
-U64 = np.uint64
 OPS = ("copy", "sum", "min", "max")
 
 
@@ -43,21 +46,22 @@ def _levels(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
             zip(up + down, steps + steps[::-1]) if len(right)]
 
 
-async def _combine(party: Party, op: str, flags_left: np.ndarray, left: np.ndarray,
-                   flags_right: np.ndarray, right: np.ndarray):
+async def _combine(party: Party, op: str, flags_left: Additive, left: Additive,
+                   flags_right: Additive, right: Additive) -> tuple[Additive, Additive]:
     """(f1, v1) . (f2, v2) for columns of pairs: v2 if f2 else v1 op v2, and f1 or f2."""
     if op in ("min", "max"):  # v1 becomes min(v1, v2) (or max): then as "copy"
         first, second = (left, right) if op == "min" else (right, left)
         keep_left = await less_than(party, first, second)
-        left = right + await mul(party, keep_left, left - right)
+        left = Additive(right + await mul(party, keep_left, Additive(left - right)))
     operand = left if op == "sum" else right - left
-    products = await flag_rows(party, flags_right, np.vstack([flags_left[None, :], operand]))
+    products = await flag_rows(party, flags_right,
+                               Additive(np.vstack([flags_left[None, :], operand])))
     values = right + left - products[1:] if op == "sum" else left + products[1:]
-    return flags_right + flags_left - products[0], values
+    return Additive(flags_right + flags_left - products[0]), Additive(values)
 
 
-async def segmented_scan(party: Party, heads: np.ndarray, values: list[np.ndarray],
-                         op: str = "copy") -> list[np.ndarray]:
+async def segmented_scan(party: Party, heads: Additive, values: list[Additive],
+                         op: str = "copy") -> list[Additive]:
     if op not in OPS:
         raise ValueError(f"unknown scan {op!r}")
     flags = np.asarray(heads, U64).copy()
@@ -65,5 +69,6 @@ async def segmented_scan(party: Party, heads: np.ndarray, values: list[np.ndarra
              else np.zeros((0, len(flags)), U64))
     for left, right in _levels(len(flags)):
         flags[right], table[:, right] = await _combine(
-            party, op, flags[left], table[:, left], flags[right], table[:, right])
-    return list(table)
+            party, op, Additive(flags[left]), Additive(table[:, left]), Additive(flags[right]),
+            Additive(table[:, right]))
+    return cast(list[Additive], list(table))

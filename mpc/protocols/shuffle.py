@@ -10,11 +10,16 @@ knows, so the composition is unknown to each server. One pass, with permuter P a
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 import numpy as np
+import numpy.typing as npt
 
 from twofold.mpc.party import Party
+from twofold.mpc.ring import U64
 
-U64 = np.uint64
+# A column of shares, additive or XOR words: a list of one layout comes back in that layout
+Column = TypeVar("Column", bound=npt.NDArray[np.uint64])
 
 
 def _combine(table: np.ndarray, other: np.ndarray, kinds: str, subtract: bool) -> np.ndarray:
@@ -44,8 +49,8 @@ async def _shuffle_pass(party: Party, table: np.ndarray, kinds: str, permuter: i
     return mask_b
 
 
-async def shuffle(party: Party, columns: list[np.ndarray], boolean: list[bool] | None = None
-                  ) -> list[np.ndarray]:
+async def shuffle(party: Party, columns: list[Column], boolean: list[bool] | None = None
+                  ) -> list[Column]:
     """The same secret random permutation applied to every column (all of length n).
     boolean[i] says column i holds XOR shares (default: additive)."""
     if not columns:
@@ -55,4 +60,4 @@ async def shuffle(party: Party, columns: list[np.ndarray], boolean: list[bool] |
     table = np.stack([np.asarray(column, U64) for column in columns])
     for permuter in (0, 1):
         table = await _shuffle_pass(party, table, kinds, permuter)
-    return list(table)
+    return cast(list[Column], list(table))

@@ -23,16 +23,19 @@ plus 16 per column moved; the dealer sends about 40b + 180 bytes per row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
 from twofold.mpc.errors import ProtocolMismatch
 from twofold.mpc.party import Party
 from twofold.mpc.protocols.arithmetic import reveal, truncate
 from twofold.mpc.protocols.boolean import and_bits, arith_to_bool, bits_to_arith_times
-from twofold.mpc.protocols.shuffle import shuffle
+from twofold.mpc.protocols.shuffle import Column, shuffle
+from twofold.mpc.ring import U64
+from twofold.mpc.shares import Additive, XorBits, XorWords
 
-U64 = np.uint64
 HALF = 32
 LOW_HALF = U64((1 << HALF) - 1)
 MAX_ROWS = 1 << 28
@@ -43,12 +46,12 @@ DIGIT_BITS = 2  # radix 4: half the passes of radix 2 for three products per pas
 class SortKey:
     """A shared key column. Values must fit in `bits` bits (two's complement when signed)."""
 
-    column: np.ndarray
+    column: Additive
     bits: int = 64
     signed: bool = True
 
 
-def as_permutation(opened: np.ndarray, n: int) -> np.ndarray:
+def as_permutation(opened: np.ndarray, n: int) -> npt.NDArray[np.int64]:
     """An opened destination vector as indices, after checking it is a permutation."""
     indices = np.asarray(opened, U64)
     repeated = n and np.bincount(indices.astype(np.int64) % max(n, 1), minlength=n).max() != 1
@@ -57,7 +60,7 @@ def as_permutation(opened: np.ndarray, n: int) -> np.ndarray:
     return indices.astype(np.int64)
 
 
-def _move(columns: list[np.ndarray], destination: np.ndarray) -> list[np.ndarray]:
+def _move(columns: list[Column], destination: np.ndarray) -> list[Column]:
     moved = []
     for column in columns:
         out = np.empty_like(column)
@@ -66,26 +69,29 @@ def _move(columns: list[np.ndarray], destination: np.ndarray) -> list[np.ndarray
     return moved
 
 
-async def apply_permutation(party: Party, destination: np.ndarray, columns: list[np.ndarray],
-                            boolean: list[bool] | None = None) -> list[np.ndarray]:
+async def apply_permutation(party: Party, destination: Additive, columns: list[Column],
+                            boolean: list[bool] | None = None) -> list[Column]:
     """Move row i of every column to row destination[i] (shared). 3 rounds."""
     boolean = (boolean or [False] * len(columns)) + [False]
-    *shuffled, shuffled_dest = await shuffle(party, [*columns, destination], boolean)
-    target = as_permutation(await reveal(party, shuffled_dest), len(destination))
-    return _move(shuffled, target)
+    moving: list[npt.NDArray[np.uint64]] = [*columns, destination]
+    *shuffled, shuffled_dest = await shuffle(party, moving, boolean)
+    target = as_permutation(await reveal(party, Additive(shuffled_dest)), len(destination))
+    return cast(list[Column], _move(shuffled, target))
 
 
-async def _packed_key_words(party: Party, keys: list[SortKey]) -> tuple[list, list[int]]:
+async def _packed_key_words(party: Party, keys: list[SortKey]
+                            ) -> tuple[list[XorWords], list[int]]:
     """XOR-shared key words, least significant first, and how many bits of each are used."""
-    words, widths = [], []
+    words: list[XorWords] = []
+    widths: list[int] = []
     for key in reversed(keys):
         if not 1 <= key.bits <= 64:
             raise ValueError("sort key widths must be 1..64 bits")
-        word = await arith_to_bool(party, np.asarray(key.column, U64), key.bits)
+        word = await arith_to_bool(party, Additive(np.asarray(key.column, U64)), key.bits)
         if key.signed and party.id == 0:
             word ^= U64(1 << (key.bits - 1))  # two's complement order -> unsigned order
         if widths and widths[-1] + key.bits <= 64:
-            words[-1] = words[-1] ^ (word << U64(widths[-1]))
+            words[-1] = XorWords(words[-1] ^ (word << U64(widths[-1])))
             widths[-1] += key.bits
         else:
             words.append(word)
@@ -93,7 +99,7 @@ async def _packed_key_words(party: Party, keys: list[SortKey]) -> tuple[list, li
     return words, widths
 
 
-def _one_hot(party: Party, a: np.ndarray) -> list[np.ndarray]:
+def _one_hot(party: Party, a: Additive) -> list[np.ndarray]:
     """Additive indicators of each digit value, from additive shares of the digit's bits
     (rows: b0 and, for 2-bit digits, b1 and b0 & b1)."""
     one = party.public(np.ones(a.shape[1], U64))
@@ -103,18 +109,18 @@ def _one_hot(party: Party, a: np.ndarray) -> list[np.ndarray]:
     return [one - b0 - b1 + both, b0 - both, b1 - both, both]
 
 
-async def _digit_destination(party: Party, bits: np.ndarray) -> np.ndarray:
+async def _digit_destination(party: Party, bits: XorBits) -> Additive:
     """Shares of each row's position after a stable sort by a 1- or 2-bit digit, given as XOR
     shared bit rows (least significant first). With indicators i_v of digit value v,
     dest = sum_v i_v * Y_v where Y_v = (rows with a smaller digit) + (rows with digit v above);
     since the indicators sum to one this takes one product per bit row of the one-hot code.
     3 rounds (2 for 1-bit digits), 8 bytes per product row."""
     if len(bits) == 2:
-        both = await and_bits(party, bits[0], bits[1])
-        bits = np.vstack([bits, both[None, :]])
+        both = await and_bits(party, XorBits(bits[0]), XorBits(bits[1]))
+        bits = XorBits(np.vstack([bits, both[None, :]]))
     base = {}
 
-    def operands(a):
+    def operands(a: Additive) -> Additive:
         indicators = _one_hot(party, a)
         offset = np.zeros(1, U64)  # an array, not a scalar: shares wrap, silently
         ys = []
@@ -123,14 +129,14 @@ async def _digit_destination(party: Party, bits: np.ndarray) -> np.ndarray:
             offset = offset + indicator.sum(dtype=U64, keepdims=True)
         base["y0"] = ys[0]
         if len(ys) == 2:
-            return np.stack([ys[1] - ys[0]])
-        return np.stack([ys[1] - ys[0], ys[2] - ys[0], ys[3] - ys[1] - ys[2] + ys[0]])
+            return Additive(np.stack([ys[1] - ys[0]]))
+        return Additive(np.stack([ys[1] - ys[0], ys[2] - ys[0], ys[3] - ys[1] - ys[2] + ys[0]]))
 
     _, products = await bits_to_arith_times(party, bits, operands)
-    return base["y0"] + products.sum(axis=0, dtype=U64)
+    return Additive(base["y0"] + products.sum(axis=0, dtype=U64))
 
 
-async def sort_permutation(party: Party, keys: list[SortKey]) -> np.ndarray:
+async def sort_permutation(party: Party, keys: list[SortKey]) -> Additive:
     """Shares of each row's position in the stable order by keys (first key most significant).
 
     Each pass shuffles the remaining key words and one packed column origin * 2^32 + dest. To
@@ -152,27 +158,27 @@ async def sort_permutation(party: Party, keys: list[SortKey]) -> np.ndarray:
             digit_bits = min(DIGIT_BITS, width - bit)
             digit = np.stack([((words[word_index] >> U64(bit + i)) & U64(1)).astype(np.uint8)
                               for i in range(digit_bits)])
-            destination = await _digit_destination(party, digit)
+            by_digit = await _digit_destination(party, XorBits(digit))
             first_kept = word_index + (1 if bit + digit_bits == width else 0)
-            carried = words[first_kept:]
-            *carried, packed = await shuffle(party, [*carried, origin_high + destination],
-                                             [True] * len(carried) + [False])
+            columns = [*words[first_kept:], origin_high + by_digit]  # XOR words, additive
+            *carried, packed = await shuffle(party, columns, [True] * (len(columns) - 1) + [False])
             hidden_origin = party.rng.words(n) << HALF
-            opened = await reveal(party, packed + hidden_origin)
+            opened = await reveal(party, Additive(packed + hidden_origin))
             target = as_permutation(opened & LOW_HALF, n)
-            *words[first_kept:], packed = _move([*carried, packed], target)
-            origin_high = packed - party.public(positions)
+            *moved, packed = _move([*carried, packed], target)
+            words[first_kept:] = [XorWords(word) for word in moved]
+            origin_high = Additive(packed - party.public(positions))
     origin = await truncate(party, origin_high, HALF)  # exact: the low half is zero
     shuffled_origin, shuffled_position = await shuffle(
         party, [origin, party.public(positions)])
     rows = as_permutation(await reveal(party, shuffled_origin), n)
     destination = np.empty(n, U64)
     destination[rows] = shuffled_position
-    return destination
+    return Additive(destination)
 
 
-async def sort(party: Party, columns: list[np.ndarray], keys: list[SortKey]) -> list[np.ndarray]:
+async def sort(party: Party, columns: list[Column], keys: list[SortKey]) -> list[Column]:
     """The columns, stably sorted by the keys (first key most significant)."""
     if not columns or len(columns[0]) <= 1:
-        return [np.asarray(column, U64).copy() for column in columns]
+        return [cast(Column, np.asarray(column, U64).copy()) for column in columns]
     return await apply_permutation(party, await sort_permutation(party, keys), columns)

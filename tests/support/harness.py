@@ -19,10 +19,10 @@ import zmq
 from twofold.mpc.accounting import Accounting
 from twofold.mpc.curve import KeyPair
 from twofold.mpc.dealer import Dealer
+from twofold.mpc.ring import U64
 from twofold.mpc.session import Endpoints, open_party
 from twofold.owners.policy import unrestricted
 
-U64 = np.uint64
 OPEN_POLICY = unrestricted()  # tests of results, not rules
 
 

@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 
 from tests.support.harness import reconstruct, run_pair, shares_of
+from twofold.mpc.ring import U64
 from twofold.owners.schema import INDICATOR, Schema, parse_schema
 from twofold.sorting_join.plan import plan_join
 from twofold.sorting_join.table import SharedTable
-
-U64 = np.uint64
 
 
 def random_schema(rng: np.random.Generator, tables: int) -> Schema:

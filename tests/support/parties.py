@@ -10,9 +10,8 @@ import numpy as np
 from tests.support.harness import free_address, keypair
 from twofold.mpc.dealer import Dealer
 from twofold.mpc.protocols.arithmetic import mul
+from twofold.mpc.ring import U64
 from twofold.mpc.session import Endpoints, open_party
-
-U64 = np.uint64
 
 TIMEOUT = 1.5
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-U64 = np.uint64
+from twofold.mpc.ring import U64
 
 
 def uniformity_statistic(words: np.ndarray, shift: int) -> float:
