@@ -213,7 +213,7 @@ def bench_join(
                "compact"), LocalCluster() as cluster:
         results = cluster.run("bench_join", {"left_rows": left, "right_rows": right,
                                              "key_bits": key_bits, "repeat": repeat})
-    rows = stage_rows("join_binary", left + right, [list(run) for run in zip(*results)])
+    rows = stage_rows("join_binary", left + right, [list(run) for run in zip(*results, strict=True)])
     if scale > 0:
         with phase(f"TPC-H Q5-shaped job at SF {scale:g}: generate, upload, join, aggregate"):
             tpch_rows, runs, elapsed, peaks = tpch_runs(
@@ -370,7 +370,7 @@ def bench_pipeline(
             left = 1 << exponent
             results = cluster.run("bench_join", {"left_rows": left, "right_rows": left // 4,
                                                  "key_bits": 63, "repeat": repeat})
-            total = stage_rows("join", left + left // 4, [list(run) for run in zip(*results)])[0]
+            total = stage_rows("join", left + left // 4, [list(run) for run in zip(*results, strict=True)])[0]
             points.append((left + left // 4, total["seconds"]))
     (out / "table.md").write_text(_markdown(sections))
     _plot(points, out / "joins.png")

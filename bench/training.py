@@ -41,7 +41,7 @@ async def run_ml_bench(party: Party, rows: int, columns: int, trainings: list[di
                  await _labels(party, spec["rows"])) for spec in trainings]
     await timed_runs(party, "purify", repeat, lambda: purify(party, valid, table),
                      prefetch=False)
-    for spec, (x, y) in zip(trainings, data):
+    for spec, (x, y) in zip(trainings, data, strict=True):
         hyper = Hyper("logistic", spec["iterations"], spec["batch"], 0.1)
         await timed_runs(party, spec["name"], repeat,
                          lambda: train(party, x, y, hyper, sequential_batches(len(y), hyper)),

@@ -52,7 +52,7 @@ class LocalCluster:
         self.dealer: subprocess.Popen | None = None
         self.servers: list[subprocess.Popen | None] = [None, None]
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         keys = self.folder / "keys"
         for name in ("dealer", "server0", "server1", *self.owners):
             generate_keypair(keys, name)
@@ -176,7 +176,7 @@ class LocalCluster:
         """Run program on both servers as one job; returns both results."""
         workers = self.start(program, params)
         outputs = [worker.communicate() for worker in workers]
-        for party, (worker, (_, stderr)) in enumerate(zip(workers, outputs)):
+        for party, (worker, (_, stderr)) in enumerate(zip(workers, outputs, strict=True)):
             if worker.returncode != 0:
                 raise ProcessError(f"server {party} failed: {stderr.strip()}")
         return [json.loads(stdout) for stdout, _ in outputs]

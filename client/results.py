@@ -88,7 +88,7 @@ def reveal(first: Output, second: Output) -> Result:
 
 def _decoded(first: Output, second: Output) -> dict:
     fixed = FixedPoint(first.frac_bits)
-    plain = {c.name: a + b for c, a, b in zip(first.columns, first.shares, second.shares)}
+    plain = {c.name: a + b for c, a, b in zip(first.columns, first.shares, second.shares, strict=True)}
     described = {c.name: c for c in first.columns}
     if first.kind == "statistics":
         return {**_statistics(plain, described, fixed), **first.info}
@@ -112,7 +112,7 @@ def _decoded(first: Output, second: Output) -> dict:
             for name, values in plain.items()}
     for column in first.means:
         rows[f"mean({column})"] = [total / count if count else None for total, count in
-                                   zip(rows[f"sum({column})"], rows["count"])]
+                                   zip(rows[f"sum({column})"], rows["count"], strict=True)]
     return {"kind": first.kind, "rows": rows, **first.info}
 
 
@@ -136,7 +136,7 @@ def _statistics(plain: dict, described: dict, fixed: FixedPoint) -> dict:
                 values[column]["max"] = fixed.decode(plain[f"max({column})"])[0] if count else None
         elif name.startswith("histogram("):
             counts = to_signed(plain[name]).tolist()
-            values[name] = dict(zip(described[name].vocabulary, counts))
+            values[name] = dict(zip(described[name].vocabulary, counts, strict=True))
     return {"kind": "statistics", "values": values}
 
 
@@ -156,8 +156,8 @@ def _model(weights: np.ndarray, description: ModelDescription, info: dict) -> di
     names = list(description.features)
     return {"kind": "model", "released": True, "model": description.model, "features": names,
             "label": description.label,
-            "coefficients": dict(zip(names, coefficients.tolist())),
+            "coefficients": dict(zip(names, coefficients.tolist(), strict=True)),
             "intercept": float(intercept),
             "scaling": {"centers": list(scaling.centers), "factors": list(scaling.factors)},
-            "weights_on_scaled_features": dict(zip(names + ["intercept"], weights.tolist())),
+            "weights_on_scaled_features": dict(zip(names + ["intercept"], weights.tolist(), strict=True)),
             "dp_ledger": description.dp_ledger, "info": info}

@@ -55,7 +55,7 @@ def scaling_for(ranges: list[tuple[float, float]], unit_norm: bool, fixed: Fixed
     features = len(ranges) if unit_norm else 1
     unit, shift = 1 << fixed.frac_bits, scale_shift(fixed.frac_bits)
     centers, factors = [], []
-    for name, (low, high) in zip(names, ranges):
+    for name, (low, high) in zip(names, ranges, strict=True):
         low_code, high_code = (int(fixed.encode(v).view(np.int64)) for v in (low, high))
         if low_code == high_code:
             center, extent = 0, max(abs(low_code), unit)
@@ -78,6 +78,6 @@ async def scale(party: Party, columns: list[Additive], scaling: Scaling) -> Addi
     fixed = party.fixed
     shift = scale_shift(fixed.frac_bits)
     shifted = np.stack([c - party.public(np.full(len(c), fixed.encode(center)))
-                        for c, center in zip(columns, scaling.centers)], axis=1)
+                        for c, center in zip(columns, scaling.centers, strict=True)], axis=1)
     factors = np.rint(np.array(scaling.factors) * 2.0 ** shift).astype(np.int64).view(U64)
     return await truncate(party, Additive(shifted * factors[None, :]), shift)

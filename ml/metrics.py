@@ -49,7 +49,7 @@ async def linear_sums(party: Party, score: Additive, label: Additive, valid: Add
         terms["correct"] = below_half - below_minus_half  # a count, not fixed point
     sums = await flag_rows(party, valid, Additive(np.stack(list(terms.values()))))
     return {name: Additive(total.sum(dtype=U64, keepdims=True))
-            for name, total in zip(terms, sums)}
+            for name, total in zip(terms, sums, strict=True)}
 
 
 async def logistic_counts(party: Party, probability: Additive, label: Additive,

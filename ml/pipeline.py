@@ -101,7 +101,7 @@ async def keep_tau_rows(party: Party, table: SharedTable, key: str, tau: int,
         (rank,) = await segmented_scan(party, heads, [valid], "sum")
         limit = party.public(np.full(n, tau, U64))
         keep = Additive(ones - await less_than(party, limit, rank))
-        return SharedTable(dict(zip(names, columns)), await mul(party, valid, keep))
+        return SharedTable(dict(zip(names, columns, strict=True)), await mul(party, valid, keep))
 
 
 async def join_size_reaches(party: Party, valid: Additive, minimum: int,

@@ -62,7 +62,7 @@ def _parts(pending: _Pending, value: tuple) -> list[tuple[_Pending, tuple]]:
     if pending.group is None:
         return [(pending, value)]
     members = pending.group
-    return list(zip(members, split(pending.kind, [m.params for m in members], value)))
+    return list(zip(members, split(pending.kind, [m.params for m in members], value), strict=True))
 
 
 class CorrelationSource(ABC):
@@ -112,7 +112,7 @@ class CorrelationSource(ABC):
         outer caller already announced (a benchmark that prefetched a whole run, around a
         training loop that prefetches its iterations) are checked against the plan, not
         announced twice."""
-        for position, (pending, (kind, params)) in enumerate(zip(self._announced, plan)):
+        for position, (pending, (kind, params)) in enumerate(zip(self._announced, plan, strict=True)):
             if (pending.kind, pending.params) != (kind, params):
                 raise ProtocolMismatch(f"request {position} ahead was announced as "
                                        f"{pending.kind} {pending.params}, now as {kind} {params}")
@@ -230,7 +230,7 @@ class CorrelationSource(ABC):
                 # a group is made at its first member, which comes before the others
                 firsts = [p for p in batch if p.group is None or p.group[0] is p]
                 values = await self._produce([_request(p) for p in firsts])
-                for pending, value in zip(firsts, values):
+                for pending, value in zip(firsts, values, strict=True):
                     for member, part in _parts(pending, value):
                         self._ahead += _elements(part)
                         member.value.set_result(part)

@@ -70,7 +70,7 @@ class Dealer(Service):
 
     def __init__(self, keys: KeyPair, server_publics: tuple[bytes, bytes], address: str):
         super().__init__(keys, address, {key: Caller(SERVER, name)
-                                         for key, name in zip(server_publics, SERVER_NAMES)})
+                                         for key, name in zip(server_publics, SERVER_NAMES, strict=True)})
         self.server_publics = server_publics
         self.sessions: dict[str, _Session] = {}
         self.actions = {
@@ -206,7 +206,7 @@ class DealerSource(CorrelationSource):
         finally:
             fetching.cancel()
         return [KINDS[kind].assemble(self.party_id, part, corrections.get(seq, []), params)
-                for part, (seq, (kind, params)) in zip(own, numbered)]
+                for part, (seq, (kind, params)) in zip(own, numbered, strict=True)]
 
     async def _fetch(self, mine: list[list]) -> dict[int, list[np.ndarray]]:
         """This server's corrections for its requests [seq, kind, params], by seq."""
@@ -216,7 +216,7 @@ class DealerSource(CorrelationSource):
             counts = reply.get("counts")
             if not isinstance(counts, list) or sum(counts) != len(arrays):
                 raise DealerError(f"server {self.party_id}: malformed reply from the dealer")
-            for (seq, _, _), count in zip(requests, counts):
+            for (seq, _, _), count in zip(requests, counts, strict=True):
                 corrections[seq], arrays = arrays[:count], arrays[count:]
         return corrections
 

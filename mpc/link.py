@@ -380,7 +380,7 @@ async def connect_peer(context: zmq.asyncio.Context, party_id: int, keys: KeyPai
         await socket.send(b"hello")
     try:
         greeting = await asyncio.wait_for(socket.recv(), timeout=timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         connection.close()
         raise PeerTimeout(
             f"server {party_id}: no hello from server {1 - party_id} at {address} within "

@@ -56,13 +56,13 @@ class Output:
                 "columns": [asdict(c) for c in self.columns], "info": self.info}
 
     @classmethod
-    def load(cls, folder: Path) -> "Output":
+    def load(cls, folder: Path) -> Output:
         meta = json.loads((folder / "meta.json").read_text())
         shares = [np.fromfile(folder / f"{i}.u64", dtype=U64) for i in range(len(meta["columns"]))]
         return cls.from_meta(meta, shares)
 
     @classmethod
-    def from_meta(cls, meta: dict, shares: list[np.ndarray]) -> "Output":
+    def from_meta(cls, meta: dict, shares: list[np.ndarray]) -> Output:
         """From its meta and its shares as stored or received (uint64 arrays)."""
         columns = [OutputColumn(c["name"], c["decoding"], tuple(c["vocabulary"]))
                    for c in meta["columns"]]

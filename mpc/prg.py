@@ -51,7 +51,7 @@ class Prg:
         self._encryptor = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
 
     @classmethod
-    def fresh(cls) -> "Prg":
+    def fresh(cls) -> Prg:
         return cls(fresh_key())
 
     def random_bytes(self, nbytes: int) -> np.ndarray:

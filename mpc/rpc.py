@@ -86,7 +86,7 @@ class ServiceClient:
                 response, arrays = wire.decode(reply)
                 if response.get("rid") == request_id:
                     return response, arrays
-        except (asyncio.TimeoutError, PeerTimeout):
+        except (TimeoutError, PeerTimeout):
             raise ServiceUnreachable(failure) from None
 
     async def call(self, header: dict, arrays=()) -> tuple[dict, list[np.ndarray]]:

@@ -71,7 +71,7 @@ def decode(frames: list) -> tuple[dict[str, Any], list[np.ndarray]]:
         raise WireError(f"header announces {len(meta)} arrays in {sum(counts)} frames, message "
                         f"has {len(frames) - 1}")
     arrays, position = [], 1
-    for (name, shape), size, count in zip(meta, sizes, counts):
+    for (name, shape), size, count in zip(meta, sizes, counts, strict=True):
         parts = [frame.buffer if hasattr(frame, "buffer") else frame
                  for frame in frames[position:position + count]]
         position += count
@@ -85,7 +85,7 @@ def decode(frames: list) -> tuple[dict[str, Any], list[np.ndarray]]:
             continue
         array = np.empty(shape, dtype=dtype)
         flat = array.reshape(-1).view(np.uint8)
-        for start, part in zip(range(0, size, FRAME_BYTES), parts):
+        for start, part in zip(range(0, size, FRAME_BYTES), parts, strict=True):
             flat[start:start + len(part)] = np.frombuffer(part, np.uint8)
         arrays.append(array)
     return header, arrays

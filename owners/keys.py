@@ -46,6 +46,6 @@ def encode_keys(columns: list[np.ndarray]) -> np.ndarray:
         for row in np.flatnonzero(~exact):
             codes[row] = hash_key((int(values[row]),))
         return codes
-    rows = zip(*[column.tolist() for column in columns])
+    rows = zip(*[column.tolist() for column in columns], strict=True)
     return np.fromiter((hash_key(tuple(row)) for row in rows), dtype=np.uint64,
                        count=len(columns[0]))

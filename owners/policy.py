@@ -187,7 +187,7 @@ class Policy:
         return json.dumps(raw, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Policy":
+    def from_json(cls, text: str) -> Policy:
         """A policy sent by an owner; anything malformed is a PolicyError."""
         try:
             raw = json.loads(text)
@@ -196,7 +196,7 @@ class Policy:
         return cls.from_mapping(raw, "the policy")
 
     @classmethod
-    def from_mapping(cls, raw, where: str) -> "Policy":
+    def from_mapping(cls, raw, where: str) -> Policy:
         """From a mapping of the dataclass's fields (budget as {epsilon, delta}); errors name
         `where` and the key."""
         if not isinstance(raw, dict):

@@ -52,7 +52,7 @@ def _eval(node, columns, expression):
         return -_eval(node.operand, columns, expression)
     if isinstance(node, ast.Compare):
         left, result = _eval(node.left, columns, expression), True
-        for op, right_node in zip(node.ops, node.comparators):
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
             if isinstance(op, (ast.In, ast.NotIn)):
                 if not isinstance(right_node, (ast.List, ast.Tuple)):
                     raise PredicateError(f"--where {expression!r}: 'in' needs a [list]")

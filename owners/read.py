@@ -85,7 +85,7 @@ def _read_csv(path: Path) -> pa.Table:
         convert_options=pacsv.ConvertOptions(column_types={name: pa.binary() for name in header},
                                              strings_can_be_null=True, null_values=[""]))
     columns = []
-    for name, array in zip(header, data.columns):
+    for name, array in zip(header, data.columns, strict=True):
         try:
             columns.append(pc.cast(array, pa.string()))
         except pa.ArrowInvalid:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from twofold.mpc.actions import PREPROCESS_START
 from twofold.mpc.errors import PeerAborted

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from twofold.mpc.accounting import Accounting
 from twofold.mpc.actions import JOB_ABANDON, JOB_START, State

@@ -28,8 +28,9 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 import numpy as np
 

@@ -64,18 +64,18 @@ async def enforce_declared(party: Party, schema: Schema,
     parts = [tables[name][column] for name, column in flags]
     flat = Additive(np.concatenate(parts))
     bits = await equal(party, flat, party.public(np.ones(len(flat), U64)))
-    for (name, column), values in zip(flags, _split(bits, parts)):
+    for (name, column), values in zip(flags, _split(bits, parts), strict=True):
         tables[name][column] = values
     clamped = [(name, column) for name, columns in bounded.items() for column in columns
                if schema.table(name).column(column).type != "key"]  # keys only compare
     if clamped:
         parts = [tables[name][column] for name, column in clamped]
         lows, highs = zip(*(declared_bounds(schema, schema.table(name), column)
-                            for name, column in clamped))
+                            for name, column in clamped), strict=True)
         sizes = [len(part) for part in parts]
         flat = await clamp_public(party, Additive(np.concatenate(parts)),
                                   np.repeat(lows, sizes), np.repeat(highs, sizes))
-        for (name, column), values in zip(clamped, _split(flat, parts)):
+        for (name, column), values in zip(clamped, _split(flat, parts), strict=True):
             tables[name][column] = values
     nullable = [(name, column) for name, column in clamped
                 if schema.table(name).column(column).nullable]
@@ -93,5 +93,5 @@ async def _restore_missing_cells(party: Party, tables: dict[str, dict[str, Addit
     present = np.concatenate([party.public(np.ones(len(tables[name][column]), U64))
                               - tables[name][null_flag(column)] for name, column in nullable])
     (kept,) = await flag_rows(party, Additive(present), Additive(np.concatenate(parts)[None, :]))
-    for (name, column), values in zip(nullable, _split(Additive(kept), parts)):
+    for (name, column), values in zip(nullable, _split(Additive(kept), parts), strict=True):
         tables[name][column] = values

@@ -89,7 +89,7 @@ class UploadRecord:
     policy: str = "{}"  # the owner's policy, canonical JSON (owners/policy.py)
     state: str = "stored"
 
-    def same_content(self, other: "UploadRecord") -> bool:
+    def same_content(self, other: UploadRecord) -> bool:
         keep = ("upload_id", "table_name", "owner", "rows", "schema_hash", "digest", "columns",
                 "policy")
         return all(getattr(self, k) == getattr(other, k) for k in keep)
@@ -98,7 +98,7 @@ class UploadRecord:
         return {**asdict(self), "columns": list(self.columns)}
 
     @classmethod
-    def from_message(cls, message) -> "UploadRecord":
+    def from_message(cls, message) -> UploadRecord:
         """A record sent by the peer server, every field checked."""
         fields = {"upload_id": str, "table_name": str, "owner": str, "rows": int,
                   "schema_hash": str, "digest": str, "columns": list, "policy": str,
@@ -137,7 +137,7 @@ class StagedUpload:
             raise ValueError("a chunk's arrays must be equally long")
         if self.received + len(arrays[0]) > self.record.rows:
             raise ValueError(f"more than the announced {self.record.rows} rows")
-        for array, handle in zip(arrays, self._files.values()):
+        for array, handle in zip(arrays, self._files.values(), strict=True):
             handle.write(np.ascontiguousarray(array).data.cast("B"))
         self.received += len(arrays[0])
 

@@ -9,7 +9,7 @@ table's live version on both (servers/storage.py keeps the catalog).
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from twofold.mpc.actions import PEER_CHECK
 from twofold.mpc.service import RequestError, require_text

@@ -75,7 +75,7 @@ async def group_keys(party: Party, table: SharedTable, names: list[str],
     (0 after a join), so a numeric key is valid * (v - lowest), shifted exactly: dummy rows
     join the lowest value's group, to which they add nothing. 2 rounds if a key is numeric."""
     keys: dict[int, GroupKey] = {}  # by position; numeric columns' after the loop
-    for i, (name, column) in enumerate(zip(names, types)):
+    for i, (name, column) in enumerate(zip(names, types, strict=True)):
         if column.type == "categorical":
             width = max(1, (len(column.values) - 1).bit_length())
             keys[i] = GroupKey(SortKey(table.column(name), width, signed=False))
@@ -92,7 +92,7 @@ async def group_keys(party: Party, table: SharedTable, names: list[str],
         if whole:  # exact: the low f bits are zero
             offsets[whole] = await truncate(party, Additive(offsets[whole]),
                                             party.fixed.frac_bits)
-        for row, (i, (low, shift, bits)) in enumerate(zip(numeric, domains)):
+        for row, (i, (low, shift, bits)) in enumerate(zip(numeric, domains, strict=True)):
             keys[i] = GroupKey(SortKey(Additive(offsets[row]), bits, signed=False), low, shift)
     return [keys[i] for i in range(len(names))]
 
@@ -178,16 +178,16 @@ async def group_by(party: Party, table: SharedTable, group_columns: list[str],
         party, valid, Additive(np.stack(values[:len(sums)]))))) if sums else []
     count, *totals = await segmented_scan(party, heads, [valid, *marks, *weighted], "sum")
     results = {"count": count}
-    results.update({f"distinct({d})": total for d, total in zip(distinct, totals)})
-    results.update({f"sum({c})": total for c, total in zip(sums, totals[len(marks):])})
-    for (aggregate, _), column in zip(extremes, values[len(sums):]):
+    results.update({f"distinct({d})": total for d, total in zip(distinct, totals, strict=True)})
+    results.update({f"sum({c})": total for c, total in zip(sums, totals[len(marks):], strict=True)})
+    for (aggregate, _), column in zip(extremes, values[len(sums):], strict=True):
         masked = await _masked_extremes(party, valid, column, aggregate.op)
         (results[aggregate.name],) = await segmented_scan(party, heads, [masked], aggregate.op)
     last = Additive(np.concatenate([heads[1:], ones[:1]]))
     nonempty = Additive(ones - await equal(party, count, Additive(np.zeros(n, U64))))
     output_valid = await mul(party, last, nonempty)
     out = {name: group.restore(party, key) for name, group, key in zip(group_columns, grouping,
-                                                                       keys)}
+                                                                       keys, strict=True)}
     out.update({name: results[name] for name in names[len(group_columns):]})
     return SharedTable(out, output_valid)
 

@@ -170,7 +170,7 @@ def test_statistics_match_pandas(world):
         return [stats[k] for k in sorted(stats)]
 
     keys = sorted(["count", "sum(t0.x)", "sumsq(t0.x)", "min(t0.x)", "max(t0.x)", "histogram(t0.c)"])
-    got = dict(zip(keys, reconstruct(run_on_shares(program, sides))))
+    got = dict(zip(keys, reconstruct(run_on_shares(program, sides)), strict=True))
     joined = reference_join(schema, frames)
     x = joined["t0.x"]
     assert got["count"].view(np.int64)[0] == len(joined)
@@ -202,7 +202,7 @@ def test_distinct_counts_per_group_match_pandas(world):
     joined = reference_join(schema, frames, ["t0", "t1"])
     expected = joined.groupby("t0.c")["t1.id"].nunique()
     keep = valid == 1
-    assert dict(zip(codes[keep].tolist(), distinct[keep].tolist())) == expected.to_dict()
+    assert dict(zip(codes[keep].tolist(), distinct[keep].tolist(), strict=True)) == expected.to_dict()
     assert total.tolist() == [joined["t1.id"].nunique()]
     assert per_bin.tolist() == expected.reindex([0, 1, 2], fill_value=0).tolist()
 
@@ -257,7 +257,7 @@ def test_group_by_numeric_columns_matches_pandas(rng, groups):
     out_valid, *columns, count, total = reconstruct(run_pair(program, (0,), (1,)))
     keep = out_valid == 1
     got = pd.DataFrame({g: (schema.fixed.decode(c) if g != "t.c" else c.view(np.int64))[keep]
-                        for g, c in zip(groups, columns)})
+                        for g, c in zip(groups, columns, strict=True)})
     got["count"], got["sum"] = count.view(np.int64)[keep], schema.fixed.decode(total)[keep]
     expected = (real[real["valid"] == 1].groupby(groups)["t.x"].agg(["count", "sum"])
                 .reset_index())

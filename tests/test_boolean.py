@@ -52,7 +52,7 @@ def test_and_monomials_match_numpy(rng, source):
     words[:, 0, 1] = 0
     made0, made1 = run_on_shares(lambda party, x: and_monomials(party, x, monomials), words,
                                  rng=rng, source=source, xor=True)
-    for monomial, share0, share1 in zip(monomials, made0, made1):
+    for monomial, share0, share1 in zip(monomials, made0, made1, strict=True):
         assert np.array_equal(share0 ^ share1, np.bitwise_and.reduce(words[monomial], axis=0))
 
 
@@ -240,7 +240,7 @@ def test_clamp_public_on_adversarial_values(rng, source):
     """Any word against public bounds per element, where x - bound may wrap the ring."""
     pairs = [(low, high, x) for low, high in BOUNDS.tolist()
              for x in adversarial_values(low, high)]
-    low, high, x = (np.array(column, dtype=np.int64) for column in zip(*pairs))
+    low, high, x = (np.array(column, dtype=np.int64) for column in zip(*pairs, strict=True))
     got = clamp_public_of(x, low, high, rng, source)
     assert np.array_equal(got.view(np.int64), np.clip(x, low, high))
 

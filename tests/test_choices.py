@@ -60,7 +60,7 @@ def each_way(protocol, ways, bits: int, a, b, source):
 def test_states_through_blocks_match_plaintext(bits, rng, source):
     a, b = operands(rng, 777)
     first, second = each_way(through_blocks, (CARRY, EQUAL), bits, a, b, source)
-    for rule, share0, share1 in zip((CARRY, EQUAL), first, second):
+    for rule, share0, share1 in zip((CARRY, EQUAL), first, second, strict=True):
         assert share0.dtype == np.uint8 and set(np.unique(share0)) <= {0, 1}
         assert np.array_equal(share0 ^ share1, expected(rule, a, b, bits)), rule.name
 
@@ -79,7 +79,7 @@ def test_no_values_and_one_value(source):
 def test_block_outcomes_match_plaintext(bits, rng, source):
     a, b = operands(rng, 300)
     first, second = each_way(block_leaves, (CARRY_LEAF, EQUAL_LEAF), bits, a, b, source)
-    for leaf, share0, share1 in zip((CARRY_LEAF, EQUAL_LEAF), first, second):
+    for leaf, share0, share1 in zip((CARRY_LEAF, EQUAL_LEAF), first, second, strict=True):
         layout = leaf_blocks(bits, leaf)
         assert share0.shape == (len(layout), len(a)) and share0.dtype == np.uint8
         for row, (low, size) in enumerate(layout):
@@ -145,8 +145,8 @@ def test_what_each_server_receives_does_not_depend_on_the_values(protocol):
                                   for _ in range(2)], source="ot")
     for server in (0, 1):
         assert len(zeros[server]) == len(values[server]) >= 2
-        for message_z, message_v in zip(zeros[server], values[server]):
-            for part_z, part_v in zip(message_z, message_v):
+        for message_z, message_v in zip(zeros[server], values[server], strict=True):
+            for part_z, part_v in zip(message_z, message_v, strict=True):
                 bytes_z, bytes_v = (part.view(np.uint8).ravel() for part in (part_z, part_v))
                 assert bytes_z.shape == bytes_v.shape
                 statistic = two_sample_statistic(bytes_z.astype(U64), bytes_v.astype(U64), 0)

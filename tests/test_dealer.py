@@ -216,5 +216,5 @@ def test_large_masked_products_are_split_into_messages_the_dealer_accepts(rng):
         return mask, [await party.corr.get(kind, **params) for kind, params in plan]
 
     (mask0, made0), (mask1, made1) = run_pair(program, timeout_s=60)
-    for (kind, params), part0, part1 in zip(plan, made0, made1):
+    for (kind, params), part0, part1 in zip(plan, made0, made1, strict=True):
         check(kind, params, part0, part1, mask=(mask0, mask1))

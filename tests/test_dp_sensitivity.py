@@ -107,12 +107,12 @@ def test_statistics_move_by_at_most_their_sensitivities(rng):
     in_ledger = {f"{kind}({name})": f"{kind}(t.x)" for name in columns
                  for kind in ("sum", "sumsq")}
     moved = {}
-    for name, new, old in zip(blocks, with_tuple, without_tuple):
+    for name, new, old in zip(blocks, with_tuple, without_tuple, strict=True):
         moved[name] = change(new, old, ULP if name in in_ledger else 1.0)
         assert moved[name] <= sensitivities[in_ledger.get(name, name)], name
     assert moved["count"] == TAU and moved["histogram(t.g)"] == TAU
     integers = {name: values[TAU:].astype(np.int64) for name, values in columns.items()}
-    decoded = dict(zip(blocks, without_tuple))  # the others alone, exactly
+    decoded = dict(zip(blocks, without_tuple, strict=True))  # the others alone, exactly
     for name, values in integers.items():
         assert to_signed(decoded[f"sum({name})"])[0] == values.sum() * 2 ** 16
         assert to_signed(decoded[f"sumsq({name})"])[0] == (values ** 2).sum() * 2 ** 16
@@ -139,7 +139,7 @@ def test_group_counts_and_sums_move_by_at_most_their_sensitivities(rng):
     args = shared(rng, [{"t.x": FIXED.encode(x), "t.g": codes}])
     runs = reconstruct(run_pair(program, args[0], args[1]))
     groups = [{int(g): (to_signed(count), to_signed(total)) for keep, g, count, total
-               in zip(*(np.asarray(column) for column in run)) if keep}
+               in zip(*(np.asarray(column) for column in run), strict=True) if keep}
               for run in runs]
     assert sorted(groups[0]) == [0, 1, 2, 3] and sorted(groups[1]) == [0, 1, 2]
     sensitivities = ledger('[aggregate]\ngroup_by = ["t.g"]\nsum = ["t.x"]\n').sensitivities
@@ -173,7 +173,7 @@ def test_metrics_move_by_at_most_their_sensitivities(rng):
               "score": (-0.5, 1.5)}
     trials = []
     for rows in METRIC_TRIALS:
-        tuple_columns = (dict(zip(ranges, zip(*rows))) if rows is not None else
+        tuple_columns = (dict(zip(ranges, zip(*rows, strict=True), strict=True)) if rows is not None else
                          {name: edges(rng, *ranges[name], TAU) for name in ranges})
         trials.append({name: FIXED.encode(np.concatenate([tuple_columns[name], columns[name]]))
                        for name in ranges})
@@ -206,11 +206,11 @@ def test_metrics_move_by_at_most_their_sensitivities(rng):
         with_tuple, without_tuple, (labels,) = runs[3 * index:3 * index + 3]
         assert low <= to_signed(labels).min() and to_signed(labels).max() <= high
         moved = {}
-        for name, new, old in zip(blocks, with_tuple, without_tuple):
+        for name, new, old in zip(blocks, with_tuple, without_tuple, strict=True):
             sensitivities = linear if name in linear else logistic
             moved[name] = change(new, old, ULP if name.startswith("sum_") else 1.0)
             assert moved[name] <= sensitivities[name], (index, name)
-        exact = dict(zip(blocks, (to_signed(v)[0] for v in without_tuple)))
+        exact = dict(zip(blocks, (to_signed(v)[0] for v in without_tuple), strict=True))
         assert exact["sum_squared_error"] == ((integers + 22) ** 2).sum() * 2 ** 16
         assert exact["sum_absolute_error"] == np.abs(integers + 22).sum() * 2 ** 16
         assert exact["sum_label"] == integers.sum() * 2 ** 16
@@ -232,7 +232,7 @@ def test_expressions_stay_within_their_stored_range(rng, text):
     corners = np.array(np.meshgrid(*ranges.values())).reshape(3, -1)
     inside = np.stack([edges(rng, *ranges[name], 200) for name in ranges])
     values = np.concatenate([corners, inside], axis=1)
-    pairs = {name: shares_of(FIXED.encode(column), rng) for name, column in zip(ranges, values)}
+    pairs = {name: shares_of(FIXED.encode(column), rng) for name, column in zip(ranges, values, strict=True)}
 
     async def program(party, columns):
         return await expression.evaluate_fixed(party, columns)

@@ -54,7 +54,7 @@ def test_expressions_on_shares_match_pandas():
     joined = reference_join(schema, frames).set_index("t0.id")
     keep = valid == 1
     assert sorted(ids[keep].tolist()) == sorted(joined.index.tolist())
-    for (text, reference), column in zip(EXPRESSIONS, values):
+    for (text, reference), column in zip(EXPRESSIONS, values, strict=True):
         got = pd.Series(schema.fixed.decode(column[keep]), index=ids[keep].view(np.int64))
         want = reference(joined).loc[got.index]
         assert np.allclose(got, want, atol=2e-3), text

@@ -205,7 +205,7 @@ def test_a_prediction_names_its_model_by_id_or_as_submitter_id(seen):
 def test_a_restart_keeps_every_job_under_its_submitter(seen):
     first, second = seen
     assert second["revealed"] == COUNTS
-    for before, after in zip(first["jobs"], second["jobs"]):
+    for before, after in zip(first["jobs"], second["jobs"], strict=True):
         assert set(after) == set(before) and ("bob", "j1") in after and ("carol", "j1") in after
         assert {key: state for key, state in after.items() if state[0] == "done"} == {
             key: state for key, state in before.items() if state[0] == "done"}

@@ -72,8 +72,8 @@ columns = ["orders.order_id", "orders.amount", "customers.age", "customers.regio
     _, joined = frames()
     expected = joined[(joined.amount > joined.age / 2) & (joined.region != "east")]
     assert len(rows) == len(expected) > 0
-    got = sorted(zip(rows["orders.amount"], rows["customers.age"], rows["customers.region"]))
-    want = sorted(zip(expected.amount, expected.age.astype(float), expected.region))
+    got = sorted(zip(rows["orders.amount"], rows["customers.age"], rows["customers.region"], strict=True))
+    want = sorted(zip(expected.amount, expected.age.astype(float), expected.region, strict=True))
     assert got == want
 
 

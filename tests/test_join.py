@@ -93,7 +93,7 @@ def test_keys_with_many_matches(matches):
 
     valid, payload = reconstruct(run_pair(program, [p[0] for p in pairs], [p[1] for p in pairs],
                                           timeout_s=120))
-    lookup = dict(zip(dim_keys.tolist(), dim_payload.tolist()))
+    lookup = dict(zip(dim_keys.tolist(), dim_payload.tolist(), strict=True))
     assert valid.tolist() == [int(k in lookup) for k in fact_keys.tolist()]
     got = payload.view(np.int64)[valid == 1].tolist()
     assert got == [lookup[k] for k in fact_keys.tolist() if k in lookup]

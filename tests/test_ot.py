@@ -31,7 +31,7 @@ def test_every_kind_made_by_ot_holds(kind):
         return mask, [await party.corr.get(kind, **params) for params in PARAMS[kind]]
 
     (mask0, made0), (mask1, made1) = run_pair(program, source="ot")
-    for params, part0, part1 in zip(PARAMS[kind], made0, made1):
+    for params, part0, part1 in zip(PARAMS[kind], made0, made1, strict=True):
         check(kind, params, part0, part1, mask=(mask0, mask1))
         assert part0._fields and part1._fields  # named tuples, as the dealer's parts
 
@@ -46,7 +46,7 @@ def test_large_requests_are_made_in_chunks():
         return [await party.corr.get(kind, **params) for kind, params in requests]
 
     made0, made1 = run_pair(program, source="ot", timeout_s=60)
-    for (kind, params), part0, part1 in zip(requests, made0, made1):
+    for (kind, params), part0, part1 in zip(requests, made0, made1, strict=True):
         check(kind, params, part0, part1)
 
 
@@ -63,8 +63,8 @@ def test_base_ots_deliver_the_chosen_message_only():
 
     (pairs0, choices0, got0), (pairs1, choices1, got1) = run_pair(program)
     for pairs, choices, got in ((pairs0, choices1, got1), (pairs1, choices0, got0)):
-        assert got == [pair[choice] for pair, choice in zip(pairs, choices)]
-        assert all(g != pair[1 - c] for pair, c, g in zip(pairs, choices, got))
+        assert got == [pair[choice] for pair, choice in zip(pairs, choices, strict=True)]
+        assert all(g != pair[1 - c] for pair, c, g in zip(pairs, choices, got, strict=True))
 
 
 def test_extension_gives_correlated_ots_with_a_secret_delta():
@@ -83,7 +83,7 @@ def test_extension_gives_correlated_ots_with_a_secret_delta():
         return sender.delta, batches
 
     (delta0, sent), (_, received) = run_pair(program)
-    for q, (t, choices) in zip(sent, received):
+    for q, (t, choices) in zip(sent, received, strict=True):
         assert np.array_equal(q, t ^ (choices.astype(U64)[:, None] * delta0[None, :]))
     choices = np.concatenate([c for _, c in received])
     assert 0.45 < choices.mean() < 0.55 and len(choices) == 64 * 519
@@ -150,8 +150,8 @@ def test_product_kernels_match_the_formulas(correlation_shape):
 
 def _same_layout(one, other) -> bool:
     return np.array_equal(one.at, other.at) and len(one.ops) == len(other.ops) and all(
-        a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1:], b[1:]))
-        for a, b in zip(one.ops, other.ops))
+        a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1:], b[1:], strict=True))
+        for a, b in zip(one.ops, other.ops, strict=True))
 
 
 @pytest.mark.parametrize("n", range(9))
@@ -249,7 +249,7 @@ def test_prefetched_plan_is_made_before_the_run_and_within_budget(source):
         return made, ahead
 
     (made0, ahead0), (made1, ahead1) = run_pair(program, source=source)
-    for (kind, params), part0, part1 in zip(plan * 2, made0, made1):
+    for (kind, params), part0, part1 in zip(plan * 2, made0, made1, strict=True):
         check(kind, params, part0, part1)
     assert 1 <= ahead0 < len(plan) and 1 <= ahead1 < len(plan)
 
@@ -269,7 +269,7 @@ def test_a_budget_smaller_than_the_groups_made_ahead_does_not_stall_a_run():
         return await asyncio.wait_for(run(party), 30)
 
     made0, made1 = run_pair(program, source="ot")
-    for (kind, params), part0, part1 in zip(plan, made0, made1):
+    for (kind, params), part0, part1 in zip(plan, made0, made1, strict=True):
         check(kind, params, part0, part1)
 
 
@@ -292,7 +292,7 @@ def test_announcing_what_is_already_announced_checks_it_and_adds_the_rest():
 
     (announced, made0), (_, made1) = run_pair(program)
     assert announced == inner
-    for (kind, params), part0, part1 in zip(inner, made0, made1):
+    for (kind, params), part0, part1 in zip(inner, made0, made1, strict=True):
         check(kind, params, part0, part1)
 
 
@@ -322,7 +322,7 @@ def test_requests_announced_together_are_made_together_and_each_holds():
 
     (first0, made0, costs0), (first1, made1, costs1) = run_pair(program, source="ot")
     mask = (first0, first1)
-    for (kind, params), part0, part1 in zip(plan, made0, made1):
+    for (kind, params), part0, part1 in zip(plan, made0, made1, strict=True):
         if kind == "row_mask":
             mask = (part0[0], part1[0])
         check(kind, params, part0, part1, mask=mask)

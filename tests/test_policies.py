@@ -124,7 +124,7 @@ def groups_of(deployment, customers, orders, spec=BY_REGION):
 
 def regions(revealed) -> dict[str, int]:
     rows = revealed["rows"]
-    return dict(zip(rows["customers.region"], rows["count"]))
+    return dict(zip(rows["customers.region"], rows["count"], strict=True))
 
 
 def test_a_group_of_k_minus_1_entities_is_suppressed_and_a_group_of_k_appears(deployment):
@@ -332,7 +332,7 @@ def test_noise_that_cannot_be_calibrated_is_refused_at_submission_in_one_line(de
             return refusals, [list(s.jobs.states) for s in servers], model
 
     refusals, queued, model = asyncio.run(scenario())
-    for message, (_, expected) in zip(refusals, UNCALIBRATED):
+    for message, (_, expected) in zip(refusals, UNCALIBRATED, strict=True):
         assert expected in message
         assert "\n" not in message
         assert not any(word in message for word in ("brentq", "Bracket", "dp_accounting"))

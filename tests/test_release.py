@@ -52,8 +52,8 @@ def assert_exactly(table: dict[str, np.ndarray], expected: dict[str, list]) -> n
     kept = indicator == 1
     for name, values in table.items():
         assert not values[~kept].any(), f"a row outside the result holds {name} values"
-    got = sorted(zip(*(table[name][kept].tolist() for name in expected)))
-    assert got == sorted(zip(*expected.values()))
+    got = sorted(zip(*(table[name][kept].tolist() for name in expected), strict=True))
+    assert got == sorted(zip(*expected.values(), strict=True))
     return np.flatnonzero(kept)
 
 

@@ -27,8 +27,8 @@ def test_shuffle_keeps_rows_together(n, rng, source):
         return await shuffle(party, [x, y], [False, True])
 
     (x0, y0), (x1, y1) = run_pair(program, (a0, b0), (a1, b1), source=source)
-    rows = sorted(zip((x0 + x1).tolist(), (y0 ^ y1).tolist()))
-    assert rows == sorted(zip(a.tolist(), b.tolist()))
+    rows = sorted(zip((x0 + x1).tolist(), (y0 ^ y1).tolist(), strict=True))
+    assert rows == sorted(zip(a.tolist(), b.tolist(), strict=True))
 
 
 def test_shuffle_is_uniform_over_permutations(source):
@@ -51,7 +51,7 @@ def test_shuffle_is_uniform_over_permutations(source):
 
 def sort_plain(keys, columns, widths, signed, source):
     async def program(party, key_shares, column_shares):
-        sort_keys = [SortKey(k, bits=w, signed=s) for k, w, s in zip(key_shares, widths, signed)]
+        sort_keys = [SortKey(k, bits=w, signed=s) for k, w, s in zip(key_shares, widths, signed, strict=True)]
         return await sort(party, column_shares, sort_keys)
 
     rng = np.random.default_rng(7)
@@ -92,7 +92,7 @@ def test_sort_by_several_keys_of_declared_widths(rng, source):
     got = sort_plain([group, side, value], [group, side, value, np.arange(n)], [3, 1, 11],
                      [False, False, True], source)
     order = reference_order([group, side, value])
-    for column, original in zip(got, [group, side, value, np.arange(n)]):
+    for column, original in zip(got, [group, side, value, np.arange(n)], strict=True):
         assert np.array_equal(to_signed(column), original[order])
 
 
@@ -119,7 +119,7 @@ def test_sort_property(source, values):
 def scan_reference(heads, values, op):
     out = np.zeros_like(values)
     current = values[0] if len(values) else 0
-    for i, (head, value) in enumerate(zip(heads, values)):
+    for i, (head, value) in enumerate(zip(heads, values, strict=True)):
         if head or i == 0:
             current = value
         elif op == "sum":

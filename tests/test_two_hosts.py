@@ -36,7 +36,7 @@ def namespaces():
         for name in names:
             sh("ip", "netns", "add", name)
         sh("ip", "link", "add", links[0], "type", "veth", "peer", "name", links[1])
-        for name, link, host in zip(names, links, HOSTS):
+        for name, link, host in zip(names, links, HOSTS, strict=True):
             sh("ip", "link", "set", link, "netns", name)
             sh("ip", "netns", "exec", name, "ip", "addr", "add", f"{host}/24", "dev", link)
             sh("ip", "netns", "exec", name, "ip", "link", "set", link, "up")

@@ -11,7 +11,7 @@ def test_round_trip_of_allowed_arrays():
     arrays = [np.arange(5, dtype=np.uint64), np.zeros((2, 3), np.uint8), np.zeros(0, np.int64)]
     header, back = wire.decode(wire.encode({"job": "j"}, arrays))
     assert header["job"] == "j"
-    for original, received in zip(arrays, back):
+    for original, received in zip(arrays, back, strict=True):
         assert original.dtype == received.dtype and np.array_equal(original, received)
 
 
@@ -52,7 +52,7 @@ def test_large_arrays_travel_in_frames_of_frame_bytes():
         wire.FRAME_BYTES, wire.FRAME_BYTES, 24, wire.FRAME_BYTES, 0, wire.FRAME_BYTES, 8]
     assert wire.message_bytes(frames[1:]) == sum(array.nbytes for array in arrays)
     _, back = wire.decode([frames[0], *(bytes(frame) for frame in frames[1:])])
-    for original, received in zip(arrays, back):
+    for original, received in zip(arrays, back, strict=True):
         assert received.dtype == original.dtype and np.array_equal(original, received)
 
 

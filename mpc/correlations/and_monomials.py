@@ -107,7 +107,7 @@ class AndMonomials(Kind):
                           for size in range(2, len(m) + 1)
                           for chosen in itertools.combinations(m, size)})
         assert len(subsets) == len(c0)
-        for subset, product in zip(subsets, c0 ^ c1):
+        for subset, product in zip(subsets, c0 ^ c1, strict=True):
             expected = ~np.zeros_like(masks[0])
             for i in range(len(masks)):
                 if subset >> i & 1:

@@ -41,7 +41,7 @@ def _pad(index: int, choice: int, point: bytes, ephemeral: bytes, shared: bytes)
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b))
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
 def _points(array: np.ndarray) -> list[X25519PublicKey]:
@@ -63,7 +63,7 @@ async def base_ots(channel: Channel, pairs: list[tuple[bytes, bytes]],
     # 2. the receiver's two public keys per OT, the chosen one first known to it only
     known = [X25519PrivateKey.generate() for _ in choices]
     offered = np.empty((len(choices), 2, POINT_BYTES), np.uint8)
-    for i, (choice, key) in enumerate(zip(choices, known)):
+    for i, (choice, key) in enumerate(zip(choices, known, strict=True)):
         blinded = X25519PrivateKey.from_private_bytes(os.urandom(POINT_BYTES))
         offered[i, choice] = np.frombuffer(_public(key), np.uint8)
         offered[i, 1 - choice] = np.frombuffer(blinded.exchange(their_key), np.uint8)
@@ -79,7 +79,7 @@ async def base_ots(channel: Channel, pairs: list[tuple[bytes, bytes]],
                 _xor(pair[b], _pad(i, b, point, ephemeral_bytes, shared)), np.uint8)
     (answers,) = await channel.exchange(masked)
     received = []
-    for i, (choice, key) in enumerate(zip(choices, known)):
+    for i, (choice, key) in enumerate(zip(choices, known, strict=True)):
         point = offered[i, choice].tobytes()
         shared = key.exchange(their_ephemeral)
         received.append(_xor(answers[i, choice].tobytes(),

@@ -72,7 +72,7 @@ def _tree(root: bytes) -> list[list[bytes]]:
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b))
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
 def _xor_all(seeds) -> bytes:

@@ -74,7 +74,7 @@ def widen(parts: list[np.ndarray], side: Side) -> np.ndarray:
         (tau,) = parts
         return tau.reshape(side.shape)
     tau = np.empty(side.shape, U64)
-    for part, (columns, dtype) in zip(parts, _classes(side.shifts)):
+    for part, (columns, dtype) in zip(parts, _classes(side.shifts), strict=True):
         count = np.arange(side.positions)[columns].size
         tau[:, columns] = part.view(dtype).reshape(side.items, count, side.width)
     return tau

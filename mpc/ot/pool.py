@@ -72,7 +72,7 @@ class _Segment:
     choices: np.ndarray | None
     delta: np.ndarray | None
 
-    def split(self, count: int) -> tuple["_Segment", "_Segment"]:
+    def split(self, count: int) -> tuple[_Segment, _Segment]:
         def cut(part):
             return (None, None) if part is None else (part[:count], part[count:])
         (rows, rows_rest), (choices, choices_rest) = cut(self.rows), cut(self.choices)

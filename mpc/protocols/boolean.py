@@ -98,12 +98,12 @@ def _monomial_plan(monomials: tuple[tuple[int, ...], ...], variables: int) -> _M
     layers = [(bisect.bisect_left(sizes, size), bisect.bisect_right(sizes, size))
               for size in range(1, sizes[-1] + 1)]
     highs = [1 << (subset.bit_length() - 1) for subset in public[1:]]
-    parents = [position[subset ^ high] for subset, high in zip(public[1:], highs)]
+    parents = [position[subset ^ high] for subset, high in zip(public[1:], highs, strict=True)]
     adds = [high.bit_length() - 1 for high in highs]
     terms = [[(position[mask ^ subset], share_of[subset]) for subset in submasks(mask)]
              for mask in masks]
     starts = np.cumsum([0] + [len(of_monomial) for of_monomial in terms[:-1]])
-    term_public, term_share = zip(*(term for of_monomial in terms for term in of_monomial))
+    term_public, term_share = zip(*(term for of_monomial in terms for term in of_monomial), strict=True)
     indices = [np.asarray(values, np.intp)
                for values in (parents, adds, term_public, term_share, starts)]
     return _MonomialPlan(layers, *indices)

@@ -43,7 +43,7 @@ def _levels(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     up = [np.arange(2 * step - 1, n, 2 * step) for step in steps]  # block ends
     down = [np.arange(3 * step - 1, n, 2 * step) for step in reversed(steps)]  # the rest
     return [(right - step, right) for right, step in
-            zip(up + down, steps + steps[::-1]) if len(right)]
+            zip(up + down, steps + steps[::-1], strict=True) if len(right)]
 
 
 async def _combine(party: Party, op: str, flags_left: Additive, left: Additive,

@@ -54,7 +54,7 @@ def xor_shares_of(values, rng: np.random.Generator):
 def reconstruct(pair):
     first, second = pair
     if isinstance(first, (list, tuple)):
-        return [reconstruct(item) for item in zip(first, second)]
+        return [reconstruct(item) for item in zip(first, second, strict=True)]
     return np.asarray(first, U64) + np.asarray(second, U64)
 
 

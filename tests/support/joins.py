@@ -114,7 +114,7 @@ def real_rows(schema: Schema, result_pair, columns) -> pd.DataFrame:
     keep = valid == 1
     assert set(np.unique(valid)) <= {0, 1}
     out = {}
-    for name, column in zip(columns, values):
+    for name, column in zip(columns, values, strict=True):
         table, _, field = name.partition(".")
         spec = schema.table(table).column(field) if not field.startswith("_") else None
         decoded = (schema.fixed.decode(column) if spec is not None and spec.numeric

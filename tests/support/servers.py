@@ -65,7 +65,7 @@ class Deployment:
 
     def addresses(self) -> tuple[ServerAddress, ServerAddress]:
         return tuple(ServerAddress(c.listen, k.public)
-                     for c, k in zip(self.configs, self.server_keys))
+                     for c, k in zip(self.configs, self.server_keys, strict=True))
 
     def client(self, name: str, timeout_s: float = 60.0) -> ClientConfig:
         """The config a registered client would load from its file."""
@@ -109,7 +109,7 @@ async def running(deployment: Deployment, which=(0, 1)):
     dealer = Dealer(deployment.dealer_keys, tuple(k.public for k in deployment.server_keys),
                     deployment.configs[0].endpoints.dealer_address)
     events = [asyncio.Event() for _ in range(len(servers) + 1)]
-    tasks = [asyncio.create_task(s.serve(e)) for s, e in zip([*servers, dealer], events)]
+    tasks = [asyncio.create_task(s.serve(e)) for s, e in zip([*servers, dealer], events, strict=True)]
     try:
         await until_ready(tasks, events)
         yield servers
@@ -163,4 +163,4 @@ def reconstruct_outputs(outputs) -> dict[str, np.ndarray]:
     first, second = outputs
     assert [c.name for c in first.columns] == [c.name for c in second.columns]
     return {c.name: (a + b).view(np.int64) for c, a, b in
-            zip(first.columns, first.shares, second.shares)}
+            zip(first.columns, first.shares, second.shares, strict=True)}

@@ -83,7 +83,7 @@ def inspect_stores(cluster: LocalCluster, expected: dict[str, PreparedTable]) ->
         held = [{r.upload_id: r for r in s.records() if r.state != "rejected"} for s in stores]
         mismatched = []
         for upload_id in held[0].keys() & held[1].keys():
-            shares = [s.load(h[upload_id]) for s, h in zip(stores, held)]
+            shares = [s.load(h[upload_id]) for s, h in zip(stores, held, strict=True)]
             table = expected.get(upload_id)
             if table is None or any(not np.array_equal(shares[0][c] + shares[1][c], values)
                                     for c, values in table.columns.items()):
