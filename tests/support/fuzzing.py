@@ -179,7 +179,7 @@ class Generator:
                     payloads.append(rng.randbytes(8))
             elif choice == 9:  # two-dimensional arrays, or uint8 shares
                 meta = [["uint64", [2, len(p) // 16]] if len(p) % 16 == 0 else m
-                        for m, p in zip(meta, payloads, strict=True)]
+                        for m, p in zip(meta, payloads, strict=False)]
             elif choice == 10:  # one large frame, 8 bytes to 1 MiB
                 count = 1 << rng.randint(0, 17)
                 meta.append(["uint64", [count]])
