@@ -184,7 +184,8 @@ def tpch_runs(scale: float, repeat: int, spec: str,
                 seen: list[dict] = []
                 start = time.perf_counter()
                 carol.run(spec, timeout_s=3600,
-                          on_status=lambda statuses: seen.__setitem__(slice(None), statuses))
+                          on_status=lambda statuses, seen=seen: seen.__setitem__(
+                              slice(None), statuses))
                 elapsed.append(time.perf_counter() - start)
                 runs.append([status["costs"] for status in seen])
             peaks = cluster.peak_memory()
@@ -213,7 +214,8 @@ def bench_join(
                "compact"), LocalCluster() as cluster:
         results = cluster.run("bench_join", {"left_rows": left, "right_rows": right,
                                              "key_bits": key_bits, "repeat": repeat})
-    rows = stage_rows("join_binary", left + right, [list(run) for run in zip(*results, strict=True)])
+    rows = stage_rows("join_binary", left + right,
+                      [list(run) for run in zip(*results, strict=True)])
     if scale > 0:
         with phase(f"TPC-H Q5-shaped job at SF {scale:g}: generate, upload, join, aggregate"):
             tpch_rows, runs, elapsed, peaks = tpch_runs(
@@ -239,7 +241,7 @@ def oulad_runs(iterations: int, epsilons,
             spec = oulad.training_spec(epsilon, iterations, len(generated["joined"]))
             seen: list[dict] = []
             start = time.perf_counter()
-            model = analyst.run(spec, on_status=lambda statuses: seen.__setitem__(
+            model = analyst.run(spec, on_status=lambda statuses, seen=seen: seen.__setitem__(
                 slice(None), statuses)).data
             elapsed.append(time.perf_counter() - start)
             runs.append([status["costs"] for status in seen])
@@ -370,7 +372,8 @@ def bench_pipeline(
             left = 1 << exponent
             results = cluster.run("bench_join", {"left_rows": left, "right_rows": left // 4,
                                                  "key_bits": 63, "repeat": repeat})
-            total = stage_rows("join", left + left // 4, [list(run) for run in zip(*results, strict=True)])[0]
+            total = stage_rows("join", left + left // 4,
+                               [list(run) for run in zip(*results, strict=True)])[0]
             points.append((left + left // 4, total["seconds"]))
     (out / "table.md").write_text(_markdown(sections))
     _plot(points, out / "joins.png")

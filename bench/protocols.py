@@ -76,7 +76,7 @@ async def run_mpc_bench(party: Party, n: int, repeat: int = 3, ops=OPS) -> dict:
                   "matrix": await _random_input(party, (rows, MATMUL_WIDTH), bits=20),
                   "weights": await _random_input(party, (MATMUL_WIDTH, 1), bits=20)}
     for op in ops:
-        await timed_runs(party, op, repeat, lambda: _run_op(party, op, inputs),
+        await timed_runs(party, op, repeat, lambda op=op: _run_op(party, op, inputs),
                          prefetch=op not in ON_DEMAND_OPS)
     stages = {name: cost.as_dict() for name, cost in party.accounting.stages.items()}
     report = getattr(party.corr, "cost_report", dict)

@@ -63,7 +63,8 @@ def stage_rows(op: str, n: int, runs: list[list[dict]], elapsed: list[float] | N
     names = [name for name in runs[0][0] if name not in SKIPPED_STAGES]
     totals = [slowest(run, names) for run in runs]
     if elapsed is not None:
-        totals = [{**total, "seconds": seconds} for total, seconds in zip(totals, elapsed, strict=True)]
+        totals = [{**total, "seconds": seconds}
+                  for total, seconds in zip(totals, elapsed, strict=True)]
     rows = [row(op, n, totals, **extra)]
     for name in names:
         rows.append(row(f"{op}.{name}", n, [slowest(run, [name]) for run in runs]))

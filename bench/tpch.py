@@ -34,7 +34,8 @@ GROUP BY n_name"""
 Q5_SPEC = """
 [job]
 recipients = ["carol"]
-where = "region.r_name == 'ASIA' and orders.o_orderdate >= 19940101 and orders.o_orderdate < 19950101"
+where = "region.r_name == 'ASIA' and orders.o_orderdate >= 19940101 \
+and orders.o_orderdate < 19950101"
 [aggregate]
 group_by = ["nation.n_name"]
 sum = ["lineitem.l_revenue"]
@@ -51,7 +52,8 @@ Q3_SPEC = """
 [job]
 recipients = ["carol"]
 tables = ["lineitem", "orders", "customer"]
-where = "customer.c_mktsegment == 'BUILDING' and orders.o_orderdate < 19950315 and lineitem.l_shipdate > 19950315"
+where = "customer.c_mktsegment == 'BUILDING' and orders.o_orderdate < 19950315 \
+and lineitem.l_shipdate > 19950315"
 [aggregate]
 group_by = ["lineitem.l_orderkey", "orders.o_orderdate", "orders.o_shippriority"]
 sum = ["lineitem.l_revenue"]

@@ -44,6 +44,7 @@ async def run_ml_bench(party: Party, rows: int, columns: int, trainings: list[di
     for spec, (x, y) in zip(trainings, data, strict=True):
         hyper = Hyper("logistic", spec["iterations"], spec["batch"], 0.1)
         await timed_runs(party, spec["name"], repeat,
-                         lambda: train(party, x, y, hyper, sequential_batches(len(y), hyper)),
+                         lambda x=x, y=y, hyper=hyper: train(
+                             party, x, y, hyper, sequential_batches(len(y), hyper)),
                          prefetch=False)
     return {name: cost.as_dict() for name, cost in party.accounting.stages.items()}

@@ -2,11 +2,11 @@
 
 Keys in a temporary folder; a dealer and two servers on loopback (or, with --correlations ot,
 the two servers alone, making their correlated randomness by OT); three owners upload the
-sample tables and their schema shipped in cli/demo_data (an OULAD-shaped course data set: a university's
-enrolments and courses, an agency's students, a statistics office's regions); an analyst runs a
-statistics query and a level-5 (differentially private) training job on the join, and reveals
-both. Printed: the statistics, the model's accuracy beside plaintext training, and time, bytes
-and rounds per stage. Everything is removed afterwards.
+sample tables and their schema shipped in cli/demo_data (an OULAD-shaped course data set: a
+university's enrolments and courses, an agency's students, a statistics office's regions); an
+analyst runs a statistics query and a level-5 (differentially private) training job on the join,
+and reveals both. Printed: the statistics, the model's accuracy beside plaintext training, and
+time, bytes and rounds per stage. Everything is removed afterwards.
 """
 
 from __future__ import annotations

@@ -105,7 +105,8 @@ class LocalCluster:
                  "--config", str(self.folder / "dealer.toml")],
                 stdout=subprocess.DEVNULL, stderr=log)
 
-    def start_server(self, party: int, program: tuple[str, ...] = ("twofold.cli.main", "server", "run"),
+    def start_server(self, party: int,
+                     program: tuple[str, ...] = ("twofold.cli.main", "server", "run"),
                      *extra: str) -> None:
         """Start `twofold server run` (or another module given the same --config, such as a
         test's server that stops itself at a chosen point) and wait until it listens."""

@@ -88,7 +88,8 @@ def reveal(first: Output, second: Output) -> Result:
 
 def _decoded(first: Output, second: Output) -> dict:
     fixed = FixedPoint(first.frac_bits)
-    plain = {c.name: a + b for c, a, b in zip(first.columns, first.shares, second.shares, strict=True)}
+    plain = {c.name: a + b
+             for c, a, b in zip(first.columns, first.shares, second.shares, strict=True)}
     described = {c.name: c for c in first.columns}
     if first.kind == "statistics":
         return {**_statistics(plain, described, fixed), **first.info}
@@ -159,5 +160,6 @@ def _model(weights: np.ndarray, description: ModelDescription, info: dict) -> di
             "coefficients": dict(zip(names, coefficients.tolist(), strict=True)),
             "intercept": float(intercept),
             "scaling": {"centers": list(scaling.centers), "factors": list(scaling.factors)},
-            "weights_on_scaled_features": dict(zip(names + ["intercept"], weights.tolist(), strict=True)),
+            "weights_on_scaled_features": dict(zip(names + ["intercept"], weights.tolist(),
+                                                   strict=True)),
             "dp_ledger": description.dp_ledger, "info": info}

@@ -94,6 +94,7 @@ class CorrelationSource(ABC):
 
     # ---- what a source implements --------------------------------------------------------
 
+    @abstractmethod
     async def open(self) -> None:
         """Start the session (keys, base OTs); called once, before any request."""
 
@@ -112,7 +113,9 @@ class CorrelationSource(ABC):
         outer caller already announced (a benchmark that prefetched a whole run, around a
         training loop that prefetches its iterations) are checked against the plan, not
         announced twice."""
-        for position, (pending, (kind, params)) in enumerate(zip(self._announced, plan, strict=False)):
+        # the plan may be longer (its rest is announced below) or shorter than what is announced
+        for position, (pending, (kind, params)) in enumerate(zip(self._announced, plan,
+                                                                 strict=False)):
             if (pending.kind, pending.params) != (kind, params):
                 raise ProtocolMismatch(f"request {position} ahead was announced as "
                                        f"{pending.kind} {pending.params}, now as {kind} {params}")

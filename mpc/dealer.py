@@ -70,7 +70,8 @@ class Dealer(Service):
 
     def __init__(self, keys: KeyPair, server_publics: tuple[bytes, bytes], address: str):
         super().__init__(keys, address, {key: Caller(SERVER, name)
-                                         for key, name in zip(server_publics, SERVER_NAMES, strict=True)})
+                                         for key, name in zip(server_publics, SERVER_NAMES,
+                                                              strict=True)})
         self.server_publics = server_publics
         self.sessions: dict[str, _Session] = {}
         self.actions = {

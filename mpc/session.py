@@ -22,6 +22,7 @@ from twofold.mpc.prg import Prg
 from twofold.mpc.ring import FixedPoint
 
 CORRELATIONS = ("dealer", "ot")  # where correlated randomness comes from
+DEFAULT_FIXED = FixedPoint()  # frozen: one instance serves as every call's default
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ async def _open_source(endpoints: Endpoints, context: zmq.asyncio.Context, link:
 
 
 @asynccontextmanager
-async def open_party(endpoints: Endpoints, job_id: str, fixed: FixedPoint = FixedPoint(),
+async def open_party(endpoints: Endpoints, job_id: str, fixed: FixedPoint = DEFAULT_FIXED,
                      accounting: Accounting | None = None,
                      cancel: StopSignal | None = None):
     """A connected Party for one job. If the body raises, the peer is told and fails fast.

@@ -55,7 +55,7 @@ def _check_keys(source: SourceFile, table: Table, typed, encoded) -> None:
         same = np.flatnonzero(codes[order][1:] == codes[order][:-1])
         label = f"({', '.join(key)})"
 
-        def original(row: int) -> tuple:
+        def original(row: int, key: tuple[str, ...] = key) -> tuple:
             return tuple(typed[name][row].item() if hasattr(typed[name][row], "item")
                          else typed[name][row] for name in key)
 

@@ -108,7 +108,8 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
                  "digest": digest, "policy": policy.to_json()}
         replies = await each(client.call(begin) for client in clients)
         statuses = [reply["status"] for reply, _ in replies]
-        sending = [client for client, status in zip(clients, statuses, strict=True) if status == "send"]
+        sending = [client for client, status in zip(clients, statuses, strict=True)
+                   if status == "send"]
         masks = share_masks(keys, schema, prepared.table.name, upload_id, digest, len(names))
         for start in range(0, prepared.rows, CHUNK_ROWS):
             chunk = [values[start:start + CHUNK_ROWS] for values in prepared.columns.values()]

@@ -178,6 +178,7 @@ async def group_by(party: Party, table: SharedTable, group_columns: list[str],
         party, valid, Additive(np.stack(values[:len(sums)]))))) if sums else []
     count, *totals = await segmented_scan(party, heads, [valid, *marks, *weighted], "sum")
     results = {"count": count}
+    # totals: the distinct marks, then the sums
     results.update({f"distinct({d})": total for d, total in zip(distinct, totals, strict=False)})
     results.update({f"sum({c})": total for c, total in zip(sums, totals[len(marks):], strict=True)})
     for (aggregate, _), column in zip(extremes, values[len(sums):], strict=True):

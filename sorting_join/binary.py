@@ -58,5 +58,6 @@ async def join_binary(party: Party, left: SharedTable, left_key: str, right: Sha
         matched, *payload = await apply_permutation(party, origin, [matched, *payload])
         valid = await mul(party, left.valid, Additive(matched[:n_left]))
     columns = {**left.columns,
-               **{name: Additive(values[:n_left]) for name, values in zip(carry, payload, strict=True)}}
+               **{name: Additive(values[:n_left])
+                  for name, values in zip(carry, payload, strict=True)}}
     return SharedTable(columns, valid)

@@ -39,7 +39,8 @@ def decode(schema, name, values):
 PREDICATES = [
     ("t0.x > t1.x", lambda d: d["t0.x"] > d["t1.x"]),
     ("t0.x - 2 * t1.x <= 100.5", lambda d: d["t0.x"] - 2 * d["t1.x"] <= 100.5),
-    ("not (t0.c == 'u') or t1.x * t0.x / 1000 >= 0", lambda d: (d["t0.c"] != 0) | (d["t1.x"] * d["t0.x"] / 1000 >= 0)),
+    ("not (t0.c == 'u') or t1.x * t0.x / 1000 >= 0",
+     lambda d: (d["t0.c"] != 0) | (d["t1.x"] * d["t0.x"] / 1000 >= 0)),
     ("t0.c in ['v', 'w'] and t1.id != 5", lambda d: d["t0.c"].isin([1, 2]) & (d["t1.id"] != 5)),
     ("t0.c == t1.c", lambda d: d["t0.c"] == d["t1.c"]),
 ]
@@ -169,7 +170,8 @@ def test_statistics_match_pandas(world):
         stats = await statistics(party, root, ["t0.x"], {"t0.c": 3})
         return [stats[k] for k in sorted(stats)]
 
-    keys = sorted(["count", "sum(t0.x)", "sumsq(t0.x)", "min(t0.x)", "max(t0.x)", "histogram(t0.c)"])
+    keys = sorted(["count", "sum(t0.x)", "sumsq(t0.x)", "min(t0.x)", "max(t0.x)",
+                   "histogram(t0.c)"])
     got = dict(zip(keys, reconstruct(run_on_shares(program, sides)), strict=True))
     joined = reference_join(schema, frames)
     x = joined["t0.x"]
@@ -202,7 +204,8 @@ def test_distinct_counts_per_group_match_pandas(world):
     joined = reference_join(schema, frames, ["t0", "t1"])
     expected = joined.groupby("t0.c")["t1.id"].nunique()
     keep = valid == 1
-    assert dict(zip(codes[keep].tolist(), distinct[keep].tolist(), strict=True)) == expected.to_dict()
+    assert (dict(zip(codes[keep].tolist(), distinct[keep].tolist(), strict=True))
+            == expected.to_dict())
     assert total.tolist() == [joined["t1.id"].nunique()]
     assert per_bin.tolist() == expected.reindex([0, 1, 2], fill_value=0).tolist()
 

@@ -107,8 +107,10 @@ def test_fixed_point_multiplication(frac_bits, fused, rng, source):
 
     (got0, rounds), (got1, _) = run_pair(program, (x0, y0), (x1, y1), source=source)
     got = to_signed(got0 + got1)
-    exact = [(int(p) * int(q)) >> frac_bits for p, q in zip(to_signed(a_enc), to_signed(b_enc), strict=True)]
-    assert all(int(g) - e in (0, 1) for g, e in zip(got, exact, strict=True))  # floor or one ulp above
+    exact = [(int(p) * int(q)) >> frac_bits
+             for p, q in zip(to_signed(a_enc), to_signed(b_enc), strict=True)]
+    # floor or one ulp above
+    assert all(int(g) - e in (0, 1) for g, e in zip(got, exact, strict=True))
     assert rounds == 2
 
 
@@ -137,7 +139,8 @@ def test_large_truncations_open_to_server_0_only(fused, rng, source):
                                                               source=source)
     got = to_signed(got0 + got1)
     exact = np.array([(int(p) * int(q)) >> fixed.frac_bits
-                      for p, q in zip(to_signed(a_enc), to_signed(b_enc), strict=True)], dtype=object)
+                      for p, q in zip(to_signed(a_enc), to_signed(b_enc), strict=True)],
+                     dtype=object)
     assert all(int(g) - e in (0, 1) for g, e in zip(got, exact, strict=True))
     opening = 16 * n if fused else 0  # fixed_mul's first round: d and e from each server
     assert rounds0 == rounds1 == (3 if fused else 2)
@@ -158,7 +161,8 @@ def test_fused_fixed_point_product_is_unbiased(rng, source):
     got = to_signed(reconstruct(run_pair(program, tuple(p[0] for p in pairs),
                                          tuple(p[1] for p in pairs), source=source)))
     exact = a_enc.astype(object) * b_enc.astype(object)
-    error = np.array([int(g) - e / 2**fixed.frac_bits for g, e in zip(got, exact, strict=True)], float)
+    error = np.array([int(g) - e / 2**fixed.frac_bits for g, e in zip(got, exact, strict=True)],
+                     float)
     assert np.all((error > -1) & (error < 1)) and abs(error.mean()) < 0.02
 
 

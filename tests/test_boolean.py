@@ -96,7 +96,8 @@ def test_comparisons_on_edge_values(copies, rng, source):
 def test_equality_on_the_whole_ring(rng, source):
     x = np.concatenate([rng.integers(0, 2**64, 200, dtype=U64),
                         np.array([0, 2**64 - 1, 2**63, 2**63 - 1], dtype=U64)])
-    y = np.where(rng.random(len(x)) < 0.5, x, x ^ (U64(1) << rng.integers(0, 64, len(x)).astype(U64)))
+    y = np.where(rng.random(len(x)) < 0.5, x,
+                 x ^ (U64(1) << rng.integers(0, 64, len(x)).astype(U64)))
     got = reconstruct(run_on_shares(equal, x, y, rng=rng, source=source))
     assert np.array_equal(got, (x == y).astype(U64))
 

@@ -26,8 +26,9 @@ def test_keys_generate_writes_a_private_secret(tmp_path):
 def test_commands_start_without_the_heavy_libraries():
     """Every command imports the CLI: scipy (through dp-accounting), numba and scikit-learn
     load only where used, or each command would wait over a second before doing anything."""
-    run = subprocess.run([sys.executable, "-c", "import sys, twofold.cli.main; print(sorted({'scipy', "
-                          "'dp_accounting', 'numba', 'sklearn'} & set(sys.modules)))"],
+    run = subprocess.run([sys.executable, "-c", "import sys, twofold.cli.main; "
+                          "print(sorted({'scipy', 'dp_accounting', 'numba', 'sklearn'} "
+                          "& set(sys.modules)))"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr
 
@@ -57,15 +58,17 @@ def test_bench_mpc_json_on_real_processes():
 
 @pytest.mark.parametrize("command", ["mpc", "ml"])
 def test_bench_refuses_an_unknown_correlation_source(command):
-    run = subprocess.run([sys.executable, "-m", "twofold.cli.main", "bench", command, "--correlations",
-                          "trusted-friend"], capture_output=True, text=True, timeout=60)
+    run = subprocess.run([sys.executable, "-m", "twofold.cli.main", "bench", command,
+                          "--correlations", "trusted-friend"],
+                         capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "--correlations must be one of dealer, ot" in run.stderr
 
 
 def test_bench_upload_json_on_real_processes():
-    run = subprocess.run([sys.executable, "-m", "twofold.cli.main", "bench", "upload", "--rows", "500",
-                          "--repeat", "1", "--json"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, "-m", "twofold.cli.main", "bench", "upload",
+                          "--rows", "500", "--repeat", "1", "--json"],
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     (row,) = json.loads(run.stdout)["rows"]
     assert row["op"] == "upload" and row["n"] == 500 and row["bytes"] > 500 * 8 * 8

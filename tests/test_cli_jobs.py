@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]  # server processes
 
 
 def test_upload_submit_and_reveal_through_the_cli(tmp_path):
-    with LocalCluster(timeout_s=30, schema_text=SCHEMA, owners=("alice", "bob", "carol")) as cluster:
+    with LocalCluster(timeout_s=30, schema_text=SCHEMA,
+                      owners=("alice", "bob", "carol")) as cluster:
         cluster.start_dealer()
         cluster.start_server(0)
         cluster.start_server(1)
@@ -76,7 +77,8 @@ def test_joined_columns_survive_separate_processes(tmp_path):
     """Each server is its own process with its own hash seed: carried columns must line up."""
     from tests.support.servers import ORDERS
 
-    with LocalCluster(timeout_s=30, schema_text=SCHEMA, owners=("alice", "bob", "carol")) as cluster:
+    with LocalCluster(timeout_s=30, schema_text=SCHEMA,
+                      owners=("alice", "bob", "carol")) as cluster:
         cluster.start_dealer()
         cluster.start_server(0)
         cluster.start_server(1)

@@ -173,7 +173,8 @@ def test_metrics_move_by_at_most_their_sensitivities(rng):
               "score": (-0.5, 1.5)}
     trials = []
     for rows in METRIC_TRIALS:
-        tuple_columns = (dict(zip(ranges, zip(*rows, strict=True), strict=True)) if rows is not None else
+        tuple_columns = (dict(zip(ranges, zip(*rows, strict=True), strict=True))
+                         if rows is not None else
                          {name: edges(rng, *ranges[name], TAU) for name in ranges})
         trials.append({name: FIXED.encode(np.concatenate([tuple_columns[name], columns[name]]))
                        for name in ranges})
@@ -232,7 +233,8 @@ def test_expressions_stay_within_their_stored_range(rng, text):
     corners = np.array(np.meshgrid(*ranges.values())).reshape(3, -1)
     inside = np.stack([edges(rng, *ranges[name], 200) for name in ranges])
     values = np.concatenate([corners, inside], axis=1)
-    pairs = {name: shares_of(FIXED.encode(column), rng) for name, column in zip(ranges, values, strict=True)}
+    pairs = {name: shares_of(FIXED.encode(column), rng)
+             for name, column in zip(ranges, values, strict=True)}
 
     async def program(party, columns):
         return await expression.evaluate_fixed(party, columns)

@@ -72,7 +72,8 @@ columns = ["orders.order_id", "orders.amount", "customers.age", "customers.regio
     _, joined = frames()
     expected = joined[(joined.amount > joined.age / 2) & (joined.region != "east")]
     assert len(rows) == len(expected) > 0
-    got = sorted(zip(rows["orders.amount"], rows["customers.age"], rows["customers.region"], strict=True))
+    got = sorted(zip(rows["orders.amount"], rows["customers.age"], rows["customers.region"],
+                     strict=True))
     want = sorted(zip(expected.amount, expected.age.astype(float), expected.region, strict=True))
     assert got == want
 
@@ -125,19 +126,23 @@ histogram = ["customers.region"]
 
 
 @pytest.mark.parametrize("spec, message", [
-    ('[job]\nrecipients = ["carol"]\ntables = ["orders", "nope"]\n[output]\ncolumns = ["orders.amount"]\n',
+    ('[job]\nrecipients = ["carol"]\ntables = ["orders", "nope"]\n'
+     '[output]\ncolumns = ["orders.amount"]\n',
      "line 3: unknown table 'nope'"),
     ('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.amout"]\n',
      "line 4: unknown column 'orders.amout'"),
-    ('[job]\nrecipients = ["carol"]\nwhere = "orders.amount > customers.region"\n[output]\ncolumns = ["orders.amount"]\n',
+    ('[job]\nrecipients = ["carol"]\nwhere = "orders.amount > customers.region"\n'
+     '[output]\ncolumns = ["orders.amount"]\n',
      "line 3: 'orders.amount > customers.region': cannot compare numeric with categorical"),
     ('[job]\nrecipients = ["carol"]\n[aggregate]\nsum = ["customers.region"]\n',
      "line 4: 'customers.region' is categorical, not numeric"),
     ('[job]\nrecipients = ["mallory"]\n[output]\ncolumns = ["orders.amount"]\n',
      "line 2: recipient 'mallory' has no registered key"),
-    ('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n[output]\ncolumns = ["orders.amount"]\n',
+    ('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
+     '[output]\ncolumns = ["orders.amount"]\n',
      "line 5: column 'orders.amount': table 'orders' is not in this job's join"),
-    ('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.amount"]\n[statistics]\ncolumns = []\n',
+    ('[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["orders.amount"]\n'
+     '[statistics]\ncolumns = []\n',
      "exactly one of"),
     # |income| up to 1e6: its squares wrapped the ring (the check allowed up to 2^44)
     ('[job]\nrecipients = ["carol"]\n[statistics]\ncolumns = ["customers.income"]\n',
@@ -168,7 +173,8 @@ def test_jobs_over_tables_not_uploaded_are_refused(deployment):
 
 
 def test_only_recipients_fetch_outputs(deployment):
-    spec = '[job]\nrecipients = ["carol"]\ntables = ["customers"]\n[output]\ncolumns = ["customers.age"]\n'
+    spec = ('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
+            '[output]\ncolumns = ["customers.age"]\n')
 
     async def scenario():
         async with running(deployment):

@@ -45,7 +45,8 @@ def test_good_file_encodes_exactly(tmp_path, schema):
 
 
 @pytest.mark.parametrize("text, message", [
-    (HEADER + "1,30,100.5,true,north\n2,,1,no,south\n", "row 2 (line 3), column age: missing value"),
+    (HEADER + "1,30,100.5,true,north\n2,,1,no,south\n",
+     "row 2 (line 3), column age: missing value"),
     (HEADER + "1,abc,1,no,south\n", "row 1 (line 2), column age: 'abc' is not an integer"),
     (HEADER + "1,2.5,1,no,south\n", "column age: '2.5' is not an integer"),
     (HEADER + "1,30,nan,no,south\n", "column income: 'nan' is not a number"),
@@ -56,13 +57,17 @@ def test_good_file_encodes_exactly(tmp_path, schema):
     (HEADER + "1,30,2e6,no,south\n", "column income: 2e+06 is above the declared max 1e+06"),
     (HEADER + "1,30,1,maybe,south\n", "column member: 'maybe' is not a boolean"),
     (HEADER + "1,30,1,no,west\n", "column region: 'west' is not in the vocabulary"),
-    (HEADER + "1,30,1,no,south\n1,31,2,no,north\n", "row 2 (line 3), column id: primary key (id) value (1,) repeats row 1"),
+    (HEADER + "1,30,1,no,south\n1,31,2,no,north\n",
+     "row 2 (line 3), column id: primary key (id) value (1,) repeats row 1"),
     (HEADER + ",30,1,no,south\n", "row 1 (line 2), column id: missing value"),
     (HEADER + "x1,30,1,no,south\n", "column id: 'x1' is not an integer key"),
-    (HEADER + "99999999999999999999,30,1,no,south\n", "column id: integer key outside the 64-bit range"),
-    ("id,agee,income,member,region\n1,30,1,no,south\n", "column 'agee' is not in table customers (did you mean 'age'?)"),
+    (HEADER + "99999999999999999999,30,1,no,south\n",
+     "column id: integer key outside the 64-bit range"),
+    ("id,agee,income,member,region\n1,30,1,no,south\n",
+     "column 'agee' is not in table customers (did you mean 'age'?)"),
     ("id,age,income,member\n1,30,1,no\n", "missing column 'region'"),
-    ("id,age,income,member,region,extra\n1,30,1,no,south,0\n", "column 'extra' is not in table customers"),
+    ("id,age,income,member,region,extra\n1,30,1,no,south,0\n",
+     "column 'extra' is not in table customers"),
     ("id,age,age,income,member,region\n", "column 'age' appears twice"),
     ("", "empty file"),
     (HEADER, "no data rows, only a header; nothing was uploaded"),
@@ -125,7 +130,8 @@ def test_bad_predicates_are_refused(tmp_path, schema, where, message):
 def test_padding_must_fit(tmp_path, schema):
     with pytest.raises(UploadError, match="3 rows do not fit the public size 2"):
         prepare(write(tmp_path, GOOD), schema, "customers", pad_to=2)
-    fixed = parse_schema(tomllib.loads(SCHEMA.replace('owner = "alice"', 'owner = "alice"\nrows = 4')))
+    fixed = parse_schema(tomllib.loads(SCHEMA.replace('owner = "alice"',
+                                                      'owner = "alice"\nrows = 4')))
     assert prepare(write(tmp_path, GOOD), fixed, "customers").rows == 4
     with pytest.raises(UploadError, match="differs from the schema's public size 4"):
         prepare(write(tmp_path, GOOD), fixed, "customers", pad_to=8)

@@ -33,7 +33,8 @@ def cancer_world(padding=40):
                          "max": float(x[:, i].max())} for i in range(FEATURES)}
     raw = {"schema": {"fact": "exams", "primary_private": "labs"}, "tables": {
         "exams": {"owner": "a", "primary_key": "id", "foreign_keys": [
-            {"columns": ["lab"], "references": "labs"}, {"columns": ["clinic"], "references": "clinics"}],
+            {"columns": ["lab"], "references": "labs"},
+            {"columns": ["clinic"], "references": "clinics"}],
             "columns": {"id": {"type": "key"}, "lab": {"type": "key"}, "clinic": {"type": "key"},
                         "label": {"type": "boolean"},
                         **{k: v for k, v in columns.items() if int(k[1:]) < FEATURES // 2}}},
@@ -41,16 +42,19 @@ def cancer_world(padding=40):
                  "columns": {"id": {"type": "key"},
                              **{k: v for k, v in columns.items() if int(k[1:]) >= FEATURES // 2}}},
         "clinics": {"owner": "a", "primary_key": "id",
-                    "columns": {"id": {"type": "key"}, "size": {"type": "decimal", "min": 0, "max": 10}}}}}
+                    "columns": {"id": {"type": "key"},
+                                "size": {"type": "decimal", "min": 0, "max": 10}}}}}
     schema = parse_schema(raw)
     exams = pd.DataFrame({"id": np.arange(n), "lab": np.arange(n), "clinic": clinic, "label": y,
                           **{f"f{i}": x[:, i] for i in range(FEATURES // 2)}, "_valid": 1})
     dummies = pd.DataFrame({c: [0] * padding for c in exams.columns}).assign(
         id=np.arange(n, n + padding), lab=10**6)
-    labs = pd.DataFrame({"id": np.arange(n), **{f"f{i}": x[:, i] for i in range(FEATURES // 2, FEATURES)},
+    labs = pd.DataFrame({"id": np.arange(n),
+                         **{f"f{i}": x[:, i] for i in range(FEATURES // 2, FEATURES)},
                          "_valid": 1})
     clinics = pd.DataFrame({"id": np.arange(4), "size": [1.0, 2.0, 3.0, 4.0], "_valid": 1})
-    frames = {"exams": pd.concat([exams, dummies], ignore_index=True), "labs": labs, "clinics": clinics}
+    frames = {"exams": pd.concat([exams, dummies], ignore_index=True), "labs": labs,
+              "clinics": clinics}
     return schema, frames
 
 
@@ -80,7 +84,8 @@ def run_pipeline(level, padding=40, **extra):
 
     rng = np.random.default_rng(1)
     return run_pair(program, (share_tables(schema, frames, rng)[0],),
-                    (share_tables(schema, frames, np.random.default_rng(1))[1],), timeout_s=300), spec
+                    (share_tables(schema, frames, np.random.default_rng(1))[1],),
+                    timeout_s=300), spec
 
 
 @pytest.mark.parametrize("level", [3, 4])

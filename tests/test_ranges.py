@@ -92,7 +92,8 @@ def test_a_model_job_id_follows_the_job_id_rule():
     """Job ids may hold '-' and '_' (servers/storage.ID_PATTERN); a prediction must be able to
     name such a training job, by its id or as submitter/id, and nothing else."""
     schema = schema_with(16, 100)
-    spec = '[job]\nrecipients = ["carol"]\n[predict]\nmodel_job = "{}"\nfeatures = ["readings.value"]\n'
+    spec = ('[job]\nrecipients = ["carol"]\n[predict]\nmodel_job = "{}"\n'
+            'features = ["readings.value"]\n')
     for name in ("run-1_b", "bob/run-1_b"):
         assert parse_job_spec(spec.format(name), schema, {"carol"}).section.model_job == name
     for name in ("../run", "bob/../run", "/run", "a/b/c"):

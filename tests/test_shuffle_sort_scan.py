@@ -51,7 +51,8 @@ def test_shuffle_is_uniform_over_permutations(source):
 
 def sort_plain(keys, columns, widths, signed, source):
     async def program(party, key_shares, column_shares):
-        sort_keys = [SortKey(k, bits=w, signed=s) for k, w, s in zip(key_shares, widths, signed, strict=True)]
+        sort_keys = [SortKey(k, bits=w, signed=s)
+                     for k, w, s in zip(key_shares, widths, signed, strict=True)]
         return await sort(party, column_shares, sort_keys)
 
     rng = np.random.default_rng(7)

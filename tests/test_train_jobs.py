@@ -40,13 +40,16 @@ def cancer_schema(x):
              'foreign_keys = [{ columns = ["patient"], references = "patients" }, '
              '{ columns = ["clinic"], references = "clinics" }]\n[tables.exams.columns]\n'
              'id = { type = "key" }\npatient = { type = "key" }\nclinic = { type = "key" }\n'
-             'label = { type = "boolean" }\nsplit = { type = "categorical", values = ["train", "test"] }\n']
+             'label = { type = "boolean" }\n'
+             'split = { type = "categorical", values = ["train", "test"] }\n']
     for i in range(FEATURES // 2):
-        lines.append(f"f{i} = {{ type = \"decimal\", min = {x[:, i].min()}, max = {x[:, i].max()} }}\n")
+        lines.append(f"f{i} = {{ type = \"decimal\", "
+                     f"min = {x[:, i].min()}, max = {x[:, i].max()} }}\n")
     lines.append('[tables.patients]\nowner = "bob"\nprimary_key = "id"\n[tables.patients.columns]\n'
                  'id = { type = "key" }\n')
     for i in range(FEATURES // 2, FEATURES):
-        lines.append(f"f{i} = {{ type = \"decimal\", min = {x[:, i].min()}, max = {x[:, i].max()} }}\n")
+        lines.append(f"f{i} = {{ type = \"decimal\", "
+                     f"min = {x[:, i].min()}, max = {x[:, i].max()} }}\n")
     lines.append('[tables.clinics]\nowner = "alice"\nprimary_key = "id"\n[tables.clinics.columns]\n'
                  'id = { type = "key" }\nsize = { type = "decimal", min = 0, max = 10 }\n')
     return "".join(lines)
@@ -69,7 +72,8 @@ def world(tmp_path):
     return deployment, x, y, split
 
 
-FEATURE_LIST = ", ".join([f'"exams.f{i}"' for i in range(3)] + [f'"patients.f{i}"' for i in range(3, 6)])
+FEATURE_LIST = ", ".join([f'"exams.f{i}"' for i in range(3)]
+                         + [f'"patients.f{i}"' for i in range(3, 6)])
 
 
 def train_spec(level, extra=""):
@@ -135,7 +139,7 @@ def test_train_then_predict_level_4(world):
             scored, accuracy = await run_carol_job(deployment, predict_spec(job))
             predicted, predictions = await run_carol_job(deployment, carry.replace("JOB", job))
             with pytest.raises(ServiceError, match="no job"):  # bob is not a recipient
-                (await fetch_result(deployment.client("bob"), job)).data
+                await fetch_result(deployment.client("bob"), job)
             # a prediction reads exactly the model's features: any other column would make
             # its predictions a row output of that column
             other = predict_spec(job).replace(f"features = [{FEATURE_LIST}]",
@@ -175,7 +179,8 @@ def test_level_5_model_carries_its_ledger(world):
     async def scenario():
         async with running(deployment):
             await upload_all(deployment)
-            return (await run_carol_job(deployment, train_spec(5, "epsilon = 4.0\ndelta = 1e-5\ntau = 1")))[1]
+            return (await run_carol_job(deployment,
+                                        train_spec(5, "epsilon = 4.0\ndelta = 1e-5\ntau = 1")))[1]
 
     model = asyncio.run(scenario())
     assert model["released"]  # 379 rows against 100 declared: 5.8 deviations of the check's noise
@@ -215,9 +220,11 @@ def rules(**changes):
 
 
 @pytest.mark.parametrize("policy, spec, message", [
-    (rules(min_privacy_level=5), train_spec(4), "table patients: its owner requires privacy level 5"),
+    (rules(min_privacy_level=5), train_spec(4),
+     "table patients: its owner requires privacy level 5"),
     (rules(min_privacy_level=5),
-     '[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["patients.f3"]\n', "requires privacy level 5"),
+     '[job]\nrecipients = ["carol"]\n[output]\ncolumns = ["patients.f3"]\n',
+     "requires privacy level 5"),
     (rules(recipients=("alice",)), train_spec(4), "does not allow outputs to carol"),
     (rules(max_epsilon=1.0), train_spec(5, "epsilon = 4.0\ndelta = 1e-5\ntau = 1"),
      "epsilon <= 1"),

@@ -51,7 +51,8 @@ def namespaces():
 
 
 def in_host(host, folder, *args, wait=True):
-    command = ["ip", "netns", "exec", host, sys.executable, "-m", "twofold.cli.main", *map(str, args)]
+    command = ["ip", "netns", "exec", host, sys.executable, "-m", "twofold.cli.main",
+               *map(str, args)]
     if wait:
         return subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
     return subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL,

@@ -97,7 +97,8 @@ def test_same_upload_id_with_other_content_is_refused(deployment):
     async def scenario():
         async with running(deployment):
             await upload_file(deployment, "alice", "customers", upload_id="v1")
-            (deployment.folder / "customers.csv").write_text(CUSTOMERS.replace(",east\n", ",north\n"))
+            (deployment.folder / "customers.csv").write_text(
+                CUSTOMERS.replace(",east\n", ",north\n"))
             with pytest.raises(ServiceError, match="already used for other content"):
                 await upload_file(deployment, "alice", "customers", upload_id="v1")
 

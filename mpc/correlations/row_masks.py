@@ -155,7 +155,8 @@ class MaskedProducts(Kind):
     def check(self, params, part0, part1, mask=None):
         """mask: both servers' shares of the row mask made before."""
         rows = (mask[0] + mask[1])[params["rows"]]
-        forward, backward, product, product_back = (x + y for x, y in zip(part0, part1, strict=True))
+        forward, backward, product, product_back = (x + y for x, y in zip(part0, part1,
+                                                                          strict=True))
         assert forward.shape == (params["columns"],) and backward.shape == (len(rows),)
         assert np.array_equal(np.matmul(rows, forward), product)
         assert np.array_equal(np.matmul(rows.T, backward), product_back)

@@ -108,7 +108,8 @@ class TruncatedTriples(Kind):
         (a0, b0, low0, t0, msb0), (a1, b1, low1) = (self.own(p, Prg(keys[p], seq), params)
                                                     for p in (0, 1))
         shape, f = tuple(params["shape"]), U64(params["frac_bits"])
-        bits = Prg(bytes(x ^ y for x, y in zip(*keys, strict=True)), seq).words(shape)  # msb(r), r's low f
+        # msb(r), r's low f
+        bits = Prg(bytes(x ^ y for x, y in zip(*keys, strict=True)), seq).words(shape)
         # in place, reusing the seed-derived arrays: each fresh temporary costs a page-faulted
         # allocation
         product = np.multiply(np.add(a0, a1, out=a0), np.add(b0, b1, out=b0), out=a0)

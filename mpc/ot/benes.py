@@ -69,7 +69,7 @@ def _level(starts, sizes, local, routing):
     child_starts, child_sizes = np.empty(children, np.int64), np.empty(children, np.int64)
     inverse = np.empty(n, np.int32)
     side = np.empty(n, np.int8)  # per output: 0 from the upper half, 1 from the lower
-    f = l = c = 0
+    f = o = c = 0
     for k in range(starts.shape[0]):
         start, m = starts[k], sizes[k]
         if m == 2:
@@ -113,10 +113,10 @@ def _level(starts, sizes, local, routing):
                 first_bits[f] = side[start + inverse[start + 2 * i]]  # 1: input 2i goes lower
             f += 1
         for t in range(outputs):
-            last_at[l] = start + 2 * t
+            last_at[o] = start + 2 * t
             if routing:
-                last_bits[l] = side[start + 2 * t]  # 1: output 2t comes from the lower half
-            l += 1
+                last_bits[o] = side[start + 2 * t]  # 1: output 2t comes from the lower half
+            o += 1
         for i in range(half):
             gather[start + i] = start + 2 * i
         for i in range(m - half):
@@ -180,7 +180,10 @@ def network(perm: np.ndarray, routing: bool = True) -> Network:
         if gather is not None:
             ops.append(("scatter", gather))
         add(positions, values)
-    join = (lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype))
+
+    def join(parts, dtype):
+        return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
     return Network(join(at, np.int32), join(bits, np.uint8), ops)
 
 

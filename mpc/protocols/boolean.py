@@ -103,7 +103,8 @@ def _monomial_plan(monomials: tuple[tuple[int, ...], ...], variables: int) -> _M
     terms = [[(position[mask ^ subset], share_of[subset]) for subset in submasks(mask)]
              for mask in masks]
     starts = np.cumsum([0] + [len(of_monomial) for of_monomial in terms[:-1]])
-    term_public, term_share = zip(*(term for of_monomial in terms for term in of_monomial), strict=True)
+    term_public, term_share = zip(*(term for of_monomial in terms for term in of_monomial),
+                                  strict=True)
     indices = [np.asarray(values, np.intp)
                for values in (parents, adds, term_public, term_share, starts)]
     return _MonomialPlan(layers, *indices)

@@ -126,5 +126,6 @@ def real_rows(schema: Schema, result_pair, columns) -> pd.DataFrame:
 def same_rows(got: pd.DataFrame, expected: pd.DataFrame) -> bool:
     columns = list(got.columns)
     a = got[columns].round(3).sort_values(columns).reset_index(drop=True)
-    b = expected[columns].round(3).astype(a.dtypes.to_dict()).sort_values(columns).reset_index(drop=True)
+    b = (expected[columns].round(3).astype(a.dtypes.to_dict()).sort_values(columns)
+         .reset_index(drop=True))
     return a.equals(b)

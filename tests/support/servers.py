@@ -109,7 +109,8 @@ async def running(deployment: Deployment, which=(0, 1)):
     dealer = Dealer(deployment.dealer_keys, tuple(k.public for k in deployment.server_keys),
                     deployment.configs[0].endpoints.dealer_address)
     events = [asyncio.Event() for _ in range(len(servers) + 1)]
-    tasks = [asyncio.create_task(s.serve(e)) for s, e in zip([*servers, dealer], events, strict=True)]
+    tasks = [asyncio.create_task(s.serve(e))
+             for s, e in zip([*servers, dealer], events, strict=True)]
     try:
         await until_ready(tasks, events)
         yield servers
@@ -134,7 +135,8 @@ async def until_ready(tasks: list[asyncio.Task], events: list[asyncio.Event]) ->
 
 # 300 customers and 900 orders (three per customer): most upload and job tests
 CUSTOMERS = "id,age,income,member,region\n" + "".join(
-    f"{i},{20 + i % 50},{i * 1.25 - 30},{'yes' if i % 3 else 'no'},{['north', 'south', 'east'][i % 3]}\n"
+    f"{i},{20 + i % 50},{i * 1.25 - 30},{'yes' if i % 3 else 'no'},"
+    f"{['north', 'south', 'east'][i % 3]}\n"
     for i in range(1, 301))
 ORDERS = "order_id,line,customer_id,amount\n" + "".join(
     f"o{i // 3},{i % 3},{1 + i % 300},{i % 97}.5\n" for i in range(900))

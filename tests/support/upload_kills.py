@@ -71,8 +71,8 @@ def write_customers(path: Path, rows: int, offset: int) -> None:
 
 def owner_upload(cluster: LocalCluster, data: Path) -> int:
     return subprocess.run(
-        [sys.executable, "-m", "twofold.cli.main", "owner", "upload", str(data), "--table", "customers",
-         "--schema", str(cluster.folder / "schema.toml"), "--config",
+        [sys.executable, "-m", "twofold.cli.main", "owner", "upload", str(data),
+         "--table", "customers", "--schema", str(cluster.folder / "schema.toml"), "--config",
          str(cluster.owner_config("alice"))], capture_output=True, timeout=300).returncode
 
 
