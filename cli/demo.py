@@ -23,7 +23,7 @@ from rich.table import Table
 from twofold.bench import oulad
 from twofold.cli.local_cluster import LocalCluster
 from twofold.client import Client
-from twofold.ml.dp import Privacy
+from twofold.mpc.privacy import Privacy
 from twofold.mpc.session import CORRELATIONS
 from twofold.owners.policy import AGGREGATE_FUNCTIONS, ALL_COLUMNS, Policy
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from twofold.ml.dp import Privacy
 from twofold.ml.features import Scaling
 from twofold.ml.sgd import Hyper
+from twofold.mpc.privacy import Privacy
 
 
 @dataclass(frozen=True)

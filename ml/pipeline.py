@@ -19,13 +19,14 @@ from typing import cast
 
 import numpy as np
 
-from twofold.ml.dp import Ledger, Privacy, calibrate, count_sigma, gradient_bound
+from twofold.ml.dp import Ledger, calibrate, count_sigma, gradient_bound
 from twofold.ml.features import Scaling, scale, scaling_for
 from twofold.ml.purify import compact_and_count, purify
 from twofold.ml.sgd import Hyper, poisson_batches, sequential_batches, train
 from twofold.mpc.noise import discrete_gaussian
 from twofold.mpc.party import Party
 from twofold.mpc.prg import KEY_BYTES, Prg
+from twofold.mpc.privacy import Privacy
 from twofold.mpc.protocols.arithmetic import mul
 from twofold.mpc.protocols.boolean import equal, less_than
 from twofold.mpc.protocols.scan import segmented_scan

@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import cast
 
-from twofold.ml.dp import Privacy, PrivacyError
 from twofold.mpc.errors import TwofoldError
+from twofold.mpc.privacy import Privacy, PrivacyError
 
 OUTPUT_KINDS = ("rows", "aggregate", "statistics", "model", "predictions")
 DEFAULT_OUTPUTS = ("aggregate", "statistics", "model")

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from twofold.ml.dp import Charge, Privacy
+from twofold.ml.dp import Charge
 from twofold.mpc.errors import ProtocolMismatch
 from twofold.mpc.party import Party
+from twofold.mpc.privacy import Privacy
 from twofold.owners.policy import PolicyError
 
 # sums of floats recorded in different orders may differ in their last bits, relative to their

@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from twofold.ml.dp import Privacy
 from twofold.ml.features import scale
 from twofold.ml.metrics import linear_sums, logistic_counts
 from twofold.ml.model import ModelDescription
@@ -20,6 +19,7 @@ from twofold.ml.pipeline import TrainSpec, fit, keep_tau_rows
 from twofold.ml.sgd import sigmoid
 from twofold.mpc.outputs import RELEASED, Output, OutputColumn
 from twofold.mpc.party import Party
+from twofold.mpc.privacy import Privacy
 from twofold.mpc.protocols.arithmetic import fixed_mul_public, matmul, mul, truncate
 from twofold.mpc.protocols.sort import SortKey
 from twofold.mpc.shares import Additive

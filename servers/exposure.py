@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twofold.ml.dp import Charge, Privacy
+from twofold.ml.dp import Charge
 from twofold.ml.pipeline import TrainSpec
+from twofold.mpc.privacy import Privacy
 from twofold.owners.schema import Schema
 from twofold.servers.jobspec import (
     AggregateSection,

@@ -38,8 +38,6 @@ from twofold.ml import metrics
 from twofold.ml.dp import (
     NOISE_TAILS,
     Charge,
-    Privacy,
-    PrivacyError,
     StatisticsLedger,
     calibrate_blocks,
     calibrate_statistics,
@@ -49,6 +47,7 @@ from twofold.ml.features import FeatureRangeError, scaling_for
 from twofold.ml.pipeline import TrainSpec, training_ledger
 from twofold.ml.sgd import Hyper, step_constant
 from twofold.mpc.errors import TwofoldError
+from twofold.mpc.privacy import Privacy, PrivacyError
 from twofold.mpc.ring import PrecisionError
 from twofold.owners.schema import Schema, exact, null_flag
 from twofold.servers.storage import PathError, check_job_name

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twofold.ml.dp import Privacy
+from twofold.mpc.privacy import Privacy
 from twofold.owners.policy import ROLE_LISTS, Policy, PolicyError
 from twofold.owners.schema import Schema
 from twofold.servers.exposure import Exposure, Use

@@ -99,7 +99,8 @@ def test_the_demo_declares_a_join_size_its_noisy_size_check_passes():
 
     from twofold.bench import oulad
     from twofold.cli.demo import DATA
-    from twofold.ml.dp import Privacy, count_sigma
+    from twofold.ml.dp import count_sigma
+    from twofold.mpc.privacy import Privacy
     from twofold.servers.jobspec import SIZE_CHECK_EPSILON
 
     rows = len(oulad.load_joined(DATA))

@@ -12,14 +12,13 @@ from tests.support.servers import SCHEMA
 from twofold.ml.dp import (
     MULTIPLIERS,
     Charge,
-    Privacy,
-    PrivacyError,
     _smallest_multiplier,
     calibrate,
     calibrate_statistics,
     gaussian_multiplier,
     spent_epsilon,
 )
+from twofold.mpc.privacy import Privacy, PrivacyError
 from twofold.owners.schema import parse_schema
 from twofold.servers.budget import BudgetLedger, check_budgets
 from twofold.servers.jobspec import parse_job_spec

@@ -9,10 +9,10 @@ from sklearn.datasets import load_breast_cancer
 
 from tests.support.harness import reconstruct, run_pair, shares_of
 from tests.support.joins import share_tables
-from twofold.ml.dp import Privacy
 from twofold.ml.pipeline import TrainSpec, fit, keep_tau_rows
 from twofold.ml.plaintext import accuracy, train_plain
 from twofold.ml.sgd import Hyper, sequential_batches
+from twofold.mpc.privacy import Privacy
 from twofold.mpc.ring import FixedPoint
 from twofold.owners.schema import parse_schema
 from twofold.sorting_join.multiway import run_join

@@ -25,7 +25,7 @@ from twofold.client import (
     table_budget,
     wait_for_job,
 )
-from twofold.ml.dp import Privacy
+from twofold.mpc.privacy import Privacy
 from twofold.mpc.rpc import ServiceError
 from twofold.owners.policy import Policy, unrestricted
 from twofold.owners.schema import INDICATOR

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from twofold.ml.dp import Privacy
+from twofold.mpc.privacy import Privacy
 from twofold.owners.policy import (
     AGGREGATE_FUNCTIONS,
     OUTPUT_KINDS,
