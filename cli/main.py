@@ -1,4 +1,4 @@
-"""The `twofold` command: keys, server, dealer, owner, job, reveal, bench."""
+"""The `twofold` command: keys, server, dealer, owner, job, reveal, query, bench."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 
 from twofold.bench.commands import bench_app
 from twofold.cli.demo import demo
-from twofold.cli.job import job_app, reveal_command
+from twofold.cli.job import job_app, query_command, reveal_command
 from twofold.cli.owner import owner_app
 from twofold.cli.server import server_app
 from twofold.mpc.allocator import keep_large_blocks
@@ -29,6 +29,7 @@ app.add_typer(server_app, name="server")
 app.add_typer(owner_app, name="owner")
 app.add_typer(job_app, name="job")
 app.command("reveal")(reveal_command)
+app.command("query")(query_command)
 app.command("demo")(demo)
 app.add_typer(bench_app, name="bench")
 

@@ -39,6 +39,8 @@ from twofold.owners.prepare import prepare
 from twofold.owners.schema import Schema, load_schema
 from twofold.owners.upload import UploadResult, dummy_prg, source_digest, upload
 from twofold.results import Result, reveal
+from twofold.servers.sql import Translation
+from twofold.sql import present, translation
 
 FINISHED = (State.DONE, State.FAILED)
 
@@ -238,3 +240,19 @@ class Client:
         """Submit, wait, check and reveal: the recipient's one call."""
         return asyncio.run(run_job(self.config, spec, job_id=job_id, timeout_s=timeout_s,
                                    on_status=on_status))[1]
+
+    # ---- SQL (docs/sql.md) -----------------------------------------------------------------
+
+    def translate(self, sql: str) -> Translation:
+        """The job spec one SQL statement is (.spec, its sections), checked against the
+        servers' schema; the servers check it again as any spec."""
+        return translation(self, sql)
+
+    def sql(self, sql: str, *, job_id: str | None = None, timeout_s: float = 3600.0,
+            on_status=None) -> pd.DataFrame:
+        """Run one SQL statement: submit its job (CREATE MODEL m: the job m), wait, reveal,
+        and return its result as a DataFrame (a model: its coefficients)."""
+        translated = translation(self, sql)
+        result = self.run(translated.spec, job_id=job_id or translated.job_id,
+                          timeout_s=timeout_s, on_status=on_status)
+        return present(result, translated.shape)
