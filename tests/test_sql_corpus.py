@@ -72,7 +72,7 @@ TPCH = [
     "JOIN region AS r ON n.n_regionkey = r.r_regionkey "
     "WHERE r.r_name = 'EUROPE' GROUP BY n.n_name ORDER BY revenue DESC",
     "SELECT COUNT(*) FROM orders WHERE o_shippriority = 0 AND o_orderdate >= 19960101",
-    "SELECT o_orderkey, o_custkey FROM orders WHERE o_orderdate = 19950101",
+    "SELECT o_orderkey, o_custkey FROM orders WHERE o_orderdate <= 19920110",
 ]
 
 WALK = [
@@ -140,6 +140,7 @@ def analysts(tmp_path_factory):
         folder = tmp_path_factory.mktemp(name)
         frames = make(folder)
         schema_text = (schema or folder / "schema.toml").read_text()
+        (folder / "servers").mkdir()
         deployment = make_deployment(folder / "servers", schema_text,
                                      owners=("alice", "bob", "carol"), timeout_s=120)
         worlds[name] = (deployment, frames, folder)
