@@ -3,13 +3,22 @@ twins, the walkthrough's and docs/joins.md's TOML specs from SQL, and refusals t
 construct and its position."""
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
 
 from tests.support.cli import WALKTHROUGH
-from tests.support.sql import MODEL1, schema_for, tpch_schema, typed, walkthrough_schema
+from tests.support.sql import (
+    EXAMS_SCHEMA,
+    MODEL1,
+    schema_for,
+    tpch_schema,
+    typed,
+    walkthrough_schema,
+)
+from twofold.owners.schema import parse_schema
 from twofold.servers.jobspec import parse_job_spec
 from twofold.servers.sql import translate
 from twofold.servers.sql_syntax import SqlError
@@ -65,6 +74,31 @@ def test_joins_doc_example_from_sql():
            " GROUP BY l_orderkey, o_orderdate")
     schema = tpch_schema()
     assert typed(spec_of_sql(sql, schema)) == typed(parse_job_spec(toml, schema, CLIENTS))
+
+
+def test_ml_doc_predict_example_from_sql():
+    toml = next(block for block in re.findall(r"```toml\n(.*?)```", (DOCS / "ml.md").read_text(),
+                                              re.S) if "[predict]" in block)
+    sql = ("SELECT * FROM ML.EVALUATE(MODEL model1, (SELECT age, region, amount >= 50"
+           " FROM orders JOIN customers ON customer = id))")
+    schema = walkthrough_schema()
+    assert typed(spec_of_sql(sql, schema)) == typed(parse_job_spec(toml, schema, CLIENTS))
+
+
+def test_ml_doc_training_example_from_sql():
+    toml = re.search(r"```toml\n(.*?)```", (DOCS / "ml.md").read_text(), re.S).group(1)
+    sql = ("-- twofold: recipients = [\"analyst\"]\n"
+           "CREATE MODEL m OPTIONS (model_type = 'logistic_reg', max_iterations = 3000,"
+           " learn_rate = 0.5, batch_size = 128, privacy_level = 5, min_join_size = 20000,"
+           " epsilon = 1.0, delta = 1e-6, tau = 3, unit = 'patients', size_check_epsilon = 0.1,"
+           " residual_bound = 1.0)"
+           " AS SELECT exams.f0, patients.f3 * clinics.size, exams.f1 > 2.5, clinics.kind,"
+           " exams.label FROM exams JOIN patients ON exams.patient = patients.id"
+           " JOIN clinics ON exams.clinic = clinics.id WHERE exams.split = 'train'")
+    schema = parse_schema(tomllib.loads(EXAMS_SCHEMA))
+    translated = translate(sql, schema, "carol")
+    spec = parse_job_spec(tomli_w.dumps(translated.spec), schema, {"analyst"})
+    assert typed(spec) == typed(parse_job_spec(toml, schema, {"analyst"}))
 
 
 def test_options_name_recipients_and_the_model_is_the_job_id():

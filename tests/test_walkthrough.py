@@ -109,7 +109,7 @@ def test_readme_walkthrough(tmp_path):
                                      "customers.region == 'south'"]
         run = twofold(folder, "query", EVALUATE_SQL, "--config", "carol.toml")
         assert run.returncode == 0 and run.stdout.startswith("metric,value\n"), run.stderr
-        assert "accuracy," in run.stdout
+        assert "accuracy," in run.stdout and "\ncount,5\n" in run.stdout  # an integer
         python = subprocess.run([sys.executable, "train.py"], cwd=folder, capture_output=True,
                                 text=True, timeout=300)
         assert python.returncode == 0, python.stderr

@@ -24,6 +24,40 @@ MODEL1 = {"features": ["customers.age", "customers.region == 'north'",
                        "customers.region == 'south'"], "label": "orders.amount >= 50"}
 
 
+# the schema of docs/ml.md's training example
+EXAMS_SCHEMA = """
+[schema]
+fact = "exams"
+primary_private = "patients"
+[tables.exams]
+owner = "alice"
+primary_key = "id"
+foreign_keys = [{ columns = ["patient"], references = "patients" },
+                { columns = ["clinic"], references = "clinics" }]
+[tables.exams.columns]
+id = { type = "key" }
+patient = { type = "key" }
+clinic = { type = "key" }
+label = { type = "boolean" }
+split = { type = "categorical", values = ["train", "test"] }
+f0 = { type = "decimal", min = 0, max = 30 }
+f1 = { type = "decimal", min = 0, max = 5 }
+[tables.patients]
+owner = "bob"
+primary_key = "id"
+[tables.patients.columns]
+id = { type = "key" }
+f3 = { type = "decimal", min = 0, max = 100 }
+[tables.clinics]
+owner = "alice"
+primary_key = "id"
+[tables.clinics.columns]
+id = { type = "key" }
+size = { type = "decimal", min = 0, max = 10 }
+kind = { type = "categorical", values = ["public", "private"] }
+"""
+
+
 def walkthrough_schema() -> Schema:
     return load_schema(WALKTHROUGH / "schema.toml")
 
