@@ -46,8 +46,9 @@ def _value(node: ast.expr, frame: pd.DataFrame):
             return combine.reduce([_value(value, frame) for value in values])
         case ast.BinOp(left=left, op=op, right=right):
             return OPERATORS[type(op)](_value(left, frame), _value(right, frame))
-        case ast.Compare(left=left, ops=[ast.In() | ast.NotIn() as op], comparators=[items]):
-            found = np.isin(_value(left, frame), [_value(item, frame) for item in items.elts])
+        case ast.Compare(left=left, ops=[ast.In() | ast.NotIn() as op],
+                         comparators=[ast.List(elts=items) | ast.Tuple(elts=items)]):
+            found = np.isin(_value(left, frame), [_value(item, frame) for item in items])
             return found if isinstance(op, ast.In) else np.logical_not(found)
         case ast.Compare(left=left, ops=[op], comparators=[right]):
             return OPERATORS[type(op)](_value(left, frame), _value(right, frame))
