@@ -75,7 +75,6 @@ def translate(text: str, schema: Schema, me: str,
     return query(statement, schema, job, noise)
 
 
-
 def query(select: exp.Select, schema: Schema, job: dict, noise: dict) -> Translation:
     check_clauses(select)
     scope = Scope.of(schema, select)

@@ -19,9 +19,11 @@ from tests.support.sql import (
     walkthrough_schema,
 )
 from twofold.owners.schema import parse_schema
+from twofold.results import Result
 from twofold.servers.jobspec import parse_job_spec
 from twofold.servers.sql import translate
 from twofold.servers.sql_syntax import SqlError
+from twofold.sql import present
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 CLIENTS = {"carol", "dave"}
@@ -108,6 +110,33 @@ def test_options_name_recipients_and_the_model_is_the_job_id():
            " WHERE customer = id")
     translated = translate(sql, walkthrough_schema(), "carol")
     assert translated.job_id == "m2" and translated.spec["job"]["recipients"] == ["carol", "dave"]
+
+
+def test_the_released_groups_become_the_querys_table():
+    """Names and order as selected, ORDER BY, LIMIT and OFFSET, counts as integers."""
+    shape = translate("SELECT COUNT(*) AS n, region FROM customers GROUP BY region "
+                      "ORDER BY n DESC, region LIMIT 2 OFFSET 1", walkthrough_schema(),
+                      "carol").shape
+    released = Result({"kind": "aggregate", "rows": {
+        "customers.region": ["east", "north", "south"], "count": [2.0, 5.0, 2.0]}})
+    frame = present(released, shape)
+    assert list(frame.columns) == ["n", "region"]
+    assert frame.to_dict("records") == [{"n": 2, "region": "east"}, {"n": 2, "region": "south"}]
+
+
+def test_distinct_counts_and_sample_variances_from_what_is_released():
+    schema = walkthrough_schema()
+    shape = translate("SELECT COUNT(DISTINCT customer), SUM(amount), AVG(amount) FROM orders",
+                      schema, "carol").shape
+    released = Result({"kind": "aggregate", "rows": {
+        "orders.customer": [1, 2], "count": [2.0, 1.0], "sum(orders.amount)": [10.0, 5.0],
+        "mean(orders.amount)": [5.0, 5.0]}})
+    assert present(released, shape).iloc[0].tolist() == [2, 15.0, 5.0]
+    shape = translate("SELECT VARIANCE(amount), STDDEV_POP(amount) FROM orders", schema,
+                      "carol").shape
+    released = Result({"kind": "statistics", "values": {"count": 4, "orders.amount": {
+        "count": 4, "sum": 8.0, "mean": 2.0, "variance": 3.0, "std": 3.0 ** 0.5}}})
+    assert present(released, shape).iloc[0].tolist() == [4.0, 3.0 ** 0.5]
 
 
 REFUSALS = [  # (SQL, what the one line says, its line and column)
