@@ -79,7 +79,7 @@ def create_model(statement: exp.Create, schema: Schema, job: dict) -> Translatio
                        f"name the label, as in orders.amount >= 50 AS {labels[0]}")
     train = {"model": MODEL_TYPES[model_type], "features": features, "label": label,
              **{TRAIN_OPTIONS[key]: value for key, value in given.items()}}
-    return Translation({"job": job, "train": train}, job_id=name, kind="model")
+    return Translation({"job": job, "train": train}, job_id=name)
 
 
 def _feature(scope: Scope, node: exp.Expr) -> str:
@@ -165,5 +165,4 @@ def model_function(select: exp.Select, function: exp.Predict, schema: Schema, jo
         raise SqlError("noise applies to ML.EVALUATE's metrics, not to predictions")
     elif carry:
         predict["columns"] = carry
-    return Translation({"job": job, "predict": predict},
-                       kind="evaluate" if evaluate else "predict")
+    return Translation({"job": job, "predict": predict})

@@ -8,6 +8,10 @@ What a job spec says is [job] tables (the query's tables; absent when it reads t
 a join condition when the foreign keys among the query's tables imply it; every foreign key
 among those tables must in turn be implied by the query's equalities, or the query's join is
 not the one the servers would compute.
+
+Also what every SELECT shares (queries, a model's training rows, the rows ML.PREDICT reads):
+the clauses it may have, its [job] section, its result columns' names, and what a translation
+is (a spec, and the Shape the recipient gives the released result).
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ CLAUSE_REFUSALS = {
 }
 
 
-
 @dataclass(frozen=True)
 class Item:
     """One column of the query's result: its name, and what it is in the released output
@@ -68,8 +71,6 @@ class Translation:
     spec: dict  # the job spec's sections, as parse_job_spec reads them
     shape: Shape = field(default_factory=Shape)
     job_id: str | None = None  # CREATE MODEL: the model's name is the training job's id
-    kind: str = "query"  # query, model, predict or evaluate
-
 
 
 def conjuncts(node: exp.Expr | None) -> list[exp.Expr]:
