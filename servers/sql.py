@@ -20,9 +20,13 @@ drops.
 
 from __future__ import annotations
 
+import re
+
+import tomli_w
 from sqlglot import exp
 
 from twofold.owners.schema import Schema
+from twofold.servers.jobspec import JobSpecError, parse_job_spec
 from twofold.servers.sql_models import ModelLookup, create_model, model_function
 from twofold.servers.sql_scope import (
     Item,
@@ -48,6 +52,7 @@ AGGREGATES: dict[type, str] = {
     exp.VariancePop: "var_pop", exp.Stddev: "std_samp", exp.StddevSamp: "std_samp",
     exp.StddevPop: "std_pop"}
 MOMENTS = ("var_samp", "var_pop", "std_samp", "std_pop")
+SPEC_LINE = re.compile(r"^(line \d+|the spec): ")  # where a spec's refusal points in its TOML
 
 def translate(text: str, schema: Schema, me: str,
               model_lookup: ModelLookup | None = None) -> Translation:
@@ -63,7 +68,7 @@ def translate(text: str, schema: Schema, me: str,
         if noise:
             raise SqlError("noise: a model's privacy goes in OPTIONS (privacy_level = 5, "
                            "epsilon, delta, tau)")
-        return create_model(statement, schema, job)
+        return checked(create_model(statement, schema, job), schema)
     if not isinstance(statement, exp.Select):
         unsupported(statement)
     source = statement.args.get("from_") or statement.args.get("from")
@@ -71,8 +76,23 @@ def translate(text: str, schema: Schema, me: str,
             source.this.this, exp.Predict):
         if model_lookup is None:
             raise SqlError("ML.PREDICT and ML.EVALUATE need the model's description")
-        return model_function(statement, source.this.this, schema, job, noise, model_lookup)
-    return query(statement, schema, job, noise)
+        return checked(model_function(statement, source.this.this, schema, job, noise,
+                                      model_lookup), schema)
+    return checked(query(statement, schema, job, noise), schema)
+
+
+def checked(translation: Translation, schema: Schema) -> Translation:
+    """The servers' checks of the spec against the schema, run here first, so that a refusal
+    (a sum of a categorical column, a range that overflows) speaks of the query, not of a
+    line of a spec its analyst never wrote. The servers check it again, and also the
+    recipients, the owners' rules and the budgets."""
+    recipients = translation.spec["job"]["recipients"]
+    named = {r for r in recipients if isinstance(r, str)} if isinstance(recipients, list) else set()
+    try:
+        parse_job_spec(tomli_w.dumps(translation.spec), schema, named)
+    except JobSpecError as error:
+        raise SqlError(SPEC_LINE.sub("", str(error))) from None
+    return translation
 
 
 def query(select: exp.Select, schema: Schema, job: dict, noise: dict) -> Translation:

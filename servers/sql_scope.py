@@ -153,6 +153,9 @@ class Scope:
             unsupported(node)
         if node.args.get("db") or node.args.get("catalog"):
             refuse(node, f"{node.sql()}: name tables without a dataset or schema")
+        for key, value in node.args.items():
+            if value and key not in ("this", "alias"):
+                refuse(node, f"{key.upper()} is not supported")
         name = node.name
         if name not in self.schema.tables:
             close = difflib.get_close_matches(name, list(self.schema.tables), n=1)
@@ -239,6 +242,8 @@ class Scope:
                 word = "and" if isinstance(node, exp.And) else "or"
                 return f"({self._text(node.this)} {word} {self._text(node.expression)})"
             case exp.Between():
+                if node.args.get("symmetric"):
+                    refuse(node, "BETWEEN SYMMETRIC is not supported")
                 value = self._text(node.this)
                 return (f"({value} >= {self._text(node.args['low'])} and "
                         f"{value} <= {self._text(node.args['high'])})")

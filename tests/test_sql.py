@@ -194,7 +194,15 @@ REFUSALS = [  # (SQL, what the one line says, its line and column)
     ("SELECT region FROM customers WHERE", "Required keyword", None),
     ("-- twofold: privacy = 5\nSELECT region FROM customers", "unknown option 'privacy'",
      None),
+    ("SELECT region FROM customers TABLESAMPLE SYSTEM (10 PERCENT)", "SAMPLE is not supported",
+     (1, 20)),
 ]
+
+
+def test_the_spec_checks_run_before_anything_is_sent():
+    """What the servers' spec checks refuse is refused here, naming the query's columns."""
+    with pytest.raises(SqlError, match="^'customers.region' is categorical, not numeric$"):
+        translate("SELECT SUM(region) FROM customers", walkthrough_schema(), "carol")
 
 
 @pytest.mark.parametrize("sql, says, where", REFUSALS, ids=[r[1][:30] for r in REFUSALS])
