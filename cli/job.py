@@ -11,7 +11,7 @@ from rich.console import Console
 
 from twofold.client import Client, failure, outcome
 from twofold.mpc.actions import State
-from twofold.servers.sql_syntax import SqlError
+from twofold.mpc.errors import TwofoldError
 
 job_app = typer.Typer(help="Submit jobs and follow them.", no_args_is_help=True)
 CONFIG_HELP = "client.toml (or an owner's config): your key and the two servers."
@@ -26,7 +26,7 @@ def job_text(client: Client, spec: Path | None, sql: str | None, sql_file: Path 
     SQL), from exactly one of SPEC, --sql and --sql-file."""
     given = [source for source in (spec, sql, sql_file) if source is not None]
     if len(given) != 1:
-        raise SqlError("give the job as one of SPEC (a TOML file), --sql or --sql-file")
+        raise TwofoldError("give the job as one of SPEC (a TOML file), --sql or --sql-file")
     if spec is not None:
         return spec.read_text(), None, False
     translated = client.translate(sql if sql is not None else Path(str(sql_file)).read_text())
@@ -172,7 +172,7 @@ def query_command(sql: str = typer.Argument(None, help="One SQL statement (docs/
     """Run one SQL statement as a job: submit, wait (its stage on stderr), reveal, and print
     the result as the query asks for it (a model: its coefficients)."""
     if (sql is None) == (sql_file is None):
-        raise SqlError("give the query as SQL text or --sql-file")
+        raise TwofoldError("give the query as SQL text or --sql-file")
     client = Client(config)
     text = sql if sql is not None else Path(str(sql_file)).read_text()
     with Console(stderr=True).status("translating") as status:
