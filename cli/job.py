@@ -61,6 +61,8 @@ def job_submit(spec: Path = typer.Argument(None, help=SPEC_HELP),
     typer.echo(json.dumps(result) if as_json else f"job {result['job_id']}: {result['state']}"
                + (f" ({result['error']})" if result.get("error") else ""))
     if result["state"] == State.FAILED:
+        if as_json:  # the reason on stderr too, where a failing command says why
+            typer.echo(f"twofold: job {job} failed: {result['error']}", err=True)
         raise typer.Exit(1)
 
 
