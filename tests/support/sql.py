@@ -141,3 +141,5 @@ def serving(*deployments):
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(120)
+        if not thread.is_alive():
+            loop.close()
