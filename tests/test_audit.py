@@ -212,12 +212,28 @@ def test_audit_commands_through_the_cli(tmp_path):
         assert "are not the ones it logged for job carol/j1" in changed.stderr
         log.write_bytes(original)
 
-        start = release - 1
-        rewrite_lines(log, lambda lines: lines[:start] + lines[start + 1:])
-        removed = twofold("audit", "verify", "--config", carol)
-        assert removed.returncode == 1 and "Traceback" not in removed.stderr
-        assert removed.stderr.splitlines() == [
-            f"twofold: server 1 entry {start}: missing (removed from the log)",
-            "twofold: server 1 has no start for job carol/j1"]
-        log.write_bytes(original)
+        start = release - 1  # the job's start, then its release: entries 2 and 3
+        for tamper, named in [
+            (lambda lines: [*lines[:release], lines[release].replace(
+                b'"output":"rows"', b'"output":"model"'), *lines[release + 1:]],
+             [f"server 1 entry {release}: signature does not verify",
+              f"server 1 entry {release + 1}: does not follow entry {release} (an entry "
+              "changed, removed or reordered)",
+              f"server 0 entry {release} and server 1 entry {release} (release for job "
+              "carol/j1) differ in field output"]),
+            (lambda lines: lines[:start] + lines[start + 1:],
+             [f"server 1 entry {start}: missing (removed from the log)",
+              "server 1 has no start for job carol/j1"]),
+            (lambda lines: [*lines[:start], lines[release], lines[start], *lines[release + 1:]],
+             [f"server 1 entry {start}: out of order (it comes after entry {release})"]),
+            (lambda lines: [*lines[:release], lines[release].replace(b'"signature":"',
+                                                                     b'"signature":"ff'),
+                            *lines[release + 1:]],
+             [f"server 1 entry {release}: signature does not verify"]),
+        ]:
+            rewrite_lines(log, tamper)
+            found = twofold("audit", "verify", "--config", carol)
+            assert found.returncode == 1 and "Traceback" not in found.stderr
+            assert found.stderr.splitlines() == [f"twofold: {line}" for line in named]
+            log.write_bytes(original)
         assert twofold("audit", "verify", "--config", carol).returncode == 0
