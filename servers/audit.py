@@ -30,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from twofold.mpc.audit import GENESIS, Entry, columns_digest, decode_view, encode_view
+from twofold.mpc.audit import (
+    GENESIS,
+    AuditError,
+    Entry,
+    columns_digest,
+    decode_view,
+    encode_view,
+)
 from twofold.mpc.outputs import Output
 from twofold.mpc.signing import SigningKey
 from twofold.owners.schema import Schema
@@ -46,19 +53,26 @@ class Audit:
         self.path = Path(data_dir) / LOG_NAME
         self.key = key
         self._lock = threading.Lock()
-        entries = self._complete_entries()
-        self._next = (entries[-1].seq + 1, entries[-1].hash) if entries else (0, GENESIS)
+        last = self._last_entry()
+        self._next = (last.seq + 1, last.hash) if last else (0, GENESIS)
         self._file = open(self.path, "ab")
 
-    def _complete_entries(self) -> list[Entry]:
-        """The stored entries; a last line without its newline is cut off for good."""
+    def _last_entry(self) -> Entry | None:
+        """The last stored entry, which the next one follows; a last line without its newline
+        is cut off for good. A last entry that does not parse stops the server: its chain
+        cannot go on."""
         if not self.path.exists():
-            return []
+            return None
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
+        if not data.endswith(b"\n"):
             os.truncate(self.path, data.rfind(b"\n") + 1)
             data = data[:data.rfind(b"\n") + 1]
-        return decode_view(data)
+        try:
+            entries = decode_view(data[data.rfind(b"\n", 0, -1) + 1:])
+        except ValueError as error:
+            raise AuditError(f"{self.path}: the last entry does not parse ({error}); move the "
+                             "log aside to start a new chain") from None
+        return entries[-1] if entries else None
 
     def _append(self, kind: str, event: dict, own: dict | None = None) -> None:
         with self._lock:
@@ -126,10 +140,13 @@ class Audit:
                                             *entry.event.get("recipients", []),
                                             *entry.event.get("owners", [])}
                    for entry in entries if entry.kind == "submit"}
-        return encode_view([
-            entry if client in ({entry.event.get("owner")} if "owner" in entry.event else
-                                parties.get(entry.event.get("job"), set()))
-            else entry.stub() for entry in entries])
+
+        def visible(entry: Entry) -> bool:
+            if "owner" in entry.event:  # an upload or a withdrawal
+                return entry.event["owner"] == client
+            return client in parties.get(entry.event.get("job"), ())
+
+        return encode_view([entry if visible(entry) else entry.stub() for entry in entries])
 
     def close(self) -> None:
         self._file.close()

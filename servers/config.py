@@ -120,8 +120,9 @@ def load_server_config(path: Path) -> ServerConfig:
                           f"{MAX_IDLE_COTS}")
     if idle_cots and endpoints.correlations != "ot":
         raise ConfigError(f"{path}: [server] 'idle_cots' needs correlations = \"ot\"")
+    signing_path = _key_path(path, get("signing_key"))
     try:
-        signing_key = load_signing_key(_key_path(path, get("signing_key")))
+        signing_key = load_signing_key(signing_path)
     except (OSError, ValueError) as error:
         raise ConfigError(f"{path}: [server] 'signing_key': {error}") from None
     return ServerConfig(endpoints=endpoints, listen=get("listen"),

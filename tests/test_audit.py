@@ -16,7 +16,7 @@ from tests.support.servers import CUSTOMERS, ORDERS, SCHEMA, make_deployment, ru
 from twofold.audit import audited, table_jobs
 from twofold.cli.local_cluster import LocalCluster
 from twofold.client import fetch_audit_logs, fetch_result, run_job
-from twofold.mpc.audit import check_view, compare, decode_view
+from twofold.mpc.audit import AuditError, check_view, compare, decode_view
 from twofold.servers.audit import Audit
 from twofold.servers.storage import UploadRecord
 
@@ -100,6 +100,16 @@ def test_one_sided_fetches_are_not_divergences(tmp_path):
     rewrite_lines(paths[1], lambda lines: [lines[0], lines[2]])
     views = [decode_view(p.read_bytes()) for p in paths]
     assert compare(views) == []  # a client may fetch from one server only
+
+
+def test_a_log_whose_last_entry_does_not_parse_stops_the_server(tmp_path):
+    """A line cut short by a crash is dropped; a whole line that is not an entry is not the
+    server's to mend."""
+    paths, _ = two_logs(tmp_path)
+    with open(paths[0], "ab") as log:
+        log.write(b"{}\n")
+    with pytest.raises(AuditError, match="the last entry does not parse"):
+        Audit(paths[0].parent, Ed25519PrivateKey.generate())
 
 
 @pytest.mark.integration
