@@ -57,25 +57,25 @@ def owner_audit(table: str = typer.Argument(..., help="Your table."),
     epsilon it spent, and whether its result was released (and fetched by whom)."""
     audit = asyncio.run(verify(load_client_config(config)))
     jobs = table_jobs(audit, table)
-    if as_json:
-        typer.echo(json.dumps(jobs))
-    elif not jobs:
-        typer.echo(f"no job has read {table}")
-    for job in [] if as_json else jobs:
-        typer.echo(f"job {job['job']}: {job['kind']} ({job['output']}, level {job['level']}), "
-                   f"submitted {_when(job['submitted_at'])} by {job['submitter']} for "
-                   f"{', '.join(job['recipients'])}")
-        typer.echo("  columns: " + ", ".join(
-            f"{c['column']} ({c['role']}{' ' + c['function'] if c['function'] else ''})"
-            for c in job["columns"]))
-        ran = (f"read version {job['version']} at {_when(job['started_at'])}"
-               if job["version"] else "never started")
-        spent = f"; epsilon {job['epsilon']:g} spent" if job["epsilon"] is not None else ""
-        result = ("released" + (f", fetched by {', '.join(job['fetched_by'])}"
-                                if job["fetched_by"] else "")) if job["released"] else (
-            "withheld (not released)")
-        typer.echo(f"  {ran}{spent}; {result}")
+    typer.echo(json.dumps(jobs) if as_json else
+               "\n".join(line for job in jobs for line in job_lines(job))
+               or f"no job has read {table}")
     _problems(audit)
+
+
+def job_lines(job: dict) -> list[str]:
+    """One job that read the owner's table, in three lines."""
+    columns = ", ".join(f"{c['column']} ({c['role']}{' ' + c['function'] if c['function'] else ''})"
+                        for c in job["columns"])
+    ran = (f"read version {job['version']} at {_when(job['started_at'])}" if job["version"]
+           else "never started")
+    spent = f"; epsilon {job['epsilon']:g} spent" if job["epsilon"] is not None else ""
+    fetched = f", fetched by {', '.join(job['fetched_by'])}" if job["fetched_by"] else ""
+    result = f"released{fetched}" if job["released"] else "withheld (not released)"
+    return [f"job {job['job']}: {job['kind']} ({job['output']}, level {job['level']}), "
+            f"submitted {_when(job['submitted_at'])} by {job['submitter']} for "
+            f"{', '.join(job['recipients'])}",
+            f"  columns: {columns}", f"  {ran}{spent}; {result}"]
 
 
 def job_receipt(job_id: str = typer.Argument(..., help="The job: its id, or submitter/id."),
@@ -86,23 +86,25 @@ def job_receipt(job_id: str = typer.Argument(..., help="The job: its id, or subm
     and what they released; checks that the output shares you fetch now are the ones each
     server logged (recipients only)."""
     audit, statements = asyncio.run(receipt(load_client_config(config), job_id))
-    if as_json:
-        typer.echo(json.dumps(statements))
-    for statement in [] if as_json else statements:
-        by_kind = {e.get("kind"): e for e in statement["entries"]}
-        start, release = by_kind.get("start"), by_kind.get("release")
-        submit = by_kind.get("submit")
-        line = f"server {statement['server']}: job {statement['job']}"
-        if submit:
-            line += f" (spec {submit['event']['spec_hash'][:16]})"
-        if start:
-            versions = start["event"]["versions"]
-            line += " ran on " + ", ".join(f"{t} version {v}" for t, v in versions.items())
-        if release:
-            line += (f"; released {release['event']['output']}, output digest "
-                     f"{release['own']['output_digest'][:16]}")
-        typer.echo(line)
+    typer.echo(json.dumps(statements) if as_json else
+               "\n".join(map(statement_line, statements)))
     if not audit.problems:
         typer.echo("the output shares fetched from each server are the ones it logged",
                    err=as_json)
     _problems(audit)
+
+
+def statement_line(statement: dict) -> str:
+    """One server's entries about a job, in a line: the spec, the versions, the release."""
+    by_kind = {entry.get("kind"): entry for entry in statement["entries"]}
+    submit, start, release = (by_kind.get(kind) for kind in ("submit", "start", "release"))
+    line = f"server {statement['server']}: job {statement['job']}"
+    if submit:
+        line += f" (spec {submit['event']['spec_hash'][:16]})"
+    if start:
+        line += " ran on " + ", ".join(f"{table} version {version}"
+                                       for table, version in start["event"]["versions"].items())
+    if release:
+        line += (f"; released {release['event']['output']}, output digest "
+                 f"{release['own']['output_digest'][:16]}")
+    return line
