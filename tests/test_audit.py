@@ -5,9 +5,12 @@ tests/support/servers.running)."""
 
 import asyncio
 import json
+import os
+import stat
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
 
 from tests.support.audit import log_path, rewrite_lines, stored_logs
 from tests.support.cli import twofold, upload_customers
@@ -15,9 +18,12 @@ from tests.support.harness import OPEN_POLICY
 from tests.support.servers import CUSTOMERS, ORDERS, SCHEMA, make_deployment, running, upload_file
 from twofold.audit import audited, table_jobs
 from twofold.cli.local_cluster import LocalCluster
+from twofold.cli.main import app
 from twofold.client import fetch_audit_logs, fetch_result, run_job
 from twofold.mpc.audit import AuditError, check_view, compare, decode_view
+from twofold.mpc.signing import load_signing_key, load_verify_key, signature_holds
 from twofold.servers.audit import Audit
+from twofold.servers.config import ConfigError, load_server_config
 from twofold.servers.storage import UploadRecord
 
 AGGREGATE = """
@@ -110,6 +116,32 @@ def test_a_log_whose_last_entry_does_not_parse_stops_the_server(tmp_path):
         log.write(b"{}\n")
     with pytest.raises(AuditError, match="the last entry does not parse"):
         Audit(paths[0].parent, Ed25519PrivateKey.generate())
+
+
+def test_keys_generate_writes_a_signing_pair_whose_secret_is_private(tmp_path):
+    result = CliRunner().invoke(app, ["keys", "generate", "server0", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    secret, public = tmp_path / "server0.sign_secret", tmp_path / "server0.sign"
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
+    signature = load_signing_key(secret).sign(b"entry")
+    assert signature_holds(load_verify_key(public), signature, b"entry")
+
+
+def test_configs_without_their_audit_keys_are_named(tmp_path):
+    """A server needs its signing key to start; a client needs the verify keys only to check
+    logs, and is told which one it lacks."""
+    with LocalCluster(schema_text=SCHEMA, owners=("alice",)) as cluster:
+        server = cluster.folder / "server0.toml"
+        server.write_text(server.read_text().replace('signing_key = "keys/server0.sign_secret"\n',
+                                                     ""))
+        with pytest.raises(ConfigError, match=r"server0.toml: \[server\] needs 'signing_key'"):
+            load_server_config(server)
+        client = cluster.owner_config("alice")
+        client.write_text(client.read_text().replace('verify_key = "keys/server0.sign"\n', ""))
+        run = twofold("audit", "verify", "--config", client)
+        assert run.returncode == 1
+        assert run.stderr == ("twofold: the config names no verify_key for server 0: its "
+                              "[[servers]] entry needs the server's NAME.sign\n")
 
 
 @pytest.mark.integration
