@@ -14,3 +14,13 @@ def fsync_dir(path: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Create a file of mode 0600 (never readable by others, not even for a moment) under a
+    temporary name and rename it into place, so an older file's mode cannot carry over."""
+    aside = path.parent / f".{path.name}.{os.getpid()}"
+    handle = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    os.replace(aside, path)
