@@ -98,6 +98,7 @@ def explanation_lines(explained: dict) -> list[str]:
                      f"charged epsilon {charge['epsilon']:g}, delta {charge['delta']:g} to "
                      "each table it protects")
     lines.append(f"minimum group sizes count entities over {exposure['scope']}")
+    lines += plan_lines(explained["plan"])
     findings = explained["findings"]
     for table, read in exposure["tables"].items():
         lines.append(f"table {table} (entities: {read['entities']})")
@@ -107,6 +108,20 @@ def explanation_lines(explained: dict) -> list[str]:
                 lines.append(f"  {mark:8} {finding['why'].split(': ', 1)[1]}")
     lines.append("accepted: both servers would queue it" if explained["accepted"] else
                  f"refused: {explained['refusal']}")
+    return lines
+
+
+def plan_lines(plan: dict) -> list[str]:
+    """The join tree: each binary join's one sort (its size is public), then Theta."""
+    lines = [f"join plan: top table {plan['root']}" + ("" if plan["steps"] else ", no joins")]
+    for step in plan["steps"]:
+        parent_key, child_key = step["on"]
+        carried = (f"with the columns of {step['child']}" if step["carries_columns"]
+                   else "with its key only")
+        lines.append(f"  {step['parent']} join {step['child']} on {parent_key} = {child_key}: "
+                     f"a sort of {step['sort_rows']:,} rows on a {step['key_bits']}-bit key, "
+                     f"{carried}")
+    lines += [f"  theta: {a} = {b}" for a, b in plan["theta"]]
     return lines
 
 

@@ -48,6 +48,9 @@ def sql_steps(folder):
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == "the SQL's job spec:" and '  where = "customers.age >= 30"' in lines
+    assert "join plan: top table orders" in lines and (
+        "  orders join customers on orders.customer = customers.id: a sort of 11 rows on a "
+        "63-bit key, with the columns of customers") in lines
     assert lines[-1].startswith("accepted")
     run = twofold(folder, "query", "SELECT region FROM customers\nLEFT JOIN orders ON "
                   "customer = id", "--config", "carol.toml")
