@@ -1,4 +1,4 @@
-"""The `twofold` command: keys, server, dealer, owner, job, reveal, bench."""
+"""The `twofold` command: keys, server, dealer, owner, job, reveal, query, bench."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from twofold.bench.commands import bench_app
 from twofold.cli.audit import audit_app, job_receipt, owner_audit
 from twofold.cli.demo import demo
-from twofold.cli.job import job_app, reveal_command
+from twofold.cli.job import job_app, query_command, reveal_command
 from twofold.cli.owner import owner_app
 from twofold.cli.server import server_app
 from twofold.mpc.allocator import keep_large_blocks
@@ -34,6 +34,7 @@ app.add_typer(audit_app, name="audit")
 owner_app.command("audit")(owner_audit)  # beside the owner's and the recipient's commands
 job_app.command("receipt")(job_receipt)
 app.command("reveal")(reveal_command)
+app.command("query")(query_command)
 app.command("demo")(demo)
 app.add_typer(bench_app, name="bench")
 

@@ -48,13 +48,16 @@ class Result:
                     records += [(name, statistic, v) for statistic, v in value.items()]
                 else:
                     records.append((name, "count", value))
-            return pd.DataFrame(records, columns=["name", "statistic", "value"])
+            return pd.DataFrame({"name": [r[0] for r in records],
+                                 "statistic": [r[1] for r in records],
+                                 "value": _mixed([r[2] for r in records])})
         if self.kind == "model":
             if not self.data["released"]:
                 return pd.DataFrame({"term": [], "coefficient": []})
             terms = {**self.data["coefficients"], "intercept": self.data["intercept"]}
             return pd.DataFrame({"term": list(terms), "coefficient": list(terms.values())})
-        return pd.DataFrame(list(self.data["metrics"].items()), columns=["metric", "value"])
+        metrics = self.data["metrics"]
+        return pd.DataFrame({"metric": list(metrics), "value": _mixed(list(metrics.values()))})
 
     def to_csv(self) -> str:
         return self.frame().to_csv(index=False)
@@ -62,11 +65,18 @@ class Result:
     def to_json(self) -> str:
         return json.dumps(self.data, indent=1)
 
-    def to_sklearn(self):
-        """A model's fitted scikit-learn estimator (client/models.py)."""
+    def to_sklearn(self, raw: bool = False):
+        """A model's fitted scikit-learn estimator (client/models.py); with raw, a pipeline
+        that takes raw rows (columns named table.column or column) and computes the model's
+        features from them, one-hot columns included."""
         if self.kind != "model":
             raise ValueError(f"a {self.kind} output is not a model")
-        return models.to_sklearn(self.data)
+        return models.to_sklearn(self.data, raw)
+
+
+def _mixed(values: list) -> pd.Series:
+    """Counts and measures in one column: counts stay integers (`count,5`, not `5.0`)."""
+    return pd.Series(values, dtype=object)
 
 
 def _decode_column(column: OutputColumn, values: np.ndarray, fixed: FixedPoint) -> list:

@@ -26,6 +26,7 @@ JOB_CANCEL = "job_cancel"
 FETCH_OUTPUT = "fetch_output"  # a job's output shares, for its recipients
 BUDGET = "budget"  # a table's privacy budget, for its owner
 AUDIT_LOG = "audit_log"  # the server's audit log, as this client may see it
+SCHEMA = "schema"  # the schema's text (public) and the caller's registered name, for SQL
 
 # ---- one server to the other -----------------------------------------------------------------
 PEER_CHECK = "peer_check"  # do you hold this upload, the same? (then it becomes live)
@@ -39,7 +40,7 @@ GET = "get"  # a batch of corrections
 CLOSE = "close"  # this server is done with the job's session
 
 CLIENT_ACTIONS = (HELLO, BEGIN, CHUNK, COMMIT, ACTIVATE, STATUS, JOB_SUBMIT, JOB_EXPLAIN,
-                  JOB_STATUS, JOB_CANCEL, FETCH_OUTPUT, BUDGET, AUDIT_LOG)
+                  JOB_STATUS, JOB_CANCEL, FETCH_OUTPUT, BUDGET, AUDIT_LOG, SCHEMA)
 PEER_ACTIONS = (PEER_CHECK, JOB_START, JOB_ABANDON, PREPROCESS_START)
 DEALER_ACTIONS = (OPEN, GET, CLOSE)
 

@@ -131,7 +131,8 @@ def _as_strings(array: pa.ChunkedArray) -> pa.ChunkedArray:
 def _check_present(source: SourceFile, name: str, array: pa.ChunkedArray) -> None:
     row = _first(array.is_null().to_numpy(zero_copy_only=False))
     if row is not None:
-        raise UploadError(f"{source.where(row, name)}: missing value")
+        raise UploadError(f"{source.where(row, name)}: missing value (cells may be empty "
+                          "only in a column the schema declares nullable = true, never a key)")
 
 
 def _numbers(source: SourceFile, column: Column, array: pa.ChunkedArray) -> np.ndarray:

@@ -27,6 +27,7 @@ from twofold.servers.jobs import JobState, JobStore
 from twofold.servers.jobspec import JobSpec, PredictSection, check_sizes
 from twofold.servers.rules import check_job, review
 from twofold.servers.storage import Storage, UploadRecord, check_job_name
+from twofold.sorting_join.plan import describe_plan
 
 
 def known_job(jobs: JobStore, client: str, name: str) -> JobState:
@@ -81,14 +82,16 @@ class Admission:
         """What a spec would read and release, every rule that applies to it, and whether it
         would be queued; nothing is queued or run."""
         exposure = analyze(spec, self.schema)
-        findings = review(exposure, self.schema, _policies(self._records(spec)), client)
+        records = self._records(spec)
+        findings = review(exposure, self.schema, _policies(records), client)
         try:
             self.admit(client, spec)
             refusal = ""
         except (RequestError, ValueError) as error:  # the rules' and the checks' refusals
             refusal = str(error)
+        plan = describe_plan(spec.plan, {name: record.rows for name, record in records.items()})
         return {"exposure": exposure.as_dict(), "findings": [asdict(f) for f in findings],
-                "accepted": not refusal, "refusal": refusal}
+                "plan": plan, "accepted": not refusal, "refusal": refusal}
 
     def _records(self, spec: JobSpec) -> dict[str, UploadRecord]:
         """The live version of every table the job reads."""

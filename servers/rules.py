@@ -49,10 +49,13 @@ def _table_findings(exposure: Exposure, schema: Schema, table: str, policy: Poli
 
     submits = submitter == schema.table(table).owner or policy.may_submit(submitter)
     found = [finding("analysts", submits, f"its owner {'lets' if submits else 'does not let'} "
-                                          f"{submitter} submit jobs that read it")]
+                                          f"{submitter} submit jobs that read it"
+                                          + ("" if submits else
+                                             f" (the owner would add {submitter} to analysts)"))]
     outsiders = sorted(name for name in exposure.recipients if not policy.may_receive(name))
     found.append(finding("recipients", not outsiders,
-                         f"its owner does not allow outputs to {', '.join(outsiders)}"
+                         f"its owner does not allow outputs to {', '.join(outsiders)} (the "
+                         f"owner would add {', '.join(outsiders)} to recipients)"
                          if outsiders else "its owner allows outputs to "
                          f"{', '.join(exposure.recipients)}"))
     kinds = [exposure.output] + (["rows"] if exposure.output != "rows" and any(
@@ -61,11 +64,14 @@ def _table_findings(exposure: Exposure, schema: Schema, table: str, policy: Poli
         allowed = kind in policy.outputs
         found.append(finding("outputs", allowed,
                              f"its owner {'allows' if allowed else 'does not allow'} {kind} "
-                             f"outputs (allowed: {', '.join(policy.outputs) or 'none'})"))
+                             f"outputs (allowed: {', '.join(policy.outputs) or 'none'}"
+                             + (")" if allowed else f"; the owner would add {kind} to outputs)")))
     level_ok = exposure.level >= policy.min_privacy_level
     found.append(finding("min_privacy_level", level_ok,
                          f"its owner requires privacy level {policy.min_privacy_level} or more; "
-                         f"this job has level {exposure.level}"))
+                         f"this job has level {exposure.level}"
+                         + ("" if level_ok else " (noise makes a job level 5; a training "
+                                                "declares its privacy_level)")))
     found += _privacy_findings(exposure, schema, table, policy, finding)
     found += [_column_finding(schema, use, policy, finding) for use in exposure.uses_of(table)]
     if policy.min_group_size > 1:

@@ -36,6 +36,7 @@ from twofold.mpc.actions import (
     JOB_SUBMIT,
     PEER_CHECK,
     PREPROCESS_START,
+    SCHEMA,
     STATUS,
 )
 from twofold.mpc.ot.store import exclusive
@@ -94,6 +95,7 @@ class Server(Service):
         callers[config.endpoints.peer_public] = Caller(PEER, f"server{1 - self.party}")
         super().__init__(config.endpoints.keys, config.listen, callers)
         self.schema: Schema = load_schema(config.schema_path)
+        self.schema_text = config.schema_path.read_text()  # for analysts' SQL: it is public
         self.storage = Storage(config.data_dir)
         self.storage.remove_leftovers()
         self.jobs = JobStore(config.data_dir)
@@ -123,6 +125,7 @@ class Server(Service):
                              concurrent=True),  # waits for the peer's check
             STATUS: Action(uploads.status, (CLIENT,), (text("table"),)),
             BUDGET: Action(uploads.budget, (CLIENT,), (caller_name, text("table"))),
+            SCHEMA: Action(self._schema, (CLIENT,), (caller_name,)),
             JOB_SUBMIT: Action(queue.submit, (CLIENT,),  # under one of the client's own ids
                                (caller_name, _ident("job_id", "job id"), text("spec")),
                                concurrent=True),  # as since the first queue; it waits for none
@@ -137,6 +140,11 @@ class Server(Service):
             JOB_ABANDON: Action(queue.abandon, (PEER,), (named_job, text("error"))),
             PREPROCESS_START: Action(idle.follow, (PEER,), (_ident("session_id", "session id"),)),
         }
+
+    def _schema(self, client: str) -> dict:
+        """What a client translating SQL needs: the schema, and its own name (the default
+        recipient)."""
+        return {"schema": self.schema_text, "client": client}
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
         store = self.config.endpoints.cot_store

@@ -92,3 +92,15 @@ def stored_columns(schema: Schema, plan: JoinPlan) -> list[str]:
     """Every qualified stored column of the plan's tables, indicators excluded."""
     return [qualified(name, column) for name in plan.tables
             for column in schema.table(name).stored_columns if column != INDICATOR]
+
+
+def describe_plan(plan: JoinPlan, rows: dict[str, int]) -> dict:
+    """The plan as `job explain` shows it, with the tables' public row counts: each binary
+    join sorts its parent's and its child's rows together (the parent keeps its rows), and
+    Theta's equalities are checked once every table has joined."""
+    return {"root": plan.root,
+            "steps": [{"parent": step.parent, "child": step.child,
+                       "on": [step.parent_key, step.child_key], "key_bits": step.key_bits,
+                       "sort_rows": rows[step.parent] + rows[step.child],
+                       "carries_columns": step.carries_columns} for step in plan.steps],
+            "theta": [list(pair) for pair in plan.theta]}

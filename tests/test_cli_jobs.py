@@ -105,3 +105,21 @@ def test_joined_columns_survive_separate_processes(tmp_path):
             assert abs(float(row["customers.income"]) - (i * 1.25 - 30)) < 1e-3
             assert float(row["customers.member"]) == (1.0 if i % 3 else 0.0)
             assert row["customers.region"] == ["north", "south", "east"][i % 3]
+
+
+def test_with_json_a_failed_jobs_reason_is_on_stderr_too(tmp_path):
+    """--json puts the outcome on stdout; a failed job's reason also goes where a failing
+    command's reason goes. No dealer runs, so the job cannot get its correlations."""
+    with LocalCluster(timeout_s=10, schema_text=SCHEMA,
+                      owners=("alice", "bob", "carol")) as cluster:
+        cluster.start_server(0)
+        cluster.start_server(1)
+        upload_customers(cluster, tmp_path)
+        spec = tmp_path / "job.toml"
+        spec.write_text('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
+                        '[output]\ncolumns = ["customers.id"]\n')
+        run = twofold("job", "submit", spec, "--config", cluster.owner_config("carol"),
+                      "--wait", "--json")
+        job = json.loads(run.stdout)
+        assert run.returncode == 1 and job["state"] == "failed" and job["error"], run.stderr
+        assert f"twofold: job {job['job_id']} failed: {job['error']}\n" in run.stderr

@@ -138,4 +138,5 @@ def test_job_explain_lists_every_use_and_the_verdict(revealed, kind):
     assert not any(line.lstrip().startswith("REFUSED") for line in lines)
     assert by_bob.returncode == 1
     assert by_bob.stdout.splitlines()[-1] == ("refused: table customers: its owner does not let "
-                                              "bob submit jobs that read it")
+                                              "bob submit jobs that read it (the owner would add "
+                                              "bob to analysts)")

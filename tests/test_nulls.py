@@ -155,7 +155,9 @@ def test_bad_null_rules_are_refused(deployment, nulls, message):
 def test_only_nullable_columns_may_be_empty(tmp_path, deployment):
     schema = deployment.schema
     (tmp_path / "bad.csv").write_text("id,patient,cost\n1,,3.5\n")
-    with pytest.raises(UploadError, match=r"row 1 \(line 2\), column patient: missing value"):
+    with pytest.raises(UploadError, match=r"row 1 \(line 2\), column patient: missing value "
+                       r"\(cells may be empty only in a column the schema declares "
+                       r"nullable = true"):
         prepare(tmp_path / "bad.csv", schema, "visits")
     # an owner's --where sees a missing cell as not a number: it never passes a comparison
     kept = prepare(deployment.folder / "patients.csv", schema, "patients", where="age > 30")

@@ -30,6 +30,40 @@ def wait_for_port(port):
     raise TimeoutError(f"nothing listens on {port}")
 
 
+REVENUE_SQL = ("SELECT customers.region, COUNT(*) AS n, SUM(orders.amount) AS total,\n"
+               "AVG(orders.amount) AS mean FROM orders JOIN customers\n"
+               "ON orders.customer = customers.id WHERE customers.age >= 30\n"
+               "GROUP BY customers.region")  # as the README has it
+EVALUATE_SQL = ("SELECT * FROM ML.EVALUATE(MODEL model1, (SELECT age, region, amount >= 50"
+                " FROM orders JOIN customers ON customer = id))")
+
+
+def sql_steps(folder):
+    """The README's query, its explanation from SQL, and a refusal: one line, its position."""
+    run = twofold(folder, "query", REVENUE_SQL, "--config", "carol.toml")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["region,n,total,mean", "north,3,162.4,54.13333333333333",
+                                       "south,2,325.25,162.625"]
+    run = twofold(folder, "job", "explain", "--sql", REVENUE_SQL, "--config", "carol.toml")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "the SQL's job spec:" and '  where = "customers.age >= 30"' in lines
+    assert "join plan: top table orders" in lines and (
+        "  orders join customers on orders.customer = customers.id: a sort of 11 rows on a "
+        "63-bit key, with the columns of customers") in lines
+    assert lines[-1].startswith("accepted")
+    run = twofold(folder, "query", "SELECT region FROM customers\nLEFT JOIN orders ON "
+                  "customer = id", "--config", "carol.toml")
+    assert run.returncode == 1 and run.stderr == (
+        "twofold: line 2, column 11: LEFT JOIN is not supported: the servers join matching "
+        "rows only (inner joins)\n")
+    sql = folder / "count.sql"
+    sql.write_text("-- twofold: recipients = [\"carol\"]\nSELECT COUNT(*) FROM orders\n")
+    run = twofold(folder, "job", "submit", "--sql-file", "count.sql", "--config", "carol.toml",
+                  "--id", "count1", "--wait")
+    assert run.returncode == 0 and run.stdout == "job count1: done\n", run.stderr
+
+
 def test_readme_walkthrough(tmp_path):
     folder = tmp_path / "walkthrough"
     shutil.copytree(WALKTHROUGH, folder)
@@ -48,6 +82,7 @@ def test_readme_walkthrough(tmp_path):
             run = twofold(folder, "owner", "upload", data, "--table", table, "--schema",
                           "schema.toml", "--config", f"{owner}.toml", *WALKTHROUGH_RULES[owner])
             assert run.returncode == 0, run.stderr
+        sql_steps(folder)
         run = twofold(folder, "job", "explain", "revenue.toml", "--config", "carol.toml")
         assert run.returncode == 0 and run.stdout.splitlines()[-1].startswith("accepted"), (
             run.stdout, run.stderr)
@@ -75,6 +110,9 @@ def test_readme_walkthrough(tmp_path):
         model = json.loads((folder / "model.json").read_text())
         assert model["features"] == ["customers.age", "customers.region == 'north'",
                                      "customers.region == 'south'"]
+        run = twofold(folder, "query", EVALUATE_SQL, "--config", "carol.toml")
+        assert run.returncode == 0 and run.stdout.startswith("metric,value\n"), run.stderr
+        assert "accuracy," in run.stdout and "\ncount,5\n" in run.stdout  # an integer
         python = subprocess.run([sys.executable, "train.py"], cwd=folder, capture_output=True,
                                 text=True, timeout=300)
         assert python.returncode == 0, python.stderr
