@@ -43,7 +43,17 @@ def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
     return public_path, secret_path
 
 
+class KeyFileError(ValueError):
+    """A secret key file that others could read."""
+
+
 def load_keypair(secret_path: Path) -> KeyPair:
+    """A secret key file open to group or others is refused (as ssh does): whoever could read
+    it could act as its owner."""
+    mode = os.stat(secret_path).st_mode
+    if mode & 0o077:
+        raise KeyFileError(f"{secret_path} is open to group or others (mode "
+                           f"{mode & 0o777:04o}); run chmod 600 {secret_path}")
     public, secret = zmq.auth.load_certificate(str(secret_path))
     if secret is None:
         raise ValueError(f"{secret_path} holds no secret key")

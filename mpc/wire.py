@@ -44,6 +44,16 @@ def encode(header: dict[str, Any], arrays=()) -> list:
     return [packed, *frames]
 
 
+def check_size(frames: list, max_frames: int, max_bytes: int) -> None:
+    """A whole message is bounded, not only each frame (which the socket's MAXMSGSIZE
+    bounds): at most max_frames frames of max_bytes in all."""
+    if len(frames) > max_frames:
+        raise WireError(f"a message of {len(frames)} frames, more than the {max_frames} allowed")
+    size = message_bytes(frames)
+    if size > max_bytes:
+        raise WireError(f"a message of {size} bytes, more than the {max_bytes} allowed")
+
+
 def decode(frames: list) -> tuple[dict[str, Any], list[np.ndarray]]:
     if not frames:
         raise WireError("empty message")
