@@ -169,8 +169,11 @@ class Service:
             header, arrays = wire.decode(message)
         except Exception as error:  # whatever the bytes, the loop keeps serving
             self.log.warning("refused a malformed message from %s: %s", caller, error)
-            await self._send(identity, caller, {"ok": False, "error": f"malformed message: "
-                                                              f"{error}"[:MAX_ERROR_CHARS]})
+            reply = {"ok": False, "error": f"malformed message: {error}"[:MAX_ERROR_CHARS]}
+            rid = wire.request_id(message)
+            if rid is not None:  # so that the caller's client takes the refusal as its answer
+                reply["rid"] = rid
+            await self._send(identity, caller, reply)
             return
         name = header.get("action")
         action = self.actions.get(name) if isinstance(name, str) else None

@@ -101,5 +101,18 @@ def decode(frames: list) -> tuple[dict[str, Any], list[np.ndarray]]:
     return header, arrays
 
 
+def request_id(frames: list) -> int | None:
+    """The "rid" of a message refused as a whole, if its header frame holds one."""
+    head = frames[0].bytes if hasattr(frames[0], "bytes") else bytes(frames[0])
+    if len(head) > MAX_HEADER_BYTES:
+        return None
+    try:
+        header = msgpack.unpackb(head, raw=False, strict_map_key=True)
+    except Exception:  # msgpack raises several unrelated types
+        return None
+    rid = header.get("rid") if isinstance(header, dict) else None
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+
+
 def message_bytes(frames: list) -> int:
     return sum(len(frame) for frame in frames)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
 from twofold.mpc.errors import TwofoldError
@@ -120,7 +121,7 @@ class Quotas:
 def _limits(path: Path, table, where: str, base: Limits) -> Limits:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [{where}] must be a section")
-    values = {}
+    values: dict[str, Any] = {}
     for key, value in table.items():
         default = getattr(base, key, None)
         if default is None:
