@@ -1,8 +1,8 @@
 """An owner takes a table back: every version of it, on both servers, crash consistent.
 
 The owner's client drives it (client/client.py withdraw_table), each step idempotent and run on
-both servers before the next:
-1. WITHDRAW, on server 0 then server 1: the table is marked withdrawn, durably and with its live
+both servers at once, the next only once both answered:
+1. WITHDRAW: the table is marked withdrawn, durably and with its live
    pointer removed in the same transaction (servers/storage.py), so from then on no job on
    that server reads it, and a job needs both servers; its uploads in progress stop, its queued
    jobs fail ("table T was withdrawn by its owner") and its running jobs are cancelled; then its
@@ -11,8 +11,9 @@ both servers before the next:
    again.
 A kill at any step leaves the mark on the server it hit (a restart finishes the deletion,
 Storage.remove_leftovers) and the table unusable; running the withdrawal again completes it.
-A server never lifts a mark before the owner saw both servers delete, so the table is never
-live on one server and gone from the other in a way a job could use.
+The owner's client lifts no mark before both servers deleted; and since a job reads only a
+version live on both servers, a table gone or marked on one is unusable whatever the other
+holds (a client that lifted a mark early would only delay its own withdrawal).
 
 What is kept: the privacy budget ledger (servers/budget.py), since privacy spent on the data is
 not given back by deleting it, and the jobs' stored outputs, which belong to their recipients.

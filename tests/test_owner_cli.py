@@ -91,9 +91,13 @@ def test_servers_write_their_files_for_themselves_alone(tmp_path):
         data = tmp_path / "customers.csv"
         write_customers(data, 30, offset=0)
         upload(cluster, data)
+        budget = twofold("owner", "budget", "customers", "--config",
+                         cluster.owner_config("alice"))  # opens each server's ledger
+        assert budget.returncode == 0, budget.stderr
         for party in (0, 1):
             root = cluster.folder / f"data{party}"
             paths = [root, *root.rglob("*")]
+            assert {"catalog.sqlite", "budget.sqlite"} <= {p.name for p in paths}
             assert any(p.suffix == ".u64" for p in paths) and (root / "jobs").is_dir()
             for path in paths:
                 mode = stat.S_IMODE(os.stat(path).st_mode)
