@@ -169,11 +169,11 @@ class Service:
             header, arrays = wire.decode(message)
         except Exception as error:  # whatever the bytes, the loop keeps serving
             self.log.warning("refused a malformed message from %s: %s", caller, error)
-            reply = {"ok": False, "error": f"malformed message: {error}"[:MAX_ERROR_CHARS]}
+            refusal = {"ok": False, "error": f"malformed message: {error}"[:MAX_ERROR_CHARS]}
             rid = wire.request_id(message)
             if rid is not None:  # so that the caller's client takes the refusal as its answer
-                reply["rid"] = rid
-            await self._send(identity, caller, reply)
+                refusal["rid"] = rid
+            await self._send(identity, caller, refusal)
             return
         name = header.get("action")
         action = self.actions.get(name) if isinstance(name, str) else None
