@@ -19,6 +19,7 @@ from pathlib import Path
 from twofold.client import Client
 from twofold.mpc.curve import generate_keypair
 from twofold.mpc.errors import TwofoldError
+from twofold.mpc.signing import generate_signing_keypair
 from twofold.owners.policy import Policy
 from twofold.owners.schema import load_schema
 
@@ -56,6 +57,8 @@ class LocalCluster:
         keys = self.folder / "keys"
         for name in ("dealer", "server0", "server1", *self.owners):
             generate_keypair(keys, name)
+        for name in ("server0", "server1"):
+            generate_signing_keypair(keys, name)
         dealer_address, peer_address = _address(), _address()
         self.listen = [_address(), _address()]
         (self.folder / "schema.toml").write_text(self.schema_text or "")
@@ -73,6 +76,7 @@ class LocalCluster:
                 "[server]\n"
                 f"party = {party}\n"
                 f'secret_key = "keys/server{party}.key_secret"\n'
+                f'signing_key = "keys/server{party}.sign_secret"\n'
                 f'listen = "{self.listen[party]}"\n'
                 f'peer_public_key = "keys/server{1 - party}.key"\n'
                 f'peer_service_address = "{self.listen[1 - party]}"\n'
@@ -88,7 +92,8 @@ class LocalCluster:
             (self.folder / f"{name}.toml").write_text(
                 f'[owner]\nsecret_key = "keys/{name}.key_secret"\ntimeout_s = {self.timeout_s}\n'
                 + "".join(f'[[servers]]\naddress = "{self.listen[p]}"\n'
-                          f'public_key = "keys/server{p}.key"\n' for p in (0, 1)))
+                          f'public_key = "keys/server{p}.key"\n'
+                          f'verify_key = "keys/server{p}.sign"\n' for p in (0, 1)))
         return self
 
     def _log(self, name: str):

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from twofold.bench.commands import bench_app
+from twofold.cli.audit import audit_app, job_receipt, owner_audit
 from twofold.cli.demo import demo
 from twofold.cli.job import job_app, reveal_command
 from twofold.cli.owner import owner_app
@@ -18,17 +19,21 @@ from twofold.mpc.curve import generate_keypair
 from twofold.mpc.dealer import Dealer
 from twofold.mpc.errors import TwofoldError
 from twofold.mpc.files import private_files
+from twofold.mpc.signing import generate_signing_keypair
 from twofold.servers.config import load_dealer_config
 
 app = typer.Typer(help="Twofold: statistics and models over the join of secret-shared tables.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
-keys_app = typer.Typer(help="CurveZMQ key pairs.", no_args_is_help=True)
+keys_app = typer.Typer(help="CurveZMQ and signing key pairs.", no_args_is_help=True)
 dealer_app = typer.Typer(help="The dealer of correlated randomness.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(dealer_app, name="dealer")
 app.add_typer(server_app, name="server")
 app.add_typer(owner_app, name="owner")
 app.add_typer(job_app, name="job")
+app.add_typer(audit_app, name="audit")
+owner_app.command("audit")(owner_audit)  # beside the owner's and the recipient's commands
+job_app.command("receipt")(job_receipt)
 app.command("reveal")(reveal_command)
 app.command("demo")(demo)
 app.add_typer(bench_app, name="bench")
@@ -36,9 +41,11 @@ app.add_typer(bench_app, name="bench")
 
 @keys_app.command("generate")
 def keys_generate(name: str, directory: Path = typer.Option(Path("."), "--dir")):
-    """Write NAME.key (public, share it) and NAME.key_secret (mode 0600, keep it)."""
-    public, secret = generate_keypair(directory, name)
-    typer.echo(f"{public}\n{secret}")
+    """Write NAME.key (public, share it) and NAME.key_secret (mode 0600, keep it); and a
+    server's audit log signing pair: NAME.sign (its verify key, for clients) and
+    NAME.sign_secret (0600)."""
+    paths = [*generate_keypair(directory, name), *generate_signing_keypair(directory, name)]
+    typer.echo("\n".join(map(str, paths)))
 
 
 @dealer_app.command("run")

@@ -23,6 +23,7 @@ import tomli_w
 
 from twofold.config import ClientConfig, load_client_config
 from twofold.mpc.actions import (
+    AUDIT_LOG,
     BUDGET,
     FETCH_OUTPUT,
     JOB_CANCEL,
@@ -34,6 +35,7 @@ from twofold.mpc.actions import (
     WITHDRAW_END,
     State,
 )
+from twofold.mpc.audit import AuditError, Entry, decode_view
 from twofold.mpc.errors import TwofoldError
 from twofold.mpc.outputs import Output
 from twofold.mpc.rpc import ServiceUnreachable, each, service_clients
@@ -186,6 +188,20 @@ async def withdraw_table(config: ClientConfig, table: str) -> None:
             await each(c.call({"action": action, "table": table}) for c in clients)
 
 
+async def fetch_audit_logs(config: ClientConfig) -> list[list[Entry]]:
+    """Each server's audit log as this client may see it: entries about its own tables and
+    jobs in full, every other entry as a stub (servers/audit.py; check with mpc.audit)."""
+    async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
+        replies = await each(c.call({"action": AUDIT_LOG}) for c in clients)
+    views = []
+    for party, (_, arrays) in enumerate(replies):
+        try:
+            views.append(decode_view(arrays[0].tobytes() if arrays else b""))
+        except ValueError as error:
+            raise AuditError(f"server {party}'s audit log does not parse: {error}") from None
+    return views
+
+
 def _fields(reply: dict) -> dict:
     """A reply's own fields, without those of the wire (ok, the request id, array shapes)."""
     return {key: value for key, value in reply.items() if key not in ("ok", "rid", "arrays")}
@@ -282,6 +298,10 @@ class Client:
     def reveal(self, job_id: str) -> Result:
         """The job's output, reconstructed here (its recipients only)."""
         return asyncio.run(fetch_result(self.config, job_id))
+
+    def audit_logs(self) -> list[list[Entry]]:
+        """Both servers' audit logs as this client may see them (twofold.audit checks them)."""
+        return asyncio.run(fetch_audit_logs(self.config))
 
     def outputs(self, job_id: str) -> list[Output]:
         """Both servers' raw output shares, for an audit of what the servers store."""

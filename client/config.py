@@ -7,6 +7,7 @@ servers are.
     [[servers]]                    # server 0, then server 1
     address = "tcp://server0.example:7000"
     public_key = "keys/server0.key"
+    verify_key = "keys/server0.sign"   # optional: checks its audit log (twofold audit)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
 from twofold.mpc.errors import TwofoldError
 from twofold.mpc.rpc import ServerAddress
+from twofold.mpc.signing import VerifyKey, load_verify_key
 
 
 class ClientConfigError(TwofoldError, ValueError):
@@ -29,6 +31,7 @@ class ClientConfig:
     keys: KeyPair
     servers: tuple[ServerAddress, ServerAddress]
     timeout_s: float = 60.0
+    verify_keys: tuple[VerifyKey | None, VerifyKey | None] = (None, None)  # audit logs'
 
 
 def load_client_config(path: str | Path) -> ClientConfig:
@@ -42,10 +45,14 @@ def load_client_config(path: str | Path) -> ClientConfig:
         keys = load_keypair(path.parent / client["secret_key"])
         first, second = (ServerAddress(s["address"], load_public_key(path.parent / s["public_key"]))
                          for s in servers)
+        first_verify, second_verify = (
+            load_verify_key(path.parent / s["verify_key"]) if "verify_key" in s else None
+            for s in servers)
         return ClientConfig(
             keys=keys,
             servers=(first, second),
-            timeout_s=float(client.get("timeout_s", 60.0)))
+            timeout_s=float(client.get("timeout_s", 60.0)),
+            verify_keys=(first_verify, second_verify))
     except KeyError as error:
         raise ClientConfigError(f"{path}: missing {error}") from None
     except (OSError, ValueError, tomllib.TOMLDecodeError) as error:

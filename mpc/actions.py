@@ -28,6 +28,7 @@ BUDGET = "budget"  # a table's privacy budget, for its owner
 TABLES = "tables"  # the owner's tables and their versions on this server
 WITHDRAW = "withdraw"  # mark the owner's table withdrawn and delete every version of it
 WITHDRAW_END = "withdraw_end"  # both servers deleted the table: it may be uploaded again
+AUDIT_LOG = "audit_log"  # the server's audit log, as this client may see it
 
 # ---- one server to the other -----------------------------------------------------------------
 PEER_CHECK = "peer_check"  # do you hold this upload, the same? (then it becomes live)
@@ -42,7 +43,8 @@ GET = "get"  # a batch of corrections
 CLOSE = "close"  # this server is done with the job's session
 
 CLIENT_ACTIONS = (HELLO, BEGIN, CHUNK, COMMIT, ACTIVATE, STATUS, JOB_SUBMIT, JOB_EXPLAIN,
-                  JOB_STATUS, JOB_CANCEL, FETCH_OUTPUT, BUDGET, TABLES, WITHDRAW, WITHDRAW_END)
+                  JOB_STATUS, JOB_CANCEL, FETCH_OUTPUT, BUDGET, TABLES, WITHDRAW, WITHDRAW_END,
+                  AUDIT_LOG)
 PEER_ACTIONS = (PEER_CHECK, JOB_START, JOB_ABANDON, JOB_STOP, PREPROCESS_START)
 DEALER_ACTIONS = (OPEN, GET, CLOSE)
 

@@ -8,13 +8,14 @@ key to a name, which arrives with every message as the frame property "User-Id".
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
+
+from twofold.mpc.files import read_secret, write_secret
 
 ZAP_DOMAIN = "twofold"
 
@@ -27,33 +28,21 @@ class KeyPair:
 
 def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
     """Write NAME.key (public) and NAME.key_secret in ZeroMQ's certificate format. The secret
-    file is created with mode 0600 (never readable by others, not even for a moment) under a
-    temporary name and renamed into place, so an older file's mode cannot carry over."""
+    file is created with mode 0600 (mpc.files.write_secret)."""
     directory.mkdir(parents=True, exist_ok=True)
     public, secret = zmq.curve_keypair()
     public_path, secret_path = directory / f"{name}.key", directory / f"{name}.key_secret"
     curve = f'curve\n    public-key = "{public.decode()}"\n'
     public_path.write_text(f"#   ZeroMQ CURVE Public Certificate\n\nmetadata\n{curve}")
-    aside = directory / f".{name}.key_secret.{os.getpid()}"
-    handle = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(handle, "w") as file:
-        file.write(f"#   ZeroMQ CURVE **Secret** Certificate\n#   DO NOT PROVIDE THIS FILE TO "
-                   f'OTHER USERS\n\nmetadata\n{curve}    secret-key = "{secret.decode()}"\n')
-    os.replace(aside, secret_path)
+    write_secret(secret_path, (f"#   ZeroMQ CURVE **Secret** Certificate\n#   DO NOT PROVIDE THIS "
+                               f"FILE TO OTHER USERS\n\nmetadata\n{curve}    secret-key = "
+                               f'"{secret.decode()}"\n').encode())
     return public_path, secret_path
 
 
-class KeyFileError(ValueError):
-    """A secret key file that others could read."""
-
-
 def load_keypair(secret_path: Path) -> KeyPair:
-    """A secret key file open to group or others is refused (as ssh does): whoever could read
-    it could act as its owner."""
-    mode = os.stat(secret_path).st_mode
-    if mode & 0o077:
-        raise KeyFileError(f"{secret_path} is open to group or others (mode "
-                           f"{mode & 0o777:04o}); run chmod 600 {secret_path}")
+    """Refused if group or others may read the file (mpc.files.read_secret)."""
+    read_secret(secret_path)
     public, secret = zmq.auth.load_certificate(str(secret_path))
     if secret is None:
         raise ValueError(f"{secret_path} holds no secret key")

@@ -22,3 +22,27 @@ def fsync_dir(path: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+class SecretFileError(ValueError):
+    """A secret key file that group or others could read."""
+
+
+def read_secret(path: Path) -> bytes:
+    """A secret key file's bytes; one open to group or others is refused (as ssh does):
+    whoever could read it could act as its owner."""
+    mode = os.stat(path).st_mode
+    if mode & 0o077:
+        raise SecretFileError(f"{path} is open to group or others (mode {mode & 0o777:04o}); "
+                              f"run chmod 600 {path}")
+    return path.read_bytes()
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Create a file of mode 0600 (never readable by others, not even for a moment) under a
+    temporary name and rename it into place, so an older file's mode cannot carry over."""
+    aside = path.parent / f".{path.name}.{os.getpid()}"
+    handle = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    os.replace(aside, path)

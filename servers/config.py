@@ -25,6 +25,7 @@ from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
 from twofold.mpc.errors import TwofoldError
 from twofold.mpc.link import DEFAULT_TIMEOUT_S
 from twofold.mpc.session import CORRELATIONS, Endpoints
+from twofold.mpc.signing import SigningKey, load_signing_key
 from twofold.servers.storage import check_id
 
 MAX_IDLE_COTS = 1 << 28  # per direction; at 17 bytes each way, 9 GB on each server
@@ -160,6 +161,7 @@ class ServerConfig:
     schema_path: Path
     data_dir: Path
     clients: dict[str, bytes]  # owners' and recipients' names -> public keys
+    signing_key: SigningKey  # signs the audit log (servers/audit.py)
     idle_cots: int = 0  # OT mode: COTs per direction to make while idle and keep (0: none)
     quotas: Quotas = field(default_factory=Quotas)
 
@@ -184,11 +186,16 @@ def load_server_config(path: Path) -> ServerConfig:
                           f"{MAX_IDLE_COTS}")
     if idle_cots and endpoints.correlations != "ot":
         raise ConfigError(f"{path}: [server] 'idle_cots' needs correlations = \"ot\"")
+    signing_path = _key_path(path, get("signing_key"))
+    try:
+        signing_key = load_signing_key(signing_path)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: [server] 'signing_key': {error}") from None
     return ServerConfig(endpoints=endpoints, listen=get("listen"),
                         peer_service_address=get("peer_service_address"),
                         schema_path=_key_path(path, get("schema")),
                         data_dir=_key_path(path, get("data_dir")), clients=clients,
-                        idle_cots=idle_cots,
+                        signing_key=signing_key, idle_cots=idle_cots,
                         quotas=load_quotas(path, raw.get("quotas", {}), clients))
 
 

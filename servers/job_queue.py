@@ -31,6 +31,7 @@ from twofold.mpc.rpc import ServiceError
 from twofold.mpc.service import Request, RequestError
 from twofold.owners.schema import Schema
 from twofold.servers.admission import Admission, known_job
+from twofold.servers.audit import Audit
 from twofold.servers.config import ServerConfig
 from twofold.servers.idle_preprocessing import IDLE_RETRY_S, IdlePreprocessing
 from twofold.servers.jobs import JobState, JobStore, run_job_blocking
@@ -59,8 +60,9 @@ class JobQueue:
                  admission: Admission, jobs: JobStore,
                  running: dict[tuple[str, str], tuple[Accounting, StopSignal]],
                  idle: IdlePreprocessing, spawn,
-                 call_peer: Callable[[dict], Awaitable[dict]]):
+                 call_peer: Callable[[dict], Awaitable[dict]], audit: Audit):
         self.config = config
+        self.audit = audit
         self.schema = schema
         self.storage = storage
         self.admission = admission
@@ -101,6 +103,7 @@ class JobQueue:
         model = self.admission.admit(client, spec)
         self.jobs.add(JobState(job_id, spec.hash, client, list(spec.recipients), model=model),
                       text)
+        self.audit.submit(self.schema, client, job_id, spec)
         self.queued.set()
         return {"state": State.QUEUED, "spec_hash": spec.hash}
 
@@ -145,6 +148,7 @@ class JobQueue:
             raise RequestError(f"job {state.job_id} is {state.state}"
                                + (f": {state.error}" if state.error else ""))
         output = Output.load(self.jobs.output_folder(*state.key))
+        self.audit.fetch(client, state.name)
         return {"meta": output.meta()}, output.shares
 
     # ---- server 1, following server 0 ------------------------------------------------------
@@ -219,7 +223,7 @@ class JobQueue:
             work = asyncio.ensure_future(asyncio.to_thread(
                 run_job_blocking, self.config.endpoints, self.config.data_dir, self.schema,
                 self._parse(self.jobs.spec_text(*state.key)), state, self.jobs, accounting,
-                cancel))
+                cancel, self.audit))
             if self.config.endpoints.party_id == 0:
                 limit = self.config.quotas.of(state.submitter).job_seconds
                 done, _ = await asyncio.wait({work}, timeout=limit)

@@ -33,6 +33,7 @@ from twofold.mpc.ring import FixedPoint
 from twofold.mpc.session import Endpoints, open_party
 from twofold.owners.policy import Policy
 from twofold.owners.schema import Schema
+from twofold.servers.audit import Audit
 from twofold.servers.budget import BudgetLedger, spend
 from twofold.servers.execute import execute
 from twofold.servers.exposure import analyze
@@ -151,7 +152,7 @@ async def agree(party: Party, spec: JobSpec, versions: dict[str, str], model: st
 
 def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec: JobSpec,
                      state: JobState, store: JobStore, accounting: Accounting,
-                     cancel: StopSignal) -> None:
+                     cancel: StopSignal, audit: Audit) -> None:
     """One server's whole job, in its own thread and event loop; `accounting.current` tells
     the job's stage meanwhile, and setting `cancel` stops it at its next message or wait for
     the peer. Every step is in a stage: load, connect, agree, the computation's own, release,
@@ -181,12 +182,15 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
                               accounting, cancel) as party:
             with party.stage("agree"):
                 await agree(party, spec, versions, state.model)
+                audit.start(state.name, versions, state.model)
                 if spec.charge is not None:
                     ledger = BudgetLedger(data_dir)
                     try:
                         await spend(party, ledger, state.name, spec.charge, rules.budgets)
                     finally:
                         ledger.close()
+                    audit.spend(state.name, {table: spec.charge.as_dict()
+                                             for table in sorted(rules.budgets)})
             return await execute(party, spec, schema, tables, rules, model)
 
     state.state = State.RUNNING
@@ -196,6 +200,7 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
         output = asyncio.run(main())
         with accounting.stage("store"):
             output.save(store.output_folder(*state.key))
+            audit.release(state.name, output)  # before any client can see the job done
         state.state = State.DONE
     except Exception as error:  # every failure ends the job and is reported to the client
         log.warning("job %s failed: %s", state.name, traceback.format_exc())

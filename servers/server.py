@@ -16,10 +16,12 @@ from contextlib import nullcontext
 from functools import partial
 from typing import cast
 
+import numpy as np
 import zmq.asyncio
 
 from twofold.mpc.actions import (
     ACTIVATE,
+    AUDIT_LOG,
     BEGIN,
     BUDGET,
     CHUNK,
@@ -55,6 +57,7 @@ from twofold.mpc.service import (
 )
 from twofold.owners.schema import Schema, load_schema
 from twofold.servers.admission import Admission
+from twofold.servers.audit import Audit
 from twofold.servers.config import ServerConfig
 from twofold.servers.idle_preprocessing import IdlePreprocessing
 from twofold.servers.job_queue import JobQueue, named_job
@@ -103,16 +106,19 @@ class Server(Service):
         self.storage = Storage(config.data_dir)
         self.storage.remove_leftovers()
         self.jobs = JobStore(config.data_dir)
+        self.audit = Audit(config.data_dir, config.signing_key)
         self.running: dict = {}  # jobs running here, by key (JobQueue's)
         self.peer: ServiceClient | None = None  # the other server's service, once serving
         self.uploads = Uploads(self.party, self.schema, self.storage, config.data_dir,
-                               self._call_peer, config.quotas)
+                               self._call_peer, self.audit, config.quotas)
         self.idle = IdlePreprocessing(config.endpoints, config.idle_cots, self.running,
                                       self.spawn, self._call_peer)
         self.queue = JobQueue(config, self.schema, self.storage,
                               Admission(self.schema, self.storage, self.jobs, config.data_dir),
-                              self.jobs, self.running, self.idle, self.spawn, self._call_peer)
-        self.withdrawal = Withdrawal(self.schema, self.storage, self.uploads, self.queue)
+                              self.jobs, self.running, self.idle, self.spawn, self._call_peer,
+                              self.audit)
+        self.withdrawal = Withdrawal(self.schema, self.storage, self.uploads, self.queue,
+                                     self.audit)
         self.actions = self._action_table()
 
     def _action_table(self) -> dict[str, Action]:
@@ -138,6 +144,7 @@ class Server(Service):
             JOB_STATUS: Action(queue.status, (CLIENT,), (caller_name, _job_name)),
             JOB_CANCEL: Action(queue.cancel, (CLIENT,), (caller_name, _job_name)),
             FETCH_OUTPUT: Action(queue.fetch, (CLIENT,), (caller_name, _job_name)),
+            AUDIT_LOG: Action(self._audit_view, (CLIENT,), (caller_name,)),
             PEER_CHECK: Action(uploads.peer_check, (PEER,),
                                (header_field("record", UploadRecord.from_message),)),
             JOB_START: Action(queue.start_as_follower, (PEER,),
@@ -167,6 +174,13 @@ class Server(Service):
         if self.peer is not None:
             self.peer.close()
         self.storage.close()
+        self.audit.close()
+
+    def _audit_view(self, client: str):
+        """The audit log as this client may see it: JSON lines as bytes (a log outgrows any
+        header)."""
+        view = self.audit.view(client)
+        return {}, [np.frombuffer(view, np.uint8)]
 
     async def _call_peer(self, header: dict) -> dict:
         if self.peer is None:

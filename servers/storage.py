@@ -301,13 +301,15 @@ class Storage:
                                  f"`twofold owner withdraw {table_name}` again to finish, "
                                  "then upload")
 
-    def mark_withdrawn(self, table_name: str, owner: str) -> None:
-        """Durably: the table has no live version and takes no upload until lift_withdrawal."""
+    def mark_withdrawn(self, table_name: str, owner: str) -> bool:
+        """Durably: the table has no live version and takes no upload until lift_withdrawal.
+        Returns whether it was not marked yet (a retry finds it marked)."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR IGNORE INTO withdrawn VALUES (?, ?, ?)",
-                            (table_name, owner, time.time()))
+            marked = self.db.execute("INSERT OR IGNORE INTO withdrawn VALUES (?, ?, ?)",
+                                     (table_name, owner, time.time())).rowcount == 1
             self.db.execute("DELETE FROM live WHERE table_name = ?", (table_name,))
+        return marked
 
     def remove_files(self, table_name: str) -> None:
         """Every version's shares of a marked table."""

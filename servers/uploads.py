@@ -16,6 +16,7 @@ from twofold.mpc.service import RequestError, require_text
 from twofold.owners.keys import EXACT_LIMIT
 from twofold.owners.policy import Policy, PolicyError
 from twofold.owners.schema import Schema
+from twofold.servers.audit import Audit
 from twofold.servers.budget import BudgetLedger
 from twofold.servers.config import Quotas
 from twofold.servers.storage import StagedUpload, Storage, UploadRecord
@@ -28,13 +29,14 @@ class Uploads:
     """`call_peer(header)` asks the other server and returns its reply's fields."""
 
     def __init__(self, party: int, schema: Schema, storage: Storage, data_dir,
-                 call_peer: Callable[[dict], Awaitable[dict]], quotas: Quotas):
+                 call_peer: Callable[[dict], Awaitable[dict]], audit: Audit, quotas: Quotas):
         self.party = party
         self.quotas = quotas
         self.schema = schema
         self.storage = storage
         self.data_dir = data_dir
         self.call_peer = call_peer
+        self.audit = audit
         self.staged: dict[tuple[str, str], StagedUpload] = {}  # by (owner, upload id)
 
     def begin(self, owner: str, upload_id: str, header: dict) -> dict:
@@ -138,7 +140,10 @@ class Uploads:
                                f"{upload_id}; both refused it")
         if status != "match":
             raise RequestError(f"server {1 - self.party} answered {status!r:.40}")
-        return {"status": "ready", "was_live": self.storage.make_live(record)}
+        was_live = self.storage.make_live(record)
+        if not was_live:  # a new live version: logged before the owner hears of it
+            self.audit.upload(record, self.storage.load(record))
+        return {"status": "ready", "was_live": was_live}
 
     def peer_check(self, theirs: UploadRecord) -> dict:
         """The peer asks whether this server holds the upload it is activating, the same."""
@@ -148,7 +153,8 @@ class Uploads:
         if mine.state == "rejected" or not mine.same_content(theirs):
             self.storage.reject(mine)
             return {"status": "mismatch"}
-        self.storage.make_live(mine)  # both hold it durably: it becomes (again) the live one
+        if not self.storage.make_live(mine):  # both hold it durably: (again) the live one
+            self.audit.upload(mine, self.storage.load(mine))
         return {"status": "match"}
 
     def status(self, table_name: str) -> dict:

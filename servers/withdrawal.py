@@ -15,6 +15,10 @@ The owner's client lifts no mark before both servers deleted; and since a job re
 version live on both servers, a table gone or marked on one is unusable whatever the other
 holds (a client that lifted a mark early would only delay its own withdrawal).
 
+Each server's audit log records one `withdraw` entry per withdrawal, once its first WITHDRAW
+has deleted everything (a retry, finding the table marked, adds none; a kill between the mark
+and that entry leaves the entry out on that server, which `twofold audit verify` then names).
+
 What is kept: the privacy budget ledger (servers/budget.py), since privacy spent on the data is
 not given back by deleting it, and the jobs' stored outputs, which belong to their recipients.
 """
@@ -25,6 +29,7 @@ import logging
 
 from twofold.mpc.service import RequestError
 from twofold.owners.schema import Schema
+from twofold.servers.audit import Audit
 from twofold.servers.job_queue import JobQueue
 from twofold.servers.storage import Storage
 from twofold.servers.uploads import Uploads
@@ -33,11 +38,13 @@ log = logging.getLogger("twofold.server")
 
 
 class Withdrawal:
-    def __init__(self, schema: Schema, storage: Storage, uploads: Uploads, queue: JobQueue):
+    def __init__(self, schema: Schema, storage: Storage, uploads: Uploads, queue: JobQueue,
+                 audit: Audit):
         self.schema = schema
         self.storage = storage
         self.uploads = uploads
         self.queue = queue
+        self.audit = audit
 
     def _owned(self, owner: str, table_name: str) -> str:
         table = self.schema.table(table_name)
@@ -48,11 +55,13 @@ class Withdrawal:
     def withdraw(self, owner: str, table_name: str) -> dict:
         """Step 1 (again, after a failure: it resumes)."""
         name = self._owned(owner, table_name)
-        self.storage.mark_withdrawn(name, owner)
+        first = self.storage.mark_withdrawn(name, owner)
         self.uploads.abandon_table(owner, name)
         self.queue.table_withdrawn(name)
         self.storage.remove_files(name)
         self.storage.forget_versions(name)
+        if first:
+            self.audit.withdraw(owner, name)  # fsynced before the owner hears of it
         log.info("%s withdrew table %s: every version deleted", owner, name)
         return {"status": "deleted"}
 

@@ -11,9 +11,11 @@ import pytest
 from tests.support.cli import twofold
 from tests.support.harness import keypair
 from tests.support.servers import make_deployment, running
-from twofold.mpc.curve import KeyFileError, generate_keypair, load_keypair
+from twofold.mpc.curve import generate_keypair, load_keypair
 from twofold.mpc.dealer import Dealer
+from twofold.mpc.files import SecretFileError
 from twofold.mpc.rpc import ServerAddress, ServiceError, service_clients
+from twofold.mpc.signing import generate_signing_keypair, load_signing_key
 from twofold.servers.config import ConfigError, load_server_config
 from twofold.servers.server import MAX_MESSAGE_FRAMES
 
@@ -80,10 +82,13 @@ def test_the_dealer_refuses_requests_over_its_bounds_and_keeps_serving():
 def test_a_secret_key_file_open_to_others_is_refused_with_the_fix(tmp_path):
     _, secret = generate_keypair(tmp_path, "alice")
     assert load_keypair(secret).public  # 0600, as written
-    os.chmod(secret, 0o640)
-    with pytest.raises(KeyFileError, match=f"^{secret} is open to group or others \\(mode "
-                                           f"0640\\); run chmod 600 {secret}$"):
-        load_keypair(secret)
+    _, signing = generate_signing_keypair(tmp_path, "server0")
+    assert load_signing_key(signing)
+    for path, load in [(secret, load_keypair), (signing, load_signing_key)]:
+        os.chmod(path, 0o640)
+        with pytest.raises(SecretFileError, match=f"^{path} is open to group or others "
+                                                  f"\\(mode 0640\\); run chmod 600 {path}$"):
+            load(path)
 
 
 @pytest.mark.slow  # a process

@@ -78,6 +78,11 @@ def test_readme_walkthrough(tmp_path):
         python = subprocess.run([sys.executable, "train.py"], cwd=folder, capture_output=True,
                                 text=True, timeout=300)
         assert python.returncode == 0, python.stderr
+        for audit in (["owner", "audit", "customers", "--config", "alice.toml"],
+                      ["job", "receipt", "revenue1", "--config", "carol.toml"],
+                      ["audit", "verify", "--config", "carol.toml"]):
+            run = twofold(folder, *audit)
+            assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
         assert "intercept" in python.stdout and "a 45-year-old in the north:" in python.stdout
         assert budget.stdout.splitlines()[:2] == [
             f"server {p}: customers spent epsilon 1, delta 1e-06 of 5 and 1e-05; left epsilon 4,"

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.support.audit import logs_agree
 from tests.support.harness import free_address, keypair
 from twofold.config import ClientConfig
 from twofold.mpc.curve import KeyPair
@@ -16,6 +18,7 @@ from twofold.mpc.dealer import Dealer
 from twofold.mpc.prg import Prg
 from twofold.mpc.rpc import ServerAddress
 from twofold.mpc.session import Endpoints
+from twofold.mpc.signing import SigningKey
 from twofold.owners.prepare import prepare
 from twofold.owners.schema import load_schema
 from twofold.owners.upload import upload
@@ -58,6 +61,7 @@ class Deployment:
     owner_keys: dict[str, KeyPair]
     configs: list[ServerConfig]
     dealer_keys: KeyPair
+    signing_keys: list[SigningKey]
 
     @property
     def schema(self):
@@ -69,7 +73,8 @@ class Deployment:
 
     def client(self, name: str, timeout_s: float = 60.0) -> ClientConfig:
         """The config a registered client would load from its file."""
-        return ClientConfig(self.owner_keys[name], self.addresses(), timeout_s)
+        first, second = (key.public_key() for key in self.signing_keys)
+        return ClientConfig(self.owner_keys[name], self.addresses(), timeout_s, (first, second))
 
     def stored(self, table: str) -> dict[str, np.ndarray] | None:
         """Test-only: reconstruct the current version of a table from both servers' files."""
@@ -90,6 +95,7 @@ def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "b
     schema_path = folder / "schema.toml"
     schema_path.write_text(schema_text)
     server_keys, dealer_keys = [keypair(), keypair()], keypair()
+    signing_keys = [Ed25519PrivateKey.generate() for _ in (0, 1)]
     owner_keys = {name: keypair() for name in owners}
     listen = [free_address(), free_address()]
     peer, dealer = free_address(), free_address()
@@ -98,13 +104,16 @@ def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "b
                             dealer_keys.public, dealer, timeout_s=timeout_s),
         listen=listen[p], peer_service_address=listen[1 - p], schema_path=schema_path,
         data_dir=folder / f"data{p}",
-        clients={name: key.public for name, key in owner_keys.items()}) for p in (0, 1)]
-    return Deployment(folder, schema_path, server_keys, owner_keys, configs, dealer_keys)
+        clients={name: key.public for name, key in owner_keys.items()},
+        signing_key=signing_keys[p]) for p in (0, 1)]
+    return Deployment(folder, schema_path, server_keys, owner_keys, configs, dealer_keys,
+                      signing_keys)
 
 
 @asynccontextmanager
 async def running(deployment: Deployment, which=(0, 1)):
-    """The chosen servers and the dealer, as tasks of this event loop."""
+    """The chosen servers and the dealer, as tasks of this event loop. When both ran and the
+    test's body ended without an error, their audit logs must agree (tests/support/audit.py)."""
     servers = [Server(deployment.configs[p]) for p in which]
     dealer = Dealer(deployment.dealer_keys, tuple(k.public for k in deployment.server_keys),
                     deployment.configs[0].endpoints.dealer_address)
@@ -114,6 +123,8 @@ async def running(deployment: Deployment, which=(0, 1)):
     try:
         await until_ready(tasks, events)
         yield servers
+        if len(servers) == 2:
+            await logs_agree(deployment.configs, deployment.signing_keys)
     finally:
         for task in tasks:
             task.cancel()
