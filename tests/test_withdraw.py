@@ -11,6 +11,7 @@ from tests.support.servers import CUSTOMERS, ORDERS, make_deployment, running, u
 from twofold.client import (
     cancel_job,
     disagreements,
+    fetch_audit_logs,
     owner_tables,
     submit_job,
     wait_for_job,
@@ -57,7 +58,10 @@ def test_withdraw_deletes_every_version_on_both_servers_and_the_table_can_come_b
             await upload_file(deployment, "bob", "orders", policy=OPEN_POLICY)
             listed = await owner_tables(alice)
             await withdraw_table(alice, "customers")
+            await withdraw_table(alice, "customers")  # again, a withdrawal of nothing
             after = await owner_tables(alice)
+            logged = [[e.event for e in log if e.kind == "withdraw"]
+                      for log in await fetch_audit_logs(alice)]
             folders = [len(list((c.data_dir / "tables").glob("customers/*")))
                        for c in deployment.configs]
             with pytest.raises(ServiceError, match="customers not uploaded to both servers"):
@@ -66,13 +70,14 @@ def test_withdraw_deletes_every_version_on_both_servers_and_the_table_can_come_b
                 await withdraw_table(deployment.client("bob"), "customers")
             orders_after = held(deployment, "orders")
             await upload_file(deployment, "alice", "customers", policy=OPEN_POLICY)
-            return listed, after, folders, orders_after, await owner_tables(alice)
+            return listed, after, logged, folders, orders_after, await owner_tables(alice)
 
-    listed, after, folders, orders_after, again = asyncio.run(scenario())
+    listed, after, logged, folders, orders_after, again = asyncio.run(scenario())
     assert [[(v["rows"], v["live"]) for v in s["versions"]] for s in listed] == [
         [(300, False), (320, True)]] * 2
     assert disagreements(listed) == []
     assert after == [{"versions": [], "withdrawing": []}] * 2 and folders == [0, 0]
+    assert logged == [[{"owner": "alice", "table": "customers"}] * 2] * 2  # one each
     assert orders_after == [1, 1]  # bob's table is untouched
     assert [[v["rows"] for v in s["versions"]] for s in again] == [[300], [300]]
 
