@@ -15,6 +15,7 @@ job of that id one receives) or as "submitter/id".
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -154,7 +155,8 @@ async def table_budget(config: ClientConfig, table: str) -> list[dict]:
 
 async def owner_tables(config: ClientConfig) -> list[dict]:
     """Each server's list of this owner's table versions ("versions": table, upload_id, rows,
-    state, updated, live) and of its tables being withdrawn there ("withdrawing")."""
+    state, updated, live) and of its tables being withdrawn there, with their withdrawal ids
+    ("withdrawing")."""
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
         replies = await each(c.call({"action": TABLES}) for c in clients)
     return [_fields(reply) for reply, _ in replies]
@@ -188,8 +190,13 @@ async def withdraw_table(config: ClientConfig, table: str) -> None:
     """Delete every version of the owner's table on both servers (servers/withdrawal.py):
     both mark it and delete it, then both lift the mark. Run it again after any failure."""
     async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
+        listings = await each(c.call({"action": TABLES}) for c in clients)
+        marks = [listing["withdrawing"].get(table) for listing, _ in listings]
+        # a retry goes on with the withdrawal a server holds, so each logs it once
+        withdrawal = marks[0] or marks[1] or secrets.token_hex(8)
         for action in (WITHDRAW, WITHDRAW_END):
-            await each(c.call({"action": action, "table": table}) for c in clients)
+            await each(c.call({"action": action, "table": table, "withdrawal": withdrawal})
+                       for c in clients)
 
 
 async def fetch_audit_logs(config: ClientConfig) -> list[list[Entry]]:

@@ -138,7 +138,8 @@ class Server(Service):
             BUDGET: Action(uploads.budget, (CLIENT,), (caller_name, text("table"))),
             SCHEMA: Action(self._schema, (CLIENT,), (caller_name,)),
             TABLES: Action(withdrawal.tables, (CLIENT,), (caller_name,)),
-            WITHDRAW: Action(withdrawal.withdraw, (CLIENT,), (caller_name, text("table"))),
+            WITHDRAW: Action(withdrawal.withdraw, (CLIENT,), (caller_name, text("table"),
+                                                          _ident("withdrawal", "withdrawal id"))),
             WITHDRAW_END: Action(withdrawal.end, (CLIENT,), (caller_name, text("table"))),
             JOB_SUBMIT: Action(queue.submit, (CLIENT,),  # under one of the client's own ids
                                (caller_name, _ident("job_id", "job id"), text("spec")),

@@ -177,7 +177,7 @@ class Storage:
         self.db.execute("CREATE TABLE IF NOT EXISTS live (table_name TEXT PRIMARY KEY, "
                         "owner TEXT, upload_id TEXT)")
         self.db.execute("CREATE TABLE IF NOT EXISTS withdrawn (table_name TEXT PRIMARY KEY, "
-                        "owner TEXT, at REAL)")
+                        "owner TEXT, withdrawal TEXT)")
         # catalogs from before the live table: the most recently readied upload is live
         self.db.execute(
             "INSERT OR IGNORE INTO live SELECT table_name, owner, upload_id FROM uploads "
@@ -288,11 +288,11 @@ class Storage:
 
     # ---- withdrawal: mark, remove files, forget versions, lift -------------------------------
 
-    def withdrawing(self, owner: str | None = None) -> list[str]:
-        """The tables marked withdrawn (of one owner, or all)."""
-        rows = self.db.execute("SELECT table_name FROM withdrawn WHERE ? IS NULL OR owner = ? "
-                               "ORDER BY table_name", (owner, owner)).fetchall()
-        return [name for (name,) in rows]
+    def withdrawing(self, owner: str | None = None) -> dict[str, str]:
+        """The tables marked withdrawn (of one owner, or all), with their withdrawal ids."""
+        rows = self.db.execute("SELECT table_name, withdrawal FROM withdrawn WHERE ? IS NULL OR "
+                               "owner = ? ORDER BY table_name", (owner, owner)).fetchall()
+        return dict(rows)
 
     def refuse_withdrawn(self, table_name: str) -> None:
         if self.db.execute("SELECT 1 FROM withdrawn WHERE table_name = ?",
@@ -301,14 +301,17 @@ class Storage:
                                  f"`twofold owner withdraw {table_name}` again to finish, "
                                  "then upload")
 
-    def mark_withdrawn(self, table_name: str, owner: str) -> bool:
+    def mark_withdrawn(self, table_name: str, owner: str, withdrawal: str) -> str:
         """Durably: the table has no live version and takes no upload until lift_withdrawal.
-        Returns whether it was not marked yet (a retry finds it marked)."""
+        Returns the withdrawal's id: this one, or that of the withdrawal whose mark is
+        already there (a retry)."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            marked = self.db.execute("INSERT OR IGNORE INTO withdrawn VALUES (?, ?, ?)",
-                                     (table_name, owner, time.time())).rowcount == 1
+            self.db.execute("INSERT OR IGNORE INTO withdrawn VALUES (?, ?, ?)",
+                            (table_name, owner, withdrawal))
             self.db.execute("DELETE FROM live WHERE table_name = ?", (table_name,))
+            (marked,) = self.db.execute("SELECT withdrawal FROM withdrawn WHERE table_name = ?",
+                                        (table_name,)).fetchone()
         return marked
 
     def remove_files(self, table_name: str) -> None:

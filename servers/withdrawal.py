@@ -15,9 +15,11 @@ The owner's client lifts no mark before both servers deleted; and since a job re
 version live on both servers, a table gone or marked on one is unusable whatever the other
 holds (a client that lifted a mark early would only delay its own withdrawal).
 
-Each server's audit log records one `withdraw` entry per withdrawal, once its first WITHDRAW
-has deleted everything (a retry, finding the table marked, adds none; a kill between the mark
-and that entry leaves the entry out on that server, which `twofold audit verify` then names).
+A withdrawal has an id the owner's client draws, and its retries reuse it: the client first
+asks both servers for a mark of the table and takes its id (a server keeps the id of the mark
+it holds). Each server's audit log records one `withdraw` entry per withdrawal id, once WITHDRAW
+has deleted everything, and no second one for a retry; so whichever step a kill interrupts, on
+whichever server, the two logs end with the same entries.
 
 What is kept: the privacy budget ledger (servers/budget.py), since privacy spent on the data is
 not given back by deleting it, and the jobs' stored outputs, which belong to their recipients.
@@ -52,16 +54,15 @@ class Withdrawal:
             raise RequestError(f"table {table.name} belongs to {table.owner}, not {owner}")
         return table.name
 
-    def withdraw(self, owner: str, table_name: str) -> dict:
+    def withdraw(self, owner: str, table_name: str, withdrawal: str) -> dict:
         """Step 1 (again, after a failure: it resumes)."""
         name = self._owned(owner, table_name)
-        first = self.storage.mark_withdrawn(name, owner)
+        withdrawal = self.storage.mark_withdrawn(name, owner, withdrawal)
         self.uploads.abandon_table(owner, name)
         self.queue.table_withdrawn(name)
         self.storage.remove_files(name)
         self.storage.forget_versions(name)
-        if first:
-            self.audit.withdraw(owner, name)  # fsynced before the owner hears of it
+        self.audit.withdraw(owner, name, withdrawal)  # fsynced before the owner hears of it
         log.info("%s withdrew table %s: every version deleted", owner, name)
         return {"status": "deleted"}
 

@@ -76,8 +76,11 @@ def test_withdraw_deletes_every_version_on_both_servers_and_the_table_can_come_b
     assert [[(v["rows"], v["live"]) for v in s["versions"]] for s in listed] == [
         [(300, False), (320, True)]] * 2
     assert disagreements(listed) == []
-    assert after == [{"versions": [], "withdrawing": []}] * 2 and folders == [0, 0]
-    assert logged == [[{"owner": "alice", "table": "customers"}] * 2] * 2  # one each
+    assert after == [{"versions": [], "withdrawing": {}}] * 2 and folders == [0, 0]
+    # one entry per withdrawal on each server, and each withdrawal under one id on both
+    assert [[(e["owner"], e["table"]) for e in log] for log in logged] == [
+        [("alice", "customers")] * 2] * 2
+    assert logged[0] == logged[1] and logged[0][0]["withdrawal"] != logged[0][1]["withdrawal"]
     assert orders_after == [1, 1]  # bob's table is untouched
     assert [[v["rows"] for v in s["versions"]] for s in again] == [[300], [300]]
 

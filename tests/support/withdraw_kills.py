@@ -5,7 +5,8 @@ A trial: alice's `customers` is live on both servers; server `party` is restarte
 tests/support/crashing_server.py, which kills itself at `point` while alice runs `twofold owner
 withdraw customers`; it is restarted normally and both stores are inspected (no job may be able
 to read the table), alice withdraws again, both stores are inspected once more (nothing left on
-either), and alice uploads the table again (a withdrawn table can come back).
+either), alice uploads the table again (a withdrawn table can come back), and `twofold audit
+verify` checks that the two servers' logs agree (one withdraw entry each, retry or not).
 """
 
 from __future__ import annotations
@@ -61,11 +62,15 @@ def usable(views: tuple[Held, Held]) -> bool:
             and not first.marked and not second.marked)
 
 
-def withdraw(cluster: LocalCluster) -> subprocess.CompletedProcess:
+def alice(cluster: LocalCluster, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "twofold.cli.main", "owner", "withdraw", "customers",
+        [sys.executable, "-m", "twofold.cli.main", *command,
          "--config", str(cluster.owner_config("alice"))],
         capture_output=True, text=True, timeout=300)
+
+
+def withdraw(cluster: LocalCluster) -> subprocess.CompletedProcess:
+    return alice(cluster, "owner", "withdraw", "customers")
 
 
 @dataclass
@@ -77,6 +82,7 @@ class Trial:
     after: tuple[Held, Held]
     upload_again_exit: int
     again: tuple[Held, Held]
+    audit: subprocess.CompletedProcess  # twofold audit verify, as alice
 
 
 def run_trial(party: int, point: str, folder: Path) -> Trial:
@@ -97,4 +103,5 @@ def run_trial(party: int, point: str, folder: Path) -> Trial:
         retry = withdraw(cluster)
         after = held(cluster)
         upload_again_exit = owner_upload(cluster, data)
-        return Trial(died, first_exit, before, retry, after, upload_again_exit, held(cluster))
+        return Trial(died, first_exit, before, retry, after, upload_again_exit, held(cluster),
+                     alice(cluster, "audit", "verify"))
