@@ -282,5 +282,5 @@ def test_cancelling_a_running_job_stops_both_servers(world):
             return statuses, [s.jobs.output_folder("alice", job).exists() for s in servers]
 
     statuses, outputs = asyncio.run(scenario())
-    assert [(s["state"], s["error"]) for s in statuses] == [("failed", "cancelled")] * 2
+    assert [(s["state"], s["error"]) for s in statuses] == [("failed", "cancelled by alice")] * 2
     assert outputs == [False, False]  # a job stopped midway releases nothing
