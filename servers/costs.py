@@ -176,26 +176,30 @@ def scan(n: int, columns: int, op: str = "sum") -> Cost:
     return cost
 
 
-def sort(n: float, bits: int, columns: int) -> Cost:
-    """Radix sort of n rows by `bits` key bits, moving `columns` columns (mpc/protocols/sort.py:
-    3b + 14 rounds for a 64-bit key below 2^15 rows, the adders' rounds depend on b)."""
+def sort(n: float, widths: list[int], columns: int) -> Cost:
+    """Radix sort of n rows by keys of these widths, moving `columns` columns
+    (mpc/protocols/sort.py): each key's A2B (Kogge-Stone below 2^15 rows: ceil(log2 b) + 1
+    rounds; ripple-carry from there: b - 1), then 3 rounds per key bit, two bits a pass (for
+    one 64-bit key below 2^15 rows, 3b + 14 rounds and about 24b + 250 bytes per row)."""
     if n < 2:
         return NOTHING
-    b = bits + bits % 2
-    per_row: float
-    if bits == 1:  # no adder: the key is its own bit
-        rounds, per_row = 13, 97 if n < RIPPLE_ADD else 72
-    elif n < RIPPLE_ADD:
-        rounds, per_row = 3 * b + 8 + math.ceil(math.log2(b)), 24 * b + 45 + 38 * math.log2(b)
+    passes = math.ceil(sum(widths) / 2)
+    wide = [b for b in widths if b > 1]  # a 1-bit key's shares are its XOR shares already
+    if n < RIPPLE_ADD:
+        rounds = 6 * passes + 7 + sum(math.ceil(math.log2(b)) + 1 for b in wide)
+        per_row = 48 * passes + 48 + sum(6.5 + 38.4 * math.log2(b) for b in wide)
     else:
-        rounds, per_row = 4 * b + 7, 24.56 * b + 40
+        rounds = 6 * passes + 8 + sum(b - 1 for b in wide)
+        per_row = 48 * passes + 24 + sum(0.9 * b for b in wide)
     return _op(n, rounds, per_row + 8 * (columns - 1),
-               RATES["sort"] * b + RATES["shuffle"] * columns)
+               RATES["sort"] * 2 * passes + RATES["shuffle"] * columns)
 
 
-def first_occurrences(n: float, bits: int, keys: int) -> Cost:
-    """sorting_join.aggregate.first_occurrences: one sort, the starts, a permutation back."""
-    return sort(n, bits + 1, 2 + keys) + starts(n, keys) + mul(n) + apply_permutation(n, 1)
+def first_occurrences(n: float, widths: list[int]) -> Cost:
+    """sorting_join.aggregate.first_occurrences: one sort (by a dummy bit, then the keys), the
+    starts, a permutation back."""
+    return (sort(n, [1, *widths], 2 + len(widths)) + starts(n, len(widths)) + mul(n)
+            + apply_permutation(n, 1))
 
 
 def starts(n: float, keys: int) -> Cost:
@@ -297,7 +301,7 @@ def _join(job: _Job) -> None:
         parent, n = job.rows[step.parent], job.rows[step.parent] + job.rows[step.child]
         if parent == 0:
             continue
-        job.add("sort", sort(n, step.key_bits + 1, 4 + carry))
+        job.add("sort", sort(n, [step.key_bits, 1], 4 + carry))
         job.add("propagate", scan(n, 2 + carry, "copy") + equal(n) + mul(n))
         job.add("compact", apply_permutation(n, 1 + carry) + mul(parent))
     if plan.theta:
@@ -349,7 +353,7 @@ def _entities(job: _Job) -> Cost:
     their k (servers/execute._entities_reach_k)."""
     if not job.entities:
         return NOTHING
-    counts = [first_occurrences(job.n, job.key_bits(key), 1)
+    counts = [first_occurrences(job.n, [job.key_bits(key)])
               for table, key in job.entities.items() if table != job.spec.plan.root]
     return (sum(counts, NOTHING) + less_than(len(job.entities))
             + product(1, len(job.entities)))
@@ -360,7 +364,7 @@ def _tau(job: _Job, columns: int) -> None:
     if job.spec.private_key is None:
         return
     n = job.n
-    job.add("tau", sort(n, job.key_bits(job.spec.private_key), 2 + columns) + equal(n - 1)
+    job.add("tau", sort(n, [job.key_bits(job.spec.private_key)], 2 + columns) + equal(n - 1)
             + scan(n, 1) + less_than(n) + mul(n))
 
 
@@ -373,15 +377,15 @@ def _aggregate(job: _Job, section: AggregateSection) -> None:
     numeric = [t for t in types if t.type not in ("categorical", "key")]
     cost = mul(n * len(numeric)) + truncate(
         n * sum(t.type != "decimal" for t in numeric))
-    bits = sum(group_key_bits(t, job.schema.fixed) for t in types)
+    widths = [group_key_bits(t, job.schema.fixed) for t in types]
     marks = 0
     for key in job.entities.values():
-        cost += first_occurrences(n, bits + job.key_bits(key), len(types) + 1)
+        cost += first_occurrences(n, [*widths, job.key_bits(key)])
         marks += 1
     sums = sum(a.op == "sum" for a in section.aggregates)
     extremes = [a.op for a in section.aggregates if a.op in ("min", "max")]
     if types:
-        cost += sort(n, bits, len(types) + 1 + marks + sums + len(extremes))
+        cost += sort(n, widths, len(types) + 1 + marks + sums + len(extremes))
         cost += starts(n, len(types))
     cost += flag_rows(n, sums) + scan(n, 1 + marks + sums)
     for op in extremes:
@@ -422,9 +426,9 @@ def _statistics(job: _Job, section: StatisticsSection) -> None:
     for table, key in job.entities.items():
         if table == job.spec.plan.root:
             continue
-        cost += first_occurrences(n, job.key_bits(key), 1)
+        cost += first_occurrences(n, [job.key_bits(key)])
         for size in sizes:
-            cost += first_occurrences(n, job.key_bits(key) + size.bit_length(), 2)
+            cost += first_occurrences(n, [max(1, (size - 1).bit_length()), job.key_bits(key)])
             cost += flag_rows(n, size)
     job.add("statistics", cost)
     values = 1 + k * (2 if section.noise is not None else 4) + sum(sizes)
@@ -450,7 +454,7 @@ def _train(job: _Job, section: TrainSpec) -> None:
         job.add("size check", less_than(1) + (mul(1) if job.entities else NOTHING))
     job.add("scale", truncate(n * d) + truncate(n))
     if section.level == 3:
-        job.add("purify", sort(n, 1, d + 2) + reveal(1) + shuffle(n, d + 1))
+        job.add("purify", sort(n, [1], d + 2) + reveal(1) + shuffle(n, d + 1))
     elif section.level == 4:
         job.add("purify", _purify(n, d + 1))
     else:
@@ -466,11 +470,11 @@ def _purify(n: int, columns: int) -> Cost:
         return NOTHING
     levels = (n - 1).bit_length()
     size = 1 << levels
-    cost = shuffle(n, columns + 1) + sort(size, 1, columns + 1) + less_than(levels)
+    cost = shuffle(n, columns + 1) + sort(size, [1], columns + 1) + less_than(levels)
     for i in range(1, levels + 1):
         rows = size - (size >> i)
         cost += mul(rows) + flag_rows(rows, columns + 1)
-    cost += sort(size, 1, columns + 1) + flag_rows(size // 2, columns + 1)
+    cost += sort(size, [1], columns + 1) + flag_rows(size // 2, columns + 1)
     return cost + shuffle(n, columns)
 
 
@@ -514,7 +518,7 @@ def _predict(job: _Job, section: PredictSection) -> None:
             n, 4 + section.classes)
     for table, key in job.entities.items():
         if table != job.spec.plan.root:
-            cost += first_occurrences(n, job.key_bits(key), 1)
+            cost += first_occurrences(n, [job.key_bits(key)])
     job.add("predict", cost)
     release = mul(6)  # the count and at most five sums
     if job.entities:

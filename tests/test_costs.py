@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.harness import OPEN_POLICY
 from tests.support.servers import CUSTOMERS, ORDERS, make_deployment, running, upload_file
+from twofold.bench import tpch
 from twofold.client import explain_job, job_status, run_job
 
 pytestmark = pytest.mark.integration  # two servers and a dealer over ZeroMQ
@@ -50,41 +51,78 @@ def measured(status: dict) -> dict[str, tuple[int, float]]:
             for name, cost in first.items() if name not in SETUP and cost["rounds"]}
 
 
+async def explain_then_run(deployment, specs: dict[str, str]) -> dict:
+    """Each spec explained, then run, by carol: {kind: (explain's costs, the measured ones)}."""
+    carol, out = deployment.client("carol", timeout_s=120), {}
+    for kind, spec in specs.items():
+        explained, _ = await explain_job(carol, spec)
+        assert explained["accepted"], (kind, explained["refusal"])
+        job, _ = await run_job(carol, spec, job_id=kind, timeout_s=600)
+        out[kind] = explained["costs"], measured(await job_status(carol, job))
+    return out
+
+
 @pytest.fixture(scope="module", params=[1, 3], ids=["no minimum", "k=3 on customers"])
 def explained_and_run(request, tmp_path_factory):
-    """Every job explained, then run: {kind: (explain's costs, the measured ones)}."""
+    """Every job of SPECS explained, then run, on the walkthrough's schema."""
     folder = tmp_path_factory.mktemp("costs")
     (folder / "customers.csv").write_text(CUSTOMERS)
     (folder / "orders.csv").write_text(ORDERS)
     deployment = make_deployment(folder, owners=("alice", "bob", "carol"), timeout_s=60)
+    specs = {kind: JOB + body for kind, body in SPECS.items()}
+    for kind in ("predictions", "metrics"):  # the client's completion, by hand
+        specs[kind] = specs[kind].replace("[predict]\n", '[predict]\nfeatures = '
+                                          '["customers.age", "orders.amount"]\n')
 
     async def scenario():
         async with running(deployment):
             await upload_file(deployment, "alice", "customers",
                               policy=replace(OPEN_POLICY, min_group_size=request.param))
             await upload_file(deployment, "bob", "orders", policy=OPEN_POLICY)
-            carol, out = deployment.client("carol"), {}
-            for kind, body in SPECS.items():
-                spec = JOB + body
-                if kind in ("predictions", "metrics"):  # the client's completion, by hand
-                    spec = spec.replace("[predict]\n", '[predict]\nfeatures = '
-                                        '["customers.age", "orders.amount"]\n')
-                explained, _ = await explain_job(carol, spec)
-                assert explained["accepted"], (kind, explained["refusal"])
-                job, _ = await run_job(carol, spec, job_id=kind, timeout_s=300)
-                out[kind] = explained["costs"], measured(await job_status(carol, job))
-            return out
+            return await explain_then_run(deployment, specs)
+    return asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def tpch_explained_and_run(tmp_path_factory):
+    """TPC-H's Q3 and Q5 (five joins, Theta) on SF 0.01's first 1,000 orders and their lines."""
+    folder = tmp_path_factory.mktemp("tpch")
+    frames = tpch.generate(folder, 0.01)
+    orders = frames["orders"].iloc[:1000]
+    orders.to_csv(folder / "orders.csv", index=False)
+    lines = frames["lineitem"]
+    lines[lines["l_orderkey"].isin(orders["o_orderkey"])].to_csv(folder / "lineitem.csv",
+                                                                 index=False)
+    deployment = make_deployment(folder, (folder / "schema.toml").read_text(),
+                                 owners=("alice", "bob", "carol"), timeout_s=120)
+
+    async def scenario():
+        async with running(deployment):
+            for table in tpch.COLUMNS:
+                await upload_file(deployment, deployment.schema.table(table).owner, table,
+                                  policy=OPEN_POLICY, timeout_s=60)
+            return await explain_then_run(deployment, {"q3": tpch.Q3_SPEC, "q5": tpch.Q5_SPEC})
     return asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("kind", SPECS)
 def test_predicted_rounds_and_bytes_are_what_the_servers_count(explained_and_run, kind):
-    costs, actual = explained_and_run[kind]
+    assert_close(*explained_and_run[kind])
+
+
+@pytest.mark.parametrize("query", ["q3", "q5"])
+def test_tpch_joins_costs_are_what_the_servers_count(tpch_explained_and_run, query):
+    assert_close(*tpch_explained_and_run[query])
+
+
+def assert_close(costs: dict, actual: dict[str, tuple[int, float]]) -> None:
     predicted = costs["stages"]
     rounds = sum(r for r, _ in actual.values())
     sent = sum(b for _, b in actual.values())
-    assert abs(costs["total"]["rounds"] - rounds) <= 0.02 * rounds, (costs["total"], actual)
-    assert abs(costs["total"]["bytes"] - sent) <= 0.05 * sent, (costs["total"], actual)
+    table = "\n".join(f"{stage}: counted {actual.get(stage)}, predicted {predicted.get(stage)}"
+                      for stage in {*actual, *predicted})
+    assert abs(costs["total"]["rounds"] - rounds) <= 0.02 * rounds, table
+    assert abs(costs["total"]["bytes"] - sent) <= 0.05 * sent, table
     for stage, (stage_rounds, stage_bytes) in actual.items():
         if stage == "default":  # a product outside every stage, predicted under "entities"
             continue
