@@ -21,6 +21,12 @@ import ast
 import math
 from dataclasses import dataclass, field
 
+from twofold.mpc.protocols.arithmetic import ONE_WAY_OPENING
+from twofold.mpc.protocols.boolean import (
+    FAN_IN_4_WORDS,
+    RIPPLE_ADDERS_FROM,
+    RIPPLE_COMPARISONS_FROM,
+)
 from twofold.owners.schema import INDICATOR, NULL_PREFIX, Schema, key_sort_bits
 from twofold.servers.exposure import analyze
 from twofold.servers.jobspec import (
@@ -52,10 +58,7 @@ RATES = {
     "round": 0.5e-3,
 }
 MESSAGE_BYTES = 90  # framing and header of one message (measured: mul of 100 values, 1,697 B)
-ONE_WAY_OPENING = 1 << 15  # truncations open one way from here (mpc/protocols/arithmetic.py)
-SMALL = 1024  # comparisons with a dealer use fan-in-4 trees up to here (mpc/protocols/boolean.py)
-RIPPLE_COMPARE = 1 << 17  # dealer comparisons ripple from here
-RIPPLE_ADD = 1 << 15  # adders (the sort's A2B) ripple from here
+SMALL = 64 * FAN_IN_4_WORDS  # comparisons with a dealer use fan-in-4 trees up to here
 
 
 @dataclass
@@ -112,10 +115,12 @@ def _words(n: float) -> float:
 
 def msb(n: float) -> Cost:
     """XOR shares of n values' msbs: fan-in-4 trees up to SMALL values, then binary trees,
-    then (from RIPPLE_COMPARE) ripple carries (mpc/protocols/boolean.msb_bits)."""
+    then (from RIPPLE_COMPARISONS_FROM) ripple carries (mpc/protocols/boolean.msb_bits)."""
     if n <= SMALL:
         return _op(n, 4, 34 * _words(n) / n if n else 0, RATES["lt"])
-    return _op(n, 7, 48, RATES["lt"]) if n < RIPPLE_COMPARE else _op(n, 63, 16, RATES["lt"])
+    if n < RIPPLE_COMPARISONS_FROM:
+        return _op(n, 7, 48, RATES["lt"])
+    return _op(n, 63, 16, RATES["lt"])
 
 
 def bits_to_arith(n: float) -> Cost:
@@ -185,7 +190,7 @@ def sort(n: float, widths: list[int], columns: int) -> Cost:
         return NOTHING
     passes = math.ceil(sum(widths) / 2)
     wide = [b for b in widths if b > 1]  # a 1-bit key's shares are its XOR shares already
-    if n < RIPPLE_ADD:
+    if n < RIPPLE_ADDERS_FROM:
         rounds = 6 * passes + 7 + sum(math.ceil(math.log2(b)) + 1 for b in wide)
         per_row = 48 * passes + 48 + sum(6.5 + 38.4 * math.log2(b) for b in wide)
     else:
