@@ -99,6 +99,7 @@ def explanation_lines(explained: dict) -> list[str]:
                      "each table it protects")
     lines.append(f"minimum group sizes count entities over {exposure['scope']}")
     lines += plan_lines(explained["plan"])
+    lines += cost_lines(explained["costs"])
     findings = explained["findings"]
     for table, read in exposure["tables"].items():
         lines.append(f"table {table} (entities: {read['entities']})")
@@ -123,6 +124,16 @@ def plan_lines(plan: dict) -> list[str]:
                      f"{carried}")
     lines += [f"  theta: {a} = {b}" for a, b in plan["theta"]]
     return lines
+
+
+def cost_lines(costs: dict) -> list[str]:
+    """The expected costs per stage and in all (servers/costs.py): rounds and bytes from the
+    protocols' documented costs, seconds from the benchmarks' rates."""
+    def line(name: str, cost: dict) -> str:
+        return (f"{name}: {cost['rounds']:,} rounds, {cost['bytes'] / 1e6:,.2f} MB sent by "
+                f"each server, about {cost['seconds']:.2g} s")
+    lines = [f"expected {line('cost', costs['total'])} (rates measured {costs['rates']})"]
+    return lines + [f"  {line(name, cost)}" for name, cost in costs["stages"].items()]
 
 
 @job_app.command("status")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import tomllib
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +41,7 @@ from twofold.mpc.actions import (
 from twofold.mpc.audit import AuditError, Entry, decode_view
 from twofold.mpc.errors import TwofoldError
 from twofold.mpc.outputs import Output
-from twofold.mpc.rpc import ServiceUnreachable, each, service_clients
+from twofold.mpc.rpc import ServiceError, ServiceUnreachable, each, service_clients
 from twofold.owners.policy import Policy
 from twofold.owners.prepare import prepare
 from twofold.owners.schema import Schema, load_schema
@@ -282,12 +283,12 @@ class Client:
 
     def submit(self, spec: str | dict, *, job_id: str | None = None) -> str:
         """Send a job spec (TOML text, or a dict of its sections) to both servers."""
-        return asyncio.run(submit_job(self.config, spec, job_id))
+        return asyncio.run(submit_job(self.config, self.completed(spec), job_id))
 
     def explain(self, spec: str | dict) -> dict:
         """What the job would read and release, the rules that apply, and whether it would be
         accepted, as server 0 sees it (ValueError if the two servers disagree)."""
-        first, second = asyncio.run(explain_job(self.config, spec))
+        first, second = asyncio.run(explain_job(self.config, self.completed(spec)))
         if first != second:
             raise ValueError("the two servers explain the job differently: their tables' "
                              "versions or rules differ (an upload in progress?)")
@@ -321,8 +322,32 @@ class Client:
     def run(self, spec: str | dict, *, job_id: str | None = None, timeout_s: float = 3600.0,
             on_status=None) -> Result:
         """Submit, wait, check and reveal: the recipient's one call."""
-        return asyncio.run(run_job(self.config, spec, job_id=job_id, timeout_s=timeout_s,
-                                   on_status=on_status))[1]
+        return asyncio.run(run_job(self.config, self.completed(spec), job_id=job_id,
+                                   timeout_s=timeout_s, on_status=on_status))[1]
+
+    def completed(self, spec: str | dict) -> str | dict:
+        """The spec as the servers take it: a [predict] section that leaves out its features
+        gets the model's, from the model's description (which only the model's recipients,
+        the only ones who may predict with it, can fetch). Anything else, a spec that does not
+        parse included, goes as it is: the servers check it and say what is wrong."""
+        try:
+            sections = tomllib.loads(spec) if isinstance(spec, str) else spec
+        except tomllib.TOMLDecodeError:
+            return spec
+        predict = sections.get("predict")
+        if not isinstance(predict, dict) or "features" in predict or not predict.get(
+                "model_job"):
+            return spec
+        name = str(predict["model_job"])
+        try:
+            model = self.reveal(name)
+        except ServiceError as error:  # not a model this client receives: say where it came up
+            raise ServiceError(f"[predict] leaves out its features, which come from model "
+                               f"{name}: {error}") from None
+        if model.kind != "model":
+            raise ServiceError(f"[predict] leaves out its features, which come from model "
+                               f"{name}, but job {name} did not train a model")
+        return {**sections, "predict": {**predict, "features": model.data["info"]["features"]}}
 
     # ---- SQL (docs/sql.md) -----------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from twofold.mpc.service import RequestError
 from twofold.owners.policy import Policy
 from twofold.owners.schema import Schema
 from twofold.servers.budget import BudgetLedger, check_budgets
+from twofold.servers.costs import RATES_MEASURED, estimate, total
 from twofold.servers.exposure import analyze
 from twofold.servers.jobs import JobState, JobStore
 from twofold.servers.jobspec import JobSpec, PredictSection, check_sizes
@@ -89,9 +90,29 @@ class Admission:
             refusal = ""
         except (RequestError, ValueError) as error:  # the rules' and the checks' refusals
             refusal = str(error)
-        plan = describe_plan(spec.plan, {name: record.rows for name, record in records.items()})
+        rows = {name: record.rows for name, record in records.items()}
+        plan = describe_plan(spec.plan, rows)
         return {"exposure": exposure.as_dict(), "findings": [asdict(f) for f in findings],
-                "plan": plan, "accepted": not refusal, "refusal": refusal}
+                "plan": plan, "costs": self._costs(client, spec, rows, records),
+                "accepted": not refusal, "refusal": refusal}
+
+    def _costs(self, client: str, spec: JobSpec, rows: dict[str, int],
+               records: dict[str, UploadRecord]) -> dict:
+        """The job's expected rounds, bytes and seconds per stage and in all (servers/costs.py),
+        counting the entities of the tables whose owners set a minimum group size and, for a
+        prediction, its model's kind (as far as the rules let the client see them)."""
+        exposure = analyze(spec, self.schema)
+        sizes, model = {}, None
+        try:
+            sizes = check_job(exposure, self.schema, _policies(records), client).min_group_sizes
+            if isinstance(spec.section, PredictSection):
+                model = self._check_model(client, spec.recipients, spec.section)[1]
+        except (RequestError, ValueError):
+            pass  # a refused job: its costs as far as they can be told
+        entities = {table: key for table, key in exposure.entities.items() if table in sizes}
+        stages = estimate(spec, self.schema, rows, entities, model)
+        return {"stages": {name: cost.as_dict() for name, cost in stages.items()},
+                "total": total(stages).as_dict(), "rates": RATES_MEASURED}
 
     def _records(self, spec: JobSpec) -> dict[str, UploadRecord]:
         """The live version of every table the job reads."""

@@ -458,6 +458,9 @@ def _noise(check: _Checker, schema: Schema, plan: JoinPlan, body: dict):
 
 
 def _parse_prediction(check: _Checker, schema: Schema, plan: JoinPlan, body: dict) -> Parsed:
+    if "features" not in body:  # the client fills in the model's before it sends the spec
+        check.fail("[predict]", "[predict] needs the model's 'features' (twofold job and "
+                                "Client fill them in from the model when left out)")
     features = check.features(body, "features")
     label = label_range = None
     classes = False

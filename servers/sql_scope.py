@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from twofold.owners.schema import Schema
-from twofold.servers.sql_syntax import refuse, unsupported
+from twofold.servers.sql_syntax import date_literal, refuse, unsupported
 
 # SQL's comparisons and arithmetic, in the predicate language
 OPERATORS: dict[type, str] = {exp.EQ: "==", exp.NEQ: "!=", exp.GT: ">", exp.GTE: ">=",
@@ -228,6 +228,8 @@ class Scope:
                 return self._text(node.this)
             case exp.Column():
                 return self.column(node)
+            case exp.Cast() if date_literal(node) is not None:
+                return str(date_literal(node))
             case exp.Literal(is_string=True):
                 return repr(node.this)
             case exp.Literal():

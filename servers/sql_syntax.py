@@ -12,6 +12,7 @@ as it is in DuckDB or BigQuery:
 
 from __future__ import annotations
 
+import datetime
 import re
 import tomllib
 from typing import NoReturn
@@ -26,6 +27,7 @@ from twofold.mpc.errors import TwofoldError
 
 OPTION_LINE = re.compile(r"\s*--\s*twofold:(.*)")
 OPTIONS = ("recipients", "noise", "nulls", "impute")  # [job] keys, and the section's noise
+DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class SqlError(TwofoldError, ValueError):
@@ -115,8 +117,26 @@ def unsupported(node: exp.Expr) -> NoReturn:
         name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
         refuse(node, f"the function {name.upper()} is not supported here")
     if isinstance(node, (exp.DataType, exp.TimeUnit)) or "DATE" in node.key.upper():
-        refuse(node, "dates are not supported: store them as yyyymmdd integers")
+        refuse(node, "date functions and arithmetic are not supported: dates are stored as "
+                     "yyyymmdd integers, compared with DATE 'yyyy-mm-dd'")
     refuse(node, f"{node.key.upper()} is not supported")
+
+
+def date_literal(node: exp.Expr) -> int | None:
+    """DATE 'yyyy-mm-dd' (CAST('yyyy-mm-dd' AS DATE)) as the yyyymmdd integer a schema stores
+    a date as (TPC-H's dates: bench/tpch.py), whose order is the dates' order; None for any
+    other node."""
+    if not (isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DATE
+            and isinstance(node.this, exp.Literal) and node.this.is_string):
+        return None
+    text = node.this.this
+    try:
+        if not DATE_TEXT.fullmatch(text):
+            raise ValueError(text)
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        refuse(node, f"DATE {text!r} is not a date: write DATE 'yyyy-mm-dd'")
+    return day.year * 10000 + day.month * 100 + day.day
 
 
 def check_constructs(statement: exp.Expr) -> None:
@@ -124,6 +144,7 @@ def check_constructs(statement: exp.Expr) -> None:
     where it stands, since ML.PREDICT takes one)."""
     found = [node for node in statement.walk()
              if not node.find_ancestor(exp.Properties) and not isinstance(node, exp.Subquery)
+             and date_literal(node) is None
              and (isinstance(node, tuple(UNSUPPORTED)) or (
                  isinstance(node, exp.Func) and not isinstance(node, ALLOWED_FUNCTIONS)))]
     if found:

@@ -52,6 +52,15 @@ def _numeric_domain(column: Column, fixed: FixedPoint) -> tuple[int, int, int]:
     return low << fixed.frac_bits, fixed.frac_bits, max(1, (high - low).bit_length())
 
 
+def group_key_bits(column: Column, fixed: FixedPoint) -> int:
+    """The bits group-by sorts a group column on (servers/costs.py counts them too)."""
+    if column.type == "categorical":
+        return max(1, (len(column.values) - 1).bit_length())
+    if column.type == "key":
+        return key_sort_bits(column)
+    return _numeric_domain(column, fixed)[2]
+
+
 @dataclass(frozen=True)
 class GroupKey:
     """A group column as grouping sorts and compares it: `key` holds (v - lowest) >> shift
@@ -76,11 +85,9 @@ async def group_keys(party: Party, table: SharedTable, names: list[str],
     join the lowest value's group, to which they add nothing. 2 rounds if a key is numeric."""
     keys: dict[int, GroupKey] = {}  # by position; numeric columns' after the loop
     for i, (name, column) in enumerate(zip(names, types, strict=True)):
-        if column.type == "categorical":
-            width = max(1, (len(column.values) - 1).bit_length())
-            keys[i] = GroupKey(SortKey(table.column(name), width, signed=False))
-        elif column.type == "key":
-            keys[i] = GroupKey(SortKey(table.column(name), key_sort_bits(column), signed=False))
+        if column.type in ("categorical", "key"):
+            keys[i] = GroupKey(SortKey(table.column(name), group_key_bits(column, party.fixed),
+                                       signed=False))
     numeric = [i for i in range(len(names)) if i not in keys]
     if numeric:
         domains = [_numeric_domain(types[i], party.fixed) for i in numeric]

@@ -4,6 +4,7 @@ processes: CSV on stdout, JSON, and --out; compared with pandas on the same data
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,8 @@ JOBS = {
     "model": '[train]\nmodel = "logistic"\nfeatures = ["customers.age", "orders.amount"]\n'
              'label = "customers.member"\niterations = 300\nbatch_size = 30\n'
              'learning_rate = 1.0\nprivacy_level = 3\n',
-    "predictions": '[predict]\nmodel_job = "model"\nfeatures = ["customers.age", '
-                   '"orders.amount"]\ncolumns = ["orders.order_id"]\n',
+    # a prediction may leave out its features: the client fills in the model's
+    "predictions": '[predict]\nmodel_job = "model"\ncolumns = ["orders.order_id"]\n',
     "metrics": '[predict]\nmodel_job = "model"\nfeatures = ["customers.age", '
                '"orders.amount"]\nlabel = "customers.member"\n',
 }
@@ -136,7 +137,19 @@ def test_job_explain_lists_every_use_and_the_verdict(revealed, kind):
     assert "table orders (entities: its rows)" in lines
     assert "  allowed  column customer_id may be used as join" in lines
     assert not any(line.lstrip().startswith("REFUSED") for line in lines)
+    # the expected costs (servers/costs.py; tests/test_costs.py checks them against a run)
+    cost = next(line for line in lines if line.startswith("expected cost: "))
+    rounds, sent, seconds = re.fullmatch(r"expected cost: ([\d,]+) rounds, ([\d.,]+) MB sent "
+                                         r"by each server, about ([\d.e+-]+) s \(rates measured "
+                                         r"2026-.* by bench mpc and bench ml\)", cost).groups()
+    assert int(rounds.replace(",", "")) > 0 and float(sent) > 0 and float(seconds) > 0
+    assert re.search(r"^  sort: [\d,]+ rounds, ", "\n".join(lines), re.M)
     assert by_bob.returncode == 1
+    if kind == "predictions":  # its features come from the model, which bob does not receive
+        assert by_bob.stderr.strip() == ("twofold: [predict] leaves out its features, which come "
+                                         "from model model: server 0 refused: no job model for "
+                                         "bob")
+        return
     assert by_bob.stdout.splitlines()[-1] == ("refused: table customers: its owner does not let "
                                               "bob submit jobs that read it (the owner would add "
                                               "bob to analysts)")

@@ -99,3 +99,13 @@ def test_a_model_job_id_follows_the_job_id_rule():
     for name in ("../run", "bob/../run", "/run", "a/b/c"):
         with pytest.raises(JobSpecError, match="needs 'model_job'"):
             parse_job_spec(spec.format(name), schema, {"carol"})
+
+
+def test_a_prediction_sent_without_features_is_refused_with_the_fix():
+    """The client fills in the model's features (Client.completed); a spec that reaches the
+    servers without them says so, on the [predict] line."""
+    spec = '[job]\nrecipients = ["carol"]\n[predict]\nmodel_job = "m"\n'
+    with pytest.raises(JobSpecError, match=re.escape(
+            "line 3: [predict] needs the model's 'features' (twofold job and Client fill them "
+            "in from the model when left out)")):
+        parse_job_spec(spec, schema_with(16, 100), {"carol"})

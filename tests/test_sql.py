@@ -196,6 +196,10 @@ REFUSALS = [  # (SQL, what the one line says, its line and column)
      None),
     ("SELECT region FROM customers TABLESAMPLE SYSTEM (10 PERCENT)", "SAMPLE is not supported",
      (1, 20)),
+    ("SELECT region FROM customers WHERE age < DATE '1995-02-30'",
+     "DATE '1995-02-30' is not a date: write DATE 'yyyy-mm-dd'", (1, 47)),
+    ("SELECT region FROM customers WHERE age < DATE_ADD(DATE '1995-02-03', INTERVAL 1 DAY)",
+     "the function DATE_ADD is not supported", (1, 42)),
 ]
 
 

@@ -51,6 +51,7 @@ def sql_steps(folder):
     assert "join plan: top table orders" in lines and (
         "  orders join customers on orders.customer = customers.id: a sort of 11 rows on a "
         "63-bit key, with the columns of customers") in lines
+    assert any(line.startswith("expected cost: ") and " rounds, " in line for line in lines)
     assert lines[-1].startswith("accepted")
     run = twofold(folder, "query", "SELECT region FROM customers\nLEFT JOIN orders ON "
                   "customer = id", "--config", "carol.toml")
