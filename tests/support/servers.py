@@ -91,7 +91,7 @@ class Deployment:
 
 
 def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "bob"),
-                    timeout_s: float = 10.0):
+                    timeout_s: float = 10.0, correlations: str = "dealer"):
     schema_path = folder / "schema.toml"
     schema_path.write_text(schema_text)
     server_keys, dealer_keys = [keypair(), keypair()], keypair()
@@ -101,7 +101,8 @@ def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "b
     peer, dealer = free_address(), free_address()
     configs = [ServerConfig(
         endpoints=Endpoints(p, server_keys[p], server_keys[1 - p].public, peer,
-                            dealer_keys.public, dealer, timeout_s=timeout_s),
+                            dealer_keys.public, dealer, timeout_s=timeout_s,
+                            correlations=correlations),
         listen=listen[p], peer_service_address=listen[1 - p], schema_path=schema_path,
         data_dir=folder / f"data{p}",
         clients={name: key.public for name, key in owner_keys.items()},
