@@ -38,30 +38,47 @@ log = logging.getLogger("twofold.server")
 CHECKABLE = ("stored", "ready")  # a ready copy is checked again if the peer's copy is not
 
 
-def check_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, record: UploadRecord,
-                   session_id: str, accounting: Accounting, cancel: StopSignal) -> bool:
+def _mark(storage: Storage, audit: Audit, record: UploadRecord, columns: dict,
+          valid: bool) -> None:
+    """Live (a new live version logged before the owner hears of it), or refused."""
+    if not valid:
+        storage.reject(record, "invalid")
+    elif not storage.make_live(record):
+        audit.upload(record, columns)
+
+
+def check_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, audit: Audit,
+                   record: UploadRecord, session_id: str, accounting: Accounting,
+                   cancel: StopSignal) -> bool:
     """One server's side of a check, in its own thread and event loop: whether the upload's
-    values are valid."""
+    values are valid, once this server has marked its copy. Server 1 marks before the
+    session's closing handshake and server 0 after it, so a version that server 0 (whom the
+    owner asks first) shows ready or invalid is so on server 1 too, unless server 1 failed."""
 
     async def main() -> bool:
         storage = Storage(data_dir)
         try:
             columns = storage.load(record)
+            async with open_party(endpoints, session_id, FixedPoint(schema.fixed.frac_bits),
+                                  accounting, cancel) as party:
+                await agree_on_upload(party, record)
+                valid = await upload_is_valid(party, schema, schema.table(record.table_name),
+                                              columns)
+                if party.id == 1:
+                    _mark(storage, audit, record, columns, valid)
+            if endpoints.party_id == 0:
+                _mark(storage, audit, record, columns, valid)
+            return valid
         finally:
             storage.close()
-        async with open_party(endpoints, session_id, FixedPoint(schema.fixed.frac_bits),
-                              accounting, cancel) as party:
-            await agree_on_upload(party, record)
-            return await upload_is_valid(party, schema, schema.table(record.table_name),
-                                         columns)
 
     return asyncio.run(main())
 
 
 class CheckQueue:
     """`audit` logs each version made live; `running` holds what runs on this server (jobs,
-    checks) by key; `wake()` wakes server
-    0's scheduler; `call_peer(header)` asks the other server."""
+    checks) by key; `wake()` wakes server 0's scheduler; `call_peer(header)` asks the other
+    server."""
 
     def __init__(self, endpoints: Endpoints, schema: Schema, storage: Storage, data_dir: Path,
                  audit: Audit, running: dict, idle: IdlePreprocessing, spawn,
@@ -135,23 +152,20 @@ class CheckQueue:
         return {"status": "started"}
 
     async def _run(self, record: UploadRecord, session_id: str) -> None:
-        """This server's side; then the version is made live or refused here."""
+        """This server's side, which makes the version live or refuses it here."""
         key = ("", f"{record.owner}/{record.upload_id}")  # no job's submitter is empty
         accounting, cancel = Accounting(), StopSignal()
         self.running[key] = (accounting, cancel)
         try:
             valid = await asyncio.to_thread(check_blocking, self.endpoints, self.data_dir,
-                                            self.schema, record, session_id, accounting, cancel)
+                                            self.schema, self.audit, record, session_id,
+                                            accounting, cancel)
         except Exception as error:  # the version stays stored; the next activation retries
             log.warning("checking upload %s/%s failed: %s", record.owner, record.upload_id,
                         error)
             return
         finally:
             del self.running[key]
-        if valid:
-            if not self.storage.make_live(record):  # logged before the owner hears of it
-                self.audit.upload(record, self.storage.load(record))
-        else:
+        if not valid:
             log.warning("upload %s/%s of table %s refused: values outside the schema",
                         record.owner, record.upload_id, record.table_name)
-            self.storage.reject(record, "invalid")
