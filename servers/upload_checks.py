@@ -43,7 +43,6 @@ from twofold.servers.ranges import declared_bounds
 from twofold.servers.storage import UploadRecord
 
 CHUNK = 1 << 22  # values per msb_bits call: bounds each server's memory, 63 rounds each
-TOP = 1 << KEY_BITS  # 2^63: a range check [0, 2^63) is msb(u) = 0 alone
 
 
 def refusal(table: str) -> str:
@@ -70,7 +69,15 @@ class _Ranges:
         self.checks.append((Additive(value - shift), width))
 
     def below_top(self, value: Additive) -> None:
+        """value in [0, 2^63): msb(value) = 0 alone."""
         self.checks.append((value, None))
+
+
+def _key_bits(table: Table, name: str) -> int:
+    """The bits below which a key column's real values lie: its declared domain, else 63
+    (exact integer keys, hashed and combined keys: owners/keys.py)."""
+    column = table.column(name) if name in table.column_names else None
+    return column.bits if column is not None and column.bits is not None else KEY_BITS
 
 
 def _ranges(party: Party, schema: Schema, table: Table, columns: dict[str, Additive]) -> _Ranges:
@@ -86,22 +93,20 @@ def _ranges(party: Party, schema: Schema, table: Table, columns: dict[str, Addit
         if name.startswith(NULL_PREFIX):
             ranges.gated(values, indicator, 0, 1)  # a bit, and 0 in padding rows
         elif name == primary:
-            bits = table.column(name).bits if len(table.primary_key) == 1 else None
-            if bits is None:
+            bits = _key_bits(table, name)
+            if bits == KEY_BITS:
                 ranges.below_top(values)  # real and padding keys alike
             else:  # [0, 2^bits) in real rows, [2^bits, 2^(bits + 1)) in padding rows
                 padding = Additive(one - indicator)
                 ranges.checks.append((Additive(values - padding * U64(1 << bits)),
                                       ranges.constant(1 << bits)))
-        elif name not in table.column_names or table.column(name).type == "key":
-            column = table.column(name) if name in table.column_names else None
-            bits = column.bits if column is not None and column.bits is not None else KEY_BITS
-            ranges.gated(values, indicator, 0, (1 << bits) - 1)
-        else:
-            present = indicator
+        elif name in table.column_names and table.column(name).type != "key":
+            present = indicator  # a missing cell holds 0, as a padding row's
             if table.column(name).nullable:
                 present = Additive(indicator - columns[null_flag(name)])
             ranges.gated(values, present, *declared_bounds(schema, table, name))
+        else:  # a key part, a foreign key, a combined key: 0 in padding rows
+            ranges.gated(values, indicator, 0, (1 << _key_bits(table, name)) - 1)
     return ranges
 
 
