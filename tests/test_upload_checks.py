@@ -5,6 +5,9 @@ is opened whatever the data."""
 
 import asyncio
 import dataclasses
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -189,3 +192,36 @@ def test_servers_refuse_invalid_values_and_keep_the_live_version(folder):
 def test_servers_refuse_invalid_values_with_ot(folder):
     _refusal_then_unchanged(make_deployment(folder, CHECKED_SCHEMA, timeout_s=30.0,
                                             correlations="ot"), folder)
+
+
+@pytest.mark.integration
+def test_an_activation_asked_of_server_1_first_is_checked_too(folder):
+    """A client that asks server 1 first (here: the servers listed the other way round, so
+    server 1 gets share 0): server 0 runs the check when server 1 asks whether it holds the
+    upload, and the version goes live on both."""
+    deployment = make_deployment(folder, CHECKED_SCHEMA, timeout_s=30.0)
+    prepared = honest(folder, deployment.schema, "visits", 45)
+
+    async def scenario():
+        async with running(deployment):
+            await upload(prepared, deployment.schema, deployment.owner_keys["bob"],
+                         tuple(reversed(deployment.addresses())), upload_id="v1",
+                         timeout_s=30.0)
+
+    asyncio.run(scenario())
+    assert _states(deployment, "bob", "v1") == ["ready", "ready"]
+    stored = deployment.stored("visits")
+    assert all(np.array_equal(stored[name], prepared.columns[name]) for name in prepared.columns)
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # server processes
+def test_bench_upload_reports_the_check(tmp_path):
+    """`twofold bench upload` (the real command, a dealer and two server processes) reports
+    the activation with the servers' check, verify_s, within the whole upload's seconds."""
+    command = [sys.executable, "-m", "twofold.cli.main", "bench", "upload", "--rows", "300",
+               "--repeat", "1", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (report,) = json.loads(done.stdout)["rows"]
+    assert 0 < report["verify_s"] < report["seconds"]
