@@ -12,8 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from tests.support.servers import make_deployment, running
+from tests.support.harness import OPEN_POLICY
+from tests.support.servers import CUSTOMERS, make_deployment, running, upload_file
 from tests.support.upload_checks import CHECKED_SCHEMA, checked_on_shares, honest, write_tables
+from twofold.client import run_job
 from twofold.mpc.rpc import ServiceError
 from twofold.owners.prepare import PreparedTable
 from twofold.owners.schema import INDICATOR, Schema, load_schema
@@ -225,3 +227,30 @@ def test_bench_upload_reports_the_check(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (report,) = json.loads(done.stdout)["rows"]
     assert 0 < report["verify_s"] < report["seconds"]
+
+
+@pytest.mark.integration
+def test_checks_and_jobs_take_turns(tmp_path):
+    """Jobs submitted while new versions are uploaded: each check runs in server 0's
+    scheduler between jobs (sessions never overlap), every job reads a whole version, and the
+    last upload ends live."""
+    (tmp_path / "customers.csv").write_text(CUSTOMERS)
+    deployment = make_deployment(tmp_path, owners=("alice", "bob"), timeout_s=30.0)
+    spec = ('[job]\nrecipients = ["alice"]\ntables = ["customers"]\n'
+            '[statistics]\ncolumns = ["customers.age"]\n')
+
+    async def scenario():
+        async with running(deployment):
+            await upload_file(deployment, "alice", "customers", policy=OPEN_POLICY)
+            jobs = [run_job(deployment.client("alice"), spec, timeout_s=300) for _ in range(3)]
+            return await asyncio.gather(*jobs, new_versions())
+
+    async def new_versions():
+        for pad in (400, 500):  # one after the other: the last one ends live
+            _, result = await upload_file(deployment, "alice", "customers", pad_to=pad,
+                                          policy=OPEN_POLICY, timeout_s=30.0)
+        return result
+
+    *jobs, last = asyncio.run(scenario())
+    assert all(result.data["values"]["customers.age"]["count"] == 300 for _, result in jobs)
+    assert len(deployment.stored("customers")[INDICATOR]) == last.rows == 500
