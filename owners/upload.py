@@ -140,13 +140,19 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
 
 async def _activate(client, upload_id: str, wait_s: float) -> tuple[dict, bool]:
     """Activation on one server, asked again while the servers check the upload's values:
-    its final reply, and whether a check ran meanwhile."""
+    its final reply, and whether a check ran meanwhile. A check that failed after this run
+    asked for it ends the run (a failure reported at the first ask is an earlier run's, and
+    that ask checks again)."""
     deadline = time.monotonic() + wait_s
     checked = False
     while True:
         reply, _ = await client.call({"action": ACTIVATE, "upload_id": upload_id})
         if reply.get("status") != "checking":
             return reply, checked
+        if checked and reply.get("failed"):
+            raise ServiceError(f"the servers could not check upload {upload_id} "
+                               f"({str(reply['failed'])[:300]}); it is not live: run the same "
+                               "upload again")
         checked = True
         if time.monotonic() > deadline:
             raise ServiceError(f"the servers have not finished checking upload {upload_id} "

@@ -8,9 +8,9 @@ time and before queued jobs, and server 1 follows (CHECK_START) as it follows a 
 beside a job or an idle-time session of its own. Both servers learn the same bit and each
 marks its copy: ready and live, or refused ("invalid": files removed, never usable).
 
-A check cut short (a crash, the peer gone) marks nothing: the version stays stored and not
-live, and the owner's next activation runs the check again from the start; it opens the
-same bit, since it depends on the shares alone.
+A check cut short (a crash, the peer or the dealer gone) marks nothing: the version stays
+stored and not live; the owner's next activation hears why and runs the check again from the
+start, which opens the same bit, since it depends on the shares alone.
 """
 
 from __future__ import annotations
@@ -94,12 +94,17 @@ class CheckQueue:
         self.wake = wake
         self.call_peer = call_peer
         self.pending: dict[tuple[str, str], UploadRecord] = {}  # server 0's, in request order
+        self.failed: dict[tuple[str, str], str] = {}  # server 0's: why a check did not end
 
-    def request(self, record: UploadRecord) -> None:
-        """Server 0: check this upload when no job runs (once, however often asked)."""
-        if self.endpoints.party_id == 0:
-            self.pending.setdefault((record.owner, record.upload_id), record)
-            self.wake()
+    def request(self, record: UploadRecord) -> str | None:
+        """Server 0: check this upload when no job runs (once, however often asked); returns
+        why its last check failed, if it did and nobody was told yet."""
+        if self.endpoints.party_id != 0:
+            return None
+        key = (record.owner, record.upload_id)
+        self.pending.setdefault(key, record)
+        self.wake()
+        return self.failed.pop(key, None)
 
     async def run_pending(self) -> None:
         """Server 0's scheduler: every requested check, one at a time, with server 1."""
@@ -116,6 +121,7 @@ class CheckQueue:
         if status != "started":
             log.warning("upload %s/%s not checked: server 1 answered %.200s", record.owner,
                         record.upload_id, status)
+            self.failed[record.owner, record.upload_id] = f"server 1 answered {status}"[:300]
             return
         await self._run(record, session_id)
 
@@ -163,6 +169,8 @@ class CheckQueue:
         except Exception as error:  # the version stays stored; the next activation retries
             log.warning("checking upload %s/%s failed: %s", record.owner, record.upload_id,
                         error)
+            if self.endpoints.party_id == 0:
+                self.failed[record.owner, record.upload_id] = f"{error}"[:300]
             return
         finally:
             del self.running[key]

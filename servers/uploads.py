@@ -28,11 +28,12 @@ MAX_UPLOADS_IN_PROGRESS = 4  # per owner; a newer begin abandons the oldest
 
 class Uploads:
     """`call_peer(header)` asks the other server and returns its reply's fields;
-    `request_check(record)` asks for a check of its values (server 0 runs it)."""
+    `request_check(record)` asks for a check of its values (server 0 runs it), or says why the
+    last one failed."""
 
     def __init__(self, party: int, schema: Schema, storage: Storage, data_dir,
                  call_peer: Callable[[dict], Awaitable[dict]], audit: Audit,
-                 request_check: Callable[[UploadRecord], None]):
+                 request_check: Callable[[UploadRecord], str | None]):
         self.party = party
         self.schema = schema
         self.storage = storage
@@ -125,8 +126,8 @@ class Uploads:
         if status != "match":
             raise RequestError(f"server {1 - self.party} answered {status!r:.40}")
         if record.state != "ready" or response.get("ready") is not True:
-            self.request_check(record)
-            return {"status": "checking"}
+            failure = self.request_check(record)  # and checks it again
+            return {"status": "checking", **({"failed": failure} if failure else {})}
         was_live = self.storage.make_live(record)
         if not was_live:  # a new live version: logged before the owner hears of it
             self.audit.upload(record, self.storage.load(record))

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.support.harness import OPEN_POLICY
+from tests.support.harness import OPEN_POLICY, keypair
 from tests.support.servers import CUSTOMERS, make_deployment, running, upload_file
 from tests.support.upload_checks import CHECKED_SCHEMA, checked_on_shares, honest, write_tables
 from twofold.client import run_job
@@ -254,3 +254,26 @@ def test_checks_and_jobs_take_turns(tmp_path):
     *jobs, last = asyncio.run(scenario())
     assert all(result.data["values"]["customers.age"]["count"] == 300 for _, result in jobs)
     assert len(deployment.stored("customers")[INDICATOR]) == last.rows == 500
+
+
+@pytest.mark.integration
+def test_a_check_that_cannot_run_is_reported_not_waited_for(folder):
+    """The servers pin a key that is not the dealer's, so they never reach it: the check
+    fails, the owner hears why within the servers' timeout instead of waiting, and the version
+    is stored but not live."""
+    deployment = make_deployment(folder, CHECKED_SCHEMA, timeout_s=3.0)
+    stranger = keypair().public
+    deployment.configs = [dataclasses.replace(config, endpoints=dataclasses.replace(
+        config.endpoints, dealer_public=stranger)) for config in deployment.configs]
+
+    async def scenario():
+        async with running(deployment):
+            with pytest.raises(ServiceError, match="could not check upload v1 .*dealer.*run "
+                               "the same upload again"):
+                await upload(honest(folder, deployment.schema, "people"), deployment.schema,
+                             deployment.owner_keys["alice"], deployment.addresses(),
+                             upload_id="v1", timeout_s=30.0)
+
+    asyncio.run(scenario())
+    assert _states(deployment, "alice", "v1") == ["stored", "stored"]
+    assert deployment.stored("people") is None
