@@ -153,7 +153,8 @@ def job_status_command(job_id: str, config: Path = typer.Option(..., help=CONFIG
 @job_app.command("cancel")
 def job_cancel_command(job_id: str, config: Path = typer.Option(..., help=CONFIG_HELP),
                        as_json: bool = typer.Option(False, "--json")):
-    """Stop a job you submitted (JOB: its id), on both servers; it releases nothing."""
+    """Stop a job you submitted (JOB: its id), or one that reads a table you own (JOB:
+    submitter/id), on both servers; it releases nothing."""
     replies = Client(config).cancel(job_id)
     typer.echo(json.dumps({"job_id": job_id, "states": [r["state"] for r in replies]})
                if as_json else f"job {job_id}: cancelled")

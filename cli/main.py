@@ -18,6 +18,7 @@ from twofold.mpc.allocator import keep_large_blocks
 from twofold.mpc.curve import generate_keypair
 from twofold.mpc.dealer import Dealer
 from twofold.mpc.errors import TwofoldError
+from twofold.mpc.files import private_files
 from twofold.mpc.signing import generate_signing_keypair
 from twofold.servers.config import load_dealer_config
 
@@ -51,6 +52,7 @@ def keys_generate(name: str, directory: Path = typer.Option(Path("."), "--dir"))
 @dealer_app.command("run")
 def dealer_run(config: Path = typer.Option(..., help="dealer.toml")):
     """Serve correlated randomness to the two servers named in the config."""
+    private_files()
     settings = load_dealer_config(config)
     dealer = Dealer(settings.keys, settings.server_publics, settings.listen)
     typer.echo(f"dealer listening on {settings.listen}", err=True)

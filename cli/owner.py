@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
 from rich.progress import Progress
 
-from twofold.client import Client
+from twofold.client import Client, disagreements
 from twofold.config import ClientConfig, ClientConfigError, load_client_config
 from twofold.mpc.curve import load_keypair, load_public_key
 from twofold.mpc.rpc import ServerAddress
@@ -162,3 +163,40 @@ def owner_budget(table: str = typer.Argument(..., help="Your table."),
     for entry in replies[0]["history"]:
         typer.echo(f"  job {entry['job']}: epsilon {entry['epsilon']:g}, "
                    f"delta {entry['delta']:g}")
+
+
+@owner_app.command("tables")
+def owner_tables(config: Path = typer.Option(..., help="owner.toml with your key and the servers."),
+                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Your tables and every version of them the servers hold: upload id, rows, when it was
+    stored or made ready (server 0's clock), whether it is live, its state; and where the two
+    servers disagree."""
+    listings = Client(config).tables()
+    differences = disagreements(listings)
+    if as_json:
+        typer.echo(json.dumps({"servers": listings, "disagreements": differences}))
+        return
+    if not listings[0]["versions"] and not listings[1]["versions"]:
+        typer.echo("no tables on either server")
+    for version in listings[0]["versions"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(version["updated"]))
+        typer.echo(f"{version['table']}  {version['upload_id']}  {version['rows']} rows  "
+                   f"{when}  {'live' if version['live'] else 'not live'}  {version['state']}")
+    for table in listings[0]["withdrawing"]:
+        typer.echo(f"{table}: being withdrawn; run `twofold owner withdraw {table}` to finish")
+    if differences:
+        typer.echo("the servers disagree:")
+        for line in differences:
+            typer.echo(f"  {line}")
+        raise typer.Exit(1)
+
+
+@owner_app.command("withdraw")
+def owner_withdraw(table: str = typer.Argument(..., help="Your table."),
+                   config: Path = typer.Option(..., help="owner.toml with your key and the "
+                                                         "servers.")):
+    """Delete every version of TABLE on both servers. Queued jobs that read it fail, running
+    ones are cancelled; the privacy budget it spent stays spent. After a failure, run it
+    again: it resumes."""
+    Client(config).withdraw(table)
+    typer.echo(f"{table}: every version deleted on both servers")

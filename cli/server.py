@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from twofold.ml.dp import accountant_library
+from twofold.mpc.files import private_files
 from twofold.mpc.ot.store import exclusive
 from twofold.servers.config import ConfigError, load_server_config, load_server_endpoints
 from twofold.servers.preprocessing import preprocess
@@ -22,6 +23,7 @@ server_app = typer.Typer(help="Run a compute server.", no_args_is_help=True)
 def server_run(config: Path = typer.Option(..., help="server.toml")):
     """Serve owners' uploads (and jobs) until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    private_files()
     server = Server(load_server_config(config))
     accountant_library()  # imported now, not in the first private job
     typer.echo(f"server {server.party} listening on {server.config.listen}", err=True)
@@ -41,6 +43,7 @@ def server_preprocess(
     """Make random correlated OTs with the other server now, for later jobs to use first. Run
     it on both hosts at once while their servers are stopped (it uses the job link); running
     servers do the same by themselves while idle, with idle_cots in their configs."""
+    private_files()
     endpoints = load_server_endpoints(config)
     if endpoints.correlations != "ot" or endpoints.cot_store is None:
         raise ConfigError(f"{config}: preprocessing needs correlations = \"ot\"")

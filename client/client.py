@@ -15,6 +15,7 @@ job of that id one receives) or as "submitter/id".
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,9 @@ from twofold.mpc.actions import (
     JOB_EXPLAIN,
     JOB_STATUS,
     JOB_SUBMIT,
+    TABLES,
+    WITHDRAW,
+    WITHDRAW_END,
     State,
 )
 from twofold.mpc.audit import AuditError, Entry, decode_view
@@ -149,6 +153,52 @@ async def table_budget(config: ClientConfig, table: str) -> list[dict]:
     return [_fields(reply) for reply, _ in replies]
 
 
+async def owner_tables(config: ClientConfig) -> list[dict]:
+    """Each server's list of this owner's table versions ("versions": table, upload_id, rows,
+    state, updated, live) and of its tables being withdrawn there, with their withdrawal ids
+    ("withdrawing")."""
+    async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
+        replies = await each(c.call({"action": TABLES}) for c in clients)
+    return [_fields(reply) for reply, _ in replies]
+
+
+def disagreements(listings: list[dict]) -> list[str]:
+    """Where the two servers' listings (owner_tables) differ, one line each; [] if they
+    agree. The times may differ: each server records its own."""
+    def held(listing: dict) -> dict:
+        return {(v["table"], v["upload_id"]): (v["rows"], v["state"], v["live"])
+                for v in listing["versions"]}
+
+    def describe(version) -> str:
+        return "nothing" if version is None else (
+            f"{version[0]} rows, {version[1]}{', live' if version[2] else ''}")
+
+    first, second = held(listings[0]), held(listings[1])
+    lines = []
+    for key in sorted(first.keys() | second.keys()):
+        if first.get(key) != second.get(key):
+            lines.append(f"{key[0]} version {key[1]}: server 0 holds {describe(first.get(key))}, "
+                         f"server 1 {describe(second.get(key))}")
+    for party, listing in enumerate(listings):
+        lines += [f"{table} is being withdrawn on server {party} only"
+                  for table in listing["withdrawing"]
+                  if table not in listings[1 - party]["withdrawing"]]
+    return lines
+
+
+async def withdraw_table(config: ClientConfig, table: str) -> None:
+    """Delete every version of the owner's table on both servers (servers/withdrawal.py):
+    both mark it and delete it, then both lift the mark. Run it again after any failure."""
+    async with service_clients(config.keys, config.servers, config.timeout_s) as clients:
+        listings = await each(c.call({"action": TABLES}) for c in clients)
+        marks = [listing["withdrawing"].get(table) for listing, _ in listings]
+        # a retry goes on with the withdrawal a server holds, so each logs it once
+        withdrawal = marks[0] or marks[1] or secrets.token_hex(8)
+        for action in (WITHDRAW, WITHDRAW_END):
+            await each(c.call({"action": action, "table": table, "withdrawal": withdrawal})
+                       for c in clients)
+
+
 async def fetch_audit_logs(config: ClientConfig) -> list[list[Entry]]:
     """Each server's audit log as this client may see it: entries about its own tables and
     jobs in full, every other entry as a stub (servers/audit.py; check with mpc.audit)."""
@@ -214,6 +264,20 @@ class Client:
         """The table's privacy budget as each server records it (its owner only)."""
         return asyncio.run(table_budget(self.config, table))
 
+    def tables(self) -> list[dict]:
+        """Each server's list of this owner's table versions (see owner_tables)."""
+        return asyncio.run(owner_tables(self.config))
+
+    def withdraw(self, table: str) -> None:
+        """Delete every version of the table on both servers; the privacy budget it spent
+        stays spent. Queued jobs that read it fail, running ones are cancelled."""
+        asyncio.run(withdraw_table(self.config, table))
+
+    def cancel(self, job_id: str) -> list[dict]:
+        """Stop a job on both servers: this client's own, or ("submitter/id") one that reads
+        a table this owner owns."""
+        return asyncio.run(cancel_job(self.config, job_id))
+
     # ---- analysts and recipients ---------------------------------------------------------
 
     def submit(self, spec: str | dict, *, job_id: str | None = None) -> str:
@@ -241,9 +305,6 @@ class Client:
         if check and outcome(statuses) != State.DONE:
             raise JobFailed(f"job {job_id} is {outcome(statuses)}: {failure(statuses)}")
         return statuses
-
-    def cancel(self, job_id: str) -> list[dict]:
-        return asyncio.run(cancel_job(self.config, job_id))
 
     def reveal(self, job_id: str) -> Result:
         """The job's output, reconstructed here (its recipients only)."""

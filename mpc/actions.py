@@ -26,6 +26,9 @@ JOB_STATUS = "job_status"
 JOB_CANCEL = "job_cancel"
 FETCH_OUTPUT = "fetch_output"  # a job's output shares, for its recipients
 BUDGET = "budget"  # a table's privacy budget, for its owner
+TABLES = "tables"  # the owner's tables and their versions on this server
+WITHDRAW = "withdraw"  # mark the owner's table withdrawn and delete every version of it
+WITHDRAW_END = "withdraw_end"  # both servers deleted the table: it may be uploaded again
 AUDIT_LOG = "audit_log"  # the server's audit log, as this client may see it
 SCHEMA = "schema"  # the schema's text (public) and the caller's registered name, for SQL
 
@@ -34,6 +37,7 @@ PEER_CHECK = "peer_check"  # do you hold this upload, the same? (live once both 
 CHECK_START = "check_start"  # server 0 to server 1: check this upload's values with me
 JOB_START = "job_start"  # server 0 to server 1: start your side of this job
 JOB_ABANDON = "job_abandon"  # server 0 to server 1: fail this job, I could not start it
+JOB_STOP = "job_stop"  # server 0 to server 1: stop this running job (past its time limit)
 PREPROCESS_START = "preprocess_start"  # server 0 to server 1: an idle-time session
 
 # ---- a server to the dealer ------------------------------------------------------------------
@@ -42,8 +46,9 @@ GET = "get"  # a batch of corrections
 CLOSE = "close"  # this server is done with the job's session
 
 CLIENT_ACTIONS = (HELLO, BEGIN, CHUNK, COMMIT, ACTIVATE, STATUS, JOB_SUBMIT, JOB_EXPLAIN,
-                  JOB_STATUS, JOB_CANCEL, FETCH_OUTPUT, BUDGET, AUDIT_LOG, SCHEMA)
-PEER_ACTIONS = (PEER_CHECK, CHECK_START, JOB_START, JOB_ABANDON, PREPROCESS_START)
+                  JOB_STATUS, JOB_CANCEL, FETCH_OUTPUT, BUDGET, TABLES, WITHDRAW, WITHDRAW_END,
+                  AUDIT_LOG, SCHEMA)
+PEER_ACTIONS = (PEER_CHECK, CHECK_START, JOB_START, JOB_ABANDON, JOB_STOP, PREPROCESS_START)
 DEALER_ACTIONS = (OPEN, GET, CLOSE)
 
 

@@ -36,7 +36,7 @@ GENESIS = "0" * 64
 # kind -> the event fields that identify it across the two servers
 IDENTITY = {
     "upload": ("owner", "upload_id"),  # an upload became its table's live version
-    "withdraw": ("owner", "table"),
+    "withdraw": ("owner", "table", "withdrawal"),
     "submit": ("job",),  # "submitter/id"
     "start": ("job",),
     "spend": ("job",),

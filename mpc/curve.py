@@ -15,7 +15,7 @@ import zmq
 import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
 
-from twofold.mpc.files import write_secret
+from twofold.mpc.files import read_secret, write_secret
 
 ZAP_DOMAIN = "twofold"
 
@@ -41,6 +41,8 @@ def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 def load_keypair(secret_path: Path) -> KeyPair:
+    """Refused if group or others may read the file (mpc.files.read_secret)."""
+    read_secret(secret_path)
     public, secret = zmq.auth.load_certificate(str(secret_path))
     if secret is None:
         raise ValueError(f"{secret_path} holds no secret key")

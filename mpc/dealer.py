@@ -43,6 +43,7 @@ SERVER = "server"  # the role of the dealer's callers
 SERVER_NAMES = ("server0", "server1")
 MAX_REQUEST_BYTES = 1 << 16  # requests are one header; a larger frame drops the sender
 MAX_BATCH = 256  # requests in one message
+MAX_JOB_ELEMENTS = 1 << 40  # correlation elements (words, mostly) one job may ask for in all
 REQUEST_ROOM = 3 * MAX_REQUEST_BYTES // 4  # requests' bytes in one message, header included
 
 
@@ -56,6 +57,7 @@ class _Session:
     opened_by: set[int] = field(default_factory=set)
     served: set[int] = field(default_factory=set)
     closed_by: set[int] = field(default_factory=set)
+    elements: int = 0  # served so far, to both servers
     mask: MaskRecord | None = None  # the latest row mask: masked products read its rows
 
 
@@ -64,15 +66,19 @@ class Dealer(Service):
     get in."""
 
     max_frame_bytes = MAX_REQUEST_BYTES
+    max_message_frames = 1  # a request is its header alone
+    max_message_bytes = MAX_REQUEST_BYTES
     refusals = (DealerError, CorrelationError, KeyError, TypeError)
     mandatory_routing = True
     log = log
 
-    def __init__(self, keys: KeyPair, server_publics: tuple[bytes, bytes], address: str):
+    def __init__(self, keys: KeyPair, server_publics: tuple[bytes, bytes], address: str,
+                 max_job_elements: int = MAX_JOB_ELEMENTS):
         super().__init__(keys, address, {key: Caller(SERVER, name)
                                          for key, name in zip(server_publics, SERVER_NAMES,
                                                               strict=True)})
         self.server_publics = server_publics
+        self.max_job_elements = max_job_elements
         self.sessions: dict[str, _Session] = {}
         self.actions = {
             OPEN: Action(self._open, (SERVER,), (_party, header_field("job"))),
@@ -132,6 +138,11 @@ class Dealer(Service):
             mask = kind.mask_after(mask, seq, params)  # checks what reads the mask
         if total > MAX_ELEMENTS and len(requests) > 1:
             raise CorrelationError(f"request for {total} elements exceeds {MAX_ELEMENTS}")
+        if session.elements + total > self.max_job_elements:
+            raise DealerError(f"job {header['job']} would take {session.elements + total} "
+                              f"correlation elements in all, over the dealer's bound of "
+                              f"{self.max_job_elements} per job")
+        session.elements += total
         session.mask = mask
         counts, corrections = [], []
         for seq, kind_name, params in requests:

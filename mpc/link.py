@@ -65,7 +65,14 @@ class StopSignal:
     def __init__(self):
         self._lock = threading.Lock()
         self._set = False
+        self.reason = ""  # why, in words, when not by its submitter's cancel
         self._listeners: dict[object, tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = {}
+
+    def stop(self, reason: str) -> None:
+        """set(), with the reason the job's error gives (the first reason counts)."""
+        with self._lock:
+            self.reason = self.reason or reason
+        self.set()
 
     def set(self) -> None:
         with self._lock:

@@ -10,7 +10,8 @@ may wait for another service, and the loop keeps answering meanwhile).
 Every request gets a reply, never a crash, whatever it holds: a message that does not decode,
 an unknown action, a caller in another role, an input that fails its check and a refusal of
 the handler are refused with an error reply, and anything no check foresaw is logged and
-refused too. The exception: a frame above max_frame_bytes drops its sender (libzmq's
+refused too, and so is a message of more than max_message_frames frames or max_message_bytes
+bytes in all. The exception: a frame above max_frame_bytes drops its sender (libzmq's
 MAXMSGSIZE). Replies echo the request's id ("rid"), so that a client drops replies to
 requests it gave up on (mpc/rpc.py).
 """
@@ -98,7 +99,8 @@ def text(key: str) -> Input:
 
 
 class Service:
-    """Subclasses set `actions` (the table), `log`, `max_frame_bytes` and `refusals` (their
+    """Subclasses set `actions` (the table), `log`, `max_frame_bytes`, `max_message_frames`,
+    `max_message_bytes` and `refusals` (their
     own exceptions that refuse a request: logged as a warning, replied with their message
     alone; any other exception is logged with its traceback and replied with its type), and
     may hook into start and stop with _started and _stopping."""
@@ -106,6 +108,8 @@ class Service:
     actions: dict[str, Action]
     log: logging.Logger
     max_frame_bytes: int
+    max_message_frames: int
+    max_message_bytes: int
     refusals: tuple[type[Exception], ...] = ()
     mandatory_routing = False  # True: a reply to a caller that left is logged, not dropped
 
@@ -161,11 +165,15 @@ class Service:
         identity, message = frames[0].bytes, frames[1:]
         caller = self._by_user_id[message[0].get("User-Id")]
         try:
+            wire.check_size(message, self.max_message_frames, self.max_message_bytes)
             header, arrays = wire.decode(message)
         except Exception as error:  # whatever the bytes, the loop keeps serving
             self.log.warning("refused a malformed message from %s: %s", caller, error)
-            await self._send(identity, caller, {"ok": False, "error": f"malformed message: "
-                                                              f"{error}"[:MAX_ERROR_CHARS]})
+            refusal = {"ok": False, "error": f"malformed message: {error}"[:MAX_ERROR_CHARS]}
+            rid = wire.request_id(message)
+            if rid is not None:  # so that the caller's client takes the refusal as its answer
+                refusal["rid"] = rid
+            await self._send(identity, caller, refusal)
             return
         name = header.get("action")
         action = self.actions.get(name) if isinstance(name, str) else None

@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from twofold.mpc.files import write_secret
+from twofold.mpc.files import read_secret, write_secret
 
 SigningKey = Ed25519PrivateKey
 VerifyKey = Ed25519PublicKey
@@ -35,7 +35,8 @@ def generate_signing_keypair(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 def load_signing_key(path: Path) -> SigningKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    """Refused if group or others may read the file (mpc.files.read_secret)."""
+    key = serialization.load_pem_private_key(read_secret(path), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 signing key")
     return key

@@ -44,6 +44,16 @@ def encode(header: dict[str, Any], arrays=()) -> list:
     return [packed, *frames]
 
 
+def check_size(frames: list, max_frames: int, max_bytes: int) -> None:
+    """A whole message is bounded, not only each frame (which the socket's MAXMSGSIZE
+    bounds): at most max_frames frames of max_bytes in all."""
+    if len(frames) > max_frames:
+        raise WireError(f"a message of {len(frames)} frames, more than the {max_frames} allowed")
+    size = message_bytes(frames)
+    if size > max_bytes:
+        raise WireError(f"a message of {size} bytes, more than the {max_bytes} allowed")
+
+
 def decode(frames: list) -> tuple[dict[str, Any], list[np.ndarray]]:
     if not frames:
         raise WireError("empty message")
@@ -89,6 +99,19 @@ def decode(frames: list) -> tuple[dict[str, Any], list[np.ndarray]]:
             flat[start:start + len(part)] = np.frombuffer(part, np.uint8)
         arrays.append(array)
     return header, arrays
+
+
+def request_id(frames: list) -> int | None:
+    """The "rid" of a message refused as a whole, if its header frame holds one."""
+    head = frames[0].bytes if hasattr(frames[0], "bytes") else bytes(frames[0])
+    if len(head) > MAX_HEADER_BYTES:
+        return None
+    try:
+        header = msgpack.unpackb(head, raw=False, strict_map_key=True)
+    except Exception:  # msgpack raises several unrelated types
+        return None
+    rid = header.get("rid") if isinstance(header, dict) else None
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
 
 
 def message_bytes(frames: list) -> int:

@@ -95,9 +95,15 @@ class Audit:
             "policy_digest": hashlib.sha256(record.policy.encode()).hexdigest()},
             {"shares_digest": columns_digest(shares)})
 
-    def withdraw(self, owner: str, table: str) -> None:
-        """Every version of an owner's table deleted here."""
-        self._append("withdraw", {"owner": owner, "table": table})
+    def withdraw(self, owner: str, table: str, withdrawal: str) -> None:
+        """Every version of an owner's table deleted here, by the withdrawal of that id: once
+        per id, however often it is retried."""
+        event = {"owner": owner, "table": table, "withdrawal": withdrawal}
+        with self._lock:
+            logged = any(entry.kind == "withdraw" and entry.event == event
+                         for entry in decode_view(self.path.read_bytes()))
+        if not logged:
+            self._append("withdraw", event)
 
     def submit(self, schema: Schema, submitter: str, job_id: str, spec: JobSpec) -> None:
         """A job queued here: what it will read, in which roles, and who receives it."""

@@ -8,14 +8,18 @@ With "ot", `idle_cots = N` has the running servers make N COTs per direction whe
 runs and keep them for later jobs (servers.preprocessing); the smaller of the two servers'
 values counts, and 0 (the default) on either turns it off.
 
+The optional [quotas] section holds the operator's limits (Quotas; docs/deployment.md). Both
+servers must set the same: server 1 refuses to start a job when server 0's differ.
+
 Relative paths in a config file are resolved against the file's folder.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from twofold.mpc.curve import KeyPair, load_keypair, load_public_key
 from twofold.mpc.errors import TwofoldError
@@ -89,6 +93,67 @@ def load_server_endpoints(path: Path) -> Endpoints:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """One client's limits; the defaults are generous enough to change nothing for most
+    deployments."""
+
+    owner_rows: int = 1 << 40  # rows of an owner's stored versions, all tables, with an upload
+    owner_bytes: int = 1 << 44  # bytes of shares of those versions on one server (8 per cell)
+    client_jobs: int = 32  # jobs a client may have queued or running at once
+    job_seconds: float = 86400.0  # a job running longer is stopped on both servers
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """[quotas] sets everyone's Limits; [quotas.clients.NAME] changes some of them for NAME."""
+
+    default: Limits = field(default_factory=Limits)
+    clients: dict[str, Limits] = field(default_factory=dict)
+
+    def of(self, client: str) -> Limits:
+        return self.clients.get(client, self.default)
+
+    def as_message(self) -> dict:
+        """What server 0 sends at every job start, for server 1 to compare with its own."""
+        return {"default": asdict(self.default),
+                "clients": {name: asdict(limits) for name, limits in sorted(self.clients.items())}}
+
+
+def _limits(path: Path, table, where: str, base: Limits) -> Limits:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{where}] must be a section")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        default = getattr(base, key, None)
+        if default is None:
+            raise ConfigError(f"{path}: [{where}] has no '{key}'; it holds "
+                              f"{', '.join(asdict(base))}")
+        decimal = isinstance(default, float)
+        if (not isinstance(value, (int, float) if decimal else int) or isinstance(value, bool)
+                or not value > 0):
+            raise ConfigError(f"{path}: [{where}] '{key}' must be a positive "
+                              f"{'number' if decimal else 'whole number'}")
+        values[key] = float(value) if decimal else value
+    return replace(base, **values)
+
+
+def load_quotas(path: Path, table, clients: dict[str, bytes]) -> Quotas:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [quotas] must be a section")
+    overrides = table.get("clients", {})
+    default = _limits(path, {k: v for k, v in table.items() if k != "clients"}, "quotas",
+                      Limits())
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{path}: [quotas.clients] must be a section")
+    unknown = sorted(set(overrides) - set(clients))
+    if unknown:
+        raise ConfigError(f"{path}: [quotas.clients] names {', '.join(unknown)}, not a "
+                          "registered owner or recipient")
+    return Quotas(default, {name: _limits(path, limits, f"quotas.clients.{name}", default)
+                            for name, limits in overrides.items()})
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     endpoints: Endpoints
     listen: str  # owners and the peer's control requests connect here
@@ -98,6 +163,7 @@ class ServerConfig:
     clients: dict[str, bytes]  # owners' and recipients' names -> public keys
     signing_key: SigningKey  # signs the audit log (servers/audit.py)
     idle_cots: int = 0  # OT mode: COTs per direction to make while idle and keep (0: none)
+    quotas: Quotas = field(default_factory=Quotas)
 
 
 def load_server_config(path: Path) -> ServerConfig:
@@ -129,7 +195,8 @@ def load_server_config(path: Path) -> ServerConfig:
                         peer_service_address=get("peer_service_address"),
                         schema_path=_key_path(path, get("schema")),
                         data_dir=_key_path(path, get("data_dir")), clients=clients,
-                        signing_key=signing_key, idle_cots=idle_cots)
+                        signing_key=signing_key, idle_cots=idle_cots,
+                        quotas=load_quotas(path, raw.get("quotas", {}), clients))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,11 @@ submission stops that at once.
 
 A job's submitter sees its state and error only; its stage, costs and time go to its
 recipients: at level 3 they follow the join's size, which only the job's result may tell.
+
+Its submitter, or the owner of a table it reads, may cancel a job. The operator's quotas
+(servers/config.py) bound the jobs a client has queued or running, and server 0 stops a job
+that runs past the time limit on both servers (JOB_STOP). A table its owner withdraws fails the
+queued jobs that read it and stops the running ones (servers/withdrawal.py).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from twofold.mpc.accounting import Accounting
-from twofold.mpc.actions import JOB_ABANDON, JOB_START, State
+from twofold.mpc.actions import JOB_ABANDON, JOB_START, JOB_STOP, State
 from twofold.mpc.link import StopSignal
 from twofold.mpc.outputs import Output
 from twofold.mpc.rpc import ServiceError
@@ -33,7 +38,7 @@ from twofold.servers.config import ServerConfig
 from twofold.servers.idle_preprocessing import IDLE_RETRY_S, IdlePreprocessing
 from twofold.servers.jobs import JobState, JobStore, run_job_blocking
 from twofold.servers.jobspec import JobSpec, parse_job_spec
-from twofold.servers.storage import check_id
+from twofold.servers.storage import Storage, check_id, check_job_name
 
 log = logging.getLogger("twofold.server")
 
@@ -53,14 +58,16 @@ class JobQueue:
     """`running` holds the jobs running on this server, by key, with their accounting (for
     their stage) and their cancel; `call_peer(header)` asks the other server."""
 
-    def __init__(self, config: ServerConfig, schema: Schema, admission: Admission,
-                 jobs: JobStore, running: dict[tuple[str, str], tuple[Accounting, StopSignal]],
+    def __init__(self, config: ServerConfig, schema: Schema, storage: Storage,
+                 admission: Admission, jobs: JobStore,
+                 running: dict[tuple[str, str], tuple[Accounting, StopSignal]],
                  idle: IdlePreprocessing, spawn,
                  call_peer: Callable[[dict], Awaitable[dict]], audit: Audit,
                  checks: CheckQueue):
         self.config = config
         self.audit = audit
         self.schema = schema
+        self.storage = storage
         self.admission = admission
         self.jobs = jobs
         self.running = running
@@ -73,6 +80,15 @@ class JobQueue:
     def _parse(self, text: str) -> JobSpec:
         return parse_job_spec(text, self.schema, set(self.config.clients))
 
+    def _tables(self, state: JobState) -> set[str]:
+        """The tables a stored job reads."""
+        return set(self._parse(self.jobs.spec_text(*state.key)).plan.tables)
+
+    def _withdrawn(self, state: JobState) -> str:
+        """Why the job may not start because a table it reads is withdrawn, or ""."""
+        marked = sorted(self._tables(state) & set(self.storage.withdrawing()))
+        return withdrawn_error(marked[0]) if marked else ""
+
     # ---- what clients ask ------------------------------------------------------------------
 
     async def submit(self, client: str, job_id: str, text: str) -> dict:
@@ -82,6 +98,12 @@ class JobQueue:
             if existing.spec_hash != spec.hash:
                 raise RequestError(f"job id {job_id} was already used for another spec")
             return {"state": existing.state, "spec_hash": spec.hash}
+        active = sum(s.submitter == client and s.state in (State.QUEUED, State.RUNNING)
+                     for s in self.jobs.states.values())
+        if active >= self.config.quotas.of(client).client_jobs:
+            raise RequestError(f"{client} already has {active} job(s) queued or running, the "
+                               f"most server {self.config.endpoints.party_id} allows "
+                               f"(client_jobs); wait for one to end or cancel one")
         model = self.admission.admit(client, spec)
         self.jobs.add(JobState(job_id, spec.hash, client, list(spec.recipients), model=model),
                       text)
@@ -104,16 +126,23 @@ class JobQueue:
         return status
 
     async def cancel(self, client: str, name: str) -> dict:
-        state = known_job(self.jobs, client, name)
-        if client != state.submitter:
-            raise RequestError(f"only {state.submitter}, who submitted job {state.job_id}, may "
-                               "cancel it")
+        """By its submitter, or by the owner of a table it reads (who names it
+        "submitter/id")."""
+        submitter, job_id = check_job_name(name)
+        state = self.jobs.states.get((submitter or client, job_id))
+        if state is None or client not in (state.submitter, *self._owners(state)):
+            state = known_job(self.jobs, client, name)  # a recipient's, or no job at all
+            raise RequestError(f"only {state.submitter}, who submitted job {state.job_id}, or "
+                               "an owner of a table it reads may cancel it")
         if state.state == State.QUEUED:
             state.state, state.error = State.FAILED, f"cancelled by {client}"
             self.jobs.save(state)
         elif state.key in self.running:
-            self.running[state.key][1].set()
+            self.running[state.key][1].stop(f"cancelled by {client}")
         return {"state": state.state}
+
+    def _owners(self, state: JobState) -> set[str]:
+        return {self.schema.table(name).owner for name in self._tables(state)}
 
     async def fetch(self, client: str, name: str):
         state = known_job(self.jobs, client, name)
@@ -128,9 +157,10 @@ class JobQueue:
 
     # ---- server 1, following server 0 ------------------------------------------------------
 
-    def start_as_follower(self, key: tuple[str, str], spec_hash: str) -> dict:
-        """Server 1 starts a job when server 0 says so, if it holds the same spec and has not
-        ended it (cancelled, or failed at an earlier try)."""
+    def start_as_follower(self, key: tuple[str, str], spec_hash: str, quotas) -> dict:
+        """Server 1 starts a job when server 0 says so, if it holds the same spec, has not
+        ended it (cancelled, or failed at an earlier try), both servers set the same quotas
+        and no table the job reads is being withdrawn here."""
         state = self.jobs.states.get(key)
         if state is None:
             return {"status": "missing"}
@@ -140,11 +170,18 @@ class JobQueue:
             return {"status": "mismatch"}
         if key in self.running:  # server 0 asks again: its first answer was lost
             return {"status": "started"}
+        mine = self.config.quotas.as_message()
+        refusal = (self._withdrawn(state) if quotas == mine else
+                   f"the servers' quotas differ: server 0 {quotas!r:.300}, server 1 {mine}")
+        if refusal and state.state == State.QUEUED:
+            state.state, state.error = State.FAILED, refusal
+            self.jobs.save(state)
         if state.state != State.QUEUED:
             return {"status": f"its copy is {state.state}"
                               + (f": {state.error}" if state.error else "")}
         if self.idle.stop() or self.running:  # server 0 has stopped its side: stop ours too
             return {"status": "busy"}
+        self.running[key] = (Accounting(), StopSignal())  # now: server 0 may stop it at once
         self.spawn(self._run(state))
         return {"status": "started"}
 
@@ -160,17 +197,59 @@ class JobQueue:
         self.jobs.save(state)
         return {"status": "failed"}
 
+    def stop_as_follower(self, key: tuple[str, str], reason: str) -> dict:
+        """Server 0 stopped a job (past its time limit): server 1's side stops too."""
+        if key in self.running:
+            self.running[key][1].stop(reason[:500])
+        return {}
+
+    def table_withdrawn(self, table_name: str) -> None:
+        """Its owner withdraws the table: the queued jobs that read it fail, the running ones
+        stop."""
+        reason = withdrawn_error(table_name)
+        for state in list(self.jobs.states.values()):
+            if state.state not in (State.QUEUED, State.RUNNING):
+                continue
+            if table_name not in self._tables(state):
+                continue
+            if state.key in self.running:
+                self.running[state.key][1].stop(reason)
+            elif state.state == State.QUEUED:  # on both servers: the owner withdraws on both
+                state.state, state.error = State.FAILED, reason
+                self.jobs.save(state)
+
     # ---- running -----------------------------------------------------------------------------
 
     async def _run(self, state: JobState) -> None:
-        accounting, cancel = Accounting(), StopSignal()
-        self.running[state.key] = (accounting, cancel)
+        """Server 0 stops the job on both servers once it runs past the time limit."""
+        accounting, cancel = self.running.setdefault(state.key, (Accounting(), StopSignal()))
         try:
-            await asyncio.to_thread(run_job_blocking, self.config.endpoints, self.config.data_dir,
-                                    self.schema, self._parse(self.jobs.spec_text(*state.key)),
-                                    state, self.jobs, accounting, cancel, self.audit)
+            work = asyncio.ensure_future(asyncio.to_thread(
+                run_job_blocking, self.config.endpoints, self.config.data_dir, self.schema,
+                self._parse(self.jobs.spec_text(*state.key)), state, self.jobs, accounting,
+                cancel, self.audit))
+            if self.config.endpoints.party_id == 0:
+                limit = self.config.quotas.of(state.submitter).job_seconds
+                done, _ = await asyncio.wait({work}, timeout=limit)
+                if not done:
+                    await self._stop_overtime(state, cancel, limit)
+            await work
+            if cancel.reason and state.state == State.FAILED and state.error != cancel.reason:
+                state.error = cancel.reason  # it failed first as the peer's side stopped
+                self.jobs.save(state)
         finally:
             del self.running[state.key]
+
+    async def _stop_overtime(self, state: JobState, cancel: StopSignal, limit: float) -> None:
+        """This server's side first, so that its error is this one and not the peer's
+        leaving; then server 1's (best effort: without server 0, its side stops anyway)."""
+        reason = (f"job {state.name} stopped: it ran past the {limit:g} s limit for "
+                  f"{state.submitter}")
+        cancel.stop(reason)
+        try:
+            await self.call_peer({"action": JOB_STOP, **naming(state), "reason": reason})
+        except ServiceError as error:
+            log.warning("could not tell server 1 to stop job %s: %s", state.name, error)
 
     def stop(self) -> None:
         """The service stops: every running job stops at once."""
@@ -188,7 +267,12 @@ class JobQueue:
             await self.checks.run_pending()
             queued = [s for s in list(self.jobs.states.values()) if s.state == State.QUEUED]
             for state in queued:
-                if await self._follower_started(state):
+                if state.state != State.QUEUED:
+                    continue  # ended meanwhile: cancelled, or its table withdrawn
+                refusal = self._withdrawn(state)
+                if refusal:
+                    await self._fail(state, refusal)
+                elif await self._follower_started(state):
                     await self._run(state)
             if queued:
                 refill = self.config.idle_cots > 0
@@ -206,22 +290,27 @@ class JobQueue:
         while True:
             try:
                 response = await self.call_peer({"action": JOB_START, **naming(state),
-                                                 "spec_hash": state.spec_hash})
+                                                 "spec_hash": state.spec_hash,
+                                                 "quotas": self.config.quotas.as_message()})
                 status = response["status"]
             except ServiceError as error:
                 status = str(error)
+            if state.state != State.QUEUED:  # ended meanwhile here (cancelled, its table
+                return False  # withdrawn), with its own reason; server 1's side ends too
             if status == "started":
                 return True
             if status in ("missing", "busy") and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.2)
                 continue
-            state.state = State.FAILED
-            state.error = ("server 1 never received this job" if status == "missing" else
-                           "the servers received different specs" if status == "mismatch" else
-                           f"server 1 could not start it: {status}")
-            self.jobs.save(state)
-            await self._tell_follower_failed(state)
+            await self._fail(state, "server 1 never received this job" if status == "missing"
+                             else "the servers received different specs" if status == "mismatch"
+                             else f"server 1 could not start it: {status}")
             return False
+
+    async def _fail(self, state: JobState, error: str) -> None:
+        state.state, state.error = State.FAILED, error
+        self.jobs.save(state)
+        await self._tell_follower_failed(state)
 
     async def _tell_follower_failed(self, state: JobState) -> None:
         """Best effort: if server 1 is unreachable, clients still stop waiting (a job that
@@ -230,3 +319,7 @@ class JobQueue:
             await self.call_peer({"action": JOB_ABANDON, **naming(state), "error": state.error})
         except ServiceError as error:
             log.warning("could not tell server 1 that job %s failed: %s", state.name, error)
+
+
+def withdrawn_error(table_name: str) -> str:
+    return f"table {table_name} was withdrawn by its owner"

@@ -205,7 +205,8 @@ def run_job_blocking(endpoints: Endpoints, data_dir: Path, schema: Schema, spec:
     except Exception as error:  # every failure ends the job and is reported to the client
         log.warning("job %s failed: %s", state.name, traceback.format_exc())
         state.state = State.FAILED
-        state.error = ("cancelled" if cancel.is_set() else f"{type(error).__name__}: {error}")
+        state.error = ((cancel.reason or "cancelled") if cancel.is_set()
+                       else f"{type(error).__name__}: {error}")
     state.seconds = time.perf_counter() - started
     state.costs = {name: cost.as_dict() for name, cost in accounting.stages.items()}
     store.save(state)

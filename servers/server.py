@@ -35,11 +35,15 @@ from twofold.mpc.actions import (
     JOB_EXPLAIN,
     JOB_START,
     JOB_STATUS,
+    JOB_STOP,
     JOB_SUBMIT,
     PEER_CHECK,
     PREPROCESS_START,
     SCHEMA,
     STATUS,
+    TABLES,
+    WITHDRAW,
+    WITHDRAW_END,
 )
 from twofold.mpc.ot.store import exclusive
 from twofold.mpc.rpc import ServiceClient, ServiceError
@@ -64,9 +68,12 @@ from twofold.servers.job_queue import JobQueue, named_job
 from twofold.servers.jobs import JobStore
 from twofold.servers.storage import Storage, UploadRecord, check_id, check_job_name
 from twofold.servers.uploads import Uploads
+from twofold.servers.withdrawal import Withdrawal
 
 log = logging.getLogger("twofold.server")
 MAX_FRAME_BYTES = 1 << 24  # inbound frames above this drop the client (upload chunks are 1 MiB)
+MAX_MESSAGE_FRAMES = 1 + 1024  # a header and frames of shares: an upload chunk of 1024 columns
+MAX_MESSAGE_BYTES = 1 << 30  # in all: such a chunk at 1 MiB a column
 CLIENT, PEER = "client", "peer"  # owners, analysts and recipients; the other server
 
 
@@ -88,6 +95,8 @@ def _job_name(request: Request) -> str:
 
 class Server(Service):
     max_frame_bytes = MAX_FRAME_BYTES
+    max_message_frames = MAX_MESSAGE_FRAMES
+    max_message_bytes = MAX_MESSAGE_BYTES
     refusals = (ServiceError, ValueError)  # the peer's refusals; malformed fields and paths
     log = log
 
@@ -111,15 +120,18 @@ class Server(Service):
                                  self.audit, self.running, self.idle, self.spawn,
                                  lambda: self.queue.queued.set(), self._call_peer)
         self.uploads = Uploads(self.party, self.schema, self.storage, config.data_dir,
-                               self._call_peer, self.audit, self.checks.request)
-        self.queue = JobQueue(config, self.schema,
+                               self._call_peer, self.audit, config.quotas, self.checks.request)
+        self.queue = JobQueue(config, self.schema, self.storage,
                               Admission(self.schema, self.storage, self.jobs, config.data_dir),
                               self.jobs, self.running, self.idle, self.spawn, self._call_peer,
                               self.audit, self.checks)
+        self.withdrawal = Withdrawal(self.schema, self.storage, self.uploads, self.queue,
+                                     self.audit)
         self.actions = self._action_table()
 
     def _action_table(self) -> dict[str, Action]:
         uploads, queue, idle, checks = self.uploads, self.queue, self.idle, self.checks
+        withdrawal = self.withdrawal
         upload_id = _ident("upload_id", "upload id")
         return {
             HELLO: Action(_hello, (CLIENT, PEER)),  # a client's check of its key and address
@@ -132,6 +144,10 @@ class Server(Service):
             STATUS: Action(uploads.status, (CLIENT,), (text("table"),)),
             BUDGET: Action(uploads.budget, (CLIENT,), (caller_name, text("table"))),
             SCHEMA: Action(self._schema, (CLIENT,), (caller_name,)),
+            TABLES: Action(withdrawal.tables, (CLIENT,), (caller_name,)),
+            WITHDRAW: Action(withdrawal.withdraw, (CLIENT,), (caller_name, text("table"),
+                                                          _ident("withdrawal", "withdrawal id"))),
+            WITHDRAW_END: Action(withdrawal.end, (CLIENT,), (caller_name, text("table"))),
             JOB_SUBMIT: Action(queue.submit, (CLIENT,),  # under one of the client's own ids
                                (caller_name, _ident("job_id", "job id"), text("spec")),
                                concurrent=True),  # as since the first queue; it waits for none
@@ -145,7 +161,9 @@ class Server(Service):
             CHECK_START: Action(checks.follow, (PEER,),
                                 (text("owner"), upload_id, text("digest"),
                                  _ident("session_id", "session id"))),
-            JOB_START: Action(queue.start_as_follower, (PEER,), (named_job, text("spec_hash"))),
+            JOB_START: Action(queue.start_as_follower, (PEER,),
+                              (named_job, text("spec_hash"), header_field("quotas"))),
+            JOB_STOP: Action(queue.stop_as_follower, (PEER,), (named_job, text("reason"))),
             JOB_ABANDON: Action(queue.abandon, (PEER,), (named_job, text("error"))),
             PREPROCESS_START: Action(idle.follow, (PEER,), (_ident("session_id", "session id"),)),
         }

@@ -20,6 +20,12 @@ removed), "invalid" (the check found values outside the schema: never used, file
 Of a table's ready uploads, the one named in the `live` table is the version jobs read:
 activating an upload (again) makes it live, so re-uploading earlier content brings that
 content back.
+
+Withdrawal (servers/withdrawal.py): a row in `withdrawn` marks a table its owner is taking
+back. The mark is written, with the live pointer removed, in one transaction before anything
+is deleted; a marked table has no live version, takes no upload and is never made live. Then
+its folder tables/<table>/ goes, then its catalog rows; a crash in between leaves the mark,
+and the next start finishes the deletion. The mark is lifted once both servers have deleted.
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ from twofold.mpc.ring import U64
 from twofold.mpc.shares import Additive
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+class WithdrawnError(TwofoldError, ValueError):
+    """A table marked withdrawn: no upload, no activation, no job until the mark is lifted."""
 
 
 class PathError(TwofoldError, ValueError):
@@ -168,15 +178,22 @@ class Storage:
             "policy TEXT, state TEXT, updated REAL, PRIMARY KEY (owner, upload_id))")
         self.db.execute("CREATE TABLE IF NOT EXISTS live (table_name TEXT PRIMARY KEY, "
                         "owner TEXT, upload_id TEXT)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS withdrawn (table_name TEXT PRIMARY KEY, "
+                        "owner TEXT, withdrawal TEXT)")
         # catalogs from before the live table: the most recently readied upload is live
         self.db.execute(
             "INSERT OR IGNORE INTO live SELECT table_name, owner, upload_id FROM uploads "
             "WHERE state = 'ready' AND updated = (SELECT MAX(updated) FROM uploads AS newer "
-            "WHERE newer.table_name = uploads.table_name AND newer.state = 'ready')")
+            "WHERE newer.table_name = uploads.table_name AND newer.state = 'ready') "
+            "AND table_name NOT IN (SELECT table_name FROM withdrawn)")
 
     def remove_leftovers(self) -> None:
-        """At server start (no upload in progress): staging folders and unrecorded tables."""
+        """At server start (no upload in progress): staging folders, the versions of tables
+        marked withdrawn (a withdrawal cut short) and unrecorded tables."""
         shutil.rmtree(self.root / "staging", ignore_errors=True)
+        for table_name in self.withdrawing():
+            self.remove_files(table_name)
+            self.forget_versions(table_name)
         known = {(r.table_name, r.upload_id) for r in self.records()}
         for folder in (self.root / "tables").glob("*/*"):
             if (folder.parent.name, folder.name) not in known:
@@ -200,6 +217,7 @@ class Storage:
     def commit(self, staged: StagedUpload) -> UploadRecord:
         """Make a fully received upload durable, then record it as stored."""
         record = staged.record
+        self.refuse_withdrawn(record.table_name)
         if staged.received != record.rows:
             raise ValueError(f"received {staged.received} of {record.rows} rows")
         staged.close_durably()
@@ -230,6 +248,7 @@ class Storage:
                                                                           record.upload_id)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
+            self.refuse_withdrawn(record.table_name)  # in the transaction: no race with a mark
             self._set_state(record, "ready")
             self.db.execute("INSERT OR REPLACE INTO live VALUES (?, ?, ?)",
                             (record.table_name, record.owner, record.upload_id))
@@ -242,7 +261,8 @@ class Storage:
     def current(self, table_name: str) -> UploadRecord | None:
         """The table's live upload: the version jobs use."""
         found = self.records("WHERE state = 'ready' AND (owner, upload_id) IN (SELECT owner, "
-                             "upload_id FROM live WHERE table_name = ?)", table_name)
+                             "upload_id FROM live WHERE table_name = ?) AND table_name NOT IN "
+                             "(SELECT table_name FROM withdrawn)", table_name)
         return found[0] if found else None
 
     def live(self, table_names) -> tuple[dict[str, UploadRecord], list[str]]:
@@ -250,6 +270,66 @@ class Storage:
         current = {name: self.current(name) for name in table_names}
         return ({name: record for name, record in current.items() if record is not None},
                 [name for name, record in current.items() if record is None])
+
+    def usage(self, owner: str) -> tuple[int, int]:
+        """The rows and bytes (of shares on this server) of every version an owner holds."""
+        rows, size = self.db.execute(
+            "SELECT COALESCE(SUM(rows), 0), COALESCE(SUM(rows * json_array_length(columns)), 0)"
+            " * 8 FROM uploads WHERE owner = ? AND state != 'rejected'", (owner,)).fetchone()
+        return rows, size
+
+    def versions(self, owner: str) -> list[dict]:
+        """Every version of the owner's tables held here, oldest first, with when it was last
+        stored, readied or refused and whether it is its table's live one."""
+        rows = self.db.execute(
+            "SELECT uploads.table_name, uploads.upload_id, rows, state, updated, "
+            "live.upload_id IS NOT NULL FROM uploads LEFT JOIN live ON live.owner = "
+            "uploads.owner AND live.upload_id = uploads.upload_id WHERE uploads.owner = ? "
+            "ORDER BY updated", (owner,)).fetchall()
+        return [{"table": t, "upload_id": u, "rows": n, "state": s, "updated": at,
+                 "live": bool(live)} for t, u, n, s, at, live in rows]
+
+    # ---- withdrawal: mark, remove files, forget versions, lift -------------------------------
+
+    def withdrawing(self, owner: str | None = None) -> dict[str, str]:
+        """The tables marked withdrawn (of one owner, or all), with their withdrawal ids."""
+        rows = self.db.execute("SELECT table_name, withdrawal FROM withdrawn WHERE ? IS NULL OR "
+                               "owner = ? ORDER BY table_name", (owner, owner)).fetchall()
+        return dict(rows)
+
+    def refuse_withdrawn(self, table_name: str) -> None:
+        if self.db.execute("SELECT 1 FROM withdrawn WHERE table_name = ?",
+                           (table_name,)).fetchone():
+            raise WithdrawnError(f"table {table_name} is being withdrawn by its owner; run "
+                                 f"`twofold owner withdraw {table_name}` again to finish, "
+                                 "then upload")
+
+    def mark_withdrawn(self, table_name: str, owner: str, withdrawal: str) -> str:
+        """Durably: the table has no live version and takes no upload until lift_withdrawal.
+        Returns the withdrawal's id: this one, or that of the withdrawal whose mark is
+        already there (a retry)."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR IGNORE INTO withdrawn VALUES (?, ?, ?)",
+                            (table_name, owner, withdrawal))
+            self.db.execute("DELETE FROM live WHERE table_name = ?", (table_name,))
+            (marked,) = self.db.execute("SELECT withdrawal FROM withdrawn WHERE table_name = ?",
+                                        (table_name,)).fetchone()
+        return marked
+
+    def remove_files(self, table_name: str) -> None:
+        """Every version's shares of a marked table."""
+        tables = confined(self.root, "tables")
+        shutil.rmtree(confined(tables, table_name), ignore_errors=True)
+        if tables.exists():
+            fsync_dir(tables)
+
+    def forget_versions(self, table_name: str) -> None:
+        """Every catalog row of a marked table (its files are gone)."""
+        self.db.execute("DELETE FROM uploads WHERE table_name = ?", (table_name,))
+
+    def lift_withdrawal(self, table_name: str) -> None:
+        self.db.execute("DELETE FROM withdrawn WHERE table_name = ?", (table_name,))
 
     def load(self, record: UploadRecord) -> dict[str, Additive]:
         """This server's shares of an upload, by column."""

@@ -19,6 +19,7 @@ from twofold.owners.policy import Policy, PolicyError
 from twofold.owners.schema import Schema
 from twofold.servers.audit import Audit
 from twofold.servers.budget import BudgetLedger
+from twofold.servers.config import Quotas
 from twofold.servers.storage import StagedUpload, Storage, UploadRecord
 from twofold.servers.upload_checks import refusal
 
@@ -32,9 +33,10 @@ class Uploads:
     last one failed."""
 
     def __init__(self, party: int, schema: Schema, storage: Storage, data_dir,
-                 call_peer: Callable[[dict], Awaitable[dict]], audit: Audit,
+                 call_peer: Callable[[dict], Awaitable[dict]], audit: Audit, quotas: Quotas,
                  request_check: Callable[[UploadRecord], str | None]):
         self.party = party
+        self.quotas = quotas
         self.schema = schema
         self.storage = storage
         self.data_dir = data_dir
@@ -75,15 +77,42 @@ class Uploads:
             if existing.same_content(record):
                 return {"status": "exists"}
             raise RequestError(f"upload id {upload_id} was already used for other content")
+        self.storage.refuse_withdrawn(table.name)
         old = self.staged.pop((owner, upload_id), None)
         if old is not None:  # a retried upload starts over
             old.abandon()
+        self._check_quota(owner, rows, len(record.columns))
         in_progress = [key for key in self.staged if key[0] == owner]
         for key in in_progress[:len(in_progress) + 1 - MAX_UPLOADS_IN_PROGRESS]:
             log.warning("abandoning %s's upload %s: a newer one started", owner, key[1])
             self.staged.pop(key).abandon()  # each holds open files: keep them bounded
         self.staged[owner, upload_id] = self.storage.stage(record)
         return {"status": "send"}
+
+    def _check_quota(self, owner: str, rows: int, columns: int) -> None:
+        """The owner's stored versions and uploads in progress, with this one, stay within the
+        operator's quotas (servers/config.py), counted before a row is received."""
+        held_rows, held_bytes = self.storage.usage(owner)
+        for (who, _), staged in self.staged.items():
+            if who == owner:
+                held_rows += staged.record.rows
+                held_bytes += staged.record.rows * len(staged.record.columns) * 8
+        total_rows, total_bytes = held_rows + rows, held_bytes + rows * columns * 8
+        limits = self.quotas.of(owner)
+        if total_rows > limits.owner_rows:
+            raise RequestError(f"{owner}'s tables would hold {total_rows} rows on server "
+                               f"{self.party}, over its quota of {limits.owner_rows} rows "
+                               "(owner_rows); withdraw a table or ask the operator")
+        if total_bytes > limits.owner_bytes:
+            raise RequestError(f"{owner}'s tables would take {total_bytes} bytes on server "
+                               f"{self.party}, over its quota of {limits.owner_bytes} bytes "
+                               "(owner_bytes); withdraw a table or ask the operator")
+
+    def abandon_table(self, owner: str, table_name: str) -> None:
+        """The table is being withdrawn: its uploads in progress stop."""
+        for key in [key for key, staged in self.staged.items()
+                    if key[0] == owner and staged.record.table_name == table_name]:
+            self.staged.pop(key).abandon()
 
     def chunk(self, owner: str, upload_id: str, start, arrays) -> dict:
         self._owned_staged(owner, upload_id).append(start, arrays)

@@ -50,7 +50,7 @@ def two_logs(tmp_path, rows=(5, 5)):
         audit = Audit(folder, keys[party])
         audit.upload(record(rows[party]), {"id": [party, 2, 3]})
         audit.fetch("carol", "carol/j1")
-        audit.withdraw("alice", "customers")
+        audit.withdraw("alice", "customers", "w1")
         audit.close()
     paths = [log_path(tmp_path / f"data{p}") for p in (0, 1)]
     return paths, tuple(key.public_key() for key in keys)

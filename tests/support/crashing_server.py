@@ -1,5 +1,6 @@
-"""A compute server that kills itself (SIGKILL, as kill -9) at a chosen point of the upload
-protocol: what tests/support/upload_kills.py starts instead of `twofold server run`.
+"""A compute server that kills itself (SIGKILL, as kill -9) at a chosen point of the upload or
+the withdrawal protocol: what tests/support/upload_kills.py and withdraw_kills.py start instead
+of `twofold server run`.
 
     python -m tests.support.crashing_server --config server0.toml --crash-at record
 """
@@ -14,12 +15,14 @@ import os
 import signal
 from pathlib import Path
 
+from twofold.mpc.files import private_files
 from twofold.servers import storage as server_storage
 from twofold.servers.check_queue import CheckQueue
 from twofold.servers.config import load_server_config
 from twofold.servers.server import Server
 from twofold.servers.storage import StagedUpload, Storage
 from twofold.servers.uploads import Uploads
+from twofold.servers.withdrawal import Withdrawal
 
 # name -> (owner of the function, its name, "before" or "after" the call, which call)
 CRASH_POINTS = {
@@ -34,6 +37,12 @@ CRASH_POINTS = {
     "check": (CheckQueue, "_run", "before", 1),  # its side of the check of the values began
     "live1": (Storage, "make_live", "after", 1),  # first time it made the upload live
     "live2": (Storage, "make_live", "after", 2),  # second time
+    # withdrawal (servers/withdrawal.py), in its order
+    "withdraw": (Withdrawal, "withdraw", "before", 1),  # the owner's request arrived
+    "mark": (Storage, "mark_withdrawn", "after", 1),  # marked, live pointer gone
+    "files": (Storage, "remove_files", "after", 1),  # shares deleted, catalog rows kept
+    "rows": (Storage, "forget_versions", "after", 1),  # catalog rows deleted, not acknowledged
+    "lift": (Storage, "lift_withdrawal", "after", 1),  # mark lifted, not acknowledged
 }
 
 
@@ -72,6 +81,7 @@ def main() -> None:
     parser.add_argument("--crash-at", choices=sorted(CRASH_POINTS), required=True)
     args = parser.parse_args()
     arm(args.crash_at)
+    private_files()  # as `twofold server run`
     asyncio.run(Server(load_server_config(args.config)).serve())
 
 

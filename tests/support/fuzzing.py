@@ -81,6 +81,8 @@ class Generator:
                     [self.words(rows) for _ in self.columns])
         if action in ("commit", "activate"):
             return {"action": action, "upload_id": rng.choice(self.upload_ids)}, []
+        if action in ("withdraw", "withdraw_end"):  # not customers, unless mutated to it
+            return {"action": action, "table": rng.choice(["orders", "nope"])}, []
         if action in ("status", "budget"):
             return {"action": action, "table": rng.choice(["customers", "orders", "nope"])}, []
         if action == "job_submit":
@@ -336,6 +338,7 @@ def valid_job_is_right(cluster: LocalCluster, folder: Path) -> bool:
     """Upload a table, run a statistics job, and compare with the plaintext."""
     ages = customers_csv(folder / "customers.csv", 200)
     alice = twofold.Client(cluster.owner_config("alice"))  # the owner, and the recipient
+    alice.withdraw("customers")  # the fuzzing may have begun to, as alice may
     alice.upload(folder / "customers.csv", "customers", cluster.folder / "schema.toml")
     values = alice.run(STATISTICS, timeout_s=300).data["values"]
     age = values["customers.age"]
