@@ -114,7 +114,10 @@ class LocalCluster:
                      program: tuple[str, ...] = ("twofold.cli.main", "server", "run"),
                      *extra: str) -> None:
         """Start `twofold server run` (or another module given the same --config, such as a
-        test's server that stops itself at a chosen point) and wait until it listens."""
+        test's server that stops itself at a chosen point) and wait until it listens. The
+        dealer starts first, if not yet: even an upload's check of its values uses it."""
+        if self.dealer is None:
+            self.start_dealer()  # a no-op in OT mode
         with self._log(f"server{party}") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", *program,

@@ -3,7 +3,8 @@
 Three conversations, each with a service on a CurveZMQ socket (mpc/service.py):
 - a client (an owner, an analyst, a recipient) asks a server: owners/upload.py,
   client/client.py, and the hello of mpc/rpc.py;
-- one server asks the other: uploads' checks, starting and failing jobs, idle preprocessing;
+- one server asks the other: uploads' checks (metadata, then values), starting and failing
+  jobs, idle preprocessing;
 - a server asks the dealer for a job's correlations (mpc/dealer.py).
 
 A job's state, as status replies carry it and each server stores it (state.json), is one of
@@ -32,7 +33,8 @@ AUDIT_LOG = "audit_log"  # the server's audit log, as this client may see it
 SCHEMA = "schema"  # the schema's text (public) and the caller's registered name, for SQL
 
 # ---- one server to the other -----------------------------------------------------------------
-PEER_CHECK = "peer_check"  # do you hold this upload, the same? (then it becomes live)
+PEER_CHECK = "peer_check"  # do you hold this upload, the same? (live once both checked it)
+CHECK_START = "check_start"  # server 0 to server 1: check this upload's values with me
 JOB_START = "job_start"  # server 0 to server 1: start your side of this job
 JOB_ABANDON = "job_abandon"  # server 0 to server 1: fail this job, I could not start it
 JOB_STOP = "job_stop"  # server 0 to server 1: stop this running job (past its time limit)
@@ -46,7 +48,7 @@ CLOSE = "close"  # this server is done with the job's session
 CLIENT_ACTIONS = (HELLO, BEGIN, CHUNK, COMMIT, ACTIVATE, STATUS, JOB_SUBMIT, JOB_EXPLAIN,
                   JOB_STATUS, JOB_CANCEL, FETCH_OUTPUT, BUDGET, TABLES, WITHDRAW, WITHDRAW_END,
                   AUDIT_LOG, SCHEMA)
-PEER_ACTIONS = (PEER_CHECK, JOB_START, JOB_ABANDON, JOB_STOP, PREPROCESS_START)
+PEER_ACTIONS = (PEER_CHECK, CHECK_START, JOB_START, JOB_ABANDON, JOB_STOP, PREPROCESS_START)
 DEALER_ACTIONS = (OPEN, GET, CLOSE)
 
 

@@ -1,5 +1,5 @@
 """From a checked file to the encoded table an owner shares: one uint64 column per stored
-column, with combined keys, the indicator, and padding rows."""
+column, with combined keys, the indicator, and padding rows, in primary-key order."""
 
 from __future__ import annotations
 
@@ -129,7 +129,11 @@ def prepare(data: Path | pd.DataFrame, schema: Schema, table_name: str, *,
         pk = table.key_column(table.primary_key)
         padded[pk][rows:] = _padding_keys(path, table, pad, dummy_prg, encoded[pk])
     padded[INDICATOR] = np.concatenate([np.ones(rows, U64), np.zeros(pad, U64)])
-    return PreparedTable(table, {name: padded[name] for name in table.stored_columns}, rows)
+    # rows in primary-key order: the servers check that it strictly increases, which proves
+    # it unique without a sort on shares (servers/upload_checks.py)
+    order = np.argsort(padded[table.key_column(table.primary_key)], kind="stable")
+    return PreparedTable(table, {name: padded[name][order] for name in table.stored_columns},
+                         rows)
 
 
 def _padded_size(path: Path, table: Table, rows: int, pad_to: int | None) -> int:

@@ -13,8 +13,10 @@ different digest, which the servers refuse, so no mask ever covers two different
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +26,14 @@ import pandas as pd
 from twofold.mpc.actions import ACTIVATE, BEGIN, CHUNK, COMMIT
 from twofold.mpc.curve import KeyPair
 from twofold.mpc.prg import Prg
-from twofold.mpc.rpc import ServerAddress, each, service_clients
+from twofold.mpc.rpc import ServerAddress, ServiceError, each, service_clients
 from twofold.mpc.sharing import split
 from twofold.owners.policy import Policy
 from twofold.owners.prepare import PreparedTable
 from twofold.owners.schema import Schema
 
 CHUNK_ROWS = 1 << 17  # 1 MiB frames, below the servers' MAX_FRAME_BYTES
+CHECK_POLL_S = 0.05  # how often an owner asks again while the servers check its upload
 
 
 def owner_secret(keys: KeyPair, purpose: bytes) -> bytes:
@@ -89,15 +92,17 @@ class UploadResult:
     was_live: bool  # the upload already was its table's live version before this run
     bytes_sent: list[int]
     requests: list[int]
+    check_s: float = 0.0  # activation on server 0, the servers' check of the values included
 
 
 async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
                  servers: tuple[ServerAddress, ServerAddress], *, upload_id: str | None = None,
                  timeout_s: float = 60.0, progress=None,
-                 policy: Policy | None = None) -> UploadResult:
-    """Send the table to both servers, then make it ready. `progress(rows)` is called as
-    rows go out; `policy` holds the owner's analysis rules (default: owners/policy.py's, with
-    the owner alone as recipient)."""
+                 policy: Policy | None = None, check_wait_s: float = 600.0) -> UploadResult:
+    """Send the table to both servers, then make it ready once both have checked its values
+    (waiting up to check_wait_s: a check waits for the job running before it). `progress(rows)`
+    is called as rows go out; `policy` holds the owner's analysis rules (default:
+    owners/policy.py's, with the owner alone as recipient)."""
     policy = policy or Policy(recipients=(prepared.table.owner,))
     digest = content_digest(keys, schema, prepared, policy)
     upload_id = upload_id or digest[:32]
@@ -121,9 +126,36 @@ async def upload(prepared: PreparedTable, schema: Schema, keys: KeyPair,
                 progress(len(chunk[0]))
         await each(client.call({"action": COMMIT, "upload_id": upload_id})
                    for client in sending)
-        # the first activation makes the upload live on both; the second confirms it
-        activations = [await client.call({"action": ACTIVATE, "upload_id": upload_id})
-                       for client in clients]
+        # the first activation makes the upload live on both, once both servers have
+        # checked its values; the second confirms it
+        started = time.perf_counter()
+        first, checked = await _activate(clients[0], upload_id, check_wait_s)
+        check_s = time.perf_counter() - started
+        await _activate(clients[1], upload_id, check_wait_s)
         return UploadResult(upload_id, prepared.rows, prepared.real_rows, statuses,
-                            bool(activations[0][0]["was_live"]),
-                            [c.bytes_sent for c in clients], [c.requests for c in clients])
+                            bool(first["was_live"]) and not checked,
+                            [c.bytes_sent for c in clients], [c.requests for c in clients],
+                            check_s)
+
+
+async def _activate(client, upload_id: str, wait_s: float) -> tuple[dict, bool]:
+    """Activation on one server, asked again while the servers check the upload's values:
+    its final reply, and whether a check ran meanwhile. A check that failed after this run
+    asked for it ends the run (a failure reported at the first ask is an earlier run's, and
+    that ask checks again)."""
+    deadline = time.monotonic() + wait_s
+    checked = False
+    while True:
+        reply, _ = await client.call({"action": ACTIVATE, "upload_id": upload_id})
+        if reply.get("status") != "checking":
+            return reply, checked
+        if checked and reply.get("failed"):
+            raise ServiceError(f"the servers could not check upload {upload_id} "
+                               f"({str(reply['failed'])[:300]}); it is not live: run the same "
+                               "upload again")
+        checked = True
+        if time.monotonic() > deadline:
+            raise ServiceError(f"the servers have not finished checking upload {upload_id} "
+                               f"within {wait_s:g} s (jobs may be running); run the same "
+                               "upload again later to complete it")
+        await asyncio.sleep(CHECK_POLL_S)

@@ -1,7 +1,8 @@
 """One server's jobs as clients and the peer see them: submission, status, cancellation,
 outputs, and the order in which both servers run them.
 
-Jobs run one at a time, in the order server 0 starts them: server 0's scheduler asks server 1
+Jobs run one at a time, in the order server 0 starts them, after any requested check of an
+upload's values (servers/check_queue.py): server 0's scheduler asks server 1
 to start each queued job (JOB_START) and runs its own side once server 1 has, or fails the job
 on both (JOB_ABANDON) if server 1 cannot. Each job runs in a thread of its own
 (servers/jobs.py) so the service loop keeps answering. With idle_cots, server 0 fills the COT
@@ -32,6 +33,7 @@ from twofold.mpc.service import Request, RequestError
 from twofold.owners.schema import Schema
 from twofold.servers.admission import Admission, known_job
 from twofold.servers.audit import Audit
+from twofold.servers.check_queue import CheckQueue
 from twofold.servers.config import ServerConfig
 from twofold.servers.idle_preprocessing import IDLE_RETRY_S, IdlePreprocessing
 from twofold.servers.jobs import JobState, JobStore, run_job_blocking
@@ -60,7 +62,8 @@ class JobQueue:
                  admission: Admission, jobs: JobStore,
                  running: dict[tuple[str, str], tuple[Accounting, StopSignal]],
                  idle: IdlePreprocessing, spawn,
-                 call_peer: Callable[[dict], Awaitable[dict]], audit: Audit):
+                 call_peer: Callable[[dict], Awaitable[dict]], audit: Audit,
+                 checks: CheckQueue):
         self.config = config
         self.audit = audit
         self.schema = schema
@@ -71,7 +74,8 @@ class JobQueue:
         self.idle = idle
         self.spawn = spawn
         self.call_peer = call_peer
-        self.queued = asyncio.Event()  # set by each submission: server 0's scheduler wakes up
+        self.checks = checks
+        self.queued = asyncio.Event()  # set by each submission or check: server 0's scheduler
 
     def _parse(self, text: str) -> JobSpec:
         return parse_job_spec(text, self.schema, set(self.config.clients))
@@ -253,12 +257,14 @@ class JobQueue:
             cancel.set()
 
     async def schedule(self) -> None:
-        """Server 0 starts queued jobs in submission order, each once server 1 agrees. With
+        """Server 0 checks requested uploads (servers/check_queue.py), then starts queued
+        jobs in submission order, each once server 1 agrees. With
         idle_cots, it fills the COT stores with server 1 at start and after jobs, whenever no
         job is queued (again after IDLE_RETRY_S if that failed)."""
         refill = self.config.idle_cots > 0
         while True:
             self.queued.clear()
+            await self.checks.run_pending()
             queued = [s for s in list(self.jobs.states.values()) if s.state == State.QUEUED]
             for state in queued:
                 if state.state != State.QUEUED:

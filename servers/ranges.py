@@ -1,8 +1,10 @@
 """Declared ranges enforced on shares, before anything relies on them.
 
-Every range and domain check of an upload runs in the owner's client (owners/read.py); the
-servers see only shares, so an owner with a modified client can upload any word at all. Yet
-other owners' guarantees rest on what was declared:
+An owner's client checks its file (owners/read.py), but a modified client can upload any word
+at all. The servers check every new version on shares before it becomes live
+(servers/upload_checks.py); versions made live before that check existed were not, and jobs
+keep their own guarantees whatever they read, since other owners' guarantees rest on what was
+declared:
 - the owners' minimum group sizes count entities through the indicators and null flags (a
   row whose indicator is 5 would count as five customers), so every job first makes each
   indicator and null flag it reads a bit, [word == 1] (one equality per value);

@@ -3,8 +3,9 @@
 It listens on one CurveZMQ service socket (mpc/service.py) whose ZAP handler admits only the
 clients in its registry (owners and recipients) and the peer server. Owners upload tables
 there (servers/uploads.py); clients submit jobs, ask their status and fetch outputs
-(servers/job_queue.py, servers/admission.py); the peer confirms uploads, starts and fails
-jobs, and idle-time preprocessing sessions (servers/idle_preprocessing.py). The action table
+(servers/job_queue.py, servers/admission.py); the peer confirms uploads, starts checks of
+their values (servers/check_queue.py), starts and fails jobs, and idle-time preprocessing
+sessions (servers/idle_preprocessing.py). The action table
 below is every request a server answers: who may ask, what it reads, and which handler runs.
 """
 
@@ -24,6 +25,7 @@ from twofold.mpc.actions import (
     AUDIT_LOG,
     BEGIN,
     BUDGET,
+    CHECK_START,
     CHUNK,
     COMMIT,
     FETCH_OUTPUT,
@@ -59,6 +61,7 @@ from twofold.mpc.service import (
 from twofold.owners.schema import Schema, load_schema
 from twofold.servers.admission import Admission
 from twofold.servers.audit import Audit
+from twofold.servers.check_queue import CheckQueue
 from twofold.servers.config import ServerConfig
 from twofold.servers.idle_preprocessing import IdlePreprocessing
 from twofold.servers.job_queue import JobQueue, named_job
@@ -111,20 +114,24 @@ class Server(Service):
         self.audit = Audit(config.data_dir, config.signing_key)
         self.running: dict = {}  # jobs running here, by key (JobQueue's)
         self.peer: ServiceClient | None = None  # the other server's service, once serving
-        self.uploads = Uploads(self.party, self.schema, self.storage, config.data_dir,
-                               self._call_peer, self.audit, config.quotas)
         self.idle = IdlePreprocessing(config.endpoints, config.idle_cots, self.running,
                                       self.spawn, self._call_peer)
+        self.checks = CheckQueue(config.endpoints, self.schema, self.storage, config.data_dir,
+                                 self.audit, self.running, self.idle, self.spawn,
+                                 lambda: self.queue.queued.set(), self._call_peer)
+        self.uploads = Uploads(self.party, self.schema, self.storage, config.data_dir,
+                               self._call_peer, self.audit, config.quotas, self.checks.request)
         self.queue = JobQueue(config, self.schema, self.storage,
                               Admission(self.schema, self.storage, self.jobs, config.data_dir),
                               self.jobs, self.running, self.idle, self.spawn, self._call_peer,
-                              self.audit)
+                              self.audit, self.checks)
         self.withdrawal = Withdrawal(self.schema, self.storage, self.uploads, self.queue,
                                      self.audit)
         self.actions = self._action_table()
 
     def _action_table(self) -> dict[str, Action]:
-        uploads, queue, idle, withdrawal = self.uploads, self.queue, self.idle, self.withdrawal
+        uploads, queue, idle, checks = self.uploads, self.queue, self.idle, self.checks
+        withdrawal = self.withdrawal
         upload_id = _ident("upload_id", "upload id")
         return {
             HELLO: Action(_hello, (CLIENT, PEER)),  # a client's check of its key and address
@@ -151,6 +158,9 @@ class Server(Service):
             AUDIT_LOG: Action(self._audit_view, (CLIENT,), (caller_name,)),
             PEER_CHECK: Action(uploads.peer_check, (PEER,),
                                (header_field("record", UploadRecord.from_message),)),
+            CHECK_START: Action(checks.follow, (PEER,),
+                                (text("owner"), upload_id, text("digest"),
+                                 _ident("session_id", "session id"))),
             JOB_START: Action(queue.start_as_follower, (PEER,),
                               (named_job, text("spec_hash"), header_field("quotas"))),
             JOB_STOP: Action(queue.stop_as_follower, (PEER,), (named_job, text("reason"))),

@@ -14,10 +14,12 @@ proves it stays inside the data directory. A table has one owner, so tables/<tab
 is already per owner.
 
 States: "stored" (held durably here), "ready" (the peer server confirmed it holds the same
-upload id, table, row count, schema hash and content digest: usable), "rejected" (the two
-servers got different metadata: never used, files removed). Of a table's ready uploads, the
-one named in the `live` table is the version jobs read: activating an upload (again) makes it
-live, so re-uploading earlier content brings that content back.
+upload id, table, row count, schema hash and content digest, and both servers' check of its
+values passed: usable), "rejected" (the two servers got different metadata: never used, files
+removed), "invalid" (the check found values outside the schema: never used, files removed).
+Of a table's ready uploads, the one named in the `live` table is the version jobs read:
+activating an upload (again) makes it live, so re-uploading earlier content brings that
+content back.
 
 Withdrawal (servers/withdrawal.py): a row in `withdrawn` marks a table its owner is taking
 back. The mark is written, with the live pointer removed, in one transaction before anything
@@ -232,9 +234,10 @@ class Storage:
                          record.policy, "stored", time.time()))
         return record
 
-    def reject(self, record: UploadRecord) -> None:
-        """The servers' copies differ: never usable, files removed."""
-        self._set_state(record, "rejected")
+    def reject(self, record: UploadRecord, state: str = "rejected") -> None:
+        """Never usable, files removed: the servers' copies differ ("rejected"), or their
+        check found values outside the schema ("invalid", servers/check_queue.py)."""
+        self._set_state(record, state)
         shutil.rmtree(self._folder(record), ignore_errors=True)
 
     def make_live(self, record: UploadRecord) -> bool:

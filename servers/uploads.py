@@ -2,8 +2,9 @@
 that both servers hold the same, a table's live version and its privacy budget.
 
 A table version becomes ready (usable) only when both servers hold it durably with the same
-upload id, table, row count, schema hash and content digest; activating it (again) makes it the
-table's live version on both (servers/storage.py keeps the catalog).
+upload id, table, row count, schema hash and content digest, and both have checked its values
+on shares (servers/check_queue.py: until then an activation answers "checking"); activating it
+(again) makes it the table's live version on both (servers/storage.py keeps the catalog).
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ from twofold.servers.audit import Audit
 from twofold.servers.budget import BudgetLedger
 from twofold.servers.config import Quotas
 from twofold.servers.storage import StagedUpload, Storage, UploadRecord
+from twofold.servers.upload_checks import refusal
 
 log = logging.getLogger("twofold.server")
 MAX_UPLOADS_IN_PROGRESS = 4  # per owner; a newer begin abandons the oldest
 
 
 class Uploads:
-    """`call_peer(header)` asks the other server and returns its reply's fields."""
+    """`call_peer(header)` asks the other server and returns its reply's fields;
+    `request_check(record)` asks for a check of its values (server 0 runs it), or says why the
+    last one failed."""
 
     def __init__(self, party: int, schema: Schema, storage: Storage, data_dir,
-                 call_peer: Callable[[dict], Awaitable[dict]], audit: Audit, quotas: Quotas):
+                 call_peer: Callable[[dict], Awaitable[dict]], audit: Audit, quotas: Quotas,
+                 request_check: Callable[[UploadRecord], str | None]):
         self.party = party
         self.quotas = quotas
         self.schema = schema
@@ -37,6 +42,7 @@ class Uploads:
         self.data_dir = data_dir
         self.call_peer = call_peer
         self.audit = audit
+        self.request_check = request_check
         self.staged: dict[tuple[str, str], StagedUpload] = {}  # by (owner, upload id)
 
     def begin(self, owner: str, upload_id: str, header: dict) -> dict:
@@ -66,6 +72,8 @@ class Uploads:
             if existing.state == "rejected":
                 raise RequestError(f"upload {upload_id} was refused (the servers' copies "
                                    "differed); upload under another id")
+            if existing.state == "invalid":
+                raise RequestError(refusal(table.name))
             if existing.same_content(record):
                 return {"status": "exists"}
             raise RequestError(f"upload id {upload_id} was already used for other content")
@@ -124,12 +132,15 @@ class Uploads:
 
     async def activate(self, owner: str, upload_id: str) -> dict:
         """Make the upload the live version of its table on both servers, once both hold the
-        same; activating an earlier upload again brings it back."""
+        same and have checked its values ("checking" until then: ask again); activating an
+        earlier upload again brings it back."""
         record = self.storage.lookup(owner, upload_id)
         if record is None:
             raise RequestError(f"server {self.party} holds no upload {upload_id} from {owner}")
         if record.state == "rejected":
             raise RequestError(f"upload {upload_id} was refused: the servers' copies differ")
+        if record.state == "invalid":
+            raise RequestError(refusal(record.table_name))
         response = await self.call_peer({"action": PEER_CHECK, "record": record.as_message()})
         status = response.get("status")
         if status == "missing":
@@ -138,24 +149,37 @@ class Uploads:
             self.storage.reject(record)
             raise RequestError(f"servers 0 and 1 received different metadata for upload "
                                f"{upload_id}; both refused it")
+        if status == "invalid":
+            self.storage.reject(record, "invalid")
+            raise RequestError(refusal(record.table_name))
         if status != "match":
             raise RequestError(f"server {1 - self.party} answered {status!r:.40}")
+        if record.state != "ready" or response.get("ready") is not True:
+            failure = self.request_check(record)  # and checks it again
+            return {"status": "checking", **({"failed": failure} if failure else {})}
         was_live = self.storage.make_live(record)
         if not was_live:  # a new live version: logged before the owner hears of it
             self.audit.upload(record, self.storage.load(record))
         return {"status": "ready", "was_live": was_live}
 
     def peer_check(self, theirs: UploadRecord) -> dict:
-        """The peer asks whether this server holds the upload it is activating, the same."""
+        """The peer asks whether this server holds the upload it is activating, the same; if
+        both have checked it, it becomes (again) the live one."""
         mine = self.storage.lookup(theirs.owner, theirs.upload_id)
         if mine is None:
             return {"status": "missing"}
         if mine.state == "rejected" or not mine.same_content(theirs):
             self.storage.reject(mine)
             return {"status": "mismatch"}
-        if not self.storage.make_live(mine):  # both hold it durably: (again) the live one
-            self.audit.upload(mine, self.storage.load(mine))
-        return {"status": "match"}
+        if "invalid" in (mine.state, theirs.state):  # one server's marking was cut short
+            self.storage.reject(mine, "invalid")
+            return {"status": "invalid"}
+        if mine.state == theirs.state == "ready":
+            if not self.storage.make_live(mine):  # (again) the live one
+                self.audit.upload(mine, self.storage.load(mine))
+            return {"status": "match", "ready": True}
+        self.request_check(mine)
+        return {"status": "match", "ready": False}
 
     def status(self, table_name: str) -> dict:
         current = self.storage.current(table_name)

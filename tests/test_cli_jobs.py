@@ -109,12 +109,15 @@ def test_joined_columns_survive_separate_processes(tmp_path):
 
 def test_with_json_a_failed_jobs_reason_is_on_stderr_too(tmp_path):
     """--json puts the outcome on stdout; a failed job's reason also goes where a failing
-    command's reason goes. No dealer runs, so the job cannot get its correlations."""
+    command's reason goes. The dealer stops after the upload (whose check needs it), so the
+    job cannot get its correlations."""
     with LocalCluster(timeout_s=10, schema_text=SCHEMA,
                       owners=("alice", "bob", "carol")) as cluster:
         cluster.start_server(0)
         cluster.start_server(1)
         upload_customers(cluster, tmp_path)
+        cluster.dealer.kill()
+        cluster.dealer.wait()
         spec = tmp_path / "job.toml"
         spec.write_text('[job]\nrecipients = ["carol"]\ntables = ["customers"]\n'
                         '[output]\ncolumns = ["customers.id"]\n')

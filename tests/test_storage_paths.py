@@ -124,13 +124,26 @@ def test_a_hostile_upload_id_touches_nothing(deployment, upload_id):
 
 def test_upload_ids_are_per_owner(deployment):
     """Bob's begin under alice's in-progress id leaves her upload alone (it used to abandon
-    it); both complete under the same id."""
+    it); both complete under the same id. Every column holds 1 and 3 (keys in order), but
+    the indicator and the region (3 values), which must hold 1 and 2 to pass the servers'
+    check."""
+    def held(column):
+        return np.array([1, 1 if column == "_valid" else 2 if column == "region" else 3],
+                        np.uint64)
+
     async def send(owner, table, party):
         columns = deployment.schema.table(table).stored_columns
+        ones = np.arange(2, dtype=np.uint64) + 1  # server 1's shares; server 0's the rest
         await call_server(deployment, owner, party, {"action": "chunk", "upload_id": "v1",
                                                      "start": 0},
-                          [np.arange(2, dtype=np.uint64) + party for _ in columns])
+                          [held(c) - ones if party == 0 else ones for c in columns])
         await call_server(deployment, owner, party, {"action": "commit", "upload_id": "v1"})
+
+    async def activate(owner):
+        while (await call_server(deployment, owner, 0, {"action": "activate",
+                                                        "upload_id": "v1"}))[0]["status"] \
+                == "checking":
+            await asyncio.sleep(0.05)
 
     async def scenario():
         async with running(deployment) as servers:
@@ -140,14 +153,14 @@ def test_upload_ids_are_per_owner(deployment):
             for party in (0, 1):
                 await send("alice", "customers", party)
                 await send("bob", "orders", party)
-            await call_server(deployment, "alice", 0, {"action": "activate", "upload_id": "v1"})
-            await call_server(deployment, "bob", 0, {"action": "activate", "upload_id": "v1"})
+            await activate("alice")
+            await activate("bob")
             return [(s.storage.current("customers").owner, s.storage.current("orders").owner)
                     for s in servers]
 
     assert asyncio.run(scenario()) == [("alice", "bob")] * 2
     customers = deployment.stored("customers")
-    assert all(values.tolist() == [1, 3] for values in customers.values())
+    assert all(values.tolist() == held(name).tolist() for name, values in customers.items())
 
 
 def test_a_job_folder_without_state_does_not_stop_the_server(deployment):

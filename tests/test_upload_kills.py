@@ -12,6 +12,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]  # server processes
 @pytest.mark.parametrize("party, point", [
     (1, "record"),  # server 0 committed, server 1 did not answer: the retry used fresh masks
     (0, "live1"),  # server 1 made it live, server 0 died before recording it
+    (1, "check"),  # server 1 died as the check of the values began: the retry checks again
 ])
 def test_a_retry_after_a_kill_ends_with_the_owners_data(tmp_path, party, point):
     trial = run_trial(party, point, rows=2000, folder=tmp_path)

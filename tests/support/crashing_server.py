@@ -17,6 +17,7 @@ from pathlib import Path
 
 from twofold.mpc.files import private_files
 from twofold.servers import storage as server_storage
+from twofold.servers.check_queue import CheckQueue
 from twofold.servers.config import load_server_config
 from twofold.servers.server import Server
 from twofold.servers.storage import StagedUpload, Storage
@@ -33,6 +34,7 @@ CRASH_POINTS = {
     "record": (Storage, "commit", "after", 1),  # catalog row written, commit not acknowledged
     "activate": (Uploads, "activate", "before", 1),  # an owner's activation arrived
     "peer_check": (Uploads, "peer_check", "before", 1),  # the peer's question arrived
+    "check": (CheckQueue, "_run", "before", 1),  # its side of the check of the values began
     "live1": (Storage, "make_live", "after", 1),  # first time it made the upload live
     "live2": (Storage, "make_live", "after", 2),  # second time
     # withdrawal (servers/withdrawal.py), in its order

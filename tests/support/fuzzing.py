@@ -103,6 +103,9 @@ class Generator:
                 "owner": "alice", "rows": rng.randint(1, 64), "schema_hash": self.schema_hash,
                 "digest": self.ident(), "columns": list(self.columns), "policy": "{}",
                 "state": "stored"}}, []
+        if action == "check_start":
+            return {"action": action, "owner": "alice", "upload_id": rng.choice(self.upload_ids),
+                    "digest": self.ident(), "session_id": self.ident()}, []
         if action == "preprocess_start":
             return {"action": action, "session_id": self.ident()}, []
         if action == "open":

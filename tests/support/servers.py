@@ -11,7 +11,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.support.audit import logs_agree
-from tests.support.harness import free_address, keypair
+from tests.support.harness import free_address, keypair, shares_of
 from twofold.config import ClientConfig
 from twofold.mpc.curve import KeyPair
 from twofold.mpc.dealer import Dealer
@@ -19,12 +19,13 @@ from twofold.mpc.prg import Prg
 from twofold.mpc.rpc import ServerAddress
 from twofold.mpc.session import Endpoints
 from twofold.mpc.signing import SigningKey
+from twofold.owners.policy import Policy
 from twofold.owners.prepare import prepare
 from twofold.owners.schema import load_schema
 from twofold.owners.upload import upload
 from twofold.servers.config import ServerConfig
 from twofold.servers.server import Server
-from twofold.servers.storage import Storage
+from twofold.servers.storage import Storage, UploadRecord
 
 SCHEMA = """
 [schema]
@@ -91,7 +92,7 @@ class Deployment:
 
 
 def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "bob"),
-                    timeout_s: float = 10.0):
+                    timeout_s: float = 10.0, correlations: str = "dealer"):
     schema_path = folder / "schema.toml"
     schema_path.write_text(schema_text)
     server_keys, dealer_keys = [keypair(), keypair()], keypair()
@@ -101,7 +102,8 @@ def make_deployment(folder: Path, schema_text: str = SCHEMA, owners=("alice", "b
     peer, dealer = free_address(), free_address()
     configs = [ServerConfig(
         endpoints=Endpoints(p, server_keys[p], server_keys[1 - p].public, peer,
-                            dealer_keys.public, dealer, timeout_s=timeout_s),
+                            dealer_keys.public, dealer, timeout_s=timeout_s,
+                            correlations=correlations),
         listen=listen[p], peer_service_address=listen[1 - p], schema_path=schema_path,
         data_dir=folder / f"data{p}",
         clients={name: key.public for name, key in owner_keys.items()},
@@ -169,6 +171,24 @@ async def upload_file(deployment, owner, table, keys=None, **options):
                           deployment.addresses(), timeout_s=options.pop("timeout_s", 5.0),
                           **options)
     return prepared, result
+
+
+def store_unchecked(deployment, prepared, owner: str, policy: Policy,
+                    upload_id: str = "unchecked") -> None:
+    """Test-only: a version written straight into both servers' stores and made live, as
+    servers stored uploads before they checked their values (servers/upload_checks.py): what
+    jobs must still withstand. Call it while the servers are stopped."""
+    rng = np.random.default_rng()
+    shares = [shares_of(values, rng) for values in prepared.columns.values()]
+    record = UploadRecord(upload_id, prepared.table.name, owner, prepared.rows,
+                          deployment.schema.hash, "unchecked", tuple(prepared.columns),
+                          policy.to_json())
+    for party, config in enumerate(deployment.configs):
+        storage = Storage(config.data_dir)
+        staged = storage.stage(record)
+        staged.append(0, [pair[party] for pair in shares])
+        storage.make_live(storage.commit(staged))
+        storage.close()
 
 
 def reconstruct_outputs(outputs) -> dict[str, np.ndarray]:
