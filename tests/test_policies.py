@@ -182,8 +182,14 @@ def test_rules_are_checked_against_the_version_the_job_reads(deployment):
             alice = deployment.client("alice")
             blocker = await submit_job(alice, long_job)
             queued = await submit_job(alice, rows)
-            await upload_file(deployment, "alice", "customers", policy=rules(outputs=("model",)))
+            # the stricter version goes live once the servers checked it, which they do when
+            # no job runs and before queued jobs: so it waits for the blocker's cancel
+            stricter = asyncio.create_task(upload_file(
+                deployment, "alice", "customers", policy=rules(outputs=("model",))))
+            while not servers[0].checks.pending and not stricter.done():
+                await asyncio.sleep(0.05)
             await cancel_job(alice, blocker)
+            await stricter
             statuses = await wait_for_job(alice, queued, timeout_s=120)
             return statuses, [s.jobs.output_folder("alice", queued).exists() for s in servers]
 
