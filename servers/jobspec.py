@@ -57,6 +57,10 @@ from twofold.sorting_join.predicate import Expression, PredicateError, column_ty
 
 MODELS = ("linear", "logistic")
 EXTREME_LIMIT = 2.0 ** 60  # min and max need stored values below 2^60
+# a training's correlations are planned ahead, every iteration's requests with its batch's rows
+# (ml/sgd.py): these bound what one job's plan holds in each server's memory
+MAX_ITERATIONS = 100_000
+MAX_BATCH_ROWS = 1 << 24  # iterations x batch_size
 SIZE_CHECK_EPSILON = 0.1  # level 5: the noisy join-size check's epsilon, unless the spec says
 ONEHOT = re.compile(r"\s*onehot\(\s*(\w+\.\w+)\s*\)\s*")
 
@@ -527,6 +531,10 @@ def _parse_training(check: _Checker, schema: Schema, plan: JoinPlan, body: dict)
     if (len(features) + 1) * iterations * rate * bound >= limit:
         check.fail("learning_rate", "learning_rate x iterations x features would overflow the "
                                     f"fixed-point range (keep their product below {limit:g})")
+    if iterations > MAX_ITERATIONS or iterations * batch > MAX_BATCH_ROWS:
+        check.fail("iterations", f"at most {MAX_ITERATIONS} iterations and {MAX_BATCH_ROWS} "
+                                 "rows in all (iterations x batch_size): the servers plan a "
+                                 "training's correlations ahead, in memory")
     try:
         step_constant(rate / batch, batch, bound, frac_bits)
     except PrecisionError as error:

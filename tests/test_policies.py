@@ -173,7 +173,7 @@ def test_rules_are_checked_against_the_version_the_job_reads(deployment):
     servers check the rules again at start and refuse it."""
     long_job = ('[job]\nrecipients = ["carol"]\n[train]\nmodel = "logistic"\n'
                 'features = ["customers.age"]\nlabel = "customers.member"\n'
-                "iterations = 1000000\nbatch_size = 2\nlearning_rate = 0.1\nprivacy_level = 3\n")
+                "iterations = 100000\nbatch_size = 2\nlearning_rate = 0.1\nprivacy_level = 3\n")
     rows = ROWS.format(who="carol")
 
     async def scenario():

@@ -200,6 +200,10 @@ def test_level_5_model_carries_its_ledger(world):
      "batch_size 400 is above the declared min_join_size"),
     (train_spec(4).replace("iterations = 150", "iterations = 1000000000"),
      "would overflow the fixed-point range"),
+    (train_spec(4).replace("iterations = 150", "iterations = 100001"),
+     "at most 100000 iterations"),
+    (train_spec(4).replace("iterations = 150", "iterations = 90000")
+     .replace("batch_size = 32", "batch_size = 200"), r"rows in all \(iterations x batch_size\)"),
     (train_spec(4).replace('model = "logistic"', 'model = "forest"'), "model must be one of"),
 ])
 def test_bad_training_specs(world, spec, message):
